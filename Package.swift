@@ -1,0 +1,31 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+#if os(macOS)
+let blasLink: [LinkerSetting] = [.linkedFramework("Accelerate")]
+#else
+let blasLink: [LinkerSetting] = []
+#endif
+
+let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "SwiftDDPM",
+    products: [
+        // libddpm.so: the C ABI described by include/ddpm.h.
+        .library(name: "ddpm", type: .dynamic, targets: ["DDPMC"]),
+        // The engine, for Swift callers.
+        .library(name: "DDPM", targets: ["DDPM"]),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CBLAS",
+            path: "Sources/CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .target(name: "DDPM", dependencies: ["CBLAS"], swiftSettings: optimize, linkerSettings: blasLink),
+        .target(name: "DDPMC", dependencies: ["DDPM"], swiftSettings: optimize),
+        .testTarget(name: "DDPMTests", dependencies: ["DDPM"]),
+    ]
+)

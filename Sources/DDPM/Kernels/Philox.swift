@@ -1,0 +1,80 @@
+// Counter-based random numbers: Philox 4x32-10 (Salmon et al., SC'11) and Box–Muller.
+//
+// The stream is a pure function of (seed, counter): the same seed gives the same numbers
+// in Swift, C and Python, whatever the thread count. One `next4()` consumes one counter.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+public struct Philox: Sendable, Equatable {
+    /// The key: the seed, never changed by drawing.
+    public let seed: UInt64
+    /// Blocks of four 32-bit words drawn so far.
+    public var counter: UInt64
+
+    public init(seed: UInt64, counter: UInt64 = 0) {
+        self.seed = seed
+        self.counter = counter
+    }
+
+    /// Four fresh 32-bit words.
+    @inline(__always)
+    public mutating func next4() -> SIMD4<UInt32> {
+        var c = SIMD4<UInt32>(UInt32(truncatingIfNeeded: counter), UInt32(truncatingIfNeeded: counter >> 32), 0, 0)
+        var k0 = UInt32(truncatingIfNeeded: seed), k1 = UInt32(truncatingIfNeeded: seed >> 32)
+        counter &+= 1
+        for _ in 0..<10 {
+            let p0 = UInt64(0xD251_1F53) &* UInt64(c[0])
+            let p1 = UInt64(0xCD9E_8D57) &* UInt64(c[2])
+            c = SIMD4(UInt32(truncatingIfNeeded: p1 >> 32) ^ c[1] ^ k0, UInt32(truncatingIfNeeded: p1),
+                      UInt32(truncatingIfNeeded: p0 >> 32) ^ c[3] ^ k1, UInt32(truncatingIfNeeded: p0))
+            k0 &+= 0x9E37_79B9
+            k1 &+= 0xBB67_AE85
+        }
+        return c
+    }
+
+    /// Uniform in [0, 1) with 24 random bits.
+    @inline(__always)
+    static func unit(_ u: UInt32) -> Float { Float(u >> 8) * 0x1p-24 }
+
+    /// Fills `out` with `count` independent N(0, 1) draws (Box–Muller on pairs).
+    public mutating func fillNormal(_ out: UnsafeMutablePointer<Float>, count: Int) {
+        var i = 0
+        while i < count {
+            let r = next4()
+            for pair in 0..<2 {
+                // u1 in (0, 1] so that log(u1) is finite.
+                let u1 = Float((r[2 * pair] >> 8) + 1) * 0x1p-24
+                let u2 = Philox.unit(r[2 * pair + 1])
+                let radius = (-2 * logf(u1)).squareRoot()
+                let angle = 2 * Float.pi * u2
+                if i < count { out[i] = radius * cosf(angle); i += 1 }
+                if i < count { out[i] = radius * sinf(angle); i += 1 }
+            }
+        }
+    }
+
+    /// Fills `out` with `count` uniform integers in 0..<bound (multiply-shift, bias < bound/2³²).
+    public mutating func fillUniformInt(_ out: UnsafeMutablePointer<Int32>, count: Int, below bound: Int) {
+        var i = 0
+        while i < count {
+            let r = next4()
+            for lane in 0..<4 where i < count {
+                out[i] = Int32(truncatingIfNeeded: (UInt64(r[lane]) &* UInt64(bound)) >> 32)
+                i += 1
+            }
+        }
+    }
+
+    /// Fills `out` with `count` uniform floats in [0, 1).
+    public mutating func fillUniform(_ out: UnsafeMutablePointer<Float>, count: Int) {
+        var i = 0
+        while i < count {
+            let r = next4()
+            for lane in 0..<4 where i < count { out[i] = Philox.unit(r[lane]); i += 1 }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+// The ε-network for vector data: a residual MLP with a sinusoidal timestep embedding.
+//
+//   B = batch, D = data dims, H = hidden width, E = timestep-encoding size,
+//   L = residual blocks, K = classes (label K = null).
+//
+//   e    = sinusoid(t)                                     (B, E)
+//   temb = W_t2·SiLU(W_t1·e) [+ classEmbedding[label]]     (B, H)
+//   h_0  = W_in·x                                          (B, H)
+//   h_{l+1} = h_l + W2_l·SiLU(W1_l·(LN_l(h_l) + temb))     (B, H)   l = 0..<L
+//   ε̂    = W_out·SiLU(LN_out(h_L))                          (B, D)
+// (every W· includes its bias)
+
+public final class ResidualMLP: EpsilonNetwork {
+    public struct Config: Codable, Sendable, Equatable {
+        public var dataDim: Int
+        public var hidden: Int = 128
+        public var depth: Int = 4
+        public var timeEmbedDim: Int = 64
+        public var numClasses: Int = 0
+        public init(dataDim: Int, hidden: Int = 128, depth: Int = 4, timeEmbedDim: Int = 64, numClasses: Int = 0) {
+            (self.dataDim, self.hidden, self.depth, self.timeEmbedDim, self.numClasses) = (dataDim, hidden, depth, timeEmbedDim, numClasses)
+        }
+    }
+
+    struct Block {
+        let norm: LayerNorm, fc1: Linear, fc2: Linear
+    }
+
+    public let parameters: ParameterSet
+    public let settings: Config
+    public var sampleShape: [Int] { [settings.dataDim] }
+    public var numClasses: Int { settings.numClasses }
+    public var config: NetworkConfig { .mlp(settings) }
+
+    let sinusoid: SinusoidalEmbedding
+    let timeIn: Linear, timeOut: Linear
+    let classEmbedding: Embedding?
+    let inProj: Linear
+    let blocks: [Block]
+    let outNorm: LayerNorm
+    let outProj: Linear
+    var acts: Activations
+
+    public init(_ config: Config, timesteps: Int, rng: inout Philox) throws {
+        let (D, H, E, L, K) = (config.dataDim, config.hidden, config.timeEmbedDim, config.depth, config.numClasses)
+        try require(D >= 1, "data_dim must be >= 1 (got \(D))")
+        try require(H >= 1, "hidden must be >= 1 (got \(H))")
+        try require(L >= 0, "depth must be >= 0 (got \(L))")
+        try require(E >= 2 && E % 2 == 0, "time_embed_dim must be even and >= 2 (got \(E))")
+        try require(K >= 0, "num_classes must be >= 0 (got \(K))")
+        try require(timesteps >= 1, "timesteps must be >= 1")
+        settings = config
+        var layout = ParameterLayout()
+        timeIn = Linear(&layout, "time.fc1", in: E, out: H)
+        timeOut = Linear(&layout, "time.fc2", in: H, out: H)
+        classEmbedding = K > 0 ? Embedding(&layout, "class_embedding", rows: K + 1, features: H) : nil
+        inProj = Linear(&layout, "in_proj", in: D, out: H)
+        blocks = (0..<L).map { l in
+            Block(norm: LayerNorm(&layout, "blocks.\(l).norm", features: H),
+                  fc1: Linear(&layout, "blocks.\(l).fc1", in: H, out: H),
+                  fc2: Linear(&layout, "blocks.\(l).fc2", in: H, out: H))
+        }
+        outNorm = LayerNorm(&layout, "out_norm", features: H)
+        outProj = Linear(&layout, "out_proj", in: H, out: D)
+        parameters = ParameterSet(layout: layout, rng: &rng)
+        sinusoid = SinusoidalEmbedding(dim: E, timesteps: timesteps)
+        acts = Activations(config, batch: 0)
+    }
+
+    /// Every buffer of one forward/backward pass, sized for `capacity` rows.
+    struct Activations {
+        let capacity: Int
+        let x: Buffer<Float>  // (B, D) the input, kept for W_in's gradient
+        let e, te1, te1s, temb, dtemb, dte: Buffer<Float>  // (B, E), (B, H) ×3, (B, H), (B, H)
+        let h: [Buffer<Float>]  // L+1 × (B, H): the residual stream
+        let normed, mean, rstd, u, s: [Buffer<Float>]  // L × (B, H), (B,), (B,), (B, H), (B, H); normed holds LN(h)+temb
+        let outNormed, outMean, outRstd, outS: Buffer<Float>  // (B, H), (B,), (B,), (B, H)
+        let dh, da, ds: Buffer<Float>  // (B, H) scratch gradients
+        let labels: Buffer<Int32>  // (B,) labels with nil/dropout resolved
+
+        init(_ c: Config, batch B: Int) {
+            capacity = B
+            let (H, E, L) = (c.hidden, c.timeEmbedDim, c.depth)
+            func bh() -> Buffer<Float> { Buffer(count: B * H) }
+            x = Buffer(count: B * c.dataDim)
+            e = Buffer(count: B * E); te1 = bh(); te1s = bh(); temb = bh(); dtemb = bh(); dte = bh()
+            h = (0...L).map { _ in bh() }
+            normed = (0..<L).map { _ in bh() }
+            mean = (0..<L).map { _ in Buffer(count: B) }
+            rstd = (0..<L).map { _ in Buffer(count: B) }
+            u = (0..<L).map { _ in bh() }
+            s = (0..<L).map { _ in bh() }
+            outNormed = bh(); outMean = Buffer(count: B); outRstd = Buffer(count: B); outS = bh()
+            dh = bh(); da = bh(); ds = bh()
+            labels = Buffer(count: B, zero: 0)
+        }
+    }
+
+    public func forward(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: UnsafePointer<Int32>,
+                        labels: UnsafePointer<Int32>?, batch B: Int, params p: UnsafePointer<Float>,
+                        training: Bool, rng: inout Philox) {
+        if acts.capacity < B { acts = Activations(settings, batch: B) }
+        let a = acts
+        let H = settings.hidden
+        // temb (B, H) = W_t2·SiLU(W_t1·sinusoid(t)) [+ class embedding]
+        sinusoid.forward(a.e.pointer, t: t, batch: B)
+        timeIn.forward(a.te1.pointer, a.e.pointer, p, batch: B)
+        SiLU.forward(a.te1s.pointer, a.te1.pointer, count: B * H)
+        timeOut.forward(a.temb.pointer, a.te1s.pointer, p, batch: B)
+        if let classEmbedding {
+            for b in 0..<B { a.labels.pointer[b] = labels?[b] ?? Int32(settings.numClasses) }
+            classEmbedding.forward(accumulateInto: a.temb.pointer, ids: a.labels.pointer, p, batch: B)
+        }
+        // h_0 = W_in·x  (x is kept for the backward pass)
+        if training { a.x.pointer.update(from: x, count: B * settings.dataDim) }
+        inProj.forward(a.h[0].pointer, x, p, batch: B)
+        for (l, block) in blocks.enumerated() {
+            let (hIn, hOut, n) = (a.h[l].pointer, a.h[l + 1].pointer, a.normed[l].pointer)
+            block.norm.forward(n, mean: a.mean[l].pointer, rstd: a.rstd[l].pointer, hIn, p, batch: B)
+            for i in 0..<B * H { n[i] += a.temb.pointer[i] }
+            block.fc1.forward(a.u[l].pointer, n, p, batch: B)
+            SiLU.forward(a.s[l].pointer, a.u[l].pointer, count: B * H)
+            hOut.update(from: hIn, count: B * H)  // residual: h_{l+1} = h_l + fc2(...)
+            block.fc2.forward(hOut, a.s[l].pointer, p, batch: B, accumulate: true)
+        }
+        let hL = a.h[blocks.count].pointer
+        outNorm.forward(a.outNormed.pointer, mean: a.outMean.pointer, rstd: a.outRstd.pointer, hL, p, batch: B)
+        SiLU.forward(a.outS.pointer, a.outNormed.pointer, count: B * H)
+        outProj.forward(out, a.outS.pointer, p, batch: B)
+    }
+
+    public func backward(dout: UnsafePointer<Float>, batch B: Int) {
+        let a = acts
+        let H = settings.hidden
+        let p = UnsafePointer(parameters.values.pointer), g = parameters.grads.pointer
+        let (dh, da, ds) = (a.dh.pointer, a.da.pointer, a.ds.pointer)
+        // ε̂ = W_out·SiLU(LN_out(h_L))
+        outProj.backward(dinp: ds, g, dout: dout, inp: a.outS.pointer, p, batch: B)
+        SiLU.backward(dinp: ds, dout: ds, inp: a.outNormed.pointer, count: B * H)
+        dh.update(repeating: 0, count: B * H)
+        outNorm.backward(dinp: dh, g, dout: ds, inp: a.h[blocks.count].pointer, mean: a.outMean.pointer,
+                         rstd: a.outRstd.pointer, p, batch: B)
+        a.dtemb.pointer.update(repeating: 0, count: B * H)
+        for (l, block) in blocks.enumerated().reversed() {
+            // h_{l+1} = h_l + fc2(SiLU(fc1(LN(h_l) + temb))); dh carries ∂L/∂h_{l+1}, then ∂L/∂h_l.
+            block.fc2.backward(dinp: ds, g, dout: dh, inp: a.s[l].pointer, p, batch: B)
+            SiLU.backward(dinp: ds, dout: ds, inp: a.u[l].pointer, count: B * H)
+            block.fc1.backward(dinp: da, g, dout: ds, inp: a.normed[l].pointer, p, batch: B)
+            for i in 0..<B * H { a.dtemb.pointer[i] += da[i] }
+            block.norm.backward(dinp: dh, g, dout: da, inp: a.h[l].pointer, mean: a.mean[l].pointer,
+                                rstd: a.rstd[l].pointer, p, batch: B)
+        }
+        inProj.backward(dinp: nil, g, dout: dh, inp: a.x.pointer, p, batch: B)
+        // temb = W_t2·SiLU(W_t1·e) [+ class embedding]
+        if let classEmbedding { classEmbedding.backward(g, dout: a.dtemb.pointer, ids: a.labels.pointer, batch: B) }
+        timeOut.backward(dinp: a.dte.pointer, g, dout: a.dtemb.pointer, inp: a.te1s.pointer, p, batch: B)
+        SiLU.backward(dinp: a.dte.pointer, dout: a.dte.pointer, inp: a.te1.pointer, count: B * H)
+        timeIn.backward(dinp: nil, g, dout: a.dte.pointer, inp: a.e.pointer, p, batch: B)
+    }
+}

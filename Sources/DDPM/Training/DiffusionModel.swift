@@ -1,0 +1,151 @@
+// A diffusion model: schedule + ε-network + optimizer state + EMA weights + RNG.
+// One `trainStep` is DDPM Algorithm 1; sampling lives in Sampling/, files in Checkpoint/.
+//
+//   B = batch, S = floats per sample, P = number of parameters, K = classes.
+
+/// Optimisation settings of a model (stored in checkpoints).
+public struct TrainingConfig: Codable, Sendable, Equatable {
+    public var optimizer = AdamWConfig()
+    /// Clip the global gradient norm to this value; 0 disables clipping.
+    public var gradClip: Float = 1
+    /// EMA decay d in θ_ema ← d·θ_ema + (1−d)·θ.
+    public var emaDecay: Float = 0.995
+    /// Probability of replacing a label by the null label while training (classifier-free guidance).
+    public var labelDropout: Float = 0.1
+    /// Seeds parameter initialisation and every training draw.
+    public var seed: UInt64 = 0
+    public init() {}
+
+    func validate() throws {
+        try optimizer.validate()
+        try require(gradClip.isFinite && gradClip >= 0, "grad_clip must be >= 0 (got \(gradClip))")
+        try require(emaDecay >= 0 && emaDecay <= 1, "ema_decay must be in [0, 1] (got \(emaDecay))")
+        try require(labelDropout >= 0 && labelDropout <= 1, "label_dropout must be in [0, 1] (got \(labelDropout))")
+    }
+}
+
+public final class DiffusionModel {
+    public let schedule: NoiseSchedule
+    public let network: EpsilonNetwork
+    public private(set) var training: TrainingConfig
+    let optimizer: AdamW
+    let ema: Buffer<Float>  // (P,) EMA of the parameters
+    var rng: Philox  // every training draw: t, ε, label dropout, dropout
+    /// Train steps taken so far.
+    public internal(set) var step = 0
+    var buffers: TrainBuffers
+
+    /// Per-batch training buffers, grown when a larger batch arrives.
+    struct TrainBuffers {
+        let capacity: Int
+        let xt, eps, epsHat, dout: Buffer<Float>  // (B, S)
+        let t, labels: Buffer<Int32>  // (B,)
+        let coin: Buffer<Float>  // (B,) uniforms for label dropout
+        init(batch: Int, sampleSize: Int) {
+            capacity = batch
+            xt = Buffer(count: batch * sampleSize); eps = Buffer(count: batch * sampleSize)
+            epsHat = Buffer(count: batch * sampleSize); dout = Buffer(count: batch * sampleSize)
+            t = Buffer(count: batch, zero: 0); labels = Buffer(count: batch, zero: 0)
+            coin = Buffer(count: batch)
+        }
+    }
+
+    /// A fresh model: parameters initialised from `training.seed`, EMA equal to them.
+    public init(schedule: NoiseSchedule, network config: NetworkConfig, training: TrainingConfig = .init()) throws {
+        try training.validate()
+        self.schedule = schedule
+        self.training = training
+        var initRNG = Philox(seed: training.seed ^ 0x5EED_1417_0000_0001)
+        network = try config.makeNetwork(timesteps: schedule.count, rng: &initRNG)
+        let P = network.parameters.count
+        optimizer = AdamW(config: training.optimizer, count: P)
+        ema = Buffer(count: P)
+        ema.pointer.update(from: network.parameters.values.pointer, count: P)
+        rng = Philox(seed: training.seed)
+        buffers = TrainBuffers(batch: 0, sampleSize: network.sampleSize)
+    }
+
+    /// Changes the learning rate (e.g. for a schedule driven by the caller).
+    public func setLearningRate(_ lr: Float) throws {
+        var c = training.optimizer
+        c.learningRate = lr
+        try c.validate()
+        training.optimizer = c
+        optimizer.config = c
+    }
+
+    /// Checks that labels are in 0...K (K = null) for a conditional network.
+    func validate(labels: UnsafePointer<Int32>?, batch: Int) throws {
+        guard let labels else { return }
+        let K = network.numClasses
+        try require(K > 0, "labels were given but the model is unconditional (num_classes = 0)")
+        for b in 0..<batch where labels[b] < 0 || Int(labels[b]) > K {
+            throw DDPMError.invalidArgument("label[\(b)] = \(labels[b]) is outside 0..<\(K) (or \(K) for no class)")
+        }
+    }
+
+    /// One step of DDPM Algorithm 1 on a batch x_0 (B, S) with optional labels (B,):
+    /// t ~ U{0..T−1}, ε ~ N(0, I), x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε, L = mean‖ε − ε_θ(x_t, t)‖²,
+    /// backward, clip, AdamW, EMA.
+    /// - Returns: the loss before the update.
+    /// - Throws: on a bad batch or labels, non-finite data, or a non-finite loss (the
+    ///   parameters are then left unchanged).
+    public func trainStep(x0: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch B: Int) throws -> Float {
+        try require(B >= 1, "batch must be >= 1 (got \(B))")
+        let S = network.sampleSize
+        try requireFinite(x0, count: B * S, "x0")
+        try validate(labels: labels, batch: B)
+        if buffers.capacity < B { buffers = TrainBuffers(batch: B, sampleSize: S) }
+        let buf = buffers
+        // t ~ U{0..T−1}, ε ~ N(0, I), x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε
+        rng.fillUniformInt(buf.t.pointer, count: B, below: schedule.count)
+        rng.fillNormal(buf.eps.pointer, count: B * S)
+        try schedule.addNoise(buf.xt.pointer, x0: x0, noise: buf.eps.pointer, t: buf.t.pointer, batch: B, dim: S)
+        var netLabels: UnsafePointer<Int32>? = nil
+        if network.numClasses > 0 {
+            // Label dropout: a row keeps its label with probability 1 − p, else gets the null label K.
+            rng.fillUniform(buf.coin.pointer, count: B)
+            let K = Int32(network.numClasses)
+            for b in 0..<B {
+                let given = labels?[b] ?? K
+                buf.labels.pointer[b] = buf.coin.pointer[b] < training.labelDropout ? K : given
+            }
+            netLabels = UnsafePointer(buf.labels.pointer)
+        }
+        let params = network.parameters
+        network.forward(buf.epsHat.pointer, x: buf.xt.pointer, t: buf.t.pointer, labels: netLabels, batch: B,
+                        params: params.values.pointer, training: true, rng: &rng)
+        let loss = SimpleLoss.forwardBackward(dout: buf.dout.pointer, predicted: buf.epsHat.pointer,
+                                              target: buf.eps.pointer, count: B * S)
+        guard loss.isFinite else {
+            throw DDPMError.nonFinite("the loss became \(loss) at step \(step); lower the learning rate")
+        }
+        params.zeroGrads()
+        network.backward(dout: buf.dout.pointer, batch: B)
+        GradientClipping.clip(params.grads.pointer, count: params.count, maxNorm: training.gradClip)
+        optimizer.update(params.values.pointer, grads: params.grads.pointer)
+        EMA.update(ema.pointer, params: params.values.pointer, count: params.count, decay: training.emaDecay)
+        step += 1
+        return loss
+    }
+
+    /// Array form of `trainStep` for Swift callers: x0 is (B, S) flattened.
+    public func trainStep(x0: [Float], labels: [Int32]? = nil) throws -> Float {
+        let S = network.sampleSize
+        try require(!x0.isEmpty && x0.count % S == 0, "x0 has \(x0.count) floats, not a multiple of \(S)")
+        let B = x0.count / S
+        if let labels { try require(labels.count == B, "labels has \(labels.count) entries, expected \(B)") }
+        return try x0.withUnsafeBufferPointer { x in
+            try withOptionalPointer(labels) { try trainStep(x0: x.baseAddress!, labels: $0, batch: B) }
+        }
+    }
+
+    /// A copy of the EMA weights, (P,).
+    public var emaValues: [Float] { ema.array }
+}
+
+/// Calls `body` with a pointer to the array's storage, or nil.
+func withOptionalPointer<T, R>(_ array: [T]?, _ body: (UnsafePointer<T>?) throws -> R) rethrows -> R {
+    guard let array else { return try body(nil) }
+    return try array.withUnsafeBufferPointer { try body($0.baseAddress) }
+}
