@@ -25,7 +25,9 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]
         ),
         .target(name: "DDPM", dependencies: ["CBLAS"], swiftSettings: optimize, linkerSettings: blasLink),
-        .target(name: "DDPMC", dependencies: ["DDPM"], swiftSettings: optimize),
+        // include/ddpm.h as a Swift module, so the exports match the header's types.
+        .systemLibrary(name: "CDDPM", path: "include"),
+        .target(name: "DDPMC", dependencies: ["DDPM", "CDDPM"], swiftSettings: optimize),
         .testTarget(name: "DDPMTests", dependencies: ["DDPM"]),
     ]
 )

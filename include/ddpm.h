@@ -26,7 +26,8 @@
  *   - Params structs begin with `struct_size`; fill them with the matching
  *     ddpm_*_params_default() and then edit fields. Enum values are fixed and only ever
  *     appended.
- *   - Handles are opaque; each *_create/*_load has a *_free, and freeing NULL is a no-op.
+ *   - Handles are opaque; every create or load function has a matching free function, and
+ *     freeing NULL is a no-op.
  *   - Threading: distinct handles may be used from different threads at once. One handle
  *     must not be used by two threads at the same time (a schedule is read-only after
  *     creation and may be shared by threads). The library itself may run BLAS on several

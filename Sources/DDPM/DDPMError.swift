@@ -22,9 +22,11 @@ func require(_ condition: Bool, _ message: @autoclosure () -> String) throws {
     if !condition { throw DDPMError.invalidArgument(message()) }
 }
 
-/// Throws `.nonFinite` if any of the `count` values is NaN or infinite.
-func requireFinite(_ p: UnsafePointer<Float>, count: Int, _ what: @autoclosure () -> String) throws {
-    var bad = false
-    for i in 0..<count where !p[i].isFinite { bad = true; break }
-    if bad { throw DDPMError.nonFinite("\(what()) contains NaN or infinite values") }
+/// Throws `.nonFinite` naming the first of the `count` values that is NaN or infinite.
+public func requireFinite(_ p: UnsafePointer<Float>, count: Int, _ what: @autoclosure () -> String) throws {
+    var allFinite = true
+    for i in 0..<count { allFinite = allFinite && p[i].isFinite }  // branch-free, vectorises
+    if allFinite { return }
+    let i = (0..<count).first { !p[$0].isFinite }!
+    throw DDPMError.nonFinite("\(what())[\(i)] is \(p[i])")
 }

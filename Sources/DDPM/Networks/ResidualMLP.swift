@@ -7,8 +7,11 @@
 //   temb = W_t2·SiLU(W_t1·e) [+ classEmbedding[label]]     (B, H)
 //   h_0  = W_in·x                                          (B, H)
 //   h_{l+1} = h_l + W2_l·SiLU(W1_l·(LN_l(h_l) + temb))     (B, H)   l = 0..<L
-//   ε̂    = W_out·SiLU(LN_out(h_L))                          (B, D)
+//   ε̂    = W_out·h_L                                       (B, D)
 // (every W· includes its bias)
+//
+// The readout is linear in the residual stream on purpose: at large t the ideal ε̂ ≈ x_t
+// grows with |x|, and a final LayerNorm would bound it (DDIM then diverges on outliers).
 
 public final class ResidualMLP: EpsilonNetwork {
     public struct Config: Codable, Sendable, Equatable {
@@ -37,7 +40,6 @@ public final class ResidualMLP: EpsilonNetwork {
     let classEmbedding: Embedding?
     let inProj: Linear
     let blocks: [Block]
-    let outNorm: LayerNorm
     let outProj: Linear
     var acts: Activations
 
@@ -60,7 +62,6 @@ public final class ResidualMLP: EpsilonNetwork {
                   fc1: Linear(&layout, "blocks.\(l).fc1", in: H, out: H),
                   fc2: Linear(&layout, "blocks.\(l).fc2", in: H, out: H))
         }
-        outNorm = LayerNorm(&layout, "out_norm", features: H)
         outProj = Linear(&layout, "out_proj", in: H, out: D)
         parameters = ParameterSet(layout: layout, rng: &rng)
         sinusoid = SinusoidalEmbedding(dim: E, timesteps: timesteps)
@@ -74,7 +75,6 @@ public final class ResidualMLP: EpsilonNetwork {
         let e, te1, te1s, temb, dtemb, dte: Buffer<Float>  // (B, E), (B, H) ×3, (B, H), (B, H)
         let h: [Buffer<Float>]  // L+1 × (B, H): the residual stream
         let normed, mean, rstd, u, s: [Buffer<Float>]  // L × (B, H), (B,), (B,), (B, H), (B, H); normed holds LN(h)+temb
-        let outNormed, outMean, outRstd, outS: Buffer<Float>  // (B, H), (B,), (B,), (B, H)
         let dh, da, ds: Buffer<Float>  // (B, H) scratch gradients
         let labels: Buffer<Int32>  // (B,) labels with nil/dropout resolved
 
@@ -90,7 +90,6 @@ public final class ResidualMLP: EpsilonNetwork {
             rstd = (0..<L).map { _ in Buffer(count: B) }
             u = (0..<L).map { _ in bh() }
             s = (0..<L).map { _ in bh() }
-            outNormed = bh(); outMean = Buffer(count: B); outRstd = Buffer(count: B); outS = bh()
             dh = bh(); da = bh(); ds = bh()
             labels = Buffer(count: B, zero: 0)
         }
@@ -123,10 +122,7 @@ public final class ResidualMLP: EpsilonNetwork {
             hOut.update(from: hIn, count: B * H)  // residual: h_{l+1} = h_l + fc2(...)
             block.fc2.forward(hOut, a.s[l].pointer, p, batch: B, accumulate: true)
         }
-        let hL = a.h[blocks.count].pointer
-        outNorm.forward(a.outNormed.pointer, mean: a.outMean.pointer, rstd: a.outRstd.pointer, hL, p, batch: B)
-        SiLU.forward(a.outS.pointer, a.outNormed.pointer, count: B * H)
-        outProj.forward(out, a.outS.pointer, p, batch: B)
+        outProj.forward(out, a.h[blocks.count].pointer, p, batch: B)
     }
 
     public func backward(dout: UnsafePointer<Float>, batch B: Int) {
@@ -134,12 +130,8 @@ public final class ResidualMLP: EpsilonNetwork {
         let H = settings.hidden
         let p = UnsafePointer(parameters.values.pointer), g = parameters.grads.pointer
         let (dh, da, ds) = (a.dh.pointer, a.da.pointer, a.ds.pointer)
-        // ε̂ = W_out·SiLU(LN_out(h_L))
-        outProj.backward(dinp: ds, g, dout: dout, inp: a.outS.pointer, p, batch: B)
-        SiLU.backward(dinp: ds, dout: ds, inp: a.outNormed.pointer, count: B * H)
-        dh.update(repeating: 0, count: B * H)
-        outNorm.backward(dinp: dh, g, dout: ds, inp: a.h[blocks.count].pointer, mean: a.outMean.pointer,
-                         rstd: a.outRstd.pointer, p, batch: B)
+        // ε̂ = W_out·h_L
+        outProj.backward(dinp: dh, g, dout: dout, inp: a.h[blocks.count].pointer, p, batch: B)
         a.dtemb.pointer.update(repeating: 0, count: B * H)
         for (l, block) in blocks.enumerated().reversed() {
             // h_{l+1} = h_l + fc2(SiLU(fc1(LN(h_l) + temb))); dh carries ∂L/∂h_{l+1}, then ∂L/∂h_l.

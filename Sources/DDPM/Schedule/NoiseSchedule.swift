@@ -12,7 +12,7 @@ import Darwin
 
 public struct NoiseSchedule: Sendable, Equatable {
     /// How β was produced; recorded in checkpoints.
-    public enum Kind: Sendable, Equatable {
+    public enum Kind: Codable, Sendable, Equatable {
         case linear(betaStart: Double, betaEnd: Double)
         case cosine(offset: Double, maxBeta: Double)
         case sigmoid(betaMin: Double, betaMax: Double, start: Double, end: Double)
