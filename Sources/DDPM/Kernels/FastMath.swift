@@ -2,23 +2,25 @@
 // (Glibc's expf is a call per element and does not vectorise.)
 
 /// e^x with relative error below 2e-7 on [−87, 88]; inputs outside are clamped.
-/// exp(x) = 2^n·2^r with n = round(x·log2 e), r in [−½, ½], 2^r by a degree-6 polynomial.
+/// exp(x) = 2^n·e^r with n = round(x·log2 e) and r = x − n·ln 2 in [−½ln 2, ½ln 2], r formed in
+/// two parts (Cody–Waite: n·ln2Hi is exact) so that the rounding of x·log2 e does not reach the
+/// result; e^r by Cephes' degree-7 polynomial (expf.c).
 @inline(__always)
 func fastExp(_ x: Float) -> Float {
     let x = x < -87 ? -87 : (x > 88 ? 88 : x)
-    let y = x * 1.442_695_04  // x·log2(e)
-    let magic: Float = 12_582_912  // 1.5·2^23: adding it rounds y to an integer in the low mantissa bits
-    let k = y + magic
+    let magic: Float = 12_582_912  // 1.5·2^23: adding it rounds to an integer in the low mantissa bits
+    let k = x * 1.442_695_04 + magic  // x·log2(e) + magic
     let n = k - magic
-    let r = y - n
-    // 2^r = e^(r ln2), Taylor to degree 6
-    var p: Float = 1.540_353_0e-4
-    p = p * r + 1.333_355_8e-3
-    p = p * r + 9.618_129_1e-3
-    p = p * r + 5.550_410_9e-2
-    p = p * r + 2.402_265_1e-1
-    p = p * r + 6.931_471_8e-1
-    p = p * r + 1
+    let ln2Hi: Float = 0.693_359_375, ln2Lo: Float = -2.121_944_4e-4  // ln 2 = ln2Hi + ln2Lo
+    let r = (x - n * ln2Hi) - n * ln2Lo
+    // e^r = 1 + r + r²·P(r)
+    var p: Float = 1.987_569_15e-4
+    p = p * r + 1.398_199_95e-3
+    p = p * r + 8.333_451_9e-3
+    p = p * r + 4.166_579_59e-2
+    p = p * r + 1.666_666_55e-1
+    p = p * r + 5.000_000_12e-1
+    p = p * (r * r) + r + 1
     // Add n to the exponent field of p.
     return Float(bitPattern: p.bitPattern &+ ((k.bitPattern &- magic.bitPattern) &<< 23))
 }
