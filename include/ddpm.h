@@ -106,7 +106,8 @@ const char *ddpm_status_string(int status);
  *  owned by the library and stays valid until the next failing call on this thread. */
 const char *ddpm_last_error(void);
 
-/** Sets the number of threads BLAS uses (n >= 1); returns DDPM_ERR_INVALID_ARGUMENT otherwise. */
+/** Sets the number of threads BLAS uses for every later call in the process (1 <= n <= 1024);
+ *  returns DDPM_ERR_INVALID_ARGUMENT otherwise. */
 int ddpm_set_num_threads(int n);
 /** The number of threads BLAS uses. */
 int ddpm_get_num_threads(void);
@@ -189,9 +190,10 @@ typedef enum {
     DDPM_VARIANCE_POSTERIOR = 1  /* σ_t² = β̃_t                                          */
 } ddpm_variance;
 
-/** Called after each reverse step: step in 0..total-1, t the timestep of the new x (-1 for
- *  the final x_0), x the whole current batch (count floats; read-only, valid during the
- *  call). Return nonzero to cancel: the sampler then returns DDPM_ERR_CANCELLED. */
+/** Called with x_T before the first reverse step (step = 0, t = the first timestep), then
+ *  after each reverse step (step = 1..total, t = the timestep of the new x, -1 for the final
+ *  x_0). x is the whole current batch (count floats; read-only, valid during the call).
+ *  Return nonzero to cancel: the sampler then returns DDPM_ERR_CANCELLED. */
 typedef int (*ddpm_progress_fn)(void *user_data, int32_t step, int32_t total, int32_t t,
                                 const float *x, int64_t count);
 
@@ -249,7 +251,7 @@ typedef struct ddpm_model_params {
     int32_t depth;            /* residual blocks L (4)                                    */
     int32_t time_embed_dim;   /* sinusoidal encoding size E, even (64)                    */
     /* UNet (images of channels × height × width) */
-    int32_t channels, height, width;   /* C, H, W; H and W divisible by 2^(levels-1)      */
+    int32_t channels, height, width;   /* C (1), H, W (0 = unset): H, W divisible by 2^(levels-1) */
     int32_t base_channels;    /* channels at the first level (32)                         */
     int32_t num_levels;       /* resolutions (3), at most 4                               */
     int32_t channel_mult[4];  /* per level multiplier of base_channels ({1, 2, 2, 2})     */
@@ -286,8 +288,9 @@ int64_t ddpm_model_sample_size(const ddpm_model *model);
 int64_t ddpm_model_num_parameters(const ddpm_model *model);
 /** Train steps taken so far, or -1 if model is NULL. */
 int64_t ddpm_model_step(const ddpm_model *model);
-/** Copies the model's parameters into params (filled with current values, including the
- *  network fields and optimisation settings). */
+/** Fills *params with the model's configuration (network fields and optimisation settings).
+ *  Set params->struct_size first (e.g. start from ddpm_model_params_default()); at most
+ *  struct_size bytes are written. */
 int ddpm_model_get_params(const ddpm_model *model, ddpm_model_params *params);
 /** A copy of the model's schedule; free it with ddpm_schedule_free. */
 int ddpm_model_get_schedule(const ddpm_model *model, ddpm_schedule **out);

@@ -117,6 +117,19 @@ final class StepTests: XCTestCase {
         XCTAssertEqual(x, separate)
     }
 
+    /// With clipping the step must still read x_t before overwriting it (regression: the mean
+    /// was formed from the clipped x̂_0 written over x_t).
+    func testDDPMClippedStepInPlace() throws {
+        let eps = normals(n, seed: 25), xt = normals(n, seed: 26), z = normals(n, seed: 27)
+        let options = StepOptions(clipX0: -1...1)
+        let separate = try ddpm(schedule, eps: eps, xt: xt, noise: z, t: 321, options: options)
+        var x = xt
+        try x.withUnsafeMutableBufferPointer { p in
+            try schedule.ddpmStep(p.baseAddress!, eps: eps, xt: p.baseAddress!, noise: z, t: 321, count: n, options: options)
+        }
+        XCTAssertEqual(x, separate)
+    }
+
     func testDDPMStepRejectsBadArguments() {
         let v: [Float] = [0, 0]
         assertInvalidArgument("t = T") { try ddpm(schedule, eps: v, xt: v, noise: v, t: 1000) }

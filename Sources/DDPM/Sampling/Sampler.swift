@@ -22,8 +22,9 @@ public struct SamplerOptions: Sendable, Equatable {
     public init() {}
 }
 
-/// Called after every reverse step with (step index, total steps, t of the new x, x (N, S)),
-/// where t = −1 marks the final x_0. Return false to cancel.
+/// Called with x_T before the first step (step 0, t = the first timestep), then after every
+/// reverse step (step 1...total, t of the new x, −1 for the final x_0), with x (N, S).
+/// Return false to cancel.
 public typealias SamplingProgress = (_ step: Int, _ total: Int, _ t: Int, _ x: UnsafePointer<Float>) -> Bool
 
 extension NoiseSchedule {
@@ -49,6 +50,9 @@ extension NoiseSchedule {
         var rng = Philox(seed: options.seed)
         let eps = Buffer<Float>(count: N), noise = Buffer<Float>(count: N)
         rng.fillNormal(out, count: N)  // x_T ~ N(0, I)
+        if let progress, !progress(0, timesteps.count, timesteps[0], out) {
+            throw DDPMError.cancelled("sampling cancelled by the progress callback before the first step")
+        }
         for (i, t) in timesteps.enumerated() {
             let prevT = i + 1 < timesteps.count ? timesteps[i + 1] : -1
             try predictor.predict(eps.pointer, x: out, t: t, labels: labels, batch: n)
@@ -62,8 +66,8 @@ extension NoiseSchedule {
             case .ddim:
                 try ddimStep(out, eps: eps.pointer, xt: out, noise: z, t: t, prevT: prevT, count: N, options: options.step)
             }
-            if let progress, !progress(i, timesteps.count, prevT, out) {
-                throw DDPMError.cancelled("sampling cancelled by the progress callback at step \(i)")
+            if let progress, !progress(i + 1, timesteps.count, prevT, out) {
+                throw DDPMError.cancelled("sampling cancelled by the progress callback after step \(i + 1)")
             }
         }
     }

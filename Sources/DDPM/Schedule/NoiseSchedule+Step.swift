@@ -24,18 +24,13 @@ public struct StepOptions: Sendable, Equatable {
     }
 }
 
-extension NoiseSchedule {
-    /// x̂_0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t, clipped when asked, written to `out`.
-    @inline(__always)
-    func predictX0(_ out: UnsafeMutablePointer<Float>, eps: UnsafePointer<Float>, xt: UnsafePointer<Float>,
-                   t: Int, count: Int, clip: ClosedRange<Float>?) {
-        let (recip, s) = (Float(1 / sqrtAlphaBar[t]), Float(sqrtOneMinusAlphaBar[t]))
-        for i in 0..<count { out[i] = (xt[i] - s * eps[i]) * recip }
-        if let clip {
-            for i in 0..<count { out[i] = out[i] < clip.lowerBound ? clip.lowerBound : (out[i] > clip.upperBound ? clip.upperBound : out[i]) }
-        }
-    }
+/// x clamped to the range (written with comparisons: stdlib's `clamped` does not vectorise).
+@inline(__always)
+func clamp(_ x: Float, _ r: ClosedRange<Float>) -> Float {
+    x < r.lowerBound ? r.lowerBound : (x > r.upperBound ? r.upperBound : x)
+}
 
+extension NoiseSchedule {
     /// DDPM ancestral step (Algorithm 2) from t to `prevT` (default t − 1; −1 means to x_0).
     /// With α' = ᾱ_t/ᾱ_prev and β' = 1 − α' (α_t and β_t when prevT = t − 1):
     ///   x_prev = 1/√α'·(x_t − β'/√(1−ᾱ_t)·ε̂) + σ·z,  σ² = β' or β̃' = (1−ᾱ_prev)/(1−ᾱ_t)·β',
@@ -57,10 +52,15 @@ extension NoiseSchedule {
         let alpha = a / aPrev, beta = 1 - alpha
         let variance = options.variance == .beta ? beta : (1 - aPrev) / (1 - a) * beta
         let sigma = prevT == -1 ? 0 : Float(variance.squareRoot())
-        if options.clipX0 != nil {
-            predictX0(out, eps: eps, xt: xt, t: t, count: count, clip: options.clipX0)
+        if let clip = options.clipX0 {
+            // One pass, reading x_t[i] before writing out[i] (they may alias).
             let c0 = Float(aPrev.squareRoot() * beta / (1 - a)), ct = Float(alpha.squareRoot() * (1 - aPrev) / (1 - a))
-            for i in 0..<count { out[i] = c0 * out[i] + ct * xt[i] }
+            let (recip, s) = (Float(1 / sqrtAlphaBar[t]), Float(sqrtOneMinusAlphaBar[t]))
+            for i in 0..<count {
+                let x = xt[i]
+                let x0 = clamp((x - s * eps[i]) * recip, clip)
+                out[i] = c0 * x0 + ct * x
+            }
         } else {
             let (r, k) = (Float(1 / alpha.squareRoot()), Float(beta / (1 - a).squareRoot()))
             for i in 0..<count { out[i] = r * (xt[i] - k * eps[i]) }
@@ -92,7 +92,7 @@ extension NoiseSchedule {
             var x0 = (xt[i] - s * eps[i]) * recip
             var e = eps[i]
             if let clip {
-                x0 = x0 < clip.lowerBound ? clip.lowerBound : (x0 > clip.upperBound ? clip.upperBound : x0)
+                x0 = clamp(x0, clip)
                 e = (xt[i] - Float(sqrtAlphaBar[t]) * x0) / s  // ε consistent with the clipped x̂_0
             }
             var v = sqrtPrev * x0 + dirCoef * e

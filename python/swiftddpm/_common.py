@@ -1,0 +1,274 @@
+"""Shared plumbing of the public classes: array conversion and shape checks, enum names,
+sampling options and callbacks. numpy only shapes data here; the maths is in the library.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _lib
+from .errors import ClosedError, InvalidArgumentError, ShapeError
+
+METHODS = {"ddpm": _lib.DDPM_METHOD_DDPM, "ddim": _lib.DDPM_METHOD_DDIM}
+VARIANCES = {"beta": _lib.DDPM_VARIANCE_BETA, "posterior": _lib.DDPM_VARIANCE_POSTERIOR}
+NETWORKS = {"mlp": _lib.DDPM_NETWORK_MLP, "unet": _lib.DDPM_NETWORK_UNET}
+
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+_NULL_INT32 = _lib.INT32_P()
+
+
+def enum_value(table: dict[str, int], value: str, what: str) -> int:
+    """Maps an option name ("ddim") to its enum value; raises InvalidArgumentError."""
+    if isinstance(value, str) and value.lower() in table:
+        return table[value.lower()]
+    raise InvalidArgumentError(f"{what} must be one of {sorted(table)} (got {value!r})")
+
+
+def enum_name(table: dict[str, int], value: int) -> str:
+    for name, v in table.items():
+        if v == value:
+            return name
+    return str(value)
+
+
+def require_open(handle: Any, what: str) -> Any:
+    if not handle:
+        raise ClosedError(f"this {what} has been closed")
+    return handle
+
+
+def as_int(value: Any, what: str, *, minimum: int | None = None) -> int:
+    """An exact Python int (numpy integers accepted, floats and bools refused)."""
+    if isinstance(value, bool):
+        raise InvalidArgumentError(f"{what} must be an integer (got {value!r})")
+    try:
+        result = operator.index(value)
+    except TypeError:
+        raise InvalidArgumentError(f"{what} must be an integer (got {value!r})") from None
+    if minimum is not None and result < minimum:
+        raise InvalidArgumentError(f"{what} must be >= {minimum} (got {result})")
+    return result
+
+
+def float32_array(x: Any, what: str) -> np.ndarray:
+    """x as a C-contiguous float32 array (a copy only when needed)."""
+    try:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise InvalidArgumentError(f"{what} cannot be converted to a float32 array: {error}") from None
+
+
+def batch_array(x: Any, what: str, sample_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """x as a float32 (B, ...) array with B >= 1.
+
+    With sample_shape, the trailing dimensions must equal it or be its flattened size.
+    """
+    arr = float32_array(x, what)
+    if arr.ndim < 1 or arr.shape[0] < 1:
+        raise ShapeError(f"{what} must be a non-empty batch (B, ...); got shape {arr.shape}")
+    if sample_shape is not None:
+        trailing = arr.shape[1:]
+        if trailing != sample_shape and trailing != (math.prod(sample_shape),):
+            raise ShapeError(
+                f"{what} must have shape (B, {', '.join(map(str, sample_shape))})"
+                f"{'' if len(sample_shape) == 1 else f' or (B, {math.prod(sample_shape)})'}; got {arr.shape}"
+            )
+    return arr
+
+
+def same_shape(arr: np.ndarray, like: np.ndarray, what: str, like_what: str) -> None:
+    if arr.shape != like.shape:
+        raise ShapeError(f"{what} has shape {arr.shape} but {like_what} has shape {like.shape}; they must match")
+
+
+def int32_vector(values: Any, length: int, what: str, *, broadcast: bool = False) -> np.ndarray:
+    """values as a C-contiguous int32 array of shape (length,).
+
+    A scalar is repeated when broadcast is True. Non-integer dtypes and values outside
+    int32 raise InvalidArgumentError; a wrong length raises ShapeError.
+    """
+    arr = np.asarray(values)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise InvalidArgumentError(f"{what} must hold integers (got dtype {arr.dtype})")
+    if arr.ndim == 0 and broadcast:
+        arr = np.full(length, arr, dtype=arr.dtype)
+    if arr.shape != (length,):
+        raise ShapeError(f"{what} must have shape ({length},){' or be a scalar' if broadcast else ''}; got {arr.shape}")
+    if arr.size and (arr.min() < _INT32_MIN or arr.max() > _INT32_MAX):
+        raise InvalidArgumentError(f"{what} has values outside the int32 range")
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+def float_ptr(arr: np.ndarray):
+    return arr.ctypes.data_as(_lib.FLOAT_P)
+
+
+def int32_ptr(arr: np.ndarray | None):
+    return _NULL_INT32 if arr is None else arr.ctypes.data_as(_lib.INT32_P)
+
+
+def sample_params(
+    *,
+    method: str = "ddpm",
+    steps: int = 0,
+    eta: float = 0.0,
+    variance: str = "beta",
+    clip: Any = None,
+    seed: int = 0,
+    guidance_scale: float = 1.0,
+    use_ema: bool = True,
+) -> _lib.ddpm_sample_params:
+    """A ddpm_sample_params from keyword options (defaults from the library)."""
+    p = _lib.sample_params_default()
+    p.method = enum_value(METHODS, method, "method")
+    p.steps = as_int(steps, "steps", minimum=0)
+    p.eta = float(eta)
+    p.variance = enum_value(VARIANCES, variance, "variance")
+    if clip is None or clip is False:
+        p.clip_x0 = 0
+    else:
+        if clip is True:
+            lo, hi = -1.0, 1.0
+        else:
+            try:
+                lo, hi = (float(v) for v in clip)
+            except (TypeError, ValueError):
+                raise InvalidArgumentError(f"clip must be None, True or a pair (lo, hi) (got {clip!r})") from None
+        if not lo < hi:
+            raise InvalidArgumentError(f"clip range must have lo < hi (got {(lo, hi)})")
+        p.clip_x0, p.clip_min, p.clip_max = 1, lo, hi
+    seed = as_int(seed, "seed", minimum=0)
+    if seed >= 2**64:
+        raise InvalidArgumentError(f"seed must fit in 64 bits (got {seed})")
+    p.seed = seed
+    p.guidance_scale = float(guidance_scale)
+    p.use_ema = 1 if use_ema else 0
+    return p
+
+
+class CallbackState:
+    """Keeps what a ctypes callback needs alive for one C call and carries any Python
+    exception it raised back out, to be re-raised after the call returns."""
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+
+    def reraise(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+
+class ProgressRelay:
+    """Turns a Python progress callable into a ddpm_progress_fn.
+
+    The user callable is progress(step, total, t, x) with x a read-only (n, *shape)
+    float32 view, valid only during the call (copy it to keep it); returning a truthy
+    value cancels (CancelledError). `snapshots` collects copies of x at chosen t.
+    """
+
+    def __init__(self, state: CallbackState, shape: tuple[int, ...], user: Callable | None,
+                 snapshot_ts: set[int] | None, snapshot_all: bool) -> None:
+        self.state = state
+        self.shape = shape
+        self.user = user
+        self.snapshot_ts = snapshot_ts or set()
+        self.snapshot_all = snapshot_all
+        self.snapshots: dict[int, np.ndarray] = {}
+        self.c_callback = _lib.ddpm_progress_fn(self._call)
+
+    def _call(self, _user_data, step, total, t, x, count):
+        try:
+            view = None
+            if self.snapshot_all or t in self.snapshot_ts:
+                view = np.ctypeslib.as_array(x, shape=(count,)).reshape(self.shape)
+                self.snapshots[int(t)] = view.copy()
+            if self.user is not None:
+                if view is None:
+                    view = np.ctypeslib.as_array(x, shape=(count,)).reshape(self.shape)
+                view.flags.writeable = False
+                return 1 if self.user(int(step), int(total), int(t), view) else 0
+            return 0
+        except BaseException as error:  # noqa: BLE001 - carried out and re-raised after the call
+            self.state.error = error
+            return 1
+
+
+def tqdm_progress(desc: str) -> tuple[Callable | None, Callable[[], None]]:
+    """A progress callable that drives a tqdm bar (or None if tqdm is missing) and a closer."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None, lambda: None
+    bar = None
+
+    def progress(step, total, t, x):
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, leave=False)
+        if step > 0:  # step 0 reports x_T, before any reverse step
+            bar.update(1)
+        return False
+
+    def close():
+        if bar is not None:
+            bar.close()
+
+    return progress, close
+
+
+def attach_progress(params: _lib.ddpm_sample_params, relay: ProgressRelay | None) -> None:
+    if relay is None:
+        params.progress = _lib.ddpm_progress_fn()
+        params.progress_user_data = None
+    else:
+        params.progress = relay.c_callback
+        params.progress_user_data = None
+
+
+def null_float_ptr():
+    return _lib.FLOAT_P()
+
+
+def from_pointer(ptr, count: int) -> np.ndarray:
+    return np.ctypeslib.as_array(ptr, shape=(count,))
+
+
+
+def trajectory_request(return_trajectory: Any) -> tuple[bool, set[int] | None]:
+    """(want all, wanted t values) from return_trajectory: False, True or an iterable of t."""
+    if return_trajectory is None or return_trajectory is False:
+        return False, None
+    if return_trajectory is True:
+        return True, None
+    try:
+        wanted = {as_int(t, "return_trajectory entries") for t in return_trajectory}
+    except TypeError:
+        raise InvalidArgumentError(
+            f"return_trajectory must be False, True or a list of timesteps (got {return_trajectory!r})"
+        ) from None
+    return False, wanted
+
+
+def progress_relay(state: CallbackState, shape: tuple[int, ...], progress: Any,
+                   snapshot_all: bool, snapshot_ts: set[int] | None, desc: str):
+    """The ProgressRelay for a sampling call (None if nothing to report) and a closer.
+
+    progress: None, a callable progress(step, total, t, x) -> truthy to cancel, or True
+    for a tqdm bar (silently nothing when tqdm is not installed).
+    """
+    close = lambda: None  # noqa: E731
+    user = None
+    if progress is True:
+        user, close = tqdm_progress(desc)
+    elif callable(progress):
+        user = progress
+    elif progress not in (None, False):
+        raise InvalidArgumentError(f"progress must be None, True or a callable (got {progress!r})")
+    if user is None and not snapshot_all and not snapshot_ts:
+        return None, close
+    return ProgressRelay(state, shape, user, snapshot_ts, snapshot_all), close

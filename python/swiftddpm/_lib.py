@@ -1,0 +1,398 @@
+"""A one-to-one ctypes mirror of include/ddpm.h.
+
+Every struct, enum, callback type and function of the header appears here once, in the
+header's order, with its C prototype in a comment above the binding. argtypes and
+restype are set once, at import. Nothing in this module does any maths or any
+Pythonic wrapping: that is the job of the public modules (schedule.py, model.py).
+
+The shared library is found by `load_library()`: the SWIFTDDPM_LIBRARY environment
+variable, then libddpm.so next to this file, then the repository's SwiftPM build folders.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_char_p,
+    c_double,
+    c_float,
+    c_int,
+    c_int32,
+    c_int64,
+    c_size_t,
+    c_uint64,
+    c_void_p,
+)
+from pathlib import Path
+
+# The library version this package was written against (DDPM_VERSION_* in ddpm.h).
+EXPECTED_VERSION = (0, 1, 0)
+# DDPM_VERSION_NUMBER = MAJOR * 10000 + MINOR * 100 + PATCH
+EXPECTED_VERSION_NUMBER = EXPECTED_VERSION[0] * 10000 + EXPECTED_VERSION[1] * 100 + EXPECTED_VERSION[2]
+
+# ---- Loading ---------------------------------------------------------------------------
+
+if sys.platform == "darwin":
+    LIBRARY_FILE = "libddpm.dylib"
+elif sys.platform == "win32":
+    LIBRARY_FILE = "ddpm.dll"
+else:
+    LIBRARY_FILE = "libddpm.so"
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_REPO_DIR = _PACKAGE_DIR.parent.parent  # python/swiftddpm -> repository root
+
+
+def candidate_paths() -> list[Path]:
+    """Where `load_library` looks, in order (the environment variable first)."""
+    paths = []
+    env = os.environ.get("SWIFTDDPM_LIBRARY")
+    if env:
+        paths.append(Path(env))
+    paths.append(_PACKAGE_DIR / LIBRARY_FILE)
+    for config in ("release", "debug"):
+        paths.append(_REPO_DIR / ".build" / config / LIBRARY_FILE)
+    return paths
+
+
+def load_library() -> ctypes.CDLL:
+    """Loads libddpm from the first candidate path that exists.
+
+    Raises OSError listing every path tried (and why each failed).
+    """
+    tried = []
+    for path in candidate_paths():
+        if not path.is_file():
+            tried.append(f"  {path} (not found)")
+            continue
+        try:
+            return ctypes.CDLL(str(path))
+        except OSError as error:  # exists but cannot be loaded: report it, keep looking
+            tried.append(f"  {path} ({error})")
+    raise OSError(
+        "swiftddpm: could not load the SwiftDDPM library. Paths tried:\n"
+        + "\n".join(tried)
+        + "\nBuild it with `swift build -c release` in the repository root, or set "
+        "SWIFTDDPM_LIBRARY to the full path of " + LIBRARY_FILE + "."
+    )
+
+
+lib = load_library()
+
+# ---- Version ---------------------------------------------------------------------------
+
+# int ddpm_version_number(void);
+lib.ddpm_version_number.argtypes = []
+lib.ddpm_version_number.restype = c_int
+# const char *ddpm_version_string(void);
+lib.ddpm_version_string.argtypes = []
+lib.ddpm_version_string.restype = c_char_p
+
+_found_version = lib.ddpm_version_number()
+if _found_version != EXPECTED_VERSION_NUMBER:
+    raise ImportError(
+        f"swiftddpm: the library at {lib._name} has version number {_found_version} "
+        f"({lib.ddpm_version_string().decode()}), but this package expects "
+        f"{EXPECTED_VERSION_NUMBER} ({'.'.join(map(str, EXPECTED_VERSION))}). "
+        "Rebuild the library or use the matching Python package."
+    )
+
+# ---- Status and errors -----------------------------------------------------------------
+
+DDPM_OK = 0
+DDPM_ERR_INVALID_ARGUMENT = 1  # NULL pointer, out-of-range value or enum, bad t
+DDPM_ERR_SHAPE = 2  # a count does not match the expected shape
+DDPM_ERR_NON_FINITE = 3  # NaN or infinity in an input, or the loss diverged
+DDPM_ERR_IO = 4  # a file could not be read or written
+DDPM_ERR_FORMAT = 5  # a file is not a valid checkpoint of this library
+DDPM_ERR_CANCELLED = 6  # a callback returned nonzero
+DDPM_ERR_INTERNAL = 7  # a bug: please report with ddpm_last_error()
+
+# const char *ddpm_status_string(int status);
+lib.ddpm_status_string.argtypes = [c_int]
+lib.ddpm_status_string.restype = c_char_p
+# const char *ddpm_last_error(void);
+lib.ddpm_last_error.argtypes = []
+lib.ddpm_last_error.restype = c_char_p
+# int ddpm_set_num_threads(int n);
+lib.ddpm_set_num_threads.argtypes = [c_int]
+lib.ddpm_set_num_threads.restype = c_int
+# int ddpm_get_num_threads(void);
+lib.ddpm_get_num_threads.argtypes = []
+lib.ddpm_get_num_threads.restype = c_int
+
+# ---- Schedules -------------------------------------------------------------------------
+
+
+class ddpm_schedule(Structure):
+    """typedef struct ddpm_schedule ddpm_schedule;  (opaque)"""
+
+
+ddpm_schedule_p = POINTER(ddpm_schedule)
+
+# ddpm_schedule_kind
+DDPM_SCHEDULE_LINEAR = 0
+DDPM_SCHEDULE_COSINE = 1
+DDPM_SCHEDULE_SIGMOID = 2
+
+
+class ddpm_schedule_params(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),  # sizeof(ddpm_schedule_params)
+        ("kind", c_int32),  # ddpm_schedule_kind; default LINEAR
+        ("num_timesteps", c_int32),  # T >= 1; default 1000
+        ("beta_start", c_double),  # linear: first β (1e-4); sigmoid: β_min
+        ("beta_end", c_double),  # linear: last β (0.02); sigmoid: β_max
+        ("scale_to_steps", c_int32),  # linear: nonzero multiplies both ends by 1000/T
+        ("cosine_s", c_double),  # cosine offset s (0.008)
+        ("max_beta", c_double),  # cosine clip (0.999)
+        ("sigmoid_start", c_double),  # sigmoid range start (-6)
+        ("sigmoid_end", c_double),  # sigmoid range end (6)
+    ]
+
+
+# ddpm_schedule_params ddpm_schedule_params_default(void);
+lib.ddpm_schedule_params_default.argtypes = []
+lib.ddpm_schedule_params_default.restype = ddpm_schedule_params
+# int ddpm_schedule_create(const ddpm_schedule_params *params, ddpm_schedule **out);
+lib.ddpm_schedule_create.argtypes = [POINTER(ddpm_schedule_params), POINTER(ddpm_schedule_p)]
+lib.ddpm_schedule_create.restype = c_int
+# int ddpm_schedule_create_custom(const double *betas, int64_t num_timesteps, ddpm_schedule **out);
+lib.ddpm_schedule_create_custom.argtypes = [POINTER(c_double), c_int64, POINTER(ddpm_schedule_p)]
+lib.ddpm_schedule_create_custom.restype = c_int
+# void ddpm_schedule_free(ddpm_schedule *schedule);
+lib.ddpm_schedule_free.argtypes = [ddpm_schedule_p]
+lib.ddpm_schedule_free.restype = None
+# int64_t ddpm_schedule_num_timesteps(const ddpm_schedule *schedule);
+lib.ddpm_schedule_num_timesteps.argtypes = [ddpm_schedule_p]
+lib.ddpm_schedule_num_timesteps.restype = c_int64
+
+# ddpm_table
+DDPM_TABLE_BETAS = 0  # β_t
+DDPM_TABLE_ALPHAS = 1  # α_t = 1 - β_t
+DDPM_TABLE_ALPHAS_CUMPROD = 2  # ᾱ_t = Π_{s<=t} α_s
+DDPM_TABLE_ALPHAS_CUMPROD_PREV = 3  # ᾱ_{t-1}, with ᾱ_{-1} = 1
+DDPM_TABLE_SQRT_ALPHAS_CUMPROD = 4  # √ᾱ_t
+DDPM_TABLE_SQRT_ONE_MINUS_ALPHAS_CUMPROD = 5  # √(1-ᾱ_t)
+DDPM_TABLE_SQRT_RECIP_ALPHAS = 6  # 1/√α_t
+DDPM_TABLE_POSTERIOR_VARIANCE = 7  # β̃_t = (1-ᾱ_{t-1})/(1-ᾱ_t)·β_t
+DDPM_TABLE_POSTERIOR_LOG_VARIANCE_CLIPPED = 8  # log β̃_t, β̃_0 replaced by β̃_1
+DDPM_TABLE_POSTERIOR_MEAN_COEF_X0 = 9  # √ᾱ_{t-1}·β_t/(1-ᾱ_t)
+DDPM_TABLE_POSTERIOR_MEAN_COEF_XT = 10  # √α_t·(1-ᾱ_{t-1})/(1-ᾱ_t)
+
+# int ddpm_schedule_table(const ddpm_schedule *schedule, int32_t table, double *out, int64_t count);
+lib.ddpm_schedule_table.argtypes = [ddpm_schedule_p, c_int32, POINTER(c_double), c_int64]
+lib.ddpm_schedule_table.restype = c_int
+# int ddpm_schedule_add_noise(const ddpm_schedule *schedule, const float *x0, const float *noise,
+#                             const int32_t *t, int64_t batch, int64_t dim, float *out, int64_t count);
+lib.ddpm_schedule_add_noise.argtypes = [
+    ddpm_schedule_p, POINTER(c_float), POINTER(c_float),
+    POINTER(c_int32), c_int64, c_int64, POINTER(c_float), c_int64,
+]
+lib.ddpm_schedule_add_noise.restype = c_int
+# int ddpm_schedule_posterior(const ddpm_schedule *schedule, const float *x0, const float *x_t,
+#                             const int32_t *t, int64_t batch, int64_t dim,
+#                             float *mean_out, float *variance_out, int64_t count);
+lib.ddpm_schedule_posterior.argtypes = [
+    ddpm_schedule_p, POINTER(c_float), POINTER(c_float),
+    POINTER(c_int32), c_int64, c_int64,
+    POINTER(c_float), POINTER(c_float), c_int64,
+]
+lib.ddpm_schedule_posterior.restype = c_int
+
+# ---- Sampling options ------------------------------------------------------------------
+
+# ddpm_method
+DDPM_METHOD_DDPM = 0
+DDPM_METHOD_DDIM = 1
+
+# ddpm_variance
+DDPM_VARIANCE_BETA = 0  # σ_t² = β_t
+DDPM_VARIANCE_POSTERIOR = 1  # σ_t² = β̃_t
+
+# typedef int (*ddpm_progress_fn)(void *user_data, int32_t step, int32_t total, int32_t t,
+#                                 const float *x, int64_t count);
+ddpm_progress_fn = CFUNCTYPE(c_int, c_void_p, c_int32, c_int32, c_int32, POINTER(c_float), c_int64)
+
+
+class ddpm_sample_params(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),  # sizeof(ddpm_sample_params)
+        ("method", c_int32),  # ddpm_method; default DDPM
+        ("steps", c_int32),  # reverse steps; 0 = T for DDPM, min(50, T) for DDIM
+        ("eta", c_float),  # DDIM stochasticity in [0, 1]; default 0
+        ("variance", c_int32),  # ddpm_variance for DDPM; default BETA
+        ("clip_x0", c_int32),  # nonzero clips the predicted x0 to [clip_min, clip_max]
+        ("clip_min", c_float),  # default -1
+        ("clip_max", c_float),  # default 1
+        ("seed", c_uint64),  # seeds x_T and every noise draw; default 0
+        ("guidance_scale", c_float),  # classifier-free guidance w; 1 = conditional
+        ("use_ema", c_int32),  # nonzero (default) samples with the EMA weights
+        ("progress", ddpm_progress_fn),  # optional, NULL by default
+        ("progress_user_data", c_void_p),
+    ]
+
+
+# ddpm_sample_params ddpm_sample_params_default(void);
+lib.ddpm_sample_params_default.argtypes = []
+lib.ddpm_sample_params_default.restype = ddpm_sample_params
+# int ddpm_schedule_step(const ddpm_schedule *schedule, const ddpm_sample_params *params,
+#                        int32_t t, int32_t prev_t, const float *eps, const float *x_t,
+#                        const float *noise, float *out, int64_t count);
+lib.ddpm_schedule_step.argtypes = [
+    ddpm_schedule_p, POINTER(ddpm_sample_params),
+    c_int32, c_int32, POINTER(c_float), POINTER(c_float),
+    POINTER(c_float), POINTER(c_float), c_int64,
+]
+lib.ddpm_schedule_step.restype = c_int
+
+# typedef int (*ddpm_eps_fn)(void *user_data, float *eps_out, const float *x_t, int64_t batch,
+#                            int64_t dim, int32_t t, const int32_t *labels);
+ddpm_eps_fn = CFUNCTYPE(c_int, c_void_p, POINTER(c_float), POINTER(c_float), c_int64, c_int64, c_int32, POINTER(c_int32))
+
+# int ddpm_schedule_sample(const ddpm_schedule *schedule, const ddpm_sample_params *params,
+#                          ddpm_eps_fn eps_fn, void *eps_user_data, const int32_t *labels,
+#                          int64_t n, int64_t dim, float *out, int64_t count);
+lib.ddpm_schedule_sample.argtypes = [
+    ddpm_schedule_p, POINTER(ddpm_sample_params),
+    ddpm_eps_fn, c_void_p, POINTER(c_int32),
+    c_int64, c_int64, POINTER(c_float), c_int64,
+]
+lib.ddpm_schedule_sample.restype = c_int
+
+# ---- Models ----------------------------------------------------------------------------
+
+
+class ddpm_model(Structure):
+    """typedef struct ddpm_model ddpm_model;  (opaque)"""
+
+
+ddpm_model_p = POINTER(ddpm_model)
+
+# ddpm_network
+DDPM_NETWORK_MLP = 0
+DDPM_NETWORK_UNET = 1
+
+
+class ddpm_model_params(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),  # sizeof(ddpm_model_params)
+        ("network", c_int32),  # ddpm_network; default MLP
+        # Residual MLP (vectors of data_dim floats)
+        ("data_dim", c_int32),  # D, required for the MLP (default 0 = unset)
+        ("hidden", c_int32),  # width H (128)
+        ("depth", c_int32),  # residual blocks L (4)
+        ("time_embed_dim", c_int32),  # sinusoidal encoding size E, even (64)
+        # UNet (images of channels × height × width)
+        ("channels", c_int32),  # C
+        ("height", c_int32),  # H, divisible by 2^(levels-1)
+        ("width", c_int32),  # W, divisible by 2^(levels-1)
+        ("base_channels", c_int32),  # channels at the first level (32)
+        ("num_levels", c_int32),  # resolutions (3), at most 4
+        ("channel_mult", c_int32 * 4),  # per level multiplier of base_channels ({1, 2, 2, 2})
+        ("res_blocks", c_int32),  # residual blocks per level (2)
+        ("attention_levels", c_int32),  # bit mask: bit l puts self-attention at level l (0b100)
+        ("attention_heads", c_int32),  # heads of each attention layer (1)
+        ("groups", c_int32),  # GroupNorm groups (8); must divide every channel count
+        ("dropout", c_float),  # dropout in residual blocks while training (0)
+        # Conditioning (both networks)
+        ("num_classes", c_int32),  # K; 0 = unconditional. Labels are 0..K-1, K = "no class"
+        ("label_dropout", c_float),  # probability of training a row with the null label (0.1)
+        # Optimisation
+        ("learning_rate", c_float),  # AdamW lr (1e-3)
+        ("beta1", c_float),  # (0.9)
+        ("beta2", c_float),  # (0.999)
+        ("adam_eps", c_float),  # (1e-8)
+        ("weight_decay", c_float),  # decoupled weight decay (0)
+        ("grad_clip", c_float),  # global gradient-norm clip, 0 = off (1)
+        ("ema_decay", c_float),  # EMA decay (0.995)
+        ("seed", c_uint64),  # parameter init and training draws (0)
+    ]
+
+
+# ddpm_model_params ddpm_model_params_default(void);
+lib.ddpm_model_params_default.argtypes = []
+lib.ddpm_model_params_default.restype = ddpm_model_params
+# int ddpm_model_create(const ddpm_schedule *schedule, const ddpm_model_params *params, ddpm_model **out);
+lib.ddpm_model_create.argtypes = [ddpm_schedule_p, POINTER(ddpm_model_params), POINTER(ddpm_model_p)]
+lib.ddpm_model_create.restype = c_int
+# void ddpm_model_free(ddpm_model *model);
+lib.ddpm_model_free.argtypes = [ddpm_model_p]
+lib.ddpm_model_free.restype = None
+# int64_t ddpm_model_sample_size(const ddpm_model *model);
+lib.ddpm_model_sample_size.argtypes = [ddpm_model_p]
+lib.ddpm_model_sample_size.restype = c_int64
+# int64_t ddpm_model_num_parameters(const ddpm_model *model);
+lib.ddpm_model_num_parameters.argtypes = [ddpm_model_p]
+lib.ddpm_model_num_parameters.restype = c_int64
+# int64_t ddpm_model_step(const ddpm_model *model);
+lib.ddpm_model_step.argtypes = [ddpm_model_p]
+lib.ddpm_model_step.restype = c_int64
+# int ddpm_model_get_params(const ddpm_model *model, ddpm_model_params *params);
+lib.ddpm_model_get_params.argtypes = [ddpm_model_p, POINTER(ddpm_model_params)]
+lib.ddpm_model_get_params.restype = c_int
+# int ddpm_model_get_schedule(const ddpm_model *model, ddpm_schedule **out);
+lib.ddpm_model_get_schedule.argtypes = [ddpm_model_p, POINTER(ddpm_schedule_p)]
+lib.ddpm_model_get_schedule.restype = c_int
+# int ddpm_model_set_learning_rate(ddpm_model *model, float learning_rate);
+lib.ddpm_model_set_learning_rate.argtypes = [ddpm_model_p, c_float]
+lib.ddpm_model_set_learning_rate.restype = c_int
+# int ddpm_model_train_step(ddpm_model *model, const float *x0, int64_t batch, int64_t count,
+#                           const int32_t *labels, float *loss_out);
+lib.ddpm_model_train_step.argtypes = [ddpm_model_p, POINTER(c_float), c_int64, c_int64, POINTER(c_int32), POINTER(c_float)]
+lib.ddpm_model_train_step.restype = c_int
+# int ddpm_model_predict_eps(ddpm_model *model, const float *x_t, int64_t batch, int32_t t,
+#                            const int32_t *labels, float guidance_scale, int32_t use_ema,
+#                            float *eps_out, int64_t count);
+lib.ddpm_model_predict_eps.argtypes = [
+    ddpm_model_p, POINTER(c_float), c_int64, c_int32,
+    POINTER(c_int32), c_float, c_int32,
+    POINTER(c_float), c_int64,
+]
+lib.ddpm_model_predict_eps.restype = c_int
+# int ddpm_model_sample(ddpm_model *model, const ddpm_sample_params *params, const int32_t *labels,
+#                       int64_t n, float *out, int64_t count);
+lib.ddpm_model_sample.argtypes = [ddpm_model_p, POINTER(ddpm_sample_params), POINTER(c_int32), c_int64, POINTER(c_float), c_int64]
+lib.ddpm_model_sample.restype = c_int
+# int ddpm_model_save(const ddpm_model *model, const char *path);
+lib.ddpm_model_save.argtypes = [ddpm_model_p, c_char_p]
+lib.ddpm_model_save.restype = c_int
+# int ddpm_model_load(const char *path, ddpm_model **out);
+lib.ddpm_model_load.argtypes = [c_char_p, POINTER(ddpm_model_p)]
+lib.ddpm_model_load.restype = c_int
+
+
+# ---- Small helpers shared by the public modules (no maths) -----------------------------
+
+FLOAT_P = POINTER(c_float)
+DOUBLE_P = POINTER(c_double)
+INT32_P = POINTER(c_int32)
+
+
+def last_error() -> str:
+    """ddpm_last_error() as a str ("" if none)."""
+    message = lib.ddpm_last_error()
+    return message.decode("utf-8", errors="replace") if message else ""
+
+
+def status_string(status: int) -> str:
+    """ddpm_status_string(status) as a str."""
+    name = lib.ddpm_status_string(status)
+    return name.decode("utf-8", errors="replace") if name else f"status {status}"
+
+
+def schedule_params_default() -> ddpm_schedule_params:
+    return lib.ddpm_schedule_params_default()
+
+
+def sample_params_default() -> ddpm_sample_params:
+    return lib.ddpm_sample_params_default()
+
+
+def model_params_default() -> ddpm_model_params:
+    return lib.ddpm_model_params_default()

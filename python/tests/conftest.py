@@ -1,0 +1,49 @@
+"""Shared fixtures. Run with: PYTHONPATH=python python3 -m pytest python/tests -q
+(SWIFTDDPM_LIBRARY=/path/to/libddpm.so to test a particular build)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "python"))  # so the tests also run without PYTHONPATH
+
+import swiftddpm as sd  # noqa: E402
+
+HEADER = REPO / "include" / "ddpm.h"
+
+
+def nearest_distance(samples: np.ndarray, data: np.ndarray) -> float:
+    """Mean Euclidean distance from each sample to its nearest data point."""
+    d2 = ((samples[:, None, :].astype(np.float64) - data[None, :, :]) ** 2).sum(-1)
+    return float(np.sqrt(d2.min(axis=1)).mean())
+
+
+@pytest.fixture
+def linear100():
+    with sd.NoiseSchedule.linear(100, scale_to_steps=True) as schedule:
+        yield schedule
+
+
+@pytest.fixture
+def small_model(linear100):
+    with sd.Model(linear100, data_dim=3, hidden=16, depth=1, time_embed_dim=8, seed=7) as model:
+        yield model
+
+
+@pytest.fixture(autouse=True)
+def _single_thread_determinism():
+    # Keep BLAS threads as they were after each test (some tests change them).
+    n = sd.get_num_threads()
+    yield
+    sd.set_num_threads(n)
+
+
+@pytest.fixture
+def tmp_checkpoint(tmp_path):
+    return os.fspath(tmp_path / "model.safetensors")
