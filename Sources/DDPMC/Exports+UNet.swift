@@ -6,8 +6,9 @@ func unetConfig(_ p: ddpm_model_params) throws -> NetworkConfig {
     guard (1...4).contains(p.num_levels) else {
         throw DDPMError.invalidArgument("num_levels must be in 1...4 (got \(p.num_levels))")
     }
-    guard p.attention_levels >= 0 && p.attention_levels < 1 << 4 else {
-        throw DDPMError.invalidArgument("attention_levels is a bit mask of levels 0...3 (got \(p.attention_levels))")
+    guard p.attention_levels >= 0 && p.attention_levels < 1 << p.num_levels else {
+        throw DDPMError.invalidArgument(
+            "attention_levels is a bit mask of levels 0...\(p.num_levels - 1) (got \(p.attention_levels) with num_levels = \(p.num_levels))")
     }
     let m = p.channel_mult
     let mult = [Int(m.0), Int(m.1), Int(m.2), Int(m.3)]

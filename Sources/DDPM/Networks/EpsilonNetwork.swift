@@ -33,11 +33,13 @@ extension EpsilonNetwork {
 /// The configuration of any of our networks; Codable for checkpoints.
 public enum NetworkConfig: Codable, Sendable, Equatable {
     case mlp(ResidualMLP.Config)
+    case unet(UNetConfig)
 
     /// Builds the network with freshly initialised parameters.
     public func makeNetwork(timesteps: Int, rng: inout Philox) throws -> EpsilonNetwork {
         switch self {
         case .mlp(let c): return try ResidualMLP(c, timesteps: timesteps, rng: &rng)
+        case .unet(let c): return try makeUNet(c, timesteps: timesteps, rng: &rng)
         }
     }
 }

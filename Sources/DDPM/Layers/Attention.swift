@@ -1,0 +1,135 @@
+// Multi-head self-attention over the pixels of each image, with a residual connection
+// (the attention block of DDPM / improved DDPM).
+//
+//   B = batch, C = channels, N = H·W pixels, h = heads, d = C/h channels per head.
+//   Images are channel-major (C, B, N); see Conv2d.swift.
+//
+//   n    = GroupNorm(x)                               (C, B, N)
+//   qkv  = W_qkv·n + b_qkv   (1×1 conv = Linear over channels)   (3C, B, N): q, k, v stacked
+//   P    = softmax_j(q_iᵀ k_j / √d)   per image and head          (B, h, N, N)
+//   a    = Σ_j P_ij v_j                                           (C, B, N)
+//   out  = x + W_proj·a + b_proj  (W_proj, b_proj start at zero)  (C, B, N)
+//
+// For one image b and head h, Q, K, V are (d, N) blocks of qkv with row stride B·N,
+// so every product below is one strided GEMM; nothing is transposed in memory.
+
+struct Attention: Sendable {
+    let channels: Int, heads: Int
+    let norm: GroupNorm
+    let qkv: Conv2d  // 1×1, C → 3C
+    let proj: Conv2d  // 1×1, C → C, zero-initialised
+
+    /// `heads` must divide `channels` and `groups` must divide `channels` (checked by the network).
+    init(_ layout: inout ParameterLayout, _ name: String, channels: Int, heads: Int, groups: Int) {
+        (self.channels, self.heads) = (channels, heads)
+        norm = GroupNorm(&layout, name + ".norm", channels: channels, groups: groups)
+        qkv = Conv2d(&layout, name + ".qkv", in: channels, out: 3 * channels, kernel: 1)
+        proj = Conv2d(&layout, name + ".proj", in: channels, out: channels, kernel: 1, zeroInit: true)
+    }
+
+    /// The buffers of one forward pass, sized for `batch` images of N pixels.
+    final class Activations {
+        let normed: Buffer<Float>  // (C, B, N) GroupNorm(x)
+        let mean, rstd: Buffer<Float>  // (B, G)
+        let qkv: Buffer<Float>  // (3C, B, N)
+        let probs: Buffer<Float>  // (B, h, N, N) softmax rows
+        let att: Buffer<Float>  // (C, B, N) attention output before proj
+        let out: Buffer<Float>  // (C, B, N)
+
+        init(_ layer: Attention, batch B: Int, spatial N: Int) {
+            let C = layer.channels
+            normed = Buffer(count: C * B * N)
+            mean = Buffer(count: B * layer.norm.groups); rstd = Buffer(count: B * layer.norm.groups)
+            qkv = Buffer(count: 3 * C * B * N)
+            probs = Buffer(count: B * layer.heads * N * N)
+            att = Buffer(count: C * B * N)
+            out = Buffer(count: C * B * N)
+        }
+
+        var floatCount: Int { [normed, mean, rstd, qkv, probs, att, out].reduce(0) { $0 + $1.count } }
+    }
+
+    /// Scratch floats the backward pass needs: (C, B, N) in `scratch1`, (3C, B, N) in `scratch2`, (N, N) in `dprobs`.
+    static func scratchCounts(channels C: Int, batch B: Int, spatial N: Int) -> (Int, Int, Int) {
+        (C * B * N, 3 * C * B * N, N * N)
+    }
+
+    /// a.out (C, B, N) = x + proj(attention(GroupNorm(x))) for x = inp (C, B, N).
+    func forward(_ a: Activations, _ inp: UnsafePointer<Float>, _ params: UnsafePointer<Float>, batch B: Int, spatial N: Int) {
+        let (C, d, ld) = (channels, channels / heads, B * N)
+        let scale = 1 / Float(d).squareRoot()
+        norm.forward(a.normed.pointer, mean: a.mean.pointer, rstd: a.rstd.pointer, inp, params, batch: B, spatial: N)
+        qkv.forward(a.qkv.pointer, a.normed.pointer, params, columns: a.qkv.pointer /* unused by 1×1 */, batch: B, height: N,
+                    width: 1)
+        for b in 0..<B {
+            for h in 0..<heads {
+                let q = a.qkv.pointer + (h * d) * ld + b * N  // (d, N), row stride ld
+                let k = q + C * ld, v = q + 2 * C * ld
+                let p = a.probs.pointer + (b * heads + h) * N * N  // (N, N)
+                // S (N, N) = Qᵀ·K/√d
+                stridedGemm(p, q, k, m: N, n: N, k: d, lda: ld, ldb: ld, ldc: N, transA: true, alpha: scale)
+                softmaxRows(p, rows: N, columns: N)
+                // a_h (d, N) = V·Pᵀ
+                stridedGemm(a.att.pointer + (h * d) * ld + b * N, v, p, m: d, n: N, k: N, lda: ld, ldb: N, ldc: ld,
+                            transB: true)
+            }
+        }
+        a.out.pointer.update(from: inp, count: C * B * N)  // residual
+        proj.forward(a.out.pointer, a.att.pointer, params, columns: a.att.pointer /* unused */, batch: B, height: N, width: 1,
+                     accumulate: true)
+    }
+
+    /// Backward of `forward` for x = inp. `dinp` receives ∂L/∂x, overwritten; it may be the
+    /// same buffer as `dout` (in place). scratch1 (C, B, N), scratch2 (3C, B, N), dprobs (N, N).
+    func backward(dinp: UnsafeMutablePointer<Float>, _ grads: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+                  inp: UnsafePointer<Float>, _ a: Activations, _ params: UnsafePointer<Float>,
+                  scratch1: UnsafeMutablePointer<Float>, scratch2: UnsafeMutablePointer<Float>,
+                  dprobs: UnsafeMutablePointer<Float>, batch B: Int, spatial N: Int) {
+        let (C, d, ld) = (channels, channels / heads, B * N)
+        let scale = 1 / Float(d).squareRoot()
+        let (datt, dqkv) = (scratch1, scratch2)
+        // out = x + W_proj·a + b_proj
+        proj.backward(dinp: datt, grads, dout: dout, inp: a.att.pointer, params, columns: datt, batch: B, height: N, width: 1)
+        if UnsafePointer(dinp) != dout { dinp.update(from: dout, count: C * B * N) }  // the residual path
+        for b in 0..<B {
+            for h in 0..<heads {
+                let q = a.qkv.pointer + (h * d) * ld + b * N, k = q + C * ld, v = q + 2 * C * ld
+                let dq = dqkv + (h * d) * ld + b * N, dk = dq + C * ld, dv = dq + 2 * C * ld
+                let p = a.probs.pointer + (b * heads + h) * N * N
+                let da = datt + (h * d) * ld + b * N
+                // a_h = V·Pᵀ:  dV (d, N) = da·P,  dP (N, N) = daᵀ·V
+                stridedGemm(dv, da, p, m: d, n: N, k: N, lda: ld, ldb: N, ldc: ld)
+                stridedGemm(dprobs, da, v, m: N, n: N, k: d, lda: ld, ldb: ld, ldc: N, transA: true)
+                // P = softmax(S):  dS_ij = P_ij·(dP_ij − Σ_j' P_ij'·dP_ij')   (in place in dprobs)
+                for i in 0..<N {
+                    let pr = p + i * N, dr = dprobs + i * N
+                    var dot: Float = 0
+                    for j in 0..<N { dot += pr[j] * dr[j] }
+                    for j in 0..<N { dr[j] = pr[j] * (dr[j] - dot) }
+                }
+                // S = Qᵀ·K/√d:  dQ (d, N) = K·dSᵀ/√d,  dK (d, N) = Q·dS/√d
+                stridedGemm(dq, k, dprobs, m: d, n: N, k: N, lda: ld, ldb: N, ldc: ld, transB: true, alpha: scale)
+                stridedGemm(dk, q, dprobs, m: d, n: N, k: N, lda: ld, ldb: N, ldc: ld, alpha: scale)
+            }
+        }
+        // qkv = W_qkv·n + b_qkv, then n = GroupNorm(x)
+        let dnormed = scratch1
+        qkv.backward(dinp: dnormed, grads, dout: dqkv, inp: a.normed.pointer, params, columns: dnormed,
+                     batch: B, height: N, width: 1)
+        norm.backward(dinp: dinp, grads, dout: dnormed, inp: inp, mean: a.mean.pointer, rstd: a.rstd.pointer, params,
+                      batch: B, spatial: N, accumulate: true)
+    }
+}
+
+/// Each row of x (rows, columns) becomes softmax(row), in place.
+func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, columns n: Int) {
+    for r in 0..<rows {
+        let row = x + r * n
+        var m = -Float.infinity
+        for j in 0..<n { m = max(m, row[j]) }
+        var sum: Float = 0
+        for j in 0..<n { let e = fastExp(row[j] - m); row[j] = e; sum += e }
+        let inv = 1 / sum
+        for j in 0..<n { row[j] *= inv }
+    }
+}

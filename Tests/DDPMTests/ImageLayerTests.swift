@@ -1,0 +1,245 @@
+// The UNet's layers: Conv2d against a direct convolution, and finite-difference gradient
+// checks of Conv2d (3×3, 1×1, 3×3 stride 2), GroupNorm, Attention, Downsample, Upsample,
+// ResBlock (with and without dropout). Images are channel-major (C, B, H, W).
+import XCTest
+@testable import DDPM
+
+final class ImageLayerTests: XCTestCase {
+    /// out[o, b, y, x] = bias[o] + Σ W[o, ci, ky, kx]·inp[ci, b, y·s + ky − p, x·s + kx − p], in Double.
+    static func directConvolution(_ inp: [Float], _ params: [Float], _ conv: Conv2d, batch B: Int, height H: Int, width W: Int) -> [Float] {
+        let (Ci, Co, k, s, p) = (conv.inChannels, conv.outChannels, conv.kernel, conv.stride, conv.kernel / 2)
+        let (Ho, Wo) = ((H + 2 * p - k) / s + 1, (W + 2 * p - k) / s + 1)
+        var out = [Float](repeating: 0, count: Co * B * Ho * Wo)
+        for o in 0..<Co {
+            for b in 0..<B {
+                for y in 0..<Ho {
+                    for x in 0..<Wo {
+                        var acc = Double(params[conv.bias + o])
+                        for ci in 0..<Ci {
+                            for ky in 0..<k {
+                                for kx in 0..<k {
+                                    let (iy, ix) = (y * s + ky - p, x * s + kx - p)
+                                    guard iy >= 0, iy < H, ix >= 0, ix < W else { continue }
+                                    let wv = params[conv.weight + ((o * Ci + ci) * k + ky) * k + kx]
+                                    acc += Double(wv) * Double(inp[((ci * B + b) * H + iy) * W + ix])
+                                }
+                            }
+                        }
+                        out[((o * B + b) * Ho + y) * Wo + x] = Float(acc)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    static let convCases: [(kernel: Int, stride: Int, height: Int, width: Int)] = [
+        (3, 1, 5, 4), (1, 1, 5, 4), (3, 2, 6, 4), (3, 2, 5, 3), (3, 1, 1, 1), (3, 1, 2, 7),
+    ]
+
+    /// Conv2d with the default chunking (the whole batch in one chunk here) or chunks of 2 images
+    /// out of 3 (the last chunk shorter), so that both paths are checked.
+    static func makeConv(_ layout: inout ParameterLayout, in Ci: Int, out Co: Int, kernel k: Int, stride s: Int,
+                         height H: Int, width W: Int, chunked: Bool) -> Conv2d {
+        let (Ho, Wo) = ((H - 1) / s + 1, (W - 1) / s + 1)
+        return Conv2d(&layout, "conv", in: Ci, out: Co, kernel: k, stride: s,
+                      columnsTarget: chunked ? Ci * k * k * Ho * Wo * 2 : 1 << 17)
+    }
+
+    func testConv2dMatchesDirectConvolution() {
+        for (n, c) in Self.convCases.enumerated() {
+            for chunked in [false, true] {
+                let (Ci, Co, B) = (3, 4, 3)
+                var layout = ParameterLayout()
+                let conv = Self.makeConv(&layout, in: Ci, out: Co, kernel: c.kernel, stride: c.stride, height: c.height,
+                                         width: c.width, chunked: chunked)
+                let params = UNetGradientCheck.randomParameters(layout, seed: UInt64(10 + n))
+                let inp = UNetGradientCheck.normals(Ci * B * c.height * c.width, seed: UInt64(20 + n))
+                let (Ho, Wo) = conv.outputSize(height: c.height, width: c.width)
+                XCTAssertEqual(Ho, (c.height - 1) / c.stride + 1, "output height, case \(c)")
+                XCTAssertEqual(Wo, (c.width - 1) / c.stride + 1, "output width, case \(c)")
+                if chunked && !conv.isPointwise {
+                    XCTAssertEqual(conv.imagesPerChunk(batch: B, height: c.height, width: c.width), 2, "chunk of case \(c)")
+                }
+                var out = [Float](repeating: .nan, count: Co * B * Ho * Wo)
+                let columns = Buffer<Float>(count: conv.columnsCount(batch: B, height: c.height, width: c.width))
+                columns.fill(.nan)  // im2col must write every entry it uses
+                conv.forward(&out, inp, params, columns: columns.pointer, batch: B, height: c.height, width: c.width)
+                let expected = Self.directConvolution(inp, params, conv, batch: B, height: c.height, width: c.width)
+                assertClose(out, expected, abs: 1e-5, "conv \(c) chunked \(chunked) vs direct convolution")
+                // accumulate: out += conv(x)
+                conv.forward(&out, inp, params, columns: columns.pointer, batch: B, height: c.height, width: c.width,
+                             accumulate: true)
+                assertClose(out, expected.map { 2 * $0 }, abs: 2e-5, "conv \(c) chunked \(chunked) accumulating")
+            }
+        }
+    }
+
+    func testConv2dGradients() {
+        for (n, c) in Self.convCases.enumerated() {
+            for (chunked, accumulate) in [(false, false), (false, true), (true, false), (true, true)] {
+                let (Ci, Co, B, H, W) = (3, 4, 3, c.height, c.width)
+                var layout = ParameterLayout()
+                let conv = Self.makeConv(&layout, in: Ci, out: Co, kernel: c.kernel, stride: c.stride, height: H, width: W,
+                                         chunked: chunked)
+                let (Ho, Wo) = conv.outputSize(height: H, width: W)
+                let columns = Buffer<Float>(count: conv.columnsCount(batch: B, height: H, width: W))
+                UNetGradientCheck.checkLayer("conv \(c) chunked \(chunked) accumulate \(accumulate)", layout: layout,
+                                             inputCount: Ci * B * H * W, outputCount: Co * B * Ho * Wo, seed: UInt64(30 + n)) { out, inp, p in
+                    conv.forward(out, inp, p, columns: columns.pointer, batch: B, height: H, width: W)
+                } backward: { dinp, g, dout, inp, p in
+                    if accumulate { for i in 0..<Ci * B * H * W { dinp[i] = 0 } } else { for i in 0..<Ci * B * H * W { dinp[i] = .nan } }
+                    conv.backward(dinp: dinp, g, dout: dout, inp: inp, p, columns: columns.pointer, batch: B, height: H, width: W,
+                                  accumulate: accumulate)
+                }
+            }
+        }
+    }
+
+    func testGroupNormGradients() {
+        let (C, G, B, N) = (6, 3, 2, 5)
+        var layout = ParameterLayout()
+        let norm = GroupNorm(&layout, "norm", channels: C, groups: G)
+        let stats = Buffer<Float>(count: 2 * B * G)  // mean, rstd (B, G) each
+        let s = stats.pointer
+        UNetGradientCheck.checkLayer("group norm", layout: layout, inputCount: C * B * N, outputCount: C * B * N, seed: 40) { out, inp, p in
+            norm.forward(out, mean: s, rstd: s + B * G, inp, p, batch: B, spatial: N)
+        } backward: { dinp, g, dout, inp, p in
+            norm.backward(dinp: dinp, g, dout: dout, inp: inp, mean: s, rstd: s + B * G, p, batch: B, spatial: N, accumulate: true)
+        }
+    }
+
+    func testGroupNormNormalisesEachImageAndGroup() {
+        let (C, G, B, N) = (4, 2, 3, 7)
+        var layout = ParameterLayout()
+        let norm = GroupNorm(&layout, "norm", channels: C, groups: G)
+        var rng = Philox(seed: 1)
+        let params = ParameterSet(layout: layout, rng: &rng).valuesArray  // γ = 1, β = 0
+        let inp = UNetGradientCheck.normals(C * B * N, seed: 41).enumerated().map { $1 * 3 + Float($0 % 5) }
+        var out = [Float](repeating: 0, count: C * B * N), mean = [Float](repeating: 0, count: B * G), rstd = mean
+        norm.forward(&out, mean: &mean, rstd: &rstd, inp, params, batch: B, spatial: N)
+        for b in 0..<B {
+            for g in 0..<G {
+                let values = (g * C / G..<(g + 1) * C / G).flatMap { c in (0..<N).map { Double(out[(c * B + b) * N + $0]) } }
+                let m = values.reduce(0, +) / Double(values.count)
+                let v = values.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(values.count)
+                XCTAssertEqual(m, 0, accuracy: 1e-5, "mean of image \(b), group \(g)")
+                XCTAssertEqual(v, 1, accuracy: 1e-3, "variance of image \(b), group \(g)")
+            }
+        }
+    }
+
+    func testAttentionGradients() {
+        for (heads, H, W) in [(1, 2, 2), (2, 3, 2)] {
+            let (C, G, B, N) = (4, 2, 2, H * W)
+            var layout = ParameterLayout()
+            let attention = Attention(&layout, "attn", channels: C, heads: heads, groups: G)
+            let a = Attention.Activations(attention, batch: B, spatial: N)
+            let (n1, n2, n3) = Attention.scratchCounts(channels: C, batch: B, spatial: N)
+            let (s1, s2, dp) = (Buffer<Float>(count: n1), Buffer<Float>(count: n2), Buffer<Float>(count: n3))
+            UNetGradientCheck.checkLayer("attention, \(heads) heads, \(H)×\(W)", layout: layout, inputCount: C * B * N,
+                                     outputCount: C * B * N, seed: 50) { out, inp, p in
+                attention.forward(a, inp, p, batch: B, spatial: N)
+                out.update(from: a.out.pointer, count: C * B * N)
+            } backward: { dinp, g, dout, inp, p in
+                attention.backward(dinp: dinp, g, dout: dout, inp: inp, a, p, scratch1: s1.pointer, scratch2: s2.pointer,
+                                   dprobs: dp.pointer, batch: B, spatial: N)
+            }
+        }
+    }
+
+    /// In place (dinp == dout) gives the same gradient as separate buffers.
+    func testAttentionBackwardInPlace() {
+        let (C, G, B, N, heads) = (4, 2, 2, 4, 2)
+        var layout = ParameterLayout()
+        let attention = Attention(&layout, "attn", channels: C, heads: heads, groups: G)
+        let a = Attention.Activations(attention, batch: B, spatial: N)
+        let (n1, n2, n3) = Attention.scratchCounts(channels: C, batch: B, spatial: N)
+        let (s1, s2, dp) = (Buffer<Float>(count: n1), Buffer<Float>(count: n2), Buffer<Float>(count: n3))
+        let p = UNetGradientCheck.randomParameters(layout, seed: 51)
+        let x = UNetGradientCheck.normals(C * B * N, seed: 52), w = UNetGradientCheck.normals(C * B * N, seed: 53)
+        attention.forward(a, x, p, batch: B, spatial: N)
+        var g1 = [Float](repeating: 0, count: layout.count), g2 = g1
+        var separate = [Float](repeating: 0, count: C * B * N)
+        attention.backward(dinp: &separate, &g1, dout: w, inp: x, a, p, scratch1: s1.pointer, scratch2: s2.pointer,
+                           dprobs: dp.pointer, batch: B, spatial: N)
+        var inPlace = w
+        inPlace.withUnsafeMutableBufferPointer { d in
+            attention.backward(dinp: d.baseAddress!, &g2, dout: d.baseAddress!, inp: x, a, p, scratch1: s1.pointer,
+                               scratch2: s2.pointer, dprobs: dp.pointer, batch: B, spatial: N)
+        }
+        assertClose(inPlace, separate, abs: 1e-6, "in-place dx")
+        assertClose(g2, g1, abs: 1e-6, "parameter gradients")
+    }
+
+    func testDownsampleGradients() {
+        let (C, B, H, W) = (3, 2, 4, 6)
+        var layout = ParameterLayout()
+        let down = Downsample(&layout, "down", channels: C)
+        let columns = Buffer<Float>(count: down.columnsCount(batch: B, height: H, width: W))
+        UNetGradientCheck.checkLayer("downsample", layout: layout, inputCount: C * B * H * W, outputCount: C * B * H * W / 4,
+                                 seed: 60) { out, inp, p in
+            down.forward(out, inp, p, columns: columns.pointer, batch: B, height: H, width: W)
+        } backward: { dinp, g, dout, inp, p in
+            down.backward(dinp: dinp, g, dout: dout, inp: inp, p, columns: columns.pointer, batch: B, height: H, width: W,
+                          accumulate: true)
+        }
+    }
+
+    func testUpsampleGradients() {
+        let (C, B, H, W) = (3, 2, 2, 3)
+        var layout = ParameterLayout()
+        let upsample = Upsample(&layout, "up", channels: C)
+        let columns = Buffer<Float>(count: upsample.columnsCount(batch: B, height: H, width: W))
+        let up = Buffer<Float>(count: C * B * 4 * H * W), dup = Buffer<Float>(count: C * B * 4 * H * W)
+        UNetGradientCheck.checkLayer("upsample", layout: layout, inputCount: C * B * H * W, outputCount: C * B * 4 * H * W,
+                                 seed: 70) { out, inp, p in
+            upsample.forward(out, up: up.pointer, inp, p, columns: columns.pointer, batch: B, height: H, width: W)
+        } backward: { dinp, g, dout, inp, p in
+            upsample.backward(dinp: dinp, g, dout: dout, up: up.pointer, p, dup: dup.pointer, columns: columns.pointer,
+                              batch: B, height: H, width: W, accumulate: false)
+        }
+    }
+
+    func testUpsampleIsNearestNeighbour() {
+        let (C, B, H, W) = (1, 1, 2, 2)
+        var layout = ParameterLayout()
+        let upsample = Upsample(&layout, "up", channels: C)
+        let columns = Buffer<Float>(count: upsample.columnsCount(batch: B, height: H, width: W))
+        let up = Buffer<Float>(count: 16), out = Buffer<Float>(count: 16)
+        let p = [Float](repeating: 0, count: layout.count)
+        upsample.forward(out.pointer, up: up.pointer, [1, 2, 3, 4], p, columns: columns.pointer, batch: B, height: H, width: W)
+        XCTAssertEqual(up.array, [1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4])
+    }
+
+    /// ResBlock as a function of x, with SiLU(temb) fixed; with a channel change (1×1 skip)
+    /// and without, and with dropout (the mask is held fixed by reusing one RNG state).
+    func testResBlockGradients() {
+        for (Ci, Co, dropout) in [(4, 6, Float(0)), (4, 4, Float(0)), (4, 4, Float(0.3))] {
+            let (B, H, W, T, G) = (2, 3, 3, 5, 2)
+            var layout = ParameterLayout()
+            let block = ResBlock(&layout, "res", in: Ci, out: Co, timeDim: T, groups: G, dropout: dropout)
+            let a = ResBlock.Activations(block, batch: B, spatial: H * W)
+            let tembAct = UNetGradientCheck.normals(B * T, seed: 80)
+            let columns = Buffer<Float>(count: block.columnsCount(batch: B, height: H, width: W))
+            let scratch = (Buffer<Float>(count: max(Ci, Co) * B * H * W), Buffer<Float>(count: max(Ci, Co) * B * H * W))
+            let dtime = Buffer<Float>(count: B * Co), dtemb = Buffer<Float>(count: B * T)
+            let fixedRNG = Philox(seed: 81)
+            UNetGradientCheck.checkLayer("res block \(Ci)→\(Co), dropout \(dropout)", layout: layout, inputCount: Ci * B * H * W,
+                                     outputCount: Co * B * H * W, seed: 82) { out, inp, p in
+                var rng = fixedRNG
+                block.forward(a, inp, tembAct: tembAct, p, columns: columns.pointer, batch: B, height: H, width: W,
+                              training: true, rng: &rng)
+                out.update(from: a.out.pointer, count: Co * B * H * W)
+            } backward: { dinp, g, dout, inp, p in
+                block.backward(dinp: dinp, dtembAct: dtemb.pointer, g, dout: dout, inp: inp, tembAct: tembAct, a, p,
+                               scratch1: scratch.0.pointer, scratch2: scratch.1.pointer, dtime: dtime.pointer,
+                               columns: columns.pointer, batch: B, height: H, width: W, accumulate: false)
+            }
+            if dropout > 0 {
+                let dropped = a.mask.array.filter { $0 == 0 }.count
+                XCTAssert(dropped > 0 && dropped < a.mask.count, "dropout zeroes some but not all of \(a.mask.count) values")
+            }
+        }
+    }
+}
