@@ -6,19 +6,16 @@ func unetConfig(_ p: ddpm_model_params) throws -> NetworkConfig {
     guard (1...4).contains(p.num_levels) else {
         throw DDPMError.invalidArgument("num_levels must be in 1...4 (got \(p.num_levels))")
     }
-    guard p.attention_levels >= 0 && p.attention_levels < 1 << p.num_levels else {
-        throw DDPMError.invalidArgument(
-            "attention_levels is a bit mask of levels 0...\(p.num_levels - 1) (got \(p.attention_levels) with num_levels = \(p.num_levels))")
-    }
     let m = p.channel_mult
     let mult = [Int(m.0), Int(m.1), Int(m.2), Int(m.3)]
     let levels = Int(p.num_levels)
-    let config = UNetConfig(
+    var config = UNetConfig(
         channels: Int(p.channels), height: Int(p.height), width: Int(p.width), baseChannels: Int(p.base_channels),
         channelMult: Array(mult.prefix(levels)), resBlocks: Int(p.res_blocks),
-        attentionLevels: (0..<levels).filter { p.attention_levels & (1 << $0) != 0 },
+        attentionLevels: [],
         attentionHeads: Int(p.attention_heads), groups: Int(p.groups), dropout: p.dropout,
         timeEmbedDim: Int(p.time_embed_dim), numClasses: Int(p.num_classes))
+    config.attentionLevelMask = Int(p.attention_levels)  // bits beyond the last level fail validation
     try config.validate()
     return .unet(config)
 }
@@ -33,7 +30,7 @@ func fillUNetParams(_ p: inout ddpm_model_params, _ config: NetworkConfig) {
     for (l, m) in c.channelMult.prefix(4).enumerated() { mult[l] = Int32(m) }
     p.channel_mult = (mult[0], mult[1], mult[2], mult[3])
     p.res_blocks = Int32(c.resBlocks)
-    p.attention_levels = c.attentionLevels.reduce(0) { $0 | (1 << Int32($1)) }
+    p.attention_levels = Int32(c.attentionLevelMask)
     p.attention_heads = Int32(c.attentionHeads)
     p.groups = Int32(c.groups)
     p.dropout = c.dropout

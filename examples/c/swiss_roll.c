@@ -88,6 +88,22 @@ static int check_errors(ddpm_schedule *sched, ddpm_model *model) {
     ddpm_schedule *s2 = (ddpm_schedule *)0x1;
     EXPECT(ddpm_schedule_create(&sp, &s2), DDPM_ERR_INVALID_ARGUMENT);
     if (s2 != NULL) { fprintf(stderr, "failed create must set *out = NULL\n"); failures++; }
+    /* An image model whose height is not divisible by 2^(levels-1), then one with labels out of range. */
+    ddpm_model_params up = ddpm_model_params_default();
+    up.network = DDPM_NETWORK_UNET;
+    up.channels = 1, up.height = 6, up.width = 8, up.base_channels = 8, up.groups = 4, up.num_levels = 3;
+    ddpm_model *unet = (ddpm_model *)0x1;
+    EXPECT(ddpm_model_create(sched, &up, &unet), DDPM_ERR_INVALID_ARGUMENT);
+    printf("bad UNet shape: \"%s\"\n", ddpm_last_error());
+    up.height = 8, up.num_levels = 2, up.attention_levels = 2, up.num_classes = 3;
+    CHECK(ddpm_model_create(sched, &up, &unet));
+    float image[64] = {0};
+    int32_t label = 4;
+    EXPECT(ddpm_model_train_step(unet, image, 1, 64, &label, &loss), DDPM_ERR_INVALID_ARGUMENT);
+    EXPECT(ddpm_model_train_step(unet, image, 1, 63, NULL, &loss), DDPM_ERR_SHAPE);
+    label = 2;
+    CHECK(ddpm_model_train_step(unet, image, 1, 64, &label, &loss));
+    ddpm_model_free(unet);
     ddpm_model_free(NULL);
     ddpm_schedule_free(NULL);
     printf("error paths: %s (last message: \"%s\")\n", failures ? "FAILED" : "ok", ddpm_last_error());
