@@ -92,4 +92,20 @@ final class GuidanceTests: XCTestCase {
         bad[2] = .nan
         assertNonFinite("NaN x") { try predict(model, x: bad, t: 5, labels: nil, w: 1) }
     }
+
+    /// While sampling (all rows share t) the network computes the time embedding once and
+    /// copies it; the result must equal the per-row path used in training.
+    func testSharedTimestepPathEqualsPerRowPath() throws {
+        var rng = Philox(seed: 4)
+        let net = try ResidualMLP(.init(dataDim: 5, hidden: 24, depth: 2, timeEmbedDim: 16, numClasses: 3), timesteps: 100, rng: &rng)
+        let B = 6
+        var x = [Float](repeating: 0, count: B * 5)
+        x.withUnsafeMutableBufferPointer { rng.fillNormal($0.baseAddress!, count: B * 5) }
+        let t = [Int32](repeating: 37, count: B), labels: [Int32] = [0, 1, 2, 3, 0, 1]
+        var shared = [Float](repeating: 0, count: B * 5), perRow = shared
+        let p = net.parameters.values.pointer
+        net.forward(&shared, x: x, t: t, labels: labels, batch: B, params: p, training: false, rng: &rng)
+        net.forward(&perRow, x: x, t: t, labels: labels, batch: B, params: p, training: true, rng: &rng)
+        assertClose(shared, perRow, abs: 1e-5, "shared-t forward vs per-row forward (BLAS may round a 1-row GEMM differently)")
+    }
 }

@@ -253,7 +253,8 @@ final class SamplerTests: XCTestCase {
 
     // MARK: - Plumbing
 
-    /// The progress callback sees every step, ends at t = −1, and cancels with `.cancelled`.
+    /// The progress callback sees x_T first (step 0, t = T−1), then every step, ends at
+    /// t = −1, and cancels with `.cancelled`.
     func testProgressAndCancellation() throws {
         let schedule = try NoiseSchedule.linear(steps: 10, betaStart: 0.01, betaEnd: 0.3)
         let predictor = exactPredictor(schedule, mu: mu, sigma: sigma)
@@ -267,7 +268,7 @@ final class SamplerTests: XCTestCase {
                 return true
             }
         }
-        XCTAssertEqual(seen, Array((-1...8).reversed()), "t of the new x after each step")
+        XCTAssertEqual(seen, Array((-1...9).reversed()), "x_T at t = 9, then t of the new x after each step")
         do {
             try out.withUnsafeMutableBufferPointer { o in
                 try schedule.sample(into: o.baseAddress!, count: 3, predictor: predictor) { step, _, _, _ in step < 4 }

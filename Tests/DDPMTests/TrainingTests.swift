@@ -115,21 +115,24 @@ final class TrainingTests: XCTestCase {
 
     // MARK: - Optimizer pieces
 
-    /// AdamW against PyTorch's update written out in Double, over 3 steps.
+    /// AdamW against PyTorch's update written out in Double, over 3 steps, with the clip
+    /// factor applied to g. P = 19 covers the 8-lane body and the scalar tail.
     func testAdamWMatchesFormula() {
-        let P = 6
+        let P = 19
+        let gradScale = 0.7
         let config = AdamWConfig(learningRate: 0.01, beta1: 0.8, beta2: 0.95, epsilon: 1e-6, weightDecay: 0.1)
         let opt = AdamW(config: config, count: P)
         var theta = uniforms(P, seed: 1)
         var (t64, m, v) = (theta.map(Double.init), [Double](repeating: 0, count: P), [Double](repeating: 0, count: P))
         for step in 1...3 {
             let g = uniforms(P, seed: UInt64(10 + step))
-            opt.update(&theta, grads: g)
+            opt.update(&theta, grads: g, gradScale: Float(gradScale))
             let (lr, b1, b2, eps, wd) = (0.01, 0.8, 0.95, 1e-6, 0.1)
             for i in 0..<P {
                 t64[i] -= lr * wd * t64[i]
-                m[i] = b1 * m[i] + (1 - b1) * Double(g[i])
-                v[i] = b2 * v[i] + (1 - b2) * Double(g[i]) * Double(g[i])
+                let gi = Double(g[i]) * gradScale
+                m[i] = b1 * m[i] + (1 - b1) * gi
+                v[i] = b2 * v[i] + (1 - b2) * gi * gi
                 let mhat = m[i] / (1 - pow(b1, Double(step))), vhat = v[i] / (1 - pow(b2, Double(step)))
                 t64[i] -= lr * mhat / (vhat.squareRoot() + eps)
             }
@@ -142,15 +145,15 @@ final class TrainingTests: XCTestCase {
         EMA.update(&ema, params: [3, 2, 1], count: 3, decay: 0.9)
         assertClose(ema, [1.2, 2, 2.8], abs: 1e-6, "θ_ema ← 0.9 θ_ema + 0.1 θ")
 
-        var g: [Float] = [3, 4, 0]
-        XCTAssertEqual(GradientClipping.clip(&g, count: 3, maxNorm: 1), 5, accuracy: 1e-6, "returns the norm before clipping")
-        assertClose(g, [0.6, 0.8, 0], abs: 1e-6, "clipped to unit norm")
-        var small: [Float] = [0.3, 0.4]
-        GradientClipping.clip(&small, count: 2, maxNorm: 1)
-        XCTAssertEqual(small, [0.3, 0.4], "below the limit: unchanged")
-        var off: [Float] = [30, 40]
-        XCTAssertEqual(GradientClipping.clip(&off, count: 2, maxNorm: 0), 50, accuracy: 1e-4)
-        XCTAssertEqual(off, [30, 40], "maxNorm 0 only measures")
+        // ‖g‖ = 5 over 11 entries (8-lane body + tail): factor 1/5 to reach unit norm.
+        let g: [Float] = [3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4]
+        let clipped = GradientClipping.scale(g, count: g.count, maxNorm: 1)
+        XCTAssertEqual(clipped.norm, 5, accuracy: 1e-6, "the norm before clipping")
+        XCTAssertEqual(clipped.scale, 0.2, accuracy: 1e-6, "factor to unit norm")
+        XCTAssertEqual(GradientClipping.scale([0.3, 0.4], count: 2, maxNorm: 1).scale, 1, "below the limit: unchanged")
+        let off = GradientClipping.scale([30, 40], count: 2, maxNorm: 0)
+        XCTAssertEqual(off.norm, 50, accuracy: 1e-4)
+        XCTAssertEqual(off.scale, 1, "maxNorm 0 only measures")
 
         let pred: [Float] = [1, 2, 3, 4], target: [Float] = [0, 2, 5, 3]
         var dout = [Float](repeating: 0, count: 4)

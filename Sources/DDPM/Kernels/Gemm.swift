@@ -3,8 +3,48 @@
 //   C (m, n) = alpha · op(A) (m, k) · op(B) (k, n) + beta · C
 //
 // op(X) is X or Xᵀ; transposes are passed to BLAS, never materialised.
+//
+// Threads: OpenBLAS splits every call across its threads, which costs more than it gains on
+// the small GEMMs of our MLPs (and the UNet's per-chunk convolutions). Each call therefore
+// runs on one thread below `parallelThreshold` multiply-adds and on `maxThreads` above it.
 import CBLAS
 
+enum BLASThreads {
+    /// The most threads a GEMM may use; set by `setBLASThreads` (ddpm_set_num_threads).
+    nonisolated(unsafe) static var maxThreads = Int(openblas_get_num_threads())
+    /// The count OpenBLAS is set to now.
+    nonisolated(unsafe) static var current = Int(openblas_get_num_threads())
+    /// m·n·k below which a GEMM runs on one thread (2^25 ≈ 33.5M multiply-adds).
+    static let parallelThreshold = 1 << 25
+
+    @inline(__always)
+    static func prepare(m: Int, n: Int, k: Int) {
+        let want = m * n * k >= parallelThreshold ? maxThreads : 1
+        if want != current {
+            openblas_set_num_threads(Int32(want))
+            current = want
+        }
+    }
+}
+
+/// GEMM with explicit leading dimensions (for sub-blocks of larger matrices).
+@inline(__always)
+func stridedGemm(
+    _ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+    m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int,
+    transA: Bool = false, transB: Bool = false, alpha: Float = 1, beta: Float = 0
+) {
+    BLASThreads.prepare(m: m, n: n, k: k)
+    cblas_sgemm(
+        CblasRowMajor,
+        transA ? CblasTrans : CblasNoTrans,
+        transB ? CblasTrans : CblasNoTrans,
+        Int32(m), Int32(n), Int32(k),
+        alpha, a, Int32(lda), b, Int32(ldb),
+        beta, c, Int32(ldc))
+}
+
+/// Dense GEMM: A is stored (m, k), or (k, m) when transposed; B is (k, n), or (n, k).
 @inline(__always)
 func gemm(
     _ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
@@ -12,29 +52,14 @@ func gemm(
     transA: Bool = false, transB: Bool = false,
     alpha: Float = 1, beta: Float = 0
 ) {
-    let lda = transA ? m : k  // A is stored (m, k), or (k, m) when transposed
-    let ldb = transB ? k : n  // B is stored (k, n), or (n, k) when transposed
-    cblas_sgemm(
-        CblasRowMajor,
-        transA ? CblasTrans : CblasNoTrans,
-        transB ? CblasTrans : CblasNoTrans,
-        Int32(m), Int32(n), Int32(k),
-        alpha, a, Int32(lda), b, Int32(ldb),
-        beta, c, Int32(n))
+    stridedGemm(c, a, b, m: m, n: n, k: k, lda: transA ? m : k, ldb: transB ? k : n, ldc: n,
+                transA: transA, transB: transB, alpha: alpha, beta: beta)
 }
 
-/// Sets the number of threads the BLAS uses (OpenBLAS); `n <= 0` leaves it unchanged.
+/// Sets the most threads a GEMM may use; `n <= 0` leaves it unchanged.
 public func setBLASThreads(_ n: Int) {
-    #if !os(macOS)
-    if n > 0 { openblas_set_num_threads(Int32(n)) }
-    #endif
+    if n > 0 { BLASThreads.maxThreads = n }
 }
 
-/// The number of threads the BLAS currently uses.
-public func blasThreads() -> Int {
-    #if os(macOS)
-    return 1
-    #else
-    return Int(openblas_get_num_threads())
-    #endif
-}
+/// The most threads a GEMM may use.
+public func blasThreads() -> Int { BLASThreads.maxThreads }

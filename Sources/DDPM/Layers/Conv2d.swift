@@ -246,21 +246,3 @@ public struct Conv2d: Sendable {
         return UnsafePointer(m)
     }
 }
-
-/// `gemm` with explicit leading dimensions, for blocks inside larger row-major matrices:
-/// C (m, n) = alpha·op(A)·op(B) + beta·C, where A is stored (m, k) or, transposed, (k, m)
-/// with row stride lda; likewise B (k, n) / (n, k) with ldb; C with ldc.
-@inline(__always)
-func stridedGemm(
-    _ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-    m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int,
-    transA: Bool = false, transB: Bool = false, alpha: Float = 1, beta: Float = 0
-) {
-    cblas_sgemm(
-        CblasRowMajor,
-        transA ? CblasTrans : CblasNoTrans,
-        transB ? CblasTrans : CblasNoTrans,
-        Int32(m), Int32(n), Int32(k),
-        alpha, a, Int32(lda), b, Int32(ldb),
-        beta, c, Int32(ldc))
-}

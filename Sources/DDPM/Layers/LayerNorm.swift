@@ -20,12 +20,8 @@ public struct LayerNorm: Sendable {
         let (g, b) = (params + gamma, params + beta)
         for r in 0..<batch {
             let x = inp + r * C, y = out + r * C
-            var sum: Float = 0
-            for i in 0..<C { sum += x[i] }
-            let m = sum / Float(C)
-            var sq: Float = 0
-            for i in 0..<C { let d = x[i] - m; sq += d * d }
-            let s = 1 / (sq / Float(C) + epsilon).squareRoot()
+            let m = sumOf(x, C) / Float(C)
+            let s = 1 / (squaredDeviations(x, C, from: m) / Float(C) + epsilon).squareRoot()
             for i in 0..<C { y[i] = (x[i] - m) * s * g[i] + b[i] }
             mean[r] = m
             rstd[r] = s
@@ -44,14 +40,30 @@ public struct LayerNorm: Sendable {
         for r in 0..<batch {
             let x = inp + r * C, dy = dout + r * C, dx = dinp + r * C
             let (m, s) = (mean[r], rstd[r])
-            var sumDyG: Float = 0, sumDyGXhat: Float = 0
-            for i in 0..<C {
+            // Σ dy·γ and Σ dy·γ·x̂ in eight lanes; dγ and dβ accumulate on the way.
+            typealias V = SIMD8<Float>
+            var sumDyGv = V.zero, sumDyGXhatv = V.zero
+            let (mv, sv) = (V(repeating: m), V(repeating: s))
+            var i = 0
+            while i + 8 <= C {
+                let xhat = (UnsafeRawPointer(x + i).loadUnaligned(as: V.self) - mv) * sv
+                let dyv = UnsafeRawPointer(dy + i).loadUnaligned(as: V.self)
+                let dyg = dyv * UnsafeRawPointer(g + i).loadUnaligned(as: V.self)
+                sumDyGv += dyg
+                sumDyGXhatv += dyg * xhat
+                UnsafeMutableRawPointer(dg + i).storeBytes(of: UnsafeRawPointer(dg + i).loadUnaligned(as: V.self) + dyv * xhat, as: V.self)
+                UnsafeMutableRawPointer(db + i).storeBytes(of: UnsafeRawPointer(db + i).loadUnaligned(as: V.self) + dyv, as: V.self)
+                i += 8
+            }
+            var (sumDyG, sumDyGXhat) = (sumDyGv.sum(), sumDyGXhatv.sum())
+            while i < C {
                 let xhat = (x[i] - m) * s
                 let dyg = dy[i] * g[i]
                 sumDyG += dyg
                 sumDyGXhat += dyg * xhat
                 dg[i] += dy[i] * xhat
                 db[i] += dy[i]
+                i += 1
             }
             let (meanDyG, meanDyGXhat) = (sumDyG / Float(C), sumDyGXhat / Float(C))
             for i in 0..<C {

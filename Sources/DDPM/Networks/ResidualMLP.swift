@@ -101,11 +101,15 @@ public final class ResidualMLP: EpsilonNetwork {
         if acts.capacity < B { acts = Activations(settings, batch: B) }
         let a = acts
         let H = settings.hidden
-        // temb (B, H) = W_t2·SiLU(W_t1·sinusoid(t)) [+ class embedding]
-        sinusoid.forward(a.e.pointer, t: t, batch: B)
-        timeIn.forward(a.te1.pointer, a.e.pointer, p, batch: B)
-        SiLU.forward(a.te1s.pointer, a.te1.pointer, count: B * H)
-        timeOut.forward(a.temb.pointer, a.te1s.pointer, p, batch: B)
+        // temb (B, H) = W_t2·SiLU(W_t1·sinusoid(t)) [+ class embedding]. While sampling every
+        // row shares t: compute one row and copy it.
+        let sharedT = !training && (0..<B).allSatisfy { t[$0] == t[0] }
+        let rows = sharedT ? 1 : B
+        sinusoid.forward(a.e.pointer, t: t, batch: rows)
+        timeIn.forward(a.te1.pointer, a.e.pointer, p, batch: rows)
+        SiLU.forward(a.te1s.pointer, a.te1.pointer, count: rows * H)
+        timeOut.forward(a.temb.pointer, a.te1s.pointer, p, batch: rows)
+        for b in 1..<max(B / rows, 1) { (a.temb.pointer + b * H).update(from: a.temb.pointer, count: H) }
         if let classEmbedding {
             for b in 0..<B { a.labels.pointer[b] = labels?[b] ?? Int32(settings.numClasses) }
             classEmbedding.forward(accumulateInto: a.temb.pointer, ids: a.labels.pointer, p, batch: B)
@@ -133,7 +137,8 @@ public final class ResidualMLP: EpsilonNetwork {
         // ε̂ = W_out·h_L
         outProj.backward(dinp: dh, g, dout: dout, inp: a.h[blocks.count].pointer, p, batch: B)
         a.dtemb.pointer.update(repeating: 0, count: B * H)
-        for (l, block) in blocks.enumerated().reversed() {
+        for l in blocks.indices.reversed() {  // a ReversedCollection: no array is built
+            let block = blocks[l]
             // h_{l+1} = h_l + fc2(SiLU(fc1(LN(h_l) + temb))); dh carries ∂L/∂h_{l+1}, then ∂L/∂h_l.
             block.fc2.backward(dinp: ds, g, dout: dh, inp: a.s[l].pointer, p, batch: B)
             SiLU.backward(dinp: ds, dout: ds, inp: a.u[l].pointer, count: B * H)

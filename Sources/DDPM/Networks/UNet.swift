@@ -508,7 +508,8 @@ public final class UNet: EpsilonNetwork {
         outNorm.backward(dinp: d, g, dout: s.scratch1.pointer, inp: a.decoder[decoder.count - 1].output,
                          mean: a.outMean.pointer, rstd: a.outRstd.pointer, p, batch: B, spatial: N, accumulate: false)
         // decoder: cat = [h; skip] → d(cat) lands in `spare`; its head is ∂L/∂h, its tail goes to the skip.
-        for (k, stage) in decoder.enumerated().reversed() {
+        for k in decoder.indices.reversed() {  // ReversedCollection: no array is built
+            let stage = decoder[k]
             stage.backward(dinp: spare, accumulate: false, dout: d, inp: a.decoder[k].cat.pointer, a.decoder[k], s,
                            dtembAct: dtembAct, tembAct: tembAct, g, p, batch: B)
             let hCount = (stage.inChannels - stage.skipChannels) * B * stage.pixels
@@ -523,7 +524,8 @@ public final class UNet: EpsilonNetwork {
         middle[0].backward(dinp: s.dskips[encoder.count].pointer, accumulate: true, dout: d, inp: a.skip(encoder.count),
                            a.middle[0], s, dtembAct: dtembAct, tembAct: tembAct, g, p, batch: B)
         // encoder: stage k maps skip k to skip k+1
-        for (k, stage) in encoder.enumerated().reversed() {
+        for k in encoder.indices.reversed() {
+            let stage = encoder[k]
             stage.backward(dinp: s.dskips[k].pointer, accumulate: true, dout: s.dskips[k + 1].pointer, inp: a.skip(k),
                            a.encoder[k], s, dtembAct: dtembAct, tembAct: tembAct, g, p, batch: B)
         }

@@ -122,8 +122,8 @@ public final class DiffusionModel {
         }
         params.zeroGrads()
         network.backward(dout: buf.dout.pointer, batch: B)
-        GradientClipping.clip(params.grads.pointer, count: params.count, maxNorm: training.gradClip)
-        optimizer.update(params.values.pointer, grads: params.grads.pointer)
+        let clip = GradientClipping.scale(params.grads.pointer, count: params.count, maxNorm: training.gradClip)
+        optimizer.update(params.values.pointer, grads: params.grads.pointer, gradScale: clip.scale)
         EMA.update(ema.pointer, params: params.values.pointer, count: params.count, decay: training.emaDecay)
         step += 1
         return loss

@@ -1,20 +1,11 @@
 // Global-norm gradient clipping:  g ← g·min(1, c/‖g‖₂).   P = number of parameters.
+// The scale is handed to the optimizer, which applies it while it reads the gradients.
 
 enum GradientClipping {
-    /// Returns ‖g‖₂ before clipping; `maxNorm` ≤ 0 only measures.
-    @discardableResult
-    static func clip(_ grads: UnsafeMutablePointer<Float>, count: Int, maxNorm: Float) -> Float {
-        var sum: Double = 0
-        var partial: Float = 0
-        for i in 0..<count {
-            partial += grads[i] * grads[i]
-            if i & 4095 == 4095 { sum += Double(partial); partial = 0 }  // keep the Float partials short
-        }
-        let norm = Float((sum + Double(partial)).squareRoot())
-        if maxNorm > 0 && norm > maxNorm {
-            let scale = maxNorm / (norm + 1e-6)
-            for i in 0..<count { grads[i] *= scale }
-        }
-        return norm
+    /// ‖g‖₂ and the factor min(1, c/‖g‖₂) to apply; `maxNorm` ≤ 0 gives factor 1.
+    static func scale(_ grads: UnsafePointer<Float>, count: Int, maxNorm: Float) -> (norm: Float, scale: Float) {
+        let norm = Float(sumOfSquares(grads, count).squareRoot())
+        guard maxNorm > 0 && norm > maxNorm else { return (norm, 1) }
+        return (norm, maxNorm / (norm + 1e-6))
     }
 }
