@@ -8,6 +8,8 @@ public protocol EpsilonNetwork: AnyObject {
     var parameters: ParameterSet { get }
     /// The shape of one sample: [D] or [C, H, W].
     var sampleShape: [Int] { get }
+    /// S, floats per sample (the product of `sampleShape`; no array is built: hot paths call it).
+    var sampleSize: Int { get }
     /// K; labels are in 0...K where K means "no class". 0 for an unconditional network.
     var numClasses: Int { get }
     /// Everything needed to rebuild the network (stored in checkpoints).
@@ -23,11 +25,6 @@ public protocol EpsilonNetwork: AnyObject {
     /// Accumulates ∂L/∂θ into `parameters.grads`, given dout = ∂L/∂ε̂ (B, S) for the last
     /// forward call made with `training: true` and the live parameters.
     func backward(dout: UnsafePointer<Float>, batch: Int)
-}
-
-extension EpsilonNetwork {
-    /// S, floats per sample.
-    public var sampleSize: Int { sampleShape.reduce(1, *) }
 }
 
 /// The configuration of any of our networks; Codable for checkpoints.

@@ -32,6 +32,7 @@ public final class ResidualMLP: EpsilonNetwork {
     public let parameters: ParameterSet
     public let settings: Config
     public var sampleShape: [Int] { [settings.dataDim] }
+    public var sampleSize: Int { settings.dataDim }
     public var numClasses: Int { settings.numClasses }
     public var config: NetworkConfig { .mlp(settings) }
 

@@ -115,6 +115,7 @@ public final class UNet: EpsilonNetwork {
     public let parameters: ParameterSet
     public let settings: UNetConfig
     public var sampleShape: [Int] { [settings.channels, settings.height, settings.width] }
+    public var sampleSize: Int { settings.channels * settings.height * settings.width }
     public var numClasses: Int { settings.numClasses }
     public var config: NetworkConfig { .unet(settings) }
 
