@@ -1,7 +1,7 @@
 # SwiftDDPM — the two commands a newcomer needs:
 #   make demo   set up, build, train the 50-dim signal model and write its plots
 #   make test   set up, build, run every test (Swift, C, Python)
-# Also: make bench (engine vs PyTorch), make install PREFIX=/usr/local, make clean.
+# Also: make bench [BENCH_ARGS=--quick] (engine vs PyTorch), make install PREFIX=/usr/local, make clean.
 
 PYTHON   ?= python3
 SWIFT    ?= swift
@@ -63,7 +63,7 @@ test-python: setup-python build
 
 # ---- benchmark (not part of test or CI) ------------------------------------------------
 bench: setup build
-	bash bench/run.sh
+	bash bench/run.sh $(BENCH_ARGS)
 
 # ---- install ---------------------------------------------------------------------------
 install: build

@@ -1,0 +1,230 @@
+"""PyTorch reference of SwiftDDPM's networks and training recipe, for `make bench`.
+
+Mirrors, layer for layer and with the same parameter names as our checkpoints:
+
+  ResidualMLP   Sources/DDPM/Networks/ResidualMLP.swift
+  recipe        Sources/DDPM/Training/*.swift: L_simple with t ~ U{0..T-1}, eps ~ N(0, I),
+                AdamW (PyTorch's update order), global grad-norm clip, EMA of the weights,
+                label dropout for conditional models
+  sampler       Sources/DDPM/Sampling/Sampler.swift + NoiseSchedule+Step.swift:
+                DDPM ancestral sampling, sigma^2 = beta_t, no noise on the last step
+  UNet          Sources/DDPM/Networks/UNet.swift, in unet_reference.py (make_unet below)
+
+Shapes: B = batch, D = data dims, H = hidden width, E = timestep-encoding size,
+L = residual blocks, K = classes (label K = "no class"), T = timesteps.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+# ---- Schedule ---------------------------------------------------------------------------
+
+class LinearSchedule:
+    """beta linear from beta_start to beta_end over T steps; tables in float64, used as float32
+    (as NoiseSchedule: computed in Double, stored as Float)."""
+
+    def __init__(self, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
+        betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+        alphas = 1 - betas
+        alpha_bar = torch.cumprod(alphas, 0)
+        self.T = T
+        self.betas = betas.float()                                      # (T,) beta_t
+        self.sqrt_alpha_bar = alpha_bar.sqrt().float()                  # (T,) sqrt(abar_t)
+        self.sqrt_one_minus_alpha_bar = (1 - alpha_bar).sqrt().float()  # (T,) sqrt(1 - abar_t)
+        self.sqrt_recip_alpha = (1 / alphas.sqrt()).float()             # (T,) 1/sqrt(alpha_t), reverse mean
+        self.eps_coef = (betas / (1 - alpha_bar).sqrt()).float()        # (T,) beta_t/sqrt(1-abar_t), reverse mean
+        self.sigma = betas.sqrt().float()                               # (T,) sigma_t, sigma^2 = beta_t
+
+    def add_noise(self, x0, eps, t):
+        """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, row-wise t; any trailing shape."""
+        shape = (-1,) + (1,) * (x0.dim() - 1)
+        return self.sqrt_alpha_bar[t].view(shape) * x0 + self.sqrt_one_minus_alpha_bar[t].view(shape) * eps
+
+
+# ---- Layers -----------------------------------------------------------------------------
+
+class SinusoidalEmbedding(nn.Module):
+    """emb[i] = sin(t w_i), emb[E/2 + i] = cos(t w_i), w_i = 10000^(-i/(E/2)); a (T, E) table."""
+
+    def __init__(self, dim: int, timesteps: int):
+        super().__init__()
+        half = dim // 2
+        omega = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float64) / half)
+        angles = torch.arange(timesteps, dtype=torch.float64)[:, None] * omega[None, :]
+        self.register_buffer("table", torch.cat([angles.sin(), angles.cos()], 1).float(), persistent=False)
+
+    def forward(self, t):  # t: (B,) int64 -> (B, E)
+        return self.table[t]
+
+
+class TimeMLP(nn.Module):
+    """temb = fc2(SiLU(fc1(e)))  (our names time.fc1, time.fc2)."""
+
+    def __init__(self, E: int, H: int):
+        super().__init__()
+        self.fc1 = nn.Linear(E, H)
+        self.fc2 = nn.Linear(H, H)
+
+    def forward(self, e):
+        return self.fc2(F.silu(self.fc1(e)))
+
+
+class Block(nn.Module):
+    """h + fc2(SiLU(fc1(LN(h) + temb)))."""
+
+    def __init__(self, H: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(H, eps=1e-5)
+        self.fc1 = nn.Linear(H, H)
+        self.fc2 = nn.Linear(H, H)
+
+    def forward(self, h, temb):
+        return h + self.fc2(F.silu(self.fc1(self.norm(h) + temb)))
+
+
+# ---- Residual MLP -----------------------------------------------------------------------
+
+@dataclass
+class MLPConfig:
+    data_dim: int
+    hidden: int = 128
+    depth: int = 4
+    time_embed_dim: int = 64
+    num_classes: int = 0
+
+
+class ResidualMLP(nn.Module):
+    """e = sinusoid(t); temb = W_t2 SiLU(W_t1 e) [+ class_embedding[label]]; h_0 = W_in x;
+    h_{l+1} = h_l + W2_l SiLU(W1_l (LN_l(h_l) + temb)); eps = W_out h_L (a linear readout).
+    Init as ours: Linear U(+-1/sqrt(in)) for W and b (PyTorch's default), LN ones/zeros,
+    class embedding N(0, 0.02^2)."""
+
+    def __init__(self, c: MLPConfig, timesteps: int = 1000):
+        super().__init__()
+        D, H, E, L, K = c.data_dim, c.hidden, c.time_embed_dim, c.depth, c.num_classes
+        self.config = c
+        self.sinusoid = SinusoidalEmbedding(E, timesteps)
+        self.time = TimeMLP(E, H)
+        self.class_embedding = nn.Embedding(K + 1, H) if K > 0 else None
+        if self.class_embedding is not None:
+            nn.init.normal_(self.class_embedding.weight, std=0.02)
+        self.in_proj = nn.Linear(D, H)
+        self.blocks = nn.ModuleList(Block(H) for _ in range(L))
+        self.out_proj = nn.Linear(H, D)
+        for m in self.modules():  # U(+-1/sqrt(in)) for weight and bias, as Linear.swift
+            if isinstance(m, nn.Linear):
+                bound = 1 / math.sqrt(m.in_features)
+                nn.init.uniform_(m.weight, -bound, bound)
+                nn.init.uniform_(m.bias, -bound, bound)
+
+    def forward(self, x, t, labels=None):  # x (B, D), t (B,), labels (B,) or None
+        temb = self.time(self.sinusoid(t))
+        if self.class_embedding is not None:
+            if labels is None:
+                labels = torch.full_like(t, self.config.num_classes)
+            temb = temb + self.class_embedding(labels)
+        h = self.in_proj(x)
+        for block in self.blocks:
+            h = block(h, temb)
+        return self.out_proj(h)
+
+
+# ---- Training recipe --------------------------------------------------------------------
+
+@dataclass
+class Recipe:
+    learning_rate: float = 1e-3
+    betas: tuple = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+    label_dropout: float = 0.1
+
+
+class Trainer:
+    """One train step = DDPM Algorithm 1 + clip + AdamW + EMA, as DiffusionModel.trainStep."""
+
+    def __init__(self, net: nn.Module, schedule: LinearSchedule, recipe: Recipe = Recipe(),
+                 num_classes: int = 0, seed: int = 0):
+        self.net, self.schedule, self.recipe, self.num_classes = net, schedule, recipe, num_classes
+        self.params = [p for p in net.parameters()]
+        self.ema = [p.detach().clone() for p in self.params]
+        self.opt = torch.optim.AdamW(self.params, lr=recipe.learning_rate, betas=recipe.betas,
+                                     eps=recipe.adam_eps, weight_decay=recipe.weight_decay)
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def train_step(self, x0: torch.Tensor, labels: torch.Tensor | None = None) -> float:
+        B = x0.shape[0]
+        t = torch.randint(0, self.schedule.T, (B,), generator=self.gen)        # t ~ U{0..T-1}
+        eps = torch.randn(x0.shape, generator=self.gen)                         # eps ~ N(0, I)
+        xt = self.schedule.add_noise(x0, eps, t)
+        if self.num_classes > 0:  # label dropout: a row gets the null label K with probability p
+            given = labels if labels is not None else torch.full((B,), self.num_classes, dtype=torch.int64)
+            drop = torch.rand(B, generator=self.gen) < self.recipe.label_dropout
+            labels = torch.where(drop, torch.full_like(given, self.num_classes), given)
+        loss = F.mse_loss(self.net(xt, t, labels), eps)                         # L_simple
+        self.opt.zero_grad(set_to_none=False)
+        loss.backward()
+        if self.recipe.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.recipe.grad_clip)
+        self.opt.step()
+        with torch.no_grad():  # ema <- d ema + (1 - d) theta
+            if hasattr(torch, "_foreach_lerp_"):
+                torch._foreach_lerp_(self.ema, self.params, 1 - self.recipe.ema_decay)
+            else:
+                for e, p in zip(self.ema, self.params):
+                    e.lerp_(p, 1 - self.recipe.ema_decay)
+        return loss.item()
+
+    def ema_net(self) -> nn.Module:
+        """A copy of the network holding the EMA weights (for sampling)."""
+        import copy
+        net = copy.deepcopy(self.net)
+        with torch.no_grad():
+            for p, e in zip(net.parameters(), self.ema):
+                p.copy_(e)
+        return net
+
+
+# ---- Sampling ---------------------------------------------------------------------------
+
+@torch.no_grad()
+def ddpm_sample(net: nn.Module, schedule: LinearSchedule, shape: tuple, labels=None, seed: int = 0,
+                steps: int | None = None) -> torch.Tensor:
+    """DDPM ancestral sampling (Algorithm 2) from x_T ~ N(0, I), t = T-1 .. 0:
+    x_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t/sqrt(1-abar_t) eps) + sigma_t z, sigma^2 = beta_t,
+    z = 0 on the last step. `steps` < T runs only the first `steps` reverse steps (for quick
+    timing; the result is then not a sample)."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=gen)
+    n = shape[0]
+    T = schedule.T
+    last = T - (steps if steps is not None else T)
+    tvec = torch.empty(n, dtype=torch.int64)
+    for t in range(T - 1, last - 1, -1):
+        eps = net(x, tvec.fill_(t), labels)
+        x = schedule.sqrt_recip_alpha[t] * (x - schedule.eps_coef[t] * eps)
+        if t > 0:
+            x = x + schedule.sigma[t] * torch.randn(shape, generator=gen)
+    return x
+
+
+# ---- Digits UNet ------------------------------------------------------------------------
+#
+# The images network (Sources/DDPM/Networks/UNet.swift) is mirrored in unet_reference.py
+# beside this file, with the same parameter names; the digits configuration of bench.py is
+# 1 × 8 × 8 images, 10 classes.
+
+def make_unet(channels: int, height: int, width: int, num_classes: int, timesteps: int = 1000, **kw):
+    """The PyTorch UNet; kw: base_channels, channel_mult, res_blocks, attention_levels,
+    attention_heads, groups, dropout, time_embed_dim (UNetConfig's defaults otherwise)."""
+    from unet_reference import UNet, UNetConfig
+    return UNet(UNetConfig(channels=channels, height=height, width=width, num_classes=num_classes, **kw),
+                timesteps=timesteps)
