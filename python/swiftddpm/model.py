@@ -87,6 +87,7 @@ def _params_from_options(o: dict[str, Any]) -> _lib.ddpm_model_params:
             raise InvalidArgumentError(f"attention level {level} is outside 0..{len(mult) - 1} (the levels of channel_mult)")
         mask |= 1 << level
     p.attention_levels = mask
+    p.res_blocks = _int32(o["res_blocks"], "res_blocks")
     p.attention_heads = _int32(o["attention_heads"], "attention_heads")
     p.groups = _int32(o["groups"], "groups")
     p.dropout = float(o["dropout"])
