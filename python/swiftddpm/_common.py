@@ -35,6 +35,23 @@ def enum_name(table: dict[str, int], value: int) -> str:
     return str(value)
 
 
+class ClosesOnExit:
+    """`with` support and a last-resort close() for objects that own a library handle;
+    subclasses define an idempotent close()."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
 def require_open(handle: Any, what: str) -> Any:
     if not handle:
         raise ClosedError(f"this {what} has been closed")

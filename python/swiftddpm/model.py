@@ -115,7 +115,7 @@ _NOT_CACHED: Any = object()  # first field of a train_step cache entry that matc
 _FROM_LIBRARY: Any = object()  # placeholder default; replaced by ddpm_model_params_default() below
 
 
-class Model:
+class Model(C.ClosesOnExit):
     """A diffusion model: schedule + ε-network + AdamW + EMA (owns a ddpm_model handle).
 
     Example:
@@ -198,18 +198,6 @@ class Model:
     @property
     def closed(self) -> bool:
         return self._handle is None
-
-    def __enter__(self) -> "Model":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
 
     def _h(self):
         handle = self._handle

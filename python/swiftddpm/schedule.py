@@ -33,7 +33,7 @@ _TABLES = {
 }
 
 
-class NoiseSchedule:
+class NoiseSchedule(C.ClosesOnExit):
     """A forward-process noise schedule (owns a ddpm_schedule handle).
 
     Build one with `linear`, `cosine`, `sigmoid` or `custom`; `Model.schedule` returns a
@@ -115,18 +115,6 @@ class NoiseSchedule:
     @property
     def closed(self) -> bool:
         return not self._handle
-
-    def __enter__(self) -> "NoiseSchedule":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
 
     def _h(self):
         return C.require_open(self._handle, "NoiseSchedule")
