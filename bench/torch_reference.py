@@ -156,6 +156,7 @@ class Trainer:
         self.net, self.schedule, self.recipe, self.num_classes = net, schedule, recipe, num_classes
         self.params = [p for p in net.parameters()]
         self.ema = [p.detach().clone() for p in self.params]
+        self.ema_steps = 0  # updates so far, for the EMA warm-up
         self.opt = torch.optim.AdamW(self.params, lr=recipe.learning_rate, betas=recipe.betas,
                                      eps=recipe.adam_eps, weight_decay=recipe.weight_decay)
         self.gen = torch.Generator().manual_seed(seed)
@@ -175,12 +176,14 @@ class Trainer:
         if self.recipe.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.recipe.grad_clip)
         self.opt.step()
-        with torch.no_grad():  # ema <- d ema + (1 - d) theta
+        with torch.no_grad():  # ema <- d_n ema + (1 - d_n) theta, d_n = min(d, (1 + n)/(10 + n))
+            keep = min(self.recipe.ema_decay, (1 + self.ema_steps) / (10 + self.ema_steps))
+            self.ema_steps += 1
             if hasattr(torch, "_foreach_lerp_"):
-                torch._foreach_lerp_(self.ema, self.params, 1 - self.recipe.ema_decay)
+                torch._foreach_lerp_(self.ema, self.params, 1 - keep)
             else:
                 for e, p in zip(self.ema, self.params):
-                    e.lerp_(p, 1 - self.recipe.ema_decay)
+                    e.lerp_(p, 1 - keep)
         return loss.item()
 
     def ema_net(self) -> nn.Module:

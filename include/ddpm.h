@@ -269,7 +269,7 @@ typedef struct ddpm_model_params {
     float adam_eps;           /* (1e-8)                                                   */
     float weight_decay;       /* decoupled weight decay (0)                               */
     float grad_clip;          /* global gradient-norm clip, 0 = off (1)                   */
-    float ema_decay;          /* EMA decay (0.995)                                        */
+    float ema_decay;          /* EMA decay d (0.995); step n uses min(d, (1+n)/(10+n))    */
     uint64_t seed;            /* parameter init and training draws (0)                    */
 } ddpm_model_params;
 

@@ -140,6 +140,24 @@ final class TrainingTests: XCTestCase {
         }
     }
 
+    /// The EMA warm-up: update n uses d_n = min(d, (1+n)/(10+n)), so the first update keeps
+    /// only 10% of the initial weights, and d itself is reached once (1+n)/(10+n) exceeds it.
+    func testEMAWarmUp() throws {
+        XCTAssertEqual(EMA.decay(0.999, afterSteps: 0), 0.1, accuracy: 1e-7)
+        XCTAssertEqual(EMA.decay(0.999, afterSteps: 90), 0.91, accuracy: 1e-6)
+        XCTAssertEqual(EMA.decay(0.9, afterSteps: 1000), 0.9, "capped at d")
+        var training = TrainingConfig()
+        training.emaDecay = 0.999
+        let model = try DiffusionModel(schedule: try .linear(steps: 20),
+                                       network: .mlp(.init(dataDim: 2, hidden: 8, depth: 1, timeEmbedDim: 4)),
+                                       training: training)
+        let initial = model.network.parameters.valuesArray
+        _ = try model.trainStep(x0: [0.5, -0.5, 1, 0])
+        let after = model.network.parameters.valuesArray
+        let expected = zip(initial, after).map { 0.1 * $0 + 0.9 * $1 }
+        assertClose(model.emaValues, expected, abs: 1e-6, "θ_ema after one step = 0.1 θ_0 + 0.9 θ_1")
+    }
+
     func testEMAAndClippingAndLoss() {
         var ema: [Float] = [1, 2, 3]
         EMA.update(&ema, params: [3, 2, 1], count: 3, decay: 0.9)

@@ -8,7 +8,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var optimizer = AdamWConfig()
     /// Clip the global gradient norm to this value; 0 disables clipping.
     public var gradClip: Float = 1
-    /// EMA decay d in θ_ema ← d·θ_ema + (1−d)·θ.
+    /// EMA decay d in θ_ema ← d_n·θ_ema + (1−d_n)·θ, with warm-up d_n = min(d, (1+n)/(10+n)).
     public var emaDecay: Float = 0.995
     /// Probability of replacing a label by the null label while training (classifier-free guidance).
     public var labelDropout: Float = 0.1
@@ -124,7 +124,8 @@ public final class DiffusionModel {
         network.backward(dout: buf.dout.pointer, batch: B)
         let clip = GradientClipping.scale(params.grads.pointer, count: params.count, maxNorm: training.gradClip)
         optimizer.update(params.values.pointer, grads: params.grads.pointer, gradScale: clip.scale)
-        EMA.update(ema.pointer, params: params.values.pointer, count: params.count, decay: training.emaDecay)
+        EMA.update(ema.pointer, params: params.values.pointer, count: params.count,
+                   decay: EMA.decay(training.emaDecay, afterSteps: step))
         step += 1
         return loss
     }
