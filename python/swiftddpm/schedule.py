@@ -33,6 +33,16 @@ _TABLES = {
 }
 
 
+def _paired_rows(x0: Any, other: Any, t: Any, other_name: str):
+    """x0 and a second array of the same (B, ...) shape, and t as (B,) int32 (one int is
+    broadcast): the arguments of add_noise and posterior. Returns (x0, other, t, B, dim)."""
+    x0 = C.batch_array(x0, "x0")
+    other = C.float32_array(other, other_name)
+    C.same_shape(other, x0, other_name, "x0")
+    B = x0.shape[0]
+    return x0, other, C.int32_vector(t, B, "t", broadcast=True), B, x0.size // B
+
+
 class NoiseSchedule(C.ClosesOnExit):
     """A forward-process noise schedule (owns a ddpm_schedule handle).
 
@@ -173,12 +183,7 @@ class NoiseSchedule(C.ClosesOnExit):
         every row. Returns float32 with x0's shape.
         """
         handle = self._h()
-        x0 = C.batch_array(x0, "x0")
-        noise = C.float32_array(noise, "noise")
-        C.same_shape(noise, x0, "noise", "x0")
-        B = x0.shape[0]
-        dim = x0.size // B
-        tt = C.int32_vector(t, B, "t", broadcast=True)
+        x0, noise, tt, B, dim = _paired_rows(x0, noise, t, "noise")
         out = np.empty_like(x0)
         check(_lib.lib.ddpm_schedule_add_noise(handle, C.float_ptr(x0), C.float_ptr(noise), C.int32_ptr(tt),
                                                B, dim, C.float_ptr(out), out.size))
@@ -191,12 +196,7 @@ class NoiseSchedule(C.ClosesOnExit):
         Returns (mean with x0's shape, variance (B,)), float32.
         """
         handle = self._h()
-        x0 = C.batch_array(x0, "x0")
-        x_t = C.float32_array(x_t, "x_t")
-        C.same_shape(x_t, x0, "x_t", "x0")
-        B = x0.shape[0]
-        dim = x0.size // B
-        tt = C.int32_vector(t, B, "t", broadcast=True)
+        x0, x_t, tt, B, dim = _paired_rows(x0, x_t, t, "x_t")
         mean = np.empty_like(x0)
         variance = np.empty(B, dtype=np.float32)
         check(_lib.lib.ddpm_schedule_posterior(handle, C.float_ptr(x0), C.float_ptr(x_t), C.int32_ptr(tt), B, dim,
