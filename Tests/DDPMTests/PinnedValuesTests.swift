@@ -1,0 +1,138 @@
+// Pinned values: for fixed seeds and settings, the exact bits of losses, samples and
+// checkpoint tensors that the engine produced before the ABI 0.2 refactor (issue 7).
+// A refactor that is meant to change nothing must leave every hash here unchanged; a
+// change of numerics must update them on purpose, saying why in the commit.
+//
+// Each hash is FNV-1a (64 bit) over the IEEE bit patterns, in order. The first failing
+// run prints the new values so that an intended change can be pinned again.
+import XCTest
+@testable import DDPM
+
+/// FNV-1a over the bit patterns of `values`.
+func bitHash<C: Collection>(_ values: C) -> UInt64 where C.Element == Float {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for v in values {
+        var bits = v.bitPattern
+        for _ in 0..<4 {
+            h = (h ^ UInt64(bits & 0xFF)) &* 0x0000_0100_0000_01B3
+            bits >>= 8
+        }
+    }
+    return h
+}
+
+final class PinnedValuesTests: XCTestCase {
+    /// 2-D points in [−1, 1], deterministic.
+    func points(_ n: Int, seed: UInt64) -> [Float] { uniforms(2 * n, seed: seed) }
+
+    func mlpModel(numClasses: Int = 0) throws -> DiffusionModel {
+        var training = TrainingConfig()
+        training.seed = 1234
+        training.optimizer.learningRate = 2e-3
+        return try DiffusionModel(schedule: try NoiseSchedule.cosine(steps: 50),
+                                  network: .mlp(ResidualMLP.Config(dataDim: 2, hidden: 16, depth: 2, numClasses: numClasses)),
+                                  training: training)
+    }
+
+    func assertPinned(_ name: String, _ values: [Float], _ expected: UInt64,
+                      file: StaticString = #filePath, line: UInt = #line) {
+        let h = bitHash(values)
+        if h != expected {
+            print("[pinned] \(name) = 0x\(String(h, radix: 16)) first values \(values.prefix(4))")
+        }
+        XCTAssertEqual(h, expected, "\(name): bits changed (hash 0x\(String(h, radix: 16)))", file: file, line: line)
+    }
+
+    func testMLPTrainingAndSamplingBitsArePinned() throws {
+        let model = try mlpModel()
+        var losses: [Float] = []
+        for step in 0..<15 { losses.append(try model.trainStep(x0: points(32, seed: UInt64(step)))) }
+        assertPinned("mlp losses", losses, 0x79fdbd88_ebbb2542)
+        assertPinned("mlp weights", model.network.parameters.valuesArray, 0xada8ef3c_b8b2ecc9)
+        assertPinned("mlp ema", model.emaValues, 0x3ddd257a_79663b1a)
+        var options = SamplerOptions()
+        options.seed = 9
+        assertPinned("mlp ddpm samples", try model.sample(count: 8, options: options), 0xf17af31b_57e1d42b)
+        options.method = .ddim
+        options.steps = 10
+        options.step.eta = 0.5
+        options.step.clipX0 = -1...1
+        assertPinned("mlp ddim samples", try model.sample(count: 8, options: options), 0x950ee2ed_9e914c19)
+        options.method = .ddpm
+        options.steps = 7
+        options.step.variance = .posterior
+        assertPinned("mlp respaced ddpm samples", try model.sample(count: 8, options: options), 0x85421128_2e3b594f)
+    }
+
+    func testGuidedSamplingBitsArePinned() throws {
+        let model = try mlpModel(numClasses: 3)
+        let labels: [Int32] = [0, 1, 2, 1, 0, 2, 3, 1]
+        var losses: [Float] = []
+        for step in 0..<10 { losses.append(try model.trainStep(x0: points(8, seed: UInt64(50 + step)), labels: labels)) }
+        assertPinned("conditional losses", losses, 0x8b26d550_c828bc4d)
+        var options = SamplerOptions()
+        options.seed = 3
+        options.guidanceScale = 2.5
+        options.method = .ddim
+        options.steps = 12
+        assertPinned("guided ddim samples", try model.sample(count: 8, labels: labels, options: options), 0x50382fd4_8e521719)
+    }
+
+    func testUNetTrainingBitsArePinned() throws {
+        let config = UNetConfig(channels: 1, height: 8, width: 8, baseChannels: 8, channelMult: [1, 2], resBlocks: 1,
+                                attentionLevels: [1], attentionHeads: 2, groups: 4, dropout: 0.1, timeEmbedDim: 16,
+                                numClasses: 2)
+        var training = TrainingConfig()
+        training.seed = 77
+        let model = try DiffusionModel(schedule: try NoiseSchedule.linear(steps: 40, scaleToSteps: true),
+                                       network: .unet(config), training: training)
+        var losses: [Float] = []
+        for step in 0..<4 {
+            losses.append(try model.trainStep(x0: uniforms(4 * 64, seed: UInt64(step)), labels: [0, 1, 2, 1]))
+        }
+        assertPinned("unet losses", losses, 0xbe923871_50ca7aa7)
+        assertPinned("unet weights", model.network.parameters.valuesArray, 0x04fa4f1f_49febacd)
+        var options = SamplerOptions()
+        options.method = .ddim
+        options.steps = 5
+        options.seed = 11
+        options.guidanceScale = 1.5
+        assertPinned("unet guided samples", try model.sample(count: 2, labels: [0, 1], options: options), 0x8fdf1177_76104a8b)
+    }
+
+    func testCallbackSamplerBitsArePinned() throws {
+        // The exact ε* of N(0.3, 0.5²) data: ε*(x, t) = √(1−ᾱ)(x − √ᾱ μ)/(ᾱσ² + 1 − ᾱ).
+        let schedule = try NoiseSchedule.linear(steps: 100, scaleToSteps: true)
+        let (mu, var0) = (0.3, 0.25)
+        let predictor = ClosurePredictor(sampleSize: 3) { out, x, t, _, batch in
+            let a = schedule.alphaBar[t]
+            for i in 0..<batch * 3 {
+                out[i] = Float((1 - a).squareRoot() * (Double(x[i]) - a.squareRoot() * mu) / (a * var0 + 1 - a))
+            }
+        }
+        var options = SamplerOptions()
+        options.seed = 5
+        var out = [Float](repeating: 0, count: 12)
+        try out.withUnsafeMutableBufferPointer {
+            try schedule.sample(into: $0.baseAddress!, count: 4, predictor: predictor, options: options)
+        }
+        assertPinned("callback ddpm samples", out, 0x196aeb35_e1055a0c)
+    }
+
+    func testCheckpointTensorsArePinned() throws {
+        let model = try mlpModel()
+        for step in 0..<5 { _ = try model.trainStep(x0: points(16, seed: UInt64(100 + step))) }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("pinned-\(getpid()).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try model.save(to: path)
+        let file = try SafeTensors.read(path: path)
+        var all: [Float] = []
+        for name in file.tensors.keys.sorted() where file.tensors[name]!.dtype == .f32 {
+            all += try file.floats(name, shape: file.tensors[name]!.shape)
+        }
+        assertPinned("checkpoint f32 tensors", all, 0xb9956c07_55fc1bd6)
+        let loaded = try DiffusionModel.load(from: path)
+        let next = try loaded.trainStep(x0: points(16, seed: 200))
+        assertPinned("loss after reload", [next], 0x7547cb9f_6f8657b8)
+    }
+}
