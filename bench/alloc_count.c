@@ -14,9 +14,9 @@
  * and forwards to glibc's __libc_* functions. Counting is on only inside measured windows.
  *
  * Build: cc -O2 -rdynamic bench/alloc_count.c -Iinclude -L<dir> -lddpm -Wl,-rpath,<dir> -o ddpm_cbench
- * Usage: ddpm_cbench key=value ...   (net=mlp D= H= L= | net=unet C= S= K= base= ; B= threads=
- *        warmup= steps= sample_n= time_n= time_steps=)
- * Prints one JSON object on stdout.
+ * Usage: ddpm_cbench key=value ...   (net=mlp D= H= L= | net=unet C= S= K= base= levels=
+ *        res_blocks= attention_levels= ; B= threads= warmup= steps= sample_n= time_n= time_steps=)
+ * Prints one JSON object on stdout. The model's parameters are filled in create_model() only.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -183,21 +183,13 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-int main(int argc, char **argv) {
+/* The one place that describes the model to the library: the network from the command line
+   (net=mlp D= H= L=, or net=unet C= S= base= levels= res_blocks= attention_levels=; K=
+   classes for either), everything else the library's defaults. */
+static ddpm_model *create_model(const ddpm_schedule *sched, int argc, char **argv) {
     const char *net = sarg(argc, argv, "net", "mlp");
-    long B = arg(argc, argv, "B", 256), threads = arg(argc, argv, "threads", 1);
-    long warmup = arg(argc, argv, "warmup", 20), steps = arg(argc, argv, "steps", 100);
-    long sample_n = arg(argc, argv, "sample_n", 16);
-    CHECK(ddpm_set_num_threads((int)threads));
-    { void *f[2]; backtrace(f, 2); }  /* loads libgcc's unwinder now, outside any window */
-    int trace = getenv("ALLOC_TRACE") ? atoi(getenv("ALLOC_TRACE")) : 0;
-
-    ddpm_schedule_params sp = ddpm_schedule_params_default();
-    ddpm_schedule *sched = NULL;
-    CHECK(ddpm_schedule_create(&sp, &sched));
     ddpm_model_params mp = ddpm_model_params_default();
-    long K = arg(argc, argv, "K", 0);
-    mp.num_classes = (int32_t)K;
+    mp.num_classes = (int32_t)arg(argc, argv, "K", 0);
     if (strcmp(net, "unet") == 0) {
         mp.network = DDPM_NETWORK_UNET;
         mp.channels = (int32_t)arg(argc, argv, "C", 1);
@@ -218,6 +210,23 @@ int main(int argc, char **argv) {
     }
     ddpm_model *model = NULL;
     CHECK(ddpm_model_create(sched, &mp, &model));
+    return model;
+}
+
+int main(int argc, char **argv) {
+    const char *net = sarg(argc, argv, "net", "mlp");
+    long B = arg(argc, argv, "B", 256), threads = arg(argc, argv, "threads", 1);
+    long warmup = arg(argc, argv, "warmup", 20), steps = arg(argc, argv, "steps", 100);
+    long sample_n = arg(argc, argv, "sample_n", 16);
+    CHECK(ddpm_set_num_threads((int)threads));
+    { void *f[2]; backtrace(f, 2); }  /* loads libgcc's unwinder now, outside any window */
+    int trace = getenv("ALLOC_TRACE") ? atoi(getenv("ALLOC_TRACE")) : 0;
+
+    ddpm_schedule_params sp = ddpm_schedule_params_default();
+    ddpm_schedule *sched = NULL;
+    CHECK(ddpm_schedule_create(&sp, &sched));
+    long K = arg(argc, argv, "K", 0);
+    ddpm_model *model = create_model(sched, argc, argv);
     int64_t S = ddpm_model_sample_size(model);
 
     float *x0 = malloc(sizeof(float) * B * S);
