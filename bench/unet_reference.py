@@ -1,6 +1,7 @@
 """PyTorch reference of SwiftDDPM's image network, Sources/DDPM/Networks/UNet.swift (with
 Layers/ResBlock.swift, Attention.swift, Resample.swift, Conv2d.swift, GroupNorm.swift),
-with the same parameter names as our checkpoints, for `make bench`.
+with the same parameter names as our checkpoints, for `make bench`. The timestep embedding,
+the schedule, the training recipe and the sampler are in reference_common.py.
 
 Shapes: B = batch, C = image channels, c = base channels, c_l = c·mult[l], R = ResBlocks
 per level, E = timestep-encoding size, T = 4c time-embedding width, K = classes (K = null).
@@ -28,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from torch_reference import SinusoidalEmbedding, TimeMLP
+from reference_common import TimestepConditioned, init_uniform_
 
 
 @dataclass
@@ -51,14 +52,11 @@ def conv(ci: int, co: int, k: int, stride: int = 1, zero: bool = False) -> nn.Co
     """Conv2d with padding k/2; U(±1/√(ci·k·k)) for weight and bias (PyTorch's default, as
     Conv2d.swift), or zeros."""
     m = nn.Conv2d(ci, co, k, stride=stride, padding=k // 2)
-    bound = 1 / math.sqrt(ci * k * k)
-    with torch.no_grad():
-        if zero:
-            m.weight.zero_()
-            m.bias.zero_()
-        else:
-            m.weight.uniform_(-bound, bound)
-            m.bias.uniform_(-bound, bound)
+    if zero:
+        nn.init.zeros_(m.weight)
+        nn.init.zeros_(m.bias)
+    else:
+        init_uniform_(m)
     return m
 
 
@@ -68,9 +66,7 @@ class ResBlock(nn.Module):
         self.norm1 = nn.GroupNorm(G, ci, eps=1e-5)
         self.conv1 = conv(ci, co, 3)
         self.time_proj = nn.Linear(T, co)
-        bound = 1 / math.sqrt(T)
-        nn.init.uniform_(self.time_proj.weight, -bound, bound)
-        nn.init.uniform_(self.time_proj.bias, -bound, bound)
+        init_uniform_(self.time_proj)
         self.norm2 = nn.GroupNorm(G, co, eps=1e-5)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv2 = conv(co, co, 3, zero=True)
@@ -139,21 +135,13 @@ class Stage(nn.Module):
         return x
 
 
-class UNet(nn.Module):
+class UNet(TimestepConditioned):
     def __init__(self, c: UNetConfig, timesteps: int = 1000):
         super().__init__()
         self.config = c
         base, L, R, G = c.base_channels, len(c.channel_mult), c.res_blocks, c.groups
         T = 4 * base
-        self.sinusoid = SinusoidalEmbedding(c.time_embed_dim, timesteps)
-        self.time = TimeMLP(c.time_embed_dim, T)
-        for m in (self.time.fc1, self.time.fc2):
-            bound = 1 / math.sqrt(m.in_features)
-            nn.init.uniform_(m.weight, -bound, bound)
-            nn.init.uniform_(m.bias, -bound, bound)
-        self.class_embedding = nn.Embedding(c.num_classes + 1, T) if c.num_classes > 0 else None
-        if self.class_embedding is not None:
-            nn.init.normal_(self.class_embedding.weight, std=0.02)
+        self.add_conditioning(c.time_embed_dim, T, timesteps, c.num_classes, reinit_time=True)
         ch = base * c.channel_mult[0]
         self.in_conv = conv(c.channels, ch, 3)
 
@@ -189,12 +177,7 @@ class UNet(nn.Module):
         self.out_conv = conv(ch, c.channels, 3, zero=True)
 
     def forward(self, x, t, labels=None):  # x (B, C, H, W), t (B,), labels (B,) or None
-        temb = self.time(self.sinusoid(t))
-        if self.class_embedding is not None:
-            if labels is None:
-                labels = torch.full_like(t, self.config.num_classes)
-            temb = temb + self.class_embedding(labels)
-        temb_act = F.silu(temb)
+        temb_act = F.silu(self.embed(t, labels))
         h = self.in_conv(x)
         hs = [h]
         for stage in self.encoder:

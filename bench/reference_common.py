@@ -1,20 +1,24 @@
-"""PyTorch reference of SwiftDDPM's networks and training recipe, for `make bench`.
+"""What the two PyTorch reference networks of `make bench` share (mlp_reference.py and
+unet_reference.py both import from here; neither imports the other):
 
-Mirrors, layer for layer and with the same parameter names as our checkpoints:
+  LinearSchedule    Sources/DDPM/Schedule: beta linear, tables in float64 used as float32
+  init_uniform_     U(+-1/sqrt(fan_in)) for weight and bias, as Linear.swift and Conv2d.swift
+  SinusoidalEmbedding, TimeMLP, TimestepConditioned
+                    Layers/TimeEmbedding.swift: the timestep encoding, its two-layer MLP and
+                    the optional class embedding added to it (parameter names time.fc1,
+                    time.fc2, class_embedding, as our checkpoints)
+  Recipe, Trainer   Sources/DDPM/Training/*.swift: L_simple with t ~ U{0..T-1}, eps ~ N(0, I),
+                    AdamW (PyTorch's update order), global grad-norm clip, EMA of the weights,
+                    label dropout for conditional models
+  ddpm_sample       Sources/DDPM/Sampling/Sampler.swift + NoiseSchedule+Step.swift:
+                    DDPM ancestral sampling, sigma^2 = beta_t, no noise on the last step
 
-  ResidualMLP   Sources/DDPM/Networks/ResidualMLP.swift
-  recipe        Sources/DDPM/Training/*.swift: L_simple with t ~ U{0..T-1}, eps ~ N(0, I),
-                AdamW (PyTorch's update order), global grad-norm clip, EMA of the weights,
-                label dropout for conditional models
-  sampler       Sources/DDPM/Sampling/Sampler.swift + NoiseSchedule+Step.swift:
-                DDPM ancestral sampling, sigma^2 = beta_t, no noise on the last step
-  UNet          Sources/DDPM/Networks/UNet.swift, in unet_reference.py (make_unet below)
-
-Shapes: B = batch, D = data dims, H = hidden width, E = timestep-encoding size,
-L = residual blocks, K = classes (label K = "no class"), T = timesteps.
+Shapes: B = batch, E = timestep-encoding size, W = time-embedding width, K = classes
+(label K = "no class"), T = timesteps.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -47,7 +51,17 @@ class LinearSchedule:
         return self.sqrt_alpha_bar[t].view(shape) * x0 + self.sqrt_one_minus_alpha_bar[t].view(shape) * eps
 
 
-# ---- Layers -----------------------------------------------------------------------------
+# ---- Initialisation ---------------------------------------------------------------------
+
+def init_uniform_(m: nn.Linear | nn.Conv2d) -> None:
+    """weight and bias ~ U(+-1/sqrt(fan_in)), fan_in = in (Linear) or in·k·k (Conv2d): PyTorch's
+    default distribution, as Linear.swift and Conv2d.swift; drawn weight first, then bias."""
+    bound = 1 / math.sqrt(m.weight[0].numel())
+    nn.init.uniform_(m.weight, -bound, bound)
+    nn.init.uniform_(m.bias, -bound, bound)
+
+
+# ---- Timestep and class conditioning ----------------------------------------------------
 
 class SinusoidalEmbedding(nn.Module):
     """emb[i] = sin(t w_i), emb[E/2 + i] = cos(t w_i), w_i = 10000^(-i/(E/2)); a (T, E) table."""
@@ -66,73 +80,42 @@ class SinusoidalEmbedding(nn.Module):
 class TimeMLP(nn.Module):
     """temb = fc2(SiLU(fc1(e)))  (our names time.fc1, time.fc2)."""
 
-    def __init__(self, E: int, H: int):
+    def __init__(self, E: int, W: int):
         super().__init__()
-        self.fc1 = nn.Linear(E, H)
-        self.fc2 = nn.Linear(H, H)
+        self.fc1 = nn.Linear(E, W)
+        self.fc2 = nn.Linear(W, W)
 
     def forward(self, e):
         return self.fc2(F.silu(self.fc1(e)))
 
 
-class Block(nn.Module):
-    """h + fc2(SiLU(fc1(LN(h) + temb)))."""
+class TimestepConditioned(nn.Module):
+    """Base of both reference networks: temb = W_t2 SiLU(W_t1 sinusoid(t)) [+ class_embedding[label]].
 
-    def __init__(self, H: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(H, eps=1e-5)
-        self.fc1 = nn.Linear(H, H)
-        self.fc2 = nn.Linear(H, H)
+    A subclass calls add_conditioning() in its __init__ where its modules are created (the
+    order of creation is the order of random draws), then embed(t, labels) in its forward."""
 
-    def forward(self, h, temb):
-        return h + self.fc2(F.silu(self.fc1(self.norm(h) + temb)))
-
-
-# ---- Residual MLP -----------------------------------------------------------------------
-
-@dataclass
-class MLPConfig:
-    data_dim: int
-    hidden: int = 128
-    depth: int = 4
-    time_embed_dim: int = 64
-    num_classes: int = 0
-
-
-class ResidualMLP(nn.Module):
-    """e = sinusoid(t); temb = W_t2 SiLU(W_t1 e) [+ class_embedding[label]]; h_0 = W_in x;
-    h_{l+1} = h_l + W2_l SiLU(W1_l (LN_l(h_l) + temb)); eps = W_out h_L (a linear readout).
-    Init as ours: Linear U(+-1/sqrt(in)) for W and b (PyTorch's default), LN ones/zeros,
-    class embedding N(0, 0.02^2)."""
-
-    def __init__(self, c: MLPConfig, timesteps: int = 1000):
-        super().__init__()
-        D, H, E, L, K = c.data_dim, c.hidden, c.time_embed_dim, c.depth, c.num_classes
-        self.config = c
+    def add_conditioning(self, E: int, W: int, timesteps: int, num_classes: int, reinit_time: bool = False):
+        """Creates sinusoid, time (E -> W -> W) and, for K = num_classes > 0, class_embedding
+        ((K + 1, W), N(0, 0.02^2), row K = "no class"). reinit_time draws time.fc1 and
+        time.fc2 again with init_uniform_ before the class embedding (the UNet's order)."""
+        self.num_classes = num_classes
         self.sinusoid = SinusoidalEmbedding(E, timesteps)
-        self.time = TimeMLP(E, H)
-        self.class_embedding = nn.Embedding(K + 1, H) if K > 0 else None
+        self.time = TimeMLP(E, W)
+        if reinit_time:
+            for m in (self.time.fc1, self.time.fc2):
+                init_uniform_(m)
+        self.class_embedding = nn.Embedding(num_classes + 1, W) if num_classes > 0 else None
         if self.class_embedding is not None:
             nn.init.normal_(self.class_embedding.weight, std=0.02)
-        self.in_proj = nn.Linear(D, H)
-        self.blocks = nn.ModuleList(Block(H) for _ in range(L))
-        self.out_proj = nn.Linear(H, D)
-        for m in self.modules():  # U(+-1/sqrt(in)) for weight and bias, as Linear.swift
-            if isinstance(m, nn.Linear):
-                bound = 1 / math.sqrt(m.in_features)
-                nn.init.uniform_(m.weight, -bound, bound)
-                nn.init.uniform_(m.bias, -bound, bound)
 
-    def forward(self, x, t, labels=None):  # x (B, D), t (B,), labels (B,) or None
+    def embed(self, t, labels=None):  # t (B,), labels (B,) or None (= no class) -> temb (B, W)
         temb = self.time(self.sinusoid(t))
         if self.class_embedding is not None:
             if labels is None:
-                labels = torch.full_like(t, self.config.num_classes)
+                labels = torch.full_like(t, self.num_classes)
             temb = temb + self.class_embedding(labels)
-        h = self.in_proj(x)
-        for block in self.blocks:
-            h = block(h, temb)
-        return self.out_proj(h)
+        return temb
 
 
 # ---- Training recipe --------------------------------------------------------------------
@@ -188,7 +171,6 @@ class Trainer:
 
     def ema_net(self) -> nn.Module:
         """A copy of the network holding the EMA weights (for sampling)."""
-        import copy
         net = copy.deepcopy(self.net)
         with torch.no_grad():
             for p, e in zip(net.parameters(), self.ema):
@@ -217,17 +199,3 @@ def ddpm_sample(net: nn.Module, schedule: LinearSchedule, shape: tuple, labels=N
         if t > 0:
             x = x + schedule.sigma[t] * torch.randn(shape, generator=gen)
     return x
-
-
-# ---- Digits UNet ------------------------------------------------------------------------
-#
-# The images network (Sources/DDPM/Networks/UNet.swift) is mirrored in unet_reference.py
-# beside this file, with the same parameter names; the digits configuration of bench.py is
-# 1 × 8 × 8 images, 10 classes.
-
-def make_unet(channels: int, height: int, width: int, num_classes: int, timesteps: int = 1000, **kw):
-    """The PyTorch UNet; kw: base_channels, channel_mult, res_blocks, attention_levels,
-    attention_heads, groups, dropout, time_embed_dim (UNetConfig's defaults otherwise)."""
-    from unet_reference import UNet, UNetConfig
-    return UNet(UNetConfig(channels=channels, height=height, width=width, num_classes=num_classes, **kw),
-                timesteps=timesteps)

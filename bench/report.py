@@ -1,0 +1,247 @@
+"""The report of `make bench`: the summary of each configuration (speed ratios, GFLOP/s,
+sgemm shares), the markdown and JSON files (bench/out/latest.{md,json} and a timestamped
+copy), the table printed at the end, and the one-line progress messages printed on the way.
+
+The report is a dict, written as JSON as it is:
+  machine, quick, threads, engines, library, configs   what was run, where
+  runs       one worker result per config × engine × thread count (workers.py)
+  c_driver   {config: {threads: the C driver's result}} (c_driver.py)
+  summary    one summarize() per config
+  parity, overhead, profile, torch_version, library_version, total_s
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+
+from configs import T
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": cpu,
+            "cores": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "loadavg_at_start": os.getloadavg(), "python": platform.python_version(), "platform": platform.platform(),
+            "git": commit + ("-dirty" if dirty else "")}
+
+
+def fmt(x, spec=".1f", missing="—"):
+    return missing if x is None else format(x, spec)
+
+
+def ok(r) -> bool:
+    return bool(r) and "error" not in r
+
+
+def summarize(name: str, rows: dict, cdrv: dict, threads: list[int]) -> dict:
+    """Ratios against PyTorch's best thread count, GFLOP/s and sgemm shares for one config."""
+    s = {"config": name}
+    tt = {t: rows.get(("torch", t)) for t in threads if ok(rows.get(("torch", t)))}
+    if tt:
+        bt = min(tt, key=lambda t: tt[t]["train"]["s_median"])
+        bs = min(tt, key=lambda t: tt[t]["sample_s"])
+        s["torch_best_train"] = {"threads": bt, "steps_per_s": 1 / tt[bt]["train"]["s_median"]}
+        s["torch_best_sample"] = {"threads": bs, "s": tt[bs]["sample_s"]}
+    for t in threads:
+        r, c = rows.get(("ours", t)), cdrv.get(t)
+        entry = {}
+        if ok(r):
+            entry = {"train_steps_per_s": 1 / r["train"]["s_median"], "sample_s": r["sample_s"]}
+            if tt:
+                entry["train_speed_ratio"] = entry["train_steps_per_s"] / s["torch_best_train"]["steps_per_s"]
+                entry["sample_speed_ratio"] = s["torch_best_sample"]["s"] / r["sample_s"]
+        if ok(c):
+            flops = c["train_gemm_flops_per_step"]
+            entry.update(gemm_flops_per_step=flops, c_train_step_s=c["train_step_s_median"],
+                         c_train_gflops=flops / c["train_step_s_median"] / 1e9,
+                         gemm_share_train=c["train_gemm_s_per_step"] / c["train_step_s_median"],
+                         sgemm_replay_gflops=flops / c["train_gemm_replay_s"] / 1e9,
+                         sgemm_in_engine_gflops=flops / c["train_gemm_s_per_step"] / 1e9)
+            if ok(r):
+                entry["train_gflops"] = flops / r["train"]["s_median"] / 1e9
+                entry["python_overhead_s"] = r["train"]["s_median"] - c["train_step_s_median"]
+                if r.get("analytic_gemm_flops_per_step") is not None:
+                    entry["flops_analytic_matches_counted"] = r["analytic_gemm_flops_per_step"] == flops
+            if c.get("sample_step_s"):
+                entry.update(c_sample_step_s=c["sample_step_s"],
+                             gemm_share_sample=c["sample_gemm_s_per_step"] / c["sample_step_s"],
+                             sample_gflops=c["sample_gemm_flops_per_step"] / c["sample_step_s"] / 1e9,
+                             sample_sgemm_replay_gflops=c["sample_gemm_flops_per_step"] / c["sample_gemm_replay_s"] / 1e9)
+        if entry:
+            s[f"ours_{t}"] = entry
+    return s
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    load = ", ".join(f"{x:.2f}" for x in m.get("loadavg_at_start", ()))
+    lines = [f"# SwiftDDPM bench — {m['date']}", "",
+             f"CPU: {m['cpu']}, {m['cores']} cores visible; load average at start {load}; git {m['git']}; "
+             f"PyTorch {report.get('torch_version', '?')}; libddpm {report.get('library_version', '?')}; "
+             f"{'quick' if report['quick'] else 'full'} mode; {report.get('total_s', 0):.0f} s.", ""]
+    busy = max(list(m.get("loadavg_at_start", ())) + list(m.get("loadavg_at_end", ())) or [0])
+    if m.get("cores") and busy > 0.5 * m["cores"]:
+        lines += [f"**Warning: the machine was busy (load average up to {busy:.1f} on {m['cores']} cores): "
+                  "absolute numbers are low and the 2-thread ones unreliable.**", ""]
+    lines += ["Train: steps/s from Python (Model.train_step / the PyTorch reference's step), median of timed "
+              "chunks after warm-up. Sample: seconds for 1000 DDPM ancestral steps (σ² = β_t, EMA weights) "
+              "of n samples; timed over fewer steps and scaled to 1000 where marked *. RSS: peak resident MB "
+              "of that engine's own subprocess, Python and imports included (in brackets: after imports, "
+              "before the model).", "",
+              "| config | engine | threads | train steps/s | sample 1000 steps (s) | n | peak RSS MB (base) |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for r in report["runs"]:
+        cfg = report["configs"][r["config"]]
+        if not ok(r):
+            lines.append(f"| {r['config']} | {r['engine']} | {r['threads']} | — | — | {cfg['sample_n']} | "
+                         f"error: {r.get('error', '?')[:120]} |")
+            continue
+        star = "*" if r.get("sample_steps_run", T) < T else ""
+        bad = "" if r.get("sample_finite", True) else " (non-finite samples!)"
+        lines.append(f"| {r['config']} | {r['engine']} | {r['threads']} | {1 / r['train']['s_median']:.1f} | "
+                     f"{r['sample_s']:.2f}{star}{bad} | {cfg['sample_n']} | {r['peak_rss_mb']:.0f} ({r['base_rss_mb']:.0f}) |")
+    lines += ["", "Ours against PyTorch's best thread count (speed ratios, > 1: ours is faster). GFLOP/s: "
+              "GEMM FLOPs of one train step (every cblas_sgemm the engine makes, intercepted in the C driver; "
+              "for the MLP equal to the analytic count) / step time from Python. sgemm: the same calls replayed "
+              "back to back on libddpm's own OpenBLAS (same shapes and strides, same thread count). "
+              "In sgemm: share of the engine's step (C loop, no Python) spent inside cblas_sgemm.", "",
+              "| config | threads | train ratio | sample ratio | train GFLOP/s | sgemm GFLOP/s (replay) | "
+              "in sgemm: train | in sgemm: sample |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in report["summary"]:
+        for t in report["threads"]:
+            e = s.get(f"ours_{t}")
+            if not e:
+                continue
+            lines.append(f"| {s['config']} | {t} | {fmt(e.get('train_speed_ratio'), '.2f')} | "
+                         f"{fmt(e.get('sample_speed_ratio'), '.2f')} | {fmt(e.get('train_gflops'))} | "
+                         f"{fmt(e.get('sgemm_replay_gflops'))} | {fmt(e.get('gemm_share_train'), '.0%')} | "
+                         f"{fmt(e.get('gemm_share_sample'), '.0%')} |")
+    cd = report.get("c_driver", {})
+    if cd:
+        lines += ["", "C driver (no Python; 1 thread): heap allocations (malloc family, all threads) in steady "
+                  "state, the engine's own time per train step and sampling step (n samples), and the Python "
+                  "overhead: Model.train_step from Python − the same step from the C loop (shown where the step "
+                  "is short enough for the difference to stand out of the noise).", "",
+                  "| config | allocs / train step | allocs / sample step | allocs / sample call | "
+                  "C train step ms | Python train step ms | Python overhead µs | C sample step ms |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, per_t in cd.items():
+            c = per_t.get("1") or per_t.get(1)
+            if not c:
+                continue
+            if not ok(c):
+                lines.append(f"| {name} | error: {c.get('error', '?')[:100]} | | | | | | |")
+                continue
+            py = c.get("python_step_s")
+            lines.append(f"| {name} | {c['train_allocs_per_step']:.2f} | {c['sample_allocs_per_step']:.2f} | "
+                         f"{c['sample_allocs_per_call']:.0f} | {c['train_step_s_median'] * 1e3:.3f} | "
+                         f"{fmt(py * 1e3 if py else None, '.3f')} | "
+                         f"{fmt((py - c['train_step_s_median']) * 1e6 if py and c['train_step_s_median'] < 1e-3 else None)} | "
+                         f"{fmt(c['sample_step_s'] * 1e3 if c.get('sample_step_s') else None, '.2f')} |")
+    o = report.get("overhead")
+    if ok(o) and "c_step_s" in o:
+        lines += ["", f"ctypes: a trivial call (ddpm_model_step) costs {o['ctypes_noop_s'] * 1e6:.2f} µs from Python "
+                  f"({o['model_step_property_s'] * 1e6:.2f} µs through the Model.step property), "
+                  f"{o['c_noop_s'] * 1e9:.0f} ns from C. A tiny model's train step (D=2, H=16, L=1, B=8): "
+                  f"{o['train']['s_median'] * 1e6:.1f} µs from Python, {o['c_step_s'] * 1e6:.1f} µs from C, "
+                  f"so Model.train_step adds ≈ {o['python_overhead_s'] * 1e6:.1f} µs per call."]
+    if report.get("parity"):
+        lines += ["", "Forward parity (our ε̂ vs the PyTorch reference loaded with our weights, 4 timesteps): " +
+                  "; ".join(f"{k}: {'ok' if v.get('ok') else 'MISMATCH'} (max |Δ| {fmt(v.get('max_abs_diff'), '.2e')}"
+                            f" of max |ε̂| {fmt(v.get('max_abs_value'), '.2f')})"
+                            if ok(v) else f"{k}: error {v.get('error', '?')[:100]}" for k, v in report["parity"].items())]
+    for name, prof in report.get("profile", {}).items():
+        if not ok(prof):
+            lines += ["", f"Profile of {name}: {prof.get('error', '?')}"]
+            continue
+        lines += ["", f"Profile of {name} (perf, cpu-clock, C driver at 1 thread: train then sampling steps; "
+                  f"self time by symbol; data in {os.path.basename(prof['data'])}):", "",
+                  "| % | symbol |", "|---:|---|"]
+        lines += [f"| {h['percent']:.1f} | `{h['symbol']}` |" for h in prof["hot"]]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(report: dict) -> None:
+    print()
+    print(f"{'config':8} {'engine':6} {'thr':>3} {'train st/s':>11} {'sample s':>9} {'RSS MB':>7}")
+    for r in report["runs"]:
+        if not ok(r):
+            print(f"{r['config']:8} {r['engine']:6} {r['threads']:>3}  error: {r.get('error', '?')[:100]}")
+        else:
+            star = "*" if r.get("sample_steps_run", T) < T else " "
+            print(f"{r['config']:8} {r['engine']:6} {r['threads']:>3} {1 / r['train']['s_median']:>11.1f} "
+                  f"{r['sample_s']:>9.2f}{star}{r['peak_rss_mb']:>7.0f}")
+    print()
+    for s in report["summary"]:
+        for t in report["threads"]:
+            e = s.get(f"ours_{t}")
+            if e:
+                print(f"{s['config']:8} ours {t}T: train ×{fmt(e.get('train_speed_ratio'), '.2f')}, "
+                      f"sample ×{fmt(e.get('sample_speed_ratio'), '.2f')} vs PyTorch best; train "
+                      f"{fmt(e.get('train_gflops'))} GFLOP/s (sgemm replay {fmt(e.get('sgemm_replay_gflops'))}); "
+                      f"in sgemm: train {fmt(e.get('gemm_share_train'), '.0%')}, sample {fmt(e.get('gemm_share_sample'), '.0%')}")
+
+
+
+def write_files(report: dict, out_dir: str) -> str:
+    """Writes bench-<stamp>.{json,md} and latest.{json,md} into out_dir; returns the stamped
+    path without its extension."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    md = markdown(report)
+    for base in (f"bench-{stamp}", "latest"):
+        with open(os.path.join(out_dir, base + ".json"), "w") as f:
+            json.dump(report, f, indent=1, default=str)
+        with open(os.path.join(out_dir, base + ".md"), "w") as f:
+            f.write(md)
+    return os.path.join(out_dir, "bench-" + stamp)
+
+
+# ---- progress, one line per measurement ---------------------------------------------------
+
+
+def progress_run(r: dict) -> str:
+    if not ok(r):
+        return "error: " + r.get("error", "?")[:300]
+    return (f"train {1 / r['train']['s_median']:.1f} steps/s, sample {r['sample_s']:.2f} s"
+            f"{'' if r.get('sample_steps_run', T) == T else ' (scaled)'}, "
+            f"RSS {r['peak_rss_mb']:.0f} MB ({r['wall_s']:.0f} s)")
+
+
+def progress_c_driver(c: dict) -> str:
+    if not ok(c):
+        return f"error: {c.get('error', '?')[:200]}"
+    return (f"train step {c['train_step_s_median'] * 1e3:.2f} ms ({c['train_gemm_s_per_step'] / c['train_step_s_median']:.0%} "
+            f"in sgemm), {c['train_allocs_per_step']:.1f} allocs/step, sample step {c['sample_step_s'] * 1e3:.2f} ms")
+
+
+def progress_profile(prof: dict) -> str:
+    if not ok(prof):
+        return f"error: {prof['error']}"
+    return ", ".join(f"{h['percent']:.0f}% {h['symbol'][:40]}" for h in prof["hot"][:5])
+
+
+def progress_parity(parity: dict) -> str:
+    return ", ".join(f"{k} {'ok' if v.get('ok') else v.get('error', 'MISMATCH')[:80]}"
+                     f" (max |Δ| {fmt(v.get('max_abs_diff'), '.1e')})" for k, v in parity.items())
+
+
+def progress_overhead(o: dict) -> str:
+    return (f"ctypes no-op {o['ctypes_noop_s'] * 1e6:.2f} µs, Model.train_step adds "
+            f"{o['python_overhead_s'] * 1e6:.1f} µs over the C loop")

@@ -1,0 +1,300 @@
+"""The timed child processes of `make bench`: one per engine × thread count × configuration,
+so that each engine's peak resident memory (ru_maxrss) is its own and thread settings made
+at start-up hold.
+
+  torch     the PyTorch reference (mlp_reference.py / unet_reference.py): train steps/s,
+            sampling time, peak RSS, PyTorch's own FLOP count of a train step
+  ours      SwiftDDPM through its Python package: train steps/s, sampling time, peak RSS
+  overhead  Model.train_step on a tiny model and a trivial ctypes call, for the Python cost
+  parity    our ε̂ against the PyTorch reference holding our weights (needs both engines)
+
+The parent calls run_worker(kind, spec, python); the child is this file,
+`python bench/workers.py KIND SPEC_JSON`, and prints one JSON object.
+
+The engine is built in one place, our_model() (the Python package's Model options); the
+PyTorch networks in reference_network().
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from configs import E, T
+
+# ---- the engines' models ----------------------------------------------------------------
+
+
+def our_model(cfg: dict):
+    """A fresh SwiftDDPM (schedule, model) for one configuration, seed 0; close both."""
+    import swiftddpm as sd
+    sched = sd.NoiseSchedule.linear(T)
+    if cfg["kind"] == "mlp":
+        options = dict(network="mlp", data_dim=cfg["D"], hidden=cfg["H"], depth=cfg["L"], time_embed_dim=E, seed=0)
+    else:
+        options = dict(network="unet", image_shape=(cfg["C"], cfg["S"], cfg["S"]), num_classes=cfg["K"], seed=0,
+                       **cfg["unet"])
+    return sched, sd.Model(sched, **options)
+
+
+def reference_network(cfg: dict):
+    """The PyTorch reference network of one configuration (current torch RNG state)."""
+    if cfg["kind"] == "mlp":
+        from mlp_reference import MLPConfig, ResidualMLP
+        return ResidualMLP(MLPConfig(cfg["D"], cfg["H"], cfg["L"], E), T)
+    from unet_reference import UNet, UNetConfig
+    return UNet(UNetConfig(channels=cfg["C"], height=cfg["S"], width=cfg["S"], num_classes=cfg["K"], **cfg["unet"]),
+                timesteps=T)
+
+
+def make_data(cfg: dict, n: int, seed: int = 0):
+    """n training rows in U(-1, 1) (float32, (n, D) or (n, C, S, S)) and labels 0..K-1 cycling
+    (int32), or None for an unconditional configuration."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    shape = (n, cfg["D"]) if cfg["kind"] == "mlp" else (n, cfg["C"], cfg["S"], cfg["S"])
+    x = rng.uniform(-1, 1, size=shape).astype(np.float32)
+    labels = (np.arange(n) % cfg["K"]).astype(np.int32) if cfg.get("K") else None
+    return x, labels
+
+
+# ---- timing -----------------------------------------------------------------------------
+
+
+def peak_rss_mb() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def time_steps(step, warmup: int, target_s: float, chunks: int = 5) -> dict:
+    """Runs `warmup` calls, sizes chunks to about target_s/chunks seconds each, and returns
+    the median and minimum seconds per call over the chunks."""
+    for _ in range(warmup):
+        step()
+    t0 = time.perf_counter()
+    probe = 0
+    while probe < 2 or time.perf_counter() - t0 < 0.1:
+        step()
+        probe += 1
+    per_call = (time.perf_counter() - t0) / probe
+    per_chunk = max(1, int(target_s / chunks / per_call))
+    times = []
+    for _ in range(chunks):
+        t0 = time.perf_counter()
+        for _ in range(per_chunk):
+            step()
+        times.append((time.perf_counter() - t0) / per_chunk)
+    return {"s_median": statistics.median(times), "s_min": min(times), "calls": per_chunk * chunks}
+
+
+def budget_steps(sample, wanted: int, budget_s: float | None) -> int:
+    """Runs `sample(k)` for a few steps (the warm-up) and returns how many of the `wanted`
+    steps fit in budget_s seconds (at least that probe; all of them without a budget)."""
+    probe = max(1, min(wanted, 3))
+    t0 = time.perf_counter()
+    sample(probe)
+    per_step = (time.perf_counter() - t0) / probe
+    if not budget_s:
+        return wanted
+    return max(probe, min(wanted, int(budget_s / per_step)))
+
+
+def mlp_gemms(D: int, H: int, L: int, B: int, train: bool = True) -> list[tuple]:
+    """The cblas_sgemm calls of one MLP train step (or forward), as Linear.swift makes them:
+    (m, n, k, transA, transB). forward out(B,O) = inp(B,I)·Wᵀ; backward dW(O,I) += doutᵀ·inp,
+    dinp(B,I) = dout·W (not for in_proj and time.fc1, whose inputs need no gradient)."""
+    layers = [(E, H, False), (H, H, True), (D, H, False)] + [(H, H, True)] * (2 * L) + [(H, D, True)]
+    calls = [(B, O, I, False, True) for I, O, _ in layers]
+    if train:
+        for I, O, needs_dinp in reversed(layers):
+            calls.append((O, I, B, True, False))
+            if needs_dinp:
+                calls.append((B, I, O, False, False))
+    return calls
+
+
+def gemm_flops(calls) -> float:
+    return float(sum(2 * m * n * k for m, n, k, _, _ in calls))
+
+
+# ---- the workers ------------------------------------------------------------------------
+
+
+def worker_torch(spec: dict) -> dict:
+    import torch
+    torch.set_num_threads(spec["threads"])
+    import reference_common as ref
+    cfg = spec["cfg"]
+    base_rss = peak_rss_mb()
+    torch.manual_seed(0)
+    sched = ref.LinearSchedule(T)
+    net = reference_network(cfg)
+    trainer = ref.Trainer(net, sched, num_classes=cfg.get("K", 0))
+    x0_np, lab_np = make_data(cfg, cfg["B"])
+    x0 = torch.from_numpy(x0_np)
+    labels = torch.from_numpy(lab_np).long() if lab_np is not None else None
+    result = {"torch_version": torch.__version__, "base_rss_mb": base_rss,
+              "parameters": sum(p.numel() for p in net.parameters())}
+    result["train"] = time_steps(lambda: trainer.train_step(x0, labels), spec["warmup"], spec["target_s"])
+    try:  # FLOPs of one train step as PyTorch counts them (mm/addmm/conv, forward + backward)
+        from torch.utils.flop_counter import FlopCounterMode
+        with FlopCounterMode(display=False) as counter:
+            trainer.train_step(x0, labels)
+        result["torch_counted_flops_per_step"] = float(counter.get_total_flops())
+    except Exception as e:  # pragma: no cover
+        result["torch_counted_flops_per_step"] = None
+        result["flop_counter_error"] = str(e)
+    n, steps = cfg["sample_n"], spec["sample_steps"]
+    ema = trainer.ema_net()
+    shape = (n,) + tuple(x0.shape[1:])
+    slabels = torch.arange(n) % cfg["K"] if cfg.get("K") else None
+    steps = budget_steps(lambda k: ref.ddpm_sample(ema, sched, shape, labels=slabels, steps=k), steps,
+                         spec.get("sample_budget_s"))
+    t0 = time.perf_counter()
+    x = ref.ddpm_sample(ema, sched, shape, labels=slabels, steps=steps)
+    result["sample_s"] = (time.perf_counter() - t0) * T / steps
+    result["sample_steps_run"] = steps
+    result["sample_finite"] = bool(torch.isfinite(x).all())
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def worker_ours(spec: dict) -> dict:
+    import numpy as np
+    import swiftddpm as sd
+    sd.set_num_threads(spec["threads"])
+    cfg = spec["cfg"]
+    base_rss = peak_rss_mb()
+    sched, model = our_model(cfg)
+    x0, labels = make_data(cfg, cfg["B"])
+    result = {"library": sd.library_path(), "library_version": sd.library_version(),
+              "threads_in_library": sd.get_num_threads(), "base_rss_mb": base_rss,
+              "parameters": model.num_parameters}
+    result["train"] = time_steps(lambda: model.train_step(x0, labels), spec["warmup"], spec["target_s"])
+    if cfg["kind"] == "mlp":
+        result["analytic_gemm_flops_per_step"] = gemm_flops(mlp_gemms(cfg["D"], cfg["H"], cfg["L"], cfg["B"]))
+    n, steps = cfg["sample_n"], spec["sample_steps"]
+    slabels = (np.arange(n) % cfg["K"]).astype(np.int32) if cfg.get("K") else None
+    steps = budget_steps(lambda k: model.sample(n, steps=k, labels=slabels), steps,  # respaced: k steps
+                         spec.get("sample_budget_s"))
+    t0 = time.perf_counter()
+    x = model.sample(n, steps=0 if steps == T else steps, labels=slabels)
+    result["sample_s"] = (time.perf_counter() - t0) * T / steps
+    result["sample_steps_run"] = steps
+    result["sample_finite"] = bool(np.isfinite(x).all())
+    result["peak_rss_mb"] = peak_rss_mb()
+    model.close()
+    sched.close()
+    return result
+
+
+def worker_overhead(spec: dict) -> dict:
+    """Python-side cost of Model.train_step on a tiny model (where the engine's own time is
+    small), and of a trivial ctypes call; compared by the parent with the C driver's time."""
+    import swiftddpm as sd
+    from swiftddpm import _lib
+    sd.set_num_threads(1)
+    cfg = spec["cfg"]
+    sched, model = our_model(cfg)
+    x0, labels = make_data(cfg, cfg["B"])
+    result = {"train": time_steps(lambda: model.train_step(x0, labels), 50, spec["target_s"])}
+    handle = model._h()
+    fn = _lib.lib.ddpm_model_step
+    n = 200_000
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn(handle)
+    result["ctypes_noop_s"] = (time.perf_counter() - t0) / n
+    t0 = time.perf_counter()
+    for _ in range(n):
+        model.step
+    result["model_step_property_s"] = (time.perf_counter() - t0) / n
+    return result
+
+
+def worker_parity(spec: dict) -> dict:
+    """Our ε̂ against the PyTorch reference holding our weights (from our checkpoint)."""
+    import tempfile
+
+    import numpy as np
+    import torch
+    cfg = spec["cfg"]
+    sched, model = our_model(cfg)
+    x0, labels = make_data(cfg, cfg["B"])
+    for _ in range(3):  # move the weights off their initial values (and EMA off the weights)
+        model.train_step(x0, labels)
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "m.safetensors")
+        model.save(path)
+        tensors = read_safetensors(path)
+    net = reference_network(cfg)
+    state = {k[len("model."):]: torch.from_numpy(v) for k, v in tensors.items() if k.startswith("model.")}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    result = {"missing": list(missing), "unexpected": list(unexpected)}
+    worst = 0.0
+    scale = 0.0
+    with torch.no_grad():
+        for t in (0, 1, 500, T - 1):
+            ours = model.predict_eps(x0, t, labels=labels, use_ema=False)
+            theirs = net(torch.from_numpy(x0), torch.full((x0.shape[0],), t, dtype=torch.int64),
+                         torch.from_numpy(labels).long() if labels is not None else None).numpy()
+            worst = max(worst, float(np.abs(ours - theirs).max()))
+            scale = max(scale, float(np.abs(theirs).max()))
+    result["max_abs_diff"] = worst
+    result["max_abs_value"] = scale
+    result["ok"] = not missing and not unexpected and worst <= 1e-4 * max(1.0, scale)
+    return result
+
+
+def read_safetensors(path: str) -> dict:
+    """A minimal safetensors reader (F32 tensors only): 8-byte little-endian header length,
+    a JSON header, then the raw data."""
+    import numpy as np
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    body = memoryview(raw)[8 + n:]
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__" or info.get("dtype") != "F32":
+            continue
+        a, b = info["data_offsets"]
+        out[name] = np.frombuffer(body[a:b], dtype=np.float32).reshape(info["shape"]).copy()
+    return out
+
+
+WORKERS = {"torch": worker_torch, "ours": worker_ours, "overhead": worker_overhead, "parity": worker_parity}
+
+
+# ---- the parent's side ------------------------------------------------------------------
+
+
+def run_worker(kind: str, spec: dict, python: str, timeout: float = 600) -> dict:
+    """Runs one worker in a fresh process (BLAS/OpenMP threads set to spec["threads"]) and
+    returns its JSON result with wall_s added, or {"error": ...}."""
+    env = dict(os.environ)
+    threads = str(spec.get("threads", 1))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = threads
+    cmd = [python, os.path.abspath(__file__), kind, json.dumps(spec)]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    wall = time.perf_counter() - t0
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"error": " | ".join(tail) or f"exit {proc.returncode}"}
+    result = json.loads(lines[-1])
+    result["wall_s"] = wall
+    return result
+
+
+if __name__ == "__main__":  # the child: KIND SPEC_JSON
+    print(json.dumps(WORKERS[sys.argv[1]](json.loads(sys.argv[2]))))
