@@ -24,10 +24,12 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
-        .target(name: "DDPM", dependencies: ["CBLAS"], swiftSettings: optimize, linkerSettings: blasLink),
+        // include/ddpm_version.h, the one source of the version, for the engine.
+        .systemLibrary(name: "DDPMVersion", path: "Sources/DDPMVersion"),
+        .target(name: "DDPM", dependencies: ["CBLAS", "DDPMVersion"], swiftSettings: optimize, linkerSettings: blasLink),
         // include/ddpm.h as a Swift module, so the exports match the header's types.
         .systemLibrary(name: "CDDPM", path: "include"),
         .target(name: "DDPMC", dependencies: ["DDPM", "CDDPM"], swiftSettings: optimize),
-        .testTarget(name: "DDPMTests", dependencies: ["DDPM"]),
+        .testTarget(name: "DDPMTests", dependencies: ["DDPM"], exclude: ["Fixtures"]),
     ]
 )

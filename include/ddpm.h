@@ -2,16 +2,27 @@
  * ddpm.h — SwiftDDPM, a CPU diffusion-model engine (DDPM family: train and sample).
  *
  * The library is libddpm.so, written in Swift and exported through a C ABI. This header
- * is the whole public contract.
+ * (with ddpm_version.h) is the whole public contract. ABI 0.2.
  *
  * Overview
  * --------
  *   ddpm_schedule  a forward-process noise schedule (β_t and its derived tables),
- *                  closed-form noising q(x_t|x_0), the posterior q(x_{t-1}|x_t,x_0),
- *                  single reverse steps, and sampling with a caller's ε-model callback.
- *   ddpm_model     a schedule plus an ε-network (residual MLP for vectors, UNet for
+ *                  closed-form noising q(x_t|x_0), the posterior q(x_{t-1}|x_t,x_0), and
+ *                  sampling with a caller's model callback.
+ *   ddpm_sampler   one reverse process (DDPM or DDIM) stepped from outside: the caller
+ *                  runs its own model and feeds the output, step by step.
+ *   ddpm_model     a schedule plus a denoising network (residual MLP for vectors, UNet for
  *                  images), AdamW state, EMA weights and the training RNG; train steps,
- *                  sampling (DDPM, DDIM, classifier-free guidance), save and load.
+ *                  predictions, sampling (with classifier-free guidance), save and load.
+ *
+ *   Parameters come in focused structs, each filled by its _default() function:
+ *     ddpm_schedule_params   the β schedule
+ *     ddpm_mlp_params /      the network; both begin with a ddpm_network_params head
+ *     ddpm_unet_params       (struct_size, kind), and a model is created from &p.base
+ *     ddpm_train_params      optimizer, clipping, EMA, label dropout, seed
+ *     ddpm_cond_params       what a sample is conditioned on (nothing, or a class label)
+ *     ddpm_sample_params     the solver: method, steps, variance, η, clipping, seed
+ *     ddpm_predict_params    how the model predicts: EMA or live weights, guidance scale
  *
  * Conventions
  * -----------
@@ -23,9 +34,10 @@
  *   - Buffers are caller-owned. Float data is row-major float32; a function is told the
  *     number of elements it may read or write (`count`) and checks it against the shape
  *     it expects. The library never keeps a pointer past the call.
- *   - Params structs begin with `struct_size`; fill them with the matching
- *     ddpm_*_params_default() and then edit fields. Enum values are fixed and only ever
- *     appended.
+ *   - Params structs begin with `struct_size` (the network structs with a head holding it);
+ *     fill them with the matching _default() function and then edit fields. A caller
+ *     built against an older, shorter struct keeps working. Enum values are fixed and
+ *     only ever appended.
  *   - Handles are opaque; every create or load function has a matching free function, and
  *     freeing NULL is a no-op.
  *   - Threading: distinct handles may be used from different threads at once. One handle
@@ -45,19 +57,21 @@
  *   ddpm_schedule *sched = NULL;
  *   CHECK(ddpm_schedule_create(&sp, &sched));
  *
- *   ddpm_model_params mp = ddpm_model_params_default();
- *   mp.data_dim = 2;                                           // 2-D points, residual MLP
+ *   ddpm_mlp_params net = ddpm_mlp_params_default();
+ *   net.data_dim = 2;                                          // 2-D points
+ *   ddpm_train_params train = ddpm_train_params_default();
+ *   train.learning_rate = 2e-3f;
  *   ddpm_model *model = NULL;
- *   CHECK(ddpm_model_create(sched, &mp, &model));
+ *   CHECK(ddpm_model_create(sched, &net.base, &train, NULL, &model));  // NULL: unconditional
  *
  *   float batch[256 * 2];  // fill with data
  *   float loss;
  *   for (int i = 0; i < 1000; i++)
  *       CHECK(ddpm_model_train_step(model, batch, 256, 256 * 2, NULL, &loss));
  *
- *   ddpm_sample_params smp = ddpm_sample_params_default();     // DDPM, all T steps, EMA
+ *   ddpm_sample_params smp = ddpm_sample_params_default();     // DDPM, all T steps
  *   float samples[500 * 2];
- *   CHECK(ddpm_model_sample(model, &smp, NULL, 500, samples, 500 * 2));
+ *   CHECK(ddpm_model_sample(model, &smp, NULL, NULL, 500, samples, 500 * 2));  // EMA weights
  *   CHECK(ddpm_model_save(model, "roll.safetensors"));
  *   ddpm_model_free(model);
  *   ddpm_schedule_free(sched);
@@ -70,16 +84,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ddpm_version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* ---- Version ---------------------------------------------------------------------- */
 
-#define DDPM_VERSION_MAJOR 0
-#define DDPM_VERSION_MINOR 1
-#define DDPM_VERSION_PATCH 0
-#define DDPM_VERSION_NUMBER (DDPM_VERSION_MAJOR * 10000 + DDPM_VERSION_MINOR * 100 + DDPM_VERSION_PATCH)
+/* DDPM_VERSION_MAJOR, _MINOR, _PATCH and _NUMBER come from ddpm_version.h. */
 
 /** The library's version as MAJOR*10000 + MINOR*100 + PATCH; compare with DDPM_VERSION_NUMBER. */
 int ddpm_version_number(void);
@@ -119,7 +132,8 @@ typedef struct ddpm_schedule ddpm_schedule;
 typedef enum {
     DDPM_SCHEDULE_LINEAR = 0,  /* β linear from beta_start to beta_end                   */
     DDPM_SCHEDULE_COSINE = 1,  /* Nichol & Dhariwal, offset cosine_s, β <= max_beta      */
-    DDPM_SCHEDULE_SIGMOID = 2  /* β = beta_start + (beta_end - beta_start)·sigmoid(linspace(sigmoid_start, sigmoid_end, T)) */
+    DDPM_SCHEDULE_SIGMOID = 2, /* β = beta_start + (beta_end - beta_start)·sigmoid(linspace(sigmoid_start, sigmoid_end, T)) */
+    DDPM_SCHEDULE_CUSTOM = 3   /* caller-given β (ddpm_schedule_create_custom); reported, not created, by params */
 } ddpm_schedule_kind;
 
 typedef struct ddpm_schedule_params {
@@ -148,6 +162,12 @@ int ddpm_schedule_create_custom(const double *betas, int64_t num_timesteps, ddpm
 
 /** Frees a schedule; NULL is a no-op. Models keep their own copy of their schedule. */
 void ddpm_schedule_free(ddpm_schedule *schedule);
+
+/** Reads back how a schedule was made: its kind, T and the parameters of that kind (the
+ *  other fields keep their defaults). A linear schedule made with scale_to_steps reports
+ *  the scaled ends and scale_to_steps = 0 (the same β); a custom one reports CUSTOM (its β
+ *  are in ddpm_schedule_table). Set out->struct_size first; at most that many bytes are written. */
+int ddpm_schedule_get_params(const ddpm_schedule *schedule, ddpm_schedule_params *out);
 
 /** T, the number of timesteps, or -1 if schedule is NULL. */
 int64_t ddpm_schedule_num_timesteps(const ddpm_schedule *schedule);
@@ -190,6 +210,12 @@ typedef enum {
     DDPM_VARIANCE_POSTERIOR = 1  /* σ_t² = β̃_t                                          */
 } ddpm_variance;
 
+/** What a model output (or a requested prediction) is. */
+typedef enum {
+    DDPM_OUTPUT_EPS = 0,  /* ε̂, the noise in x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε                  */
+    DDPM_OUTPUT_X0 = 1    /* x̂0 = (x_t - √(1-ᾱ_t)·ε̂)/√ᾱ_t, the predicted clean sample     */
+} ddpm_output;
+
 /** Called with x_T before the first reverse step (step = 0, t = the first timestep), then
  *  after each reverse step (step = 1..total, t = the timestep of the new x, -1 for the final
  *  x_0). x is the whole current batch (count floats; read-only, valid during the call).
@@ -197,87 +223,174 @@ typedef enum {
 typedef int (*ddpm_progress_fn)(void *user_data, int32_t step, int32_t total, int32_t t,
                                 const float *x, int64_t count);
 
+/** The solver: which reverse process, how many steps, its noise and clipping. */
 typedef struct ddpm_sample_params {
     size_t struct_size;     /* sizeof(ddpm_sample_params)                                 */
     int32_t method;         /* ddpm_method; default DDPM                                  */
     int32_t steps;          /* reverse steps; 0 = T for DDPM, min(50, T) for DDIM. DDPM with
-                               fewer than T steps is the respaced sampler                  */
+                               fewer than T steps is the respaced sampler. The timesteps are
+                               "trailing": ⌊(S-i)·T/S⌋ - 1 for i = 0..S-1, ending at x_0     */
     float eta;              /* DDIM stochasticity in [0, 1]; default 0                    */
     int32_t variance;       /* ddpm_variance for DDPM; default BETA                       */
     int32_t clip_x0;        /* nonzero clips the predicted x0 to [clip_min, clip_max]     */
     float clip_min, clip_max; /* default -1, 1                                             */
     uint64_t seed;          /* seeds x_T and every noise draw; default 0                  */
-    float guidance_scale;   /* classifier-free guidance w; 1 = conditional (default)      */
-    int32_t use_ema;        /* nonzero (default) samples with the EMA weights             */
+    int32_t prediction_type; /* ddpm_output a caller's model returns (callbacks and the
+                               ddpm_sampler); default EPS. A ddpm_model knows its own.    */
+    const int32_t *timesteps; /* optional: the caller's own timesteps, strictly decreasing
+                               in 0..T-1 (the last step goes to x_0); overrides steps.
+                               Read during the call that receives the params (NULL)       */
+    int32_t num_timesteps;  /* entries of timesteps (0)                                   */
     ddpm_progress_fn progress; /* optional, NULL by default                                */
     void *progress_user_data;
 } ddpm_sample_params;
 
 ddpm_sample_params ddpm_sample_params_default(void);
 
-/** One reverse step x_t -> x_prev (a scheduler's `step`) for `count` floats.
- *  params->method picks DDPM (variance, clipping) or DDIM (eta, clipping).
- *  prev_t is the target timestep, -1 for x_0; pass t-1 for the ordinary DDPM step.
- *  noise (count floats, z ~ N(0, I)) may be NULL when the step adds none (prev_t = -1,
- *  or DDIM with eta = 0). out may alias x_t. */
-int ddpm_schedule_step(const ddpm_schedule *schedule, const ddpm_sample_params *params,
-                       int32_t t, int32_t prev_t, const float *eps, const float *x_t,
-                       const float *noise, float *out, int64_t count);
+/* ---- Sampling with a caller's model ----------------------------------------------- */
 
-/** A caller's ε-model: write ε̂(x_t, t) for the batch to eps_out (batch·dim floats).
- *  labels is (batch,) or NULL. Return 0 on success, nonzero to cancel sampling. */
-typedef int (*ddpm_eps_fn)(void *user_data, float *eps_out, const float *x_t, int64_t batch,
-                           int64_t dim, int32_t t, const int32_t *labels);
+/** A caller's model: write its output at (x_t, t) for the batch to out (batch·dim floats),
+ *  of the kind params->prediction_type names (ε̂ by default). labels is (batch,) or NULL.
+ *  Return 0 on success, nonzero to cancel sampling. */
+typedef int (*ddpm_model_fn)(void *user_data, float *out, const float *x_t, int64_t batch,
+                             int64_t dim, int32_t t, const int32_t *labels);
 
-/** Samples n points of `dim` floats with the schedule and a caller's ε-model.
- *  labels: (n,) passed through to eps_fn, or NULL. out: (n, dim), count = n·dim.
- *  guidance_scale and use_ema are ignored (the callback owns the model). */
+/** Samples n points of `dim` floats with the schedule and a caller's model.
+ *  labels: (n,) passed through to model_fn, or NULL. out: (n, dim), count = n·dim. */
 int ddpm_schedule_sample(const ddpm_schedule *schedule, const ddpm_sample_params *params,
-                         ddpm_eps_fn eps_fn, void *eps_user_data, const int32_t *labels,
+                         ddpm_model_fn model_fn, void *model_user_data, const int32_t *labels,
                          int64_t n, int64_t dim, float *out, int64_t count);
 
-/* ---- Models ----------------------------------------------------------------------- */
+/* ---- A sampler stepped from outside (a diffusers-style scheduler) ---------------- */
+
+typedef struct ddpm_sampler ddpm_sampler;
+
+/** Creates the reverse process `params` describes for batches of n samples of dim floats,
+ *  over a copy of the schedule. Its steps go through the timesteps of
+ *  ddpm_sampler_timesteps() in order; its noise comes from params->seed, so that
+ *  init_noise + the steps reproduce ddpm_schedule_sample exactly. params->progress is
+ *  not used. */
+int ddpm_sampler_create(const ddpm_schedule *schedule, const ddpm_sample_params *params,
+                        int64_t n, int64_t dim, ddpm_sampler **out);
+
+/** Frees a sampler; NULL is a no-op. */
+void ddpm_sampler_free(ddpm_sampler *sampler);
+
+/** The number of reverse steps S, or -1 if sampler is NULL. */
+int64_t ddpm_sampler_num_steps(const ddpm_sampler *sampler);
+
+/** The timesteps the steps start from, noisiest first: (S,), count = S. */
+int ddpm_sampler_timesteps(const ddpm_sampler *sampler, int32_t *out, int64_t count);
+
+/** The timestep of the x the next step expects (the first timestep before any step), or
+ *  -1 once every step has been taken (or if sampler is NULL). */
+int32_t ddpm_sampler_timestep(const ddpm_sampler *sampler);
+
+/** Fills x (n·dim floats) with x_T ~ N(0, I) from the seed: what ddpm_schedule_sample
+ *  starts from. Optional: a caller may start from its own x_T. */
+int ddpm_sampler_init_noise(ddpm_sampler *sampler, float *x, int64_t count);
+
+/** One reverse step from t = ddpm_sampler_timestep() to the next timestep (x_0 after the
+ *  last): x (n·dim floats) holds x_t on entry and x_prev on return. model_output is the
+ *  model's output at (x_t, t), of params->prediction_type. noise (n·dim floats of
+ *  z ~ N(0, I)) replaces the sampler's own draw when not NULL; x0_out, when not NULL,
+ *  receives the predicted x̂0 the step used (after clipping). Every buffer holds count floats.
+ *  After the last step, returns DDPM_ERR_INVALID_ARGUMENT. */
+int ddpm_sampler_step(ddpm_sampler *sampler, const float *model_output, float *x,
+                      const float *noise, float *x0_out, int64_t count);
+
+/* ---- Model parameters ------------------------------------------------------------- */
 
 typedef struct ddpm_model ddpm_model;
 
-typedef enum { DDPM_NETWORK_MLP = 0, DDPM_NETWORK_UNET = 1 } ddpm_network;
+typedef enum { DDPM_NETWORK_MLP = 0, DDPM_NETWORK_UNET = 1 } ddpm_network_kind;
 
-typedef struct ddpm_model_params {
-    size_t struct_size;       /* sizeof(ddpm_model_params)                                */
-    int32_t network;          /* ddpm_network; default MLP                                */
-    /* Residual MLP (vectors of data_dim floats) */
-    int32_t data_dim;         /* D, required for the MLP (default 0 = unset)              */
+/** The head every network params struct begins with. */
+typedef struct ddpm_network_params {
+    size_t struct_size;       /* sizeof the whole network struct (ddpm_mlp_params, ...)   */
+    int32_t kind;             /* ddpm_network_kind of the struct                          */
+} ddpm_network_params;
+
+/** A residual MLP over vectors of data_dim floats. */
+typedef struct ddpm_mlp_params {
+    ddpm_network_params base; /* { sizeof(ddpm_mlp_params), DDPM_NETWORK_MLP }            */
+    int32_t data_dim;         /* D, required (default 0 = unset)                          */
     int32_t hidden;           /* width H (128)                                            */
     int32_t depth;            /* residual blocks L (4)                                    */
     int32_t time_embed_dim;   /* sinusoidal encoding size E, even (64)                    */
-    /* UNet (images of channels × height × width) */
-    int32_t channels, height, width;   /* C (1), H, W (0 = unset): H, W divisible by 2^(levels-1) */
+} ddpm_mlp_params;
+
+ddpm_mlp_params ddpm_mlp_params_default(void);
+
+#define DDPM_UNET_MAX_LEVELS 8
+
+/** A UNet over images of channels × height × width. */
+typedef struct ddpm_unet_params {
+    ddpm_network_params base; /* { sizeof(ddpm_unet_params), DDPM_NETWORK_UNET }          */
+    int32_t channels, height, width; /* C (1), H, W (0 = unset): H, W divisible by 2^(levels-1) */
     int32_t base_channels;    /* channels at the first level (32)                         */
-    int32_t num_levels;       /* resolutions (3), at most 4                               */
-    int32_t channel_mult[4];  /* per level multiplier of base_channels ({1, 2, 2, 2})     */
+    int32_t num_levels;       /* resolutions (3), 1..DDPM_UNET_MAX_LEVELS                 */
+    int32_t channel_mult[DDPM_UNET_MAX_LEVELS]; /* per level multiplier of base_channels
+                                                  ({1, 2, 2, ...}); the first num_levels count */
     int32_t res_blocks;       /* residual blocks per level (2)                            */
-    int32_t attention_levels; /* bit mask: bit l puts self-attention at level l (0b100)   */
+    uint32_t attention_levels; /* bit mask: bit l puts self-attention at level l (0b100)  */
     int32_t attention_heads;  /* heads of each attention layer (1)                        */
     int32_t groups;           /* GroupNorm groups (8); must divide every channel count    */
     float dropout;            /* dropout in residual blocks while training (0)            */
-    /* Conditioning (both networks) */
-    int32_t num_classes;      /* K; 0 = unconditional. Labels are 0..K-1, K = "no class"  */
-    float label_dropout;      /* probability of training a row with the null label (0.1)  */
-    /* Optimisation */
+    int32_t time_embed_dim;   /* sinusoidal encoding size, even (64)                      */
+} ddpm_unet_params;
+
+ddpm_unet_params ddpm_unet_params_default(void);
+
+/** The training recipe. */
+typedef struct ddpm_train_params {
+    size_t struct_size;       /* sizeof(ddpm_train_params)                                */
     float learning_rate;      /* AdamW lr (1e-3)                                          */
     float beta1, beta2;       /* (0.9, 0.999)                                             */
     float adam_eps;           /* (1e-8)                                                   */
     float weight_decay;       /* decoupled weight decay (0)                               */
     float grad_clip;          /* global gradient-norm clip, 0 = off (1)                   */
     float ema_decay;          /* EMA decay d (0.995); step n uses min(d, (1+n)/(10+n))    */
+    float label_dropout;      /* probability of training a row with the null label (0.1) */
     uint64_t seed;            /* parameter init and training draws (0)                    */
-} ddpm_model_params;
+} ddpm_train_params;
 
-ddpm_model_params ddpm_model_params_default(void);
+ddpm_train_params ddpm_train_params_default(void);
+
+typedef enum {
+    DDPM_COND_NONE = 0,       /* unconditional                                            */
+    DDPM_COND_CLASSES = 1     /* a class label per sample: 0..K-1, K = "no class"         */
+} ddpm_cond_kind;
+
+/** What a sample is conditioned on. */
+typedef struct ddpm_cond_params {
+    size_t struct_size;       /* sizeof(ddpm_cond_params)                                 */
+    int32_t kind;             /* ddpm_cond_kind; default NONE                             */
+    int32_t num_classes;      /* K >= 1 for CLASSES (0)                                   */
+} ddpm_cond_params;
+
+ddpm_cond_params ddpm_cond_params_default(void);
+
+/** How a model predicts: with which weights and which classifier-free guidance. */
+typedef struct ddpm_predict_params {
+    size_t struct_size;       /* sizeof(ddpm_predict_params)                              */
+    float guidance_scale;     /* w: ε̂ = ε̂_uncond + w·(ε̂_cond - ε̂_uncond); 1 = conditional
+                                 (default), 0 = unconditional; used when labels are given */
+    int32_t use_ema;          /* nonzero (default) predicts with the EMA weights          */
+} ddpm_predict_params;
+
+ddpm_predict_params ddpm_predict_params_default(void);
+
+/* ---- Models ----------------------------------------------------------------------- */
 
 /** Creates a model over a copy of `schedule`.
+ *  @param network &mlp.base or &unet.base (its kind says which struct it heads).
+ *  @param train   the training recipe, or NULL for ddpm_train_params_default().
+ *  @param cond    the conditioning, or NULL for none.
  *  @param out receives the handle (NULL on failure); free with ddpm_model_free. */
-int ddpm_model_create(const ddpm_schedule *schedule, const ddpm_model_params *params, ddpm_model **out);
+int ddpm_model_create(const ddpm_schedule *schedule, const ddpm_network_params *network,
+                      const ddpm_train_params *train, const ddpm_cond_params *cond,
+                      ddpm_model **out);
 
 /** Frees a model; NULL is a no-op. */
 void ddpm_model_free(ddpm_model *model);
@@ -288,40 +401,51 @@ int64_t ddpm_model_sample_size(const ddpm_model *model);
 int64_t ddpm_model_num_parameters(const ddpm_model *model);
 /** Train steps taken so far, or -1 if model is NULL. */
 int64_t ddpm_model_step(const ddpm_model *model);
-/** Fills *params with the model's configuration (network fields and optimisation settings).
- *  Set params->struct_size first (e.g. start from ddpm_model_params_default()); at most
- *  struct_size bytes are written. */
-int ddpm_model_get_params(const ddpm_model *model, ddpm_model_params *params);
+/** The model's ddpm_network_kind, or -1 if model is NULL. */
+int32_t ddpm_model_network_kind(const ddpm_model *model);
+/** Fills the network struct that `out` heads (set out->struct_size and out->kind first,
+ *  e.g. from ddpm_mlp_params_default(); the kind must be the model's). At most
+ *  out->struct_size bytes are written. */
+int ddpm_model_get_network(const ddpm_model *model, ddpm_network_params *out);
+/** Fills *out with the model's training recipe (current learning rate included). Set
+ *  out->struct_size first; at most that many bytes are written. */
+int ddpm_model_get_train_params(const ddpm_model *model, ddpm_train_params *out);
+/** Fills *out with the model's conditioning, likewise. */
+int ddpm_model_get_cond_params(const ddpm_model *model, ddpm_cond_params *out);
 /** A copy of the model's schedule; free it with ddpm_schedule_free. */
 int ddpm_model_get_schedule(const ddpm_model *model, ddpm_schedule **out);
 /** Changes the AdamW learning rate (> 0) for the following steps. */
 int ddpm_model_set_learning_rate(ddpm_model *model, float learning_rate);
 
 /** One training step (DDPM Algorithm 1) on x0: (batch, sample_size), count = batch·sample_size.
- *  labels: (batch,) in 0..K (K = null), or NULL; only for models with num_classes > 0.
+ *  labels: (batch,) in 0..K (K = null), or NULL; only for class-conditional models.
  *  loss_out (may be NULL) receives L_simple before the update. On DDPM_ERR_NON_FINITE for
  *  a diverged loss the parameters are left unchanged. */
 int ddpm_model_train_step(ddpm_model *model, const float *x0, int64_t batch, int64_t count,
                           const int32_t *labels, float *loss_out);
 
-/** ε̂ for x_t: (batch, sample_size) at one timestep t for every row, with the EMA weights
- *  when use_ema, and guidance scale w when labels are given. eps_out: count floats. */
-int ddpm_model_predict_eps(ddpm_model *model, const float *x_t, int64_t batch, int32_t t,
-                           const int32_t *labels, float guidance_scale, int32_t use_ema,
-                           float *eps_out, int64_t count);
+/** The model's prediction for x_t: (batch, sample_size) at one timestep t for every row,
+ *  as `output` (a ddpm_output: ε̂ or x̂0), with the weights and guidance of params (NULL =
+ *  ddpm_predict_params_default()); guidance applies when labels (batch,) are given.
+ *  out: count floats. */
+int ddpm_model_predict(ddpm_model *model, const ddpm_predict_params *params, int32_t output,
+                       const float *x_t, int64_t batch, int32_t t, const int32_t *labels,
+                       float *out, int64_t count);
 
-/** Draws n samples into out: (n, sample_size), count = n·sample_size.
- *  labels: (n,) class labels with classifier-free guidance params->guidance_scale, or NULL
- *  for unconditional samples. params NULL means ddpm_sample_params_default(). */
-int ddpm_model_sample(ddpm_model *model, const ddpm_sample_params *params, const int32_t *labels,
+/** Draws n samples into out: (n, sample_size), count = n·sample_size, with the solver of
+ *  sample_params and the weights and guidance of predict_params (NULL = defaults).
+ *  labels: (n,) class labels, or NULL for unconditional samples. */
+int ddpm_model_sample(ddpm_model *model, const ddpm_sample_params *sample_params,
+                      const ddpm_predict_params *predict_params, const int32_t *labels,
                       int64_t n, float *out, int64_t count);
 
-/** Saves network, EMA, optimizer state, RNG, schedule and config as one safetensors file.
- *  The file is written to a temporary name beside `path` and renamed over it, so an
+/** Saves network, EMA, optimizer state, RNG, schedule and configuration as one safetensors
+ *  file. The file is written to a temporary name beside `path` and renamed over it, so an
  *  existing file is never left half-written. */
 int ddpm_model_save(const ddpm_model *model, const char *path);
 
-/** Loads a model saved by ddpm_model_save; training resumes exactly where it stopped. */
+/** Loads a model saved by ddpm_model_save (any checkpoint format version up to the
+ *  current one); training resumes exactly where it stopped. */
 int ddpm_model_load(const char *path, ddpm_model **out);
 
 #ifdef __cplusplus

@@ -1,5 +1,8 @@
-/// The engine's version; keep in sync with DDPM_VERSION_* in include/ddpm.h.
-public let libraryVersionMajor = 0, libraryVersionMinor = 1, libraryVersionPatch = 0
+// The engine's version, read from include/ddpm_version.h (the one place it is written).
+import DDPMVersion
+
+public let libraryVersionMajor = Int(DDPM_VERSION_MAJOR), libraryVersionMinor = Int(DDPM_VERSION_MINOR),
+           libraryVersionPatch = Int(DDPM_VERSION_PATCH)
 public let libraryVersion = "\(libraryVersionMajor).\(libraryVersionMinor).\(libraryVersionPatch)"
 /// MAJOR·10000 + MINOR·100 + PATCH
 public let libraryVersionNumber = libraryVersionMajor * 10000 + libraryVersionMinor * 100 + libraryVersionPatch

@@ -1,72 +1,17 @@
-// ddpm_model_*: create/free, training, prediction, sampling, checkpoints.
+// ddpm_model_*: create/free, reading the configuration back, training, prediction, sampling,
+// checkpoints.
 import CDDPM
 import DDPM
 
-@_cdecl("ddpm_model_params_default")
-public func ddpm_model_params_default() -> ddpm_model_params {
-    var p = ddpm_model_params()
-    p.struct_size = MemoryLayout<ddpm_model_params>.size
-    p.network = 0
-    p.data_dim = 0; p.hidden = 128; p.depth = 4; p.time_embed_dim = 64
-    p.channels = 1; p.height = 0; p.width = 0; p.base_channels = 32; p.num_levels = 3
-    p.channel_mult = (1, 2, 2, 2); p.res_blocks = 2; p.attention_levels = 0b100; p.attention_heads = 1
-    p.groups = 8; p.dropout = 0
-    p.num_classes = 0; p.label_dropout = 0.1
-    let t = TrainingConfig()
-    p.learning_rate = t.optimizer.learningRate; p.beta1 = t.optimizer.beta1; p.beta2 = t.optimizer.beta2
-    p.adam_eps = t.optimizer.epsilon; p.weight_decay = t.optimizer.weightDecay
-    p.grad_clip = t.gradClip; p.ema_decay = t.emaDecay; p.seed = t.seed
-    return p
-}
-
-/// The engine's network and training configuration from a caller's params.
-func configs(_ p: ddpm_model_params) throws -> (NetworkConfig, TrainingConfig) {
-    var training = TrainingConfig()
-    training.optimizer = AdamWConfig(learningRate: p.learning_rate, beta1: p.beta1, beta2: p.beta2,
-                                     epsilon: p.adam_eps, weightDecay: p.weight_decay)
-    training.gradClip = p.grad_clip
-    training.emaDecay = p.ema_decay
-    training.labelDropout = p.label_dropout
-    training.seed = p.seed
-    switch p.network {
-    case 0:
-        guard p.data_dim >= 1 else { throw DDPMError.invalidArgument("data_dim must be >= 1 for the MLP (got \(p.data_dim))") }
-        return (.mlp(.init(dataDim: Int(p.data_dim), hidden: Int(p.hidden), depth: Int(p.depth),
-                           timeEmbedDim: Int(p.time_embed_dim), numClasses: Int(p.num_classes))), training)
-    case 1:
-        return (try unetConfig(p), training)
-    default:
-        throw DDPMError.invalidArgument("unknown network \(p.network) (0 MLP, 1 UNet)")
-    }
-}
-
-/// The caller-visible params of a model (inverse of `configs`).
-func params(of model: DiffusionModel) -> ddpm_model_params {
-    var p = ddpm_model_params_default()
-    let t = model.training
-    p.learning_rate = t.optimizer.learningRate; p.beta1 = t.optimizer.beta1; p.beta2 = t.optimizer.beta2
-    p.adam_eps = t.optimizer.epsilon; p.weight_decay = t.optimizer.weightDecay
-    p.grad_clip = t.gradClip; p.ema_decay = t.emaDecay; p.label_dropout = t.labelDropout; p.seed = t.seed
-    switch model.network.config {
-    case .mlp(let c):
-        p.network = 0
-        p.data_dim = Int32(c.dataDim); p.hidden = Int32(c.hidden); p.depth = Int32(c.depth)
-        p.time_embed_dim = Int32(c.timeEmbedDim); p.num_classes = Int32(c.numClasses)
-    default:
-        fillUNetParams(&p, model.network.config)
-    }
-    return p
-}
-
 @_cdecl("ddpm_model_create")
-public func ddpm_model_create(_ sched: OpaquePointer?, _ params: UnsafePointer<ddpm_model_params>?,
+public func ddpm_model_create(_ sched: OpaquePointer?, _ network: UnsafePointer<ddpm_network_params>?,
+                              _ train: UnsafePointer<ddpm_train_params>?, _ cond: UnsafePointer<ddpm_cond_params>?,
                               _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     guarded("ddpm_model_create") {
         try output(out) {
             let s = try schedule(sched)
-            let p = try readParams(params, defaults: ddpm_model_params_default(), "params")
-            let (network, training) = try configs(p)
-            return ModelHandle(try DiffusionModel(schedule: s, network: network, training: training))
+            return ModelHandle(try DiffusionModel(schedule: s, network: try networkConfig(network),
+                                                  training: try trainingConfig(train), conditioning: try conditioning(cond)))
         }
     }
 }
@@ -92,20 +37,28 @@ public func ddpm_model_step(_ handle: OpaquePointer?) -> Int64 {
     return Int64(m.step)
 }
 
-@_cdecl("ddpm_model_get_params")
-public func ddpm_model_get_params(_ handle: OpaquePointer?, _ out: UnsafeMutablePointer<ddpm_model_params>?) -> Int32 {
-    guarded("ddpm_model_get_params") {
-        let m = try model(handle)
-        let out = try nonNull(out, "params")
-        let given = out.pointee.struct_size
-        guard given >= MemoryLayout<Int>.size else {
-            throw DDPMError.invalidArgument("params->struct_size is \(given); initialise it with ddpm_model_params_default()")
-        }
-        var p = params(of: m)
-        let size = min(given, MemoryLayout<ddpm_model_params>.size)
-        p.struct_size = size
-        withUnsafeBytes(of: &p) { UnsafeMutableRawPointer(out).copyMemory(from: $0.baseAddress!, byteCount: size) }
+@_cdecl("ddpm_model_network_kind")
+public func ddpm_model_network_kind(_ handle: OpaquePointer?) -> Int32 {
+    guard let m = try? model(handle) else { return -1 }
+    switch m.network.config {
+    case .mlp: return Int32(DDPM_NETWORK_MLP.rawValue)
+    case .unet: return Int32(DDPM_NETWORK_UNET.rawValue)
     }
+}
+
+@_cdecl("ddpm_model_get_network")
+public func ddpm_model_get_network(_ handle: OpaquePointer?, _ out: UnsafeMutablePointer<ddpm_network_params>?) -> Int32 {
+    guarded("ddpm_model_get_network") { try writeNetwork(try model(handle).network.config, to: out) }
+}
+
+@_cdecl("ddpm_model_get_train_params")
+public func ddpm_model_get_train_params(_ handle: OpaquePointer?, _ out: UnsafeMutablePointer<ddpm_train_params>?) -> Int32 {
+    guarded("ddpm_model_get_train_params") { try writeStruct(trainParams(try model(handle).training), to: out, "train") }
+}
+
+@_cdecl("ddpm_model_get_cond_params")
+public func ddpm_model_get_cond_params(_ handle: OpaquePointer?, _ out: UnsafeMutablePointer<ddpm_cond_params>?) -> Int32 {
+    guarded("ddpm_model_get_cond_params") { try writeStruct(condParams(try model(handle).conditioning), to: out, "cond") }
 }
 
 @_cdecl("ddpm_model_get_schedule")
@@ -134,30 +87,35 @@ public func ddpm_model_train_step(
     }
 }
 
-@_cdecl("ddpm_model_predict_eps")
-public func ddpm_model_predict_eps(
-    _ handle: OpaquePointer?, _ xt: UnsafePointer<Float>?, _ batch: Int64, _ t: Int32, _ labels: UnsafePointer<Int32>?,
-    _ guidance: Float, _ useEMA: Int32, _ out: UnsafeMutablePointer<Float>?, _ count: Int64
+@_cdecl("ddpm_model_predict")
+public func ddpm_model_predict(
+    _ handle: OpaquePointer?, _ params: UnsafePointer<ddpm_predict_params>?, _ output: Int32,
+    _ xt: UnsafePointer<Float>?, _ batch: Int64, _ t: Int32, _ labels: UnsafePointer<Int32>?,
+    _ out: UnsafeMutablePointer<Float>?, _ count: Int64
 ) -> Int32 {
-    guarded("ddpm_model_predict_eps") {
+    guarded("ddpm_model_predict") {
         let m = try model(handle)
-        let (xt, out) = (try nonNull(xt, "x_t"), try nonNull(out, "eps_out"))
-        _ = try checkCount(count, rows: batch, cols: Int64(m.network.sampleSize), "x_t/eps_out")
-        try m.predictEpsilon(out, x: xt, t: Int(t), labels: labels, batch: Int(batch), guidanceScale: guidance, useEMA: useEMA != 0)
+        let options = try predictOptions(params)
+        let type = try predictionType(output, "output")
+        let (xt, out) = (try nonNull(xt, "x_t"), try nonNull(out, "out"))
+        _ = try checkCount(count, rows: batch, cols: Int64(m.network.sampleSize), "x_t/out")
+        try m.predict(out, output: type, x: xt, t: Int(t), labels: labels, batch: Int(batch), options: options)
     }
 }
 
 @_cdecl("ddpm_model_sample")
 public func ddpm_model_sample(
-    _ handle: OpaquePointer?, _ params: UnsafePointer<ddpm_sample_params>?, _ labels: UnsafePointer<Int32>?,
-    _ n: Int64, _ out: UnsafeMutablePointer<Float>?, _ count: Int64
+    _ handle: OpaquePointer?, _ params: UnsafePointer<ddpm_sample_params>?, _ predict: UnsafePointer<ddpm_predict_params>?,
+    _ labels: UnsafePointer<Int32>?, _ n: Int64, _ out: UnsafeMutablePointer<Float>?, _ count: Int64
 ) -> Int32 {
     guarded("ddpm_model_sample") {
         let m = try model(handle)
         let options = try samplerOptions(params)
+        let predictOptions = try predictOptions(predict)
         let out = try nonNull(out, "out")
         let total = try checkCount(count, rows: n, cols: Int64(m.network.sampleSize), "out")
-        try m.sample(into: out, count: Int(n), labels: labels, options: options, progress: progressClosure(params, count: total))
+        try m.sample(into: out, count: Int(n), labels: labels, options: options, predict: predictOptions,
+                     progress: progressClosure(params, count: total))
     }
 }
 

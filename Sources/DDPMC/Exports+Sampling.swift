@@ -1,41 +1,57 @@
-// Sampling options from ddpm_sample_params, and sampling with a caller's ε callback.
+// Sampling options from ddpm_sample_params, sampling with a caller's model callback, and
+// the ddpm_sampler handle that a caller steps from outside.
 import CDDPM
 import DDPM
 
 @_cdecl("ddpm_sample_params_default")
 public func ddpm_sample_params_default() -> ddpm_sample_params {
-    ddpm_sample_params(
-        struct_size: MemoryLayout<ddpm_sample_params>.size, method: 0, steps: 0, eta: 0, variance: 0,
-        clip_x0: 0, clip_min: -1, clip_max: 1, seed: 0, guidance_scale: 1, use_ema: 1,
-        progress: nil, progress_user_data: nil)
+    let o = SamplerOptions()
+    var p = ddpm_sample_params()
+    p.struct_size = MemoryLayout<ddpm_sample_params>.size
+    p.method = Int32(DDPM_METHOD_DDPM.rawValue)
+    p.steps = Int32(o.steps)
+    p.eta = o.eta
+    p.variance = Int32(DDPM_VARIANCE_BETA.rawValue)
+    (p.clip_x0, p.clip_min, p.clip_max) = (0, -1, 1)
+    p.seed = o.seed
+    p.prediction_type = Int32(DDPM_OUTPUT_EPS.rawValue)
+    (p.timesteps, p.num_timesteps) = (nil, 0)
+    (p.progress, p.progress_user_data) = (nil, nil)
+    return p
 }
 
-/// Validated engine options from a caller's params (NULL means the defaults).
+/// The engine's options from a caller's params (NULL means the defaults). Only what C can
+/// get wrong is checked here; the Sampler validates the values once.
 func samplerOptions(_ params: UnsafePointer<ddpm_sample_params>?) throws -> SamplerOptions {
     let p = params == nil ? ddpm_sample_params_default() : try readParams(params, defaults: ddpm_sample_params_default(), "params")
     var o = SamplerOptions()
-    guard let method = SamplingMethod(rawValue: p.method) else {
-        throw DDPMError.invalidArgument("unknown method \(p.method) (0 DDPM, 1 DDIM)")
+    switch ddpm_method(rawValue: UInt32(bitPattern: p.method)) {
+    case DDPM_METHOD_DDPM: o.method = .ddpm
+    case DDPM_METHOD_DDIM: o.method = .ddim
+    default: throw DDPMError.invalidArgument("unknown method \(p.method) (0 DDPM, 1 DDIM)")
     }
-    guard let variance = ReverseVariance(rawValue: p.variance) else {
-        throw DDPMError.invalidArgument("unknown variance \(p.variance) (0 beta, 1 posterior)")
+    switch ddpm_variance(rawValue: UInt32(bitPattern: p.variance)) {
+    case DDPM_VARIANCE_BETA: o.variance = .beta
+    case DDPM_VARIANCE_POSTERIOR: o.variance = .posterior
+    default: throw DDPMError.invalidArgument("unknown variance \(p.variance) (0 beta, 1 posterior)")
     }
-    guard p.steps >= 0 else { throw DDPMError.invalidArgument("steps must be >= 0 (got \(p.steps))") }
-    guard p.eta.isFinite && p.eta >= 0 && p.eta <= 1 else { throw DDPMError.invalidArgument("eta must be in [0, 1] (got \(p.eta))") }
-    guard p.guidance_scale.isFinite else { throw DDPMError.invalidArgument("guidance_scale must be finite") }
+    o.predictionType = try predictionType(p.prediction_type, "prediction_type")
     if p.clip_x0 != 0 {
         guard p.clip_min.isFinite, p.clip_max.isFinite, p.clip_min < p.clip_max else {
             throw DDPMError.invalidArgument("clip range [\(p.clip_min), \(p.clip_max)] is empty or not finite")
         }
-        o.step.clipX0 = p.clip_min...p.clip_max
+        o.clipX0 = p.clip_min...p.clip_max
     }
-    o.method = method
+    if p.num_timesteps != 0 || p.timesteps != nil {
+        let ts = try nonNull(p.timesteps, "params->timesteps (num_timesteps = \(p.num_timesteps))")
+        guard p.num_timesteps >= 1 && p.num_timesteps <= 1 << 24 else {
+            throw DDPMError.invalidArgument("num_timesteps must be in 1...2^24 (got \(p.num_timesteps))")
+        }
+        o.timesteps = UnsafeBufferPointer(start: ts, count: Int(p.num_timesteps)).map { Int($0) }
+    }
     o.steps = Int(p.steps)
-    o.step.variance = variance
-    o.step.eta = p.eta
+    o.eta = p.eta
     o.seed = p.seed
-    o.guidanceScale = p.guidance_scale
-    o.useEMA = p.use_ema != 0
     return o
 }
 
@@ -49,21 +65,90 @@ func progressClosure(_ params: UnsafePointer<ddpm_sample_params>?, count: Int) -
 
 @_cdecl("ddpm_schedule_sample")
 public func ddpm_schedule_sample(
-    _ handle: OpaquePointer?, _ params: UnsafePointer<ddpm_sample_params>?, _ epsFn: ddpm_eps_fn?,
+    _ handle: OpaquePointer?, _ params: UnsafePointer<ddpm_sample_params>?, _ modelFn: ddpm_model_fn?,
     _ user: UnsafeMutableRawPointer?, _ labels: UnsafePointer<Int32>?, _ n: Int64, _ dim: Int64,
     _ out: UnsafeMutablePointer<Float>?, _ count: Int64
 ) -> Int32 {
     guarded("ddpm_schedule_sample") {
         let s = try schedule(handle)
         let options = try samplerOptions(params)
-        let fn = try nonNull(epsFn, "eps_fn")
+        let fn = try nonNull(modelFn, "model_fn")
         let out = try nonNull(out, "out")
         let total = try checkCount(count, rows: n, cols: dim, "out")
-        let predictor = ClosurePredictor(sampleSize: Int(dim)) { eps, x, t, labels, batch in
-            let status = fn(user, eps, x, Int64(batch), dim, Int32(t), labels)
-            if status != 0 { throw DDPMError.cancelled("the eps callback returned \(status) at t = \(t)") }
+        let denoiser = ClosureDenoiser(sampleSize: Int(dim), predictionType: options.predictionType) { o, x, t, labels, batch in
+            let status = fn(user, o, x, Int64(batch), dim, Int32(t), labels)
+            if status != 0 { throw DDPMError.cancelled("the model callback returned \(status) at t = \(t)") }
         }
-        try s.sample(into: out, count: Int(n), predictor: predictor, labels: labels, options: options,
+        try s.sample(into: out, count: Int(n), denoiser: denoiser, labels: labels, options: options,
                      progress: progressClosure(params, count: total))
+    }
+}
+
+// ---- ddpm_sampler ----------------------------------------------------------------------
+
+@_cdecl("ddpm_sampler_create")
+public func ddpm_sampler_create(
+    _ sched: OpaquePointer?, _ params: UnsafePointer<ddpm_sample_params>?, _ n: Int64, _ dim: Int64,
+    _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> Int32 {
+    guarded("ddpm_sampler_create") {
+        try output(out) {
+            let s = try schedule(sched)
+            let options = try samplerOptions(params)
+            let total = try checkCount(Int64(n) &* Int64(dim), rows: n, cols: dim, "n × dim")
+            return SamplerHandle(try Sampler(schedule: s, options: options, batch: Int(n), sampleSize: total / Int(n)))
+        }
+    }
+}
+
+@_cdecl("ddpm_sampler_free")
+public func ddpm_sampler_free(_ handle: OpaquePointer?) { release(handle) }
+
+@_cdecl("ddpm_sampler_num_steps")
+public func ddpm_sampler_num_steps(_ handle: OpaquePointer?) -> Int64 {
+    guard let s = try? sampler(handle) else { return -1 }
+    return Int64(s.timesteps.count)
+}
+
+@_cdecl("ddpm_sampler_timesteps")
+public func ddpm_sampler_timesteps(_ handle: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?, _ count: Int64) -> Int32 {
+    guarded("ddpm_sampler_timesteps") {
+        let s = try sampler(handle)
+        let out = try nonNull(out, "out")
+        guard count == Int64(s.timesteps.count) else {
+            throw DDPMError.shapeMismatch("count is \(count), the sampler has \(s.timesteps.count) steps")
+        }
+        for (i, t) in s.timesteps.enumerated() { out[i] = Int32(t) }
+    }
+}
+
+@_cdecl("ddpm_sampler_timestep")
+public func ddpm_sampler_timestep(_ handle: OpaquePointer?) -> Int32 {
+    guard let s = try? sampler(handle) else { return -1 }
+    return Int32(s.timestep)
+}
+
+@_cdecl("ddpm_sampler_init_noise")
+public func ddpm_sampler_init_noise(_ handle: OpaquePointer?, _ x: UnsafeMutablePointer<Float>?, _ count: Int64) -> Int32 {
+    guarded("ddpm_sampler_init_noise") {
+        let s = try sampler(handle)
+        let x = try nonNull(x, "x")
+        _ = try checkCount(count, rows: Int64(s.batch), cols: Int64(s.sampleSize), "x")
+        s.initNoise(x)
+    }
+}
+
+@_cdecl("ddpm_sampler_step")
+public func ddpm_sampler_step(
+    _ handle: OpaquePointer?, _ output: UnsafePointer<Float>?, _ x: UnsafeMutablePointer<Float>?,
+    _ noise: UnsafePointer<Float>?, _ x0Out: UnsafeMutablePointer<Float>?, _ count: Int64
+) -> Int32 {
+    guarded("ddpm_sampler_step") {
+        let s = try sampler(handle)
+        let (output, x) = (try nonNull(output, "model_output"), try nonNull(x, "x"))
+        let n = try checkCount(count, rows: Int64(s.batch), cols: Int64(s.sampleSize), "model_output/x")
+        try requireFinite(x, count: n, "x")
+        if let noise { try requireFinite(noise, count: n, "noise") }
+        try s.step(output: output, x: x, noise: noise, x0Out: x0Out)
     }
 }

@@ -1,4 +1,4 @@
-// ddpm_schedule_*: creation, tables, q(x_t|x_0), the posterior, single reverse steps.
+// ddpm_schedule_*: creation, reading the parameters back, tables, q(x_t|x_0), the posterior.
 import CDDPM
 import DDPM
 
@@ -16,12 +16,12 @@ public func ddpm_schedule_create(_ params: UnsafePointer<ddpm_schedule_params>?,
         try output(out) {
             let p = try readParams(params, defaults: ddpm_schedule_params_default(), "params")
             let T = Int(p.num_timesteps)
-            switch p.kind {
-            case 0: return ScheduleHandle(try .linear(steps: T, betaStart: p.beta_start, betaEnd: p.beta_end, scaleToSteps: p.scale_to_steps != 0))
-            case 1: return ScheduleHandle(try .cosine(steps: T, offset: p.cosine_s, maxBeta: p.max_beta))
-            case 2: return ScheduleHandle(try .sigmoid(steps: T, betaMin: p.beta_start, betaMax: p.beta_end,
+            switch ddpm_schedule_kind(rawValue: UInt32(bitPattern: p.kind)) {
+            case DDPM_SCHEDULE_LINEAR: return ScheduleHandle(try .linear(steps: T, betaStart: p.beta_start, betaEnd: p.beta_end, scaleToSteps: p.scale_to_steps != 0))
+            case DDPM_SCHEDULE_COSINE: return ScheduleHandle(try .cosine(steps: T, offset: p.cosine_s, maxBeta: p.max_beta))
+            case DDPM_SCHEDULE_SIGMOID: return ScheduleHandle(try .sigmoid(steps: T, betaMin: p.beta_start, betaMax: p.beta_end,
                                                        start: p.sigmoid_start, end: p.sigmoid_end))
-            default: throw DDPMError.invalidArgument("unknown schedule kind \(p.kind) (0 linear, 1 cosine, 2 sigmoid)")
+            default: throw DDPMError.invalidArgument("unknown schedule kind \(p.kind) (0 linear, 1 cosine, 2 sigmoid; custom betas go through ddpm_schedule_create_custom)")
             }
         }
     }
@@ -35,6 +35,27 @@ public func ddpm_schedule_create_custom(_ betas: UnsafePointer<Double>?, _ count
             guard count >= 1, count <= 1 << 24 else { throw DDPMError.invalidArgument("num_timesteps must be in 1...2^24 (got \(count))") }
             return ScheduleHandle(try NoiseSchedule(betas: Array(UnsafeBufferPointer(start: b, count: Int(count)))))
         }
+    }
+}
+
+@_cdecl("ddpm_schedule_get_params")
+public func ddpm_schedule_get_params(_ handle: OpaquePointer?, _ out: UnsafeMutablePointer<ddpm_schedule_params>?) -> Int32 {
+    guarded("ddpm_schedule_get_params") {
+        let s = try schedule(handle)
+        var p = ddpm_schedule_params_default()
+        p.num_timesteps = Int32(clamping: s.count)
+        switch s.kind {
+        case .linear(let a, let b):
+            (p.kind, p.beta_start, p.beta_end) = (Int32(DDPM_SCHEDULE_LINEAR.rawValue), a, b)
+        case .cosine(let offset, let maxBeta):
+            (p.kind, p.cosine_s, p.max_beta) = (Int32(DDPM_SCHEDULE_COSINE.rawValue), offset, maxBeta)
+        case .sigmoid(let lo, let hi, let start, let end):
+            (p.kind, p.beta_start, p.beta_end) = (Int32(DDPM_SCHEDULE_SIGMOID.rawValue), lo, hi)
+            (p.sigmoid_start, p.sigmoid_end) = (start, end)
+        case .custom:
+            p.kind = Int32(DDPM_SCHEDULE_CUSTOM.rawValue)
+        }
+        try writeStruct(p, to: out, "params")
     }
 }
 
@@ -91,26 +112,5 @@ public func ddpm_schedule_posterior(
         try requireFinite(x0, count: n, "x0")
         try requireFinite(xt, count: n, "x_t")
         try s.posterior(mean: mean, variance: variance, x0: x0, xt: xt, t: t, batch: Int(batch), dim: Int(dim))
-    }
-}
-
-@_cdecl("ddpm_schedule_step")
-public func ddpm_schedule_step(
-    _ handle: OpaquePointer?, _ params: UnsafePointer<ddpm_sample_params>?, _ t: Int32, _ prevT: Int32,
-    _ eps: UnsafePointer<Float>?, _ xt: UnsafePointer<Float>?, _ noise: UnsafePointer<Float>?,
-    _ out: UnsafeMutablePointer<Float>?, _ count: Int64
-) -> Int32 {
-    guarded("ddpm_schedule_step") {
-        let s = try schedule(handle)
-        let options = try samplerOptions(params)
-        let (eps, xt, out) = (try nonNull(eps, "eps"), try nonNull(xt, "x_t"), try nonNull(out, "out"))
-        let n = try checkCount(count, rows: 1, cols: max(count, 1), "eps/x_t/out")
-        try requireFinite(eps, count: n, "eps")
-        try requireFinite(xt, count: n, "x_t")
-        if let noise { try requireFinite(noise, count: n, "noise") }
-        switch options.method {
-        case .ddpm: try s.ddpmStep(out, eps: eps, xt: xt, noise: noise, t: Int(t), prevT: Int(prevT), count: n, options: options.step)
-        case .ddim: try s.ddimStep(out, eps: eps, xt: xt, noise: noise, t: Int(t), prevT: Int(prevT), count: n, options: options.step)
-        }
     }
 }

@@ -6,6 +6,11 @@ final class ScheduleHandle {
     init(_ schedule: NoiseSchedule) { self.schedule = schedule }
 }
 
+final class SamplerHandle {
+    let sampler: Sampler
+    init(_ sampler: Sampler) { self.sampler = sampler }
+}
+
 final class ModelHandle {
     let model: DiffusionModel
     init(_ model: DiffusionModel) { self.model = model }
@@ -33,4 +38,9 @@ func output(_ out: UnsafeMutablePointer<OpaquePointer?>?, _ make: () throws -> A
     let out = try nonNull(out, "out")
     out.pointee = nil
     out.pointee = retain(try make())
+}
+
+func sampler(_ handle: OpaquePointer?) throws -> Sampler {
+    let h = try nonNull(handle, "sampler")
+    return Unmanaged<SamplerHandle>.fromOpaque(UnsafeRawPointer(h)).takeUnretainedValue().sampler
 }

@@ -8,9 +8,11 @@ import Glibc
 import Darwin
 #endif
 
+/// The header's status codes as Int32 (the exports' return type).
 enum Status {
-    static let ok: Int32 = 0, invalidArgument: Int32 = 1, shape: Int32 = 2, nonFinite: Int32 = 3,
-               io: Int32 = 4, format: Int32 = 5, cancelled: Int32 = 6, internalError: Int32 = 7
+    static let ok = Int32(DDPM_OK), invalidArgument = Int32(DDPM_ERR_INVALID_ARGUMENT), shape = Int32(DDPM_ERR_SHAPE),
+               nonFinite = Int32(DDPM_ERR_NON_FINITE), io = Int32(DDPM_ERR_IO), format = Int32(DDPM_ERR_FORMAT),
+               cancelled = Int32(DDPM_ERR_CANCELLED), internalError = Int32(DDPM_ERR_INTERNAL)
 }
 
 /// One key per process; each thread's value is a malloc'ed C string freed with the thread.
@@ -63,21 +65,6 @@ func checkCount(_ count: Int64, rows: Int64, cols: Int64, _ what: String) throws
     return Int(n)
 }
 
-/// Reads a caller's params struct of `struct_size` bytes over our defaults, so that a caller
-/// built against an older, shorter struct keeps working and a newer one's tail is ignored.
-func readParams<T>(_ p: UnsafePointer<T>?, defaults: T, _ name: String) throws -> T {
-    let p = try nonNull(p, name)
-    let given = UnsafeRawPointer(p).load(as: Int.self)  // struct_size is the first field
-    guard given >= MemoryLayout<Int>.size, given <= 1 << 20 else {
-        throw DDPMError.invalidArgument("\(name)->struct_size is \(given); initialise it with its _default() function")
-    }
-    var value = defaults
-    withUnsafeMutableBytes(of: &value) { dst in
-        dst.copyMemory(from: UnsafeRawBufferPointer(start: p, count: min(given, MemoryLayout<T>.size)))
-    }
-    return value
-}
-
 /// A pointer to a static, NUL-terminated string.
 func cString(_ s: StaticString) -> UnsafePointer<CChar> {
     UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
@@ -108,7 +95,10 @@ public func ddpm_last_error() -> UnsafePointer<CChar> {
 public func ddpm_version_number() -> Int32 { Int32(libraryVersionNumber) }
 
 @_cdecl("ddpm_version_string")
-public func ddpm_version_string() -> UnsafePointer<CChar> { cString("0.1.0") }
+public func ddpm_version_string() -> UnsafePointer<CChar> { versionString }
+
+/// "MAJOR.MINOR.PATCH" (from ddpm_version.h, through the engine), allocated once and never freed.
+nonisolated(unsafe) private let versionString: UnsafePointer<CChar> = UnsafePointer(strdup(libraryVersion)!)
 
 @_cdecl("ddpm_set_num_threads")
 public func ddpm_set_num_threads(_ n: Int32) -> Int32 {

@@ -11,8 +11,8 @@ import Darwin
 #endif
 
 public struct NoiseSchedule: Sendable, Equatable {
-    /// How β was produced; recorded in checkpoints.
-    public enum Kind: Codable, Sendable, Equatable {
+    /// How β was produced; recorded in checkpoints (see NoiseSchedule+Coding.swift).
+    public enum Kind: Sendable, Equatable {
         case linear(betaStart: Double, betaEnd: Double)
         case cosine(offset: Double, maxBeta: Double)
         case sigmoid(betaMin: Double, betaMax: Double, start: Double, end: Double)

@@ -1,28 +1,8 @@
-// A diffusion model: schedule + ε-network + optimizer state + EMA weights + RNG.
-// One `trainStep` is DDPM Algorithm 1; sampling lives in Sampling/, files in Checkpoint/.
+// A diffusion model: schedule + denoising network + optimizer state + EMA weights + RNG.
+// One `trainStep` is DDPM Algorithm 1. Beside this file: prediction and guidance
+// (+Guidance), sampling (+Sampling), files (+Checkpoint).
 //
 //   B = batch, S = floats per sample, P = number of parameters, K = classes.
-
-/// Optimisation settings of a model (stored in checkpoints).
-public struct TrainingConfig: Codable, Sendable, Equatable {
-    public var optimizer = AdamWConfig()
-    /// Clip the global gradient norm to this value; 0 disables clipping.
-    public var gradClip: Float = 1
-    /// EMA decay d in θ_ema ← d_n·θ_ema + (1−d_n)·θ, with warm-up d_n = min(d, (1+n)/(10+n)).
-    public var emaDecay: Float = 0.995
-    /// Probability of replacing a label by the null label while training (classifier-free guidance).
-    public var labelDropout: Float = 0.1
-    /// Seeds parameter initialisation and every training draw.
-    public var seed: UInt64 = 0
-    public init() {}
-
-    func validate() throws {
-        try optimizer.validate()
-        try require(gradClip.isFinite && gradClip >= 0, "grad_clip must be >= 0 (got \(gradClip))")
-        try require(emaDecay >= 0 && emaDecay <= 1, "ema_decay must be in [0, 1] (got \(emaDecay))")
-        try require(labelDropout >= 0 && labelDropout <= 1, "label_dropout must be in [0, 1] (got \(labelDropout))")
-    }
-}
 
 public final class DiffusionModel {
     public let schedule: NoiseSchedule
@@ -51,8 +31,12 @@ public final class DiffusionModel {
     }
 
     /// A fresh model: parameters initialised from `training.seed`, EMA equal to them.
-    public init(schedule: NoiseSchedule, network config: NetworkConfig, training: TrainingConfig = .init()) throws {
+    /// - Parameter conditioning: what samples are conditioned on (nil: as the network config says).
+    public init(schedule: NoiseSchedule, network config: NetworkConfig, training: TrainingConfig = .init(),
+                conditioning: Conditioning? = nil) throws {
         try training.validate()
+        try conditioning?.validate()
+        let config = conditioning.map { config.conditioned(on: $0) } ?? config
         self.schedule = schedule
         self.training = training
         var initRNG = Philox(seed: training.seed ^ 0x5EED_1417_0000_0001)
@@ -64,6 +48,9 @@ public final class DiffusionModel {
         rng = Philox(seed: training.seed)
         buffers = TrainBuffers(batch: 0, sampleSize: network.sampleSize)
     }
+
+    /// What samples are conditioned on.
+    public var conditioning: Conditioning { network.numClasses > 0 ? .classes(network.numClasses) : .none }
 
     /// Changes the learning rate (e.g. for a schedule driven by the caller).
     public func setLearningRate(_ lr: Float) throws {

@@ -1,0 +1,72 @@
+// Reading the configuration of format-version-1 checkpoints (library 0.1), which stored
+// Swift's own Codable encoding: {"mlp": {"_0": {"dataDim": 2, …}}}, a nested optimizer,
+// and {"linear": {"betaStart": …}} as "schedule_kind". Tensors are the same as in version 2.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+enum CheckpointV1 {
+    /// The training recipe as 0.1 encoded it.
+    private struct Training: Decodable {
+        var optimizer: AdamWConfig
+        var gradClip: Float, emaDecay: Float, labelDropout: Float
+        var seed: UInt64
+    }
+
+    static func config(_ file: SafeTensors.File) throws -> CheckpointConfig {
+        let networks: [String: [String: NetworkJSON.V1Payload]] = try decode(file.meta("network"), "network")
+        let network: NetworkConfig
+        switch (networks["mlp"]?["_0"], networks["unet"]?["_0"]) {
+        case (.some(.mlp(let m)), nil): network = .mlp(m)
+        case (nil, .some(.unet(let u))): network = .unet(u)
+        default: throw DDPMError.format("checkpoint metadata 'network' names no known network")
+        }
+        let t: Training = try decode(file.meta("training"), "training")
+        var training = TrainingConfig()
+        training.optimizer = t.optimizer
+        (training.gradClip, training.emaDecay, training.labelDropout, training.seed) = (t.gradClip, t.emaDecay, t.labelDropout, t.seed)
+        let kinds: [String: [String: Double]] = try decode(file.meta("schedule_kind"), "schedule_kind")
+        guard kinds.count == 1, let (name, v) = kinds.first else {
+            throw DDPMError.format("checkpoint metadata 'schedule_kind' names no schedule kind")
+        }
+        func field(_ key: String) throws -> Double {
+            guard let x = v[key] else { throw DDPMError.format("checkpoint schedule_kind '\(name)' has no '\(key)'") }
+            return x
+        }
+        let kind: NoiseSchedule.Kind
+        switch name {
+        case "linear": kind = .linear(betaStart: try field("betaStart"), betaEnd: try field("betaEnd"))
+        case "cosine": kind = .cosine(offset: try field("offset"), maxBeta: try field("maxBeta"))
+        case "sigmoid": kind = .sigmoid(betaMin: try field("betaMin"), betaMax: try field("betaMax"),
+                                        start: try field("start"), end: try field("end"))
+        case "custom": kind = .custom
+        default: throw DDPMError.format("checkpoint schedule kind '\(name)' is unknown")
+        }
+        let k = network.numClassesV1
+        return CheckpointConfig(network: network, training: training, conditioning: k > 0 ? .classes(k) : .none,
+                                scheduleKind: kind)
+    }
+}
+
+extension NetworkJSON {
+    /// A version-1 network payload: decoded by the key it sat under.
+    enum V1Payload: Decodable {
+        case mlp(ResidualMLP.Config), unet(UNetConfig)
+        init(from decoder: Decoder) throws {
+            if let u = try? UNetConfig(from: decoder) { self = .unet(u); return }
+            self = .mlp(try ResidualMLP.Config(from: decoder))
+        }
+    }
+}
+
+extension NetworkConfig {
+    /// num_classes as version 1 kept it, inside the network.
+    var numClassesV1: Int {
+        switch self {
+        case .mlp(let c): return c.numClasses
+        case .unet(let c): return c.numClasses
+        }
+    }
+}

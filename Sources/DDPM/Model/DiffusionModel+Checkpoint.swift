@@ -1,0 +1,162 @@
+// A model as one safetensors file: parameters, EMA, AdamW moments, schedule, configuration,
+// step counters and the RNG state, so that a loaded model resumes training exactly.
+//
+// Tensors:  model.<name>, ema.<name>, optimizer.exp_avg.<name>, optimizer.exp_avg_sq.<name>
+//           (F32, one per parameter tensor), schedule.betas (F64, (T,))
+// Metadata (format version 2; every configuration is JSON named as the C structs' fields):
+//   format = "swiftddpm-checkpoint", format_version = "2", library_version,
+//   network      {"kind": "mlp" | "unet", <ddpm_mlp_params / ddpm_unet_params fields>}
+//   training     {<ddpm_train_params fields>}
+//   conditioning {"kind": "none"} | {"kind": "classes", "num_classes": K}
+//   schedule     {"kind": "linear", "beta_start": …, …} (NoiseSchedule+Coding.swift)
+//   step, optimizer_step, rng_seed, rng_counter (decimal integers)
+// Version 1 files (library 0.1) are read by CheckpointV1.swift.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+public let checkpointFormat = "swiftddpm-checkpoint"
+public let checkpointFormatVersion = 2
+
+/// Everything a checkpoint's metadata says about how to rebuild the model.
+struct CheckpointConfig {
+    var network: NetworkConfig
+    var training: TrainingConfig
+    var conditioning: Conditioning
+    var scheduleKind: NoiseSchedule.Kind
+}
+
+extension DiffusionModel {
+    /// Writes the model to `path` atomically (temporary file + rename).
+    public func save(to path: String) throws {
+        let params = network.parameters
+        var tensors: [SafeTensors.Tensor] = []
+        for (prefix, base) in stateTensors(self) {
+            for e in params.layout.entries {
+                tensors.append(.init(prefix + e.name, shape: e.shape, floats: base + e.offset, count: e.count))
+            }
+        }
+        tensors.append(.init("schedule.betas", doubles: schedule.betas))
+        let metadata: [String: String] = [
+            "format": checkpointFormat,
+            "format_version": String(checkpointFormatVersion),
+            "library_version": libraryVersion,
+            "network": try NetworkJSON.encode(network.config),
+            "training": try json(training),
+            "conditioning": try json(conditioning),
+            "schedule": try json(schedule.kind),
+            "step": String(step),
+            "optimizer_step": String(optimizer.step),
+            "rng_seed": String(rng.seed),
+            "rng_counter": String(rng.counter),
+        ]
+        try SafeTensors.write(path: path, tensors: tensors, metadata: metadata)
+    }
+
+    /// Reads a model written by `save(to:)`, by this library or by 0.1 (format version 1).
+    /// - Throws: `.io` if the file cannot be read, `.format` if it is not a valid checkpoint.
+    public static func load(from path: String) throws -> DiffusionModel {
+        let file = try SafeTensors.read(path: path)
+        guard file.metadata["format"] == checkpointFormat else {
+            throw DDPMError.format("'\(path)' is not a SwiftDDPM checkpoint (format = \(file.metadata["format"] ?? "missing"))")
+        }
+        let config: CheckpointConfig
+        switch file.metadata["format_version"] {
+        case "1": config = try CheckpointV1.config(file)
+        case "2": config = try CheckpointConfig(
+            network: NetworkJSON.decode(file.meta("network")),
+            training: decode(file.meta("training"), "training"),
+            conditioning: decode(file.meta("conditioning"), "conditioning"),
+            scheduleKind: decode(file.meta("schedule"), "schedule"))
+        case let other:
+            throw DDPMError.format("'\(path)' has checkpoint format version \(other ?? "missing"); this library reads 1 and 2")
+        }
+        let schedule: NoiseSchedule
+        do { schedule = try NoiseSchedule(betas: try file.doubles("schedule.betas"), kind: config.scheduleKind) } catch let e as DDPMError {
+            throw DDPMError.format("checkpoint schedule is invalid: \(e)")
+        }
+        let model: DiffusionModel
+        do {
+            model = try DiffusionModel(schedule: schedule, network: config.network, training: config.training,
+                                       conditioning: config.conditioning)
+        } catch let e as DDPMError {
+            throw DDPMError.format("checkpoint configuration is invalid: \(e)")
+        }
+        let params = model.network.parameters
+        for (prefix, base) in stateTensors(model) {
+            for e in params.layout.entries {
+                let values = try file.floats(prefix + e.name, shape: e.shape)
+                values.withUnsafeBufferPointer { (base + e.offset).update(from: $0.baseAddress!, count: e.count) }
+            }
+        }
+        guard let step = Int(try file.meta("step")), let optStep = Int(try file.meta("optimizer_step")),
+              let seed = UInt64(try file.meta("rng_seed")), let counter = UInt64(try file.meta("rng_counter")),
+              step >= 0, optStep >= 0
+        else { throw DDPMError.format("checkpoint step or RNG state is not a valid integer") }
+        model.step = step
+        model.optimizer.step = optStep
+        model.rng = Philox(seed: seed, counter: counter)
+        return model
+    }
+}
+
+/// The four (P,) float vectors a checkpoint stores, with their tensor-name prefixes.
+private func stateTensors(_ m: DiffusionModel) -> [(String, UnsafeMutablePointer<Float>)] {
+    [("model.", m.network.parameters.values.pointer), ("ema.", m.ema.pointer),
+     ("optimizer.exp_avg.", m.optimizer.m.pointer), ("optimizer.exp_avg_sq.", m.optimizer.v.pointer)]
+}
+
+/// NetworkConfig as checkpoint JSON: {"kind": "mlp" | "unet", <the config's fields in snake_case>}.
+enum NetworkJSON {
+    enum Key: String, CodingKey { case kind }
+
+    struct Tagged: Codable {
+        var config: NetworkConfig
+        init(_ config: NetworkConfig) { self.config = config }
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: Key.self)
+            switch try c.decode(String.self, forKey: .kind) {
+            case "mlp": config = .mlp(try ResidualMLP.Config(from: decoder))
+            case "unet": config = .unet(try UNetConfig(from: decoder))
+            case let other:
+                throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown network '\(other)'")
+            }
+        }
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: Key.self)
+            switch config {
+            case .mlp(let m): try c.encode("mlp", forKey: .kind); try m.encode(to: encoder)
+            case .unet(let u): try c.encode("unet", forKey: .kind); try u.encode(to: encoder)
+            }
+        }
+    }
+
+    static func encode(_ config: NetworkConfig) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.keyEncodingStrategy = .convertToSnakeCase  // dataDim -> data_dim, as in C
+        return String(decoding: try encoder.encode(Tagged(config)), as: UTF8.self)
+    }
+
+    static func decode(_ text: String) throws -> NetworkConfig {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        do { return try decoder.decode(Tagged.self, from: Data(text.utf8)).config } catch {
+            throw DDPMError.format("checkpoint metadata 'network' cannot be read: \(error)")
+        }
+    }
+}
+
+func json<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}
+
+func decode<T: Decodable>(_ text: String, _ key: String) throws -> T {
+    do { return try JSONDecoder().decode(T.self, from: Data(text.utf8)) } catch {
+        throw DDPMError.format("checkpoint metadata '\(key)' cannot be read: \(error)")
+    }
+}

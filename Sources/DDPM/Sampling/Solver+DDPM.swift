@@ -1,0 +1,42 @@
+// DDPM ancestral step (Ho et al. 2020, Algorithm 2), also over a strided subset of the
+// timesteps (the respaced sampler of Nichol & Dhariwal).
+//
+// N = number of floats in x; every buffer is (N,).
+
+struct DDPMSolver: Solver {
+    let schedule: NoiseSchedule
+    let variance: ReverseVariance
+    /// x̂_0 was clipped: form the mean from it rather than from ε̂.
+    let clipped: Bool
+
+    var rederivesEpsilon: Bool { false }
+
+    func needsNoise(t: Int, prevT: Int) -> Bool { prevT >= 0 }
+
+    /// From t to prevT (t − 1 for the ordinary step; −1 means to x_0). With α' = ᾱ_t/ᾱ_prev
+    /// and β' = 1 − α' (α_t and β_t when prevT = t − 1):
+    ///   x_prev = 1/√α'·(x_t − β'/√(1−ᾱ_t)·ε̂) + σ·z,  σ² = β' or β̃' = (1−ᾱ_prev)/(1−ᾱ_t)·β',
+    /// and no noise on the last step. With clipping the mean is the posterior mean
+    /// c0·x̂_0 + ct·x_t, c0 = √ᾱ_prev·β'/(1−ᾱ_t), ct = √α'·(1−ᾱ_prev)/(1−ᾱ_t) (equal unclipped).
+    func step(_ x: UnsafeMutablePointer<Float>, denoised: Denoised, t: Int, prevT: Int,
+              noise: UnsafePointer<Float>?, count: Int) {
+        // 1. α', β' between the two timesteps.
+        let a = schedule.alphaBar[t], aPrev = prevT >= 0 ? schedule.alphaBar[prevT] : 1
+        let alpha = a / aPrev, beta = 1 - alpha
+        // 2. σ² of the step: β' or β̃'; none on the last step.
+        let variance = self.variance == .beta ? beta : (1 - aPrev) / (1 - a) * beta
+        let sigma = prevT == -1 ? 0 : Float(variance.squareRoot())
+        // 3. the mean, read from x_t before x is overwritten.
+        if clipped {
+            let c0 = Float(aPrev.squareRoot() * beta / (1 - a)), ct = Float(alpha.squareRoot() * (1 - aPrev) / (1 - a))
+            let x0 = denoised.x0
+            for i in 0..<count { x[i] = c0 * x0[i] + ct * x[i] }
+        } else {
+            let (r, k) = (Float(1 / alpha.squareRoot()), Float(beta / (1 - a).squareRoot()))
+            let eps = denoised.eps
+            for i in 0..<count { x[i] = r * (x[i] - k * eps[i]) }
+        }
+        // 4. the noise.
+        if sigma > 0, let noise { for i in 0..<count { x[i] += sigma * noise[i] } }
+    }
+}

@@ -1,0 +1,55 @@
+// The training recipe of a model (ddpm_train_params in C, TrainConfig in Python; stored
+// in checkpoints as JSON with the C field names).
+
+/// Optimisation settings of a model (stored in checkpoints).
+public struct TrainingConfig: Codable, Sendable, Equatable {
+    public var optimizer = AdamWConfig()
+    /// Clip the global gradient norm to this value; 0 disables clipping.
+    public var gradClip: Float = 1
+    /// EMA decay d in θ_ema ← d_n·θ_ema + (1−d_n)·θ, with warm-up d_n = min(d, (1+n)/(10+n)).
+    public var emaDecay: Float = 0.995
+    /// Probability of replacing a label by the null label while training (classifier-free guidance).
+    public var labelDropout: Float = 0.1
+    /// Seeds parameter initialisation and every training draw.
+    public var seed: UInt64 = 0
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case learningRate = "learning_rate", beta1, beta2, adamEps = "adam_eps", weightDecay = "weight_decay"
+        case gradClip = "grad_clip", emaDecay = "ema_decay", labelDropout = "label_dropout", seed
+    }
+
+    /// Flat, as the C struct: the optimizer's fields stand beside the others.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        optimizer = AdamWConfig(learningRate: try c.decode(Float.self, forKey: .learningRate),
+                                beta1: try c.decode(Float.self, forKey: .beta1), beta2: try c.decode(Float.self, forKey: .beta2),
+                                epsilon: try c.decode(Float.self, forKey: .adamEps),
+                                weightDecay: try c.decode(Float.self, forKey: .weightDecay))
+        gradClip = try c.decode(Float.self, forKey: .gradClip)
+        emaDecay = try c.decode(Float.self, forKey: .emaDecay)
+        labelDropout = try c.decode(Float.self, forKey: .labelDropout)
+        seed = try c.decode(UInt64.self, forKey: .seed)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(optimizer.learningRate, forKey: .learningRate)
+        try c.encode(optimizer.beta1, forKey: .beta1)
+        try c.encode(optimizer.beta2, forKey: .beta2)
+        try c.encode(optimizer.epsilon, forKey: .adamEps)
+        try c.encode(optimizer.weightDecay, forKey: .weightDecay)
+        try c.encode(gradClip, forKey: .gradClip)
+        try c.encode(emaDecay, forKey: .emaDecay)
+        try c.encode(labelDropout, forKey: .labelDropout)
+        try c.encode(seed, forKey: .seed)
+    }
+
+    func validate() throws {
+        try optimizer.validate()
+        try require(gradClip.isFinite && gradClip >= 0, "grad_clip must be >= 0 (got \(gradClip))")
+        try require(emaDecay >= 0 && emaDecay <= 1, "ema_decay must be in [0, 1] (got \(emaDecay))")
+        try require(labelDropout >= 0 && labelDropout <= 1, "label_dropout must be in [0, 1] (got \(labelDropout))")
+    }
+}
+

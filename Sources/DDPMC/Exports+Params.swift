@@ -1,0 +1,211 @@
+// The params structs of ddpm.h <-> the engine's configs: defaults, validation of what
+// only C can get wrong (struct sizes, enum values, array lengths), and the way back.
+// Range checks of the values themselves are the engine's (one place, for every caller).
+import CDDPM
+import DDPM
+
+// ---- Reading a caller's struct --------------------------------------------------------
+
+/// Reads a caller's params struct of `struct_size` bytes over our defaults, so that a caller
+/// built against an older, shorter struct keeps working and a newer one's tail is ignored.
+/// `sizeAt` is where struct_size sits (0, or inside the network head).
+func readParams<T>(_ p: UnsafePointer<T>?, defaults: T, _ name: String) throws -> T {
+    let p = try nonNull(p, name)
+    return try readStruct(UnsafeRawPointer(p), defaults: defaults, name)
+}
+
+func readStruct<T>(_ raw: UnsafeRawPointer, defaults: T, _ name: String) throws -> T {
+    let given = raw.load(as: Int.self)  // struct_size is the first field
+    guard given >= MemoryLayout<Int>.size, given <= 1 << 20 else {
+        throw DDPMError.invalidArgument("\(name)->struct_size is \(given); initialise it with its _default() function")
+    }
+    var value = defaults
+    withUnsafeMutableBytes(of: &value) { dst in
+        dst.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: min(given, MemoryLayout<T>.size)))
+    }
+    return value
+}
+
+/// Writes `value` to a caller's struct, at most its struct_size bytes (which are kept).
+func writeStruct<T>(_ value: T, to out: UnsafeMutableRawPointer?, _ name: String) throws {
+    let out = try nonNull(out, name)
+    let given = out.load(as: Int.self)
+    guard given >= MemoryLayout<Int>.size, given <= 1 << 20 else {
+        throw DDPMError.invalidArgument("\(name)->struct_size is \(given); initialise it with its _default() function")
+    }
+    var copy = value
+    let size = min(given, MemoryLayout<T>.size)
+    withUnsafeBytes(of: &copy) { out.copyMemory(from: $0.baseAddress!, byteCount: size) }
+    out.storeBytes(of: given, as: Int.self)
+}
+
+// ---- Networks --------------------------------------------------------------------------
+
+@_cdecl("ddpm_mlp_params_default")
+public func ddpm_mlp_params_default() -> ddpm_mlp_params {
+    var p = ddpm_mlp_params()
+    p.base = ddpm_network_params(struct_size: MemoryLayout<ddpm_mlp_params>.size, kind: Int32(DDPM_NETWORK_MLP.rawValue))
+    let c = ResidualMLP.Config(dataDim: 0)
+    (p.data_dim, p.hidden, p.depth, p.time_embed_dim) = (0, Int32(c.hidden), Int32(c.depth), Int32(c.timeEmbedDim))
+    return p
+}
+
+/// The fixed-size C array as a Swift array, and back.
+private let maxLevels = Int(DDPM_UNET_MAX_LEVELS)
+private func array(_ tuple: (Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32)) -> [Int32] {
+    withUnsafeBytes(of: tuple) { Array($0.bindMemory(to: Int32.self)) }
+}
+private func tuple(_ a: [Int32]) -> (Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32) {
+    var t: (Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32) = (1, 1, 1, 1, 1, 1, 1, 1)
+    withUnsafeMutableBytes(of: &t) { raw in
+        for (i, v) in a.prefix(maxLevels).enumerated() { raw.storeBytes(of: v, toByteOffset: 4 * i, as: Int32.self) }
+    }
+    return t
+}
+
+@_cdecl("ddpm_unet_params_default")
+public func ddpm_unet_params_default() -> ddpm_unet_params {
+    var p = ddpm_unet_params()
+    p.base = ddpm_network_params(struct_size: MemoryLayout<ddpm_unet_params>.size, kind: Int32(DDPM_NETWORK_UNET.rawValue))
+    let c = UNetConfig(channels: 1, height: 0, width: 0)
+    (p.channels, p.height, p.width) = (1, 0, 0)
+    p.base_channels = Int32(c.baseChannels)
+    p.num_levels = Int32(c.channelMult.count)
+    p.channel_mult = tuple(c.channelMult.map { Int32($0) } + [Int32](repeating: Int32(c.channelMult.last!), count: maxLevels))
+    p.res_blocks = Int32(c.resBlocks)
+    p.attention_levels = UInt32(c.attentionLevelMask)
+    (p.attention_heads, p.groups, p.dropout, p.time_embed_dim) = (Int32(c.attentionHeads), Int32(c.groups), c.dropout,
+                                                                 Int32(c.timeEmbedDim))
+    return p
+}
+
+/// The engine's network config from a caller's network struct (headed by ddpm_network_params).
+func networkConfig(_ head: UnsafePointer<ddpm_network_params>?) throws -> NetworkConfig {
+    let head = try nonNull(head, "network")
+    switch ddpm_network_kind(rawValue: UInt32(bitPattern: head.pointee.kind)) {
+    case DDPM_NETWORK_MLP:
+        let p = try readStruct(UnsafeRawPointer(head), defaults: ddpm_mlp_params_default(), "network")
+        guard p.data_dim >= 1 else { throw DDPMError.invalidArgument("data_dim must be >= 1 for the MLP (got \(p.data_dim))") }
+        return .mlp(.init(dataDim: Int(p.data_dim), hidden: Int(p.hidden), depth: Int(p.depth), timeEmbedDim: Int(p.time_embed_dim)))
+    case DDPM_NETWORK_UNET:
+        let p = try readStruct(UnsafeRawPointer(head), defaults: ddpm_unet_params_default(), "network")
+        guard (1...maxLevels).contains(Int(p.num_levels)) else {
+            throw DDPMError.invalidArgument("num_levels must be in 1...\(maxLevels) (got \(p.num_levels))")
+        }
+        var config = UNetConfig(
+            channels: Int(p.channels), height: Int(p.height), width: Int(p.width), baseChannels: Int(p.base_channels),
+            channelMult: array(p.channel_mult).prefix(Int(p.num_levels)).map { Int($0) }, resBlocks: Int(p.res_blocks),
+            attentionLevels: [], attentionHeads: Int(p.attention_heads), groups: Int(p.groups), dropout: p.dropout,
+            timeEmbedDim: Int(p.time_embed_dim))
+        config.attentionLevelMask = Int(p.attention_levels)  // bits beyond the last level fail validation
+        try config.validate()
+        return .unet(config)
+    default:
+        throw DDPMError.invalidArgument("unknown network kind \(head.pointee.kind) (0 MLP, 1 UNet)")
+    }
+}
+
+/// Writes a model's network config into the caller's struct of the same kind.
+func writeNetwork(_ config: NetworkConfig, to out: UnsafeMutablePointer<ddpm_network_params>?) throws {
+    let out = try nonNull(out, "network")
+    switch config {
+    case .mlp(let c):
+        try requireKind(out, DDPM_NETWORK_MLP, "MLP")
+        var p = ddpm_mlp_params_default()
+        (p.data_dim, p.hidden, p.depth, p.time_embed_dim) = (Int32(c.dataDim), Int32(c.hidden), Int32(c.depth), Int32(c.timeEmbedDim))
+        try writeStruct(p, to: out, "network")
+    case .unet(let c):
+        try requireKind(out, DDPM_NETWORK_UNET, "UNet")
+        var p = ddpm_unet_params_default()
+        (p.channels, p.height, p.width) = (Int32(c.channels), Int32(c.height), Int32(c.width))
+        p.base_channels = Int32(c.baseChannels)
+        p.num_levels = Int32(c.levels)
+        p.channel_mult = tuple(c.channelMult.map { Int32($0) } + [Int32](repeating: Int32(c.channelMult.last!), count: maxLevels))
+        p.res_blocks = Int32(c.resBlocks)
+        p.attention_levels = UInt32(c.attentionLevelMask)
+        (p.attention_heads, p.groups, p.dropout, p.time_embed_dim) = (Int32(c.attentionHeads), Int32(c.groups), c.dropout,
+                                                                     Int32(c.timeEmbedDim))
+        try writeStruct(p, to: out, "network")
+    }
+}
+
+private func requireKind(_ out: UnsafeMutablePointer<ddpm_network_params>, _ kind: ddpm_network_kind, _ name: String) throws {
+    guard out.pointee.kind == Int32(kind.rawValue) else {
+        throw DDPMError.invalidArgument("the model's network is the \(name) (kind \(kind.rawValue)); pass that kind's struct (got kind \(out.pointee.kind))")
+    }
+}
+
+// ---- Training, conditioning, prediction --------------------------------------------------
+
+@_cdecl("ddpm_train_params_default")
+public func ddpm_train_params_default() -> ddpm_train_params {
+    trainParams(TrainingConfig())
+}
+
+func trainParams(_ t: TrainingConfig) -> ddpm_train_params {
+    let o = t.optimizer
+    return ddpm_train_params(
+        struct_size: MemoryLayout<ddpm_train_params>.size, learning_rate: o.learningRate, beta1: o.beta1, beta2: o.beta2,
+        adam_eps: o.epsilon, weight_decay: o.weightDecay, grad_clip: t.gradClip, ema_decay: t.emaDecay,
+        label_dropout: t.labelDropout, seed: t.seed)
+}
+
+/// The engine's training config (NULL means the defaults).
+func trainingConfig(_ params: UnsafePointer<ddpm_train_params>?) throws -> TrainingConfig {
+    guard params != nil else { return TrainingConfig() }
+    let p = try readParams(params, defaults: ddpm_train_params_default(), "train")
+    var t = TrainingConfig()
+    t.optimizer = AdamWConfig(learningRate: p.learning_rate, beta1: p.beta1, beta2: p.beta2, epsilon: p.adam_eps,
+                              weightDecay: p.weight_decay)
+    (t.gradClip, t.emaDecay, t.labelDropout, t.seed) = (p.grad_clip, p.ema_decay, p.label_dropout, p.seed)
+    return t
+}
+
+@_cdecl("ddpm_cond_params_default")
+public func ddpm_cond_params_default() -> ddpm_cond_params {
+    condParams(.none)
+}
+
+func condParams(_ c: Conditioning) -> ddpm_cond_params {
+    switch c {
+    case .none:
+        return ddpm_cond_params(struct_size: MemoryLayout<ddpm_cond_params>.size, kind: Int32(DDPM_COND_NONE.rawValue), num_classes: 0)
+    case .classes(let k):
+        return ddpm_cond_params(struct_size: MemoryLayout<ddpm_cond_params>.size, kind: Int32(DDPM_COND_CLASSES.rawValue),
+                                num_classes: Int32(k))
+    }
+}
+
+/// The engine's conditioning (NULL means none).
+func conditioning(_ params: UnsafePointer<ddpm_cond_params>?) throws -> Conditioning {
+    guard params != nil else { return .none }
+    let p = try readParams(params, defaults: ddpm_cond_params_default(), "cond")
+    switch ddpm_cond_kind(rawValue: UInt32(bitPattern: p.kind)) {
+    case DDPM_COND_NONE: return .none
+    case DDPM_COND_CLASSES: return .classes(Int(p.num_classes))
+    default: throw DDPMError.invalidArgument("unknown conditioning kind \(p.kind) (0 none, 1 classes)")
+    }
+}
+
+@_cdecl("ddpm_predict_params_default")
+public func ddpm_predict_params_default() -> ddpm_predict_params {
+    let o = PredictOptions()
+    return ddpm_predict_params(struct_size: MemoryLayout<ddpm_predict_params>.size, guidance_scale: o.guidanceScale,
+                               use_ema: o.useEMA ? 1 : 0)
+}
+
+/// The engine's prediction options (NULL means the defaults).
+func predictOptions(_ params: UnsafePointer<ddpm_predict_params>?) throws -> PredictOptions {
+    guard params != nil else { return PredictOptions() }
+    let p = try readParams(params, defaults: ddpm_predict_params_default(), "predict_params")
+    return PredictOptions(guidanceScale: p.guidance_scale, useEMA: p.use_ema != 0)
+}
+
+/// A ddpm_output value as the engine's PredictionType.
+func predictionType(_ value: Int32, _ name: String) throws -> PredictionType {
+    switch ddpm_output(rawValue: UInt32(bitPattern: value)) {
+    case DDPM_OUTPUT_EPS: return .epsilon
+    case DDPM_OUTPUT_X0: return .x0
+    default: throw DDPMError.invalidArgument("unknown \(name) \(value) (0 eps, 1 x0)")
+    }
+}
