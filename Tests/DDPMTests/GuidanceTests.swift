@@ -23,7 +23,7 @@ final class GuidanceTests: XCTestCase {
     func predict(_ model: DiffusionModel, x: [Float], t: Int, labels: [Int32]?, w: Float, useEMA: Bool = false) throws -> [Float] {
         var out = [Float](repeating: .nan, count: x.count)
         try withOptionalPointer(labels) { l in
-            try model.predictEpsilon(&out, x: x, t: t, labels: l, batch: x.count / D, guidanceScale: w, useEMA: useEMA)
+            try model.predict(&out, x: x, t: t, labels: l, batch: x.count / D, options: PredictOptions(guidanceScale: w, useEMA: useEMA))
         }
         return out
     }

@@ -55,12 +55,12 @@ final class PinnedValuesTests: XCTestCase {
         assertPinned("mlp ddpm samples", try model.sample(count: 8, options: options), 0xf17af31b_57e1d42b)
         options.method = .ddim
         options.steps = 10
-        options.step.eta = 0.5
-        options.step.clipX0 = -1...1
+        options.eta = 0.5
+        options.clipX0 = -1...1
         assertPinned("mlp ddim samples", try model.sample(count: 8, options: options), 0x950ee2ed_9e914c19)
         options.method = .ddpm
         options.steps = 7
-        options.step.variance = .posterior
+        options.variance = .posterior
         assertPinned("mlp respaced ddpm samples", try model.sample(count: 8, options: options), 0x85421128_2e3b594f)
     }
 
@@ -72,10 +72,10 @@ final class PinnedValuesTests: XCTestCase {
         assertPinned("conditional losses", losses, 0x8b26d550_c828bc4d)
         var options = SamplerOptions()
         options.seed = 3
-        options.guidanceScale = 2.5
         options.method = .ddim
         options.steps = 12
-        assertPinned("guided ddim samples", try model.sample(count: 8, labels: labels, options: options), 0x50382fd4_8e521719)
+        assertPinned("guided ddim samples", try model.sample(count: 8, labels: labels, options: options,
+                                                             predict: PredictOptions(guidanceScale: 2.5)), 0x50382fd4_8e521719)
     }
 
     func testUNetTrainingBitsArePinned() throws {
@@ -96,15 +96,15 @@ final class PinnedValuesTests: XCTestCase {
         options.method = .ddim
         options.steps = 5
         options.seed = 11
-        options.guidanceScale = 1.5
-        assertPinned("unet guided samples", try model.sample(count: 2, labels: [0, 1], options: options), 0x8fdf1177_76104a8b)
+        assertPinned("unet guided samples", try model.sample(count: 2, labels: [0, 1], options: options,
+                                                             predict: PredictOptions(guidanceScale: 1.5)), 0x8fdf1177_76104a8b)
     }
 
     func testCallbackSamplerBitsArePinned() throws {
         // The exact ε* of N(0.3, 0.5²) data: ε*(x, t) = √(1−ᾱ)(x − √ᾱ μ)/(ᾱσ² + 1 − ᾱ).
         let schedule = try NoiseSchedule.linear(steps: 100, scaleToSteps: true)
         let (mu, var0) = (0.3, 0.25)
-        let predictor = ClosurePredictor(sampleSize: 3) { out, x, t, _, batch in
+        let predictor = ClosureDenoiser(sampleSize: 3) { out, x, t, _, batch in
             let a = schedule.alphaBar[t]
             for i in 0..<batch * 3 {
                 out[i] = Float((1 - a).squareRoot() * (Double(x[i]) - a.squareRoot() * mu) / (a * var0 + 1 - a))
@@ -114,7 +114,7 @@ final class PinnedValuesTests: XCTestCase {
         options.seed = 5
         var out = [Float](repeating: 0, count: 12)
         try out.withUnsafeMutableBufferPointer {
-            try schedule.sample(into: $0.baseAddress!, count: 4, predictor: predictor, options: options)
+            try schedule.sample(into: $0.baseAddress!, count: 4, denoiser: predictor, options: options)
         }
         assertPinned("callback ddpm samples", out, 0x196aeb35_e1055a0c)
     }

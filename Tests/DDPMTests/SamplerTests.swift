@@ -20,9 +20,9 @@ final class SamplerTests: XCTestCase {
     let sampleCount = 4000
 
     /// ε* for x_0 ~ N(mu, diag sigma²) under `schedule`.
-    func exactPredictor(_ schedule: NoiseSchedule, mu: [Double], sigma: [Double]) -> ClosurePredictor {
+    func exactPredictor(_ schedule: NoiseSchedule, mu: [Double], sigma: [Double]) -> ClosureDenoiser {
         let D = mu.count
-        return ClosurePredictor(sampleSize: D) { out, x, t, _, batch in
+        return ClosureDenoiser(sampleSize: D) { out, x, t, _, batch in
             let a = schedule.alphaBar[t]
             let k = sigma.map { (1 - a).squareRoot() / (a * $0 * $0 + 1 - a) }
             let c = mu.map { a.squareRoot() * $0 }
@@ -32,10 +32,9 @@ final class SamplerTests: XCTestCase {
         }
     }
 
-    /// The visited timesteps, derived here: all of T−1…0 for full DDPM, else τ_i = ⌊(S−i)T/S⌋ − 1.
-    func expectedTimesteps(T: Int, steps S: Int) -> [Int] {
-        (0..<S).map { ((S - $0) * T) / S - 1 }
-    }
+    /// The visited timesteps: all of T−1…0 for full DDPM, else the trailing spacing, counted
+    /// independently of the engine (TestSupport.swift).
+    func expectedTimesteps(T: Int, steps S: Int) -> [Int] { trailingByCounting(T: T, S: S) }
 
     /// Mean and variance per dim of the sampler's output when driven by the exact ε*,
     /// by the recursion m ← G m + c, v ← G² v + s² starting from x_T ~ N(0, 1).
@@ -79,7 +78,7 @@ final class SamplerTests: XCTestCase {
         var out = [Float](repeating: 0, count: sampleCount * mu.count)
         let predictor = exactPredictor(schedule, mu: mu, sigma: sigma)
         try out.withUnsafeMutableBufferPointer {
-            try schedule.sample(into: $0.baseAddress!, count: sampleCount, predictor: predictor, options: options)
+            try schedule.sample(into: $0.baseAddress!, count: sampleCount, denoiser: predictor, options: options)
         }
         return out
     }
@@ -109,9 +108,9 @@ final class SamplerTests: XCTestCase {
     func checkSampler(_ schedule: NoiseSchedule, options: SamplerOptions, steps: Int,
                       file: StaticString = #filePath, line: UInt = #line) throws -> (mean: [Double], variance: [Double]) {
         let timesteps = expectedTimesteps(T: schedule.count, steps: steps)
-        XCTAssertEqual(try schedule.samplingTimesteps(options), timesteps, "visited timesteps", file: file, line: line)
+        XCTAssertEqual(try options.samplingTimesteps(schedule.count), timesteps, "visited timesteps", file: file, line: line)
         let exact = exactOutputMoments(schedule, timesteps: timesteps, method: options.method,
-                                       variance: options.step.variance, eta: Double(options.step.eta))
+                                       variance: options.variance, eta: Double(options.eta))
         let x = try draw(schedule, options: options, mu: mu, sigma: sigma)
         XCTAssertTrue(x.allSatisfy { $0.isFinite }, "samples are finite", file: file, line: line)
         // 1. Monte Carlo vs the exact output distribution of this discretised sampler.
@@ -124,30 +123,41 @@ final class SamplerTests: XCTestCase {
         let vsTruth = momentFailures(x, mean: mu, variance: truthVar, meanSlack: meanBias, varianceSlack: varBias)
         XCTAssertEqual(vsTruth, [], "samples vs data μ, σ² (+ bias \(varBias))", file: file, line: line)
         let (m, v) = columnMoments(x, dim: mu.count)
-        print("[sampler] \(options.method) var=\(options.step.variance) eta=\(options.step.eta) S=\(steps) T=\(schedule.count): "
+        print("[sampler] \(options.method) var=\(options.variance) eta=\(options.eta) S=\(steps) T=\(schedule.count): "
               + "mean \(m.map { ($0 * 1e4).rounded() / 1e4 }) var \(v.map { ($0 * 1e4).rounded() / 1e4 }); "
               + "exact var/σ² \(zip(exact.variance, truthVar).map { (($0 / $1) * 1e4).rounded() / 1e4 })")
         return exact
     }
 
-    // MARK: - The recursion itself, against numbers computed independently with numpy
+    // MARK: - Deterministic DDIM against numbers computed independently with numpy
 
-    /// The recursion's variance ratios v/σ² for the linear T = 1000 schedule, computed
-    /// with a separate numpy script (cumprod of linspace betas, same step formulas).
-    func testExactMomentRecursionMatchesNumpyReference() throws {
+    /// With the exact ε*, deterministic DDIM is affine per dim, x_0 = G·x_T + c, so its output
+    /// variance over x_T ~ N(0, 1) is G². The engine's G (from stepping x_T = 0 and x_T = 1
+    /// through the Sampler) gives variance ratios G²/σ² that a separate numpy script computed
+    /// for the linear T = 1000 schedule, 50 trailing steps (cumprod of linspace betas, eq. 12).
+    func testDeterministicDDIMGainMatchesNumpyReference() throws {
         let schedule = try NoiseSchedule.linear(steps: 1000)
-        let cases: [(SamplingMethod, ReverseVariance, Double, Int, [Double])] = [
-            (.ddpm, .beta, 0, 1000, [1.00300830, 0.99990000, 0.99764232, 1.01537382]),
-            (.ddpm, .posterior, 0, 1000, [0.98450085, 0.99106738, 0.99369414, 0.92758564]),
-            (.ddim, .beta, 0, 50, [0.88888192, 0.92843050, 0.94129693, 0.55016567]),
-            (.ddim, .beta, 1, 50, [0.78889953, 0.85741378, 0.88871728, 0.46584239]),
-        ]
-        for (method, variance, eta, steps, ratios) in cases {
-            let exact = exactOutputMoments(schedule, timesteps: expectedTimesteps(T: 1000, steps: steps),
-                                           method: method, variance: variance, eta: eta)
-            let got = zip(exact.variance, sigma).map { $0 / ($1 * $1) }
-            assertClose(got, ratios, abs: 1e-7, "\(method) \(variance) eta \(eta): variance ratio vs numpy")
+        let ratios = [0.88888192, 0.92843050, 0.94129693, 0.55016567]
+        var options = SamplerOptions()
+        (options.method, options.steps) = (.ddim, 50)
+        let eps = exactPredictor(schedule, mu: mu, sigma: sigma)
+        func run(from start: Float) throws -> [Float] {
+            let sampler = try Sampler(schedule: schedule, options: options, batch: 1, sampleSize: mu.count)
+            var x = [Float](repeating: start, count: mu.count), out = x
+            while sampler.timestep >= 0 {
+                try out.withUnsafeMutableBufferPointer { try eps.predict($0.baseAddress!, x: x, t: sampler.timestep, labels: nil, batch: 1) }
+                try x.withUnsafeMutableBufferPointer { try sampler.step(output: out, x: $0.baseAddress!) }
+            }
+            return x
         }
+        let (c, g1) = (try run(from: 0), try run(from: 1))
+        let gain = zip(g1, c).map { Double($0) - Double($1) }
+        let got = zip(gain, sigma).map { $0 * $0 / ($1 * $1) }
+        assertRelClose(got, ratios, rel: 2e-4, "deterministic DDIM-50 variance ratio G²/σ² vs numpy")
+        // The recursion used by the other tests gives the same numbers (it is checked here too).
+        let exact = exactOutputMoments(schedule, timesteps: expectedTimesteps(T: 1000, steps: 50), method: .ddim,
+                                       variance: .beta, eta: 0)
+        assertClose(zip(exact.variance, sigma).map { $0 / ($1 * $1) }, ratios, abs: 1e-7, "recursion vs numpy")
     }
 
     // MARK: - The engine's samplers
@@ -158,7 +168,7 @@ final class SamplerTests: XCTestCase {
         let schedule = try NoiseSchedule.linear(steps: 1000)
         var options = SamplerOptions()
         options.method = .ddpm
-        options.step.variance = .beta
+        options.variance = .beta
         options.seed = 11
         let exact = try checkSampler(schedule, options: options, steps: 1000)
         assertClose(exact.mean, mu, abs: 1e-3, "DDPM(β) exact output mean vs μ")
@@ -170,7 +180,7 @@ final class SamplerTests: XCTestCase {
         let schedule = try NoiseSchedule.linear(steps: 200, scaleToSteps: true)
         var options = SamplerOptions()
         options.method = .ddpm
-        options.step.variance = .posterior
+        options.variance = .posterior
         options.seed = 12
         let exact = try checkSampler(schedule, options: options, steps: 200)
         assertClose(exact.mean, mu, abs: 1e-3, "DDPM(β̃) exact output mean vs μ")
@@ -182,7 +192,7 @@ final class SamplerTests: XCTestCase {
         var options = SamplerOptions()
         options.method = .ddim
         options.steps = 50
-        options.step.eta = 0
+        options.eta = 0
         options.seed = 13
         let exact = try checkSampler(schedule, options: options, steps: 50)
         assertClose(exact.mean, mu, abs: 0.02, "DDIM(η=0) exact output mean vs μ")
@@ -196,7 +206,7 @@ final class SamplerTests: XCTestCase {
         var options = SamplerOptions()
         options.method = .ddim
         options.steps = 50
-        options.step.eta = 1
+        options.eta = 1
         options.seed = 14
         let exact = try checkSampler(schedule, options: options, steps: 50)
         assertClose(exact.mean, mu, abs: 1e-3, "DDIM(η=1) exact output mean vs μ")
@@ -261,7 +271,7 @@ final class SamplerTests: XCTestCase {
         var out = [Float](repeating: 0, count: 3 * mu.count)
         var seen: [Int] = []
         try out.withUnsafeMutableBufferPointer { o in
-            try schedule.sample(into: o.baseAddress!, count: 3, predictor: predictor) { step, total, t, _ in
+            try schedule.sample(into: o.baseAddress!, count: 3, denoiser: predictor) { step, total, t, _ in
                 XCTAssertEqual(total, 10)
                 XCTAssertEqual(step, seen.count)
                 seen.append(t)
@@ -271,7 +281,7 @@ final class SamplerTests: XCTestCase {
         XCTAssertEqual(seen, Array((-1...9).reversed()), "x_T at t = 9, then t of the new x after each step")
         do {
             try out.withUnsafeMutableBufferPointer { o in
-                try schedule.sample(into: o.baseAddress!, count: 3, predictor: predictor) { step, _, _, _ in step < 4 }
+                try schedule.sample(into: o.baseAddress!, count: 3, denoiser: predictor) { step, _, _, _ in step < 4 }
             }
             XCTFail("expected .cancelled")
         } catch DDPMError.cancelled {
@@ -281,15 +291,15 @@ final class SamplerTests: XCTestCase {
     /// A predictor returning NaN stops sampling with `.nonFinite`; zero samples is invalid.
     func testNonFinitePredictionAndBadCountThrow() throws {
         let schedule = try NoiseSchedule.linear(steps: 10, betaStart: 0.01, betaEnd: 0.3)
-        let nan = ClosurePredictor(sampleSize: 2) { out, _, _, _, batch in
+        let nan = ClosureDenoiser(sampleSize: 2) { out, _, _, _, batch in
             for i in 0..<batch * 2 { out[i] = .nan }
         }
         var out = [Float](repeating: 0, count: 4)
         assertNonFinite("NaN ε̂") {
-            try out.withUnsafeMutableBufferPointer { try schedule.sample(into: $0.baseAddress!, count: 2, predictor: nan) }
+            try out.withUnsafeMutableBufferPointer { try schedule.sample(into: $0.baseAddress!, count: 2, denoiser: nan) }
         }
         assertInvalidArgument("count 0") {
-            try out.withUnsafeMutableBufferPointer { try schedule.sample(into: $0.baseAddress!, count: 0, predictor: nan) }
+            try out.withUnsafeMutableBufferPointer { try schedule.sample(into: $0.baseAddress!, count: 0, denoiser: nan) }
         }
     }
 }

@@ -7,26 +7,39 @@ final class StepTests: XCTestCase {
     let schedule = try! NoiseSchedule.linear(steps: 1000)
     let n = 64
 
+    /// The options of one step (method-specific fields of SamplerOptions).
+    struct StepOptions {
+        var variance: ReverseVariance = .beta
+        var eta: Float = 0
+        var clipX0: ClosedRange<Float>? = nil
+    }
+
+    /// One reverse step t → prevT (default t − 1; −1 means x_0): the first step of a Sampler over
+    /// the explicit timesteps [t, prevT] (or [t]), fed `eps` as the model output and `noise` as z
+    /// (nil: the sampler's own draw).
+    func step(_ method: SamplingMethod, _ s: NoiseSchedule, eps: [Float], xt: [Float], noise: [Float]?, t: Int, prevT: Int?,
+              options: StepOptions) throws -> [Float] {
+        let prevT = prevT ?? t - 1
+        var o = SamplerOptions()
+        o.method = method
+        o.timesteps = prevT == -1 ? [t] : [t, prevT]
+        (o.variance, o.eta, o.clipX0) = (options.variance, options.eta, options.clipX0)
+        let sampler = try Sampler(schedule: s, options: o, batch: 1, sampleSize: xt.count)
+        var x = xt
+        try x.withUnsafeMutableBufferPointer { xp in
+            try withOptionalPointer(noise) { z in try sampler.step(output: eps, x: xp.baseAddress!, noise: z) }
+        }
+        return x
+    }
+
     func ddpm(_ s: NoiseSchedule, eps: [Float], xt: [Float], noise: [Float]?, t: Int, prevT: Int? = nil,
               options: StepOptions = .init()) throws -> [Float] {
-        var out = [Float](repeating: .nan, count: xt.count)
-        try out.withUnsafeMutableBufferPointer { o in
-            try withOptionalPointer(noise) { z in
-                try s.ddpmStep(o.baseAddress!, eps: eps, xt: xt, noise: z, t: t, prevT: prevT, count: xt.count, options: options)
-            }
-        }
-        return out
+        try step(.ddpm, s, eps: eps, xt: xt, noise: noise, t: t, prevT: prevT, options: options)
     }
 
     func ddim(_ s: NoiseSchedule, eps: [Float], xt: [Float], noise: [Float]?, t: Int, prevT: Int,
               options: StepOptions = .init()) throws -> [Float] {
-        var out = [Float](repeating: .nan, count: xt.count)
-        try out.withUnsafeMutableBufferPointer { o in
-            try withOptionalPointer(noise) { z in
-                try s.ddimStep(o.baseAddress!, eps: eps, xt: xt, noise: z, t: t, prevT: prevT, count: xt.count, options: options)
-            }
-        }
-        return out
+        try step(.ddim, s, eps: eps, xt: xt, noise: noise, t: t, prevT: prevT, options: options)
     }
 
     // MARK: - DDPM
@@ -106,28 +119,31 @@ final class StepTests: XCTestCase {
         assertClose(got, want, abs: 1e-5, "clipped DDPM mean")
     }
 
-    /// The step may write over x_t.
+    /// The step writes over x_t (the sampler's x is in and out); it must read each x_t[i]
+    /// before writing it: the result equals the formula on the original x_t.
     func testDDPMStepInPlace() throws {
         let eps = normals(n, seed: 15), xt = normals(n, seed: 16), z = normals(n, seed: 17)
-        let separate = try ddpm(schedule, eps: eps, xt: xt, noise: z, t: 321)
-        var x = xt
-        try x.withUnsafeMutableBufferPointer { p in
-            try schedule.ddpmStep(p.baseAddress!, eps: eps, xt: p.baseAddress!, noise: z, t: 321, count: n)
+        let t = 321
+        let got = try ddpm(schedule, eps: eps, xt: xt, noise: z, t: t)
+        let want = (0..<n).map { i in
+            schedule.sqrtRecipAlpha[t] * (Double(xt[i]) - schedule.betas[t] / schedule.sqrtOneMinusAlphaBar[t] * Double(eps[i]))
+                + schedule.betas[t].squareRoot() * Double(z[i])
         }
-        XCTAssertEqual(x, separate)
+        assertClose(got, want, abs: 2e-5, "in-place DDPM step")
     }
 
     /// With clipping the step must still read x_t before overwriting it (regression: the mean
-    /// was formed from the clipped x̂_0 written over x_t).
+    /// was formed from the clipped x̂_0 written over x_t): c0·clip(x̂_0) + ct·x_t + σz.
     func testDDPMClippedStepInPlace() throws {
-        let eps = normals(n, seed: 25), xt = normals(n, seed: 26), z = normals(n, seed: 27)
-        let options = StepOptions(clipX0: -1...1)
-        let separate = try ddpm(schedule, eps: eps, xt: xt, noise: z, t: 321, options: options)
-        var x = xt
-        try x.withUnsafeMutableBufferPointer { p in
-            try schedule.ddpmStep(p.baseAddress!, eps: eps, xt: p.baseAddress!, noise: z, t: 321, count: n, options: options)
+        let eps = normals(n, seed: 25), xt = normals(n, seed: 26).map { 3 * $0 }, z = normals(n, seed: 27)
+        let t = 321
+        let got = try ddpm(schedule, eps: eps, xt: xt, noise: z, t: t, options: StepOptions(clipX0: -1...1))
+        let want = (0..<n).map { i -> Double in
+            let x0 = min(max((Double(xt[i]) - schedule.sqrtOneMinusAlphaBar[t] * Double(eps[i])) / schedule.sqrtAlphaBar[t], -1), 1)
+            return schedule.posteriorMeanCoefX0[t] * x0 + schedule.posteriorMeanCoefXt[t] * Double(xt[i])
+                + schedule.betas[t].squareRoot() * Double(z[i])
         }
-        XCTAssertEqual(x, separate)
+        assertClose(got, want, abs: 2e-5, "in-place clipped DDPM step")
     }
 
     func testDDPMStepRejectsBadArguments() {
@@ -136,7 +152,19 @@ final class StepTests: XCTestCase {
         assertInvalidArgument("t = -1") { try ddpm(schedule, eps: v, xt: v, noise: v, t: -1) }
         assertInvalidArgument("prevT = t") { try ddpm(schedule, eps: v, xt: v, noise: v, t: 5, prevT: 5) }
         assertInvalidArgument("prevT < -1") { try ddpm(schedule, eps: v, xt: v, noise: v, t: 5, prevT: -2) }
-        assertInvalidArgument("no noise before the last step") { try ddpm(schedule, eps: v, xt: v, noise: nil, t: 5) }
+        assertInvalidArgument("prevT = T") { try ddpm(schedule, eps: v, xt: v, noise: v, t: 5, prevT: 1000) }
+    }
+
+    /// Without a given z, a step that needs noise draws it from the sampler's stream (seed 0,
+    /// after the ⌈N/4⌉ counters of x_T): the same as passing those numbers explicitly.
+    func testStepWithoutNoiseDrawsFromTheSeedStream() throws {
+        let eps = normals(8, seed: 40), xt = normals(8, seed: 41)
+        var stream = Philox(seed: 0, counter: 2)  // x_T of 8 floats used counters 0 and 1
+        var z = [Float](repeating: 0, count: 8)
+        z.withUnsafeMutableBufferPointer { stream.fillNormal($0.baseAddress!, count: 8) }
+        XCTAssertEqual(try ddpm(schedule, eps: eps, xt: xt, noise: nil, t: 5), try ddpm(schedule, eps: eps, xt: xt, noise: z, t: 5))
+        XCTAssertNotEqual(try ddpm(schedule, eps: eps, xt: xt, noise: nil, t: 5),
+                          try ddpm(schedule, eps: eps, xt: xt, noise: normals(8, seed: 42), t: 5), "negative control")
     }
 
     // MARK: - DDIM
@@ -203,27 +231,41 @@ final class StepTests: XCTestCase {
         assertInvalidArgument("eta > 1") { try ddim(schedule, eps: v, xt: v, noise: v, t: 5, prevT: 4, options: StepOptions(eta: 1.5)) }
         assertInvalidArgument("eta < 0") { try ddim(schedule, eps: v, xt: v, noise: v, t: 5, prevT: 4, options: StepOptions(eta: -0.1)) }
         assertInvalidArgument("eta NaN") { try ddim(schedule, eps: v, xt: v, noise: v, t: 5, prevT: 4, options: StepOptions(eta: .nan)) }
-        assertInvalidArgument("eta > 0 without noise") {
-            try ddim(schedule, eps: v, xt: v, noise: nil, t: 5, prevT: 4, options: StepOptions(eta: 0.5))
-        }
     }
 
     // MARK: - Timesteps
 
-    func testDDIMTimesteps() throws {
+    func timesteps(_ s: NoiseSchedule, _ steps: Int) throws -> [Int] {
+        var o = SamplerOptions()
+        o.steps = steps
+        return try o.samplingTimesteps(s.count)
+    }
+
+    func testTrailingTimesteps() throws {
         for (T, S) in [(1000, 50), (1000, 1000), (1000, 1), (1000, 7), (1000, 999), (100, 30), (1, 1)] {
             let s = try NoiseSchedule(betas: [Double](repeating: 0.01, count: T))
-            let ts = try s.ddimTimesteps(S)
+            let ts = try timesteps(s, S)
             XCTAssertEqual(ts.count, S, "T = \(T), S = \(S): count")
             XCTAssertEqual(ts.first, T - 1, "T = \(T), S = \(S): starts at T − 1")
             XCTAssertTrue(zip(ts, ts.dropFirst()).allSatisfy { $0 > $1 }, "T = \(T), S = \(S): strictly decreasing")
             XCTAssertGreaterThanOrEqual(ts.last!, 0, "T = \(T), S = \(S): last ≥ 0")
-            XCTAssertEqual(ts, (0..<S).map { (S - $0) * T / S - 1 }, "T = \(T), S = \(S): trailing spacing")
+            XCTAssertEqual(ts, trailingByCounting(T: T, S: S), "T = \(T), S = \(S): trailing spacing")
         }
-        XCTAssertEqual(try schedule.ddimTimesteps(1000), Array((0..<1000).reversed()), "S = T visits every step")
-        XCTAssertEqual(Array(try schedule.ddimTimesteps(50).prefix(3)), [999, 979, 959])
-        XCTAssertEqual(try schedule.ddimTimesteps(50).last, 19)
-        assertInvalidArgument("S = 0") { try schedule.ddimTimesteps(0) }
-        assertInvalidArgument("S > T") { try schedule.ddimTimesteps(1001) }
+        XCTAssertEqual(try timesteps(schedule, 1000), Array((0..<1000).reversed()), "S = T visits every step")
+        XCTAssertEqual(Array(try timesteps(schedule, 50).prefix(3)), [999, 979, 959])
+        XCTAssertEqual(try timesteps(schedule, 50).last, 19)
+        // By hand: T = 10, S = 3: ⌊30/3⌋ − 1 = 9, ⌊20/3⌋ − 1 = 5, ⌊10/3⌋ − 1 = 2.
+        XCTAssertEqual(try timesteps(try NoiseSchedule(betas: [Double](repeating: 0.01, count: 10)), 3), [9, 5, 2])
+        assertInvalidArgument("S = 0") { try trailingTimesteps(0, of: 1000) }
+        assertInvalidArgument("S > T") { try timesteps(schedule, 1001) }
+        assertInvalidArgument("S < 0") { try timesteps(schedule, -1) }
+        // Explicit timesteps: used as given, checked.
+        var o = SamplerOptions()
+        o.timesteps = [900, 500, 3]
+        XCTAssertEqual(try o.samplingTimesteps(1000), [900, 500, 3])
+        for bad in [[], [5, 5], [5, 7], [1000], [-1]] as [[Int]] {
+            o.timesteps = bad
+            assertInvalidArgument("timesteps \(bad)") { try o.samplingTimesteps(1000) }
+        }
     }
 }

@@ -93,3 +93,9 @@ func columnMoments(_ x: [Float], dim D: Int) -> (mean: [Double], variance: [Doub
     for n in 0..<N { for d in 0..<D { let e = Double(x[n * D + d]) - mean[d]; m2[d] += e * e } }
     return (mean, m2.map { $0 / Double(N - 1) })
 }
+
+/// The "trailing" timesteps τ_i = ⌊(S−i)·T/S⌋ − 1, i = 0..<S, computed another way than the
+/// engine's division: τ_i + 1 is the number of j in 1...T with j·S ≤ (S−i)·T.
+func trailingByCounting(T: Int, S: Int) -> [Int] {
+    (0..<S).map { i in (1...T).filter { $0 * S <= (S - i) * T }.count - 1 }
+}

@@ -62,11 +62,37 @@ final class TrainingTests: XCTestCase {
     }
 
     /// A conditional model trains with labels (including the null label K) and without.
-    func testConditionalTraining() throws {
-        let model = try makeModel(seed: 3, numClasses: 3)
-        let x = blobs(8, seed: 2)
-        XCTAssertNoThrow(try model.trainStep(x0: x, labels: [0, 1, 2, 3, 0, 1, 2, 3]))
-        XCTAssertNoThrow(try model.trainStep(x0: x, labels: nil))
+    /// Class k's data is blob k (k = 0..3); after training with labels, guided samples of
+    /// label k land at blob k's centre, not at the others (so the labels reach the network).
+    func testConditionalTrainingLearnsTheLabels() throws {
+        let model = try makeModel(seed: 3, numClasses: 4, lr: 3e-3)
+        let centres: [(Float, Float)] = [(-1.5, -1.5), (1.5, -1.5), (-1.5, 1.5), (1.5, 1.5)]
+        let B = 128
+        let labels = (0..<B).map { Int32($0 % 4) }
+        for step in 0..<400 {
+            let z = normals(2 * B, seed: UInt64(5000 + step))
+            var x = [Float](repeating: 0, count: 2 * B)
+            for b in 0..<B {
+                let c = centres[b % 4]
+                (x[2 * b], x[2 * b + 1]) = (c.0 + 0.15 * z[2 * b], c.1 + 0.15 * z[2 * b + 1])
+            }
+            _ = try model.trainStep(x0: x, labels: labels)
+        }
+        XCTAssertNoThrow(try model.trainStep(x0: blobs(8, seed: 2), labels: nil), "unlabelled rows train as the null class")
+        XCTAssertEqual(model.step, 401)
+        var options = SamplerOptions()
+        (options.method, options.steps, options.seed) = (.ddim, 25, 8)
+        for k in 0..<4 {
+            let n = 64
+            let x = try model.sample(count: n, labels: [Int32](repeating: Int32(k), count: n), options: options,
+                                     predict: PredictOptions(guidanceScale: 2))
+            let mx = stride(from: 0, to: 2 * n, by: 2).map { x[$0] }.reduce(0, +) / Float(n)
+            let my = stride(from: 1, to: 2 * n, by: 2).map { x[$0] }.reduce(0, +) / Float(n)
+            let dist = centres.map { ((mx - $0.0) * (mx - $0.0) + (my - $0.1) * (my - $0.1)).squareRoot() }
+            print("[training] label \(k): sample mean (\(mx), \(my)), distances to the centres \(dist)")
+            XCTAssertLessThan(dist[k], 0.5, "label \(k): samples centre near blob \(k)")
+            for j in 0..<4 where j != k { XCTAssertGreaterThan(dist[j], 2, "label \(k): samples far from blob \(j)") }
+        }
     }
 
     func testBadTrainingInputsThrow() throws {
