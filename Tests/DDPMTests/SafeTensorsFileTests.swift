@@ -141,11 +141,11 @@ final class SafeTensorsFileTests: XCTestCase {
     func testAFileWithoutChecksumStillLoads() throws {
         // A file as written before the checksum existed: same layout, no reserved key.
         let path = dir + "/old.safetensors"
-        let header = #"{"__metadata__":{"format":"old","network":"{\"a\":\/1}"},"# + String(goodHeader.dropFirst())
+        let header = #"{"__metadata__":{"format":"old","network":"{\"a\":\/1}","emoji":"\ud83d\ude00 \u00e9"},"# + String(goodHeader.dropFirst())
         try putBytes(path, container(header + "    ", twelve))
         let file = try SafeTensors.read(path: path)
         XCTAssertNil(file.checksum)
-        XCTAssertEqual(file.metadata, ["format": "old", "network": "{\"a\":/1}"])
+        XCTAssertEqual(file.metadata, ["format": "old", "network": "{\"a\":/1}", "emoji": "😀 é"], "escapes: \\/, a surrogate pair, \\u00e9")
         XCTAssertEqual(Array(file.bytes(file.tensors["b"]!)), [9, 10, 11, 12])
 
         // A whole checkpoint with the key removed from its header loads as a model.
@@ -331,6 +331,14 @@ final class SafeTensorsFileTests: XCTestCase {
         let invalidUTF8 = dir + "/utf8.safetensors"
         try putBytes(invalidUTF8, container(Array("{\"a\u{FF}".utf8.dropLast(2)) + [0xff] + Array("\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]}}".utf8), twelve))
         expectFormat(invalidUTF8, ["not valid UTF-8"], "invalid UTF-8 in a tensor name")
+        let badSequences: [[UInt8]] = [[0xed, 0xa0, 0x80], [0xc0, 0xaf], [0xe2, 0x82]]  // a surrogate, an overlong '/', a cut sequence
+        for (k, raw) in badSequences.enumerated() {
+            let path = dir + "/utf8-\(k).safetensors"
+            let before: [UInt8] = Array("{\"__metadata__\":{\"k\":\"".utf8)
+            let after: [UInt8] = Array("\"},\(goodEntries)}".utf8)
+            try putBytes(path, container(before + raw + after, twelve))
+            expectFormat(path, ["not valid UTF-8"], "invalid UTF-8 \(raw) in a metadata value")
+        }
         let nul = dir + "/nul.safetensors"
         try putBytes(nul, container(Array(goodHeader.utf8) + [0], twelve))
         expectFormat(nul, ["unexpected bytes after"], "NUL padding")

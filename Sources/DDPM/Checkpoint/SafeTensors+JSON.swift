@@ -237,7 +237,9 @@ private struct JSONParser {
                 throw fail("invalid escape")
             }
         }
-        guard let s = String(validating: out, as: UTF8.self) else { i = start; throw fail("string is not valid UTF-8") }
+        // Decoding replaces each invalid sequence with U+FFFD, so valid means unchanged.
+        let s = String(decoding: out, as: UTF8.self)
+        guard s.utf8.elementsEqual(out) else { i = start; throw fail("string is not valid UTF-8") }
         return s
     }
 

@@ -206,18 +206,21 @@ extension SafeTensors {
 /// read(2) (the name `read` inside SafeTensors means `SafeTensors.read`).
 private func systemRead(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ count: Int) -> Int { read(fd, p, count) }
 
-func errnoText() -> String { String(cString: strerror(errno)) }
+extension SafeTensors {
+    /// strerror(errno), for messages.
+    static func errnoText() -> String { String(cString: strerror(errno)) }
 
-/// What kind of file system object a mode describes, for messages.
-func fileKind(_ mode: mode_t) -> String {
-    switch mode & S_IFMT {
-    case S_IFREG: return "a regular file"
-    case S_IFDIR: return "a folder"
-    case S_IFIFO: return "a FIFO"
-    case S_IFCHR: return "a character device"
-    case S_IFBLK: return "a block device"
-    case S_IFSOCK: return "a socket"
-    case S_IFLNK: return "a symbolic link"
-    default: return "an unknown kind of file"
+    /// What kind of file system object a mode describes, for messages.
+    static func fileKind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFREG: return "a regular file"
+        case S_IFDIR: return "a folder"
+        case S_IFIFO: return "a FIFO"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFSOCK: return "a socket"
+        case S_IFLNK: return "a symbolic link"
+        default: return "an unknown kind of file"
+        }
     }
 }

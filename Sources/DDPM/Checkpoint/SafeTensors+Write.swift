@@ -16,22 +16,22 @@ extension SafeTensors {
     ///   `.io` if the file cannot be written — then no temporary file is left behind and
     ///   an existing file at `path` is untouched.
     static func write(path: String, tensors: [Tensor], metadata: [String: String]) throws {
-        let bytes = try encode(tensors: tensors, metadata: metadata)
+        let prefixAndHeader = try encode(tensors: tensors, metadata: metadata)
         let (folder, name) = try splitPath(path)
 
         var dirFD: Int32
         repeat { dirFD = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } while dirFD < 0 && errno == EINTR
-        guard dirFD >= 0 else { throw DDPMError.io("cannot save '\(path)': cannot open its folder '\(folder)': \(errnoText())") }
+        guard dirFD >= 0 else { throw DDPMError.io("cannot create '\(path)': cannot open its folder '\(folder)': \(errnoText())") }
         defer { close(dirFD) }
 
         removeStaleTemporaries(dirFD, name)
         let temp = try TemporaryFile(dirFD, name, path)
         do {
-            try temp.write(bytes.prefixAndHeader)
+            try temp.write(prefixAndHeader)
             for t in tensors { try temp.write(t.bytes) }
-            guard fsync(temp.fd) == 0 else { throw DDPMError.io("cannot save '\(path)': fsync failed: \(errnoText())") }
+            guard fsync(temp.fd) == 0 else { throw DDPMError.io("cannot create '\(path)': fsync failed: \(errnoText())") }
             guard renameat(dirFD, temp.name, dirFD, name) == 0 else {
-                throw DDPMError.io("cannot save '\(path)': cannot rename the temporary file over it: \(errnoText())")
+                throw DDPMError.io("cannot create '\(path)': cannot rename the temporary file over it: \(errnoText())")
             }
         } catch {
             temp.remove()
@@ -40,13 +40,13 @@ extension SafeTensors {
         temp.closeAfterRename()
         // The rename is durable once the folder is: fsync it (EINVAL: the file system cannot).
         if fsync(dirFD) != 0 && errno != EINVAL {
-            throw DDPMError.io("saved '\(path)', but syncing its folder failed: \(errnoText())")
+            throw DDPMError.io("created '\(path)', but syncing its folder failed: \(errnoText())")
         }
     }
 
     /// The 8-byte prefix and the JSON header (padded with spaces so the data region starts
     /// 8-byte aligned), after checking the tensors.
-    private static func encode(tensors: [Tensor], metadata: [String: String]) throws -> (prefixAndHeader: [UInt8], dataLength: Int) {
+    private static func encode(tensors: [Tensor], metadata: [String: String]) throws -> [UInt8] {
         var infos: [String: TensorInfo] = [:]
         var offset = 0
         var crc: UInt32 = 0
@@ -93,7 +93,7 @@ extension SafeTensors {
 
         var out = [UInt8](repeating: 0, count: 8)
         for i in 0..<8 { out[i] = UInt8(truncatingIfNeeded: UInt64(json.count) >> (8 * UInt64(i))) }
-        return (out + json, offset)
+        return out + json
     }
 
     /// The folder (for openat/renameat) and the file name of a destination path.
@@ -103,7 +103,7 @@ extension SafeTensors {
         let slash = bytes.lastIndex(of: 0x2f)
         let name = String(decoding: bytes[(slash.map { $0 + 1 } ?? 0)...], as: UTF8.self)
         let folder = slash.map { $0 == 0 ? "/" : String(decoding: bytes[..<$0], as: UTF8.self) } ?? "."
-        guard !name.isEmpty, name != ".", name != ".." else { throw DDPMError.io("cannot save '\(path)': it does not name a file") }
+        guard !name.isEmpty, name != ".", name != ".." else { throw DDPMError.io("cannot create '\(path)': the path does not name a file") }
         return (folder, name)
     }
 
@@ -174,7 +174,7 @@ extension SafeTensors {
                     fd = openat(dirFD, candidate, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, keepMode ?? 0o644)
                 } while fd < 0 && errno == EINTR
                 if fd < 0 && errno == EEXIST { continue }
-                guard fd >= 0 else { throw DDPMError.io("cannot save '\(path)': cannot create a temporary file in its folder: \(errnoText())") }
+                guard fd >= 0 else { throw DDPMError.io("cannot create '\(path)': cannot create a temporary file in its folder: \(errnoText())") }
                 // Lock it, then make sure a concurrent cleaner did not remove it before we
                 // held the lock (flock fails only where the file system has no locks; then
                 // no cleaner can lock it either, and it is safe to go on unlocked).
@@ -188,11 +188,11 @@ extension SafeTensors {
                 if let keepMode, fchmod(fd, keepMode) != 0 {
                     let message = errnoText()
                     remove()
-                    throw DDPMError.io("cannot save '\(path)': cannot set the mode of the temporary file: \(message)")
+                    throw DDPMError.io("cannot create '\(path)': cannot set the mode of the temporary file: \(message)")
                 }
                 return
             }
-            throw DDPMError.io("cannot save '\(path)': no free temporary name in its folder")
+            throw DDPMError.io("cannot create '\(path)': no free temporary name in its folder")
         }
 
         /// write(2) until every byte is written, retrying after EINTR and short writes.
@@ -202,7 +202,7 @@ extension SafeTensors {
                 while done < buffer.count {
                     let n = systemWrite(fd, buffer.baseAddress! + done, min(buffer.count - done, 1 << 30))
                     if n < 0 && errno == EINTR { continue }
-                    guard n > 0 else { throw DDPMError.io("cannot save '\(path)': writing failed: \(n < 0 ? errnoText() : "no progress")") }
+                    guard n > 0 else { throw DDPMError.io("cannot create '\(path)': writing failed: \(n < 0 ? errnoText() : "no progress")") }
                     done += n
                 }
             }
