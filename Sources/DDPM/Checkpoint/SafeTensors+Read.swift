@@ -13,11 +13,8 @@ extension SafeTensors {
     ///   a device, a folder); `.format` if anything in it breaks the rules above, with a
     ///   message naming the file and the tensor.
     static func read(path: String) throws -> File {
-        let fd = try openRegularFile(path)
+        let (fd, size) = try openRegularFile(path)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw DDPMError.io("cannot stat '\(path)': \(errnoText())") }
-        let size = Int(st.st_size)
         guard size <= maxFileBytes else {
             throw DDPMError.format("'\(path)' is \(size) bytes, larger than the limit of \(maxFileBytes) bytes")
         }
@@ -63,9 +60,10 @@ extension SafeTensors {
         return File(path: path, metadata: metadata, tensors: parsed.tensors, checksum: checksum, data: data)
     }
 
-    /// Opens `path` for reading if it is a regular file. O_NONBLOCK makes open return at
-    /// once on a FIFO without a writer; fstat then refuses everything but a regular file.
-    private static func openRegularFile(_ path: String) throws -> Int32 {
+    /// Opens `path` for reading if it is a regular file, and returns its size. O_NONBLOCK
+    /// makes open return at once on a FIFO without a writer; fstat then refuses everything
+    /// but a regular file.
+    private static func openRegularFile(_ path: String) throws -> (fd: Int32, size: Int) {
         guard !path.utf8.contains(0) else { throw DDPMError.invalidArgument("path contains a NUL byte: '\(path)'") }
         var fd: Int32
         repeat { fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY) } while fd < 0 && errno == EINTR
@@ -83,11 +81,11 @@ extension SafeTensors {
         // Back to blocking reads: O_NONBLOCK was only for the open.
         let flags = fcntl(fd, F_GETFL)
         if flags >= 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
-        return fd
+        return (fd, Int(st.st_size))
     }
 
     /// Fills `buffer` from `fd` with read(2), retrying after EINTR and short reads.
-    /// - Throws: `.format` if the file ends first (it was truncated while being read).
+    /// - Throws: `.io` if the file ends first (it was truncated while being read).
     private static func readExactly(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, _ path: String) throws {
         var done = 0
         while done < buffer.count {
