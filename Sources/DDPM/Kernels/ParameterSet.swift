@@ -17,8 +17,7 @@ public struct ParameterLayout {
         public let name: String
         public let offset: Int
         public let shape: [Int]
-        var initializer: Initializer { _initializer }
-        let _initializer: Initializer
+        let initializer: Initializer
         public var count: Int { shape.reduce(1, *) }
         public static func == (a: Entry, b: Entry) -> Bool { a.name == b.name && a.offset == b.offset && a.shape == b.shape }
     }
@@ -29,7 +28,7 @@ public struct ParameterLayout {
 
     /// Declares a tensor and returns its offset in the flat vector.
     public mutating func add(_ name: String, _ shape: [Int], _ initializer: Initializer) -> Int {
-        let entry = Entry(name: name, offset: count, shape: shape, _initializer: initializer)
+        let entry = Entry(name: name, offset: count, shape: shape, initializer: initializer)
         entries.append(entry)
         count += entry.count
         return entry.offset
