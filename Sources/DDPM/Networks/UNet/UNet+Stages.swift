@@ -74,9 +74,59 @@ extension UNet {
                 return
             }
             guard let res, let r = a.res else { return }
-            if let up, let u = a.up { up.backward(dinp: dout, dout: dout, u, pass) }  // in place: (Co, B, 2N) → (Co, B, N)
+            if let up, let u = a.up { up.backward(dinp: dout, dout: dout, u, pass) }  // in place: (Co, B, 4N) → (Co, B, N)
             if let attention, let at = a.attention { attention.backward(dinp: dout, dout: dout, inp: r.out, at, pass) }
             res.backward(dinp: dinp, dtemb: dtemb, dout: dout, inp: inp, temb: temb, r, pass, accumulate: accumulate)
         }
+    }
+
+    /// The stages of `config`, their parameters declared in `layout` in order: encoder, middle, decoder.
+    static func makeStages(_ config: UNetConfig, _ layout: inout ParameterLayout) -> (encoder: [Stage], middle: [Stage], decoder: [Stage]) {
+        let (c, L, R, T, G) = (config.baseChannels, config.levels, config.resBlocks, config.timeDim, config.groups)
+        let heads = config.attentionHeads
+        var ch = c * config.channelMult[0]
+        var (h, w) = (config.height, config.width)
+        func resBlock(_ name: String, in ci: Int, out co: Int) -> ResBlock {
+            ResBlock(&layout, name + ".res", in: ci, out: co, timeDim: T, groups: G, dropout: config.dropout, height: h, width: w)
+        }
+        func attention(_ name: String, _ channels: Int) -> Attention {
+            Attention(&layout, name + ".attn", channels: channels, heads: heads, groups: G, pixels: h * w)
+        }
+        var skipChannels = [ch]
+        var encoder: [Stage] = []
+        for level in 0..<L {
+            let co = c * config.channelMult[level]
+            for _ in 0..<R {
+                let name = "encoder.\(encoder.count)"
+                encoder.append(Stage(res: resBlock(name, in: ch, out: co),
+                                     attention: config.attentionLevels.contains(level) ? attention(name, co) : nil,
+                                     height: h, width: w))
+                ch = co
+                skipChannels.append(ch)
+            }
+            if level < L - 1 {
+                let name = "encoder.\(encoder.count)"
+                encoder.append(Stage(down: Downsample(&layout, name + ".down", channels: ch, height: h, width: w), height: h, width: w))
+                skipChannels.append(ch)
+                (h, w) = (h / 2, w / 2)
+            }
+        }
+        let middle = [Stage(res: resBlock("middle.0", in: ch, out: ch), attention: attention("middle.0", ch), height: h, width: w),
+                      Stage(res: resBlock("middle.1", in: ch, out: ch), height: h, width: w)]
+        var decoder: [Stage] = []
+        for level in (0..<L).reversed() {
+            let co = c * config.channelMult[level]
+            for i in 0...R {
+                let name = "decoder.\(decoder.count)"
+                let skip = skipChannels.removeLast()
+                decoder.append(Stage(res: resBlock(name, in: ch + skip, out: co),
+                                     attention: config.attentionLevels.contains(level) ? attention(name, co) : nil,
+                                     up: level > 0 && i == R ? Upsample(&layout, name + ".up", channels: co, height: h, width: w) : nil,
+                                     skipChannels: skip, height: h, width: w))
+                ch = co
+                if level > 0 && i == R { (h, w) = (2 * h, 2 * w) }
+            }
+        }
+        return (encoder, middle, decoder)
     }
 }

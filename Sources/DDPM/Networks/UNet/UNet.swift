@@ -60,62 +60,17 @@ public final class UNet: EpsilonNetwork {
     public init(_ config: UNetConfig, timesteps: Int, rng: inout Philox) throws {
         try config.validate(timesteps: timesteps)
         settings = config
-        let (c, L, R, T, G) = (config.baseChannels, config.levels, config.resBlocks, config.timeDim, config.groups)
-        let heads = config.attentionHeads
+        let T = config.timeDim
         var layout = ParameterLayout()
         timeIn = Linear(&layout, "time.fc1", in: config.timeEmbedDim, out: T)
         timeOut = Linear(&layout, "time.fc2", in: T, out: T)
         classEmbedding = config.numClasses > 0
             ? Embedding(&layout, "class_embedding", rows: config.numClasses + 1, features: T) : nil
-        var ch = c * config.channelMult[0]
-        inConv = Conv2d(&layout, "in_conv", in: config.channels, out: ch, kernel: 3)
-
-        var (h, w) = (config.height, config.width)
-        func resBlock(_ name: String, in ci: Int, out co: Int) -> ResBlock {
-            ResBlock(&layout, name + ".res", in: ci, out: co, timeDim: T, groups: G, dropout: config.dropout, height: h, width: w)
-        }
-        func attention(_ name: String, _ channels: Int) -> Attention {
-            Attention(&layout, name + ".attn", channels: channels, heads: heads, groups: G, pixels: h * w)
-        }
-        var skipChannels = [ch]
-        var encoder: [Stage] = []
-        for level in 0..<L {
-            let co = c * config.channelMult[level]
-            for _ in 0..<R {
-                let name = "encoder.\(encoder.count)"
-                encoder.append(Stage(res: resBlock(name, in: ch, out: co),
-                                     attention: config.attentionLevels.contains(level) ? attention(name, co) : nil,
-                                     height: h, width: w))
-                ch = co
-                skipChannels.append(ch)
-            }
-            if level < L - 1 {
-                let name = "encoder.\(encoder.count)"
-                encoder.append(Stage(down: Downsample(&layout, name + ".down", channels: ch, height: h, width: w), height: h, width: w))
-                skipChannels.append(ch)
-                (h, w) = (h / 2, w / 2)
-            }
-        }
-        self.encoder = encoder
-        middle = [Stage(res: resBlock("middle.0", in: ch, out: ch), attention: attention("middle.0", ch), height: h, width: w),
-                  Stage(res: resBlock("middle.1", in: ch, out: ch), height: h, width: w)]
-        var decoder: [Stage] = []
-        for level in (0..<L).reversed() {
-            let co = c * config.channelMult[level]
-            for i in 0...R {
-                let name = "decoder.\(decoder.count)"
-                let skip = skipChannels.removeLast()
-                decoder.append(Stage(res: resBlock(name, in: ch + skip, out: co),
-                                     attention: config.attentionLevels.contains(level) ? attention(name, co) : nil,
-                                     up: level > 0 && i == R ? Upsample(&layout, name + ".up", channels: co, height: h, width: w) : nil,
-                                     skipChannels: skip, height: h, width: w))
-                ch = co
-                if level > 0 && i == R { (h, w) = (2 * h, 2 * w) }
-            }
-        }
-        self.decoder = decoder
-        outNorm = GroupNorm(&layout, "out_norm", channels: ch, groups: G)
-        outConv = Conv2d(&layout, "out_conv", in: ch, out: config.channels, kernel: 3, zeroInit: true)
+        let c0 = config.baseChannels * config.channelMult[0]
+        inConv = Conv2d(&layout, "in_conv", in: config.channels, out: c0, kernel: 3)
+        (encoder, middle, decoder) = Self.makeStages(config, &layout)  // UNet+Stages.swift
+        outNorm = GroupNorm(&layout, "out_norm", channels: c0, groups: config.groups)
+        outConv = Conv2d(&layout, "out_conv", in: c0, out: config.channels, kernel: 3, zeroInit: true)
         parameters = ParameterSet(layout: layout, rng: &rng)
         sinusoid = SinusoidalEmbedding(dim: config.timeEmbedDim, timesteps: timesteps)
 
