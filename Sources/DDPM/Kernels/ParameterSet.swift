@@ -1,6 +1,8 @@
 // Flat parameter storage. Every weight of a network lives in one contiguous block, so the
 // optimizer, EMA, gradient clipping and checkpoints treat the network as one vector;
 // a layer only remembers the offsets of its tensors.
+//
+//   P = number of parameters (the length of the flat vector).
 
 /// How a tensor is initialised.
 public enum Initializer: Sendable {

@@ -1,7 +1,7 @@
 // Multi-head self-attention over the pixels of each image, with a residual connection
 // (the attention block of DDPM / improved DDPM).
 //
-//   B = batch, C = channels, N = H·W pixels, h = heads, d = C/h channels per head.
+//   B = batch, C = channels, N = H·W pixels, h = heads, d = C/h channels per head, G = groups.
 //   Images are channel-major (C, B, N); see Conv2d.swift.
 //
 //   n    = GroupNorm(x)                               (C, B, N)

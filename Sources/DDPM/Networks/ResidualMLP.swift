@@ -36,9 +36,8 @@ public final class ResidualMLP: EpsilonNetwork {
     public var numClasses: Int { settings.numClasses }
     public var config: NetworkConfig { .mlp(settings) }
 
-    let sinusoid: SinusoidalEmbedding
-    let timeIn: Linear, timeOut: Linear
-    let classEmbedding: Embedding?
+    let time: TimeEmbedding  // E → H
+    let classEmbedding: Embedding?  // (K + 1, H)
     let inProj: Linear
     let blocks: [Block]
     let outProj: Linear
@@ -56,8 +55,7 @@ public final class ResidualMLP: EpsilonNetwork {
         try require(timesteps >= 1, "timesteps must be >= 1")
         settings = config
         var layout = ParameterLayout()
-        timeIn = Linear(&layout, "time.fc1", in: E, out: H)
-        timeOut = Linear(&layout, "time.fc2", in: H, out: H)
+        time = TimeEmbedding(&layout, "time", encoding: E, width: H, timesteps: timesteps)
         classEmbedding = K > 0 ? Embedding(&layout, "class_embedding", rows: K + 1, features: H) : nil
         inProj = Linear(&layout, "in_proj", in: D, out: H)
         blocks = (0..<L).map { l in
@@ -67,8 +65,7 @@ public final class ResidualMLP: EpsilonNetwork {
         }
         outProj = Linear(&layout, "out_proj", in: H, out: D)
         parameters = ParameterSet(layout: layout, rng: &rng)
-        sinusoid = SinusoidalEmbedding(dim: E, timesteps: timesteps)
-        acts = Arena.allocate { Activations(config, batch: 0, &$0) }
+        acts = Arena.allocate { [time] in Activations(config, time, batch: 0, &$0) }
         work = Arena.allocate { Workspace(config, batch: 0, &$0) }
     }
 
@@ -77,20 +74,18 @@ public final class ResidualMLP: EpsilonNetwork {
         let block: Buffer<Float>?  // the arena's block: keeps the views alive
         let capacity: Int
         let x: UnsafeMutablePointer<Float>  // (B, D) the input, kept for W_in's gradient
-        let e: UnsafeMutablePointer<Float>  // (B, E) sinusoid(t)
-        let te1, te1s, temb: UnsafeMutablePointer<Float>  // (B, H) ×3: W_t1·e, SiLU of it, temb
+        let time: TimeEmbedding.Activations  // e (B, E), ..., out = temb (B, H)
         let h: [UnsafeMutablePointer<Float>]  // L+1 × (B, H): the residual stream
         let normed: [UnsafeMutablePointer<Float>]  // L × (B, H): LN(h_l) + temb
         let mean, rstd: [UnsafeMutablePointer<Float>]  // L × (B,)
         let u, s: [UnsafeMutablePointer<Float>]  // L × (B, H): fc1(normed), SiLU of it
         let labels: Buffer<Int32>  // (B,) labels with nil resolved to K
 
-        init(_ c: Config, batch B: Int, _ arena: inout Arena) {
+        init(_ c: Config, _ time: TimeEmbedding, batch B: Int, _ arena: inout Arena) {
             (block, capacity) = (arena.block, B)
             let (H, L) = (c.hidden, c.depth)
             x = arena.take(B * c.dataDim)
-            e = arena.take(B * c.timeEmbedDim)
-            (te1, te1s, temb) = (arena.take(B * H), arena.take(B * H), arena.take(B * H))
+            self.time = TimeEmbedding.Activations(time, batch: B, &arena)
             h = (0...L).map { _ in arena.take(B * H) }
             normed = (0..<L).map { _ in arena.take(B * H) }
             mean = (0..<L).map { _ in arena.take(B) }
@@ -105,13 +100,13 @@ public final class ResidualMLP: EpsilonNetwork {
     struct Workspace {
         let block: Buffer<Float>?  // the arena's block: keeps the views alive
         let dh, da, ds: UnsafeMutablePointer<Float>  // (B, H) ∂L/∂h_l, ∂L/∂normed_l, ∂L/∂u_l
-        let dtemb, dte: UnsafeMutablePointer<Float>  // (B, H) ∂L/∂temb, ∂L/∂te1
+        let dtemb, dtimeHidden: UnsafeMutablePointer<Float>  // (B, H) ∂L/∂temb, ∂L/∂(W_t1·e) (TimeEmbedding.backward scratch)
 
         init(_ c: Config, batch B: Int, _ arena: inout Arena) {
             block = arena.block
             let H = c.hidden
             (dh, da, ds) = (arena.take(B * H), arena.take(B * H), arena.take(B * H))
-            (dtemb, dte) = (arena.take(B * H), arena.take(B * H))
+            (dtemb, dtimeHidden) = (arena.take(B * H), arena.take(B * H))
         }
     }
 
@@ -119,23 +114,18 @@ public final class ResidualMLP: EpsilonNetwork {
                         labels: UnsafePointer<Int32>?, batch B: Int, params p: UnsafePointer<Float>,
                         training: Bool, rng: inout Philox) {
         if acts.capacity < B {
-            acts = Arena.allocate { Activations(settings, batch: B, &$0) }
+            acts = Arena.allocate { Activations(settings, time, batch: B, &$0) }
             work = Arena.allocate { Workspace(settings, batch: B, &$0) }
         }
         let a = acts
         let H = settings.hidden
         // temb (B, H) = W_t2·SiLU(W_t1·sinusoid(t)) [+ class embedding]. While sampling every
-        // row shares t: compute one row and copy it.
-        let sharedT = !training && (0..<B).allSatisfy { t[$0] == t[0] }
-        let rows = sharedT ? 1 : B
-        sinusoid.forward(a.e, t: t, batch: rows)
-        timeIn.forward(a.te1, a.e, p, batch: rows)
-        SiLU.forward(a.te1s, a.te1, count: rows * H)
-        timeOut.forward(a.temb, a.te1s, p, batch: rows)
-        for b in 1..<max(B / rows, 1) { (a.temb + b * H).update(from: a.temb, count: H) }
+        // row shares t: one row is computed and copied.
+        let temb = a.time.out
+        time.forward(a.time, t: t, p, batch: B, sharedT: !training && (0..<B).allSatisfy { t[$0] == t[0] })
         if let classEmbedding {
             for b in 0..<B { a.labels.pointer[b] = labels?[b] ?? Int32(settings.numClasses) }
-            classEmbedding.forward(accumulateInto: a.temb, ids: a.labels.pointer, p, batch: B)
+            classEmbedding.forward(accumulateInto: temb, ids: a.labels.pointer, p, batch: B)
         }
         // h_0 = W_in·x  (x is kept for the backward pass)
         if training { a.x.update(from: x, count: B * settings.dataDim) }
@@ -143,7 +133,7 @@ public final class ResidualMLP: EpsilonNetwork {
         for (l, block) in blocks.enumerated() {
             let (hIn, hOut, n) = (a.h[l], a.h[l + 1], a.normed[l])
             block.norm.forward(n, mean: a.mean[l], rstd: a.rstd[l], hIn, p, batch: B)
-            for i in 0..<B * H { n[i] += a.temb[i] }
+            for i in 0..<B * H { n[i] += temb[i] }
             block.fc1.forward(a.u[l], n, p, batch: B)
             SiLU.forward(a.s[l], a.u[l], count: B * H)
             hOut.update(from: hIn, count: B * H)  // residual: h_{l+1} = h_l + fc2(...)
@@ -173,8 +163,6 @@ public final class ResidualMLP: EpsilonNetwork {
         inProj.backward(dinp: nil, g, dout: dh, inp: a.x, p, batch: B)
         // temb = W_t2·SiLU(W_t1·e) [+ class embedding]
         if let classEmbedding { classEmbedding.backward(g, dout: w.dtemb, ids: a.labels.pointer, batch: B) }
-        timeOut.backward(dinp: w.dte, g, dout: w.dtemb, inp: a.te1s, p, batch: B)
-        SiLU.backward(dinp: w.dte, dout: w.dte, inp: a.te1, count: B * H)
-        timeIn.backward(dinp: nil, g, dout: w.dte, inp: a.e, p, batch: B)
+        time.backward(dout: w.dtemb, a.time, dhidden: w.dtimeHidden, g, p, batch: B)
     }
 }

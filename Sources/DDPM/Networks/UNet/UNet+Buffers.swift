@@ -11,8 +11,8 @@ extension UNet {
     struct Activations {
         let block: Buffer<Float>?  // the arena's block: keeps the views alive
         let capacity: Int
-        let e: UnsafeMutablePointer<Float>  // (B, E) sinusoid(t)
-        let te1, te1s, temb, tembAct: UnsafeMutablePointer<Float>  // (B, T) ×4: W_t1·e, SiLU of it, temb, SiLU(temb)
+        let time: TimeEmbedding.Activations  // e (B, E), ..., out = temb (B, T)
+        let tembAct: UnsafeMutablePointer<Float>  // (B, T) SiLU(temb)
         let labels: Buffer<Int32>  // (B,) labels with nil resolved to K
         let x: UnsafeMutablePointer<Float>  // (C, B, H, W) the input, channel-major
         let h0: UnsafeMutablePointer<Float>  // (c_0, B, H, W) inConv(x), the first skip
@@ -25,8 +25,8 @@ extension UNet {
             (block, capacity) = (arena.block, B)
             let c = net.settings
             let (T, N, c0) = (c.timeDim, c.height * c.width, net.inConv.outChannels)
-            e = arena.take(B * c.timeEmbedDim)
-            (te1, te1s, temb, tembAct) = (arena.take(B * T), arena.take(B * T), arena.take(B * T), arena.take(B * T))
+            time = TimeEmbedding.Activations(net.time, batch: B, &arena)
+            tembAct = arena.take(B * T)
             labels = Buffer(count: B, zero: 0)
             x = arena.take(c.channels * B * N)
             h0 = arena.take(c0 * B * N)
@@ -51,7 +51,7 @@ extension UNet {
         let scratch: Scratch  // columns; a, b (M·B,) each; probs (N², largest attention); rows (B, most ResBlock channels)
         let dskips: [UnsafeMutablePointer<Float>]  // like Activations.skip(k): ∂L/∂skip_k, (C_k, B, N_k)
         let streamA, streamB: UnsafeMutablePointer<Float>  // (M·B,) ∂L/∂h along the decoder, ping-pong
-        let dtemb, dtembAct, dte: UnsafeMutablePointer<Float>  // (B, T)
+        let dtemb, dtembAct, dtimeHidden: UnsafeMutablePointer<Float>  // (B, T)
 
         init(_ net: UNet, batch B: Int, backward: Bool, _ arena: inout Arena) {
             (block, capacity, self.backward) = (arena.block, B, backward)
@@ -60,7 +60,7 @@ extension UNet {
                               probs: backward ? net.maxAttention : 0, rows: n * net.maxChannels)
             dskips = net.skipFloats.map { arena.take($0 * n) }
             (streamA, streamB) = (arena.take(net.maxActivation * n), arena.take(net.maxActivation * n))
-            (dtemb, dtembAct, dte) = (arena.take(n * T), arena.take(n * T), arena.take(n * T))
+            (dtemb, dtembAct, dtimeHidden) = (arena.take(n * T), arena.take(n * T), arena.take(n * T))
         }
     }
 }

@@ -36,8 +36,7 @@ public final class UNet: EpsilonNetwork {
     public var numClasses: Int { settings.numClasses }
     public var config: NetworkConfig { .unet(settings) }
 
-    let sinusoid: SinusoidalEmbedding
-    let timeIn: Linear, timeOut: Linear  // E → T, T → T
+    let time: TimeEmbedding  // E → T
     let classEmbedding: Embedding?  // (K + 1, T)
     let inConv: Conv2d  // 3×3, C → c_0
     let encoder: [Stage]
@@ -62,8 +61,7 @@ public final class UNet: EpsilonNetwork {
         settings = config
         let T = config.timeDim
         var layout = ParameterLayout()
-        timeIn = Linear(&layout, "time.fc1", in: config.timeEmbedDim, out: T)
-        timeOut = Linear(&layout, "time.fc2", in: T, out: T)
+        time = TimeEmbedding(&layout, "time", encoding: config.timeEmbedDim, width: T, timesteps: timesteps)
         classEmbedding = config.numClasses > 0
             ? Embedding(&layout, "class_embedding", rows: config.numClasses + 1, features: T) : nil
         let c0 = config.baseChannels * config.channelMult[0]
@@ -72,7 +70,6 @@ public final class UNet: EpsilonNetwork {
         outNorm = GroupNorm(&layout, "out_norm", channels: c0, groups: config.groups)
         outConv = Conv2d(&layout, "out_conv", in: c0, out: config.channels, kernel: 3, zeroInit: true)
         parameters = ParameterSet(layout: layout, rng: &rng)
-        sinusoid = SinusoidalEmbedding(dim: config.timeEmbedDim, timesteps: timesteps)
 
         let stages = encoder + middle + decoder
         let N0 = config.height * config.width
@@ -121,15 +118,12 @@ public final class UNet: EpsilonNetwork {
         let pass = Pass(params: p, grads: parameters.grads.pointer, batch: B, training: training, scratch: work!.scratch)
         let (C, H, W, N, T) = (settings.channels, settings.height, settings.width, settings.height * settings.width, settings.timeDim)
         // temb (B, T) = W_t2·SiLU(W_t1·sinusoid(t)) [+ class embedding]; every ResBlock reads SiLU(temb).
-        sinusoid.forward(a.e, t: t, batch: B)
-        timeIn.forward(a.te1, a.e, p, batch: B)
-        SiLU.forward(a.te1s, a.te1, count: B * T)
-        timeOut.forward(a.temb, a.te1s, p, batch: B)
+        time.forward(a.time, t: t, p, batch: B)
         if let classEmbedding {
             for b in 0..<B { a.labels.pointer[b] = labels?[b] ?? Int32(settings.numClasses) }
-            classEmbedding.forward(accumulateInto: a.temb, ids: a.labels.pointer, p, batch: B)
+            classEmbedding.forward(accumulateInto: a.time.out, ids: a.labels.pointer, p, batch: B)
         }
-        SiLU.forward(a.tembAct, a.temb, count: B * T)
+        SiLU.forward(a.tembAct, a.time.out, count: B * T)
         // x (B, C, H, W) → (C, B, H, W)
         swapLeadingAxes(a.x, x, outer: B, inner: C, run: N)
         inConv.forward(a.h0, a.x, p, columns: pass.scratch.columns, batch: B, height: H, width: W)
@@ -197,11 +191,9 @@ public final class UNet: EpsilonNetwork {
         }
         inConv.backward(dinp: nil, g, dout: w.dskips[0], inp: a.x, p, columns: w.scratch.columns, batch: B, height: H, width: W)
         // temb: tembAct = SiLU(temb), temb = W_t2·SiLU(W_t1·e) [+ class embedding]
-        SiLU.backward(dinp: w.dtemb, dout: dtemb, inp: a.temb, count: B * T)
+        SiLU.backward(dinp: w.dtemb, dout: dtemb, inp: a.time.out, count: B * T)
         if let classEmbedding { classEmbedding.backward(g, dout: w.dtemb, ids: a.labels.pointer, batch: B) }
-        timeOut.backward(dinp: w.dte, g, dout: w.dtemb, inp: a.te1s, p, batch: B)
-        SiLU.backward(dinp: w.dte, dout: w.dte, inp: a.te1, count: B * T)
-        timeIn.backward(dinp: nil, g, dout: w.dte, inp: a.e, p, batch: B)
+        time.backward(dout: w.dtemb, a.time, dhidden: w.dtimeHidden, g, p, batch: B)
     }
 }
 
