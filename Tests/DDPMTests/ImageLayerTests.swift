@@ -169,26 +169,19 @@ final class ImageLayerTests: XCTestCase {
         let attention = Attention(&layout, "attn", channels: C, heads: heads, groups: G, pixels: N)
         let a = Held { Attention.Activations(attention, batch: B, &$0) }
         let scratch = Held { Scratch(&$0, columns: 0, activation: 3 * C * B * N, probs: N * N, rows: 0) }
-        let p = UNetGradientCheck.randomParameters(layout, seed: 51)
+        let p = buffer(UNetGradientCheck.randomParameters(layout, seed: 51))
         let x = UNetGradientCheck.normals(C * B * N, seed: 52), w = UNetGradientCheck.normals(C * B * N, seed: 53)
-        var g1 = [Float](repeating: 0, count: layout.count), g2 = g1
-        p.withUnsafeBufferPointer { p in
-            let p = p.baseAddress!
-            g1.withUnsafeMutableBufferPointer { attention.forward(a.views, x, testPass(p, $0.baseAddress!, batch: B, scratch: scratch)) }
-            var separate = [Float](repeating: 0, count: C * B * N)
-            g1.withUnsafeMutableBufferPointer { g in
-                attention.backward(dinp: &separate, dout: w, inp: x, a.views, testPass(p, g.baseAddress!, batch: B, scratch: scratch))
-            }
-            var inPlace = w
-            inPlace.withUnsafeMutableBufferPointer { d in
-                g2.withUnsafeMutableBufferPointer { g in
-                    attention.backward(dinp: d.baseAddress!, dout: d.baseAddress!, inp: x, a.views,
-                                       testPass(p, g.baseAddress!, batch: B, scratch: scratch))
-                }
-            }
-            assertClose(inPlace, separate, abs: 1e-6, "in-place dx")
+        let g1 = Buffer<Float>(count: layout.count), g2 = Buffer<Float>(count: layout.count)
+        attention.forward(a.views, x, testPass(p.pointer, g1.pointer, batch: B, scratch: scratch))
+        var separate = [Float](repeating: 0, count: C * B * N)
+        attention.backward(dinp: &separate, dout: w, inp: x, a.views, testPass(p.pointer, g1.pointer, batch: B, scratch: scratch))
+        var inPlace = w
+        inPlace.withUnsafeMutableBufferPointer { d in
+            attention.backward(dinp: d.baseAddress!, dout: d.baseAddress!, inp: x, a.views,
+                               testPass(p.pointer, g2.pointer, batch: B, scratch: scratch))
         }
-        assertClose(g2, g1, abs: 1e-6, "parameter gradients")
+        assertClose(inPlace, separate, abs: 1e-6, "in-place dx")
+        assertClose(g2.array, g1.array, abs: 1e-6, "parameter gradients")
     }
 
     func testDownsampleGradients() {
@@ -229,8 +222,8 @@ final class ImageLayerTests: XCTestCase {
         let upsample = Upsample(&layout, "up", channels: C, height: H, width: W)
         let a = Held { Upsample.Activations(upsample, batch: B, &$0) }
         let scratch = Held { Scratch(&$0, columns: upsample.columnsCount(batch: B), activation: 0, probs: 0, rows: 0) }
-        var p = [Float](repeating: 0, count: layout.count), unused = p
-        upsample.forward(a.views, [1, 2, 3, 4], testPass(&p, &unused, batch: B, scratch: scratch))
+        let p = Buffer<Float>(count: layout.count), unused = Buffer<Float>(count: layout.count)  // W = 0, b = 0
+        upsample.forward(a.views, [1, 2, 3, 4], testPass(p.pointer, unused.pointer, batch: B, scratch: scratch))
         XCTAssertEqual(Array(UnsafeBufferPointer(start: a.views.up, count: 16)), [1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4])
     }
 

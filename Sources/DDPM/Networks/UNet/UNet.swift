@@ -113,9 +113,9 @@ public final class UNet: EpsilonNetwork {
             acts = Arena.allocate { Activations(self, batch: B, &$0) }
             work = Arena.allocate { Workspace(self, batch: B, backward: false, &$0) }
         }
-        let a = acts!
-        if training && !work!.backward { work = Arena.allocate { Workspace(self, batch: a.capacity, backward: true, &$0) } }
-        let pass = Pass(params: p, grads: parameters.grads.pointer, batch: B, training: training, scratch: work!.scratch)
+        if training && !work!.backward { work = Arena.allocate { Workspace(self, batch: acts!.capacity, backward: true, &$0) } }
+        let (a, w) = (acts!, work!)
+        let pass = Pass(params: p, grads: parameters.grads.pointer, batch: B, training: training, scratch: w.scratch)
         let (C, H, W, N, T) = (settings.channels, settings.height, settings.width, settings.height * settings.width, settings.timeDim)
         // temb (B, T) = W_t2·SiLU(W_t1·sinusoid(t)) [+ class embedding]; every ResBlock reads SiLU(temb).
         time.forward(a.time, t: t, p, batch: B)
@@ -157,9 +157,9 @@ public final class UNet: EpsilonNetwork {
         let (p, g) = (UnsafePointer(parameters.values.pointer), parameters.grads.pointer)
         let pass = Pass(params: p, grads: g, batch: B, training: true, scratch: w.scratch)
         let (C, H, W, N, T) = (settings.channels, settings.height, settings.width, settings.height * settings.width, settings.timeDim)
-        let temb = UnsafePointer(a.tembAct), dtemb = w.dtembAct  // every ResBlock reads SiLU(temb) and adds to its gradient
+        let (tembAct, dtembAct) = (UnsafePointer(a.tembAct), w.dtembAct)  // every ResBlock reads SiLU(temb), adds to its gradient
         for (k, d) in w.dskips.enumerated() { d.update(repeating: 0, count: skipFloats[k] * B) }
-        dtemb.update(repeating: 0, count: B * T)
+        dtembAct.update(repeating: 0, count: B * T)
         // ε̂ = Conv3×3(SiLU(GroupNorm(h)))
         let (dAct, dOut) = (w.scratch.a, w.scratch.b)
         swapLeadingAxes(dOut, dout, outer: B, inner: C, run: N)  // (B, C, H, W) → (C, B, H, W)
@@ -171,7 +171,7 @@ public final class UNet: EpsilonNetwork {
         // decoder: cat = [h; skip] → d(cat) lands in `spare`; its head is ∂L/∂h, its tail goes to the skip.
         for k in decoder.indices.reversed() {  // ReversedCollection: no array is built
             let stage = decoder[k]
-            stage.backward(dinp: spare, dout: d, inp: a.decoder[k].cat, temb: temb, dtemb: dtemb, a.decoder[k], pass,
+            stage.backward(dinp: spare, dout: d, inp: a.decoder[k].cat, temb: tembAct, dtemb: dtembAct, a.decoder[k], pass,
                            accumulate: false)
             let hCount = (stage.inChannels - stage.skipChannels) * B * stage.pixels
             let dskip = w.dskips[encoder.count - k]
@@ -179,19 +179,19 @@ public final class UNet: EpsilonNetwork {
             swap(&d, &spare)
         }
         // middle: the first stage's input is the last skip
-        middle[1].backward(dinp: spare, dout: d, inp: a.middle[0].out, temb: temb, dtemb: dtemb, a.middle[1], pass,
+        middle[1].backward(dinp: spare, dout: d, inp: a.middle[0].out, temb: tembAct, dtemb: dtembAct, a.middle[1], pass,
                            accumulate: false)
         swap(&d, &spare)
-        middle[0].backward(dinp: w.dskips[encoder.count], dout: d, inp: a.skip(encoder.count), temb: temb, dtemb: dtemb,
+        middle[0].backward(dinp: w.dskips[encoder.count], dout: d, inp: a.skip(encoder.count), temb: tembAct, dtemb: dtembAct,
                            a.middle[0], pass, accumulate: true)
         // encoder: stage k maps skip k to skip k+1
         for k in encoder.indices.reversed() {
-            encoder[k].backward(dinp: w.dskips[k], dout: w.dskips[k + 1], inp: a.skip(k), temb: temb, dtemb: dtemb,
+            encoder[k].backward(dinp: w.dskips[k], dout: w.dskips[k + 1], inp: a.skip(k), temb: tembAct, dtemb: dtembAct,
                                 a.encoder[k], pass, accumulate: true)
         }
         inConv.backward(dinp: nil, g, dout: w.dskips[0], inp: a.x, p, columns: w.scratch.columns, batch: B, height: H, width: W)
         // temb: tembAct = SiLU(temb), temb = W_t2·SiLU(W_t1·e) [+ class embedding]
-        SiLU.backward(dinp: w.dtemb, dout: dtemb, inp: a.time.out, count: B * T)
+        SiLU.backward(dinp: w.dtemb, dout: dtembAct, inp: a.time.out, count: B * T)
         if let classEmbedding { classEmbedding.backward(g, dout: w.dtemb, ids: a.labels.pointer, batch: B) }
         time.backward(dout: w.dtemb, a.time, dhidden: w.dtimeHidden, g, p, batch: B)
     }
