@@ -13,9 +13,11 @@
 //   func backward(dinp:, dout:, inp:, _ a, _ pass)  dinp = ∂L/∂inp, grads += ∂L/∂θ
 //
 // where `pass` carries what every call of one forward or backward pass shares: the
-// parameters, their gradients, the batch size and the network's scratch. A new layer is
-// one file, one line in its network's forward and one in its backward, and its views in
-// the network's Activations.
+// parameters, their gradients, the batch size and the network's scratch. Adding such a
+// layer to the UNet is its file, then in UNet+Stages.swift: a stored property and its
+// construction, one line for its views, one line in Stage.forward, one in Stage.backward.
+// (TimeEmbedding keeps activations too, but it also serves the MLP, which has no scratch:
+// it takes params and batch directly.)
 //
 //   B = batch, N = pixels of the largest activation, C = channels.
 
