@@ -227,6 +227,23 @@ final class ImageLayerTests: XCTestCase {
         XCTAssertEqual(Array(UnsafeBufferPointer(start: a.views.up, count: 16)), [1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4])
     }
 
+    /// Arena: the counting run and the allocating run take the same floats; views follow each
+    /// other in the order taken (a 0-float view sits where the next begins); the block starts zeroed.
+    func testArenaLaysOutViewsInOrder() {
+        struct Views {
+            let block: Buffer<Float>?
+            let a, empty, b: UnsafeMutablePointer<Float>
+            init(_ arena: inout Arena) { (block, a, empty, b) = (arena.block, arena.take(3), arena.take(0), arena.take(5)) }
+        }
+        XCTAssertEqual(Arena.floats { Views(&$0) }, 8)
+        let v = Arena.allocate { Views(&$0) }
+        XCTAssertEqual(v.block?.count, 8)
+        XCTAssertEqual(v.a, v.block?.pointer)
+        XCTAssertEqual(v.empty, v.a + 3)
+        XCTAssertEqual(v.b, v.a + 3)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: v.a, count: 8)), [Float](repeating: 0, count: 8))
+    }
+
     /// ResBlock as a function of x, with SiLU(temb) fixed; with a channel change (1×1 skip)
     /// and without, and with dropout (the mask is held fixed by reusing one RNG state).
     func testResBlockGradients() {
