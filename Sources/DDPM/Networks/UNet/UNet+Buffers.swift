@@ -47,11 +47,11 @@ extension UNet {
     struct Workspace {
         let block: Buffer<Float>?  // the arena's block: keeps the views alive
         let capacity: Int
-        let backward: Bool  // the buffers below `scratch.columns` are sized (else 0 floats)
+        let backward: Bool  // everything but scratch.columns is sized (else 0 floats)
         let scratch: Scratch  // columns; a, b (M·B,) each; probs (N², largest attention); rows (B, most ResBlock channels)
         let dskips: [UnsafeMutablePointer<Float>]  // like Activations.skip(k): ∂L/∂skip_k, (C_k, B, N_k)
         let streamA, streamB: UnsafeMutablePointer<Float>  // (M·B,) ∂L/∂h along the decoder, ping-pong
-        let dtemb, dtembAct, dtimeHidden: UnsafeMutablePointer<Float>  // (B, T)
+        let dtemb, dtembAct, dtimeHidden: UnsafeMutablePointer<Float>  // (B, T) ∂L/∂temb, ∂L/∂SiLU(temb), TimeEmbedding's scratch
 
         init(_ net: UNet, batch B: Int, backward: Bool, _ arena: inout Arena) {
             (block, capacity, self.backward) = (arena.block, B, backward)
