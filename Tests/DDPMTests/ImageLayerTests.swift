@@ -4,6 +4,21 @@
 import XCTest
 @testable import DDPM
 
+/// Views on a block of their own, kept alive with it (a network builds them in its activation
+/// block or workspace instead).
+final class Held<Views> {
+    let views: Views
+    private let block: Buffer<Float>?
+    init(_ make: (inout Arena) -> Views) { (block, views) = Arena.allocate { ($0.block, make(&$0)) } }
+}
+
+/// What a layer test passes to one layer call: parameters, gradients, batch and a scratch whose
+/// `a` and `b` hold `activation` floats each.
+func testPass(_ params: UnsafePointer<Float>, _ grads: UnsafeMutablePointer<Float>, batch: Int,
+              scratch: Held<Scratch>) -> Pass {
+    Pass(params: params, grads: grads, batch: batch, training: true, scratch: scratch.views)
+}
+
 final class ImageLayerTests: XCTestCase {
     /// out[o, b, y, x] = bias[o] + Σ W[o, ci, ky, kx]·inp[ci, b, y·s + ky − p, x·s + kx − p], in Double.
     static func directConvolution(_ inp: [Float], _ params: [Float], _ conv: Conv2d, batch B: Int, height H: Int, width W: Int) -> [Float] {
@@ -133,17 +148,16 @@ final class ImageLayerTests: XCTestCase {
         for (heads, H, W) in [(1, 2, 2), (2, 3, 2)] {
             let (C, G, B, N) = (4, 2, 2, H * W)
             var layout = ParameterLayout()
-            let attention = Attention(&layout, "attn", channels: C, heads: heads, groups: G)
-            let a = Attention.Activations(attention, batch: B, spatial: N)
-            let (n1, n2, n3) = Attention.scratchCounts(channels: C, batch: B, spatial: N)
-            let (s1, s2, dp) = (Buffer<Float>(count: n1), Buffer<Float>(count: n2), Buffer<Float>(count: n3))
+            let attention = Attention(&layout, "attn", channels: C, heads: heads, groups: G, pixels: N)
+            let a = Held { Attention.Activations(attention, batch: B, &$0) }
+            let scratch = Held { Scratch(&$0, columns: 0, activation: 3 * C * B * N, probs: N * N, rows: 0) }
+            let unused = Buffer<Float>(count: layout.count)  // gradients a forward pass never writes
             UNetGradientCheck.checkLayer("attention, \(heads) heads, \(H)×\(W)", layout: layout, inputCount: C * B * N,
                                      outputCount: C * B * N, seed: 50) { out, inp, p in
-                attention.forward(a, inp, p, batch: B, spatial: N)
-                out.update(from: a.out.pointer, count: C * B * N)
+                attention.forward(a.views, inp, testPass(p, unused.pointer, batch: B, scratch: scratch))
+                out.update(from: a.views.out, count: C * B * N)
             } backward: { dinp, g, dout, inp, p in
-                attention.backward(dinp: dinp, g, dout: dout, inp: inp, a, p, scratch1: s1.pointer, scratch2: s2.pointer,
-                                   dprobs: dp.pointer, batch: B, spatial: N)
+                attention.backward(dinp: dinp, dout: dout, inp: inp, a.views, testPass(p, g, batch: B, scratch: scratch))
             }
         }
     }
@@ -152,64 +166,82 @@ final class ImageLayerTests: XCTestCase {
     func testAttentionBackwardInPlace() {
         let (C, G, B, N, heads) = (4, 2, 2, 4, 2)
         var layout = ParameterLayout()
-        let attention = Attention(&layout, "attn", channels: C, heads: heads, groups: G)
-        let a = Attention.Activations(attention, batch: B, spatial: N)
-        let (n1, n2, n3) = Attention.scratchCounts(channels: C, batch: B, spatial: N)
-        let (s1, s2, dp) = (Buffer<Float>(count: n1), Buffer<Float>(count: n2), Buffer<Float>(count: n3))
-        let p = UNetGradientCheck.randomParameters(layout, seed: 51)
+        let attention = Attention(&layout, "attn", channels: C, heads: heads, groups: G, pixels: N)
+        let a = Held { Attention.Activations(attention, batch: B, &$0) }
+        let scratch = Held { Scratch(&$0, columns: 0, activation: 3 * C * B * N, probs: N * N, rows: 0) }
+        let p = buffer(UNetGradientCheck.randomParameters(layout, seed: 51))
         let x = UNetGradientCheck.normals(C * B * N, seed: 52), w = UNetGradientCheck.normals(C * B * N, seed: 53)
-        attention.forward(a, x, p, batch: B, spatial: N)
-        var g1 = [Float](repeating: 0, count: layout.count), g2 = g1
+        let g1 = Buffer<Float>(count: layout.count), g2 = Buffer<Float>(count: layout.count)
+        attention.forward(a.views, x, testPass(p.pointer, g1.pointer, batch: B, scratch: scratch))
         var separate = [Float](repeating: 0, count: C * B * N)
-        attention.backward(dinp: &separate, &g1, dout: w, inp: x, a, p, scratch1: s1.pointer, scratch2: s2.pointer,
-                           dprobs: dp.pointer, batch: B, spatial: N)
+        attention.backward(dinp: &separate, dout: w, inp: x, a.views, testPass(p.pointer, g1.pointer, batch: B, scratch: scratch))
         var inPlace = w
         inPlace.withUnsafeMutableBufferPointer { d in
-            attention.backward(dinp: d.baseAddress!, &g2, dout: d.baseAddress!, inp: x, a, p, scratch1: s1.pointer,
-                               scratch2: s2.pointer, dprobs: dp.pointer, batch: B, spatial: N)
+            attention.backward(dinp: d.baseAddress!, dout: d.baseAddress!, inp: x, a.views,
+                               testPass(p.pointer, g2.pointer, batch: B, scratch: scratch))
         }
         assertClose(inPlace, separate, abs: 1e-6, "in-place dx")
-        assertClose(g2, g1, abs: 1e-6, "parameter gradients")
+        assertClose(g2.array, g1.array, abs: 1e-6, "parameter gradients")
     }
 
     func testDownsampleGradients() {
         let (C, B, H, W) = (3, 2, 4, 6)
         var layout = ParameterLayout()
-        let down = Downsample(&layout, "down", channels: C)
-        let columns = Buffer<Float>(count: down.columnsCount(batch: B, height: H, width: W))
+        let down = Downsample(&layout, "down", channels: C, height: H, width: W)
+        let a = Held { Downsample.Activations(down, batch: B, &$0) }
+        let scratch = Held { Scratch(&$0, columns: down.columnsCount(batch: B), activation: 0, probs: 0, rows: 0) }
+        let unused = Buffer<Float>(count: layout.count)
         UNetGradientCheck.checkLayer("downsample", layout: layout, inputCount: C * B * H * W, outputCount: C * B * H * W / 4,
                                  seed: 60) { out, inp, p in
-            down.forward(out, inp, p, columns: columns.pointer, batch: B, height: H, width: W)
+            down.forward(a.views, inp, testPass(p, unused.pointer, batch: B, scratch: scratch))
+            out.update(from: a.views.out, count: C * B * H * W / 4)
         } backward: { dinp, g, dout, inp, p in
-            down.backward(dinp: dinp, g, dout: dout, inp: inp, p, columns: columns.pointer, batch: B, height: H, width: W,
-                          accumulate: true)
+            down.backward(dinp: dinp, dout: dout, inp: inp, a.views, testPass(p, g, batch: B, scratch: scratch), accumulate: true)
         }
     }
 
     func testUpsampleGradients() {
         let (C, B, H, W) = (3, 2, 2, 3)
         var layout = ParameterLayout()
-        let upsample = Upsample(&layout, "up", channels: C)
-        let columns = Buffer<Float>(count: upsample.columnsCount(batch: B, height: H, width: W))
-        let up = Buffer<Float>(count: C * B * 4 * H * W), dup = Buffer<Float>(count: C * B * 4 * H * W)
+        let upsample = Upsample(&layout, "up", channels: C, height: H, width: W)
+        let a = Held { Upsample.Activations(upsample, batch: B, &$0) }
+        let scratch = Held { Scratch(&$0, columns: upsample.columnsCount(batch: B), activation: C * B * 4 * H * W, probs: 0, rows: 0) }
+        let unused = Buffer<Float>(count: layout.count)
         UNetGradientCheck.checkLayer("upsample", layout: layout, inputCount: C * B * H * W, outputCount: C * B * 4 * H * W,
                                  seed: 70) { out, inp, p in
-            upsample.forward(out, up: up.pointer, inp, p, columns: columns.pointer, batch: B, height: H, width: W)
+            upsample.forward(a.views, inp, testPass(p, unused.pointer, batch: B, scratch: scratch))
+            out.update(from: a.views.out, count: C * B * 4 * H * W)
         } backward: { dinp, g, dout, inp, p in
-            upsample.backward(dinp: dinp, g, dout: dout, up: up.pointer, p, dup: dup.pointer, columns: columns.pointer,
-                              batch: B, height: H, width: W, accumulate: false)
+            upsample.backward(dinp: dinp, dout: dout, a.views, testPass(p, g, batch: B, scratch: scratch))
         }
     }
 
     func testUpsampleIsNearestNeighbour() {
         let (C, B, H, W) = (1, 1, 2, 2)
         var layout = ParameterLayout()
-        let upsample = Upsample(&layout, "up", channels: C)
-        let columns = Buffer<Float>(count: upsample.columnsCount(batch: B, height: H, width: W))
-        let up = Buffer<Float>(count: 16), out = Buffer<Float>(count: 16)
-        let p = [Float](repeating: 0, count: layout.count)
-        upsample.forward(out.pointer, up: up.pointer, [1, 2, 3, 4], p, columns: columns.pointer, batch: B, height: H, width: W)
-        XCTAssertEqual(up.array, [1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4])
+        let upsample = Upsample(&layout, "up", channels: C, height: H, width: W)
+        let a = Held { Upsample.Activations(upsample, batch: B, &$0) }
+        let scratch = Held { Scratch(&$0, columns: upsample.columnsCount(batch: B), activation: 0, probs: 0, rows: 0) }
+        let p = Buffer<Float>(count: layout.count), unused = Buffer<Float>(count: layout.count)  // W = 0, b = 0
+        upsample.forward(a.views, [1, 2, 3, 4], testPass(p.pointer, unused.pointer, batch: B, scratch: scratch))
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: a.views.up, count: 16)), [1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4])
+    }
+
+    /// Arena: the counting run and the allocating run take the same floats; views follow each
+    /// other in the order taken (a 0-float view sits where the next begins); the block starts zeroed.
+    func testArenaLaysOutViewsInOrder() {
+        struct Views {
+            let block: Buffer<Float>?
+            let a, empty, b: UnsafeMutablePointer<Float>
+            init(_ arena: inout Arena) { (block, a, empty, b) = (arena.block, arena.take(3), arena.take(0), arena.take(5)) }
+        }
+        XCTAssertEqual(Arena.floats { Views(&$0) }, 8)
+        let v = Arena.allocate { Views(&$0) }
+        XCTAssertEqual(v.block?.count, 8)
+        XCTAssertEqual(v.a, v.block?.pointer)
+        XCTAssertEqual(v.empty, v.a + 3)
+        XCTAssertEqual(v.b, v.a + 3)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: v.a, count: 8)), [Float](repeating: 0, count: 8))
     }
 
     /// ResBlock as a function of x, with SiLU(temb) fixed; with a channel change (1×1 skip)
@@ -218,27 +250,26 @@ final class ImageLayerTests: XCTestCase {
         for (Ci, Co, dropout) in [(4, 6, Float(0)), (4, 4, Float(0)), (4, 4, Float(0.3))] {
             let (B, H, W, T, G) = (2, 3, 3, 5, 2)
             var layout = ParameterLayout()
-            let block = ResBlock(&layout, "res", in: Ci, out: Co, timeDim: T, groups: G, dropout: dropout)
-            let a = ResBlock.Activations(block, batch: B, spatial: H * W)
-            let tembAct = UNetGradientCheck.normals(B * T, seed: 80)
-            let columns = Buffer<Float>(count: block.columnsCount(batch: B, height: H, width: W))
-            let scratch = (Buffer<Float>(count: max(Ci, Co) * B * H * W), Buffer<Float>(count: max(Ci, Co) * B * H * W))
-            let dtime = Buffer<Float>(count: B * Co), dtemb = Buffer<Float>(count: B * T)
+            let block = ResBlock(&layout, "res", in: Ci, out: Co, timeDim: T, groups: G, dropout: dropout, height: H, width: W)
+            let a = Held { ResBlock.Activations(block, batch: B, &$0) }
+            let tembAct = buffer(UNetGradientCheck.normals(B * T, seed: 80))
+            let scratch = Held { Scratch(&$0, columns: block.columnsCount(batch: B), activation: max(Ci, Co) * B * H * W,
+                                         probs: 0, rows: B * Co) }
+            let dtemb = Buffer<Float>(count: B * T), unused = Buffer<Float>(count: layout.count)
             let fixedRNG = Philox(seed: 81)
             UNetGradientCheck.checkLayer("res block \(Ci)→\(Co), dropout \(dropout)", layout: layout, inputCount: Ci * B * H * W,
                                      outputCount: Co * B * H * W, seed: 82) { out, inp, p in
                 var rng = fixedRNG
-                block.forward(a, inp, tembAct: tembAct, p, columns: columns.pointer, batch: B, height: H, width: W,
-                              training: true, rng: &rng)
-                out.update(from: a.out.pointer, count: Co * B * H * W)
+                block.forward(a.views, inp, temb: tembAct.pointer, testPass(p, unused.pointer, batch: B, scratch: scratch), rng: &rng)
+                out.update(from: a.views.out, count: Co * B * H * W)
             } backward: { dinp, g, dout, inp, p in
-                block.backward(dinp: dinp, dtembAct: dtemb.pointer, g, dout: dout, inp: inp, tembAct: tembAct, a, p,
-                               scratch1: scratch.0.pointer, scratch2: scratch.1.pointer, dtime: dtime.pointer,
-                               columns: columns.pointer, batch: B, height: H, width: W, accumulate: false)
+                block.backward(dinp: dinp, dtemb: dtemb.pointer, dout: dout, inp: inp, temb: tembAct.pointer, a.views,
+                               testPass(p, g, batch: B, scratch: scratch), accumulate: false)
             }
             if dropout > 0 {
-                let dropped = a.mask.array.filter { $0 == 0 }.count
-                XCTAssert(dropped > 0 && dropped < a.mask.count, "dropout zeroes some but not all of \(a.mask.count) values")
+                let mask = Array(UnsafeBufferPointer(start: a.views.mask, count: Co * B * H * W))
+                let dropped = mask.filter { $0 == 0 }.count
+                XCTAssert(dropped > 0 && dropped < mask.count, "dropout zeroes some but not all of \(mask.count) values")
             }
         }
     }

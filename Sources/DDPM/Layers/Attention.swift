@@ -1,7 +1,7 @@
 // Multi-head self-attention over the pixels of each image, with a residual connection
 // (the attention block of DDPM / improved DDPM).
 //
-//   B = batch, C = channels, N = H·W pixels, h = heads, d = C/h channels per head.
+//   B = batch, C = channels, N = H·W pixels, h = heads, d = C/h channels per head, G = groups.
 //   Images are channel-major (C, B, N); see Conv2d.swift.
 //
 //   n    = GroupNorm(x)                               (C, B, N)
@@ -14,88 +14,78 @@
 // so every product below is one strided GEMM; nothing is transposed in memory.
 
 struct Attention: Sendable {
-    let channels: Int, heads: Int
+    let channels: Int, heads: Int, pixels: Int  // C, h, N
     let norm: GroupNorm
     let qkv: Conv2d  // 1×1, C → 3C
     let proj: Conv2d  // 1×1, C → C, zero-initialised
 
     /// `heads` must divide `channels` and `groups` must divide `channels` (checked by the network).
-    init(_ layout: inout ParameterLayout, _ name: String, channels: Int, heads: Int, groups: Int) {
-        (self.channels, self.heads) = (channels, heads)
+    init(_ layout: inout ParameterLayout, _ name: String, channels: Int, heads: Int, groups: Int, pixels: Int) {
+        (self.channels, self.heads, self.pixels) = (channels, heads, pixels)
         norm = GroupNorm(&layout, name + ".norm", channels: channels, groups: groups)
         qkv = Conv2d(&layout, name + ".qkv", in: channels, out: 3 * channels, kernel: 1)
         proj = Conv2d(&layout, name + ".proj", in: channels, out: channels, kernel: 1, zeroInit: true)
     }
 
-    /// The buffers of one forward pass, sized for `batch` images of N pixels.
-    final class Activations {
-        let normed: Buffer<Float>  // (C, B, N) GroupNorm(x)
-        let mean, rstd: Buffer<Float>  // (B, G)
-        let qkv: Buffer<Float>  // (3C, B, N)
-        let probs: Buffer<Float>  // (B, h, N, N) softmax rows
-        let att: Buffer<Float>  // (C, B, N) attention output before proj
-        let out: Buffer<Float>  // (C, B, N)
+    /// The views of one forward pass, for `batch` images.
+    struct Activations {
+        let normed: UnsafeMutablePointer<Float>  // (C, B, N) GroupNorm(x)
+        let mean, rstd: UnsafeMutablePointer<Float>  // (B, G)
+        let qkv: UnsafeMutablePointer<Float>  // (3C, B, N)
+        let probs: UnsafeMutablePointer<Float>  // (B, h, N, N) softmax rows
+        let att: UnsafeMutablePointer<Float>  // (C, B, N) attention output before proj
+        let out: UnsafeMutablePointer<Float>  // (C, B, N)
 
-        init(_ layer: Attention, batch B: Int, spatial N: Int) {
-            let C = layer.channels
-            normed = Buffer(count: C * B * N)
-            mean = Buffer(count: B * layer.norm.groups); rstd = Buffer(count: B * layer.norm.groups)
-            qkv = Buffer(count: 3 * C * B * N)
-            probs = Buffer(count: B * layer.heads * N * N)
-            att = Buffer(count: C * B * N)
-            out = Buffer(count: C * B * N)
+        init(_ layer: Attention, batch B: Int, _ arena: inout Arena) {
+            let (C, N, G) = (layer.channels, layer.pixels, layer.norm.groups)
+            normed = arena.take(C * B * N)
+            (mean, rstd) = (arena.take(B * G), arena.take(B * G))
+            qkv = arena.take(3 * C * B * N)
+            probs = arena.take(B * layer.heads * N * N)
+            att = arena.take(C * B * N)
+            out = arena.take(C * B * N)
         }
-
-        var floatCount: Int { [normed, mean, rstd, qkv, probs, att, out].reduce(0) { $0 + $1.count } }
-    }
-
-    /// Scratch floats the backward pass needs: (C, B, N) in `scratch1`, (3C, B, N) in `scratch2`, (N, N) in `dprobs`.
-    static func scratchCounts(channels C: Int, batch B: Int, spatial N: Int) -> (Int, Int, Int) {
-        (C * B * N, 3 * C * B * N, N * N)
     }
 
     /// a.out (C, B, N) = x + proj(attention(GroupNorm(x))) for x = inp (C, B, N).
-    func forward(_ a: Activations, _ inp: UnsafePointer<Float>, _ params: UnsafePointer<Float>, batch B: Int, spatial N: Int) {
-        let (C, d, ld) = (channels, channels / heads, B * N)
+    func forward(_ a: Activations, _ inp: UnsafePointer<Float>, _ pass: Pass) {
+        let (B, N, C, d) = (pass.batch, pixels, channels, channels / heads)
+        let (params, columns, ld) = (pass.params, pass.scratch.columns, B * N)
         let scale = 1 / Float(d).squareRoot()
-        norm.forward(a.normed.pointer, mean: a.mean.pointer, rstd: a.rstd.pointer, inp, params, batch: B, spatial: N)
-        qkv.forward(a.qkv.pointer, a.normed.pointer, params, columns: a.qkv.pointer /* unused by 1×1 */, batch: B, height: N,
-                    width: 1)
+        norm.forward(a.normed, mean: a.mean, rstd: a.rstd, inp, params, batch: B, spatial: N)
+        qkv.forward(a.qkv, a.normed, params, columns: columns, batch: B, height: N, width: 1)
         for b in 0..<B {
             for h in 0..<heads {
-                let q = a.qkv.pointer + (h * d) * ld + b * N  // (d, N), row stride ld
+                let q = a.qkv + (h * d) * ld + b * N  // (d, N), row stride ld
                 let k = q + C * ld, v = q + 2 * C * ld
-                let p = a.probs.pointer + (b * heads + h) * N * N  // (N, N)
+                let p = a.probs + (b * heads + h) * N * N  // (N, N)
                 // S (N, N) = Qᵀ·K/√d
                 stridedGemm(p, q, k, m: N, n: N, k: d, lda: ld, ldb: ld, ldc: N, transA: true, alpha: scale)
                 softmaxRows(p, rows: N, columns: N)
                 // a_h (d, N) = V·Pᵀ
-                stridedGemm(a.att.pointer + (h * d) * ld + b * N, v, p, m: d, n: N, k: N, lda: ld, ldb: N, ldc: ld,
-                            transB: true)
+                stridedGemm(a.att + (h * d) * ld + b * N, v, p, m: d, n: N, k: N, lda: ld, ldb: N, ldc: ld, transB: true)
             }
         }
-        a.out.pointer.update(from: inp, count: C * B * N)  // residual
-        proj.forward(a.out.pointer, a.att.pointer, params, columns: a.att.pointer /* unused */, batch: B, height: N, width: 1,
-                     accumulate: true)
+        a.out.update(from: inp, count: C * B * N)  // residual
+        proj.forward(a.out, a.att, params, columns: columns, batch: B, height: N, width: 1, accumulate: true)
     }
 
     /// Backward of `forward` for x = inp. `dinp` receives ∂L/∂x, overwritten; it may be the
-    /// same buffer as `dout` (in place). scratch1 (C, B, N), scratch2 (3C, B, N), dprobs (N, N).
-    func backward(dinp: UnsafeMutablePointer<Float>, _ grads: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
-                  inp: UnsafePointer<Float>, _ a: Activations, _ params: UnsafePointer<Float>,
-                  scratch1: UnsafeMutablePointer<Float>, scratch2: UnsafeMutablePointer<Float>,
-                  dprobs: UnsafeMutablePointer<Float>, batch B: Int, spatial N: Int) {
-        let (C, d, ld) = (channels, channels / heads, B * N)
+    /// same buffer as `dout` (in place). Uses scratch.a (C, B, N), scratch.b (3C, B, N) and scratch.probs (N, N).
+    func backward(dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
+                  _ a: Activations, _ pass: Pass) {
+        let (B, N, C, d) = (pass.batch, pixels, channels, channels / heads)
+        let (params, grads, columns, ld) = (pass.params, pass.grads, pass.scratch.columns, B * N)
         let scale = 1 / Float(d).squareRoot()
-        let (datt, dqkv) = (scratch1, scratch2)
+        let (datt, dqkv, dprobs) = (pass.scratch.a, pass.scratch.b, pass.scratch.probs)
         // out = x + W_proj·a + b_proj
-        proj.backward(dinp: datt, grads, dout: dout, inp: a.att.pointer, params, columns: datt, batch: B, height: N, width: 1)
+        proj.backward(dinp: datt, grads, dout: dout, inp: a.att, params, columns: columns, batch: B, height: N, width: 1)
         if UnsafePointer(dinp) != dout { dinp.update(from: dout, count: C * B * N) }  // the residual path
         for b in 0..<B {
             for h in 0..<heads {
-                let q = a.qkv.pointer + (h * d) * ld + b * N, k = q + C * ld, v = q + 2 * C * ld
+                let q = a.qkv + (h * d) * ld + b * N, k = q + C * ld, v = q + 2 * C * ld
                 let dq = dqkv + (h * d) * ld + b * N, dk = dq + C * ld, dv = dq + 2 * C * ld
-                let p = a.probs.pointer + (b * heads + h) * N * N
+                let p = a.probs + (b * heads + h) * N * N
                 let da = datt + (h * d) * ld + b * N
                 // a_h = V·Pᵀ:  dV (d, N) = da·P,  dP (N, N) = daᵀ·V
                 stridedGemm(dv, da, p, m: d, n: N, k: N, lda: ld, ldb: N, ldc: ld)
@@ -113,11 +103,10 @@ struct Attention: Sendable {
             }
         }
         // qkv = W_qkv·n + b_qkv, then n = GroupNorm(x)
-        let dnormed = scratch1
-        qkv.backward(dinp: dnormed, grads, dout: dqkv, inp: a.normed.pointer, params, columns: dnormed,
-                     batch: B, height: N, width: 1)
-        norm.backward(dinp: dinp, grads, dout: dnormed, inp: inp, mean: a.mean.pointer, rstd: a.rstd.pointer, params,
-                      batch: B, spatial: N, accumulate: true)
+        let dnormed = pass.scratch.a
+        qkv.backward(dinp: dnormed, grads, dout: dqkv, inp: a.normed, params, columns: columns, batch: B, height: N, width: 1)
+        norm.backward(dinp: dinp, grads, dout: dnormed, inp: inp, mean: a.mean, rstd: a.rstd, params, batch: B, spatial: N,
+                      accumulate: true)
     }
 }
 

@@ -1,7 +1,7 @@
 // The residual block of the UNet (DDPM / improved DDPM), conditioned on the timestep.
 //
-//   B = batch, Ci/Co = in/out channels, N = H·W pixels, T = time-embedding width (4·base).
-//   Images are channel-major (C, B, N); see Conv2d.swift.
+//   B = batch, Ci/Co = in/out channels, N = H·W pixels, T = time-embedding width (4·base),
+//   G = GroupNorm groups. Images are channel-major (C, B, N); see Conv2d.swift.
 //
 //   n1 = GroupNorm1(x); s1 = SiLU(n1)                                 (Ci, B, N)
 //   h1 = Conv3×3_1(s1) + W_t·SiLU(temb)_b + b_t   (per channel)       (Co, B, N)
@@ -12,6 +12,7 @@
 
 struct ResBlock: Sendable {
     let inChannels: Int, outChannels: Int
+    let height: Int, width: Int  // H×W of the input and the output
     let norm1: GroupNorm
     let conv1: Conv2d  // 3×3, Ci → Co
     let timeProj: Linear  // T → Co
@@ -21,8 +22,8 @@ struct ResBlock: Sendable {
     let skip: Conv2d?  // 1×1, Ci → Co, when Ci ≠ Co
 
     init(_ layout: inout ParameterLayout, _ name: String, in inChannels: Int, out outChannels: Int,
-         timeDim: Int, groups: Int, dropout: Float) {
-        (self.inChannels, self.outChannels) = (inChannels, outChannels)
+         timeDim: Int, groups: Int, dropout: Float, height: Int, width: Int) {
+        (self.inChannels, self.outChannels, self.height, self.width) = (inChannels, outChannels, height, width)
         norm1 = GroupNorm(&layout, name + ".norm1", channels: inChannels, groups: groups)
         conv1 = Conv2d(&layout, name + ".conv1", in: inChannels, out: outChannels, kernel: 3)
         timeProj = Linear(&layout, name + ".time_proj", in: timeDim, out: outChannels)
@@ -33,80 +34,75 @@ struct ResBlock: Sendable {
             : Conv2d(&layout, name + ".skip", in: inChannels, out: outChannels, kernel: 1)
     }
 
-    /// The buffers of one forward pass, sized for `batch` images of N pixels.
-    final class Activations {
-        let n1, s1: Buffer<Float>  // (Ci, B, N)
-        let mean1, rstd1: Buffer<Float>  // (B, G)
-        let timeBias: Buffer<Float>  // (B, Co) timeProj(SiLU(temb))
-        let h1, n2, s2: Buffer<Float>  // (Co, B, N)
-        let mean2, rstd2: Buffer<Float>  // (B, G)
-        let mask, d2: Buffer<Float>  // (Co, B, N) dropout mask and output; empty without dropout
-        let out: Buffer<Float>  // (Co, B, N)
+    var pixels: Int { height * width }
 
-        init(_ block: ResBlock, batch B: Int, spatial N: Int) {
-            let (Ci, Co, G) = (block.inChannels, block.outChannels, block.norm1.groups)
-            n1 = Buffer(count: Ci * B * N); s1 = Buffer(count: Ci * B * N)
-            mean1 = Buffer(count: B * G); rstd1 = Buffer(count: B * G)
-            timeBias = Buffer(count: B * Co)
-            h1 = Buffer(count: Co * B * N); n2 = Buffer(count: Co * B * N); s2 = Buffer(count: Co * B * N)
-            mean2 = Buffer(count: B * G); rstd2 = Buffer(count: B * G)
+    /// The views of one forward pass, for `batch` images.
+    struct Activations {
+        let n1, s1: UnsafeMutablePointer<Float>  // (Ci, B, N)
+        let mean1, rstd1: UnsafeMutablePointer<Float>  // (B, G)
+        let timeBias: UnsafeMutablePointer<Float>  // (B, Co) timeProj(SiLU(temb))
+        let h1, n2, s2: UnsafeMutablePointer<Float>  // (Co, B, N)
+        let mean2, rstd2: UnsafeMutablePointer<Float>  // (B, G)
+        let mask, d2: UnsafeMutablePointer<Float>  // (Co, B, N) dropout mask and output; 0 floats without dropout
+        let out: UnsafeMutablePointer<Float>  // (Co, B, N)
+
+        init(_ block: ResBlock, batch B: Int, _ arena: inout Arena) {
+            let (Ci, Co, G, N) = (block.inChannels, block.outChannels, block.norm1.groups, block.pixels)
+            (n1, s1) = (arena.take(Ci * B * N), arena.take(Ci * B * N))
+            (mean1, rstd1) = (arena.take(B * G), arena.take(B * G))
+            timeBias = arena.take(B * Co)
+            (h1, n2, s2) = (arena.take(Co * B * N), arena.take(Co * B * N), arena.take(Co * B * N))
+            (mean2, rstd2) = (arena.take(B * G), arena.take(B * G))
             let dropped = block.dropout == nil ? 0 : Co * B * N
-            mask = Buffer(count: dropped); d2 = Buffer(count: dropped)
-            out = Buffer(count: Co * B * N)
+            (mask, d2) = (arena.take(dropped), arena.take(dropped))
+            out = arena.take(Co * B * N)
         }
-
-        var floatCount: Int { [n1, s1, mean1, rstd1, timeBias, h1, n2, s2, mean2, rstd2, mask, d2, out].reduce(0) { $0 + $1.count } }
     }
 
-    /// Floats of conv `columns` scratch for N = H·W pixels.
-    func columnsCount(batch B: Int, height H: Int, width W: Int) -> Int {
-        max(conv1.columnsCount(batch: B, height: H, width: W), conv2.columnsCount(batch: B, height: H, width: W))
+    /// Floats of `columns` scratch for a batch of B.
+    func columnsCount(batch B: Int) -> Int {
+        max(conv1.columnsCount(batch: B, height: height, width: width), conv2.columnsCount(batch: B, height: height, width: width))
     }
 
-    /// a.out (Co, B, N) = block(x = inp (Ci, B, N), SiLU(temb) = tembAct (B, T)).
-    /// Dropout draws from `rng` when `training`.
-    func forward(_ a: Activations, _ inp: UnsafePointer<Float>, tembAct: UnsafePointer<Float>,
-                 _ params: UnsafePointer<Float>, columns: UnsafeMutablePointer<Float>,
-                 batch B: Int, height H: Int, width W: Int, training: Bool, rng: inout Philox) {
-        let (N, Ci, Co) = (H * W, inChannels, outChannels)
-        norm1.forward(a.n1.pointer, mean: a.mean1.pointer, rstd: a.rstd1.pointer, inp, params, batch: B, spatial: N)
-        SiLU.forward(a.s1.pointer, a.n1.pointer, count: Ci * B * N)
+    /// a.out (Co, B, N) = block(x = inp (Ci, B, N), SiLU(temb) = temb (B, T)).
+    /// Dropout draws from `rng` when `pass.training`.
+    func forward(_ a: Activations, _ inp: UnsafePointer<Float>, temb: UnsafePointer<Float>, _ pass: Pass, rng: inout Philox) {
+        let (B, N, Ci, Co, H, W) = (pass.batch, pixels, inChannels, outChannels, height, width)
+        let (params, columns) = (pass.params, pass.scratch.columns)
+        norm1.forward(a.n1, mean: a.mean1, rstd: a.rstd1, inp, params, batch: B, spatial: N)
+        SiLU.forward(a.s1, a.n1, count: Ci * B * N)
         // h1 = conv1(s1) + timeProj(SiLU(temb)): the time term is written first, conv1 accumulates.
-        timeProj.forward(a.timeBias.pointer, tembAct, params, batch: B)
+        timeProj.forward(a.timeBias, temb, params, batch: B)
         for c in 0..<Co {
-            for b in 0..<B { (a.h1.pointer + (c * B + b) * N).update(repeating: a.timeBias.pointer[b * Co + c], count: N) }
+            for b in 0..<B { (a.h1 + (c * B + b) * N).update(repeating: a.timeBias[b * Co + c], count: N) }
         }
-        conv1.forward(a.h1.pointer, a.s1.pointer, params, columns: columns, batch: B, height: H, width: W, accumulate: true)
-        norm2.forward(a.n2.pointer, mean: a.mean2.pointer, rstd: a.rstd2.pointer, a.h1.pointer, params, batch: B, spatial: N)
-        SiLU.forward(a.s2.pointer, a.n2.pointer, count: Co * B * N)
-        var d2 = UnsafePointer(a.s2.pointer)
-        if let dropout, training {
-            dropout.forward(a.d2.pointer, mask: a.mask.pointer, a.s2.pointer, count: Co * B * N, rng: &rng)
-            d2 = UnsafePointer(a.d2.pointer)
+        conv1.forward(a.h1, a.s1, params, columns: columns, batch: B, height: H, width: W, accumulate: true)
+        norm2.forward(a.n2, mean: a.mean2, rstd: a.rstd2, a.h1, params, batch: B, spatial: N)
+        SiLU.forward(a.s2, a.n2, count: Co * B * N)
+        var d2 = UnsafePointer(a.s2)
+        if let dropout, pass.training {
+            dropout.forward(a.d2, mask: a.mask, a.s2, count: Co * B * N, rng: &rng)
+            d2 = UnsafePointer(a.d2)
         }
         // out = skip(x) + conv2(d2)
         if let skip {
-            skip.forward(a.out.pointer, inp, params, columns: columns, batch: B, height: H, width: W)
+            skip.forward(a.out, inp, params, columns: columns, batch: B, height: H, width: W)
         } else {
-            a.out.pointer.update(from: inp, count: Ci * B * N)
+            a.out.update(from: inp, count: Ci * B * N)
         }
-        conv2.forward(a.out.pointer, d2, params, columns: columns, batch: B, height: H, width: W, accumulate: true)
+        conv2.forward(a.out, d2, params, columns: columns, batch: B, height: H, width: W, accumulate: true)
     }
 
-    /// Backward of the last `training` forward, for x = inp. Accumulates parameter gradients,
-    /// dtembAct (B, T) += ∂L/∂SiLU(temb), and dinp (Ci, B, N) (+)= ∂L/∂x (overwritten unless
-    /// `accumulate`). dinp must not alias dout. scratch1, scratch2: max(Ci, Co)·B·N floats each;
-    /// dtime: B·Co floats.
-    func backward(dinp: UnsafeMutablePointer<Float>, dtembAct: UnsafeMutablePointer<Float>,
-                  _ grads: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
-                  tembAct: UnsafePointer<Float>, _ a: Activations, _ params: UnsafePointer<Float>,
-                  scratch1: UnsafeMutablePointer<Float>, scratch2: UnsafeMutablePointer<Float>,
-                  dtime: UnsafeMutablePointer<Float>, columns: UnsafeMutablePointer<Float>,
-                  batch B: Int, height H: Int, width W: Int, accumulate: Bool) {
-        let (N, Ci, Co) = (H * W, inChannels, outChannels)
-        let d2: UnsafePointer<Float> = dropout == nil ? UnsafePointer(a.s2.pointer) : UnsafePointer(a.d2.pointer)
+    /// Backward of the last training forward, for x = inp. Accumulates parameter gradients
+    /// and dtemb (B, T) += ∂L/∂SiLU(temb); dinp (Ci, B, N) (+)= ∂L/∂x (overwritten unless
+    /// `accumulate`). dinp must not alias dout. Uses scratch.a, scratch.b and scratch.rows.
+    func backward(dinp: UnsafeMutablePointer<Float>, dtemb: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+                  inp: UnsafePointer<Float>, temb: UnsafePointer<Float>, _ a: Activations, _ pass: Pass, accumulate: Bool) {
+        let (B, N, Ci, Co, H, W) = (pass.batch, pixels, inChannels, outChannels, height, width)
+        let (params, grads, columns) = (pass.params, pass.grads, pass.scratch.columns)
+        let d2 = UnsafePointer(dropout == nil ? a.s2 : a.d2)
         // out = skip(x) + conv2(d2)
-        let dd2 = scratch1  // (Co, B, N)
+        let dd2 = pass.scratch.a  // (Co, B, N)
         conv2.backward(dinp: dd2, grads, dout: dout, inp: d2, params, columns: columns, batch: B, height: H, width: W)
         if let skip {
             skip.backward(dinp: dinp, grads, dout: dout, inp: inp, params, columns: columns, batch: B, height: H, width: W,
@@ -117,21 +113,22 @@ struct ResBlock: Sendable {
             dinp.update(from: dout, count: Ci * B * N)
         }
         // d2 = Dropout(s2); s2 = SiLU(n2); n2 = GroupNorm2(h1)
-        if let dropout { dropout.backward(dinp: dd2, dout: dd2, mask: a.mask.pointer, count: Co * B * N) }
-        SiLU.backward(dinp: dd2, dout: dd2, inp: a.n2.pointer, count: Co * B * N)
-        let dh1 = scratch2  // (Co, B, N)
-        norm2.backward(dinp: dh1, grads, dout: dd2, inp: a.h1.pointer, mean: a.mean2.pointer, rstd: a.rstd2.pointer,
-                       params, batch: B, spatial: N, accumulate: false)
-        // h1 = conv1(s1) + timeProj(SiLU(temb))_b:  dtime (B, Co) = Σ_N dh1
+        if let dropout { dropout.backward(dinp: dd2, dout: dd2, mask: a.mask, count: Co * B * N) }
+        SiLU.backward(dinp: dd2, dout: dd2, inp: a.n2, count: Co * B * N)
+        let dh1 = pass.scratch.b  // (Co, B, N)
+        norm2.backward(dinp: dh1, grads, dout: dd2, inp: a.h1, mean: a.mean2, rstd: a.rstd2, params, batch: B, spatial: N,
+                       accumulate: false)
+        // h1 = conv1(s1) + timeProj(SiLU(temb))_b:  dtimeBias (B, Co) = Σ_N dh1
+        let dtimeBias = pass.scratch.rows
         for c in 0..<Co {
-            for b in 0..<B { dtime[b * Co + c] = sumOf(dh1 + (c * B + b) * N, N) }
+            for b in 0..<B { dtimeBias[b * Co + c] = sumOf(dh1 + (c * B + b) * N, N) }
         }
-        timeProj.backward(dinp: dtembAct, grads, dout: dtime, inp: tembAct, params, batch: B, accumulate: true)
-        let ds1 = scratch1  // (Ci, B, N)
-        conv1.backward(dinp: ds1, grads, dout: dh1, inp: a.s1.pointer, params, columns: columns, batch: B, height: H, width: W)
+        timeProj.backward(dinp: dtemb, grads, dout: dtimeBias, inp: temb, params, batch: B, accumulate: true)
+        let ds1 = pass.scratch.a  // (Ci, B, N)
+        conv1.backward(dinp: ds1, grads, dout: dh1, inp: a.s1, params, columns: columns, batch: B, height: H, width: W)
         // s1 = SiLU(n1); n1 = GroupNorm1(x)
-        SiLU.backward(dinp: ds1, dout: ds1, inp: a.n1.pointer, count: Ci * B * N)
-        norm1.backward(dinp: dinp, grads, dout: ds1, inp: inp, mean: a.mean1.pointer, rstd: a.rstd1.pointer, params,
-                       batch: B, spatial: N, accumulate: true)
+        SiLU.backward(dinp: ds1, dout: ds1, inp: a.n1, count: Ci * B * N)
+        norm1.backward(dinp: dinp, grads, dout: ds1, inp: inp, mean: a.mean1, rstd: a.rstd1, params, batch: B, spatial: N,
+                       accumulate: true)
     }
 }

@@ -36,13 +36,14 @@ public final class ResidualMLP: EpsilonNetwork {
     public var numClasses: Int { settings.numClasses }
     public var config: NetworkConfig { .mlp(settings) }
 
-    let sinusoid: SinusoidalEmbedding
-    let timeIn: Linear, timeOut: Linear
-    let classEmbedding: Embedding?
+    let time: TimeEmbedding  // E → H
+    let classEmbedding: Embedding?  // (K + 1, H)
     let inProj: Linear
     let blocks: [Block]
     let outProj: Linear
+    /// The activation block and the workspace, sized for `acts.capacity` rows.
     var acts: Activations
+    var work: Workspace
 
     public init(_ config: Config, timesteps: Int, rng: inout Philox) throws {
         let (D, H, E, L, K) = (config.dataDim, config.hidden, config.timeEmbedDim, config.depth, config.numClasses)
@@ -54,8 +55,7 @@ public final class ResidualMLP: EpsilonNetwork {
         try require(timesteps >= 1, "timesteps must be >= 1")
         settings = config
         var layout = ParameterLayout()
-        timeIn = Linear(&layout, "time.fc1", in: E, out: H)
-        timeOut = Linear(&layout, "time.fc2", in: H, out: H)
+        time = TimeEmbedding(&layout, "time", encoding: E, width: H, timesteps: timesteps)
         classEmbedding = K > 0 ? Embedding(&layout, "class_embedding", rows: K + 1, features: H) : nil
         inProj = Linear(&layout, "in_proj", in: D, out: H)
         blocks = (0..<L).map { l in
@@ -65,94 +65,104 @@ public final class ResidualMLP: EpsilonNetwork {
         }
         outProj = Linear(&layout, "out_proj", in: H, out: D)
         parameters = ParameterSet(layout: layout, rng: &rng)
-        sinusoid = SinusoidalEmbedding(dim: E, timesteps: timesteps)
-        acts = Activations(config, batch: 0)
+        acts = Arena.allocate { [time] in Activations(config, time, batch: 0, &$0) }
+        work = Arena.allocate { Workspace(config, batch: 0, &$0) }
     }
 
-    /// Every buffer of one forward/backward pass, sized for `capacity` rows.
+    /// Every tensor of a forward pass, for `capacity` rows.
     struct Activations {
+        let block: Buffer<Float>?  // the arena's block: keeps the views alive
         let capacity: Int
-        let x: Buffer<Float>  // (B, D) the input, kept for W_in's gradient
-        let e, te1, te1s, temb, dtemb, dte: Buffer<Float>  // (B, E), (B, H) ×3, (B, H), (B, H)
-        let h: [Buffer<Float>]  // L+1 × (B, H): the residual stream
-        let normed, mean, rstd, u, s: [Buffer<Float>]  // L × (B, H), (B,), (B,), (B, H), (B, H); normed holds LN(h)+temb
-        let dh, da, ds: Buffer<Float>  // (B, H) scratch gradients
-        let labels: Buffer<Int32>  // (B,) labels with nil/dropout resolved
+        let x: UnsafeMutablePointer<Float>  // (B, D) the input, kept for W_in's gradient
+        let time: TimeEmbedding.Activations  // e (B, E), ..., out = temb (B, H)
+        let h: [UnsafeMutablePointer<Float>]  // L+1 × (B, H): the residual stream
+        let normed: [UnsafeMutablePointer<Float>]  // L × (B, H): LN(h_l) + temb
+        let mean, rstd: [UnsafeMutablePointer<Float>]  // L × (B,)
+        let u, s: [UnsafeMutablePointer<Float>]  // L × (B, H): fc1(normed), SiLU of it
+        let labels: Buffer<Int32>  // (B,) labels with nil resolved to K
 
-        init(_ c: Config, batch B: Int) {
-            capacity = B
-            let (H, E, L) = (c.hidden, c.timeEmbedDim, c.depth)
-            func bh() -> Buffer<Float> { Buffer(count: B * H) }
-            x = Buffer(count: B * c.dataDim)
-            e = Buffer(count: B * E); te1 = bh(); te1s = bh(); temb = bh(); dtemb = bh(); dte = bh()
-            h = (0...L).map { _ in bh() }
-            normed = (0..<L).map { _ in bh() }
-            mean = (0..<L).map { _ in Buffer(count: B) }
-            rstd = (0..<L).map { _ in Buffer(count: B) }
-            u = (0..<L).map { _ in bh() }
-            s = (0..<L).map { _ in bh() }
-            dh = bh(); da = bh(); ds = bh()
+        init(_ c: Config, _ time: TimeEmbedding, batch B: Int, _ arena: inout Arena) {
+            (block, capacity) = (arena.block, B)
+            let (H, L) = (c.hidden, c.depth)
+            x = arena.take(B * c.dataDim)
+            self.time = TimeEmbedding.Activations(time, batch: B, &arena)
+            h = (0...L).map { _ in arena.take(B * H) }
+            normed = (0..<L).map { _ in arena.take(B * H) }
+            mean = (0..<L).map { _ in arena.take(B) }
+            rstd = (0..<L).map { _ in arena.take(B) }
+            u = (0..<L).map { _ in arena.take(B * H) }
+            s = (0..<L).map { _ in arena.take(B * H) }
             labels = Buffer(count: B, zero: 0)
+        }
+    }
+
+    /// The scratch arena: gradients of the backward pass, for `capacity` rows.
+    struct Workspace {
+        let block: Buffer<Float>?  // the arena's block: keeps the views alive
+        let dh, da, ds: UnsafeMutablePointer<Float>  // (B, H) ∂L/∂h_l, ∂L/∂normed_l, ∂L/∂u_l
+        let dtemb, dtimeHidden: UnsafeMutablePointer<Float>  // (B, H) ∂L/∂temb, ∂L/∂(W_t1·e) (TimeEmbedding.backward scratch)
+
+        init(_ c: Config, batch B: Int, _ arena: inout Arena) {
+            block = arena.block
+            let H = c.hidden
+            (dh, da, ds) = (arena.take(B * H), arena.take(B * H), arena.take(B * H))
+            (dtemb, dtimeHidden) = (arena.take(B * H), arena.take(B * H))
         }
     }
 
     public func forward(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: UnsafePointer<Int32>,
                         labels: UnsafePointer<Int32>?, batch B: Int, params p: UnsafePointer<Float>,
                         training: Bool, rng: inout Philox) {
-        if acts.capacity < B { acts = Activations(settings, batch: B) }
+        if acts.capacity < B {
+            acts = Arena.allocate { Activations(settings, time, batch: B, &$0) }
+            work = Arena.allocate { Workspace(settings, batch: B, &$0) }
+        }
         let a = acts
         let H = settings.hidden
         // temb (B, H) = W_t2·SiLU(W_t1·sinusoid(t)) [+ class embedding]. While sampling every
-        // row shares t: compute one row and copy it.
-        let sharedT = !training && (0..<B).allSatisfy { t[$0] == t[0] }
-        let rows = sharedT ? 1 : B
-        sinusoid.forward(a.e.pointer, t: t, batch: rows)
-        timeIn.forward(a.te1.pointer, a.e.pointer, p, batch: rows)
-        SiLU.forward(a.te1s.pointer, a.te1.pointer, count: rows * H)
-        timeOut.forward(a.temb.pointer, a.te1s.pointer, p, batch: rows)
-        for b in 1..<max(B / rows, 1) { (a.temb.pointer + b * H).update(from: a.temb.pointer, count: H) }
+        // row shares t: one row is computed and copied.
+        let temb = a.time.out
+        time.forward(a.time, t: t, p, batch: B, sharedT: !training && (0..<B).allSatisfy { t[$0] == t[0] })
         if let classEmbedding {
             for b in 0..<B { a.labels.pointer[b] = labels?[b] ?? Int32(settings.numClasses) }
-            classEmbedding.forward(accumulateInto: a.temb.pointer, ids: a.labels.pointer, p, batch: B)
+            classEmbedding.forward(accumulateInto: temb, ids: a.labels.pointer, p, batch: B)
         }
         // h_0 = W_in·x  (x is kept for the backward pass)
-        if training { a.x.pointer.update(from: x, count: B * settings.dataDim) }
-        inProj.forward(a.h[0].pointer, x, p, batch: B)
+        if training { a.x.update(from: x, count: B * settings.dataDim) }
+        inProj.forward(a.h[0], x, p, batch: B)
         for (l, block) in blocks.enumerated() {
-            let (hIn, hOut, n) = (a.h[l].pointer, a.h[l + 1].pointer, a.normed[l].pointer)
-            block.norm.forward(n, mean: a.mean[l].pointer, rstd: a.rstd[l].pointer, hIn, p, batch: B)
-            for i in 0..<B * H { n[i] += a.temb.pointer[i] }
-            block.fc1.forward(a.u[l].pointer, n, p, batch: B)
-            SiLU.forward(a.s[l].pointer, a.u[l].pointer, count: B * H)
+            let (hIn, hOut, n) = (a.h[l], a.h[l + 1], a.normed[l])
+            block.norm.forward(n, mean: a.mean[l], rstd: a.rstd[l], hIn, p, batch: B)
+            for i in 0..<B * H { n[i] += temb[i] }
+            block.fc1.forward(a.u[l], n, p, batch: B)
+            SiLU.forward(a.s[l], a.u[l], count: B * H)
             hOut.update(from: hIn, count: B * H)  // residual: h_{l+1} = h_l + fc2(...)
-            block.fc2.forward(hOut, a.s[l].pointer, p, batch: B, accumulate: true)
+            block.fc2.forward(hOut, a.s[l], p, batch: B, accumulate: true)
         }
-        outProj.forward(out, a.h[blocks.count].pointer, p, batch: B)
+        outProj.forward(out, a.h[blocks.count], p, batch: B)
     }
 
     public func backward(dout: UnsafePointer<Float>, batch B: Int) {
-        let a = acts
+        let (a, w) = (acts, work)
         let H = settings.hidden
         let p = UnsafePointer(parameters.values.pointer), g = parameters.grads.pointer
-        let (dh, da, ds) = (a.dh.pointer, a.da.pointer, a.ds.pointer)
+        let (dh, da, ds) = (w.dh, w.da, w.ds)
         // ε̂ = W_out·h_L
-        outProj.backward(dinp: dh, g, dout: dout, inp: a.h[blocks.count].pointer, p, batch: B)
-        a.dtemb.pointer.update(repeating: 0, count: B * H)
+        outProj.backward(dinp: dh, g, dout: dout, inp: a.h[blocks.count], p, batch: B)
+        w.dtemb.update(repeating: 0, count: B * H)
         for l in blocks.indices.reversed() {  // a ReversedCollection: no array is built
             let block = blocks[l]
             // h_{l+1} = h_l + fc2(SiLU(fc1(LN(h_l) + temb))); dh carries ∂L/∂h_{l+1}, then ∂L/∂h_l.
-            block.fc2.backward(dinp: ds, g, dout: dh, inp: a.s[l].pointer, p, batch: B)
-            SiLU.backward(dinp: ds, dout: ds, inp: a.u[l].pointer, count: B * H)
-            block.fc1.backward(dinp: da, g, dout: ds, inp: a.normed[l].pointer, p, batch: B)
-            for i in 0..<B * H { a.dtemb.pointer[i] += da[i] }
-            block.norm.backward(dinp: dh, g, dout: da, inp: a.h[l].pointer, mean: a.mean[l].pointer,
-                                rstd: a.rstd[l].pointer, p, batch: B)
+            block.fc2.backward(dinp: ds, g, dout: dh, inp: a.s[l], p, batch: B)
+            SiLU.backward(dinp: ds, dout: ds, inp: a.u[l], count: B * H)
+            block.fc1.backward(dinp: da, g, dout: ds, inp: a.normed[l], p, batch: B)
+            for i in 0..<B * H { w.dtemb[i] += da[i] }
+            block.norm.backward(dinp: dh, g, dout: da, inp: a.h[l], mean: a.mean[l],
+                                rstd: a.rstd[l], p, batch: B)
         }
-        inProj.backward(dinp: nil, g, dout: dh, inp: a.x.pointer, p, batch: B)
+        inProj.backward(dinp: nil, g, dout: dh, inp: a.x, p, batch: B)
         // temb = W_t2·SiLU(W_t1·e) [+ class embedding]
-        if let classEmbedding { classEmbedding.backward(g, dout: a.dtemb.pointer, ids: a.labels.pointer, batch: B) }
-        timeOut.backward(dinp: a.dte.pointer, g, dout: a.dtemb.pointer, inp: a.te1s.pointer, p, batch: B)
-        SiLU.backward(dinp: a.dte.pointer, dout: a.dte.pointer, inp: a.te1.pointer, count: B * H)
-        timeIn.backward(dinp: nil, g, dout: a.dte.pointer, inp: a.e.pointer, p, batch: B)
+        if let classEmbedding { classEmbedding.backward(g, dout: w.dtemb, ids: a.labels.pointer, batch: B) }
+        time.backward(dout: w.dtemb, a.time, dhidden: w.dtimeHidden, g, p, batch: B)
     }
 }

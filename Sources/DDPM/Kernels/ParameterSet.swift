@@ -1,6 +1,8 @@
 // Flat parameter storage. Every weight of a network lives in one contiguous block, so the
 // optimizer, EMA, gradient clipping and checkpoints treat the network as one vector;
 // a layer only remembers the offsets of its tensors.
+//
+//   P = number of parameters (the length of the flat vector).
 
 /// How a tensor is initialised.
 public enum Initializer: Sendable {
@@ -17,8 +19,7 @@ public struct ParameterLayout {
         public let name: String
         public let offset: Int
         public let shape: [Int]
-        var initializer: Initializer { _initializer }
-        let _initializer: Initializer
+        let initializer: Initializer
         public var count: Int { shape.reduce(1, *) }
         public static func == (a: Entry, b: Entry) -> Bool { a.name == b.name && a.offset == b.offset && a.shape == b.shape }
     }
@@ -29,7 +30,7 @@ public struct ParameterLayout {
 
     /// Declares a tensor and returns its offset in the flat vector.
     public mutating func add(_ name: String, _ shape: [Int], _ initializer: Initializer) -> Int {
-        let entry = Entry(name: name, offset: count, shape: shape, _initializer: initializer)
+        let entry = Entry(name: name, offset: count, shape: shape, initializer: initializer)
         entries.append(entry)
         count += entry.count
         return entry.offset

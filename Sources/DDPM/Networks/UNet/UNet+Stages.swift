@@ -1,0 +1,132 @@
+// The stages of the UNet: each step of the encoder, middle and decoder is a ResBlock with
+// optional attention and resampling, or a lone Downsample.
+//
+//   B = batch, Ci/Co = channels in/out, N = H·W pixels at the stage's input,
+//   Cs = channels concatenated from the encoder (decoder stages only).
+
+extension UNet {
+    /// One step of the encoder, middle or decoder. A decoder stage's input is concat(h, skip).
+    struct Stage {
+        var res: ResBlock? = nil
+        var attention: Attention? = nil
+        var down: Downsample? = nil
+        var up: Upsample? = nil
+        var skipChannels = 0  // Cs (decoder only)
+        let height: Int, width: Int  // input resolution
+
+        var pixels: Int { height * width }
+        var inChannels: Int { res?.inChannels ?? down!.conv.inChannels }
+        var outChannels: Int { res?.outChannels ?? down!.conv.outChannels }
+        /// Output resolution.
+        var outSize: (height: Int, width: Int) {
+            if down != nil { return (height / 2, width / 2) }
+            if up != nil { return (2 * height, 2 * width) }
+            return (height, width)
+        }
+        /// The most floats per image of any tensor inside the stage (concat, qkv, upsampled).
+        var maxActivation: Int {
+            let N = pixels
+            return max(max(inChannels, outChannels) * N, attention == nil ? 0 : 3 * outChannels * N,
+                       up == nil ? 0 : 4 * outChannels * N)
+        }
+
+        func columnsCount(batch B: Int) -> Int {
+            max(res?.columnsCount(batch: B) ?? 0, down?.columnsCount(batch: B) ?? 0, up?.columnsCount(batch: B) ?? 0)
+        }
+
+        /// The views of one stage, for `batch` images.
+        struct Activations {
+            let cat: UnsafeMutablePointer<Float>  // (Ci, B, N) concat(h, skip) for a decoder stage; 0 floats otherwise
+            let res: ResBlock.Activations?
+            let attention: Attention.Activations?
+            let down: Downsample.Activations?
+            let up: Upsample.Activations?
+            /// The stage's result, (Co, B, Ho, Wo): the out of its last layer.
+            let out: UnsafeMutablePointer<Float>
+
+            init(_ s: Stage, batch B: Int, _ arena: inout Arena) {
+                cat = arena.take(s.skipChannels > 0 ? s.inChannels * B * s.pixels : 0)
+                res = s.res.map { ResBlock.Activations($0, batch: B, &arena) }
+                attention = s.attention.map { Attention.Activations($0, batch: B, &arena) }
+                down = s.down.map { Downsample.Activations($0, batch: B, &arena) }
+                up = s.up.map { Upsample.Activations($0, batch: B, &arena) }
+                out = down?.out ?? up?.out ?? attention?.out ?? res!.out
+            }
+        }
+
+        /// a.out = stage(inp); inp is (Ci, B, N) (already concatenated for a decoder stage).
+        func forward(_ a: Activations, _ inp: UnsafePointer<Float>, temb: UnsafePointer<Float>, _ pass: Pass,
+                     rng: inout Philox) {
+            var h = inp
+            if let res, let r = a.res { res.forward(r, h, temb: temb, pass, rng: &rng); h = UnsafePointer(r.out) }
+            if let attention, let at = a.attention { attention.forward(at, h, pass); h = UnsafePointer(at.out) }
+            if let down, let d = a.down { down.forward(d, h, pass) }
+            if let up, let u = a.up { up.forward(u, h, pass) }
+        }
+
+        /// dinp (Ci, B, N) (+)= ∂L/∂inp (overwritten unless `accumulate`), dtemb (B, T) += ∂L/∂SiLU(temb),
+        /// given dout = ∂L/∂out, which is consumed (overwritten). dinp and dout are distinct buffers.
+        func backward(dinp: UnsafeMutablePointer<Float>, dout: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
+                      temb: UnsafePointer<Float>, dtemb: UnsafeMutablePointer<Float>, _ a: Activations, _ pass: Pass,
+                      accumulate: Bool) {
+            if let down, let d = a.down {
+                down.backward(dinp: dinp, dout: dout, inp: inp, d, pass, accumulate: accumulate)
+                return
+            }
+            guard let res, let r = a.res else { return }
+            if let up, let u = a.up { up.backward(dinp: dout, dout: dout, u, pass) }  // in place: (Co, B, 4N) → (Co, B, N)
+            if let attention, let at = a.attention { attention.backward(dinp: dout, dout: dout, inp: r.out, at, pass) }
+            res.backward(dinp: dinp, dtemb: dtemb, dout: dout, inp: inp, temb: temb, r, pass, accumulate: accumulate)
+        }
+    }
+
+    /// The stages of `config`, their parameters declared in `layout` in order: encoder, middle, decoder.
+    static func makeStages(_ config: UNetConfig, _ layout: inout ParameterLayout) -> (encoder: [Stage], middle: [Stage], decoder: [Stage]) {
+        let (c, L, R, T, G) = (config.baseChannels, config.levels, config.resBlocks, config.timeDim, config.groups)
+        let heads = config.attentionHeads
+        var ch = c * config.channelMult[0]
+        var (h, w) = (config.height, config.width)
+        func resBlock(_ name: String, in ci: Int, out co: Int) -> ResBlock {
+            ResBlock(&layout, name + ".res", in: ci, out: co, timeDim: T, groups: G, dropout: config.dropout, height: h, width: w)
+        }
+        func attention(_ name: String, _ channels: Int) -> Attention {
+            Attention(&layout, name + ".attn", channels: channels, heads: heads, groups: G, pixels: h * w)
+        }
+        var skipChannels = [ch]
+        var encoder: [Stage] = []
+        for level in 0..<L {
+            let co = c * config.channelMult[level]
+            for _ in 0..<R {
+                let name = "encoder.\(encoder.count)"
+                encoder.append(Stage(res: resBlock(name, in: ch, out: co),
+                                     attention: config.attentionLevels.contains(level) ? attention(name, co) : nil,
+                                     height: h, width: w))
+                ch = co
+                skipChannels.append(ch)
+            }
+            if level < L - 1 {
+                let name = "encoder.\(encoder.count)"
+                encoder.append(Stage(down: Downsample(&layout, name + ".down", channels: ch, height: h, width: w), height: h, width: w))
+                skipChannels.append(ch)
+                (h, w) = (h / 2, w / 2)
+            }
+        }
+        let middle = [Stage(res: resBlock("middle.0", in: ch, out: ch), attention: attention("middle.0", ch), height: h, width: w),
+                      Stage(res: resBlock("middle.1", in: ch, out: ch), height: h, width: w)]
+        var decoder: [Stage] = []
+        for level in (0..<L).reversed() {
+            let co = c * config.channelMult[level]
+            for i in 0...R {
+                let name = "decoder.\(decoder.count)"
+                let skip = skipChannels.removeLast()
+                decoder.append(Stage(res: resBlock(name, in: ch + skip, out: co),
+                                     attention: config.attentionLevels.contains(level) ? attention(name, co) : nil,
+                                     up: level > 0 && i == R ? Upsample(&layout, name + ".up", channels: co, height: h, width: w) : nil,
+                                     skipChannels: skip, height: h, width: w))
+                ch = co
+                if level > 0 && i == R { (h, w) = (2 * h, 2 * w) }
+            }
+        }
+        return (encoder, middle, decoder)
+    }
+}

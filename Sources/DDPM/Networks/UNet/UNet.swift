@@ -1,0 +1,205 @@
+// The ε-network for images: a small UNet in the style of DDPM / improved DDPM.
+//
+//   B = batch, C = image channels, H×W = image size, N = pixels at the current level,
+//   c = base channels, c_l = c·mult[l] channels at level l (l = 0..<L), R = ResBlocks per level,
+//   E = timestep-encoding size, T = 4c time-embedding width, K = classes (label K = null).
+//
+//   e       = sinusoid(t)                                              (B, E)
+//   temb    = W_t2·SiLU(W_t1·e) [+ classEmbedding[label]]              (B, T)
+//   h       = Conv3×3(x)                                               (c_0, B, H, W)
+//   encoder: level l = 0..<L: R × [ResBlock(→ c_l) (+ Attention if l is flagged)],
+//            then Downsample (stride-2 conv) unless l is the last level;
+//            every stage output (and h) is kept as a skip
+//   middle:  ResBlock, Attention, ResBlock
+//   decoder: level l = L−1...0: R+1 × [ResBlock(concat(h, skip) → c_l) (+ Attention)],
+//            the last one of each level but level 0 followed by Upsample (nearest ×2, conv)
+//   ε̂       = Conv3×3(SiLU(GroupNorm(h)))   (starts at zero)           (B, C, H, W)
+// Every ResBlock gets SiLU(temb) through its own linear time projection.
+//
+// The network's input and output are (B, C, H, W); inside, images are channel-major
+// (C, B, H, W), so that every convolution of the batch is one GEMM and concatenating along
+// channels is placing two blocks one after the other (see Layers/Conv2d.swift).
+//
+// Files: UNetConfig.swift (the shape and its validation), UNet+Stages.swift (one step of the
+// encoder, middle or decoder), UNet+Buffers.swift (the activation block and the workspace).
+
+/// Builds a UNet with freshly initialised parameters (drawn from `rng`).
+func makeUNet(_ c: UNetConfig, timesteps: Int, rng: inout Philox) throws -> EpsilonNetwork {
+    try UNet(c, timesteps: timesteps, rng: &rng)
+}
+
+public final class UNet: EpsilonNetwork {
+    public let parameters: ParameterSet
+    public let settings: UNetConfig
+    public var sampleShape: [Int] { [settings.channels, settings.height, settings.width] }
+    public var sampleSize: Int { settings.channels * settings.height * settings.width }
+    public var numClasses: Int { settings.numClasses }
+    public var config: NetworkConfig { .unet(settings) }
+
+    let time: TimeEmbedding  // E → T
+    let classEmbedding: Embedding?  // (K + 1, T)
+    let inConv: Conv2d  // 3×3, C → c_0
+    let encoder: [Stage]
+    let middle: [Stage]  // [ResBlock + Attention, ResBlock]
+    let decoder: [Stage]
+    let outNorm: GroupNorm  // c_0
+    let outConv: Conv2d  // 3×3, c_0 → C, zero-initialised
+    /// Per image: the most floats of any activation (the size of each big scratch buffer);
+    /// N² of the largest attention; the most channels of any ResBlock; the floats of each skip.
+    let maxActivation: Int, maxAttention: Int, maxChannels: Int, skipFloats: [Int]
+    /// The activation block and the workspace, sized for the largest batch so far; nil before the first forward.
+    var acts: Activations?
+    var work: Workspace?
+    /// Rows per pass of an inference forward: larger batches run in several passes (rows are
+    /// independent), so that sampling many images at once does not hold activations for all.
+    var inferenceRows = 1
+    /// Activation floats an inference pass may hold (2^26 floats = 256 MiB).
+    static let inferenceBudget = 1 << 26
+
+    public init(_ config: UNetConfig, timesteps: Int, rng: inout Philox) throws {
+        try config.validate(timesteps: timesteps)
+        settings = config
+        let T = config.timeDim
+        var layout = ParameterLayout()
+        time = TimeEmbedding(&layout, "time", encoding: config.timeEmbedDim, width: T, timesteps: timesteps)
+        classEmbedding = config.numClasses > 0
+            ? Embedding(&layout, "class_embedding", rows: config.numClasses + 1, features: T) : nil
+        let c0 = config.baseChannels * config.channelMult[0]
+        inConv = Conv2d(&layout, "in_conv", in: config.channels, out: c0, kernel: 3)
+        (encoder, middle, decoder) = Self.makeStages(config, &layout)  // UNet+Stages.swift
+        outNorm = GroupNorm(&layout, "out_norm", channels: c0, groups: config.groups)
+        outConv = Conv2d(&layout, "out_conv", in: c0, out: config.channels, kernel: 3, zeroInit: true)
+        parameters = ParameterSet(layout: layout, rng: &rng)
+
+        let stages = encoder + middle + decoder
+        let N0 = config.height * config.width
+        maxActivation = max(stages.map(\.maxActivation).max()!, max(config.channels, inConv.outChannels) * N0)
+        maxAttention = stages.map { $0.attention == nil ? 0 : $0.pixels * $0.pixels }.max()!
+        maxChannels = stages.map { $0.res?.outChannels ?? 0 }.max()!
+        skipFloats = [inConv.outChannels * N0] + encoder.map { $0.outChannels * $0.outSize.height * $0.outSize.width }
+        let perImage = Arena.floats { Activations(self, batch: 1, &$0) } + columnsCount(batch: 1)
+        inferenceRows = max(1, min(256, Self.inferenceBudget / perImage))
+    }
+
+    /// Floats of im2col scratch for a batch of B: the most any convolution needs.
+    func columnsCount(batch B: Int) -> Int {
+        let (H, W) = (settings.height, settings.width)
+        return max((encoder + middle + decoder).map { $0.columnsCount(batch: B) }.max()!,
+                   inConv.columnsCount(batch: B, height: H, width: W), outConv.columnsCount(batch: B, height: H, width: W))
+    }
+
+    // MARK: - Forward and backward
+
+    public func forward(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: UnsafePointer<Int32>,
+                        labels: UnsafePointer<Int32>?, batch B: Int, params p: UnsafePointer<Float>,
+                        training: Bool, rng: inout Philox) {
+        guard !training && B > inferenceRows else {
+            forwardPass(out, x: x, t: t, labels: labels, batch: B, params: p, training: training, rng: &rng)
+            return
+        }
+        let S = sampleSize
+        for r0 in Swift.stride(from: 0, to: B, by: inferenceRows) {
+            let rows = min(inferenceRows, B - r0)
+            forwardPass(out + r0 * S, x: x + r0 * S, t: t + r0, labels: labels.map { $0 + r0 }, batch: rows, params: p,
+                        training: false, rng: &rng)
+        }
+    }
+
+    /// One forward pass over B rows, keeping every activation.
+    func forwardPass(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: UnsafePointer<Int32>,
+                     labels: UnsafePointer<Int32>?, batch B: Int, params p: UnsafePointer<Float>,
+                     training: Bool, rng: inout Philox) {
+        if B > acts?.capacity ?? 0 {
+            acts = Arena.allocate { Activations(self, batch: B, &$0) }
+            work = Arena.allocate { Workspace(self, batch: B, backward: false, &$0) }
+        }
+        if training && !work!.backward { work = Arena.allocate { Workspace(self, batch: acts!.capacity, backward: true, &$0) } }
+        let (a, w) = (acts!, work!)
+        let pass = Pass(params: p, grads: parameters.grads.pointer, batch: B, training: training, scratch: w.scratch)
+        let (C, H, W, N, T) = (settings.channels, settings.height, settings.width, settings.height * settings.width, settings.timeDim)
+        // temb (B, T) = W_t2·SiLU(W_t1·sinusoid(t)) [+ class embedding]; every ResBlock reads SiLU(temb).
+        time.forward(a.time, t: t, p, batch: B)
+        if let classEmbedding {
+            for b in 0..<B { a.labels.pointer[b] = labels?[b] ?? Int32(settings.numClasses) }
+            classEmbedding.forward(accumulateInto: a.time.out, ids: a.labels.pointer, p, batch: B)
+        }
+        SiLU.forward(a.tembAct, a.time.out, count: B * T)
+        // x (B, C, H, W) → (C, B, H, W)
+        swapLeadingAxes(a.x, x, outer: B, inner: C, run: N)
+        inConv.forward(a.h0, a.x, p, columns: pass.scratch.columns, batch: B, height: H, width: W)
+        var h = UnsafePointer(a.h0)
+        for (k, stage) in encoder.enumerated() {
+            stage.forward(a.encoder[k], h, temb: a.tembAct, pass, rng: &rng)
+            h = UnsafePointer(a.encoder[k].out)
+        }
+        for (k, stage) in middle.enumerated() {
+            stage.forward(a.middle[k], h, temb: a.tembAct, pass, rng: &rng)
+            h = UnsafePointer(a.middle[k].out)
+        }
+        for (k, stage) in decoder.enumerated() {
+            // cat (Ci, B, N) = [h (Ci − Cs, B, N); skip (Cs, B, N)]
+            let cat = a.decoder[k].cat, hCount = (stage.inChannels - stage.skipChannels) * B * stage.pixels
+            cat.update(from: h, count: hCount)
+            (cat + hCount).update(from: a.skip(encoder.count - k), count: stage.skipChannels * B * stage.pixels)
+            stage.forward(a.decoder[k], cat, temb: a.tembAct, pass, rng: &rng)
+            h = UnsafePointer(a.decoder[k].out)
+        }
+        // ε̂ = Conv3×3(SiLU(GroupNorm(h)))
+        outNorm.forward(a.outNormed, mean: a.outMean, rstd: a.outRstd, h, p, batch: B, spatial: N)
+        SiLU.forward(a.outAct, a.outNormed, count: outNorm.channels * B * N)
+        outConv.forward(a.out, a.outAct, p, columns: pass.scratch.columns, batch: B, height: H, width: W)
+        swapLeadingAxes(out, a.out, outer: C, inner: B, run: N)  // (C, B, H, W) → (B, C, H, W)
+    }
+
+    public func backward(dout: UnsafePointer<Float>, batch B: Int) {
+        // Only after a training forward of at least this batch (which sized the workspace for backward).
+        guard let a = acts, let w = work, w.backward, w.capacity >= B else { return }
+        let (p, g) = (UnsafePointer(parameters.values.pointer), parameters.grads.pointer)
+        let pass = Pass(params: p, grads: g, batch: B, training: true, scratch: w.scratch)
+        let (C, H, W, N, T) = (settings.channels, settings.height, settings.width, settings.height * settings.width, settings.timeDim)
+        let (tembAct, dtembAct) = (UnsafePointer(a.tembAct), w.dtembAct)  // every ResBlock reads SiLU(temb), adds to its gradient
+        for (k, d) in w.dskips.enumerated() { d.update(repeating: 0, count: skipFloats[k] * B) }
+        dtembAct.update(repeating: 0, count: B * T)
+        // ε̂ = Conv3×3(SiLU(GroupNorm(h)))
+        let (dAct, dOut) = (w.scratch.a, w.scratch.b)
+        swapLeadingAxes(dOut, dout, outer: B, inner: C, run: N)  // (B, C, H, W) → (C, B, H, W)
+        outConv.backward(dinp: dAct, g, dout: dOut, inp: a.outAct, p, columns: w.scratch.columns, batch: B, height: H, width: W)
+        SiLU.backward(dinp: dAct, dout: dAct, inp: a.outNormed, count: outNorm.channels * B * N)
+        var (d, spare) = (w.streamA, w.streamB)
+        outNorm.backward(dinp: d, g, dout: dAct, inp: a.decoder[decoder.count - 1].out, mean: a.outMean, rstd: a.outRstd, p,
+                         batch: B, spatial: N, accumulate: false)
+        // decoder: cat = [h; skip] → d(cat) lands in `spare`; its head is ∂L/∂h, its tail goes to the skip.
+        for k in decoder.indices.reversed() {  // ReversedCollection: no array is built
+            let stage = decoder[k]
+            stage.backward(dinp: spare, dout: d, inp: a.decoder[k].cat, temb: tembAct, dtemb: dtembAct, a.decoder[k], pass,
+                           accumulate: false)
+            let hCount = (stage.inChannels - stage.skipChannels) * B * stage.pixels
+            let dskip = w.dskips[encoder.count - k]
+            for i in 0..<stage.skipChannels * B * stage.pixels { dskip[i] += spare[hCount + i] }
+            swap(&d, &spare)
+        }
+        // middle: the first stage's input is the last skip
+        middle[1].backward(dinp: spare, dout: d, inp: a.middle[0].out, temb: tembAct, dtemb: dtembAct, a.middle[1], pass,
+                           accumulate: false)
+        swap(&d, &spare)
+        middle[0].backward(dinp: w.dskips[encoder.count], dout: d, inp: a.skip(encoder.count), temb: tembAct, dtemb: dtembAct,
+                           a.middle[0], pass, accumulate: true)
+        // encoder: stage k maps skip k to skip k+1
+        for k in encoder.indices.reversed() {
+            encoder[k].backward(dinp: w.dskips[k], dout: w.dskips[k + 1], inp: a.skip(k), temb: tembAct, dtemb: dtembAct,
+                                a.encoder[k], pass, accumulate: true)
+        }
+        inConv.backward(dinp: nil, g, dout: w.dskips[0], inp: a.x, p, columns: w.scratch.columns, batch: B, height: H, width: W)
+        // temb: tembAct = SiLU(temb), temb = W_t2·SiLU(W_t1·e) [+ class embedding]
+        SiLU.backward(dinp: w.dtemb, dout: dtembAct, inp: a.time.out, count: B * T)
+        if let classEmbedding { classEmbedding.backward(g, dout: w.dtemb, ids: a.labels.pointer, batch: B) }
+        time.backward(dout: w.dtemb, a.time, dhidden: w.dtimeHidden, g, p, batch: B)
+    }
+}
+
+/// out (inner, outer, run) = inp (outer, inner, run): swaps the two leading axes.
+func swapLeadingAxes(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, outer: Int, inner: Int, run: Int) {
+    for o in 0..<outer {
+        for i in 0..<inner { (out + (i * outer + o) * run).update(from: inp + (o * inner + i) * run, count: run) }
+    }
+}

@@ -1,0 +1,90 @@
+// The shape of a UNet, stored in checkpoints, and its validation.
+//
+//   C = image channels, H×W = image size, c = base channels, L = levels, R = ResBlocks per
+//   level, E = timestep-encoding size, K = classes. See UNet.swift for the architecture.
+
+/// The shape of a UNet (stored in checkpoints).
+public struct UNetConfig: Codable, Sendable, Equatable {
+    /// C, channels of an image.
+    public var channels: Int
+    /// H and W; both divisible by 2^(levels − 1).
+    public var height: Int
+    public var width: Int
+    /// c, channels at the first level.
+    public var baseChannels: Int
+    /// Channels of level l are baseChannels·channelMult[l]; the number of levels L is the
+    /// count, 1...4. Each level halves the resolution of the one before.
+    public var channelMult: [Int]
+    /// R, residual blocks per level in the encoder (the decoder has R + 1).
+    public var resBlocks: Int
+    /// Levels (0-based) that get self-attention after each ResBlock; the middle always has one.
+    public var attentionLevels: [Int]
+    /// Heads of every attention layer; must divide the channels there.
+    public var attentionHeads: Int
+    /// GroupNorm groups; must divide every level's channel count.
+    public var groups: Int
+    /// Dropout probability inside ResBlocks while training, in [0, 1).
+    public var dropout: Float
+    /// E, size of the sinusoidal timestep encoding (even). The time embedding itself is 4·baseChannels wide.
+    public var timeEmbedDim: Int
+    /// K; 0 = unconditional.
+    public var numClasses: Int
+
+    public init(channels: Int, height: Int, width: Int, baseChannels: Int = 32, channelMult: [Int] = [1, 2, 2],
+                resBlocks: Int = 2, attentionLevels: [Int] = [2], attentionHeads: Int = 1, groups: Int = 8,
+                dropout: Float = 0, timeEmbedDim: Int = 64, numClasses: Int = 0) {
+        (self.channels, self.height, self.width) = (channels, height, width)
+        (self.baseChannels, self.channelMult, self.resBlocks) = (baseChannels, channelMult, resBlocks)
+        (self.attentionLevels, self.attentionHeads, self.groups) = (attentionLevels, attentionHeads, groups)
+        (self.dropout, self.timeEmbedDim, self.numClasses) = (dropout, timeEmbedDim, numClasses)
+    }
+
+    /// L, the number of resolutions.
+    public var levels: Int { channelMult.count }
+    /// T, width of the time embedding.
+    public var timeDim: Int { 4 * baseChannels }
+
+    /// `attentionLevels` as a bit mask (bit l = attention at level l), the C header's form.
+    /// Setting it lists every set bit, so bits beyond the last level fail validation.
+    public var attentionLevelMask: Int {
+        get { attentionLevels.reduce(0) { mask, l in (0..<63).contains(l) ? mask | (1 << l) : mask } }
+        set { attentionLevels = (0..<63).filter { newValue & (1 << $0) != 0 } }
+    }
+
+    /// Throws `DDPMError.invalidArgument` naming the first inconsistent field.
+    public func validate(timesteps: Int = 1) throws {
+        try require(channels >= 1, "channels must be >= 1 (got \(channels))")
+        try require(height >= 1 && width >= 1, "height and width must be >= 1 (got \(height)×\(width))")
+        try require((1...4).contains(levels), "the number of levels (channel_mult entries) must be in 1...4 (got \(levels))")
+        try require(baseChannels >= 1, "base_channels must be >= 1 (got \(baseChannels))")
+        for (l, m) in channelMult.enumerated() {
+            try require(m >= 1, "channel_mult[\(l)] must be >= 1 (got \(m))")
+        }
+        let factor = 1 << (levels - 1)
+        try require(height % factor == 0,
+                    "height \(height) is not divisible by 2^(levels-1) = \(factor) (levels = \(levels))")
+        try require(width % factor == 0,
+                    "width \(width) is not divisible by 2^(levels-1) = \(factor) (levels = \(levels))")
+        try require(resBlocks >= 1, "res_blocks must be >= 1 (got \(resBlocks))")
+        try require(groups >= 1, "groups must be >= 1 (got \(groups))")
+        for (l, m) in channelMult.enumerated() {
+            let c = baseChannels * m
+            try require(c % groups == 0,
+                        "groups (\(groups)) must divide the \(c) channels of level \(l) (base_channels \(baseChannels) × channel_mult[\(l)] \(m))")
+        }
+        try require(attentionHeads >= 1, "attention_heads must be >= 1 (got \(attentionHeads))")
+        for l in attentionLevels {
+            try require(l >= 0 && l < levels, "attention level \(l) is outside 0..<\(levels)")
+            let c = baseChannels * channelMult[l]
+            try require(c % attentionHeads == 0,
+                        "attention_heads (\(attentionHeads)) must divide the \(c) channels of attention level \(l)")
+        }
+        let middle = baseChannels * channelMult[levels - 1]
+        try require(middle % attentionHeads == 0,
+                    "attention_heads (\(attentionHeads)) must divide the \(middle) channels of the middle attention")
+        try require(dropout.isFinite && dropout >= 0 && dropout < 1, "dropout must be in [0, 1) (got \(dropout))")
+        try require(timeEmbedDim >= 2 && timeEmbedDim % 2 == 0, "time_embed_dim must be even and >= 2 (got \(timeEmbedDim))")
+        try require(numClasses >= 0, "num_classes must be >= 0 (got \(numClasses))")
+        try require(timesteps >= 1, "timesteps must be >= 1 (got \(timesteps))")
+    }
+}
