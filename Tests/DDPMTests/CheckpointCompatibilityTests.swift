@@ -10,7 +10,7 @@ final class CheckpointCompatibilityTests: XCTestCase {
     /// DDIM-5 samples (seed 4) of each fixture, hashed by 0.1.0 when it wrote the file.
     func testVersion1CheckpointsLoadAndSampleAsBefore() throws {
         let mlp = try DiffusionModel.load(from: fixtures.appendingPathComponent("v1-mlp.safetensors").path)
-        XCTAssertEqual(mlp.network.config, .mlp(ResidualMLP.Config(dataDim: 3, hidden: 8, depth: 1, timeEmbedDim: 8, numClasses: 2)))
+        XCTAssertEqual(mlp.network.config, .mlp(ResidualMLP.Config(dataDim: 3, hidden: 8, depth: 1, timeEmbedDim: 8)))
         XCTAssertEqual(mlp.conditioning, .classes(2))
         XCTAssertEqual(mlp.training.seed, 5)
         XCTAssertEqual(mlp.training.labelDropout, 0.2)

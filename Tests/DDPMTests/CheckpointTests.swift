@@ -23,8 +23,9 @@ final class CheckpointTests: XCTestCase {
         training.seed = seed
         training.optimizer.weightDecay = 0.01
         return try DiffusionModel(schedule: try .cosine(steps: 50),
-                                  network: .mlp(.init(dataDim: 3, hidden: 16, depth: 2, timeEmbedDim: 8, numClasses: classes)),
-                                  training: training)
+                                  network: .mlp(.init(dataDim: 3, hidden: 16, depth: 2, timeEmbedDim: 8)),
+                                  training: training,
+                                  conditioning: classes > 0 ? .classes(classes) : .none)
     }
 
     /// A fixed data batch (8, 3) and labels (8,).

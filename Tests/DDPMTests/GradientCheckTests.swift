@@ -233,7 +233,8 @@ final class GradientCheckTests: XCTestCase {
     func checkResidualMLP(numClasses K: Int, depth: Int, seed: UInt64) throws {
         let (D, H, E, B, T) = (3, 8, 6, 5, 50)
         var rng = Philox(seed: seed)
-        let net = try ResidualMLP(.init(dataDim: D, hidden: H, depth: depth, timeEmbedDim: E, numClasses: K), timesteps: T, rng: &rng)
+        let net = try ResidualMLP(.init(dataDim: D, hidden: H, depth: depth, timeEmbedDim: E),
+                                  conditioning: K > 0 ? .classes(K) : .none, timesteps: T, rng: &rng)
         var v = uniforms(net.parameters.count, seed: seed + 1, in: -0.5...0.5)
         for e in net.parameters.layout.entries where e.name.hasSuffix("norm.weight") {
             for i in e.offset..<e.offset + e.count { v[i] += 1 }

@@ -10,7 +10,7 @@ final class GuidanceTests: XCTestCase {
     /// enough that the conditional and unconditional predictions clearly differ.
     func makeModel() throws -> DiffusionModel {
         let model = try DiffusionModel(schedule: try NoiseSchedule.linear(steps: 100, scaleToSteps: true),
-                                       network: .mlp(ResidualMLP.Config(dataDim: D, hidden: 16, depth: 2, numClasses: K)))
+                                       network: .mlp(ResidualMLP.Config(dataDim: D, hidden: 16, depth: 2)), conditioning: .classes(K))
         let params = model.network.parameters
         var v = uniforms(params.count, seed: 9, in: -0.4...0.4)
         for e in params.layout.entries where e.name.hasSuffix("norm.weight") {
@@ -97,7 +97,7 @@ final class GuidanceTests: XCTestCase {
     /// copies it; the result must equal the per-row path used in training.
     func testSharedTimestepPathEqualsPerRowPath() throws {
         var rng = Philox(seed: 4)
-        let net = try ResidualMLP(.init(dataDim: 5, hidden: 24, depth: 2, timeEmbedDim: 16, numClasses: 3), timesteps: 100, rng: &rng)
+        let net = try ResidualMLP(.init(dataDim: 5, hidden: 24, depth: 2, timeEmbedDim: 16), conditioning: .classes(3), timesteps: 100, rng: &rng)
         let B = 6
         var x = [Float](repeating: 0, count: B * 5)
         x.withUnsafeMutableBufferPointer { rng.fillNormal($0.baseAddress!, count: B * 5) }

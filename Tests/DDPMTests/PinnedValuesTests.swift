@@ -30,8 +30,9 @@ final class PinnedValuesTests: XCTestCase {
         training.seed = 1234
         training.optimizer.learningRate = 2e-3
         return try DiffusionModel(schedule: try NoiseSchedule.cosine(steps: 50),
-                                  network: .mlp(ResidualMLP.Config(dataDim: 2, hidden: 16, depth: 2, numClasses: numClasses)),
-                                  training: training)
+                                  network: .mlp(ResidualMLP.Config(dataDim: 2, hidden: 16, depth: 2)),
+                                  training: training,
+                                  conditioning: numClasses > 0 ? .classes(numClasses) : .none)
     }
 
     func assertPinned(_ name: String, _ values: [Float], _ expected: UInt64,
@@ -80,12 +81,11 @@ final class PinnedValuesTests: XCTestCase {
 
     func testUNetTrainingBitsArePinned() throws {
         let config = UNetConfig(channels: 1, height: 8, width: 8, baseChannels: 8, channelMult: [1, 2], resBlocks: 1,
-                                attentionLevels: [1], attentionHeads: 2, groups: 4, dropout: 0.1, timeEmbedDim: 16,
-                                numClasses: 2)
+                                attentionLevels: [1], attentionHeads: 2, groups: 4, dropout: 0.1, timeEmbedDim: 16)
         var training = TrainingConfig()
         training.seed = 77
         let model = try DiffusionModel(schedule: try NoiseSchedule.linear(steps: 40, scaleToSteps: true),
-                                       network: .unet(config), training: training)
+                                       network: .unet(config), training: training, conditioning: .classes(2))
         var losses: [Float] = []
         for step in 0..<4 {
             losses.append(try model.trainStep(x0: uniforms(4 * 64, seed: UInt64(step)), labels: [0, 1, 2, 1]))

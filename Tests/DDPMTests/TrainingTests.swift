@@ -9,8 +9,9 @@ final class TrainingTests: XCTestCase {
         training.seed = seed
         training.optimizer.learningRate = lr
         return try DiffusionModel(schedule: try NoiseSchedule.linear(steps: steps, scaleToSteps: true),
-                                  network: .mlp(ResidualMLP.Config(dataDim: 2, hidden: 32, depth: 2, numClasses: numClasses)),
-                                  training: training)
+                                  network: .mlp(ResidualMLP.Config(dataDim: 2, hidden: 32, depth: 2)),
+                                  training: training,
+                                  conditioning: numClasses > 0 ? .classes(numClasses) : .none)
     }
 
     /// Four 2-D Gaussian blobs (centres (±1.5, ±1.5), std 0.15), B rows, drawn with `seed`.

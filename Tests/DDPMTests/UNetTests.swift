@@ -7,12 +7,13 @@ import XCTest
 final class UNetTests: XCTestCase {
     /// C = 1, 8×8, base 8, 2 levels (8×8, 4×4), attention at level 1 with 2 heads, 4 groups, 3 classes.
     static let tiny = UNetConfig(channels: 1, height: 8, width: 8, baseChannels: 8, channelMult: [1, 2], resBlocks: 1,
-                                 attentionLevels: [1], attentionHeads: 2, groups: 4, timeEmbedDim: 8, numClasses: 3)
+                                 attentionLevels: [1], attentionHeads: 2, groups: 4, timeEmbedDim: 8)
+    static let tinyClasses = Conditioning.classes(3)
     static let timesteps = 10
 
-    static func makeTiny(_ config: UNetConfig = tiny, seed: UInt64 = 1) throws -> UNet {
+    static func makeTiny(_ config: UNetConfig = tiny, conditioning: Conditioning = tinyClasses, seed: UInt64 = 1) throws -> UNet {
         var rng = Philox(seed: seed)
-        return try UNet(config, timesteps: timesteps, rng: &rng)
+        return try UNet(config, conditioning: conditioning, timesteps: timesteps, rng: &rng)
     }
 
     /// ε̂ for the given parameters (inference: no dropout).
@@ -28,9 +29,10 @@ final class UNetTests: XCTestCase {
 
     /// ∂(Σ w⊙ε̂)/∂θ from backward vs central differences: one random entry of every tensor,
     /// or (`directional`) every tensor along a random direction.
-    func checkNetworkGradients(_ config: UNetConfig, labels: [Int32]?, seed: UInt64, directional: Bool,
+    func checkNetworkGradients(_ config: UNetConfig, conditioning: Conditioning = tinyClasses, labels: [Int32]?,
+                               seed: UInt64, directional: Bool,
                                file: StaticString = #filePath, line: UInt = #line) throws {
-        let net = try Self.makeTiny(config, seed: seed)
+        let net = try Self.makeTiny(config, conditioning: conditioning, seed: seed)
         let layout = net.parameters.layout
         var params = UNetGradientCheck.randomParameters(layout, seed: seed)
         try net.parameters.setValues(params)
@@ -72,8 +74,8 @@ final class UNetTests: XCTestCase {
 
     func testUNetGradientsUnconditionalThreeLevels() throws {
         var c = Self.tiny
-        (c.numClasses, c.channelMult, c.attentionLevels, c.attentionHeads, c.resBlocks) = (0, [1, 1, 2], [0], 1, 1)
-        try checkNetworkGradients(c, labels: nil, seed: 200, directional: true)
+        (c.channelMult, c.attentionLevels, c.attentionHeads, c.resBlocks) = ([1, 1, 2], [0], 1, 1)
+        try checkNetworkGradients(c, conditioning: .none, labels: nil, seed: 200, directional: true)
     }
 
     /// With the output convolution initialised to zero, a fresh network predicts ε̂ = 0.
@@ -159,11 +161,13 @@ final class UNetTests: XCTestCase {
         expectInvalid({ $0.resBlocks = 0 }, mentions: "res_blocks must be >= 1")
         expectInvalid({ $0.dropout = 1 }, mentions: "dropout must be in [0, 1)")
         expectInvalid({ $0.timeEmbedDim = 7 }, mentions: "time_embed_dim must be even")
-        expectInvalid({ $0.numClasses = -1 }, mentions: "num_classes must be >= 0")
         expectInvalid({ $0.channels = 0 }, mentions: "channels must be >= 1")
         expectInvalid({ $0.baseChannels = 0 }, mentions: "base_channels must be >= 1")
         var rng = Philox(seed: 0)
         XCTAssertThrowsError(try UNet(Self.tiny, timesteps: 0, rng: &rng), "timesteps 0")
+        for k in [0, -1] {
+            assertInvalidArgument("num_classes \(k)") { try Self.makeTiny(conditioning: .classes(k)) }
+        }
         XCTAssertNoThrow(try Self.makeTiny(), "the tiny config is valid")
     }
 
@@ -180,10 +184,10 @@ final class UNetTests: XCTestCase {
 
     func testNetworkConfigBuildsAndRoundTrips() throws {
         let config = NetworkConfig.unet(Self.tiny)
-        let decoded = try JSONDecoder().decode(NetworkConfig.self, from: JSONEncoder().encode(config))
+        let decoded = try NetworkJSON.decode(try NetworkJSON.encode(config))
         XCTAssertEqual(decoded, config)
         var rng = Philox(seed: 9)
-        let net = try config.makeNetwork(timesteps: 10, rng: &rng)
+        let net = try config.makeNetwork(conditioning: Self.tinyClasses, timesteps: 10, rng: &rng)
         XCTAssert(net is UNet)
         XCTAssertEqual(net.sampleShape, [1, 8, 8])
         XCTAssertEqual(net.numClasses, 3)
@@ -200,7 +204,8 @@ final class UNetTests: XCTestCase {
         var training = TrainingConfig()
         training.optimizer.learningRate = 3e-3
         training.seed = 11
-        let model = try DiffusionModel(schedule: try NoiseSchedule.linear(steps: 50, scaleToSteps: true), network: .unet(c), training: training)
+        let model = try DiffusionModel(schedule: try NoiseSchedule.linear(steps: 50, scaleToSteps: true), network: .unet(c),
+                                       training: training, conditioning: Self.tinyClasses)
         // Smooth images: a blob whose centre depends on the label.
         let B = 8
         var x0 = [Float](repeating: 0, count: B * 64), labels = [Int32](repeating: 0, count: B)

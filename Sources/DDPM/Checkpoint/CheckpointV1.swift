@@ -44,7 +44,7 @@ enum CheckpointV1 {
         case "custom": kind = .custom
         default: throw DDPMError.format("checkpoint schedule kind '\(name)' is unknown")
         }
-        let k = network.numClassesV1
+        let k = try classCount(file.meta("network"))
         return CheckpointConfig(network: network, training: training, conditioning: k > 0 ? .classes(k) : .none,
                                 scheduleKind: kind)
     }
@@ -61,12 +61,12 @@ extension NetworkJSON {
     }
 }
 
-extension NetworkConfig {
-    /// num_classes as version 1 kept it, inside the network.
-    var numClassesV1: Int {
-        switch self {
-        case .mlp(let c): return c.numClasses
-        case .unet(let c): return c.numClasses
-        }
+/// num_classes as version 1 kept it, inside the network's JSON.
+private func classCount(_ text: String) throws -> Int {
+    struct Classes: Decodable { var numClasses: Int }
+    let payload: [String: [String: Classes]] = try decode(text, "network")
+    guard let k = payload.values.first?["_0"]?.numClasses, k >= 0 else {
+        throw DDPMError.format("checkpoint metadata 'network' has no valid numClasses")
     }
+    return k
 }

@@ -22,7 +22,7 @@ public struct PredictOptions: Sendable, Equatable {
 
 /// A model's network with fixed weights and guidance scale, as a Denoiser.
 final class GuidedDenoiser: Denoiser {
-    let network: EpsilonNetwork
+    let network: DenoisingNetwork
     let params: UnsafePointer<Float>  // (P,) the weights to use
     let guidanceScale: Float
     let sampleSize: Int
@@ -32,7 +32,7 @@ final class GuidedDenoiser: Denoiser {
     let x2: Buffer<Float>, out2: Buffer<Float>  // (2B, S)
     var rng = Philox(seed: 0)  // the forward pass takes one; inference draws nothing from it
 
-    init(network: EpsilonNetwork, params: UnsafePointer<Float>, guidanceScale: Float, batch: Int) {
+    init(network: DenoisingNetwork, params: UnsafePointer<Float>, guidanceScale: Float, batch: Int) {
         self.network = network
         self.params = params
         self.guidanceScale = guidanceScale

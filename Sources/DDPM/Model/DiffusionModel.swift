@@ -6,7 +6,7 @@
 
 public final class DiffusionModel {
     public let schedule: NoiseSchedule
-    public let network: EpsilonNetwork
+    public let network: DenoisingNetwork
     public private(set) var training: TrainingConfig
     let optimizer: AdamW
     let ema: Buffer<Float>  // (P,) EMA of the parameters
@@ -31,16 +31,14 @@ public final class DiffusionModel {
     }
 
     /// A fresh model: parameters initialised from `training.seed`, EMA equal to them.
-    /// - Parameter conditioning: what samples are conditioned on (nil: as the network config says).
+    /// - Parameter conditioning: what samples are conditioned on.
     public init(schedule: NoiseSchedule, network config: NetworkConfig, training: TrainingConfig = .init(),
-                conditioning: Conditioning? = nil) throws {
+                conditioning: Conditioning = .none) throws {
         try training.validate()
-        try conditioning?.validate()
-        let config = conditioning.map { config.conditioned(on: $0) } ?? config
         self.schedule = schedule
         self.training = training
         var initRNG = Philox(seed: training.seed ^ 0x5EED_1417_0000_0001)
-        network = try config.makeNetwork(timesteps: schedule.count, rng: &initRNG)
+        network = try config.makeNetwork(conditioning: conditioning, timesteps: schedule.count, rng: &initRNG)
         let P = network.parameters.count
         optimizer = AdamW(config: training.optimizer, count: P)
         ema = Buffer(count: P)
@@ -50,7 +48,7 @@ public final class DiffusionModel {
     }
 
     /// What samples are conditioned on.
-    public var conditioning: Conditioning { network.numClasses > 0 ? .classes(network.numClasses) : .none }
+    public var conditioning: Conditioning { network.conditioning }
 
     /// Changes the learning rate (e.g. for a schedule driven by the caller).
     public func setLearningRate(_ lr: Float) throws {

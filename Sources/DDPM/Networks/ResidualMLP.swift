@@ -13,15 +13,14 @@
 // The readout is linear in the residual stream on purpose: at large t the ideal ε̂ ≈ x_t
 // grows with |x|, and a final LayerNorm would bound it (DDIM then diverges on outliers).
 
-public final class ResidualMLP: EpsilonNetwork {
+public final class ResidualMLP: DenoisingNetwork {
     public struct Config: Codable, Sendable, Equatable {
         public var dataDim: Int
         public var hidden: Int = 128
         public var depth: Int = 4
         public var timeEmbedDim: Int = 64
-        public var numClasses: Int = 0
-        public init(dataDim: Int, hidden: Int = 128, depth: Int = 4, timeEmbedDim: Int = 64, numClasses: Int = 0) {
-            (self.dataDim, self.hidden, self.depth, self.timeEmbedDim, self.numClasses) = (dataDim, hidden, depth, timeEmbedDim, numClasses)
+        public init(dataDim: Int, hidden: Int = 128, depth: Int = 4, timeEmbedDim: Int = 64) {
+            (self.dataDim, self.hidden, self.depth, self.timeEmbedDim) = (dataDim, hidden, depth, timeEmbedDim)
         }
     }
 
@@ -33,7 +32,7 @@ public final class ResidualMLP: EpsilonNetwork {
     public let settings: Config
     public var sampleShape: [Int] { [settings.dataDim] }
     public var sampleSize: Int { settings.dataDim }
-    public var numClasses: Int { settings.numClasses }
+    public let conditioning: Conditioning
     public var config: NetworkConfig { .mlp(settings) }
 
     let time: TimeEmbedding  // E → H
@@ -45,15 +44,16 @@ public final class ResidualMLP: EpsilonNetwork {
     var acts: Activations
     var work: Workspace
 
-    public init(_ config: Config, timesteps: Int, rng: inout Philox) throws {
-        let (D, H, E, L, K) = (config.dataDim, config.hidden, config.timeEmbedDim, config.depth, config.numClasses)
+    public init(_ config: Config, conditioning: Conditioning = .none, timesteps: Int, rng: inout Philox) throws {
+        let (D, H, E, L, K) = (config.dataDim, config.hidden, config.timeEmbedDim, config.depth, conditioning.numClasses)
         try require(D >= 1, "data_dim must be >= 1 (got \(D))")
         try require(H >= 1, "hidden must be >= 1 (got \(H))")
         try require(L >= 0, "depth must be >= 0 (got \(L))")
         try require(E >= 2 && E % 2 == 0, "time_embed_dim must be even and >= 2 (got \(E))")
-        try require(K >= 0, "num_classes must be >= 0 (got \(K))")
+        try conditioning.validate()
         try require(timesteps >= 1, "timesteps must be >= 1")
         settings = config
+        self.conditioning = conditioning
         var layout = ParameterLayout()
         time = TimeEmbedding(&layout, "time", encoding: E, width: H, timesteps: timesteps)
         classEmbedding = K > 0 ? Embedding(&layout, "class_embedding", rows: K + 1, features: H) : nil
@@ -124,7 +124,7 @@ public final class ResidualMLP: EpsilonNetwork {
         let temb = a.time.out
         time.forward(a.time, t: t, p, batch: B, sharedT: !training && (0..<B).allSatisfy { t[$0] == t[0] })
         if let classEmbedding {
-            for b in 0..<B { a.labels.pointer[b] = labels?[b] ?? Int32(settings.numClasses) }
+            for b in 0..<B { a.labels.pointer[b] = labels?[b] ?? Int32(numClasses) }
             classEmbedding.forward(accumulateInto: temb, ids: a.labels.pointer, p, batch: B)
         }
         // h_0 = W_in·x  (x is kept for the backward pass)

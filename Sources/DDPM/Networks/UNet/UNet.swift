@@ -23,17 +23,12 @@
 // Files: UNetConfig.swift (the shape and its validation), UNet+Stages.swift (one step of the
 // encoder, middle or decoder), UNet+Buffers.swift (the activation block and the workspace).
 
-/// Builds a UNet with freshly initialised parameters (drawn from `rng`).
-func makeUNet(_ c: UNetConfig, timesteps: Int, rng: inout Philox) throws -> EpsilonNetwork {
-    try UNet(c, timesteps: timesteps, rng: &rng)
-}
-
-public final class UNet: EpsilonNetwork {
+public final class UNet: DenoisingNetwork {
     public let parameters: ParameterSet
     public let settings: UNetConfig
     public var sampleShape: [Int] { [settings.channels, settings.height, settings.width] }
     public var sampleSize: Int { settings.channels * settings.height * settings.width }
-    public var numClasses: Int { settings.numClasses }
+    public let conditioning: Conditioning
     public var config: NetworkConfig { .unet(settings) }
 
     let time: TimeEmbedding  // E → T
@@ -56,14 +51,16 @@ public final class UNet: EpsilonNetwork {
     /// Activation floats an inference pass may hold (2^26 floats = 256 MiB).
     static let inferenceBudget = 1 << 26
 
-    public init(_ config: UNetConfig, timesteps: Int, rng: inout Philox) throws {
+    public init(_ config: UNetConfig, conditioning: Conditioning = .none, timesteps: Int, rng: inout Philox) throws {
         try config.validate(timesteps: timesteps)
+        try conditioning.validate()
         settings = config
+        self.conditioning = conditioning
         let T = config.timeDim
         var layout = ParameterLayout()
         time = TimeEmbedding(&layout, "time", encoding: config.timeEmbedDim, width: T, timesteps: timesteps)
-        classEmbedding = config.numClasses > 0
-            ? Embedding(&layout, "class_embedding", rows: config.numClasses + 1, features: T) : nil
+        classEmbedding = conditioning.numClasses > 0
+            ? Embedding(&layout, "class_embedding", rows: conditioning.numClasses + 1, features: T) : nil
         let c0 = config.baseChannels * config.channelMult[0]
         inConv = Conv2d(&layout, "in_conv", in: config.channels, out: c0, kernel: 3)
         (encoder, middle, decoder) = Self.makeStages(config, &layout)  // UNet+Stages.swift
@@ -120,7 +117,7 @@ public final class UNet: EpsilonNetwork {
         // temb (B, T) = W_t2·SiLU(W_t1·sinusoid(t)) [+ class embedding]; every ResBlock reads SiLU(temb).
         time.forward(a.time, t: t, p, batch: B)
         if let classEmbedding {
-            for b in 0..<B { a.labels.pointer[b] = labels?[b] ?? Int32(settings.numClasses) }
+            for b in 0..<B { a.labels.pointer[b] = labels?[b] ?? Int32(numClasses) }
             classEmbedding.forward(accumulateInto: a.time.out, ids: a.labels.pointer, p, batch: B)
         }
         SiLU.forward(a.tembAct, a.time.out, count: B * T)

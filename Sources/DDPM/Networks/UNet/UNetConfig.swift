@@ -28,15 +28,14 @@ public struct UNetConfig: Codable, Sendable, Equatable {
     /// E, size of the sinusoidal timestep encoding (even). The time embedding itself is 4·baseChannels wide.
     public var timeEmbedDim: Int
     /// K; 0 = unconditional.
-    public var numClasses: Int
 
     public init(channels: Int, height: Int, width: Int, baseChannels: Int = 32, channelMult: [Int] = [1, 2, 2],
                 resBlocks: Int = 2, attentionLevels: [Int] = [2], attentionHeads: Int = 1, groups: Int = 8,
-                dropout: Float = 0, timeEmbedDim: Int = 64, numClasses: Int = 0) {
+                dropout: Float = 0, timeEmbedDim: Int = 64) {
         (self.channels, self.height, self.width) = (channels, height, width)
         (self.baseChannels, self.channelMult, self.resBlocks) = (baseChannels, channelMult, resBlocks)
         (self.attentionLevels, self.attentionHeads, self.groups) = (attentionLevels, attentionHeads, groups)
-        (self.dropout, self.timeEmbedDim, self.numClasses) = (dropout, timeEmbedDim, numClasses)
+        (self.dropout, self.timeEmbedDim) = (dropout, timeEmbedDim)
     }
 
     /// L, the number of resolutions.
@@ -84,7 +83,6 @@ public struct UNetConfig: Codable, Sendable, Equatable {
                     "attention_heads (\(attentionHeads)) must divide the \(middle) channels of the middle attention")
         try require(dropout.isFinite && dropout >= 0 && dropout < 1, "dropout must be in [0, 1) (got \(dropout))")
         try require(timeEmbedDim >= 2 && timeEmbedDim % 2 == 0, "time_embed_dim must be even and >= 2 (got \(timeEmbedDim))")
-        try require(numClasses >= 0, "num_classes must be >= 0 (got \(numClasses))")
         try require(timesteps >= 1, "timesteps must be >= 1 (got \(timesteps))")
     }
 }

@@ -39,13 +39,3 @@ extension Conditioning: Codable {
         }
     }
 }
-
-extension NetworkConfig {
-    /// The same network with the class embedding `conditioning` needs.
-    func conditioned(on conditioning: Conditioning) -> NetworkConfig {
-        switch self {
-        case .mlp(var c): c.numClasses = conditioning.numClasses; return .mlp(c)
-        case .unet(var c): c.numClasses = conditioning.numClasses; return .unet(c)
-        }
-    }
-}

@@ -1,0 +1,49 @@
+// The contract between the denoising networks (ResidualMLP, UNet) and training/sampling.
+// A network maps (x_t, t, condition) to one output per float of x_t: ε̂ for now (the model's
+// prediction target says what the output means; see Sampling/Prediction.swift).
+//
+// S = floats per sample (D for vectors, C·H·W for images), B = batch,
+// K = number of classes (0 = unconditional); label K is the null ("no class") label.
+
+public protocol DenoisingNetwork: AnyObject {
+    /// Parameters and their gradients, one flat vector.
+    var parameters: ParameterSet { get }
+    /// The shape of one sample: [D] or [C, H, W].
+    var sampleShape: [Int] { get }
+    /// S, floats per sample (the product of `sampleShape`; no array is built: hot paths call it).
+    var sampleSize: Int { get }
+    /// What the network is conditioned on (its class embedding has K + 1 rows).
+    var conditioning: Conditioning { get }
+    /// Everything needed to rebuild the network, conditioning apart (stored in checkpoints).
+    var config: NetworkConfig { get }
+
+    /// out (B, S) = f_θ(x (B, S), t (B,), labels (B,)) with parameters `params` (the live ones or the EMA).
+    /// Labels nil means the null label for every row. Activations are kept for `backward`
+    /// when `training`; `rng` drives dropout while training.
+    func forward(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: UnsafePointer<Int32>,
+                 labels: UnsafePointer<Int32>?, batch: Int, params: UnsafePointer<Float>,
+                 training: Bool, rng: inout Philox)
+
+    /// Accumulates ∂L/∂θ into `parameters.grads`, given dout = ∂L/∂out (B, S) for the last
+    /// forward call made with `training: true` and the live parameters.
+    func backward(dout: UnsafePointer<Float>, batch: Int)
+}
+
+extension DenoisingNetwork {
+    /// K; labels are in 0...K where K means "no class". 0 for an unconditional network.
+    public var numClasses: Int { conditioning.numClasses }
+}
+
+/// The architecture of any of our networks (ddpm_mlp_params / ddpm_unet_params in C).
+public enum NetworkConfig: Sendable, Equatable {
+    case mlp(ResidualMLP.Config)
+    case unet(UNetConfig)
+
+    /// Builds the network with freshly initialised parameters (drawn from `rng`).
+    public func makeNetwork(conditioning: Conditioning, timesteps: Int, rng: inout Philox) throws -> DenoisingNetwork {
+        switch self {
+        case .mlp(let c): return try ResidualMLP(c, conditioning: conditioning, timesteps: timesteps, rng: &rng)
+        case .unet(let c): return try UNet(c, conditioning: conditioning, timesteps: timesteps, rng: &rng)
+        }
+    }
+}
