@@ -4,9 +4,14 @@
     from swiftddpm import datasets
 
     data = datasets.swiss_roll(10_000)
-    with sd.NoiseSchedule.linear(1000) as schedule, sd.Model(schedule, data_dim=2) as model:
+    with sd.NoiseSchedule.linear(1000) as schedule, \
+            sd.Model(schedule, network=sd.MLPConfig(data_dim=2), train=sd.TrainConfig(learning_rate=2e-3)) as model:
         losses = model.fit(data, steps=3000)
         samples = model.sample(1000)
+
+Configs (config.py) mirror the C params structs one to one: MLPConfig, UNetConfig,
+TrainConfig, Conditioning, ScheduleConfig. Sampler steps a reverse process from outside
+(a diffusers-style scheduler) with your own model outputs.
 
 Timesteps are 0-based (t in 0..T-1, as in diffusers). Arrays in and out are numpy
 float32 (labels and timesteps int32). Every library failure raises a DDPMError
@@ -29,7 +34,9 @@ from .errors import (
     ShapeError,
     check as _check,
 )
+from .config import Conditioning, MLPConfig, ScheduleConfig, TrainConfig, UNetConfig
 from .model import Model
+from .sampler import Sampler
 from .schedule import NoiseSchedule
 
 __version__ = ".".join(map(str, _lib.EXPECTED_VERSION))
@@ -60,15 +67,21 @@ def get_num_threads() -> int:
 __all__ = [
     "CancelledError",
     "ClosedError",
+    "Conditioning",
     "DDPMError",
     "DDPMIOError",
     "FormatError",
     "InternalError",
     "InvalidArgumentError",
+    "MLPConfig",
     "Model",
     "NoiseSchedule",
     "NonFiniteError",
+    "Sampler",
+    "ScheduleConfig",
     "ShapeError",
+    "TrainConfig",
+    "UNetConfig",
     "datasets",
     "get_num_threads",
     "library_path",

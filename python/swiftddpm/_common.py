@@ -11,11 +11,11 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _lib
-from .errors import ClosedError, InvalidArgumentError, ShapeError
+from .errors import ClosedError, InvalidArgumentError, ShapeError, check
 
 METHODS = {"ddpm": _lib.DDPM_METHOD_DDPM, "ddim": _lib.DDPM_METHOD_DDIM}
 VARIANCES = {"beta": _lib.DDPM_VARIANCE_BETA, "posterior": _lib.DDPM_VARIANCE_POSTERIOR}
-NETWORKS = {"mlp": _lib.DDPM_NETWORK_MLP, "unet": _lib.DDPM_NETWORK_UNET}
+OUTPUTS = {"eps": _lib.DDPM_OUTPUT_EPS, "x0": _lib.DDPM_OUTPUT_X0}  # ddpm_output
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _NULL_INT32 = _lib.INT32_P()
@@ -35,9 +35,29 @@ def enum_name(table: dict[str, int], value: int) -> str:
     return str(value)
 
 
-class ClosesOnExit:
-    """`with` support and a last-resort close() for objects that own a library handle;
-    subclasses define an idempotent close()."""
+class HandleOwner:
+    """An object that owns one library handle in self._handle: an idempotent close() that
+    frees it with the subclass's `_free` function (name of a ddpm_*_free), `closed`, `_h()`
+    (the handle, or ClosedError), `with` support and a last-resort close on deletion."""
+
+    _free = ""
+    _handle: Any = None
+
+    def close(self) -> None:
+        """Frees the library handle; later calls raise ClosedError. Idempotent."""
+        handle, self._handle = self._handle, None
+        if handle and _lib is not None and _lib.lib is not None:
+            getattr(_lib.lib, self._free)(handle)
+
+    @property
+    def closed(self) -> bool:
+        return not self._handle
+
+    def _h(self):
+        handle = self._handle
+        if not handle:
+            raise ClosedError(f"this {type(self).__name__} has been closed")
+        return handle
 
     def __enter__(self):
         return self
@@ -52,14 +72,9 @@ class ClosesOnExit:
             pass
 
 
-def require_open(handle: Any, what: str) -> Any:
-    if not handle:
-        raise ClosedError(f"this {what} has been closed")
-    return handle
-
-
-def as_int(value: Any, what: str, *, minimum: int | None = None) -> int:
-    """An exact Python int (numpy integers accepted, floats and bools refused)."""
+def as_int(value: Any, what: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An exact Python int (numpy integers accepted, floats and bools refused), optionally
+    within [minimum, maximum]."""
     if isinstance(value, bool):
         raise InvalidArgumentError(f"{what} must be an integer (got {value!r})")
     try:
@@ -68,7 +83,14 @@ def as_int(value: Any, what: str, *, minimum: int | None = None) -> int:
         raise InvalidArgumentError(f"{what} must be an integer (got {value!r})") from None
     if minimum is not None and result < minimum:
         raise InvalidArgumentError(f"{what} must be >= {minimum} (got {result})")
+    if maximum is not None and result > maximum:
+        raise InvalidArgumentError(f"{what} must be <= {maximum} (got {result})")
     return result
+
+
+def as_int32(value: Any, what: str) -> int:
+    """as_int within the int32 range (ctypes would silently wrap a larger value)."""
+    return as_int(value, what, minimum=-(2**31), maximum=2**31 - 1)
 
 
 def float32_array(x: Any, what: str) -> np.ndarray:
@@ -95,6 +117,19 @@ def batch_array(x: Any, what: str, sample_shape: tuple[int, ...] | None = None) 
                 f"{'' if len(sample_shape) == 1 else f' or (B, {math.prod(sample_shape)})'}; got {arr.shape}"
             )
     return arr
+
+
+def shape_tuple(shape: Any) -> tuple[int, ...]:
+    """One sample's shape as a tuple of ints >= 1 (an int is a 1-D shape)."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (int(shape),)
+    try:
+        result = tuple(as_int(s, "shape entries", minimum=1) for s in shape)
+    except TypeError:
+        raise InvalidArgumentError(f"shape must be an int or a tuple of ints (got {shape!r})") from None
+    if not result:
+        raise InvalidArgumentError("shape must have at least one dimension")
+    return result
 
 
 def same_shape(arr: np.ndarray, like: np.ndarray, what: str, like_what: str) -> None:
@@ -136,13 +171,17 @@ def sample_params(
     variance: str = "beta",
     clip: Any = None,
     seed: int = 0,
-    guidance_scale: float = 1.0,
-    use_ema: bool = True,
+    timesteps: Any = None,
+    prediction_type: str = "eps",
 ) -> _lib.ddpm_sample_params:
-    """A ddpm_sample_params from keyword options (defaults from the library)."""
-    p = _lib.sample_params_default()
+    """A ddpm_sample_params from keyword options (the fields not named here keep the library defaults).
+
+    timesteps: None, or the caller's own timesteps (strictly decreasing, checked by the
+    library); the int32 array is kept alive by the returned struct.
+    """
+    p = _lib.lib.ddpm_sample_params_default()
     p.method = enum_value(METHODS, method, "method")
-    p.steps = as_int(steps, "steps", minimum=0)
+    p.steps = as_int(steps, "steps", minimum=0, maximum=2**31 - 1)
     p.eta = float(eta)
     p.variance = enum_value(VARIANCES, variance, "variance")
     if clip is None or clip is False:
@@ -158,10 +197,24 @@ def sample_params(
         if not lo < hi:
             raise InvalidArgumentError(f"clip range must have lo < hi (got {(lo, hi)})")
         p.clip_x0, p.clip_min, p.clip_max = 1, lo, hi
-    seed = as_int(seed, "seed", minimum=0)
-    if seed >= 2**64:
-        raise InvalidArgumentError(f"seed must fit in 64 bits (got {seed})")
-    p.seed = seed
+    p.seed = as_int(seed, "seed", minimum=0, maximum=2**64 - 1)
+    p.prediction_type = enum_value(OUTPUTS, prediction_type, "prediction_type")
+    if timesteps is not None:
+        ts = np.asarray(timesteps)
+        if ts.ndim != 1:
+            raise ShapeError(f"timesteps must be a 1-D sequence; got shape {ts.shape}")
+        ts = int32_vector(ts, ts.size, "timesteps")
+        p.timesteps, p.num_timesteps = int32_ptr(ts), ts.size
+        p.keep_timesteps_alive = ts
+    return p
+
+
+PREDICT_DEFAULTS = _lib.lib.ddpm_predict_params_default()  # the defaults of Model.predict and Model.sample
+
+
+def predict_params(guidance_scale: float, use_ema: bool) -> _lib.ddpm_predict_params:
+    """A ddpm_predict_params: classifier-free guidance scale w and EMA or live weights."""
+    p = _lib.lib.ddpm_predict_params_default()
     p.guidance_scale = float(guidance_scale)
     p.use_ema = 1 if use_ema else 0
     return p
@@ -289,3 +342,26 @@ def progress_relay(state: CallbackState, shape: tuple[int, ...], progress: Any,
     if user is None and not snapshot_all and not snapshot_ts:
         return None, close
     return ProgressRelay(state, shape, user, snapshot_ts, snapshot_all), close
+
+
+def run_sampling(state: CallbackState, params: _lib.ddpm_sample_params, full_shape: tuple[int, ...],
+                 progress: Any, return_trajectory: Any, call: Callable[[np.ndarray], int]):
+    """Runs one sampling call, call(out) -> status, writing into a new (n, *shape) array,
+    with the progress callback and trajectory snapshots attached to params.
+
+    Re-raises an exception from a Python callback, then any library failure. Returns out,
+    or (out, {t: x_t} from noisiest to x_0) when return_trajectory asks for snapshots.
+    """
+    want_all, wanted = trajectory_request(return_trajectory)
+    relay, close_bar = progress_relay(state, full_shape, progress, want_all, wanted, "sampling")
+    attach_progress(params, relay)
+    out = np.empty(full_shape, dtype=np.float32)
+    try:
+        status = call(out)
+    finally:
+        close_bar()
+    state.reraise()
+    check(status)
+    if want_all or wanted is not None:
+        return out, dict(sorted((relay.snapshots if relay else {}).items(), reverse=True))
+    return out

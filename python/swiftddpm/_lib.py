@@ -25,13 +25,15 @@ from ctypes import (
     c_int32,
     c_int64,
     c_size_t,
+    c_uint32,
     c_uint64,
     c_void_p,
 )
 from pathlib import Path
 
-# The library version this package was written against (DDPM_VERSION_* in ddpm.h).
-EXPECTED_VERSION = (0, 1, 0)
+# The library version this package mirrors: DDPM_VERSION_* of include/ddpm_version.h (the one
+# version source; python/tests/test_lib.py checks that this line agrees with it).
+EXPECTED_VERSION = (0, 2, 0)
 # DDPM_VERSION_NUMBER = MAJOR * 10000 + MINOR * 100 + PATCH
 EXPECTED_VERSION_NUMBER = EXPECTED_VERSION[0] * 10000 + EXPECTED_VERSION[1] * 100 + EXPECTED_VERSION[2]
 
@@ -136,9 +138,10 @@ class ddpm_schedule(Structure):
 ddpm_schedule_p = POINTER(ddpm_schedule)
 
 # ddpm_schedule_kind
-DDPM_SCHEDULE_LINEAR = 0
-DDPM_SCHEDULE_COSINE = 1
-DDPM_SCHEDULE_SIGMOID = 2
+DDPM_SCHEDULE_LINEAR = 0  # β linear from beta_start to beta_end
+DDPM_SCHEDULE_COSINE = 1  # Nichol & Dhariwal, offset cosine_s, β <= max_beta
+DDPM_SCHEDULE_SIGMOID = 2  # β = beta_start + (beta_end - beta_start)·sigmoid(linspace(sigmoid_start, sigmoid_end, T))
+DDPM_SCHEDULE_CUSTOM = 3  # caller-given β (ddpm_schedule_create_custom); reported, not created, by params
 
 
 class ddpm_schedule_params(Structure):
@@ -148,7 +151,7 @@ class ddpm_schedule_params(Structure):
         ("num_timesteps", c_int32),  # T >= 1; default 1000
         ("beta_start", c_double),  # linear: first β (1e-4); sigmoid: β_min
         ("beta_end", c_double),  # linear: last β (0.02); sigmoid: β_max
-        ("scale_to_steps", c_int32),  # linear: nonzero multiplies both ends by 1000/T
+        ("scale_to_steps", c_int32),  # linear: nonzero multiplies both ends by 1000/T (default 0)
         ("cosine_s", c_double),  # cosine offset s (0.008)
         ("max_beta", c_double),  # cosine clip (0.999)
         ("sigmoid_start", c_double),  # sigmoid range start (-6)
@@ -168,6 +171,9 @@ lib.ddpm_schedule_create_custom.restype = c_int
 # void ddpm_schedule_free(ddpm_schedule *schedule);
 lib.ddpm_schedule_free.argtypes = [ddpm_schedule_p]
 lib.ddpm_schedule_free.restype = None
+# int ddpm_schedule_get_params(const ddpm_schedule *schedule, ddpm_schedule_params *out);
+lib.ddpm_schedule_get_params.argtypes = [ddpm_schedule_p, POINTER(ddpm_schedule_params)]
+lib.ddpm_schedule_get_params.restype = c_int
 # int64_t ddpm_schedule_num_timesteps(const ddpm_schedule *schedule);
 lib.ddpm_schedule_num_timesteps.argtypes = [ddpm_schedule_p]
 lib.ddpm_schedule_num_timesteps.restype = c_int64
@@ -215,6 +221,10 @@ DDPM_METHOD_DDIM = 1
 DDPM_VARIANCE_BETA = 0  # σ_t² = β_t
 DDPM_VARIANCE_POSTERIOR = 1  # σ_t² = β̃_t
 
+# ddpm_output: what a model output (or a requested prediction) is
+DDPM_OUTPUT_EPS = 0  # ε̂, the noise in x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε
+DDPM_OUTPUT_X0 = 1  # x̂0 = (x_t - √(1-ᾱ_t)·ε̂)/√ᾱ_t, the predicted clean sample
+
 # typedef int (*ddpm_progress_fn)(void *user_data, int32_t step, int32_t total, int32_t t,
 #                                 const float *x, int64_t count);
 ddpm_progress_fn = CFUNCTYPE(c_int, c_void_p, c_int32, c_int32, c_int32, POINTER(c_float), c_int64)
@@ -224,15 +234,16 @@ class ddpm_sample_params(Structure):
     _fields_ = [
         ("struct_size", c_size_t),  # sizeof(ddpm_sample_params)
         ("method", c_int32),  # ddpm_method; default DDPM
-        ("steps", c_int32),  # reverse steps; 0 = T for DDPM, min(50, T) for DDIM
+        ("steps", c_int32),  # reverse steps; 0 = T for DDPM, min(50, T) for DDIM ("trailing" timesteps)
         ("eta", c_float),  # DDIM stochasticity in [0, 1]; default 0
         ("variance", c_int32),  # ddpm_variance for DDPM; default BETA
         ("clip_x0", c_int32),  # nonzero clips the predicted x0 to [clip_min, clip_max]
         ("clip_min", c_float),  # default -1
         ("clip_max", c_float),  # default 1
         ("seed", c_uint64),  # seeds x_T and every noise draw; default 0
-        ("guidance_scale", c_float),  # classifier-free guidance w; 1 = conditional
-        ("use_ema", c_int32),  # nonzero (default) samples with the EMA weights
+        ("prediction_type", c_int32),  # ddpm_output a caller's model returns; default EPS
+        ("timesteps", POINTER(c_int32)),  # optional: strictly decreasing in 0..T-1; overrides steps (NULL)
+        ("num_timesteps", c_int32),  # entries of timesteps (0)
         ("progress", ddpm_progress_fn),  # optional, NULL by default
         ("progress_user_data", c_void_p),
     ]
@@ -241,31 +252,60 @@ class ddpm_sample_params(Structure):
 # ddpm_sample_params ddpm_sample_params_default(void);
 lib.ddpm_sample_params_default.argtypes = []
 lib.ddpm_sample_params_default.restype = ddpm_sample_params
-# int ddpm_schedule_step(const ddpm_schedule *schedule, const ddpm_sample_params *params,
-#                        int32_t t, int32_t prev_t, const float *eps, const float *x_t,
-#                        const float *noise, float *out, int64_t count);
-lib.ddpm_schedule_step.argtypes = [
-    ddpm_schedule_p, POINTER(ddpm_sample_params),
-    c_int32, c_int32, POINTER(c_float), POINTER(c_float),
-    POINTER(c_float), POINTER(c_float), c_int64,
-]
-lib.ddpm_schedule_step.restype = c_int
 
-# typedef int (*ddpm_eps_fn)(void *user_data, float *eps_out, const float *x_t, int64_t batch,
-#                            int64_t dim, int32_t t, const int32_t *labels);
-ddpm_eps_fn = CFUNCTYPE(c_int, c_void_p, POINTER(c_float), POINTER(c_float), c_int64, c_int64, c_int32, POINTER(c_int32))
+# ---- Sampling with a caller's model ----------------------------------------------------
+
+# typedef int (*ddpm_model_fn)(void *user_data, float *out, const float *x_t, int64_t batch,
+#                              int64_t dim, int32_t t, const int32_t *labels);
+ddpm_model_fn = CFUNCTYPE(c_int, c_void_p, POINTER(c_float), POINTER(c_float), c_int64, c_int64, c_int32,
+                          POINTER(c_int32))
 
 # int ddpm_schedule_sample(const ddpm_schedule *schedule, const ddpm_sample_params *params,
-#                          ddpm_eps_fn eps_fn, void *eps_user_data, const int32_t *labels,
+#                          ddpm_model_fn model_fn, void *model_user_data, const int32_t *labels,
 #                          int64_t n, int64_t dim, float *out, int64_t count);
 lib.ddpm_schedule_sample.argtypes = [
     ddpm_schedule_p, POINTER(ddpm_sample_params),
-    ddpm_eps_fn, c_void_p, POINTER(c_int32),
+    ddpm_model_fn, c_void_p, POINTER(c_int32),
     c_int64, c_int64, POINTER(c_float), c_int64,
 ]
 lib.ddpm_schedule_sample.restype = c_int
 
-# ---- Models ----------------------------------------------------------------------------
+# ---- A sampler stepped from outside (a diffusers-style scheduler) ----------------------
+
+
+class ddpm_sampler(Structure):
+    """typedef struct ddpm_sampler ddpm_sampler;  (opaque)"""
+
+
+ddpm_sampler_p = POINTER(ddpm_sampler)
+
+# int ddpm_sampler_create(const ddpm_schedule *schedule, const ddpm_sample_params *params,
+#                         int64_t n, int64_t dim, ddpm_sampler **out);
+lib.ddpm_sampler_create.argtypes = [ddpm_schedule_p, POINTER(ddpm_sample_params), c_int64, c_int64,
+                                    POINTER(ddpm_sampler_p)]
+lib.ddpm_sampler_create.restype = c_int
+# void ddpm_sampler_free(ddpm_sampler *sampler);
+lib.ddpm_sampler_free.argtypes = [ddpm_sampler_p]
+lib.ddpm_sampler_free.restype = None
+# int64_t ddpm_sampler_num_steps(const ddpm_sampler *sampler);
+lib.ddpm_sampler_num_steps.argtypes = [ddpm_sampler_p]
+lib.ddpm_sampler_num_steps.restype = c_int64
+# int ddpm_sampler_timesteps(const ddpm_sampler *sampler, int32_t *out, int64_t count);
+lib.ddpm_sampler_timesteps.argtypes = [ddpm_sampler_p, POINTER(c_int32), c_int64]
+lib.ddpm_sampler_timesteps.restype = c_int
+# int32_t ddpm_sampler_timestep(const ddpm_sampler *sampler);
+lib.ddpm_sampler_timestep.argtypes = [ddpm_sampler_p]
+lib.ddpm_sampler_timestep.restype = c_int32
+# int ddpm_sampler_init_noise(ddpm_sampler *sampler, float *x, int64_t count);
+lib.ddpm_sampler_init_noise.argtypes = [ddpm_sampler_p, POINTER(c_float), c_int64]
+lib.ddpm_sampler_init_noise.restype = c_int
+# int ddpm_sampler_step(ddpm_sampler *sampler, const float *model_output, float *x,
+#                       const float *noise, float *x0_out, int64_t count);
+lib.ddpm_sampler_step.argtypes = [ddpm_sampler_p, POINTER(c_float), POINTER(c_float), POINTER(c_float),
+                                  POINTER(c_float), c_int64]
+lib.ddpm_sampler_step.restype = c_int
+
+# ---- Model parameters ------------------------------------------------------------------
 
 
 class ddpm_model(Structure):
@@ -274,52 +314,126 @@ class ddpm_model(Structure):
 
 ddpm_model_p = POINTER(ddpm_model)
 
-# ddpm_network
+# ddpm_network_kind
 DDPM_NETWORK_MLP = 0
 DDPM_NETWORK_UNET = 1
 
 
-class ddpm_model_params(Structure):
+class ddpm_network_params(Structure):
+    """The head every network params struct begins with."""
+
     _fields_ = [
-        ("struct_size", c_size_t),  # sizeof(ddpm_model_params)
-        ("network", c_int32),  # ddpm_network; default MLP
-        # Residual MLP (vectors of data_dim floats)
-        ("data_dim", c_int32),  # D, required for the MLP (default 0 = unset)
+        ("struct_size", c_size_t),  # sizeof the whole network struct (ddpm_mlp_params, ...)
+        ("kind", c_int32),  # ddpm_network_kind of the struct
+    ]
+
+
+class ddpm_mlp_params(Structure):
+    """A residual MLP over vectors of data_dim floats."""
+
+    _fields_ = [
+        ("base", ddpm_network_params),  # { sizeof(ddpm_mlp_params), DDPM_NETWORK_MLP }
+        ("data_dim", c_int32),  # D, required (default 0 = unset)
         ("hidden", c_int32),  # width H (128)
         ("depth", c_int32),  # residual blocks L (4)
         ("time_embed_dim", c_int32),  # sinusoidal encoding size E, even (64)
-        # UNet (images of channels × height × width)
-        ("channels", c_int32),  # C
-        ("height", c_int32),  # H, divisible by 2^(levels-1)
-        ("width", c_int32),  # W, divisible by 2^(levels-1)
+    ]
+
+
+# ddpm_mlp_params ddpm_mlp_params_default(void);
+lib.ddpm_mlp_params_default.argtypes = []
+lib.ddpm_mlp_params_default.restype = ddpm_mlp_params
+
+DDPM_UNET_MAX_LEVELS = 8
+
+
+class ddpm_unet_params(Structure):
+    """A UNet over images of channels × height × width."""
+
+    _fields_ = [
+        ("base", ddpm_network_params),  # { sizeof(ddpm_unet_params), DDPM_NETWORK_UNET }
+        ("channels", c_int32),  # C (1)
+        ("height", c_int32),  # H (0 = unset), divisible by 2^(levels-1)
+        ("width", c_int32),  # W (0 = unset), divisible by 2^(levels-1)
         ("base_channels", c_int32),  # channels at the first level (32)
-        ("num_levels", c_int32),  # resolutions (3), at most 4
-        ("channel_mult", c_int32 * 4),  # per level multiplier of base_channels ({1, 2, 2, 2})
+        ("num_levels", c_int32),  # resolutions (3), 1..DDPM_UNET_MAX_LEVELS
+        ("channel_mult", c_int32 * DDPM_UNET_MAX_LEVELS),  # per level multiplier ({1, 2, 2, ...}); first num_levels count
         ("res_blocks", c_int32),  # residual blocks per level (2)
-        ("attention_levels", c_int32),  # bit mask: bit l puts self-attention at level l (0b100)
+        ("attention_levels", c_uint32),  # bit mask: bit l puts self-attention at level l (0b100)
         ("attention_heads", c_int32),  # heads of each attention layer (1)
         ("groups", c_int32),  # GroupNorm groups (8); must divide every channel count
         ("dropout", c_float),  # dropout in residual blocks while training (0)
-        # Conditioning (both networks)
-        ("num_classes", c_int32),  # K; 0 = unconditional. Labels are 0..K-1, K = "no class"
-        ("label_dropout", c_float),  # probability of training a row with the null label (0.1)
-        # Optimisation
+        ("time_embed_dim", c_int32),  # sinusoidal encoding size, even (64)
+    ]
+
+
+# ddpm_unet_params ddpm_unet_params_default(void);
+lib.ddpm_unet_params_default.argtypes = []
+lib.ddpm_unet_params_default.restype = ddpm_unet_params
+
+
+class ddpm_train_params(Structure):
+    """The training recipe."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),  # sizeof(ddpm_train_params)
         ("learning_rate", c_float),  # AdamW lr (1e-3)
         ("beta1", c_float),  # (0.9)
         ("beta2", c_float),  # (0.999)
         ("adam_eps", c_float),  # (1e-8)
         ("weight_decay", c_float),  # decoupled weight decay (0)
         ("grad_clip", c_float),  # global gradient-norm clip, 0 = off (1)
-        ("ema_decay", c_float),  # EMA decay (0.995)
+        ("ema_decay", c_float),  # EMA decay d (0.995); step n uses min(d, (1+n)/(10+n))
+        ("label_dropout", c_float),  # probability of training a row with the null label (0.1)
         ("seed", c_uint64),  # parameter init and training draws (0)
     ]
 
 
-# ddpm_model_params ddpm_model_params_default(void);
-lib.ddpm_model_params_default.argtypes = []
-lib.ddpm_model_params_default.restype = ddpm_model_params
-# int ddpm_model_create(const ddpm_schedule *schedule, const ddpm_model_params *params, ddpm_model **out);
-lib.ddpm_model_create.argtypes = [ddpm_schedule_p, POINTER(ddpm_model_params), POINTER(ddpm_model_p)]
+# ddpm_train_params ddpm_train_params_default(void);
+lib.ddpm_train_params_default.argtypes = []
+lib.ddpm_train_params_default.restype = ddpm_train_params
+
+# ddpm_cond_kind
+DDPM_COND_NONE = 0  # unconditional
+DDPM_COND_CLASSES = 1  # a class label per sample: 0..K-1, K = "no class"
+
+
+class ddpm_cond_params(Structure):
+    """What a sample is conditioned on."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),  # sizeof(ddpm_cond_params)
+        ("kind", c_int32),  # ddpm_cond_kind; default NONE
+        ("num_classes", c_int32),  # K >= 1 for CLASSES (0)
+    ]
+
+
+# ddpm_cond_params ddpm_cond_params_default(void);
+lib.ddpm_cond_params_default.argtypes = []
+lib.ddpm_cond_params_default.restype = ddpm_cond_params
+
+
+class ddpm_predict_params(Structure):
+    """How a model predicts: with which weights and which classifier-free guidance."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),  # sizeof(ddpm_predict_params)
+        ("guidance_scale", c_float),  # w: ε̂_uncond + w·(ε̂_cond - ε̂_uncond); 1 = conditional (default)
+        ("use_ema", c_int32),  # nonzero (default) predicts with the EMA weights
+    ]
+
+
+# ddpm_predict_params ddpm_predict_params_default(void);
+lib.ddpm_predict_params_default.argtypes = []
+lib.ddpm_predict_params_default.restype = ddpm_predict_params
+
+# ---- Models ----------------------------------------------------------------------------
+
+# int ddpm_model_create(const ddpm_schedule *schedule, const ddpm_network_params *network,
+#                       const ddpm_train_params *train, const ddpm_cond_params *cond,
+#                       ddpm_model **out);
+lib.ddpm_model_create.argtypes = [ddpm_schedule_p, POINTER(ddpm_network_params), POINTER(ddpm_train_params),
+                                  POINTER(ddpm_cond_params), POINTER(ddpm_model_p)]
 lib.ddpm_model_create.restype = c_int
 # void ddpm_model_free(ddpm_model *model);
 lib.ddpm_model_free.argtypes = [ddpm_model_p]
@@ -333,9 +447,18 @@ lib.ddpm_model_num_parameters.restype = c_int64
 # int64_t ddpm_model_step(const ddpm_model *model);
 lib.ddpm_model_step.argtypes = [ddpm_model_p]
 lib.ddpm_model_step.restype = c_int64
-# int ddpm_model_get_params(const ddpm_model *model, ddpm_model_params *params);
-lib.ddpm_model_get_params.argtypes = [ddpm_model_p, POINTER(ddpm_model_params)]
-lib.ddpm_model_get_params.restype = c_int
+# int32_t ddpm_model_network_kind(const ddpm_model *model);
+lib.ddpm_model_network_kind.argtypes = [ddpm_model_p]
+lib.ddpm_model_network_kind.restype = c_int32
+# int ddpm_model_get_network(const ddpm_model *model, ddpm_network_params *out);
+lib.ddpm_model_get_network.argtypes = [ddpm_model_p, POINTER(ddpm_network_params)]
+lib.ddpm_model_get_network.restype = c_int
+# int ddpm_model_get_train_params(const ddpm_model *model, ddpm_train_params *out);
+lib.ddpm_model_get_train_params.argtypes = [ddpm_model_p, POINTER(ddpm_train_params)]
+lib.ddpm_model_get_train_params.restype = c_int
+# int ddpm_model_get_cond_params(const ddpm_model *model, ddpm_cond_params *out);
+lib.ddpm_model_get_cond_params.argtypes = [ddpm_model_p, POINTER(ddpm_cond_params)]
+lib.ddpm_model_get_cond_params.restype = c_int
 # int ddpm_model_get_schedule(const ddpm_model *model, ddpm_schedule **out);
 lib.ddpm_model_get_schedule.argtypes = [ddpm_model_p, POINTER(ddpm_schedule_p)]
 lib.ddpm_model_get_schedule.restype = c_int
@@ -344,20 +467,26 @@ lib.ddpm_model_set_learning_rate.argtypes = [ddpm_model_p, c_float]
 lib.ddpm_model_set_learning_rate.restype = c_int
 # int ddpm_model_train_step(ddpm_model *model, const float *x0, int64_t batch, int64_t count,
 #                           const int32_t *labels, float *loss_out);
-lib.ddpm_model_train_step.argtypes = [ddpm_model_p, POINTER(c_float), c_int64, c_int64, POINTER(c_int32), POINTER(c_float)]
+lib.ddpm_model_train_step.argtypes = [ddpm_model_p, POINTER(c_float), c_int64, c_int64, POINTER(c_int32),
+                                      POINTER(c_float)]
 lib.ddpm_model_train_step.restype = c_int
-# int ddpm_model_predict_eps(ddpm_model *model, const float *x_t, int64_t batch, int32_t t,
-#                            const int32_t *labels, float guidance_scale, int32_t use_ema,
-#                            float *eps_out, int64_t count);
-lib.ddpm_model_predict_eps.argtypes = [
-    ddpm_model_p, POINTER(c_float), c_int64, c_int32,
-    POINTER(c_int32), c_float, c_int32,
+# int ddpm_model_predict(ddpm_model *model, const ddpm_predict_params *params, int32_t output,
+#                        const float *x_t, int64_t batch, int32_t t, const int32_t *labels,
+#                        float *out, int64_t count);
+lib.ddpm_model_predict.argtypes = [
+    ddpm_model_p, POINTER(ddpm_predict_params), c_int32,
+    POINTER(c_float), c_int64, c_int32, POINTER(c_int32),
     POINTER(c_float), c_int64,
 ]
-lib.ddpm_model_predict_eps.restype = c_int
-# int ddpm_model_sample(ddpm_model *model, const ddpm_sample_params *params, const int32_t *labels,
+lib.ddpm_model_predict.restype = c_int
+# int ddpm_model_sample(ddpm_model *model, const ddpm_sample_params *sample_params,
+#                       const ddpm_predict_params *predict_params, const int32_t *labels,
 #                       int64_t n, float *out, int64_t count);
-lib.ddpm_model_sample.argtypes = [ddpm_model_p, POINTER(ddpm_sample_params), POINTER(c_int32), c_int64, POINTER(c_float), c_int64]
+lib.ddpm_model_sample.argtypes = [
+    ddpm_model_p, POINTER(ddpm_sample_params),
+    POINTER(ddpm_predict_params), POINTER(c_int32),
+    c_int64, POINTER(c_float), c_int64,
+]
 lib.ddpm_model_sample.restype = c_int
 # int ddpm_model_save(const ddpm_model *model, const char *path);
 lib.ddpm_model_save.argtypes = [ddpm_model_p, c_char_p]
@@ -384,15 +513,3 @@ def status_string(status: int) -> str:
     """ddpm_status_string(status) as a str."""
     name = lib.ddpm_status_string(status)
     return name.decode("utf-8", errors="replace") if name else f"status {status}"
-
-
-def schedule_params_default() -> ddpm_schedule_params:
-    return lib.ddpm_schedule_params_default()
-
-
-def sample_params_default() -> ddpm_sample_params:
-    return lib.ddpm_sample_params_default()
-
-
-def model_params_default() -> ddpm_model_params:
-    return lib.ddpm_model_params_default()

@@ -1,183 +1,110 @@
-"""Model: a noise schedule plus an ε-network (residual MLP for vectors, UNet for images),
-its AdamW state, EMA weights and training RNG. Train it on numpy arrays, sample from it,
-save and load it. All the maths runs in libddpm; this module only moves arrays.
+"""Model: a noise schedule plus a denoising network (residual MLP for vectors, UNet for
+images), its AdamW state, EMA weights and training RNG. Train it on numpy arrays, predict,
+sample from it, save and load it. All the maths runs in libddpm; this module only moves arrays.
+
+A model is described by three configs (config.py): the network (MLPConfig or UNetConfig),
+the training recipe (TrainConfig) and the conditioning (Conditioning):
+
+    Model(schedule, network=MLPConfig(data_dim=2), train=TrainConfig(learning_rate=2e-3),
+          cond=Conditioning.classes(10))
+
+The fields of those configs may also be given as keywords, which are routed to the config
+that has the field: Model(schedule, data_dim=2, hidden=64, learning_rate=2e-3, num_classes=10);
+network="unet" picks the UNet, image_shape=(C, H, W) sets channels, height and width.
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import numpy as np
 
 from . import _common as C
 from . import _lib
+from .config import NETWORK_CONFIGS, NETWORK_KINDS, Conditioning, MLPConfig, TrainConfig, UNetConfig
 from .errors import ClosedError, InvalidArgumentError, check, error_for_status
 from .schedule import NoiseSchedule
 
-_MAX_LEVELS = 4  # length of ddpm_model_params.channel_mult
-_INT32_MAX = 2**31 - 1
-
-
-def _int32(value: Any, what: str) -> int:
-    v = C.as_int(value, what)
-    if not -_INT32_MAX - 1 <= v <= _INT32_MAX:
-        raise InvalidArgumentError(f"{what} must fit in int32 (got {v})")
-    return v
-
-
-def _f32(value: float) -> float:
-    """A float32 field as the shortest decimal that rounds to it (1e-3, not 0.0010000000474974513)."""
-    return float(str(np.float32(value)))
-
-
-def _options_from_params(p: _lib.ddpm_model_params) -> dict[str, Any]:
-    """ddpm_model_params -> the keyword arguments of Model(...)."""
-    levels = max(0, min(p.num_levels, _MAX_LEVELS))
-    return {
-        "network": C.enum_name(C.NETWORKS, p.network),
-        "data_dim": p.data_dim or None,
-        "hidden": p.hidden,
-        "depth": p.depth,
-        "time_embed_dim": p.time_embed_dim,
-        "image_shape": (p.channels, p.height, p.width) if p.channels and p.height and p.width else None,
-        "base_channels": p.base_channels,
-        "channel_mult": tuple(p.channel_mult[:levels]),
-        "res_blocks": p.res_blocks,
-        "attention_levels": tuple(l for l in range(32) if p.attention_levels >> l & 1),
-        "attention_heads": p.attention_heads,
-        "groups": p.groups,
-        "dropout": _f32(p.dropout),
-        "num_classes": p.num_classes,
-        "label_dropout": _f32(p.label_dropout),
-        "learning_rate": _f32(p.learning_rate),
-        "betas": (_f32(p.beta1), _f32(p.beta2)),
-        "adam_eps": _f32(p.adam_eps),
-        "weight_decay": _f32(p.weight_decay),
-        "grad_clip": _f32(p.grad_clip),
-        "ema_decay": _f32(p.ema_decay),
-        "seed": p.seed,
-    }
-
-
-def _params_from_options(o: dict[str, Any]) -> _lib.ddpm_model_params:
-    """The keyword arguments of Model(...) -> ddpm_model_params (range checks are the library's)."""
-    p = _lib.model_params_default()
-    p.network = C.enum_value(C.NETWORKS, o["network"], "network")
-    p.data_dim = 0 if o["data_dim"] is None else _int32(o["data_dim"], "data_dim")
-    p.hidden = _int32(o["hidden"], "hidden")
-    p.depth = _int32(o["depth"], "depth")
-    p.time_embed_dim = _int32(o["time_embed_dim"], "time_embed_dim")
-    if o["image_shape"] is not None:
-        shape = tuple(o["image_shape"])
-        if len(shape) != 3:
-            raise InvalidArgumentError(f"image_shape must be (channels, height, width) (got {o['image_shape']!r})")
-        p.channels, p.height, p.width = (_int32(v, "image_shape entries") for v in shape)
-    p.base_channels = _int32(o["base_channels"], "base_channels")
-    mult = [_int32(m, "channel_mult entries") for m in o["channel_mult"]]
-    if not 1 <= len(mult) <= _MAX_LEVELS:
-        raise InvalidArgumentError(f"channel_mult must have 1 to {_MAX_LEVELS} entries (got {len(mult)})")
-    p.num_levels = len(mult)
-    p.channel_mult[:] = mult + [mult[-1]] * (_MAX_LEVELS - len(mult))
-    mask = 0
-    for level in o["attention_levels"] or ():
-        level = C.as_int(level, "attention_levels entries")
-        if not 0 <= level < len(mult):
-            raise InvalidArgumentError(f"attention level {level} is outside 0..{len(mult) - 1} (the levels of channel_mult)")
-        mask |= 1 << level
-    p.attention_levels = mask
-    p.res_blocks = _int32(o["res_blocks"], "res_blocks")
-    p.attention_heads = _int32(o["attention_heads"], "attention_heads")
-    p.groups = _int32(o["groups"], "groups")
-    p.dropout = float(o["dropout"])
-    p.num_classes = _int32(o["num_classes"], "num_classes")
-    p.label_dropout = float(o["label_dropout"])
-    p.learning_rate = float(o["learning_rate"])
-    try:
-        p.beta1, p.beta2 = (float(b) for b in o["betas"])
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"betas must be a pair (beta1, beta2) (got {o['betas']!r})") from None
-    p.adam_eps = float(o["adam_eps"])
-    p.weight_decay = float(o["weight_decay"])
-    p.grad_clip = float(o["grad_clip"])
-    p.ema_decay = float(o["ema_decay"])
-    seed = C.as_int(o["seed"], "seed", minimum=0)
-    if seed >= 2**64:
-        raise InvalidArgumentError(f"seed must fit in 64 bits (got {seed})")
-    p.seed = seed
-    return p
-
+NetworkConfig = Union[MLPConfig, UNetConfig]
 
 _NOT_CACHED: Any = object()  # first field of a train_step cache entry that matches no argument
 
 
-_FROM_LIBRARY: Any = object()  # placeholder default; replaced by ddpm_model_params_default() below
+def _configs(network: Any, train: Any, cond: Any, options: dict[str, Any]):
+    """(network, train, cond) configs from Model(...)'s arguments: each config given or its
+    defaults, then every keyword option written into the config that has that field."""
+    if isinstance(network, str):
+        network = NETWORK_CONFIGS[C.enum_value(NETWORK_KINDS, network, "network")]()
+    network = _typed(network, (MLPConfig, UNetConfig), "network")
+    train = TrainConfig() if train is None else _typed(train, (TrainConfig,), "train")
+    cond = Conditioning() if cond is None else _typed(cond, (Conditioning,), "cond")
+    if "image_shape" in options:
+        shape = tuple(options.pop("image_shape"))
+        if len(shape) != 3:
+            raise InvalidArgumentError(f"image_shape must be (channels, height, width) (got {shape!r})")
+        options.update(zip(("channels", "height", "width"), shape))
+    if "num_classes" in options:
+        k = options.pop("num_classes")
+        cond = Conditioning.classes(k) if k else Conditioning.none()
+    network_options, train_options = ({k: options.pop(k) for k in list(options) if k in _field_names(config)}
+                                      for config in (network, train))
+    if options:
+        raise InvalidArgumentError(
+            f"unknown option(s) {sorted(options)}: not a field of {type(network).__name__}, TrainConfig or "
+            "Conditioning (num_classes), nor image_shape")
+    return dataclasses.replace(network, **network_options), dataclasses.replace(train, **train_options), cond
 
 
-class Model(C.ClosesOnExit):
-    """A diffusion model: schedule + ε-network + AdamW + EMA (owns a ddpm_model handle).
+def _typed(value: Any, kinds: tuple[type, ...], name: str) -> Any:
+    if not isinstance(value, kinds):
+        raise InvalidArgumentError(f"{name} must be {' or '.join(k.__name__ for k in kinds)} (got {value!r})")
+    return value
+
+
+def _field_names(config: Any) -> set[str]:
+    return {f.name for f in dataclasses.fields(config)}
+
+
+class Model(C.HandleOwner):
+    """A diffusion model: schedule + denoising network + AdamW + EMA (owns a ddpm_model handle).
 
     Example:
         >>> sched = NoiseSchedule.linear(1000)
-        >>> with Model(sched, data_dim=2) as model:
+        >>> with Model(sched, network=MLPConfig(data_dim=2)) as model:
         ...     losses = model.fit(data, steps=3000)
         ...     x = model.sample(1000)
     """
 
-    def __init__(self, schedule: NoiseSchedule, *, network=_FROM_LIBRARY, data_dim=_FROM_LIBRARY,
-                 hidden=_FROM_LIBRARY, depth=_FROM_LIBRARY, time_embed_dim=_FROM_LIBRARY,
-                 image_shape=_FROM_LIBRARY, base_channels=_FROM_LIBRARY, channel_mult=_FROM_LIBRARY,
-                 res_blocks=_FROM_LIBRARY, attention_levels=_FROM_LIBRARY, attention_heads=_FROM_LIBRARY,
-                 groups=_FROM_LIBRARY, dropout=_FROM_LIBRARY, num_classes=_FROM_LIBRARY,
-                 label_dropout=_FROM_LIBRARY, learning_rate=_FROM_LIBRARY, betas=_FROM_LIBRARY,
-                 adam_eps=_FROM_LIBRARY, weight_decay=_FROM_LIBRARY, grad_clip=_FROM_LIBRARY,
-                 ema_decay=_FROM_LIBRARY, seed=_FROM_LIBRARY) -> None:
-        """Creates a model over a copy of `schedule` (defaults: ddpm_model_params_default()).
+    def __init__(self, schedule: NoiseSchedule, *, network: NetworkConfig | str = "mlp",
+                 train: TrainConfig | None = None, cond: Conditioning | None = None, **options: Any) -> None:
+        """Creates a model over a copy of `schedule`.
 
         Args:
-            network: "mlp" (vectors; needs data_dim) or "unet" (images; needs image_shape).
-            data_dim: D, floats per sample for the MLP.
-            hidden, depth, time_embed_dim: MLP width, residual blocks, time encoding size.
-            image_shape: (C, H, W) for the UNet; H, W divisible by 2^(levels-1).
-            base_channels, channel_mult, res_blocks: UNet widths per level
-                (len(channel_mult) levels, at most 4) and residual blocks per level.
-            attention_levels: the levels (indices into channel_mult) with self-attention.
-            attention_heads, groups, dropout: UNet attention heads, GroupNorm groups, dropout.
-            num_classes: K > 0 for a class-conditional model (labels 0..K-1; K = no class).
-            label_dropout: probability of training a row unconditionally (for guidance).
-            learning_rate, betas, adam_eps, weight_decay, grad_clip: AdamW settings;
-                grad_clip is a global norm (0 = off).
-            ema_decay: EMA decay of the sampling weights.
-            seed: parameter initialisation and every training draw.
+            network: an MLPConfig (vectors; needs data_dim) or a UNetConfig (images; needs
+                height and width), or "mlp"/"unet" for that config's defaults.
+            train: the TrainConfig (default TrainConfig()).
+            cond: the Conditioning (default none).
+            **options: fields of the network config or of TrainConfig, num_classes (K > 0:
+                Conditioning.classes(K)) and image_shape=(C, H, W); each overrides the config.
         Raises InvalidArgumentError (a ValueError) on a bad combination, with the library's message.
         """
-        self._handle = None
-        options = dict(locals())
-        del options["self"], options["schedule"]
         if not isinstance(schedule, NoiseSchedule):
             raise InvalidArgumentError(f"schedule must be a NoiseSchedule (got {type(schedule).__name__})")
-        params = _params_from_options(options)
+        network, train, cond = _configs(network, train, cond, options)
+        net_p, train_p, cond_p = network.to_c(), train.to_c(), cond.to_c()
         handle = _lib.ddpm_model_p()
-        check(_lib.lib.ddpm_model_create(schedule._h(), ctypes.byref(params), ctypes.byref(handle)))
+        check(_lib.lib.ddpm_model_create(schedule._h(), ctypes.byref(net_p.base), ctypes.byref(train_p),
+                                         ctypes.byref(cond_p), ctypes.byref(handle)))
         self._adopt(handle)
-
-    @classmethod
-    def default_params(cls) -> dict[str, Any]:
-        """The constructor's defaults, as ddpm_model_params_default() gives them."""
-        return _options_from_params(_lib.model_params_default())
 
     def _adopt(self, handle) -> None:
         """Takes ownership of a ddpm_model* and prepares the fast-path state of train_step."""
         self._handle = handle
-        p = _lib.ddpm_model_params()
-        p.struct_size = ctypes.sizeof(p)
-        check(_lib.lib.ddpm_model_get_params(handle, ctypes.byref(p)))
-        self._sample_shape = ((p.channels, p.height, p.width) if p.network == _lib.DDPM_NETWORK_UNET
-                              else (p.data_dim,))
+        self._sample_shape = self.network.sample_shape
         self._sample_size = int(_lib.lib.ddpm_model_sample_size(handle))
-        self._flat_shape = (self._sample_size,)
-        self._num_classes = p.num_classes
         # train_step's fast path: the last x0/labels arrays used as-is, with their pointers.
         self._x0_cache: tuple = (_NOT_CACHED,)
         self._labels_cache: tuple = (_NOT_CACHED,)
@@ -188,34 +115,20 @@ class Model(C.ClosesOnExit):
 
     # ---- Lifetime ------------------------------------------------------------------
 
+    _free = "ddpm_model_free"
+
     def close(self) -> None:
-        """Frees the library handle; later calls raise ClosedError. Idempotent."""
-        handle, self._handle = getattr(self, "_handle", None), None
+        """Frees the library handle (and forgets train_step's cached arrays); later calls
+        raise ClosedError. Idempotent."""
         self._x0_cache = self._labels_cache = (_NOT_CACHED,)
-        if handle and _lib is not None and _lib.lib is not None:
-            _lib.lib.ddpm_model_free(handle)
-
-    @property
-    def closed(self) -> bool:
-        return self._handle is None
-
-    def _h(self):
-        handle = self._handle
-        if handle is None:
-            raise ClosedError("this Model has been closed")
-        return handle
+        super().close()
 
     def __repr__(self) -> str:
         if self.closed:
             return "Model(closed)"
-        o = self.params
-        if o["network"] == "unet":
-            arch = (f"network='unet', image_shape={o['image_shape']}, base_channels={o['base_channels']}, "
-                    f"channel_mult={o['channel_mult']}, attention_levels={o['attention_levels']}")
-        else:
-            arch = f"network='mlp', data_dim={o['data_dim']}, hidden={o['hidden']}, depth={o['depth']}"
-        cond = f", num_classes={o['num_classes']}" if o["num_classes"] else ""
-        return f"Model({arch}{cond}, num_parameters={self.num_parameters}, step={self.step})"
+        cond = self.conditioning
+        cond_text = f", cond={cond!r}" if cond.kind != "none" else ""
+        return f"Model(network={self.network!r}{cond_text}, num_parameters={self.num_parameters}, step={self.step})"
 
     # ---- Properties ----------------------------------------------------------------
 
@@ -236,19 +149,39 @@ class Model(C.ClosesOnExit):
         return int(_lib.lib.ddpm_model_step(self._h()))
 
     @property
-    def params(self) -> dict[str, Any]:
-        """The model's settings as Model(...) keyword arguments (learning rate included)."""
-        p = _lib.ddpm_model_params()
-        p.struct_size = ctypes.sizeof(p)
-        check(_lib.lib.ddpm_model_get_params(self._h(), ctypes.byref(p)))
-        return _options_from_params(p)
+    def network(self) -> NetworkConfig:
+        """The network's config, an MLPConfig or a UNetConfig (ddpm_model_get_network)."""
+        handle = self._h()
+        cls = NETWORK_CONFIGS[_lib.lib.ddpm_model_network_kind(handle)]
+        p = cls._c_default()  # its head names the kind and size that get_network fills
+        check(_lib.lib.ddpm_model_get_network(handle, ctypes.byref(p.base)))
+        return cls.from_c(p)
+
+    @property
+    def train_config(self) -> TrainConfig:
+        """The training recipe (the current learning rate included)."""
+        p = _lib.lib.ddpm_train_params_default()
+        check(_lib.lib.ddpm_model_get_train_params(self._h(), ctypes.byref(p)))
+        return TrainConfig.from_c(p)
+
+    @property
+    def conditioning(self) -> Conditioning:
+        """What the model's samples are conditioned on."""
+        p = _lib.lib.ddpm_cond_params_default()
+        check(_lib.lib.ddpm_model_get_cond_params(self._h(), ctypes.byref(p)))
+        return Conditioning.from_c(p)
+
+    @property
+    def configs(self) -> dict[str, Any]:
+        """{"network": ..., "train": ..., "cond": ...}: Model(schedule, **model.configs) builds a twin."""
+        return {"network": self.network, "train": self.train_config, "cond": self.conditioning}
 
     @property
     def schedule(self) -> NoiseSchedule:
         """A copy of the model's noise schedule (yours to close)."""
         handle = _lib.ddpm_schedule_p()
         check(_lib.lib.ddpm_model_get_schedule(self._h(), ctypes.byref(handle)))
-        return NoiseSchedule(handle, f"custom(T={_lib.lib.ddpm_schedule_num_timesteps(handle)}) from a Model")
+        return NoiseSchedule(handle)
 
     def set_learning_rate(self, learning_rate: float) -> None:
         """Changes the AdamW learning rate (> 0) for the following steps."""
@@ -347,25 +280,33 @@ class Model(C.ClosesOnExit):
 
     # ---- Inference -----------------------------------------------------------------
 
-    def predict_eps(self, x_t: Any, t: int, labels: Any = None, guidance_scale: float = 1.0,
-                    use_ema: bool = True) -> np.ndarray:
-        """ε̂(x_t, t) for a batch x_t (B, *sample_shape) at one timestep t for every row.
+    def predict(self, x_t: Any, t: int, labels: Any = None, *, output: str = "eps",
+                guidance_scale: float = C.PREDICT_DEFAULTS.guidance_scale,
+                use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema)) -> np.ndarray:
+        """The model's prediction for a batch x_t (B, *sample_shape) at one timestep t for every row.
 
-        labels: (B,) (or one int) with classifier-free guidance scale w, or None.
+        output: "eps" (ε̂) or "x0" (x̂_0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t).
+        labels: (B,) (or one int) for a conditional model, with classifier-free guidance
+        ε̂_uncond + w·(ε̂_cond − ε̂_uncond), w = guidance_scale; or None.
+        use_ema: predict with the EMA weights (default) or the live ones.
         Returns float32 with x_t's shape.
         """
         handle = self._h()
         x = self._batch(x_t, "x_t")
-        t = _int32(t, "t")
+        t = C.as_int32(t, "t")
         label_arr = None if labels is None else C.int32_vector(labels, x.shape[0], "labels", broadcast=True)
+        params = C.predict_params(guidance_scale, use_ema)
         out = np.empty_like(x)
-        check(_lib.lib.ddpm_model_predict_eps(handle, C.float_ptr(x), x.shape[0], t, C.int32_ptr(label_arr),
-                                              float(guidance_scale), 1 if use_ema else 0, C.float_ptr(out), out.size))
+        check(_lib.lib.ddpm_model_predict(handle, ctypes.byref(params), C.enum_value(C.OUTPUTS, output, "output"),
+                                          C.float_ptr(x), x.shape[0], t, C.int32_ptr(label_arr),
+                                          C.float_ptr(out), out.size))
         return out
 
     def sample(self, n: int, *, method: str = "ddpm", steps: int = 0, eta: float = 0.0, variance: str = "beta",
-               clip: Any = None, seed: int = 0, labels: Any = None, guidance_scale: float = 1.0,
-               use_ema: bool = True, progress: Any = None, return_trajectory: Any = False):
+               clip: Any = None, seed: int = 0, timesteps: Any = None, labels: Any = None,
+               guidance_scale: float = C.PREDICT_DEFAULTS.guidance_scale,
+               use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema), progress: Any = None,
+               return_trajectory: Any = False):
         """Draws n samples: x_T ~ N(0, I), then reverse steps down to x_0.
 
         Args:
@@ -376,6 +317,7 @@ class Model(C.ClosesOnExit):
             variance: DDPM σ_t²: "beta" (β_t) or "posterior" (β̃_t).
             clip: None, True for (-1, 1), or (lo, hi): clip the predicted x_0 each step.
             seed: seeds x_T and every noise draw (same seed, same samples).
+            timesteps: your own timesteps, strictly decreasing in 0..T-1 (overrides steps).
             labels: (n,) class labels or one int (conditional models), None for unconditional.
             guidance_scale: classifier-free guidance w (1 = plain conditional).
             use_ema: sample with the EMA weights (default) or the live ones.
@@ -390,27 +332,14 @@ class Model(C.ClosesOnExit):
         """
         handle = self._h()
         n = C.as_int(n, "n", minimum=1)
-        full_shape = (n, *self._sample_shape)
         label_arr = None if labels is None else C.int32_vector(labels, n, "labels", broadcast=True)
         params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
-                                 guidance_scale=guidance_scale, use_ema=use_ema)
-        want_all, wanted = C.trajectory_request(return_trajectory)
-        trajectory: dict[int, np.ndarray] = {}
-        state = C.CallbackState()
-        relay, close_bar = C.progress_relay(state, full_shape, progress, want_all, wanted, "sampling")
-        C.attach_progress(params, relay)
-        out = np.empty(full_shape, dtype=np.float32)
-        try:
-            status = _lib.lib.ddpm_model_sample(handle, ctypes.byref(params), C.int32_ptr(label_arr), n,
-                                                C.float_ptr(out), out.size)
-        finally:
-            close_bar()
-        state.reraise()
-        check(status)
-        if want_all or wanted is not None:
-            trajectory.update(relay.snapshots if relay else {})
-            return out, dict(sorted(trajectory.items(), reverse=True))
-        return out
+                                 timesteps=timesteps)
+        predict = C.predict_params(guidance_scale, use_ema)
+        return C.run_sampling(C.CallbackState(), params, (n, *self._sample_shape), progress, return_trajectory,
+                              lambda out: _lib.lib.ddpm_model_sample(handle, ctypes.byref(params), ctypes.byref(predict),
+                                                                     C.int32_ptr(label_arr), n, C.float_ptr(out),
+                                                                     out.size))
 
     # ---- Files ---------------------------------------------------------------------
 
@@ -435,8 +364,3 @@ def _tqdm(total: int, desc: str):
     except ImportError:
         return None
     return tqdm(total=total, desc=desc, leave=False)
-
-
-# The constructor's defaults come from the library, so they cannot drift from
-# ddpm_model_params_default(); help(Model) shows the actual values.
-Model.__init__.__kwdefaults__.update(Model.default_params())

@@ -1,5 +1,5 @@
 """NoiseSchedule: the forward process β_0..β_{T-1}, its derived tables, closed-form
-noising, the posterior, single reverse steps and sampling with your own ε-model.
+noising, the posterior, single reverse steps and sampling with your own model.
 
 Timesteps are 0-based, t in 0..T-1, t = 0 the first noising step (as in diffusers), so
 the tables compare one to one with a diffusers DDPMScheduler.
@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _common as C
 from . import _lib
+from .config import ScheduleConfig
 from .errors import InvalidArgumentError, ShapeError, check
 
 # Table properties: name -> ddpm_table value. Names follow diffusers' DDPMScheduler.
@@ -43,28 +44,34 @@ def _paired_rows(x0: Any, other: Any, t: Any, other_name: str):
     return x0, other, C.int32_vector(t, B, "t", broadcast=True), B, x0.size // B
 
 
-class NoiseSchedule(C.ClosesOnExit):
+class NoiseSchedule(C.HandleOwner):
     """A forward-process noise schedule (owns a ddpm_schedule handle).
 
-    Build one with `linear`, `cosine`, `sigmoid` or `custom`; `Model.schedule` returns a
-    copy of a model's. Use it as a context manager or call `close()` (idempotent).
+    Build one with `linear`, `cosine`, `sigmoid`, `custom` or `from_config`; `Model.schedule`
+    returns a copy of a model's. `params` reads back how it was made. Use it as a context
+    manager or call `close()` (idempotent).
     """
 
-    def __init__(self, _handle: Any, _description: str = "custom") -> None:
+    def __init__(self, _handle: Any) -> None:
         # Private: use the classmethods. Takes ownership of a ddpm_schedule* handle.
         if not isinstance(_handle, _lib.ddpm_schedule_p) or not _handle:
-            raise InvalidArgumentError("use NoiseSchedule.linear/cosine/sigmoid/custom to build a schedule")
+            raise InvalidArgumentError("use NoiseSchedule.linear/cosine/sigmoid/custom/from_config to build a schedule")
         self._handle = _handle
-        self._description = _description
         self._tables: dict[str, np.ndarray] = {}
+        self._description = _describe(self.params)  # kept for repr after close()
 
     # ---- Construction --------------------------------------------------------------
 
     @classmethod
-    def _create(cls, params: _lib.ddpm_schedule_params, description: str) -> "NoiseSchedule":
+    def from_config(cls, config: ScheduleConfig) -> "NoiseSchedule":
+        """A schedule from a ScheduleConfig (ddpm_schedule_params); kind "custom" is refused
+        (use `custom`)."""
+        if not isinstance(config, ScheduleConfig):
+            raise InvalidArgumentError(f"config must be a ScheduleConfig (got {type(config).__name__})")
+        params = config.to_c()
         handle = _lib.ddpm_schedule_p()
         check(_lib.lib.ddpm_schedule_create(ctypes.byref(params), ctypes.byref(handle)))
-        return cls(handle, description)
+        return cls(handle)
 
     @classmethod
     def linear(cls, num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
@@ -74,35 +81,22 @@ class NoiseSchedule(C.ClosesOnExit):
         scale_to_steps multiplies both ends by 1000/T (improved-DDPM's rescaling), so a
         short schedule reaches the same total noise as T = 1000.
         """
-        p = _lib.schedule_params_default()
-        p.kind = _lib.DDPM_SCHEDULE_LINEAR
-        p.num_timesteps = C.as_int(num_timesteps, "num_timesteps")
-        p.beta_start, p.beta_end = float(beta_start), float(beta_end)
-        p.scale_to_steps = 1 if scale_to_steps else 0
-        return cls._create(p, f"linear(T={num_timesteps}, beta_start={beta_start:g}, beta_end={beta_end:g}"
-                              f"{', scale_to_steps=True' if scale_to_steps else ''})")
+        return cls.from_config(ScheduleConfig(kind="linear", num_timesteps=num_timesteps, beta_start=beta_start,
+                                              beta_end=beta_end, scale_to_steps=1 if scale_to_steps else 0))
 
     @classmethod
     def cosine(cls, num_timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> "NoiseSchedule":
         """Nichol & Dhariwal's cosine schedule: ᾱ(t) = f(t)/f(0), f(t) = cos²(((t/T + s)/(1 + s))·π/2),
         β clipped at max_beta."""
-        p = _lib.schedule_params_default()
-        p.kind = _lib.DDPM_SCHEDULE_COSINE
-        p.num_timesteps = C.as_int(num_timesteps, "num_timesteps")
-        p.cosine_s, p.max_beta = float(s), float(max_beta)
-        return cls._create(p, f"cosine(T={num_timesteps}, s={s:g}, max_beta={max_beta:g})")
+        return cls.from_config(ScheduleConfig(kind="cosine", num_timesteps=num_timesteps, cosine_s=s,
+                                              max_beta=max_beta))
 
     @classmethod
     def sigmoid(cls, num_timesteps: int = 100, beta_min: float = 0.0, beta_max: float = 0.1,
                 start: float = -6.0, end: float = 6.0) -> "NoiseSchedule":
         """β_t = β_min + (β_max − β_min)·sigmoid(linspace(start, end, T))."""
-        p = _lib.schedule_params_default()
-        p.kind = _lib.DDPM_SCHEDULE_SIGMOID
-        p.num_timesteps = C.as_int(num_timesteps, "num_timesteps")
-        p.beta_start, p.beta_end = float(beta_min), float(beta_max)
-        p.sigmoid_start, p.sigmoid_end = float(start), float(end)
-        return cls._create(p, f"sigmoid(T={num_timesteps}, beta_min={beta_min:g}, beta_max={beta_max:g}, "
-                              f"start={start:g}, end={end:g})")
+        return cls.from_config(ScheduleConfig(kind="sigmoid", num_timesteps=num_timesteps, beta_start=beta_min,
+                                              beta_end=beta_max, sigmoid_start=start, sigmoid_end=end))
 
     @classmethod
     def custom(cls, betas: Iterable[float]) -> "NoiseSchedule":
@@ -112,27 +106,33 @@ class NoiseSchedule(C.ClosesOnExit):
             raise ShapeError(f"betas must be a 1-D sequence; got shape {arr.shape}")
         handle = _lib.ddpm_schedule_p()
         check(_lib.lib.ddpm_schedule_create_custom(arr.ctypes.data_as(_lib.DOUBLE_P), arr.size, ctypes.byref(handle)))
-        return cls(handle, f"custom(T={arr.size})")
+        return cls(handle)
 
     # ---- Lifetime ------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Frees the library handle; later calls raise ClosedError. Idempotent."""
-        handle, self._handle = getattr(self, "_handle", None), None
-        if handle and _lib is not None and _lib.lib is not None:
-            _lib.lib.ddpm_schedule_free(handle)
-
-    @property
-    def closed(self) -> bool:
-        return not self._handle
-
-    def _h(self):
-        return C.require_open(self._handle, "NoiseSchedule")
+    _free = "ddpm_schedule_free"
 
     def __repr__(self) -> str:
         if self.closed:
             return f"NoiseSchedule.{self._description} [closed]"
         return f"NoiseSchedule.{self._description}"
+
+    # ---- How it was made -----------------------------------------------------------
+
+    @property
+    def params(self) -> ScheduleConfig:
+        """How the schedule was made (ddpm_schedule_get_params): its kind, T and that kind's
+        parameters. A linear schedule made with scale_to_steps reports the scaled ends and
+        scale_to_steps = 0 (the same β); a custom one reports kind "custom" (its β are in
+        `betas`)."""
+        p = _lib.lib.ddpm_schedule_params_default()
+        check(_lib.lib.ddpm_schedule_get_params(self._h(), ctypes.byref(p)))
+        return ScheduleConfig.from_c(p)
+
+    @property
+    def kind(self) -> str:
+        """"linear", "cosine", "sigmoid" or "custom"."""
+        return self.params.kind
 
     # ---- Tables --------------------------------------------------------------------
 
@@ -207,49 +207,59 @@ class NoiseSchedule(C.ClosesOnExit):
 
     def step(self, eps: Any, t: int, x_t: Any, noise: Any = None, *, method: str = "ddpm",
              prev_t: int | None = None, variance: str = "beta", eta: float = 0.0, clip: Any = None) -> np.ndarray:
-        """One reverse step x_t -> x_{prev_t} given the predicted noise eps (a scheduler's `step`).
+        """One reverse step x_t -> x_{prev_t} given the predicted noise eps: a Sampler over the
+        timesteps [t, prev_t] (or [t] when prev_t = -1), stepped once.
 
         Args:
             eps, x_t: arrays of the same shape (any shape, e.g. (B, D)).
             t: the current timestep (0..T-1), shared by every element.
-            noise: z ~ N(0, I) with x_t's shape; only needed when the step adds noise
-                (DDPM with prev_t >= 0, DDIM with eta > 0).
+            noise: z ~ N(0, I) with x_t's shape; required exactly when the step adds noise
+                (DDPM with prev_t >= 0, DDIM with eta > 0 and prev_t >= 0).
             method: "ddpm" (ancestral, `variance` "beta" for σ² = β_t or "posterior" for
                 σ² = β̃_t) or "ddim" (`eta` in [0, 1]).
             prev_t: the target timestep, -1 for x_0; default t - 1.
             clip: None, True for (-1, 1), or (lo, hi): clip the predicted x_0.
         Returns x_prev as float32 with x_t's shape.
         """
-        handle = self._h()
-        t = C.as_int(t, "t")
-        prev_t = t - 1 if prev_t is None else C.as_int(prev_t, "prev_t")
+        from .sampler import Sampler  # sampler.py imports this module
+
+        self._h()
+        t = C.as_int32(t, "t")
+        prev_t = t - 1 if prev_t is None else C.as_int32(prev_t, "prev_t")
+        if not -1 <= prev_t < t:
+            raise InvalidArgumentError(f"prev_t must be in -1..t-1 (got prev_t = {prev_t} with t = {t})")
         x_t = C.float32_array(x_t, "x_t")
         eps = C.float32_array(eps, "eps")
         C.same_shape(eps, x_t, "eps", "x_t")
-        noise_ptr = C.null_float_ptr()
         if noise is not None:
             noise = C.float32_array(noise, "noise")
             C.same_shape(noise, x_t, "noise", "x_t")
-            noise_ptr = C.float_ptr(noise)
-        params = C.sample_params(method=method, eta=eta, variance=variance, clip=clip)
-        out = np.empty_like(x_t)
-        check(_lib.lib.ddpm_schedule_step(handle, ctypes.byref(params), t, prev_t, C.float_ptr(eps),
-                                          C.float_ptr(x_t), noise_ptr, C.float_ptr(out), out.size))
-        return out
+        elif prev_t >= 0 and (C.enum_value(C.METHODS, method, "method") == _lib.DDPM_METHOD_DDPM or eta > 0):
+            # A Sampler would draw its own z here; a single step asks for it instead.
+            raise InvalidArgumentError(f"this step adds noise (method {method!r}, eta {eta}, prev_t {prev_t}): "
+                                       "pass noise, z ~ N(0, I) with x_t's shape")
+        flat = (1, x_t.size)  # one row: the step is elementwise
+        with Sampler(self, 1, flat[1:], method=method, variance=variance, eta=eta, clip=clip,
+                     timesteps=[t] if prev_t == -1 else [t, prev_t]) as sampler:
+            x_prev, _ = sampler.step(eps.reshape(flat), x_t.reshape(flat),
+                                     None if noise is None else noise.reshape(flat))
+        return x_prev.reshape(x_t.shape)
 
-    def sample(self, eps_fn: Callable[[np.ndarray, int, np.ndarray | None], Any], n: int, shape: Any, *,
+    def sample(self, model_fn: Callable[[np.ndarray, int, np.ndarray | None], Any], n: int, shape: Any, *,
                method: str = "ddpm", steps: int = 0, eta: float = 0.0, variance: str = "beta", clip: Any = None,
-               seed: int = 0, labels: Any = None, progress: Any = None, return_trajectory: Any = False):
-        """Draws n samples with your own ε-model: x_T ~ N(0, I), then reverse steps to x_0.
+               seed: int = 0, timesteps: Any = None, prediction_type: str = "eps", labels: Any = None,
+               progress: Any = None, return_trajectory: Any = False):
+        """Draws n samples with your own model: x_T ~ N(0, I), then reverse steps to x_0.
 
         Args:
-            eps_fn: eps_fn(x_t, t, labels) -> ε̂ with x_t's shape. x_t is a float32
-                (n, *shape) array (a copy, yours to keep), t an int, labels the int32
-                (n,) array or None. An exception inside eps_fn stops sampling and is
-                re-raised here.
+            model_fn: model_fn(x_t, t, labels) -> the model output with x_t's shape: ε̂, or
+                x̂_0 with prediction_type="x0". x_t is a float32 (n, *shape) array (a copy,
+                yours to keep), t an int, labels the int32 (n,) array or None. An exception
+                inside model_fn stops sampling and is re-raised here.
             n: number of samples.  shape: the shape of one sample (int or tuple).
-            method, steps, eta, variance, clip, seed: as in `Model.sample`.
-            labels: (n,) ints passed through to eps_fn, or None.
+            method, steps, eta, variance, clip, seed, timesteps: as in `Model.sample`.
+            prediction_type: what model_fn returns, "eps" or "x0".
+            labels: (n,) ints passed through to model_fn, or None.
             progress: None, True (tqdm bar) or progress(step, total, t, x) returning
                 truthy to cancel (raises CancelledError).
             return_trajectory: False, True or a list of t; see `Model.sample`.
@@ -257,49 +267,43 @@ class NoiseSchedule(C.ClosesOnExit):
         """
         handle = self._h()
         n = C.as_int(n, "n", minimum=1)
-        sample_shape = _shape_tuple(shape)
+        sample_shape = C.shape_tuple(shape)
         dim = math.prod(sample_shape)
         full_shape = (n, *sample_shape)
         label_arr = None if labels is None else C.int32_vector(labels, n, "labels")
-        params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed)
-        want_all, wanted = C.trajectory_request(return_trajectory)
+        params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
+                                 timesteps=timesteps, prediction_type=prediction_type)
         state = C.CallbackState()
-        relay, close_bar = C.progress_relay(state, full_shape, progress, want_all, wanted, "sampling")
-        C.attach_progress(params, relay)
 
-        def call_eps(_user_data, eps_out, x_ptr, batch, d, t, _labels_ptr):
+        def call_model(_user_data, out_ptr, x_ptr, batch, d, t, _labels_ptr):
             try:
                 x = C.from_pointer(x_ptr, batch * d).reshape(full_shape).copy()
-                eps = np.asarray(eps_fn(x, int(t), label_arr), dtype=np.float32)
-                if eps.shape != full_shape and eps.shape != (batch, d):
-                    raise ShapeError(f"eps_fn returned shape {eps.shape}, expected {full_shape}")
-                C.from_pointer(eps_out, batch * d)[:] = eps.reshape(-1)
+                out = np.asarray(model_fn(x, int(t), label_arr), dtype=np.float32)
+                if out.shape != full_shape and out.shape != (batch, d):
+                    raise ShapeError(f"model_fn returned shape {out.shape}, expected {full_shape}")
+                C.from_pointer(out_ptr, batch * d)[:] = out.reshape(-1)
                 return 0
             except BaseException as error:  # noqa: BLE001 - re-raised after the C call
                 state.error = error
                 return 1
 
-        c_eps = _lib.ddpm_eps_fn(call_eps)
-        out = np.empty(full_shape, dtype=np.float32)
-        try:
-            status = _lib.lib.ddpm_schedule_sample(handle, ctypes.byref(params), c_eps, None, C.int32_ptr(label_arr),
-                                                   n, dim, C.float_ptr(out), out.size)
-        finally:
-            close_bar()
-        state.reraise()
-        check(status)
-        if want_all or wanted is not None:
-            return out, dict(sorted((relay.snapshots if relay else {}).items(), reverse=True))
-        return out
+        c_model = _lib.ddpm_model_fn(call_model)
+        return C.run_sampling(state, params, full_shape, progress, return_trajectory,
+                              lambda out: _lib.lib.ddpm_schedule_sample(handle, ctypes.byref(params), c_model, None,
+                                                                        C.int32_ptr(label_arr), n, dim,
+                                                                        C.float_ptr(out), out.size))
 
 
-def _shape_tuple(shape: Any) -> tuple[int, ...]:
-    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
-        shape = (int(shape),)
-    try:
-        result = tuple(C.as_int(s, "shape entries", minimum=1) for s in shape)
-    except TypeError:
-        raise InvalidArgumentError(f"shape must be an int or a tuple of ints (got {shape!r})") from None
-    if not result:
-        raise InvalidArgumentError("shape must have at least one dimension")
-    return result
+# The fields of each kind that NoiseSchedule's repr shows.
+_SHOWN = {
+    "linear": ("beta_start", "beta_end"),
+    "cosine": ("cosine_s", "max_beta"),
+    "sigmoid": ("beta_start", "beta_end", "sigmoid_start", "sigmoid_end"),
+    "custom": (),
+}
+
+
+def _describe(params: ScheduleConfig) -> str:
+    """"linear(T=1000, beta_start=0.0001, beta_end=0.02)" for a schedule's params."""
+    shown = "".join(f", {name}={getattr(params, name):g}" for name in _SHOWN.get(params.kind, ()))
+    return f"{params.kind}(T={params.num_timesteps}{shown})"

@@ -16,6 +16,7 @@ sys.path.insert(0, str(REPO / "python"))  # so the tests also run without PYTHON
 import swiftddpm as sd  # noqa: E402
 
 HEADER = REPO / "include" / "ddpm.h"
+VERSION_HEADER = REPO / "include" / "ddpm_version.h"
 
 
 def nearest_distance(samples: np.ndarray, data: np.ndarray) -> float:

@@ -55,13 +55,13 @@ def test_bad_step_and_sample_options(linear100):
     raises(sd.InvalidArgumentError, "eta", linear100.step, x, 5, x, x, method="ddim", eta=1.5)
     raises(sd.InvalidArgumentError, "clip", linear100.step, x, 5, x, x, clip=(1, -1))
     raises(sd.InvalidArgumentError, "clip must be", linear100.step, x, 5, x, x, clip="yes")
-    raises(sd.NonFiniteError, "eps", linear100.step, np.full((2, 2), np.nan), 5, x, x)
+    raises(sd.NonFiniteError, "eps|model output", linear100.step, np.full((2, 2), np.nan), 5, x, x)
     zero = lambda x, t, labels: np.zeros_like(x)  # noqa: E731
     raises(sd.InvalidArgumentError, "steps", linear100.sample, zero, 2, 2, method="ddim", steps=101)
     raises(sd.InvalidArgumentError, "n must be >= 1", linear100.sample, zero, 0, 2)
     raises(sd.InvalidArgumentError, "seed", linear100.sample, zero, 2, 2, seed=-1)
     raises(sd.ShapeError, r"labels must have shape \(2,\)", linear100.sample, zero, 2, 2, labels=[1, 2, 3])
-    raises(sd.NonFiniteError, "predicted noise", linear100.sample, lambda x, t, l: np.full_like(x, np.nan), 2, 2)
+    raises(sd.NonFiniteError, "predicted noise|model output", linear100.sample, lambda x, t, l: np.full_like(x, np.nan), 2, 2)
 
 
 # ---- Models ------------------------------------------------------------------------------
@@ -93,9 +93,9 @@ def test_bad_model_inputs(small_model):
     raises(sd.ShapeError, "non-empty batch", m.train_step, np.zeros((0, 3)))
     raises(sd.NonFiniteError, "x0", m.train_step, np.full((4, 3), np.nan))
     raises(sd.InvalidArgumentError, "unconditional", m.train_step, np.zeros((2, 3)), labels=[0, 1])
-    raises(sd.InvalidArgumentError, "timestep 100 is outside", m.predict_eps, np.zeros((2, 3)), 100)
-    raises(sd.InvalidArgumentError, "timestep -1 is outside", m.predict_eps, np.zeros((2, 3)), -1)
-    raises(sd.ShapeError, "x_t must have shape", m.predict_eps, np.zeros((2, 5)), 3)
+    raises(sd.InvalidArgumentError, "timestep 100 is outside", m.predict, np.zeros((2, 3)), 100)
+    raises(sd.InvalidArgumentError, "timestep -1 is outside", m.predict, np.zeros((2, 3)), -1)
+    raises(sd.ShapeError, "x_t must have shape", m.predict, np.zeros((2, 5)), 3)
     raises(sd.InvalidArgumentError, "unconditional", m.sample, 2, labels=[0, 0])
     raises(sd.InvalidArgumentError, "method must be one of", m.sample, 2, method="plms")
     raises(sd.InvalidArgumentError, "variance must be one of", m.sample, 2, variance="learned")
@@ -153,15 +153,16 @@ def test_closed_model_raises_instead_of_crashing(linear100):
     m = sd.Model(linear100, data_dim=2, hidden=8, depth=1)
     m.close()
     for use in (lambda: m.train_step(np.zeros((2, 2), np.float32)), lambda: m.sample(2), lambda: m.step,
-                lambda: m.num_parameters, lambda: m.params, lambda: m.save("x.safetensors"),
-                lambda: m.predict_eps(np.zeros((1, 2)), 0), lambda: m.schedule, lambda: m.set_learning_rate(1e-3),
+                lambda: m.num_parameters, lambda: m.network, lambda: m.train_config,
+                lambda: m.conditioning, lambda: m.configs, lambda: m.save("x.safetensors"),
+                lambda: m.predict(np.zeros((1, 2)), 0), lambda: m.schedule, lambda: m.set_learning_rate(1e-3),
                 lambda: m.fit(np.zeros((4, 2)), 1), lambda: m.sample_shape):
         raises(sd.ClosedError, "closed", use)
 
 
 def test_a_failure_message_is_the_library_last_error(small_model):
     with pytest.raises(sd.DDPMError) as info:
-        small_model.predict_eps(np.zeros((1, 3)), 1000)
+        small_model.predict(np.zeros((1, 3)), 1000)
     assert info.value.message == sd._lib.last_error()
-    assert info.value.message.startswith("ddpm_model_predict_eps:")
+    assert info.value.message.startswith("ddpm_model_predict:")
     assert "[invalid argument]" in str(info.value)

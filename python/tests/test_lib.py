@@ -10,11 +10,12 @@ import pytest
 import swiftddpm as sd
 from swiftddpm import _lib
 
-from conftest import HEADER
+from conftest import HEADER, VERSION_HEADER
 
 C_TYPES = {
     "size_t": ctypes.c_size_t,
     "int32_t": ctypes.c_int32,
+    "uint32_t": ctypes.c_uint32,
     "int64_t": ctypes.c_int64,
     "uint64_t": ctypes.c_uint64,
     "double": ctypes.c_double,
@@ -29,8 +30,14 @@ def header_text() -> str:
     return re.sub(r"//[^\n]*", "", text)
 
 
+def header_defines() -> dict[str, int]:
+    """{macro: value} for every integer #define of the header."""
+    return {name: int(value) for name, value in re.findall(r"^#define (\w+) (\d+)\s*$", header_text(), flags=re.M)}
+
+
 def header_structs() -> dict[str, list[tuple[str, str, int]]]:
     """{struct name: [(C type, field name, array length or 0), ...]} in declaration order."""
+    defines = header_defines()
     structs = {}
     for name, body in re.findall(r"typedef struct (\w+) \{(.*?)\}\s*\w+;", header_text(), flags=re.S):
         fields = []
@@ -44,8 +51,9 @@ def header_structs() -> dict[str, list[tuple[str, str, int]]]:
                 raw = raw.strip()
                 if raw.startswith("*"):
                     ctype, raw = ctype + " *", raw[1:].strip()
-                arr = re.match(r"(\w+)\[(\d+)\]", raw)
-                fields.append((ctype, arr.group(1), int(arr.group(2))) if arr else (ctype, raw, 0))
+                arr = re.match(r"(\w+)\[(\w+)\]", raw)
+                length = arr and (int(arr.group(2)) if arr.group(2).isdigit() else defines[arr.group(2)])
+                fields.append((ctype, arr.group(1), length) if arr else (ctype, raw, 0))
         structs[name] = fields
     return structs
 
@@ -61,21 +69,36 @@ def header_functions() -> dict[str, tuple[str, int]]:
 
 
 def test_library_version_matches_package():
-    assert _lib.lib.ddpm_version_number() == _lib.EXPECTED_VERSION_NUMBER == 100
-    assert sd.library_version() == sd.__version__ == "0.1.0"
-    header_version = tuple(int(re.search(rf"#define DDPM_VERSION_{part} (\d+)", HEADER.read_text()).group(1))
+    assert _lib.lib.ddpm_version_number() == _lib.EXPECTED_VERSION_NUMBER == 200
+    assert sd.library_version() == sd.__version__ == "0.2.0"
+
+
+@pytest.mark.skipif(not VERSION_HEADER.is_file(), reason="no include/ddpm_version.h (an installed package)")
+def test_expected_version_is_the_version_header():
+    # ddpm_version.h is the one version source: _lib.EXPECTED_VERSION must restate it.
+    text = VERSION_HEADER.read_text()
+    header_version = tuple(int(re.search(rf"^#define DDPM_VERSION_{part} (\d+)", text, flags=re.M).group(1))
                            for part in ("MAJOR", "MINOR", "PATCH"))
     assert header_version == _lib.EXPECTED_VERSION
 
 
-def test_every_enum_constant_matches_the_header():
+def test_every_enum_constant_and_define_matches_the_header():
     constants = re.findall(r"\b(DDPM_[A-Z0-9_]+)\s*=\s*(\d+)", header_text())
-    assert len(constants) >= 25
+    assert len(constants) >= 33
     for name, value in constants:
         assert getattr(_lib, name) == int(value), name
+    assert header_defines() == {"DDPM_UNET_MAX_LEVELS": _lib.DDPM_UNET_MAX_LEVELS}
 
 
-@pytest.mark.parametrize("struct", ["ddpm_schedule_params", "ddpm_sample_params", "ddpm_model_params"])
+def test_every_struct_of_the_header_is_mirrored():
+    structs = header_structs()
+    assert set(structs) == {"ddpm_schedule_params", "ddpm_sample_params", "ddpm_network_params", "ddpm_mlp_params",
+                            "ddpm_unet_params", "ddpm_train_params", "ddpm_cond_params", "ddpm_predict_params"}
+    for name in structs:
+        assert issubclass(getattr(_lib, name), ctypes.Structure), name
+
+
+@pytest.mark.parametrize("struct", sorted(header_structs()))
 def test_struct_fields_match_the_header_in_order(struct):
     fields = header_structs()[struct]
     mirror = getattr(_lib, struct)._fields_
@@ -87,20 +110,28 @@ def test_struct_fields_match_the_header_in_order(struct):
             assert mtype is C_TYPES[ctype], name
         elif ctype == "ddpm_progress_fn":
             assert mtype is _lib.ddpm_progress_fn
+        elif ctype == "ddpm_network_params":
+            assert mtype is _lib.ddpm_network_params
+        elif ctype == "const int32_t *":
+            assert mtype is ctypes.POINTER(ctypes.c_int32), name
         else:
             assert ctype == "void *" and mtype is ctypes.c_void_p, name
 
 
-@pytest.mark.parametrize("struct", ["schedule", "sample", "model"])
+@pytest.mark.parametrize("struct", ["schedule", "sample", "mlp", "unet", "train", "cond", "predict"])
 def test_struct_size_agrees_with_the_library(struct):
-    params = getattr(_lib, f"{struct}_params_default")()
-    assert params.struct_size == ctypes.sizeof(getattr(_lib, f"ddpm_{struct}_params"))
+    params = getattr(_lib.lib, f"ddpm_{struct}_params_default")()
+    size = params.base.struct_size if struct in ("mlp", "unet") else params.struct_size
+    assert size == ctypes.sizeof(getattr(_lib, f"ddpm_{struct}_params"))
 
 
 def test_every_function_is_bound_with_the_header_arity():
     funcs = header_functions()
-    assert len(funcs) >= 30
-    returns = {"int": ctypes.c_int, "int64_t": ctypes.c_int64, "void": None, "const char *": ctypes.c_char_p}
+    assert len(funcs) >= 45
+    bound = {name for name in dir(_lib.lib) if name.startswith("ddpm_")}  # CDLL keeps what was looked up
+    assert bound <= set(funcs), bound - set(funcs)
+    returns = {"int": ctypes.c_int, "int32_t": ctypes.c_int32, "int64_t": ctypes.c_int64, "void": None,
+               "const char *": ctypes.c_char_p}
     for name, (ret, arity) in funcs.items():
         fn = getattr(_lib.lib, name)
         assert fn.argtypes is not None, f"{name} has no argtypes"

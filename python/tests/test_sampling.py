@@ -33,7 +33,7 @@ def test_exact_eps_reproduces_gaussian_data(method, steps, variance):
     np.testing.assert_allclose(x.std(axis=0), sigma, rtol=0.06)
 
 
-def test_eps_fn_sees_shapes_timesteps_and_labels(linear100):
+def test_model_fn_sees_shapes_timesteps_and_labels(linear100):
     seen = []
     labels = np.array([3, 1, 4, 1], np.int32)
 
@@ -47,7 +47,7 @@ def test_eps_fn_sees_shapes_timesteps_and_labels(linear100):
     assert all(np.array_equal(s[3], labels) for s in seen)
 
 
-def test_exception_inside_eps_fn_propagates(linear100):
+def test_exception_inside_model_fn_propagates(linear100):
     class Boom(RuntimeError):
         pass
 
@@ -65,7 +65,7 @@ def test_exception_inside_eps_fn_propagates(linear100):
 
 
 def test_wrong_eps_shape_is_reported(linear100):
-    with pytest.raises(sd.ShapeError, match=r"eps_fn returned shape \(2, 3\)"):
+    with pytest.raises(sd.ShapeError, match=r"model_fn returned shape \(2, 3\)"):
         linear100.sample(lambda x, t, labels: np.zeros((2, 3)), 2, 2)
 
 

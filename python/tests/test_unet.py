@@ -47,8 +47,8 @@ def test_bad_image_shapes_and_levels(schedule):
         unet(schedule, image_shape=(0, 8, 8))
     with pytest.raises(sd.InvalidArgumentError, match="height and width"):
         sd.Model(schedule, **TINY)  # a UNet without image_shape
-    with pytest.raises(sd.InvalidArgumentError, match="1 to 4 entries"):
-        unet(schedule, channel_mult=(1, 2, 2, 2, 2))
+    with pytest.raises(sd.InvalidArgumentError, match="1 to 8 entries"):  # DDPM_UNET_MAX_LEVELS
+        unet(schedule, channel_mult=(1, 2, 2, 2, 2, 2, 2, 2, 2))
     with pytest.raises(sd.InvalidArgumentError, match="attention level 2 is outside"):
         unet(schedule, attention_levels=(2,))
     with pytest.raises(sd.InvalidArgumentError, match="groups"):
@@ -63,7 +63,7 @@ def test_wrong_channel_count_or_size_of_the_data(schedule):
             with pytest.raises(sd.ShapeError, match=shape_msg):
                 m.train_step(bad.astype(np.float32))
         with pytest.raises(sd.ShapeError, match=shape_msg):
-            m.predict_eps(np.zeros((2, 1, 8, 8), np.float32), 3)
+            m.predict(np.zeros((2, 1, 8, 8), np.float32), 3)
         assert m.step == 0  # nothing was trained by the failed calls
         assert np.isfinite(m.train_step(np.zeros((2, 2, 8, 8), np.float32)))
         assert np.isfinite(m.train_step(np.zeros((2, 128), np.float32)))  # flat rows work too
@@ -81,7 +81,7 @@ def test_labels_out_of_range(schedule):
             with pytest.raises(sd.InvalidArgumentError, match="outside 0..<3"):
                 m.sample(2, method="ddim", steps=2, labels=labels)
             with pytest.raises(sd.InvalidArgumentError, match="outside 0..<3"):
-                m.predict_eps(x, 3, labels=labels)
+                m.predict(x, 3, labels=labels)
         with pytest.raises(sd.ShapeError, match=r"labels must have shape \(2,\)"):
             m.train_step(x, labels=[0, 1, 2])
         assert m.step == 0
@@ -99,7 +99,7 @@ def test_labels_to_an_unconditional_unet(schedule):
         with pytest.raises(sd.InvalidArgumentError, match="unconditional"):
             m.sample(2, method="ddim", steps=2, labels=[0, 0])
         with pytest.raises(sd.InvalidArgumentError, match="unconditional"):
-            m.predict_eps(x, 3, labels=0)
+            m.predict(x, 3, labels=0)
         assert m.step == 0
 
 
@@ -111,12 +111,12 @@ def test_guidance_without_labels_is_ignored(schedule):
             m.train_step(x)
             plain = m.sample(2, method="ddim", steps=3, seed=1)
             np.testing.assert_array_equal(m.sample(2, method="ddim", steps=3, seed=1, guidance_scale=3.0), plain)
-            np.testing.assert_array_equal(m.predict_eps(x, 5, guidance_scale=3.0), m.predict_eps(x, 5))
-            with pytest.raises(sd.InvalidArgumentError, match="guidance_scale must be finite"):
+            np.testing.assert_array_equal(m.predict(x, 5, guidance_scale=3.0), m.predict(x, 5))
+            with pytest.raises(sd.InvalidArgumentError, match="guidance[_ ]scale must be finite"):
                 m.sample(2, method="ddim", steps=3, guidance_scale=float("nan"))
 
 
 def test_res_blocks_reaches_the_library(schedule):
     with unet(schedule, res_blocks=1) as one, unet(schedule, res_blocks=3) as three:
-        assert one.params["res_blocks"] == 1 and three.params["res_blocks"] == 3
+        assert one.network.res_blocks == 1 and three.network.res_blocks == 3
         assert one.num_parameters < three.num_parameters

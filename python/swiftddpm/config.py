@@ -1,0 +1,277 @@
+"""Typed configurations: one dataclass per params struct of include/ddpm.h.
+
+    ScheduleConfig   ddpm_schedule_params   the β schedule (NoiseSchedule.from_config, .params)
+    MLPConfig        ddpm_mlp_params        a residual MLP over vectors (Model(network=...))
+    UNetConfig       ddpm_unet_params       a UNet over images (Model(network=...))
+    TrainConfig      ddpm_train_params      optimizer, clipping, EMA, label dropout, seed
+    Conditioning     ddpm_cond_params       nothing, or a class label per sample
+
+Fields are named as in C and their defaults are read once, at import, from the library's
+_default() functions, so they cannot drift from the header. A config is a plain value:
+build it, print it, compare it, change it with dataclasses.replace, pass it to a Model.
+Range checks are the library's; this module only converts between Python and C values.
+
+Where a Python field differs in form from its C field:
+  - enum fields (ScheduleConfig.kind, Conditioning.kind) are names: "linear", "classes", ...
+  - UNetConfig.channel_mult is a tuple of num_levels entries (C: num_levels plus a fixed
+    array of DDPM_UNET_MAX_LEVELS); num_levels is a read-only property.
+  - UNetConfig.attention_levels is a tuple of level indices, e.g. (2,) (C: the bit mask 0b100).
+  - float32 fields read back as the shortest decimal that rounds to the stored value
+    (1e-3, not 0.0010000000474974513), so a config round-trips through the library.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from . import _common as C
+from . import _lib
+from .errors import InvalidArgumentError
+
+SCHEDULE_KINDS = {
+    "linear": _lib.DDPM_SCHEDULE_LINEAR,
+    "cosine": _lib.DDPM_SCHEDULE_COSINE,
+    "sigmoid": _lib.DDPM_SCHEDULE_SIGMOID,
+    "custom": _lib.DDPM_SCHEDULE_CUSTOM,
+}
+COND_KINDS = {"none": _lib.DDPM_COND_NONE, "classes": _lib.DDPM_COND_CLASSES}
+
+# The integer range of each C integer type a config field can have.
+_INT_RANGES = {
+    ctypes.c_int32: (-(2**31), 2**31 - 1),
+    ctypes.c_uint32: (0, 2**32 - 1),
+    ctypes.c_uint64: (0, 2**64 - 1),
+}
+
+
+def _f32(value: float) -> float:
+    """A float32 as the shortest decimal that rounds to it (1e-3, not 0.0010000000474974513)."""
+    return float(str(np.float32(value)))
+
+
+class _Mirror:
+    """Conversion of a config dataclass to and from its C struct, field by field by name.
+
+    The C type of a field decides the conversion: integers are checked against its range,
+    floats converted, enum fields (in `_enums`) mapped by name. Fields in `_special` are
+    converted by the subclass's own to_c/from_c.
+    """
+
+    _c_default: Any = None  # the struct's _default() function
+    _enums: dict[str, dict[str, int]] = {}
+    _special: tuple[str, ...] = ()
+
+    def to_c(self):
+        """The C struct: its _default() with every field of this config written over it."""
+        struct = type(self)._c_default()
+        c_types = dict(type(struct)._fields_)
+        for f in fields(self):
+            if f.name not in self._special:
+                setattr(struct, f.name, self._c_value(f.name, getattr(self, f.name), c_types[f.name]))
+        return struct
+
+    def _c_value(self, name: str, value: Any, c_type: Any) -> Any:
+        if name in self._enums:
+            return C.enum_value(self._enums[name], value, name)
+        if c_type in _INT_RANGES:
+            lo, hi = _INT_RANGES[c_type]
+            return C.as_int(value, name, minimum=lo, maximum=hi)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(f"{name} must be a number (got {value!r})") from None
+
+    @classmethod
+    def from_c(cls, struct):
+        """The config a C struct describes."""
+        values = {}
+        for f in fields(cls):
+            if f.name in cls._special:
+                continue
+            value = getattr(struct, f.name)
+            if f.name in cls._enums:
+                value = C.enum_name(cls._enums[f.name], value)
+            elif isinstance(value, float) and dict(type(struct)._fields_)[f.name] is ctypes.c_float:
+                value = _f32(value)
+            values[f.name] = value
+        return cls(**values, **cls._special_from_c(struct))
+
+    @classmethod
+    def _special_from_c(cls, struct) -> dict[str, Any]:
+        return {}
+
+
+# ---- Schedule ---------------------------------------------------------------------------
+
+_SCHEDULE = _lib.lib.ddpm_schedule_params_default()
+
+
+@dataclass
+class ScheduleConfig(_Mirror):
+    """ddpm_schedule_params: a β schedule. Which fields matter depends on kind:
+    linear (beta_start, beta_end, scale_to_steps), cosine (cosine_s, max_beta), sigmoid
+    (beta_start = β_min, beta_end = β_max, sigmoid_start, sigmoid_end). "custom" is only
+    read back (NoiseSchedule.custom makes one)."""
+
+    kind: str = C.enum_name(SCHEDULE_KINDS, _SCHEDULE.kind)
+    num_timesteps: int = _SCHEDULE.num_timesteps
+    beta_start: float = _SCHEDULE.beta_start
+    beta_end: float = _SCHEDULE.beta_end
+    scale_to_steps: int = _SCHEDULE.scale_to_steps
+    cosine_s: float = _SCHEDULE.cosine_s
+    max_beta: float = _SCHEDULE.max_beta
+    sigmoid_start: float = _SCHEDULE.sigmoid_start
+    sigmoid_end: float = _SCHEDULE.sigmoid_end
+
+    _c_default = staticmethod(_lib.lib.ddpm_schedule_params_default)
+    _enums = {"kind": SCHEDULE_KINDS}
+
+
+# ---- Networks ---------------------------------------------------------------------------
+
+_MLP = _lib.lib.ddpm_mlp_params_default()
+
+
+@dataclass
+class MLPConfig(_Mirror):
+    """ddpm_mlp_params: a residual MLP over vectors of data_dim floats (data_dim is required)."""
+
+    data_dim: int = _MLP.data_dim  # D; 0 = unset
+    hidden: int = _MLP.hidden  # width H
+    depth: int = _MLP.depth  # residual blocks L
+    time_embed_dim: int = _MLP.time_embed_dim  # sinusoidal encoding size E, even
+
+    _c_default = staticmethod(_lib.lib.ddpm_mlp_params_default)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample: (data_dim,)."""
+        return (self.data_dim,)
+
+
+_UNET = _lib.lib.ddpm_unet_params_default()
+
+
+def _levels(mask: int) -> tuple[int, ...]:
+    """The set bits of an attention_levels mask as level indices (0b101 -> (0, 2))."""
+    return tuple(level for level in range(32) if mask >> level & 1)
+
+
+@dataclass
+class UNetConfig(_Mirror):
+    """ddpm_unet_params: a UNet over images of channels × height × width (height and width
+    are required, divisible by 2^(num_levels-1)).
+
+    channel_mult: one multiplier of base_channels per level; its length is num_levels
+        (1 to DDPM_UNET_MAX_LEVELS).
+    attention_levels: the levels (indices into channel_mult) with self-attention; the C
+        field is the bit mask of these indices.
+    """
+
+    channels: int = _UNET.channels
+    height: int = _UNET.height  # 0 = unset
+    width: int = _UNET.width  # 0 = unset
+    base_channels: int = _UNET.base_channels
+    channel_mult: tuple[int, ...] = tuple(_UNET.channel_mult[: _UNET.num_levels])
+    res_blocks: int = _UNET.res_blocks
+    attention_levels: tuple[int, ...] = _levels(_UNET.attention_levels)
+    attention_heads: int = _UNET.attention_heads
+    groups: int = _UNET.groups  # GroupNorm groups; must divide every channel count
+    dropout: float = _f32(_UNET.dropout)
+    time_embed_dim: int = _UNET.time_embed_dim
+
+    _c_default = staticmethod(_lib.lib.ddpm_unet_params_default)
+    _special = ("channel_mult", "attention_levels")
+
+    def __post_init__(self) -> None:
+        # Any sequence is accepted; stored as tuples so that configs compare by value.
+        for name in self._special:
+            try:
+                setattr(self, name, tuple(getattr(self, name)))
+            except TypeError:
+                raise InvalidArgumentError(f"{name} must be a sequence of ints (got {getattr(self, name)!r})") from None
+
+    @property
+    def num_levels(self) -> int:
+        """The number of resolutions: len(channel_mult)."""
+        return len(self.channel_mult)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample: (channels, height, width)."""
+        return (self.channels, self.height, self.width)
+
+    def to_c(self):
+        struct = super().to_c()
+        mult = [self._c_value("channel_mult entries", m, ctypes.c_int32) for m in self.channel_mult]
+        if not 1 <= len(mult) <= _lib.DDPM_UNET_MAX_LEVELS:
+            raise InvalidArgumentError(
+                f"channel_mult must have 1 to {_lib.DDPM_UNET_MAX_LEVELS} entries (got {len(mult)})")
+        struct.num_levels = len(mult)
+        struct.channel_mult[: len(mult)] = mult
+        mask = 0
+        for level in self.attention_levels:
+            mask |= 1 << C.as_int(level, "attention_levels entries", minimum=0, maximum=31)
+        struct.attention_levels = mask
+        return struct
+
+    @classmethod
+    def _special_from_c(cls, struct) -> dict[str, Any]:
+        levels = max(0, min(struct.num_levels, _lib.DDPM_UNET_MAX_LEVELS))
+        return {"channel_mult": tuple(struct.channel_mult[:levels]), "attention_levels": _levels(struct.attention_levels)}
+
+
+NETWORK_KINDS = {"mlp": _lib.DDPM_NETWORK_MLP, "unet": _lib.DDPM_NETWORK_UNET}  # ddpm_network_kind
+NETWORK_CONFIGS = {_lib.DDPM_NETWORK_MLP: MLPConfig, _lib.DDPM_NETWORK_UNET: UNetConfig}
+
+
+# ---- Training and conditioning ----------------------------------------------------------
+
+_TRAIN = _lib.lib.ddpm_train_params_default()
+
+
+@dataclass
+class TrainConfig(_Mirror):
+    """ddpm_train_params: the training recipe (AdamW, gradient clipping, EMA, label dropout,
+    and the seed of parameter initialisation and every training draw)."""
+
+    learning_rate: float = _f32(_TRAIN.learning_rate)
+    beta1: float = _f32(_TRAIN.beta1)
+    beta2: float = _f32(_TRAIN.beta2)
+    adam_eps: float = _f32(_TRAIN.adam_eps)
+    weight_decay: float = _f32(_TRAIN.weight_decay)  # decoupled
+    grad_clip: float = _f32(_TRAIN.grad_clip)  # global gradient norm; 0 = off
+    ema_decay: float = _f32(_TRAIN.ema_decay)
+    label_dropout: float = _f32(_TRAIN.label_dropout)  # probability of training a row unconditionally
+    seed: int = _TRAIN.seed
+
+    _c_default = staticmethod(_lib.lib.ddpm_train_params_default)
+
+
+_COND = _lib.lib.ddpm_cond_params_default()
+
+
+@dataclass
+class Conditioning(_Mirror):
+    """ddpm_cond_params: what a sample is conditioned on. kind "none", or "classes" with
+    num_classes = K (labels 0..K-1; K is the null label, "no class")."""
+
+    kind: str = C.enum_name(COND_KINDS, _COND.kind)
+    num_classes: int = _COND.num_classes
+
+    _c_default = staticmethod(_lib.lib.ddpm_cond_params_default)
+    _enums = {"kind": COND_KINDS}
+
+    @classmethod
+    def none(cls) -> "Conditioning":
+        """Unconditional."""
+        return cls(kind="none", num_classes=0)
+
+    @classmethod
+    def classes(cls, num_classes: int) -> "Conditioning":
+        """A class label per sample, 0..num_classes-1."""
+        return cls(kind="classes", num_classes=num_classes)

@@ -1,0 +1,117 @@
+"""Sampler: one reverse process stepped from outside, like a diffusers scheduler (owns a
+ddpm_sampler handle). You run the model; the library does the step.
+
+    with sd.Sampler(schedule, n=16, shape=2, method="ddim", steps=50, seed=0) as sampler:
+        x = sampler.init_noise()                      # x_T from the seed
+        for t in sampler.timesteps:                   # noisiest first
+            x, x0 = sampler.step(model.predict(x, t), x)
+
+init_noise and the steps draw from the seed exactly as NoiseSchedule.sample and
+Model.sample do, so the same seed and options give the same samples, bit for bit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from typing import Any
+
+import numpy as np
+
+from . import _common as C
+from . import _lib
+from .errors import InvalidArgumentError, ShapeError, check
+from .schedule import NoiseSchedule
+
+
+class Sampler(C.HandleOwner):
+    """A reverse process for n samples of `shape`, over a copy of `schedule`.
+
+    Args:
+        schedule: the NoiseSchedule (the sampler keeps its own copy).
+        n: number of samples in the batch.  shape: the shape of one sample (int or tuple).
+        method, steps, eta, variance, clip, seed: as in `Model.sample`.
+        timesteps: your own timesteps, strictly decreasing in 0..T-1 (overrides steps);
+            the step from the last one goes to x_0.
+        prediction_type: what the model outputs passed to `step` are, "eps" or "x0".
+    """
+
+    def __init__(self, schedule: NoiseSchedule, n: int, shape: Any, *, method: str = "ddpm", steps: int = 0,
+                 eta: float = 0.0, variance: str = "beta", clip: Any = None, seed: int = 0, timesteps: Any = None,
+                 prediction_type: str = "eps") -> None:
+        if not isinstance(schedule, NoiseSchedule):
+            raise InvalidArgumentError(f"schedule must be a NoiseSchedule (got {type(schedule).__name__})")
+        self._n = C.as_int(n, "n", minimum=1)
+        self._shape = C.shape_tuple(shape)
+        params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
+                                 timesteps=timesteps, prediction_type=prediction_type)
+        handle = _lib.ddpm_sampler_p()
+        check(_lib.lib.ddpm_sampler_create(schedule._h(), ctypes.byref(params), self._n, math.prod(self._shape),
+                                           ctypes.byref(handle)))
+        self._handle = handle
+        steps_total = int(_lib.lib.ddpm_sampler_num_steps(handle))
+        self._timesteps = np.empty(steps_total, dtype=np.int32)
+        check(_lib.lib.ddpm_sampler_timesteps(handle, C.int32_ptr(self._timesteps), steps_total))
+        self._timesteps.flags.writeable = False
+
+    # ---- Lifetime ------------------------------------------------------------------
+
+    _free = "ddpm_sampler_free"
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"next t={self.timestep}"
+        return f"Sampler(n={self._n}, shape={self._shape}, steps={len(self._timesteps)}, {state})"
+
+    # ---- Stepping ------------------------------------------------------------------
+
+    @property
+    def timesteps(self) -> np.ndarray:
+        """The timesteps the steps start from, noisiest first: read-only int32 (S,)."""
+        return self._timesteps
+
+    @property
+    def num_steps(self) -> int:
+        """S, the number of reverse steps."""
+        return len(self._timesteps)
+
+    @property
+    def timestep(self) -> int:
+        """The timestep of the x the next step expects; -1 once every step is taken."""
+        return int(_lib.lib.ddpm_sampler_timestep(self._h()))
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """(n, *shape), the shape of x and of every model output."""
+        return (self._n, *self._shape)
+
+    def init_noise(self) -> np.ndarray:
+        """x_T ~ N(0, I) from the seed, (n, *shape) float32: where Model.sample starts."""
+        x = np.empty(self.batch_shape, dtype=np.float32)
+        check(_lib.lib.ddpm_sampler_init_noise(self._h(), C.float_ptr(x), x.size))
+        return x
+
+    def step(self, model_output: Any, x: Any, noise: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """One reverse step from t = `timestep` to the next timestep (x_0 after the last).
+
+        Args:
+            model_output: the model's output at (x, t), of this sampler's prediction_type.
+            x: x_t, (n, *shape) or (n, prod(shape)).
+            noise: z ~ N(0, I) with x's shape to use instead of the sampler's own draw.
+        Returns (x_prev, x0): new float32 arrays with x's shape; x0 is the predicted x̂_0
+        the step used (after clipping). x itself is not changed.
+        """
+        handle = self._h()
+        x_prev = np.array(C.batch_array(x, "x", self._shape), dtype=np.float32, order="C", copy=True)
+        if x_prev.shape[0] != self._n:
+            raise ShapeError(f"x has {x_prev.shape[0]} rows; this sampler steps batches of n = {self._n}")
+        output = C.float32_array(model_output, "model_output")
+        C.same_shape(output, x_prev, "model_output", "x")
+        noise_ptr = C.null_float_ptr()
+        if noise is not None:
+            noise = C.float32_array(noise, "noise")
+            C.same_shape(noise, x_prev, "noise", "x")
+            noise_ptr = C.float_ptr(noise)
+        x0 = np.empty_like(x_prev)
+        check(_lib.lib.ddpm_sampler_step(handle, C.float_ptr(output), C.float_ptr(x_prev), noise_ptr,
+                                         C.float_ptr(x0), x0.size))
+        return x_prev, x0
