@@ -188,28 +188,31 @@ static int cmp_double(const void *a, const void *b) {
    classes for either), everything else the library's defaults. */
 static ddpm_model *create_model(const ddpm_schedule *sched, int argc, char **argv) {
     const char *net = sarg(argc, argv, "net", "mlp");
-    ddpm_model_params mp = ddpm_model_params_default();
-    mp.num_classes = (int32_t)arg(argc, argv, "K", 0);
+    ddpm_cond_params cond = ddpm_cond_params_default();
+    long K = arg(argc, argv, "K", 0);
+    if (K > 0) cond.kind = DDPM_COND_CLASSES, cond.num_classes = (int32_t)K;
+    ddpm_mlp_params mlp = ddpm_mlp_params_default();
+    ddpm_unet_params unet = ddpm_unet_params_default();
+    const ddpm_network_params *network = &mlp.base;
     if (strcmp(net, "unet") == 0) {
-        mp.network = DDPM_NETWORK_UNET;
-        mp.channels = (int32_t)arg(argc, argv, "C", 1);
-        mp.height = mp.width = (int32_t)arg(argc, argv, "S", 8);
+        unet.channels = (int32_t)arg(argc, argv, "C", 1);
+        unet.height = unet.width = (int32_t)arg(argc, argv, "S", 8);
         long base = arg(argc, argv, "base", 0);
-        if (base > 0) mp.base_channels = (int32_t)base;
+        if (base > 0) unet.base_channels = (int32_t)base;
         long levels = arg(argc, argv, "levels", 0);
-        if (levels > 0) mp.num_levels = (int32_t)levels;
+        if (levels > 0) unet.num_levels = (int32_t)levels;
         long res = arg(argc, argv, "res_blocks", -1);
-        if (res >= 0) mp.res_blocks = (int32_t)res;
+        if (res >= 0) unet.res_blocks = (int32_t)res;
         long att = arg(argc, argv, "attention_levels", -1);
-        if (att >= 0) mp.attention_levels = (int32_t)att;
+        if (att >= 0) unet.attention_levels = (uint32_t)att;
+        network = &unet.base;
     } else {
-        mp.network = DDPM_NETWORK_MLP;
-        mp.data_dim = (int32_t)arg(argc, argv, "D", 2);
-        mp.hidden = (int32_t)arg(argc, argv, "H", 128);
-        mp.depth = (int32_t)arg(argc, argv, "L", 4);
+        mlp.data_dim = (int32_t)arg(argc, argv, "D", 2);
+        mlp.hidden = (int32_t)arg(argc, argv, "H", 128);
+        mlp.depth = (int32_t)arg(argc, argv, "L", 4);
     }
     ddpm_model *model = NULL;
-    CHECK(ddpm_model_create(sched, &mp, &model));
+    CHECK(ddpm_model_create(sched, network, NULL, &cond, &model)); /* NULL: the default training recipe */
     return model;
 }
 
@@ -289,14 +292,14 @@ int main(int argc, char **argv) {
     for (long b = 0; slabels && b < sample_n; b++) slabels[b] = (int32_t)(b % K);
     ddpm_sample_params smp = ddpm_sample_params_default();
     smp.steps = 10;
-    CHECK(ddpm_model_sample(model, &smp, slabels, sample_n, out, sample_n * S)); /* warm-up */
+    CHECK(ddpm_model_sample(model, &smp, NULL, slabels, sample_n, out, sample_n * S)); /* warm-up */
     window_start();
-    CHECK(ddpm_model_sample(model, &smp, slabels, sample_n, out, sample_n * S));
+    CHECK(ddpm_model_sample(model, &smp, NULL, slabels, sample_n, out, sample_n * S));
     window_stop();
     uint64_t a10 = n_alloc, b10 = n_bytes;
     smp.steps = 110;
     window_start();
-    CHECK(ddpm_model_sample(model, &smp, slabels, sample_n, out, sample_n * S));
+    CHECK(ddpm_model_sample(model, &smp, NULL, slabels, sample_n, out, sample_n * S));
     window_stop();
     uint64_t a110 = n_alloc, b110 = n_bytes;
     double per_step = (double)(a110 - a10) / 100.0;
@@ -310,11 +313,11 @@ int main(int argc, char **argv) {
         int32_t *tlabels = K > 0 ? malloc(sizeof(int32_t) * time_n) : NULL;
         for (long b = 0; tlabels && b < time_n; b++) tlabels[b] = (int32_t)(b % K);
         smp.steps = 2;
-        CHECK(ddpm_model_sample(model, &smp, tlabels, time_n, tout, time_n * S)); /* warm-up */
+        CHECK(ddpm_model_sample(model, &smp, NULL, tlabels, time_n, tout, time_n * S)); /* warm-up */
         smp.steps = (int32_t)time_steps;
         gemm_window_start();
         double s0 = now();
-        CHECK(ddpm_model_sample(model, &smp, tlabels, time_n, tout, time_n * S));
+        CHECK(ddpm_model_sample(model, &smp, NULL, tlabels, time_n, tout, time_n * S));
         sample_step_s = (now() - s0) / time_steps;
         gemm_window_stop();
         sample_gemm_s = gemm_seconds / time_steps;
@@ -322,7 +325,7 @@ int main(int argc, char **argv) {
         n_recorded = 0;
         smp.steps = 1;
         gemm_recording = 1;
-        CHECK(ddpm_model_sample(model, &smp, tlabels, time_n, tout, time_n * S));
+        CHECK(ddpm_model_sample(model, &smp, NULL, tlabels, time_n, tout, time_n * S));
         gemm_recording = 0;
         sample_replay_s = replay_recorded();
         free(tout); free(tlabels);

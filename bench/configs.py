@@ -10,7 +10,7 @@ A configuration is a plain dict (it travels to the worker processes as JSON):
 from __future__ import annotations
 
 T = 1000  # linear schedule, β 1e-4..0.02, for every configuration
-E = 64    # sinusoidal encoding size (ddpm_model_params_default)
+E = 64    # sinusoidal encoding size (ddpm_mlp_params_default)
 
 CONFIGS = {
     "toy2d": dict(kind="mlp", D=2, H=128, L=4, B=256, sample_n=1000),

@@ -11,7 +11,7 @@ at start-up hold.
 The parent calls run_worker(kind, spec, python); the child is this file,
 `python bench/workers.py KIND SPEC_JSON`, and prints one JSON object.
 
-The engine is built in one place, our_model() (the Python package's Model options); the
+The engine is built in one place, our_model() (the Python package's typed configs); the
 PyTorch networks in reference_network().
 """
 from __future__ import annotations
@@ -33,11 +33,11 @@ def our_model(cfg: dict):
     import swiftddpm as sd
     sched = sd.NoiseSchedule.linear(T)
     if cfg["kind"] == "mlp":
-        options = dict(network="mlp", data_dim=cfg["D"], hidden=cfg["H"], depth=cfg["L"], time_embed_dim=E, seed=0)
+        network = sd.MLPConfig(data_dim=cfg["D"], hidden=cfg["H"], depth=cfg["L"], time_embed_dim=E)
     else:
-        options = dict(network="unet", image_shape=(cfg["C"], cfg["S"], cfg["S"]), num_classes=cfg["K"], seed=0,
-                       **cfg["unet"])
-    return sched, sd.Model(sched, **options)
+        network = sd.UNetConfig(channels=cfg["C"], height=cfg["S"], width=cfg["S"], **cfg["unet"])
+    cond = sd.Conditioning.classes(cfg["K"]) if cfg.get("K") else sd.Conditioning.none()
+    return sched, sd.Model(sched, network=network, train=sd.TrainConfig(seed=0), cond=cond)
 
 
 def reference_network(cfg: dict):
@@ -238,7 +238,7 @@ def worker_parity(spec: dict) -> dict:
     scale = 0.0
     with torch.no_grad():
         for t in (0, 1, 500, T - 1):
-            ours = model.predict_eps(x0, t, labels=labels, use_ema=False)
+            ours = model.predict(x0, t, labels=labels, use_ema=False)
             theirs = net(torch.from_numpy(x0), torch.full((x0.shape[0],), t, dtype=torch.int64),
                          torch.from_numpy(labels).long() if labels is not None else None).numpy()
             worst = max(worst, float(np.abs(ours - theirs).max()))

@@ -1,7 +1,8 @@
 /*
  * swiss_roll.c — a C program linking libddpm: trains a residual-MLP diffusion model on the
- * 2-D swiss roll, samples it with DDPM and DDIM, saves and reloads a checkpoint, exercises
- * a few error paths, and prints a summary. Exits nonzero if anything is off.
+ * 2-D swiss roll, samples it with DDPM and DDIM (also stepping a ddpm_sampler by hand),
+ * saves and reloads a checkpoint, exercises a few error paths, and prints a summary. Exits
+ * nonzero if anything is off.
  *
  *   make examples/c/swiss_roll && ./examples/c/swiss_roll [train_steps]
  */
@@ -88,15 +89,31 @@ static int check_errors(ddpm_schedule *sched, ddpm_model *model) {
     ddpm_schedule *s2 = (ddpm_schedule *)0x1;
     EXPECT(ddpm_schedule_create(&sp, &s2), DDPM_ERR_INVALID_ARGUMENT);
     if (s2 != NULL) { fprintf(stderr, "failed create must set *out = NULL\n"); failures++; }
+    /* Network structs: none, one not initialised by its _default(), one of an unknown kind. */
+    ddpm_model *m2 = (ddpm_model *)0x1;
+    EXPECT(ddpm_model_create(sched, NULL, NULL, NULL, &m2), DDPM_ERR_INVALID_ARGUMENT);
+    if (m2 != NULL) { fprintf(stderr, "failed create must set *out = NULL\n"); failures++; }
+    ddpm_mlp_params mp = ddpm_mlp_params_default();
+    mp.data_dim = 2;
+    mp.base.struct_size = 0;
+    EXPECT(ddpm_model_create(sched, &mp.base, NULL, NULL, &m2), DDPM_ERR_INVALID_ARGUMENT);
+    mp = ddpm_mlp_params_default();
+    mp.data_dim = 2;
+    mp.base.kind = 7;
+    EXPECT(ddpm_model_create(sched, &mp.base, NULL, NULL, &m2), DDPM_ERR_INVALID_ARGUMENT);
+    /* Reading the model's network back into the other kind's struct. */
+    ddpm_unet_params wrong = ddpm_unet_params_default();
+    EXPECT(ddpm_model_get_network(model, &wrong.base), DDPM_ERR_INVALID_ARGUMENT);
     /* An image model whose height is not divisible by 2^(levels-1), then one with labels out of range. */
-    ddpm_model_params up = ddpm_model_params_default();
-    up.network = DDPM_NETWORK_UNET;
+    ddpm_unet_params up = ddpm_unet_params_default();
     up.channels = 1, up.height = 6, up.width = 8, up.base_channels = 8, up.groups = 4, up.num_levels = 3;
     ddpm_model *unet = (ddpm_model *)0x1;
-    EXPECT(ddpm_model_create(sched, &up, &unet), DDPM_ERR_INVALID_ARGUMENT);
+    EXPECT(ddpm_model_create(sched, &up.base, NULL, NULL, &unet), DDPM_ERR_INVALID_ARGUMENT);
     printf("bad UNet shape: \"%s\"\n", ddpm_last_error());
-    up.height = 8, up.num_levels = 2, up.attention_levels = 2, up.num_classes = 3;
-    CHECK(ddpm_model_create(sched, &up, &unet));
+    up.height = 8, up.num_levels = 2, up.attention_levels = 2;
+    ddpm_cond_params cond = ddpm_cond_params_default();
+    cond.kind = DDPM_COND_CLASSES, cond.num_classes = 3;
+    CHECK(ddpm_model_create(sched, &up.base, NULL, &cond, &unet));
     float image[64] = {0};
     int32_t label = 4;
     EXPECT(ddpm_model_train_step(unet, image, 1, 64, &label, &loss), DDPM_ERR_INVALID_ARGUMENT);
@@ -122,14 +139,15 @@ int main(int argc, char **argv) {
     ddpm_schedule *sched = NULL;
     CHECK(ddpm_schedule_create(&sp, &sched));
 
-    ddpm_model_params mp = ddpm_model_params_default();
-    mp.data_dim = 2;
-    mp.hidden = 128;
-    mp.depth = 4;
-    mp.learning_rate = 2e-3f;
-    mp.seed = 1;
+    ddpm_mlp_params net = ddpm_mlp_params_default();
+    net.data_dim = 2;
+    net.hidden = 128;
+    net.depth = 4;
+    ddpm_train_params train = ddpm_train_params_default();
+    train.learning_rate = 2e-3f;
+    train.seed = 1;
     ddpm_model *model = NULL;
-    CHECK(ddpm_model_create(sched, &mp, &model));
+    CHECK(ddpm_model_create(sched, &net.base, &train, NULL, &model)); /* NULL: unconditional */
     printf("model: %lld parameters\n", (long long)ddpm_model_num_parameters(model));
 
     static float data[N_DATA * 2], batch[BATCH * 2];
@@ -154,13 +172,27 @@ int main(int argc, char **argv) {
     static float samples[N_SAMPLES * 2];
     ddpm_sample_params smp = ddpm_sample_params_default();
     smp.seed = 7;
-    CHECK(ddpm_model_sample(model, &smp, NULL, N_SAMPLES, samples, N_SAMPLES * 2));
+    CHECK(ddpm_model_sample(model, &smp, NULL, NULL, N_SAMPLES, samples, N_SAMPLES * 2)); /* EMA weights */
     double ddpm_dist = mean_nn_distance(samples, N_SAMPLES, data, N_DATA);
 
     smp.method = DDPM_METHOD_DDIM;
     smp.steps = 50;
-    CHECK(ddpm_model_sample(model, &smp, NULL, N_SAMPLES, samples, N_SAMPLES * 2));
+    CHECK(ddpm_model_sample(model, &smp, NULL, NULL, N_SAMPLES, samples, N_SAMPLES * 2));
     double ddim_dist = mean_nn_distance(samples, N_SAMPLES, data, N_DATA);
+
+    /* The same DDIM run stepped by hand: a ddpm_sampler fed the model's own ε̂ reproduces it. */
+    static float x[N_SAMPLES * 2], eps[N_SAMPLES * 2];
+    ddpm_sampler *sampler = NULL;
+    CHECK(ddpm_sampler_create(sched, &smp, N_SAMPLES, 2, &sampler));
+    CHECK(ddpm_sampler_init_noise(sampler, x, N_SAMPLES * 2));
+    for (int32_t t; (t = ddpm_sampler_timestep(sampler)) >= 0;) {
+        CHECK(ddpm_model_predict(model, NULL, DDPM_OUTPUT_EPS, x, N_SAMPLES, t, NULL, eps, N_SAMPLES * 2));
+        CHECK(ddpm_sampler_step(sampler, eps, x, NULL, NULL, N_SAMPLES * 2));
+    }
+    int stepped_same = memcmp(x, samples, sizeof x) == 0;
+    printf("sampler: %lld DDIM steps by hand, samples %s\n", (long long)ddpm_sampler_num_steps(sampler),
+           stepped_same ? "identical" : "DIFFER");
+    ddpm_sampler_free(sampler);
 
     static float noise_only[N_SAMPLES * 2];
     memset(noise_only, 0, sizeof noise_only);
@@ -178,7 +210,7 @@ int main(int argc, char **argv) {
     ddpm_model *loaded = NULL;
     CHECK(ddpm_model_load(path, &loaded));
     static float again[N_SAMPLES * 2];
-    CHECK(ddpm_model_sample(loaded, &smp, NULL, N_SAMPLES, again, N_SAMPLES * 2));
+    CHECK(ddpm_model_sample(loaded, &smp, NULL, NULL, N_SAMPLES, again, N_SAMPLES * 2));
     int identical = memcmp(samples, again, sizeof samples) == 0;
     printf("checkpoint: saved to %s, reloaded at step %lld, samples %s\n", path,
            (long long)ddpm_model_step(loaded), identical ? "identical" : "DIFFER");
@@ -189,7 +221,7 @@ int main(int argc, char **argv) {
     ddpm_model_free(model);
     ddpm_schedule_free(sched);
 
-    int ok = identical && failures == 0 && last < first && ddpm_dist < 0.1 && ddim_dist < 0.1 &&
+    int ok = identical && stepped_same && failures == 0 && last < first && ddpm_dist < 0.1 && ddim_dist < 0.1 &&
              ddpm_dist < baseline / 3;
     printf("%s\n", ok ? "swiss_roll: OK" : "swiss_roll: FAILED");
     return ok ? 0 : 1;

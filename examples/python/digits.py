@@ -309,10 +309,10 @@ def main() -> None:
     else:
         with make_schedule(args.timesteps) as schedule:
             schedule_repr = repr(schedule)
-            model = sd.Model(schedule, network="unet", image_shape=(1, 8, 8), num_classes=NUM_CLASSES,
-                             label_dropout=0.1, base_channels=args.base_channels, channel_mult=(1, 2, 2),
-                             attention_levels=(), groups=min(8, args.base_channels), ema_decay=args.ema_decay,
-                             learning_rate=args.lr, seed=args.seed)
+            network = sd.UNetConfig(channels=1, height=8, width=8, base_channels=args.base_channels,
+                                    channel_mult=(1, 2, 2), attention_levels=(), groups=min(8, args.base_channels))
+            recipe = sd.TrainConfig(learning_rate=args.lr, ema_decay=args.ema_decay, label_dropout=0.1, seed=args.seed)
+            model = sd.Model(schedule, network=network, train=recipe, cond=sd.Conditioning.classes(NUM_CLASSES))
     with model:
         model_repr = repr(model)
         print(f"{model_repr}\nschedule: {schedule_repr}; library {sd.library_version()}, "

@@ -171,7 +171,8 @@ def main() -> None:
     held_out = datasets.sinusoids(1000, dim=DIM, seed=args.seed + 1)
 
     with sd.NoiseSchedule.sigmoid(100, beta_min=0.0, beta_max=0.1) as schedule, \
-            sd.Model(schedule, data_dim=DIM, hidden=args.hidden, depth=args.depth, seed=args.seed) as model:
+            sd.Model(schedule, network=sd.MLPConfig(data_dim=DIM, hidden=args.hidden, depth=args.depth),
+                     train=sd.TrainConfig(seed=args.seed)) as model:
         print(f"{model!r}\nschedule: {schedule!r}, library {sd.library_version()}, {sd.get_num_threads()} BLAS threads")
         plot_schedule(schedule, args.out / "schedule.png")
         plot_forward(schedule, data[0], args.out / "forward_diffusion.png", args.seed)

@@ -62,7 +62,8 @@ def main() -> None:
     reference = datasets.swiss_roll(3000, noise=0.05, seed=args.seed + 1)  # for the distance figure
 
     with sd.NoiseSchedule.linear(1000, beta_start=1e-4, beta_end=0.02) as schedule, \
-            sd.Model(schedule, data_dim=2, hidden=args.hidden, depth=args.depth, seed=args.seed) as model:
+            sd.Model(schedule, network=sd.MLPConfig(data_dim=2, hidden=args.hidden, depth=args.depth),
+                     train=sd.TrainConfig(seed=args.seed)) as model:
         print(f"{model!r}\nschedule: {schedule!r}, library {sd.library_version()}, {sd.get_num_threads()} BLAS threads")
         untrained = model.sample(1000, seed=args.seed + 2, method="ddim", steps=50)
 
