@@ -10,7 +10,7 @@ unet_reference.py both import from here; neither imports the other):
   Recipe, Trainer   Sources/DDPM/Training/*.swift: L_simple with t ~ U{0..T-1}, eps ~ N(0, I),
                     AdamW (PyTorch's update order), global grad-norm clip, EMA of the weights,
                     label dropout for conditional models
-  ddpm_sample       Sources/DDPM/Sampling/Sampler.swift + NoiseSchedule+Step.swift:
+  ddpm_sample       Sources/DDPM/Sampling/Sampler.swift + Solver+DDPM.swift:
                     DDPM ancestral sampling, sigma^2 = beta_t, no noise on the last step
 
 Shapes: B = batch, E = timestep-encoding size, W = time-embedding width, K = classes

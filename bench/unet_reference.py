@@ -1,4 +1,4 @@
-"""PyTorch reference of SwiftDDPM's image network, Sources/DDPM/Networks/UNet.swift (with
+"""PyTorch reference of SwiftDDPM's image network, Sources/DDPM/Networks/UNet/ (with
 Layers/ResBlock.swift, Attention.swift, Resample.swift, Conv2d.swift, GroupNorm.swift),
 with the same parameter names as our checkpoints, for `make bench`. The timestep embedding,
 the schedule, the training recipe and the sampler are in reference_common.py.

@@ -111,6 +111,9 @@ public func ddpm_model_sample(
     guarded("ddpm_model_sample") {
         let m = try model(handle)
         let options = try samplerOptions(params)
+        guard options.predictionType == .epsilon else {
+            throw DDPMError.invalidArgument("params->prediction_type is for callbacks and samplers; a model knows its own (leave it EPS)")
+        }
         let predictOptions = try predictOptions(predict)
         let out = try nonNull(out, "out")
         let total = try checkCount(count, rows: n, cols: Int64(m.network.sampleSize), "out")

@@ -181,7 +181,11 @@ func conditioning(_ params: UnsafePointer<ddpm_cond_params>?) throws -> Conditio
     guard params != nil else { return .none }
     let p = try readParams(params, defaults: ddpm_cond_params_default(), "cond")
     switch ddpm_cond_kind(rawValue: UInt32(bitPattern: p.kind)) {
-    case DDPM_COND_NONE: return .none
+    case DDPM_COND_NONE:
+        guard p.num_classes == 0 else {
+            throw DDPMError.invalidArgument("num_classes is \(p.num_classes) but kind is NONE; set kind = DDPM_COND_CLASSES")
+        }
+        return .none
     case DDPM_COND_CLASSES: return .classes(Int(p.num_classes))
     default: throw DDPMError.invalidArgument("unknown conditioning kind \(p.kind) (0 none, 1 classes)")
     }

@@ -6,17 +6,7 @@ import XCTest
 import Glibc
 #endif
 
-final class CheckpointTests: XCTestCase {
-    var dir = ""
-
-    override func setUp() {
-        var template = Array("/tmp/ddpm-ckpt-XXXXXX".utf8CString)
-        dir = String(cString: mkdtemp(&template)!)
-    }
-
-    override func tearDown() {
-        _ = try? FileManagerless.removeTree(dir)
-    }
+final class CheckpointTests: TemporaryFolderTestCase {
 
     func makeModel(classes: Int = 0, seed: UInt64 = 3) throws -> DiffusionModel {
         var training = TrainingConfig()
@@ -83,7 +73,7 @@ final class CheckpointTests: XCTestCase {
         XCTAssertThrowsError(try model.save(to: blocked)) { XCTAssertEqual(kind($0), "io") }
         XCTAssertThrowsError(try model.save(to: dir + "/missing-dir/x.safetensors")) { XCTAssertEqual(kind($0), "io") }
         XCTAssertEqual(try readBytes(path), before)
-        let leftovers = try listDir(dir).filter { $0.contains(".tmp-") }
+        let leftovers = try folderEntries(dir).filter { $0.contains(".tmp-") }
         XCTAssertEqual(leftovers, [], "temporary files are removed after a failed save")
     }
 
@@ -153,24 +143,3 @@ private func writeBytes(_ path: String, _ bytes: [UInt8]) throws {
     fclose(f)
 }
 
-private func listDir(_ path: String) throws -> [String] {
-    guard let d = opendir(path) else { throw DDPMError.io(path) }
-    defer { closedir(d) }
-    var names: [String] = []
-    while let e = readdir(d) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if name != "." && name != ".." { names.append(name) }
-    }
-    return names
-}
-
-/// Removes a test folder (no Foundation.FileManager needed).
-enum FileManagerless {
-    static func removeTree(_ path: String) throws {
-        for name in try listDir(path) {
-            let p = path + "/" + name
-            if unlink(p) != 0 { try removeTree(p) }
-        }
-        rmdir(path)
-    }
-}

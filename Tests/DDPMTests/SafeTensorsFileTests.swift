@@ -11,17 +11,7 @@ import Glibc
 import Darwin
 #endif
 
-final class SafeTensorsFileTests: XCTestCase {
-    var dir = ""
-
-    override func setUp() {
-        var template = Array("/tmp/ddpm-st-XXXXXX".utf8CString)
-        dir = String(cString: mkdtemp(&template)!)
-    }
-
-    override func tearDown() {
-        removeFolder(dir)
-    }
+final class SafeTensorsFileTests: TemporaryFolderTestCase {
 
     // MARK: - Fixtures
 
@@ -587,11 +577,6 @@ private func bitwiseCRC32C(_ bytes: [UInt8]) -> UInt32 {
 }
 
 /// The file type bits of `path` (not following a link), or nil if there is nothing there.
-private func kindOf(_ path: String) -> mode_t? {
-    var st = stat()
-    return lstat(path, &st) == 0 ? st.st_mode & S_IFMT : nil
-}
-
 private func modeOf(_ path: String) -> mode_t? {
     var st = stat()
     return lstat(path, &st) == 0 ? st.st_mode & 0o7777 : nil
@@ -623,23 +608,3 @@ private func putBytes(_ path: String, _ bytes: [UInt8]) throws {
     guard n == bytes.count || bytes.isEmpty else { throw DDPMError.io("write \(path)") }
 }
 
-private func folderEntries(_ path: String) throws -> [String] {
-    guard let d = opendir(path) else { throw DDPMError.io(path) }
-    defer { closedir(d) }
-    var names: [String] = []
-    while let e = readdir(d) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if name != "." && name != ".." { names.append(name) }
-    }
-    return names.sorted()
-}
-
-/// Removes a test folder and everything in it (links are removed, not followed).
-private func removeFolder(_ path: String) {
-    chmod(path, 0o755)
-    for name in (try? folderEntries(path)) ?? [] {
-        let p = path + "/" + name
-        if kindOf(p) == S_IFDIR { removeFolder(p) } else { unlink(p) }
-    }
-    rmdir(path)
-}

@@ -1,6 +1,11 @@
 // Shared helpers for the core tests: comparisons that report the worst difference,
 // sample moments, and deterministic random inputs.
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 @testable import DDPM
 
 /// The largest |a_i − b_i|, and the index where it occurs.
@@ -98,4 +103,44 @@ func columnMoments(_ x: [Float], dim D: Int) -> (mean: [Double], variance: [Doub
 /// engine's division: τ_i + 1 is the number of j in 1...T with j·S ≤ (S−i)·T.
 func trailingByCounting(T: Int, S: Int) -> [Int] {
     (0..<S).map { i in (1...T).filter { $0 * S <= (S - i) * T }.count - 1 }
+}
+
+/// A test case with a fresh folder under /tmp for each test (`dir`), removed afterwards.
+class TemporaryFolderTestCase: XCTestCase {
+    var dir = ""
+
+    override func setUp() {
+        var template = Array("/tmp/ddpm-test-XXXXXX".utf8CString)
+        dir = String(cString: mkdtemp(&template)!)
+    }
+
+    override func tearDown() {
+        removeFolder(dir)
+    }
+}
+
+func kindOf(_ path: String) -> mode_t? {
+    var st = stat()
+    return lstat(path, &st) == 0 ? st.st_mode & S_IFMT : nil
+}
+
+func folderEntries(_ path: String) throws -> [String] {
+    guard let d = opendir(path) else { throw DDPMError.io(path) }
+    defer { closedir(d) }
+    var names: [String] = []
+    while let e = readdir(d) {
+        let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names.sorted()
+}
+
+/// Removes a test folder and everything in it (links are removed, not followed).
+func removeFolder(_ path: String) {
+    chmod(path, 0o755)
+    for name in (try? folderEntries(path)) ?? [] {
+        let p = path + "/" + name
+        if kindOf(p) == S_IFDIR { removeFolder(p) } else { unlink(p) }
+    }
+    rmdir(path)
 }

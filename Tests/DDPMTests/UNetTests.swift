@@ -150,8 +150,8 @@ final class UNetTests: XCTestCase {
         }
         expectInvalid({ $0.height = 6; $0.channelMult = [1, 2, 2] }, mentions: "height 6 is not divisible by 2^(levels-1) = 4")
         expectInvalid({ $0.width = 7 }, mentions: "width 7 is not divisible")
-        expectInvalid({ $0.channelMult = [] }, mentions: "must be in 1...4 (got 0)")
-        expectInvalid({ $0.channelMult = [1, 1, 1, 1, 1]; $0.height = 16; $0.width = 16 }, mentions: "must be in 1...4 (got 5)")
+        expectInvalid({ $0.channelMult = [] }, mentions: "must be in 1...8 (got 0)")
+        expectInvalid({ $0.channelMult = [Int](repeating: 1, count: 9); $0.height = 256; $0.width = 256 }, mentions: "must be in 1...8 (got 9)")
         expectInvalid({ $0.channelMult = [1, 0] }, mentions: "channel_mult[1] must be >= 1")
         expectInvalid({ $0.groups = 3 }, mentions: "groups (3) must divide the 8 channels of level 0")
         expectInvalid({ $0.baseChannels = 6; $0.groups = 4 }, mentions: "groups (4) must divide the 6 channels")

@@ -166,3 +166,28 @@ def test_a_failure_message_is_the_library_last_error(small_model):
     assert info.value.message == sd._lib.last_error()
     assert info.value.message.startswith("ddpm_model_predict:")
     assert "[invalid argument]" in str(info.value)
+
+
+def test_c_level_contradictions_are_refused(small_model, linear100):
+    """Fields that contradict each other get an error rather than being ignored."""
+    import ctypes
+
+    from swiftddpm import _lib
+
+    cond = _lib.lib.ddpm_cond_params_default()
+    cond.num_classes = 5  # with kind NONE
+    net = _lib.lib.ddpm_mlp_params_default()
+    net.data_dim = 2
+    handle = _lib.ddpm_model_p()
+    status = _lib.lib.ddpm_model_create(linear100._h(), ctypes.byref(net.base), None, ctypes.byref(cond),
+                                        ctypes.byref(handle))
+    assert status == _lib.DDPM_ERR_INVALID_ARGUMENT and not handle
+    assert "kind is NONE" in _lib.lib.ddpm_last_error().decode()
+
+    params = _lib.lib.ddpm_sample_params_default()
+    params.prediction_type = _lib.DDPM_OUTPUT_X0  # a model knows its own target
+    out = np.empty((2, *small_model.sample_shape), dtype=np.float32)
+    status = _lib.lib.ddpm_model_sample(small_model._h(), ctypes.byref(params), None, None, 2,
+                                        out.ctypes.data_as(_lib.FLOAT_P), out.size)
+    assert status == _lib.DDPM_ERR_INVALID_ARGUMENT
+    assert "prediction_type" in _lib.lib.ddpm_last_error().decode()

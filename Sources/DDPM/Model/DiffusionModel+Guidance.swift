@@ -16,7 +16,7 @@ public struct PredictOptions: Sendable, Equatable {
     }
 
     func validate() throws {
-        try require(guidanceScale.isFinite, "guidance scale must be finite (got \(guidanceScale))")
+        try require(guidanceScale.isFinite, "guidance_scale must be finite (got \(guidanceScale))")
     }
 }
 

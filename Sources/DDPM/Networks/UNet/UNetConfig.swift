@@ -13,7 +13,7 @@ public struct UNetConfig: Codable, Sendable, Equatable {
     /// c, channels at the first level.
     public var baseChannels: Int
     /// Channels of level l are baseChannels·channelMult[l]; the number of levels L is the
-    /// count, 1...4. Each level halves the resolution of the one before.
+    /// count, 1...`UNetConfig.maxLevels`. Each level halves the resolution of the one before.
     public var channelMult: [Int]
     /// R, residual blocks per level in the encoder (the decoder has R + 1).
     public var resBlocks: Int
@@ -40,6 +40,8 @@ public struct UNetConfig: Codable, Sendable, Equatable {
 
     /// L, the number of resolutions.
     public var levels: Int { channelMult.count }
+    /// The most levels a UNet may have (DDPM_UNET_MAX_LEVELS in ddpm.h).
+    public static let maxLevels = 8
     /// T, width of the time embedding.
     public var timeDim: Int { 4 * baseChannels }
 
@@ -54,7 +56,8 @@ public struct UNetConfig: Codable, Sendable, Equatable {
     public func validate(timesteps: Int = 1) throws {
         try require(channels >= 1, "channels must be >= 1 (got \(channels))")
         try require(height >= 1 && width >= 1, "height and width must be >= 1 (got \(height)×\(width))")
-        try require((1...4).contains(levels), "the number of levels (channel_mult entries) must be in 1...4 (got \(levels))")
+        try require((1...Self.maxLevels).contains(levels),
+                    "the number of levels (channel_mult entries) must be in 1...\(Self.maxLevels) (got \(levels))")
         try require(baseChannels >= 1, "base_channels must be >= 1 (got \(baseChannels))")
         for (l, m) in channelMult.enumerated() {
             try require(m >= 1, "channel_mult[\(l)] must be >= 1 (got \(m))")
