@@ -3,7 +3,10 @@
 //   x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε, so given either of x̂_0, ε̂ the other follows:
 //   x̂_0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t        ε̂ = (x_t − √ᾱ_t·x̂_0)/√(1−ᾱ_t)
 //
-// N = number of floats in x (batch × dims); every buffer is (N,).
+// Then x̂_0 may be clipped to a range or dynamically thresholded, and ε̂ recomputed from
+// the result (DDIM's use_clipped_model_output).
+//
+// B = batch, S = floats per sample, N = B·S; every buffer is (N,).
 
 /// What a network (or a caller's model) outputs.
 public enum PredictionType: Int32, Sendable, CaseIterable {
@@ -19,10 +22,25 @@ public struct Denoised {
     public var eps: UnsafePointer<Float>  // (N,)
 }
 
+/// How x̂_0 is limited before a solver uses it.
+struct X0Limit {
+    var clip: ClosedRange<Float>?
+    /// Dynamic thresholding: the quantile p of |x̂_0| per sample, and the cap of s.
+    var thresholdQuantile: Float?
+    var thresholdMax: Float = 1
+    /// Recompute ε̂ from the limited x̂_0.
+    var rederiveEpsilon = false
+
+    var isActive: Bool { clip != nil || thresholdQuantile != nil }
+}
+
 /// Scratch for `NoiseSchedule.denoise`, sized once per sampler.
 final class DenoiseScratch {
     let x0, eps: Buffer<Float>  // (N,)
-    init(count: Int) { x0 = Buffer(count: count); eps = Buffer(count: count) }
+    let sorted: Buffer<Float>  // (S,) |x̂_0| of one sample, for the threshold quantile
+    init(count: Int, sampleSize: Int) {
+        x0 = Buffer(count: count); eps = Buffer(count: count); sorted = Buffer(count: sampleSize)
+    }
 }
 
 /// x clamped to the range (written with comparisons: stdlib's `clamped` does not vectorise).
@@ -32,27 +50,48 @@ func clamp(_ x: Float, _ r: ClosedRange<Float>) -> Float {
 }
 
 extension NoiseSchedule {
-    /// (x̂_0, ε̂) at timestep t from a model `output` of `type` for x_t `x`.
-    /// With `clip`, x̂_0 is clamped to the range and, when `rederiveEpsilon`, ε̂ is then
-    /// recomputed from the clipped x̂_0 (so that the pair stays consistent with x_t).
-    func denoise(output: UnsafePointer<Float>, type: PredictionType, x: UnsafePointer<Float>, t: Int, count: Int,
-                 clip: ClosedRange<Float>?, rederiveEpsilon: Bool, scratch: DenoiseScratch) -> Denoised {
+    /// (x̂_0, ε̂) at timestep t from a model `output` of `type` for x_t `x` (B samples of S).
+    func denoise(output: UnsafePointer<Float>, type: PredictionType, x: UnsafePointer<Float>, t: Int, batch: Int,
+                 sampleSize: Int, limit: X0Limit, scratch: DenoiseScratch) -> Denoised {
+        let count = batch * sampleSize
         let (x0, eps) = (scratch.x0.pointer, scratch.eps.pointer)
         switch type {
         case .epsilon:
             x0FromEpsilon(x0, eps: output, x: x, t: t, count: count)
-            if let clip { for i in 0..<count { x0[i] = clamp(x0[i], clip) } }
-            guard clip != nil && rederiveEpsilon else { return Denoised(x0: x0, eps: output) }
+            guard limit.isActive else { return Denoised(x0: x0, eps: output) }
+            limitX0(x0, batch: batch, sampleSize: sampleSize, limit: limit, scratch: scratch)
+            guard limit.rederiveEpsilon else { return Denoised(x0: x0, eps: output) }
             epsilonFromX0(eps, x0: x0, x: x, t: t, count: count)
         case .x0:
-            guard let clip else {
+            guard limit.isActive else {
                 epsilonFromX0(eps, x0: output, x: x, t: t, count: count)
                 return Denoised(x0: output, eps: eps)
             }
-            for i in 0..<count { x0[i] = clamp(output[i], clip) }
-            epsilonFromX0(eps, x0: rederiveEpsilon ? UnsafePointer(x0) : output, x: x, t: t, count: count)
+            x0.update(from: output, count: count)
+            limitX0(x0, batch: batch, sampleSize: sampleSize, limit: limit, scratch: scratch)
+            epsilonFromX0(eps, x0: limit.rederiveEpsilon ? UnsafePointer(x0) : output, x: x, t: t, count: count)
         }
         return Denoised(x0: x0, eps: eps)
+    }
+
+    /// Clips, then thresholds, x̂_0 (B, S) in place.
+    func limitX0(_ x0: UnsafeMutablePointer<Float>, batch B: Int, sampleSize S: Int, limit: X0Limit, scratch: DenoiseScratch) {
+        if let clip = limit.clip { for i in 0..<B * S { x0[i] = clamp(x0[i], clip) } }
+        guard let p = limit.thresholdQuantile else { return }
+        let sorted = scratch.sorted.pointer
+        for b in 0..<B {
+            let row = x0 + b * S
+            // s = quantile_p(|x̂_0|) with linear interpolation (torch.quantile), kept in [1, max].
+            for i in 0..<S { sorted[i] = abs(row[i]) }
+            var buffer = UnsafeMutableBufferPointer(start: sorted, count: S)
+            buffer.sort()
+            let position = Double(p) * Double(S - 1)
+            let lo = Int(position), hi = min(lo + 1, S - 1)
+            let q = Double(sorted[lo]) + (position - Double(lo)) * Double(sorted[hi] - sorted[lo])
+            let s = Float(min(max(q, 1), Double(limit.thresholdMax)))
+            let range = -s...s
+            for i in 0..<S { row[i] = clamp(row[i], range) / s }
+        }
     }
 
     /// x̂_0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t, (N,); `out` may alias `eps` or `x`.

@@ -1,27 +1,45 @@
-// One reverse process for a batch: the timesteps, the solver and its state, the noise
-// stream, and the loop that drives a Denoiser through it. Also steppable from outside
-// (a diffusers-style scheduler): `initNoise`, then `step` with each model output.
+// One reverse process for a batch: the plan of model evaluations, the solver and its
+// state, the noise stream, and the loop that drives a Denoiser through it. Also steppable
+// from outside (a diffusers-style scheduler): `initNoise`, then `step` with each model output
+// at `timestep`, until `timestep` is −1.
 //
-//   N = batch × S floats; every buffer is (N,).
+//   Plan: one entry per model evaluation at x (B, S) and timestep t, followed by an update:
+//     a solver step t → prevT (the next timestep, −1 = x_0) for DDPM, DDIM, DPM-Solver++;
+//     for PC, at every timestep K Langevin corrector steps, then the DDPM predictor step
+//     (score_sde's order); for annealed Langevin, K Langevin steps at every timestep.
 //
-// Random numbers: one Philox stream from `options.seed`. x_T is drawn first (when the
-// sampler is made), then z for every step that adds noise, so the samples of a seed do
+//   B = batch, S = floats per sample, N = B·S; every buffer is (N,).
+//
+// Random numbers: one Philox stream from `options.seed`. x_T takes its first ⌈N/4⌉
+// counters, then z is drawn for every update that adds noise, so the samples of a seed do
 // not depend on who drives the steps.
 
 /// Called with x_T before the first step (step 0, t = the first timestep), then after every
-/// reverse step (step 1...total, t of the new x, −1 for the final x_0), with x (N, S).
+/// step (step 1...total, t of the new x, −1 for the final x_0), with x (N, S).
 /// Return false to cancel.
 public typealias SamplingProgress = (_ step: Int, _ total: Int, _ t: Int, _ x: UnsafePointer<Float>) -> Bool
 
 public final class Sampler {
+    /// One model evaluation at `t` and the update after it.
+    public struct Step: Equatable, Sendable {
+        public let t: Int
+        /// The timestep of x after the update: the next timestep (−1 = x_0), or t for a Langevin step.
+        public let prevT: Int
+        public let isLangevin: Bool
+    }
+
     public let schedule: NoiseSchedule
     public let options: SamplerOptions
-    /// The timesteps the steps start from, noisiest first.
+    /// The timesteps (noise levels) visited, noisiest first.
     public let timesteps: [Int]
+    /// Every model evaluation in order.
+    public let plan: [Step]
     public let batch: Int, sampleSize: Int
     /// Steps taken so far.
     public private(set) var stepsTaken = 0
-    var solver: any Solver
+    var solver: (any Solver)?
+    let langevin: LangevinStep
+    let limit: X0Limit
     var rng: Philox  // the noise z of the steps; starts after the draws of x_T
     let noise: Buffer<Float>  // (N,) z of the current step
     let modelOutput: Buffer<Float>  // (N,) for `run`
@@ -29,28 +47,49 @@ public final class Sampler {
 
     /// - Throws: `.invalidArgument` on bad options or sizes.
     public init(schedule: NoiseSchedule, options: SamplerOptions, batch: Int, sampleSize: Int) throws {
-        try options.validate(timestepCount: schedule.count)
+        try options.validate(for: schedule)
         try require(batch >= 1, "number of samples must be >= 1 (got \(batch))")
         try require(sampleSize >= 1, "sample size must be >= 1 (got \(sampleSize))")
         let (N, overflow) = batch.multipliedReportingOverflow(by: sampleSize)
         try require(!overflow, "\(batch) samples of \(sampleSize) floats overflow")
         self.schedule = schedule
         self.options = options
-        timesteps = try options.samplingTimesteps(schedule.count)
+        let timesteps = try options.samplingTimesteps(schedule)
+        self.timesteps = timesteps
+        plan = Self.plan(timesteps, method: options.method, corrector: options.correctorSteps)
         (self.batch, self.sampleSize) = (batch, sampleSize)
-        solver = options.makeSolver(schedule)
-        // x_T takes the first ⌈N/4⌉ counters of the stream (fillNormal uses one per 4 floats).
+        solver = options.makeSolver(schedule, timesteps: timesteps, count: N)
+        switch options.method {
+        case .langevin:
+            let lastNoise = 1 - schedule.alphaBar[timesteps.last!]
+            langevin = LangevinStep(schedule: schedule, rule: .annealed(epsilon: Double(options.langevinStepSize), lastNoise: lastNoise))
+        default:
+            langevin = LangevinStep(schedule: schedule, rule: .signalToNoise(Double(options.snr)))
+        }
+        limit = options.x0Limit
         rng = Philox(seed: options.seed, counter: UInt64((N + 3) / 4))
         noise = Buffer(count: N)
         modelOutput = Buffer(count: N)
-        scratch = DenoiseScratch(count: N)
+        scratch = DenoiseScratch(count: N, sampleSize: sampleSize)
+    }
+
+    static func plan(_ timesteps: [Int], method: SamplingMethod, corrector K: Int) -> [Step] {
+        var plan: [Step] = []
+        for (i, t) in timesteps.enumerated() {
+            let next = i + 1 < timesteps.count ? timesteps[i + 1] : -1
+            if method == .langevin || method == .predictorCorrector {
+                plan += Array(repeating: Step(t: t, prevT: t, isLangevin: true), count: K)
+            }
+            if method != .langevin { plan.append(Step(t: t, prevT: next, isLangevin: false)) }
+        }
+        return plan
     }
 
     /// N, the floats of a whole batch.
     public var count: Int { batch * sampleSize }
 
-    /// The timestep of the x the next step expects, or −1 once every step is taken.
-    public var timestep: Int { stepsTaken < timesteps.count ? timesteps[stepsTaken] : -1 }
+    /// The timestep of the model output the next step expects, or −1 once every step is taken.
+    public var timestep: Int { stepsTaken < plan.count ? plan[stepsTaken].t : -1 }
 
     /// Writes x_T (N,), drawn from the seed: where `run` starts.
     public func initNoise(_ x: UnsafeMutablePointer<Float>) {
@@ -58,11 +97,10 @@ public final class Sampler {
         start.fillNormal(x, count: count)  // x_T ~ N(0, I)
     }
 
-    /// One reverse step of x (N,) from `timestep` to the next (x_0 after the last), given the
-    /// model output at (x, timestep) of `options.predictionType`.
+    /// The next step of x (N,), given the model output at (x, `timestep`) of `options.predictionType`.
     /// - Parameters:
     ///   - noise: z (N,) to use instead of the sampler's own draw (which then does not advance).
-    ///   - x0Out: receives the x̂_0 (N,) the step used, after clipping.
+    ///   - x0Out: receives the x̂_0 (N,) the step used, after clipping or thresholding.
     public func step(output: UnsafePointer<Float>, x: UnsafeMutablePointer<Float>, noise: UnsafePointer<Float>? = nil,
                      x0Out: UnsafeMutablePointer<Float>? = nil) throws {
         try step(output: output, type: options.predictionType, x: x, noise: noise, x0Out: x0Out)
@@ -70,22 +108,28 @@ public final class Sampler {
 
     func step(output: UnsafePointer<Float>, type: PredictionType, x: UnsafeMutablePointer<Float>,
               noise given: UnsafePointer<Float>?, x0Out: UnsafeMutablePointer<Float>?) throws {
-        let t = timestep
-        try require(t >= 0, "the sampler has taken all its \(timesteps.count) steps")
-        let prevT = stepsTaken + 1 < timesteps.count ? timesteps[stepsTaken + 1] : -1
+        try require(stepsTaken < plan.count, "the sampler has taken all its \(plan.count) steps")
+        let s = plan[stepsTaken]
         let N = count
-        try requireFinite(output, count: N, "the model output at t = \(t)")
+        try requireFinite(output, count: N, "the model output at t = \(s.t)")
+        // 1. z, when the update adds noise.
         var z: UnsafePointer<Float>? = nil
-        if solver.needsNoise(t: t, prevT: prevT) {
+        if s.isLangevin || solver!.needsNoise(t: s.t, prevT: s.prevT) {
             if let given { z = given } else {
                 rng.fillNormal(noise.pointer, count: N)
                 z = UnsafePointer(noise.pointer)
             }
         }
-        let denoised = schedule.denoise(output: output, type: type, x: x, t: t, count: N, clip: options.clipX0,
-                                        rederiveEpsilon: solver.rederivesEpsilon, scratch: scratch)
+        // 2. (x̂_0, ε̂) from the model output, x̂_0 limited.
+        let denoised = schedule.denoise(output: output, type: type, x: x, t: s.t, batch: batch, sampleSize: sampleSize,
+                                        limit: limit, scratch: scratch)
         if let x0Out { x0Out.update(from: denoised.x0, count: N) }
-        solver.step(x, denoised: denoised, t: t, prevT: prevT, noise: z, count: N)
+        // 3. the update.
+        if s.isLangevin {
+            langevin.step(x, eps: denoised.eps, t: s.t, noise: z!, batch: batch, sampleSize: sampleSize)
+        } else {
+            solver!.step(x, denoised: denoised, t: s.t, prevT: s.prevT, noise: z, count: N)
+        }
         stepsTaken += 1
     }
 
@@ -100,13 +144,13 @@ public final class Sampler {
                     "the denoiser gives \(denoiser.sampleSize) floats per sample, the sampler expects \(sampleSize)")
         try require(stepsTaken == 0, "the sampler has already taken \(stepsTaken) steps")
         initNoise(x)
-        if let progress, !progress(0, timesteps.count, timesteps[0], x) {
+        if let progress, !progress(0, plan.count, plan[0].t, x) {
             throw DDPMError.cancelled("sampling cancelled by the progress callback before the first step")
         }
-        for i in 0..<timesteps.count {
-            try denoiser.predict(modelOutput.pointer, x: x, t: timestep, labels: labels, batch: batch)
+        for (i, s) in plan.enumerated() {
+            try denoiser.predict(modelOutput.pointer, x: x, t: s.t, labels: labels, batch: batch)
             try step(output: modelOutput.pointer, type: denoiser.predictionType, x: x, noise: nil, x0Out: nil)
-            if let progress, !progress(i + 1, timesteps.count, timestep, x) {
+            if let progress, !progress(i + 1, plan.count, s.prevT, x) {
                 throw DDPMError.cancelled("sampling cancelled by the progress callback after step \(i + 1)")
             }
         }

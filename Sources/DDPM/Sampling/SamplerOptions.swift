@@ -1,12 +1,20 @@
-// What a reverse process is: the solver, its timesteps, noise and clipping. Validated once,
-// when a Sampler is made. How the model predicts (weights, guidance) lives apart, in
-// PredictOptions (Model/DiffusionModel+Guidance.swift).
+// What a reverse process is: the solver, its timesteps, noise, clipping and corrector.
+// Validated once, when a Sampler is made. How the model predicts (weights, guidance)
+// lives apart, in PredictOptions (Model/DiffusionModel+Guidance.swift).
 
 public enum SamplingMethod: Int32, Sendable, CaseIterable {
     /// Ancestral sampling (DDPM Algorithm 2); fewer than T steps is the respaced sampler.
     case ddpm = 0
     /// DDIM (Song et al. 2021) with stochasticity η.
     case ddim = 1
+    /// DPM-Solver++ (Lu et al. 2022), multistep in data-prediction form, order 1–3.
+    case dpmSolverPP = 2
+    /// SDE-DPM-Solver++ (the stochastic variant), order 1–2.
+    case sdeDPMSolverPP = 3
+    /// Annealed Langevin dynamics with the score (Song & Ermon 2019): K steps at each level.
+    case langevin = 4
+    /// Predictor–corrector (Song et al. 2021): a DDPM step, then K Langevin corrector steps.
+    case predictorCorrector = 5
 }
 
 /// The variance σ_t² of the DDPM reverse step.
@@ -19,35 +27,67 @@ public enum ReverseVariance: Int32, Sendable, CaseIterable {
 
 public struct SamplerOptions: Sendable, Equatable {
     public var method: SamplingMethod = .ddpm
-    /// Number of reverse steps; 0 means T for DDPM and 50 (or T if smaller) for DDIM.
+    /// Number of timesteps; 0 means T for DDPM and PC, min(50, T) for the others.
     public var steps: Int = 0
-    /// The caller's own timesteps (strictly decreasing, in 0..<T); override `steps`.
+    /// How the timesteps are spread (Timesteps.swift).
+    public var spacing: TimestepSpacing = .default
+    /// Added to every timestep of the leading spacing (diffusers' steps_offset).
+    public var stepsOffset: Int = 0
+    /// The caller's own timesteps (strictly decreasing, in 0..<T); override steps and spacing.
     public var timesteps: [Int]? = nil
-    /// DDPM: σ_t² = β_t or β̃_t.
+    /// DDPM and PC predictor: σ_t² = β_t or β̃_t.
     public var variance: ReverseVariance = .beta
     /// DDIM stochasticity: 0 is deterministic, 1 matches DDPM's β̃ variance.
     public var eta: Float = 0
     /// Clip the predicted x̂_0 to this range before it is used (e.g. −1...1 for images).
     public var clipX0: ClosedRange<Float>? = nil
+    /// Dynamic thresholding (Imagen): per sample, s = max(1, quantile_p(|x̂_0|)) capped at
+    /// `thresholdMax`, then x̂_0 ← clip(x̂_0, −s, s)/s. nil = off; p in (0, 1].
+    public var thresholdQuantile: Float? = nil
+    public var thresholdMax: Float = 1
+    /// DDIM: recompute ε̂ from the clipped/thresholded x̂_0 (diffusers' use_clipped_model_output;
+    /// default false, as in diffusers).
+    public var useClippedModelOutput = false
+    /// DPM-Solver++ order (1, 2 or 3; 2 for the SDE variant at most).
+    public var solverOrder = 2
+    /// DPM-Solver++: first order on the last step and at most second order on the one before
+    /// when there are fewer than 15 steps (diffusers' lower_order_final).
+    public var lowerOrderFinal = true
+    /// Langevin steps per level (annealed Langevin) or corrector steps per step (PC).
+    public var correctorSteps = 1
+    /// PC corrector: the signal-to-noise ratio r of the step size 2α_t(r‖z‖/‖s‖)² (Song et al.).
+    public var snr: Float = 0.16
+    /// Annealed Langevin: ε of the step size δ_t = ε·(1−ᾱ_t)/(1−ᾱ_last) (Song & Ermon).
+    public var langevinStepSize: Float = 2e-5
     /// Seeds x_T and every noise draw.
     public var seed: UInt64 = 0
     /// What the model output is (callbacks; a DiffusionModel sets its own).
     public var predictionType: PredictionType = .epsilon
     public init() {}
 
-    /// Throws `.invalidArgument` unless every option is usable with a schedule of T steps.
-    func validate(timestepCount T: Int) throws {
+    /// Throws `.invalidArgument` unless every option is usable with `schedule`.
+    func validate(for schedule: NoiseSchedule) throws {
         try require(steps >= 0, "steps must be >= 0 (got \(steps))")
         try require(eta.isFinite && eta >= 0 && eta <= 1, "eta must be in [0, 1] (got \(eta))")
         if let clipX0 {
             try require(clipX0.lowerBound.isFinite && clipX0.upperBound.isFinite && clipX0.lowerBound < clipX0.upperBound,
                         "clip range [\(clipX0.lowerBound), \(clipX0.upperBound)] is empty or not finite")
         }
-        _ = try samplingTimesteps(T)
+        if let q = thresholdQuantile {
+            try require(q > 0 && q <= 1, "threshold quantile must be in (0, 1] (got \(q))")
+            try require(thresholdMax.isFinite && thresholdMax >= 1, "threshold max must be >= 1 (got \(thresholdMax))")
+        }
+        let maxOrder = method == .sdeDPMSolverPP ? 2 : 3
+        try require(solverOrder >= 1 && solverOrder <= maxOrder, "solver order must be in 1...\(maxOrder) (got \(solverOrder))")
+        try require(correctorSteps >= 1 && correctorSteps <= 10_000, "corrector steps must be in 1...10000 (got \(correctorSteps))")
+        try require(snr.isFinite && snr > 0, "snr must be > 0 (got \(snr))")
+        try require(langevinStepSize.isFinite && langevinStepSize > 0, "Langevin step size must be > 0 (got \(langevinStepSize))")
+        _ = try samplingTimesteps(schedule)
     }
 
     /// The timesteps visited, noisiest first; each step goes to the next, the last to x_0.
-    public func samplingTimesteps(_ T: Int) throws -> [Int] {
+    public func samplingTimesteps(_ schedule: NoiseSchedule) throws -> [Int] {
+        let T = schedule.count
         if let timesteps {
             try require(!timesteps.isEmpty, "timesteps is empty")
             for (i, t) in timesteps.enumerated() {
@@ -56,14 +96,8 @@ public struct SamplerOptions: Sendable, Equatable {
             }
             return timesteps
         }
-        let count = steps == 0 ? (method == .ddpm ? T : min(50, T)) : steps
-        return try trailingTimesteps(count, of: T)  // with count == T this is T−1, …, 0
+        let full = method == .ddpm || method == .predictorCorrector
+        let count = steps == 0 ? (full ? T : min(50, T)) : steps
+        return try schedule.timesteps(count, spacing: spacing, stepsOffset: stepsOffset)
     }
-}
-
-/// `steps` ≤ T timesteps evenly spaced and ending at T−1 ("trailing"):
-/// τ_i = ⌊(S−i)·T/S⌋ − 1 for i = 0..<S; the step after the last goes to x_0.
-public func trailingTimesteps(_ steps: Int, of T: Int) throws -> [Int] {
-    try require(steps >= 1 && steps <= T, "steps must be in 1...\(T) (got \(steps))")
-    return (0..<steps).map { (steps - $0) * T / steps - 1 }
 }

@@ -6,9 +6,6 @@ struct DDIMSolver: Solver {
     let schedule: NoiseSchedule
     let eta: Float
 
-    /// ε̂ is recomputed from a clipped x̂_0 (diffusers' use_clipped_model_output = True).
-    var rederivesEpsilon: Bool { true }
-
     func needsNoise(t: Int, prevT: Int) -> Bool { prevT >= 0 && eta > 0 }
 
     /// From t to prevT (−1 means to x_0, ᾱ = 1):

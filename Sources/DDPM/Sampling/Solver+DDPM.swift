@@ -6,10 +6,8 @@
 struct DDPMSolver: Solver {
     let schedule: NoiseSchedule
     let variance: ReverseVariance
-    /// x̂_0 was clipped: form the mean from it rather than from ε̂.
+    /// x̂_0 was clipped or thresholded: form the mean from it rather than from ε̂.
     let clipped: Bool
-
-    var rederivesEpsilon: Bool { false }
 
     func needsNoise(t: Int, prevT: Int) -> Bool { prevT >= 0 }
 

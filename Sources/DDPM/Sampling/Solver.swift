@@ -1,12 +1,10 @@
 // A reverse-process update rule: x_t → x_prev given (x̂_0, ε̂) from Prediction.swift.
-// A solver may keep state between the steps of one trajectory (a multistep method
-// remembers earlier x̂_0); the Sampler owns one solver per trajectory.
+// A solver may keep state between the steps of one trajectory (DPM-Solver++ remembers
+// earlier x̂_0); the Sampler owns one solver per trajectory.
 //
 // N = number of floats in x (batch × dims); every buffer is (N,).
 
 protocol Solver {
-    /// Whether ε̂ is recomputed from a clipped x̂_0 before `step` (DDIM) or not.
-    var rederivesEpsilon: Bool { get }
     /// Whether the step from t to prevT adds noise, and so needs z ~ N(0, I).
     func needsNoise(t: Int, prevT: Int) -> Bool
     /// x (N,) from x_t at timestep t to x_prev at prevT (−1 means x_0). `noise` is given
@@ -16,11 +14,25 @@ protocol Solver {
 }
 
 extension SamplerOptions {
-    /// The solver these options describe, over `schedule`.
-    func makeSolver(_ schedule: NoiseSchedule) -> any Solver {
+    /// The predictor these options describe over `schedule` and `timesteps` (nil for annealed
+    /// Langevin, which only corrects).
+    func makeSolver(_ schedule: NoiseSchedule, timesteps: [Int], count: Int) -> (any Solver)? {
         switch method {
-        case .ddpm: return DDPMSolver(schedule: schedule, variance: variance, clipped: clipX0 != nil)
-        case .ddim: return DDIMSolver(schedule: schedule, eta: eta)
+        case .ddpm, .predictorCorrector:
+            return DDPMSolver(schedule: schedule, variance: variance, clipped: clipX0 != nil || thresholdQuantile != nil)
+        case .ddim:
+            return DDIMSolver(schedule: schedule, eta: eta)
+        case .dpmSolverPP, .sdeDPMSolverPP:
+            return DPMSolverPP(schedule: schedule, order: solverOrder, stochastic: method == .sdeDPMSolverPP,
+                               timesteps: timesteps, lowerOrderFinal: lowerOrderFinal, count: count)
+        case .langevin:
+            return nil
         }
+    }
+
+    /// How x̂_0 is limited for these options.
+    var x0Limit: X0Limit {
+        X0Limit(clip: clipX0, thresholdQuantile: thresholdQuantile, thresholdMax: thresholdMax,
+                rederiveEpsilon: method == .ddim && useClippedModelOutput)
     }
 }
