@@ -184,7 +184,7 @@ final class ScheduleTests: XCTestCase {
         let sigmoid = try NoiseSchedule.sigmoid(steps: 1)
         XCTAssertEqual(sigmoid.betas[0], 0.1 / (1 + exp(6.0)), accuracy: 1e-17)
         checkDerivedTables(sigmoid, "sigmoid T=1")
-        XCTAssertEqual(try trailingTimesteps(1, of: 1), [0])
+        XCTAssertEqual(try linear.timesteps(1), [0])
     }
 
     /// t = T−1 and t = 0 are valid timesteps; −1 and T are not.

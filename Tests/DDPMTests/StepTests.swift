@@ -238,7 +238,7 @@ final class StepTests: XCTestCase {
     func timesteps(_ s: NoiseSchedule, _ steps: Int) throws -> [Int] {
         var o = SamplerOptions()
         o.steps = steps
-        return try o.samplingTimesteps(s.count)
+        return try o.samplingTimesteps(s)
     }
 
     func testTrailingTimesteps() throws {
@@ -256,16 +256,16 @@ final class StepTests: XCTestCase {
         XCTAssertEqual(try timesteps(schedule, 50).last, 19)
         // By hand: T = 10, S = 3: ⌊30/3⌋ − 1 = 9, ⌊20/3⌋ − 1 = 5, ⌊10/3⌋ − 1 = 2.
         XCTAssertEqual(try timesteps(try NoiseSchedule(betas: [Double](repeating: 0.01, count: 10)), 3), [9, 5, 2])
-        assertInvalidArgument("S = 0") { try trailingTimesteps(0, of: 1000) }
+        assertInvalidArgument("S = 0") { try schedule.timesteps(0) }
         assertInvalidArgument("S > T") { try timesteps(schedule, 1001) }
         assertInvalidArgument("S < 0") { try timesteps(schedule, -1) }
         // Explicit timesteps: used as given, checked.
         var o = SamplerOptions()
         o.timesteps = [900, 500, 3]
-        XCTAssertEqual(try o.samplingTimesteps(1000), [900, 500, 3])
+        XCTAssertEqual(try o.samplingTimesteps(schedule), [900, 500, 3])
         for bad in [[], [5, 5], [5, 7], [1000], [-1]] as [[Int]] {
             o.timesteps = bad
-            assertInvalidArgument("timesteps \(bad)") { try o.samplingTimesteps(1000) }
+            assertInvalidArgument("timesteps \(bad)") { try o.samplingTimesteps(schedule) }
         }
     }
 }
