@@ -9,7 +9,7 @@
  *   ddpm_schedule  a forward-process noise schedule (β_t and its derived tables),
  *                  closed-form noising q(x_t|x_0), the posterior q(x_{t-1}|x_t,x_0), and
  *                  sampling with a caller's model callback.
- *   ddpm_sampler   one reverse process (DDPM or DDIM) stepped from outside: the caller
+ *   ddpm_sampler   one reverse process (any method) stepped from outside: the caller
  *                  runs its own model and feeds the output, step by step.
  *   ddpm_model     a schedule plus a denoising network (residual MLP for vectors, UNet for
  *                  images), AdamW state, EMA weights and the training RNG; train steps,
@@ -203,7 +203,28 @@ int ddpm_schedule_posterior(const ddpm_schedule *schedule, const float *x0, cons
 
 /* ---- Sampling options ------------------------------------------------------------- */
 
-typedef enum { DDPM_METHOD_DDPM = 0, DDPM_METHOD_DDIM = 1 } ddpm_method;
+typedef enum {
+    DDPM_METHOD_DDPM = 0,           /* ancestral (Algorithm 2); fewer steps than T: respaced      */
+    DDPM_METHOD_DDIM = 1,           /* DDIM with eta                                             */
+    DDPM_METHOD_DPM_SOLVER_PP = 2,  /* DPM-Solver++ multistep, data prediction, solver_order 1-3 */
+    DDPM_METHOD_SDE_DPM_SOLVER_PP = 3, /* its SDE variant, solver_order 1-2                       */
+    DDPM_METHOD_LANGEVIN = 4,       /* annealed Langevin dynamics with the score (NCSN):
+                                       corrector_steps steps at each timestep, step size
+                                       δ_t = langevin_step_size·(1-ᾱ_t)/(1-ᾱ_last)            */
+    DDPM_METHOD_PC = 5              /* predictor–corrector (Song et al. 2021): at each timestep
+                                       corrector_steps Langevin steps with the snr step size, then
+                                       a DDPM step                                               */
+} ddpm_method;
+
+/** How the timesteps are spread over 0..T-1 (diffusers' names; see ddpm_sample_params.spacing). */
+typedef enum {
+    DDPM_SPACING_DEFAULT = 0,   /* ⌊(S-i)·T/S⌋ - 1: ends at T-1; = TRAILING when S divides T   */
+    DDPM_SPACING_LEADING = 1,   /* (S-1-i)·⌊T/S⌋ + steps_offset                                */
+    DDPM_SPACING_TRAILING = 2,  /* round(T - i·T/S) - 1                                        */
+    DDPM_SPACING_LINSPACE = 3,  /* round((S-1-i)·(T-1)/(S-1)): from T-1 down to 0              */
+    DDPM_SPACING_KARRAS = 4     /* Karras et al. σ spacing (ρ = 7) mapped to the nearest t;
+                                   repeats dropped, so fewer than S steps can result            */
+} ddpm_spacing;
 
 typedef enum {
     DDPM_VARIANCE_BETA = 0,      /* σ_t² = β_t                                          */
@@ -227,11 +248,11 @@ typedef int (*ddpm_progress_fn)(void *user_data, int32_t step, int32_t total, in
 typedef struct ddpm_sample_params {
     size_t struct_size;     /* sizeof(ddpm_sample_params)                                 */
     int32_t method;         /* ddpm_method; default DDPM                                  */
-    int32_t steps;          /* reverse steps; 0 = T for DDPM, min(50, T) for DDIM. DDPM with
-                               fewer than T steps is the respaced sampler. The timesteps are
-                               "trailing": ⌊(S-i)·T/S⌋ - 1 for i = 0..S-1, ending at x_0     */
+    int32_t steps;          /* timesteps S; 0 = T for DDPM and PC, min(50, T) for the others.
+                               DDPM with fewer than T steps is the respaced sampler. Spread
+                               by `spacing`; after the last one the sampler goes to x_0      */
     float eta;              /* DDIM stochasticity in [0, 1]; default 0                    */
-    int32_t variance;       /* ddpm_variance for DDPM; default BETA                       */
+    int32_t variance;       /* ddpm_variance for DDPM and the PC predictor; default BETA  */
     int32_t clip_x0;        /* nonzero clips the predicted x0 to [clip_min, clip_max]     */
     float clip_min, clip_max; /* default -1, 1                                             */
     uint64_t seed;          /* seeds x_T and every noise draw; default 0                  */
@@ -243,6 +264,22 @@ typedef struct ddpm_sample_params {
     int32_t num_timesteps;  /* entries of timesteps (0)                                   */
     ddpm_progress_fn progress; /* optional, NULL by default                                */
     void *progress_user_data;
+    /* ABI 0.2: solvers beyond DDPM and DDIM (fields appended; older callers get the defaults). */
+    int32_t spacing;        /* ddpm_spacing; default DEFAULT                              */
+    int32_t steps_offset;   /* added to LEADING timesteps (diffusers' steps_offset); 0    */
+    int32_t use_clipped_model_output; /* DDIM: recompute ε̂ from the clipped x̂0 (0, as diffusers) */
+    int32_t thresholding;   /* nonzero: dynamic thresholding of x̂0 (Imagen): per sample
+                               s = clamp(quantile(|x̂0|, threshold_quantile), 1, threshold_max),
+                               x̂0 = clip(x̂0, -s, s)/s; after clip_x0 if both (0)          */
+    float threshold_quantile; /* in (0, 1]; 0.995                                          */
+    float threshold_max;    /* >= 1; 1                                                    */
+    int32_t solver_order;   /* DPM-Solver++ order; 2                                      */
+    int32_t lower_order_final; /* nonzero (default): lower orders on the last steps when
+                               there are fewer than 15                                    */
+    int32_t corrector_steps; /* Langevin steps per timestep (LANGEVIN, PC); 1             */
+    float snr;              /* PC corrector signal-to-noise ratio r; 0.16. The step is
+                               2(1-β_t)(r·‖z‖/‖s‖)², norms averaged over the batch        */
+    float langevin_step_size; /* LANGEVIN ε; 2e-5                                          */
 } ddpm_sample_params;
 
 ddpm_sample_params ddpm_sample_params_default(void);
@@ -276,11 +313,16 @@ int ddpm_sampler_create(const ddpm_schedule *schedule, const ddpm_sample_params 
 /** Frees a sampler; NULL is a no-op. */
 void ddpm_sampler_free(ddpm_sampler *sampler);
 
-/** The number of reverse steps S, or -1 if sampler is NULL. */
+/** The number of steps (model evaluations) S, or -1 if sampler is NULL. One per timestep,
+ *  except LANGEVIN (corrector_steps per timestep) and PC (corrector_steps + 1 per timestep). */
 int64_t ddpm_sampler_num_steps(const ddpm_sampler *sampler);
 
-/** The timesteps the steps start from, noisiest first: (S,), count = S. */
+/** The timestep of each step's model evaluation, in order: (S,), count = S. */
 int ddpm_sampler_timesteps(const ddpm_sampler *sampler, int32_t *out, int64_t count);
+
+/** 1 if the next step adds noise (and so would use the `noise` argument of
+ *  ddpm_sampler_step), 0 if not, -1 if sampler is NULL or finished. */
+int32_t ddpm_sampler_step_adds_noise(const ddpm_sampler *sampler);
 
 /** The timestep of the x the next step expects (the first timestep before any step), or
  *  -1 once every step has been taken (or if sampler is NULL). */
@@ -290,8 +332,8 @@ int32_t ddpm_sampler_timestep(const ddpm_sampler *sampler);
  *  starts from. Optional: a caller may start from its own x_T. */
 int ddpm_sampler_init_noise(ddpm_sampler *sampler, float *x, int64_t count);
 
-/** One reverse step from t = ddpm_sampler_timestep() to the next timestep (x_0 after the
- *  last): x (n·dim floats) holds x_t on entry and x_prev on return. model_output is the
+/** One step at t = ddpm_sampler_timestep(): a reverse step to the next timestep (x_0 after
+ *  the last), or a Langevin step at t. x (n·dim floats) holds x on entry and the result on return. model_output is the
  *  model's output at (x_t, t), of params->prediction_type. noise (n·dim floats of
  *  z ~ N(0, I)) replaces the sampler's own draw when not NULL; x0_out, when not NULL,
  *  receives the predicted x̂0 the step used (after clipping). Every buffer holds count floats.

@@ -17,6 +17,12 @@ public func ddpm_sample_params_default() -> ddpm_sample_params {
     p.prediction_type = Int32(DDPM_OUTPUT_EPS.rawValue)
     (p.timesteps, p.num_timesteps) = (nil, 0)
     (p.progress, p.progress_user_data) = (nil, nil)
+    p.spacing = Int32(DDPM_SPACING_DEFAULT.rawValue)
+    p.steps_offset = Int32(o.stepsOffset)
+    p.use_clipped_model_output = o.useClippedModelOutput ? 1 : 0
+    (p.thresholding, p.threshold_quantile, p.threshold_max) = (0, 0.995, o.thresholdMax)
+    (p.solver_order, p.lower_order_final) = (Int32(o.solverOrder), o.lowerOrderFinal ? 1 : 0)
+    (p.corrector_steps, p.snr, p.langevin_step_size) = (Int32(o.correctorSteps), o.snr, o.langevinStepSize)
     return p
 }
 
@@ -28,7 +34,19 @@ func samplerOptions(_ params: UnsafePointer<ddpm_sample_params>?) throws -> Samp
     switch ddpm_method(rawValue: UInt32(bitPattern: p.method)) {
     case DDPM_METHOD_DDPM: o.method = .ddpm
     case DDPM_METHOD_DDIM: o.method = .ddim
-    default: throw DDPMError.invalidArgument("unknown method \(p.method) (0 DDPM, 1 DDIM)")
+    case DDPM_METHOD_DPM_SOLVER_PP: o.method = .dpmSolverPP
+    case DDPM_METHOD_SDE_DPM_SOLVER_PP: o.method = .sdeDPMSolverPP
+    case DDPM_METHOD_LANGEVIN: o.method = .langevin
+    case DDPM_METHOD_PC: o.method = .predictorCorrector
+    default: throw DDPMError.invalidArgument("unknown method \(p.method) (0 DDPM, 1 DDIM, 2 DPM-Solver++, 3 SDE-DPM-Solver++, 4 Langevin, 5 PC)")
+    }
+    switch ddpm_spacing(rawValue: UInt32(bitPattern: p.spacing)) {
+    case DDPM_SPACING_DEFAULT: o.spacing = .default
+    case DDPM_SPACING_LEADING: o.spacing = .leading
+    case DDPM_SPACING_TRAILING: o.spacing = .trailing
+    case DDPM_SPACING_LINSPACE: o.spacing = .linspace
+    case DDPM_SPACING_KARRAS: o.spacing = .karras
+    default: throw DDPMError.invalidArgument("unknown spacing \(p.spacing) (0 default, 1 leading, 2 trailing, 3 linspace, 4 karras)")
     }
     switch ddpm_variance(rawValue: UInt32(bitPattern: p.variance)) {
     case DDPM_VARIANCE_BETA: o.variance = .beta
@@ -52,6 +70,12 @@ func samplerOptions(_ params: UnsafePointer<ddpm_sample_params>?) throws -> Samp
     o.steps = Int(p.steps)
     o.eta = p.eta
     o.seed = p.seed
+    o.stepsOffset = Int(p.steps_offset)
+    o.useClippedModelOutput = p.use_clipped_model_output != 0
+    if p.thresholding != 0 { o.thresholdQuantile = p.threshold_quantile }
+    o.thresholdMax = p.threshold_max
+    (o.solverOrder, o.lowerOrderFinal) = (Int(p.solver_order), p.lower_order_final != 0)
+    (o.correctorSteps, o.snr, o.langevinStepSize) = (Int(p.corrector_steps), p.snr, p.langevin_step_size)
     return o
 }
 
@@ -107,7 +131,7 @@ public func ddpm_sampler_free(_ handle: OpaquePointer?) { release(handle) }
 @_cdecl("ddpm_sampler_num_steps")
 public func ddpm_sampler_num_steps(_ handle: OpaquePointer?) -> Int64 {
     guard let s = try? sampler(handle) else { return -1 }
-    return Int64(s.timesteps.count)
+    return Int64(s.plan.count)
 }
 
 @_cdecl("ddpm_sampler_timesteps")
@@ -115,10 +139,10 @@ public func ddpm_sampler_timesteps(_ handle: OpaquePointer?, _ out: UnsafeMutabl
     guarded("ddpm_sampler_timesteps") {
         let s = try sampler(handle)
         let out = try nonNull(out, "out")
-        guard count == Int64(s.timesteps.count) else {
-            throw DDPMError.shapeMismatch("count is \(count), the sampler has \(s.timesteps.count) steps")
+        guard count == Int64(s.plan.count) else {
+            throw DDPMError.shapeMismatch("count is \(count), the sampler has \(s.plan.count) steps")
         }
-        for (i, t) in s.timesteps.enumerated() { out[i] = Int32(t) }
+        for (i, step) in s.plan.enumerated() { out[i] = Int32(step.t) }
     }
 }
 
@@ -126,6 +150,12 @@ public func ddpm_sampler_timesteps(_ handle: OpaquePointer?, _ out: UnsafeMutabl
 public func ddpm_sampler_timestep(_ handle: OpaquePointer?) -> Int32 {
     guard let s = try? sampler(handle) else { return -1 }
     return Int32(s.timestep)
+}
+
+@_cdecl("ddpm_sampler_step_adds_noise")
+public func ddpm_sampler_step_adds_noise(_ handle: OpaquePointer?) -> Int32 {
+    guard let s = try? sampler(handle), let adds = s.nextStepAddsNoise else { return -1 }
+    return adds ? 1 : 0
 }
 
 @_cdecl("ddpm_sampler_init_noise")

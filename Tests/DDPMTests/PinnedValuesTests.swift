@@ -58,7 +58,13 @@ final class PinnedValuesTests: XCTestCase {
         options.steps = 10
         options.eta = 0.5
         options.clipX0 = -1...1
-        assertPinned("mlp ddim samples", try model.sample(count: 8, options: options), 0x950ee2ed_9e914c19)
+        // Re-pinned for issue 9: DDIM with clipping now keeps the model's ε̂ (diffusers'
+        // use_clipped_model_output = False); 0.1 re-derived ε̂ from the clipped x̂_0 (0x950ee2ed_9e914c19,
+        // still reproduced below with useClippedModelOutput = true).
+        assertPinned("mlp ddim samples", try model.sample(count: 8, options: options), 0xe261bece_586e7c65)
+        options.useClippedModelOutput = true
+        assertPinned("mlp ddim samples, clipped model output", try model.sample(count: 8, options: options), 0x950ee2ed_9e914c19)
+        options.useClippedModelOutput = false
         options.method = .ddpm
         options.steps = 7
         options.variance = .posterior

@@ -91,6 +91,13 @@ public final class Sampler {
     /// The timestep of the model output the next step expects, or −1 once every step is taken.
     public var timestep: Int { stepsTaken < plan.count ? plan[stepsTaken].t : -1 }
 
+    /// Whether the next step adds noise (uses z), or nil once every step is taken.
+    public var nextStepAddsNoise: Bool? {
+        guard stepsTaken < plan.count else { return nil }
+        let s = plan[stepsTaken]
+        return s.isLangevin || solver!.needsNoise(t: s.t, prevT: s.prevT)
+    }
+
     /// Writes x_T (N,), drawn from the seed: where `run` starts.
     public func initNoise(_ x: UnsafeMutablePointer<Float>) {
         var start = Philox(seed: options.seed)
