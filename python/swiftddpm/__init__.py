@@ -36,7 +36,7 @@ from .errors import (
 )
 from .config import Conditioning, MLPConfig, ScheduleConfig, TrainConfig, UNetConfig
 from .model import Model
-from .sampler import Sampler
+from .sampler import Sampler, Scheduler
 from .schedule import NoiseSchedule
 
 __version__ = ".".join(map(str, _lib.EXPECTED_VERSION))
@@ -78,6 +78,7 @@ __all__ = [
     "NoiseSchedule",
     "NonFiniteError",
     "Sampler",
+    "Scheduler",
     "ScheduleConfig",
     "ShapeError",
     "TrainConfig",

@@ -13,7 +13,12 @@ import numpy as np
 from . import _lib
 from .errors import ClosedError, InvalidArgumentError, ShapeError, check
 
-METHODS = {"ddpm": _lib.DDPM_METHOD_DDPM, "ddim": _lib.DDPM_METHOD_DDIM}
+METHODS = {"ddpm": _lib.DDPM_METHOD_DDPM, "ddim": _lib.DDPM_METHOD_DDIM, "dpm_solver++": _lib.DDPM_METHOD_DPM_SOLVER_PP,
+           "sde_dpm_solver++": _lib.DDPM_METHOD_SDE_DPM_SOLVER_PP, "langevin": _lib.DDPM_METHOD_LANGEVIN,
+           "pc": _lib.DDPM_METHOD_PC}
+SPACINGS = {"default": _lib.DDPM_SPACING_DEFAULT, "leading": _lib.DDPM_SPACING_LEADING,
+            "trailing": _lib.DDPM_SPACING_TRAILING, "linspace": _lib.DDPM_SPACING_LINSPACE,
+            "karras": _lib.DDPM_SPACING_KARRAS}
 VARIANCES = {"beta": _lib.DDPM_VARIANCE_BETA, "posterior": _lib.DDPM_VARIANCE_POSTERIOR}
 OUTPUTS = {"eps": _lib.DDPM_OUTPUT_EPS, "x0": _lib.DDPM_OUTPUT_X0}  # ddpm_output
 
@@ -163,6 +168,24 @@ def int32_ptr(arr: np.ndarray | None):
     return _NULL_INT32 if arr is None else arr.ctypes.data_as(_lib.INT32_P)
 
 
+_SAMPLE_DEFAULTS = _lib.lib.ddpm_sample_params_default()
+
+# The solver options beyond method/steps/eta/variance/clip/seed/timesteps, with the C defaults;
+# Model.sample, NoiseSchedule.sample and Sampler take them as **solver_options.
+SOLVER_OPTIONS = {
+    "spacing": "default",  # how the timesteps are spread: SPACINGS
+    "steps_offset": _SAMPLE_DEFAULTS.steps_offset,  # added to "leading" timesteps
+    "use_clipped_model_output": bool(_SAMPLE_DEFAULTS.use_clipped_model_output),  # DDIM: eps from the clipped x0
+    "thresholding": None,  # None, or the quantile p of dynamic thresholding (True = 0.995)
+    "threshold_max": float(_SAMPLE_DEFAULTS.threshold_max),  # cap of the threshold s (>= 1)
+    "solver_order": _SAMPLE_DEFAULTS.solver_order,  # DPM-Solver++ order
+    "lower_order_final": bool(_SAMPLE_DEFAULTS.lower_order_final),
+    "corrector_steps": _SAMPLE_DEFAULTS.corrector_steps,  # Langevin steps per timestep ("langevin", "pc")
+    "snr": float(_SAMPLE_DEFAULTS.snr),  # "pc" corrector signal-to-noise ratio
+    "langevin_step_size": float(_SAMPLE_DEFAULTS.langevin_step_size),  # "langevin" epsilon
+}
+
+
 def sample_params(
     *,
     method: str = "ddpm",
@@ -173,12 +196,18 @@ def sample_params(
     seed: int = 0,
     timesteps: Any = None,
     prediction_type: str = "eps",
+    **solver_options: Any,
 ) -> _lib.ddpm_sample_params:
     """A ddpm_sample_params from keyword options (the fields not named here keep the library defaults).
 
     timesteps: None, or the caller's own timesteps (strictly decreasing, checked by the
     library); the int32 array is kept alive by the returned struct.
+    solver_options: any of SOLVER_OPTIONS (names as the C fields).
     """
+    unknown = sorted(set(solver_options) - set(SOLVER_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown sampling option(s) {unknown}; the options are {sorted(SOLVER_OPTIONS)}")
+    o = {**SOLVER_OPTIONS, **solver_options}
     p = _lib.lib.ddpm_sample_params_default()
     p.method = enum_value(METHODS, method, "method")
     p.steps = as_int(steps, "steps", minimum=0, maximum=2**31 - 1)
@@ -199,6 +228,19 @@ def sample_params(
         p.clip_x0, p.clip_min, p.clip_max = 1, lo, hi
     p.seed = as_int(seed, "seed", minimum=0, maximum=2**64 - 1)
     p.prediction_type = enum_value(OUTPUTS, prediction_type, "prediction_type")
+    p.spacing = enum_value(SPACINGS, o["spacing"], "spacing")
+    p.steps_offset = as_int(o["steps_offset"], "steps_offset", minimum=0, maximum=2**31 - 1)
+    p.use_clipped_model_output = 1 if o["use_clipped_model_output"] else 0
+    threshold = o["thresholding"]
+    if threshold is not None and threshold is not False:
+        p.thresholding = 1
+        p.threshold_quantile = _SAMPLE_DEFAULTS.threshold_quantile if threshold is True else float(threshold)
+    p.threshold_max = float(o["threshold_max"])
+    p.solver_order = as_int(o["solver_order"], "solver_order", minimum=1, maximum=2**31 - 1)
+    p.lower_order_final = 1 if o["lower_order_final"] else 0
+    p.corrector_steps = as_int(o["corrector_steps"], "corrector_steps", minimum=1, maximum=2**31 - 1)
+    p.snr = float(o["snr"])
+    p.langevin_step_size = float(o["langevin_step_size"])
     if timesteps is not None:
         ts = np.asarray(timesteps)
         if ts.ndim != 1:

@@ -214,8 +214,19 @@ lib.ddpm_schedule_posterior.restype = c_int
 # ---- Sampling options ------------------------------------------------------------------
 
 # ddpm_method
-DDPM_METHOD_DDPM = 0
-DDPM_METHOD_DDIM = 1
+DDPM_METHOD_DDPM = 0  # ancestral (Algorithm 2); fewer steps than T: respaced
+DDPM_METHOD_DDIM = 1  # DDIM with eta
+DDPM_METHOD_DPM_SOLVER_PP = 2  # DPM-Solver++ multistep, data prediction, solver_order 1-3
+DDPM_METHOD_SDE_DPM_SOLVER_PP = 3  # its SDE variant, solver_order 1-2
+DDPM_METHOD_LANGEVIN = 4  # annealed Langevin dynamics with the score (NCSN)
+DDPM_METHOD_PC = 5  # predictor-corrector (Song et al. 2021)
+
+# ddpm_spacing
+DDPM_SPACING_DEFAULT = 0  # floor((S-i)·T/S) - 1: ends at T-1; = TRAILING when S divides T
+DDPM_SPACING_LEADING = 1  # (S-1-i)·floor(T/S) + steps_offset
+DDPM_SPACING_TRAILING = 2  # round(T - i·T/S) - 1
+DDPM_SPACING_LINSPACE = 3  # round((S-1-i)·(T-1)/(S-1))
+DDPM_SPACING_KARRAS = 4  # Karras et al. sigma spacing mapped to the nearest t
 
 # ddpm_variance
 DDPM_VARIANCE_BETA = 0  # σ_t² = β_t
@@ -246,6 +257,17 @@ class ddpm_sample_params(Structure):
         ("num_timesteps", c_int32),  # entries of timesteps (0)
         ("progress", ddpm_progress_fn),  # optional, NULL by default
         ("progress_user_data", c_void_p),
+        ("spacing", c_int32),  # ddpm_spacing; default DEFAULT
+        ("steps_offset", c_int32),  # added to LEADING timesteps; 0
+        ("use_clipped_model_output", c_int32),  # DDIM: recompute eps from the clipped x0 (0)
+        ("thresholding", c_int32),  # nonzero: dynamic thresholding of x0 (0)
+        ("threshold_quantile", c_float),  # in (0, 1]; 0.995
+        ("threshold_max", c_float),  # >= 1; 1
+        ("solver_order", c_int32),  # DPM-Solver++ order; 2
+        ("lower_order_final", c_int32),  # nonzero (default): lower orders on the last steps
+        ("corrector_steps", c_int32),  # Langevin steps per timestep (LANGEVIN, PC); 1
+        ("snr", c_float),  # PC corrector signal-to-noise ratio; 0.16
+        ("langevin_step_size", c_float),  # LANGEVIN epsilon; 2e-5
     ]
 
 
@@ -293,6 +315,9 @@ lib.ddpm_sampler_num_steps.restype = c_int64
 # int ddpm_sampler_timesteps(const ddpm_sampler *sampler, int32_t *out, int64_t count);
 lib.ddpm_sampler_timesteps.argtypes = [ddpm_sampler_p, POINTER(c_int32), c_int64]
 lib.ddpm_sampler_timesteps.restype = c_int
+# int32_t ddpm_sampler_step_adds_noise(const ddpm_sampler *sampler);
+lib.ddpm_sampler_step_adds_noise.argtypes = [ddpm_sampler_p]
+lib.ddpm_sampler_step_adds_noise.restype = c_int32
 # int32_t ddpm_sampler_timestep(const ddpm_sampler *sampler);
 lib.ddpm_sampler_timestep.argtypes = [ddpm_sampler_p]
 lib.ddpm_sampler_timestep.restype = c_int32

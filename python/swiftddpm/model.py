@@ -306,13 +306,16 @@ class Model(C.HandleOwner):
                clip: Any = None, seed: int = 0, timesteps: Any = None, labels: Any = None,
                guidance_scale: float = C.PREDICT_DEFAULTS.guidance_scale,
                use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema), progress: Any = None,
-               return_trajectory: Any = False):
+               return_trajectory: Any = False, **solver_options: Any):
         """Draws n samples: x_T ~ N(0, I), then reverse steps down to x_0.
 
         Args:
             n: number of samples.
-            method: "ddpm" (ancestral; steps < T gives the respaced sampler) or "ddim".
-            steps: reverse steps; 0 = T for DDPM, min(50, T) for DDIM.
+            method: "ddpm" (ancestral; steps < T gives the respaced sampler), "ddim",
+                "dpm_solver++" (multistep DPM-Solver++, order solver_order), "sde_dpm_solver++",
+                "langevin" (annealed Langevin with the score, corrector_steps per timestep) or
+                "pc" (predictor-corrector: corrector_steps Langevin steps, then a DDPM step).
+            steps: timesteps; 0 = T for DDPM and PC, min(50, T) for the others.
             eta: DDIM stochasticity in [0, 1] (0 = deterministic).
             variance: DDPM σ_t²: "beta" (β_t) or "posterior" (β̃_t).
             clip: None, True for (-1, 1), or (lo, hi): clip the predicted x_0 each step.
@@ -327,6 +330,10 @@ class Model(C.HandleOwner):
             return_trajectory: False; True for every step; or a list of timesteps to keep.
                 Keys are the timestep of each x: T-1 is x_T (the starting noise), -1 the
                 final x_0. Timesteps the sampler does not visit are absent.
+            solver_options: spacing ("default", "leading", "trailing", "linspace", "karras"),
+                steps_offset, use_clipped_model_output, thresholding (None, True or the
+                quantile p), threshold_max, solver_order, lower_order_final, corrector_steps,
+                snr, langevin_step_size (see swiftddpm._common.SOLVER_OPTIONS and ddpm.h).
         Returns (n, *sample_shape) float32; with return_trajectory, (samples, {t: x_t})
         ordered from noisiest to x_0.
         """
@@ -334,7 +341,7 @@ class Model(C.HandleOwner):
         n = C.as_int(n, "n", minimum=1)
         label_arr = None if labels is None else C.int32_vector(labels, n, "labels", broadcast=True)
         params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
-                                 timesteps=timesteps)
+                                 timesteps=timesteps, **solver_options)
         predict = C.predict_params(guidance_scale, use_ema)
         return C.run_sampling(C.CallbackState(), params, (n, *self._sample_shape), progress, return_trajectory,
                               lambda out: _lib.lib.ddpm_model_sample(handle, ctypes.byref(params), ctypes.byref(predict),

@@ -34,17 +34,21 @@ class Sampler(C.HandleOwner):
         timesteps: your own timesteps, strictly decreasing in 0..T-1 (overrides steps);
             the step from the last one goes to x_0.
         prediction_type: what the model outputs passed to `step` are, "eps" or "x0".
+        solver_options: as in `Model.sample` (spacing, solver_order, corrector_steps, ...).
+
+    `timesteps` holds the timestep of every step's model evaluation: one per timestep, except
+    "langevin" (corrector_steps per timestep) and "pc" (corrector_steps + 1 per timestep).
     """
 
     def __init__(self, schedule: NoiseSchedule, n: int, shape: Any, *, method: str = "ddpm", steps: int = 0,
                  eta: float = 0.0, variance: str = "beta", clip: Any = None, seed: int = 0, timesteps: Any = None,
-                 prediction_type: str = "eps") -> None:
+                 prediction_type: str = "eps", **solver_options: Any) -> None:
         if not isinstance(schedule, NoiseSchedule):
             raise InvalidArgumentError(f"schedule must be a NoiseSchedule (got {type(schedule).__name__})")
         self._n = C.as_int(n, "n", minimum=1)
         self._shape = C.shape_tuple(shape)
         params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
-                                 timesteps=timesteps, prediction_type=prediction_type)
+                                 timesteps=timesteps, prediction_type=prediction_type, **solver_options)
         handle = _lib.ddpm_sampler_p()
         check(_lib.lib.ddpm_sampler_create(schedule._h(), ctypes.byref(params), self._n, math.prod(self._shape),
                                            ctypes.byref(handle)))
@@ -84,6 +88,14 @@ class Sampler(C.HandleOwner):
         """(n, *shape), the shape of x and of every model output."""
         return (self._n, *self._shape)
 
+    @property
+    def step_adds_noise(self) -> bool:
+        """Whether the next step adds noise (and so would use a `noise` argument)."""
+        adds = int(_lib.lib.ddpm_sampler_step_adds_noise(self._h()))
+        if adds < 0:
+            raise InvalidArgumentError("the sampler has taken all its steps")
+        return bool(adds)
+
     def init_noise(self) -> np.ndarray:
         """x_T ~ N(0, I) from the seed, (n, *shape) float32: where Model.sample starts."""
         x = np.empty(self.batch_shape, dtype=np.float32)
@@ -115,3 +127,73 @@ class Sampler(C.HandleOwner):
         check(_lib.lib.ddpm_sampler_step(handle, C.float_ptr(output), C.float_ptr(x_prev), noise_ptr,
                                          C.float_ptr(x0), x0.size))
         return x_prev, x0
+
+
+class Scheduler:
+    """A diffusers-style scheduler over a NoiseSchedule: `set_timesteps`, `timesteps`, and
+    `step(model_output, t, x) -> (x_prev, x0)`; the batch shape is taken from the first step.
+
+        scheduler = sd.Scheduler(schedule, method="dpm_solver++", seed=0)
+        scheduler.set_timesteps(20)
+        x = scheduler.init_noise((16, 2))
+        for t in scheduler.timesteps:
+            x, x0 = scheduler.step(my_model(x, t), t, x)
+
+    Each `set_timesteps` starts a new trajectory. Options are those of `Sampler`.
+    """
+
+    def __init__(self, schedule: NoiseSchedule, **options: Any) -> None:
+        if not isinstance(schedule, NoiseSchedule):
+            raise InvalidArgumentError(f"schedule must be a NoiseSchedule (got {type(schedule).__name__})")
+        if "steps" in options or "timesteps" in options:
+            raise TypeError("pass the steps or timesteps to set_timesteps")
+        self._schedule = schedule
+        self._options = options
+        self._steps: dict[str, Any] = {"steps": 0}
+        self._sampler: Sampler | None = None
+        self._timesteps = self._probe().timesteps
+
+    def _probe(self) -> Sampler:
+        with Sampler(self._schedule, 1, 1, **self._steps, **self._options) as probe:
+            return probe
+
+    def set_timesteps(self, num_inference_steps: int | None = None, *, timesteps: Any = None) -> None:
+        """Chooses the timesteps: `num_inference_steps` spread by the `spacing` option, or your own."""
+        self._steps = {"steps": 0 if num_inference_steps is None else num_inference_steps, "timesteps": timesteps}
+        self._timesteps = self._probe().timesteps
+        self.close()
+
+    @property
+    def timesteps(self) -> np.ndarray:
+        """The timestep of every step's model evaluation, in order (read-only int32)."""
+        return self._timesteps
+
+    def _sampler_for(self, shape: tuple[int, ...]) -> Sampler:
+        if len(shape) < 2:
+            raise ShapeError(f"x must be a batch (n, *sample_shape); got shape {shape}")
+        if self._sampler is None or self._sampler.closed or self._sampler.batch_shape != shape:
+            self.close()
+            self._sampler = Sampler(self._schedule, shape[0], shape[1:] or 1, **self._steps, **self._options)
+        return self._sampler
+
+    def init_noise(self, batch_shape: Any) -> np.ndarray:
+        """x_T ~ N(0, I) from the seed for a batch of this shape (n, *sample_shape)."""
+        return self._sampler_for(C.shape_tuple(batch_shape)).init_noise()
+
+    def step(self, model_output: Any, t: int, x: Any, noise: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """The step at timestep t (which must be the next one): returns (x_prev, x0)."""
+        x = C.float32_array(x, "x")
+        sampler = self._sampler_for(x.shape)
+        expected = sampler.timestep
+        if C.as_int(t, "t") != expected:
+            raise InvalidArgumentError(f"t = {t}, but the next step of this trajectory is at t = {expected}"
+                                       " (call set_timesteps to start again)")
+        x_prev, x0 = sampler.step(model_output, x, noise)
+        if sampler.timestep < 0:
+            self.close()
+        return x_prev, x0
+
+    def close(self) -> None:
+        if self._sampler is not None:
+            self._sampler.close()
+            self._sampler = None

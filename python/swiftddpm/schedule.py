@@ -206,7 +206,8 @@ class NoiseSchedule(C.HandleOwner):
     # ---- Reverse process -----------------------------------------------------------
 
     def step(self, eps: Any, t: int, x_t: Any, noise: Any = None, *, method: str = "ddpm",
-             prev_t: int | None = None, variance: str = "beta", eta: float = 0.0, clip: Any = None) -> np.ndarray:
+             prev_t: int | None = None, variance: str = "beta", eta: float = 0.0, clip: Any = None,
+             **solver_options: Any) -> np.ndarray:
         """One reverse step x_t -> x_{prev_t} given the predicted noise eps: a Sampler over the
         timesteps [t, prev_t] (or [t] when prev_t = -1), stepped once.
 
@@ -219,6 +220,7 @@ class NoiseSchedule(C.HandleOwner):
                 σ² = β̃_t) or "ddim" (`eta` in [0, 1]).
             prev_t: the target timestep, -1 for x_0; default t - 1.
             clip: None, True for (-1, 1), or (lo, hi): clip the predicted x_0.
+            solver_options: as in `Model.sample` (e.g. use_clipped_model_output, thresholding).
         Returns x_prev as float32 with x_t's shape.
         """
         from .sampler import Sampler  # sampler.py imports this module
@@ -234,13 +236,13 @@ class NoiseSchedule(C.HandleOwner):
         if noise is not None:
             noise = C.float32_array(noise, "noise")
             C.same_shape(noise, x_t, "noise", "x_t")
-        elif prev_t >= 0 and (C.enum_value(C.METHODS, method, "method") == _lib.DDPM_METHOD_DDPM or eta > 0):
-            # A Sampler would draw its own z here; a single step asks for it instead.
-            raise InvalidArgumentError(f"this step adds noise (method {method!r}, eta {eta}, prev_t {prev_t}): "
-                                       "pass noise, z ~ N(0, I) with x_t's shape")
         flat = (1, x_t.size)  # one row: the step is elementwise
         with Sampler(self, 1, flat[1:], method=method, variance=variance, eta=eta, clip=clip,
-                     timesteps=[t] if prev_t == -1 else [t, prev_t]) as sampler:
+                     timesteps=[t] if prev_t == -1 else [t, prev_t], **solver_options) as sampler:
+            if noise is None and sampler.step_adds_noise:
+                # A Sampler would draw its own z here; a single step asks for it instead.
+                raise InvalidArgumentError(f"this step adds noise (method {method!r}, eta {eta}, prev_t {prev_t}): "
+                                           "pass noise, z ~ N(0, I) with x_t's shape")
             x_prev, _ = sampler.step(eps.reshape(flat), x_t.reshape(flat),
                                      None if noise is None else noise.reshape(flat))
         return x_prev.reshape(x_t.shape)
@@ -248,7 +250,7 @@ class NoiseSchedule(C.HandleOwner):
     def sample(self, model_fn: Callable[[np.ndarray, int, np.ndarray | None], Any], n: int, shape: Any, *,
                method: str = "ddpm", steps: int = 0, eta: float = 0.0, variance: str = "beta", clip: Any = None,
                seed: int = 0, timesteps: Any = None, prediction_type: str = "eps", labels: Any = None,
-               progress: Any = None, return_trajectory: Any = False):
+               progress: Any = None, return_trajectory: Any = False, **solver_options: Any):
         """Draws n samples with your own model: x_T ~ N(0, I), then reverse steps to x_0.
 
         Args:
@@ -263,6 +265,10 @@ class NoiseSchedule(C.HandleOwner):
             progress: None, True (tqdm bar) or progress(step, total, t, x) returning
                 truthy to cancel (raises CancelledError).
             return_trajectory: False, True or a list of t; see `Model.sample`.
+            solver_options: spacing ("default", "leading", "trailing", "linspace", "karras"),
+                steps_offset, use_clipped_model_output, thresholding (None, True or the
+                quantile p), threshold_max, solver_order, lower_order_final, corrector_steps,
+                snr, langevin_step_size (see swiftddpm._common.SOLVER_OPTIONS and ddpm.h).
         Returns (n, *shape) float32, or (samples, {t: x_t}) with return_trajectory.
         """
         handle = self._h()
@@ -272,7 +278,7 @@ class NoiseSchedule(C.HandleOwner):
         full_shape = (n, *sample_shape)
         label_arr = None if labels is None else C.int32_vector(labels, n, "labels")
         params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
-                                 timesteps=timesteps, prediction_type=prediction_type)
+                                 timesteps=timesteps, prediction_type=prediction_type, **solver_options)
         state = C.CallbackState()
 
         def call_model(_user_data, out_ptr, x_ptr, batch, d, t, _labels_ptr):
