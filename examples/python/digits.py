@@ -92,7 +92,9 @@ def parse_args() -> argparse.Namespace:
                         "decay**steps small)")
     p.add_argument("--schedule", choices=("linear", "cosine"), default="cosine", help="noise schedule")
     p.add_argument("--timesteps", type=int, default=1000, help="T of the noise schedule")
-    p.add_argument("--sample-steps", type=int, default=50, help="DDIM steps when sampling")
+    p.add_argument("--sample-steps", type=int, default=50, help="sampler steps (0 = all T for ddpm)")
+    p.add_argument("--sampler", choices=("ddim", "dpm_solver++", "ddpm"), default="ddim",
+                   help="reverse process used for the judged samples (x̂0 clipped to [-1, 1])")
     p.add_argument("--guidance", type=float, default=1.5,
                    help="classifier-free guidance w of the samples (1 = plain conditional)")
     p.add_argument("--sweep", type=str, default="",
@@ -232,7 +234,7 @@ def train(model: sd.Model, x: np.ndarray, y: np.ndarray, args) -> tuple[np.ndarr
 
 
 def sample(model: sd.Model, n: int, args, labels=None, guidance: float = 1.0, seed: int = 0) -> np.ndarray:
-    return model.sample(n, method="ddim", steps=args.sample_steps, eta=0.0, clip=True, seed=seed,
+    return model.sample(n, method=args.sampler, steps=args.sample_steps, clip=True, seed=seed,
                         labels=labels, guidance_scale=guidance)
 
 
@@ -360,7 +362,7 @@ def main() -> None:
     picks = np.concatenate([np.arange(k * args.per_class, k * args.per_class + 10) for k in range(NUM_CLASSES)])
     per_class = agreement[w]["per_class"]
     save_grid(args.out / "samples_per_class.png", guided[w][picks],
-              f"guided samples, w = {w:g} ({args.sample_steps} DDIM steps); classifier agrees "
+              f"guided samples, w = {w:g} ({args.sample_steps} {args.sampler} steps); classifier agrees "
               f"{100 * agreement[w]['overall']:.0f}%", [f"{k}  {100 * per_class[k]:.0f}%" for k in range(NUM_CLASSES)])
     save_grid(args.out / "unconditional.png", unconditional[:100],
               f"unconditional samples; the classifier's counts of 0..9 among {len(unconditional)}:\n"
@@ -377,7 +379,7 @@ def main() -> None:
         print(f"trained {args.steps} steps (batch {args.batch_size}) in {train_time:.1f} s "
               f"({1e3 * train_time / args.steps:.0f} ms/step); loss {losses[:100].mean():.4f} (first 100) -> "
               f"{losses[-100:].mean():.4f} (last 100)")
-    print(f"sampling ({args.sample_steps} DDIM steps): {len(labels)} guided in {guided_time:.1f} s, "
+    print(f"sampling ({args.sample_steps} {args.sampler} steps): {len(labels)} guided in {guided_time:.1f} s, "
           f"{len(unconditional)} unconditional in {unconditional_time:.1f} s")
     print(f"agreement of the classifier with the requested class (its held-out accuracy: {100 * judge_accuracy:.1f}%):")
     for gw, a in sorted(agreement.items()):
