@@ -131,7 +131,7 @@ final class SolverTests: XCTestCase {
         let start = normals(8 * D, seed: 1)
         for (order, sde) in [(1, false), (2, false), (3, false), (1, true), (2, true)] {
             for steps in [5, 10, 20] {
-                for spacing in [TimestepSpacing.default, .linspace, .karras] {
+                for spacing in TimestepSpacing.allCases {
                     var o = SamplerOptions()
                     (o.method, o.solverOrder, o.steps, o.spacing) = (sde ? .sdeDPMSolverPP : .dpmSolverPP, order, steps, spacing)
                     let (got, noise) = try runEngine(o, start: start)
