@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import os
+import warnings
 from typing import Any, Callable, Union
 
 import numpy as np
@@ -25,6 +26,7 @@ import numpy as np
 from . import _common as C
 from . import _lib
 from .config import NETWORK_CONFIGS, NETWORK_KINDS, Conditioning, MLPConfig, TrainConfig, UNetConfig
+from ._interrupt import StopOnInterrupt
 from .errors import ClosedError, InvalidArgumentError, check, error_for_status
 from .schedule import NoiseSchedule
 
@@ -234,7 +236,9 @@ class Model(C.HandleOwner):
         return self._loss.value
 
     def fit(self, data: Any, steps: int, batch_size: int = 256, *, labels: Any = None, seed: int = 0,
-            progress: bool = True, lr_schedule: Callable[[int], float] | None = None) -> np.ndarray:
+            progress: bool = True, lr_schedule: Callable[[int], float] | None = None,
+            callback: Callable[[int, float, float, "Model"], Any] | None = None, callback_every: int = 1,
+            log: str | os.PathLike | None = None) -> np.ndarray:
         """Trains for `steps` steps on minibatches drawn (with replacement) from data.
 
         Args:
@@ -243,12 +247,22 @@ class Model(C.HandleOwner):
             seed: seeds the numpy RNG that picks the minibatches.
             progress: show a tqdm bar (silently none if tqdm is not installed).
             lr_schedule: lr_schedule(i) -> learning rate for step i of this call (0-based).
-        Returns the float32 (steps,) loss history.
+            callback: callback(step, loss, lr, model) after every `callback_every`-th step of
+                this call: step is the model's step count (model.step), loss that step's loss,
+                lr the learning rate it used. Returning False (exactly) stops training there.
+            log: a CSV file written as training goes (header "step,loss,lr", one row per step,
+                flushed every 100 steps and at the end); replaced if it exists.
+        Ctrl-C (SIGINT, in the main thread) stops training after the step in progress: the
+        model stays usable and fit returns the losses so far (a RuntimeWarning says so).
+        Returns the float32 loss history: (steps,), or shorter if stopped early.
         """
         self._h()
         data = self._batch(data, "data")
         steps = C.as_int(steps, "steps", minimum=0)
         batch_size = C.as_int(batch_size, "batch_size", minimum=1)
+        callback_every = C.as_int(callback_every, "callback_every", minimum=1)
+        if callback is not None and not callable(callback):
+            raise InvalidArgumentError(f"callback must be callable (got {callback!r})")
         n = data.shape[0]
         flat = data.reshape(n, self._sample_size)
         label_arr = None if labels is None else C.int32_vector(labels, n, "labels")
@@ -256,27 +270,48 @@ class Model(C.HandleOwner):
         batch = np.empty((batch_size, self._sample_size), dtype=np.float32)
         batch_labels = None if label_arr is None else np.empty(batch_size, dtype=np.int32)
         losses = np.empty(steps, dtype=np.float32)
+        first_step = self.step
+        lr = self.train_config.learning_rate
+        log_file = None if log is None else open(log, "w", encoding="utf-8")
         bar = _tqdm(steps, "training") if progress else None
-        last_lr = None
+        done = 0
         try:
-            for i in range(steps):
-                index = rng.integers(0, n, batch_size)
-                np.take(flat, index, axis=0, out=batch)
-                if batch_labels is not None:
-                    np.take(label_arr, index, out=batch_labels)
-                if lr_schedule is not None:
-                    lr = float(lr_schedule(i))
-                    if lr != last_lr:
-                        self.set_learning_rate(lr)
-                        last_lr = lr
-                losses[i] = self.train_step(batch, batch_labels)
-                if bar is not None and ((i + 1) % 25 == 0 or i + 1 == steps):
-                    bar.update(i + 1 - bar.n)
-                    bar.set_postfix(loss=f"{losses[max(0, i - 24):i + 1].mean():.4f}", refresh=False)
+            if log_file is not None:
+                log_file.write("step,loss,lr\n")
+            with StopOnInterrupt() as interrupt:
+                for i in range(steps):
+                    index = rng.integers(0, n, batch_size)
+                    np.take(flat, index, axis=0, out=batch)
+                    if batch_labels is not None:
+                        np.take(label_arr, index, out=batch_labels)
+                    if lr_schedule is not None:
+                        new_lr = float(lr_schedule(i))
+                        if new_lr != lr:
+                            self.set_learning_rate(new_lr)
+                            lr = new_lr
+                    losses[i] = loss = self.train_step(batch, batch_labels)
+                    done = i + 1
+                    if log_file is not None:
+                        log_file.write(f"{first_step + done},{loss!r},{lr!r}\n")
+                        if done % 100 == 0:
+                            log_file.flush()
+                    if bar is not None and (done % 25 == 0 or done == steps):
+                        bar.update(done - bar.n)
+                        bar.set_postfix(loss=f"{losses[max(0, i - 24):done].mean():.4f}", refresh=False)
+                    if callback is not None and done % callback_every == 0:
+                        if callback(first_step + done, float(loss), lr, self) is False:
+                            break
+                        lr = self.train_config.learning_rate  # the callback may have changed it
+                    if interrupt.interrupted:
+                        warnings.warn(f"fit: interrupted (Ctrl-C) after {done} of {steps} steps; "
+                                      "returning the losses so far", RuntimeWarning, stacklevel=2)
+                        break
         finally:
             if bar is not None:
                 bar.close()
-        return losses
+            if log_file is not None:
+                log_file.close()
+        return losses[:done].copy() if done < steps else losses
 
     # ---- Inference -----------------------------------------------------------------
 
