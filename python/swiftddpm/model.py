@@ -18,13 +18,14 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import os
+import tempfile
 import warnings
 from typing import Any, Callable, Union
 
 import numpy as np
 
 from . import _common as C
-from . import _lib
+from . import _export, _lib
 from .config import NETWORK_CONFIGS, NETWORK_KINDS, Conditioning, MLPConfig, TrainConfig, UNetConfig
 from ._interrupt import StopOnInterrupt
 from .errors import ClosedError, InvalidArgumentError, check, error_for_status
@@ -391,6 +392,55 @@ class Model(C.HandleOwner):
         model = cls.__new__(cls)
         model._adopt(handle)
         return model
+
+    # ---- Export (weights for PyTorch and other frameworks) -------------------------
+
+    def export(self, path: str | os.PathLike, *, use_ema: bool = True) -> str:
+        """Writes the network's weights alone to the folder `path` (created if needed):
+        model.safetensors (F32 tensors named as swiftddpm.torch's state_dict keys) and
+        config.json (architecture, conditioning, schedule with every β, prediction target).
+        use_ema: export the EMA weights (default) or the live ones. Returns path.
+
+        swiftddpm.torch.from_export(path) builds the equivalent torch.nn.Module;
+        Model.from_export(path) builds a model here again.
+        """
+        weights = _export.model_weights(self, use_ema)
+        with self.schedule as schedule:
+            config = _export.make_config(self.network, self.conditioning, schedule.params, schedule.betas,
+                                         weights="ema" if use_ema else "live", step=self.step)
+        return str(_export.write_export(path, weights, config))
+
+    @classmethod
+    def from_export(cls, path: str | os.PathLike, *, train: TrainConfig | None = None) -> "Model":
+        """A model built from an export folder (Model.export or swiftddpm.torch.export): its
+        network, conditioning and schedule, with the folder's weights as both the live and the
+        EMA weights; train (default TrainConfig()) is the recipe for further training."""
+        config = _export.read_config(path)
+        network = _export.network_from_json(config["network"])
+        cond = _export.conditioning_from_json(config["conditioning"])
+        with _export.schedule_from_json(config["schedule"]) as schedule:
+            model = cls(schedule, network=network, train=train, cond=cond)
+        try:
+            model.import_weights(path)
+        except BaseException:
+            model.close()
+            raise
+        return model
+
+    def import_weights(self, source: Any, *, live: bool = True, ema: bool = True) -> None:
+        """Replaces the network's weights (live and EMA, or one of them) with those of an
+        export folder, a safetensors file, or a {name: array} mapping (a torch state_dict
+        converted with .numpy() works). Every parameter must be given, with the model's
+        shape; the optimizer state, step count and RNG are kept."""
+        self._h()
+        weights = source if isinstance(source, dict) else _export.read_weights(source)
+        with tempfile.TemporaryDirectory() as d:
+            path = _export.checkpoint_with_weights(self, weights, d, live=live, ema=ema)
+            handle = _lib.ddpm_model_p()
+            check(_lib.lib.ddpm_model_load(os.fsencode(path), ctypes.byref(handle)))
+        old = self._handle
+        self._adopt(handle)
+        _lib.lib.ddpm_model_free(old)
 
 
 def _tqdm(total: int, desc: str):
