@@ -119,7 +119,8 @@ bench-venv:
 	@bash bench/run.sh --setup-only
 
 test-torch: build bench-venv
-	.bench-venv/bin/python -m pytest -q python/tests/test_torch.py
+	@.bench-venv/bin/python -c 'import pytest' 2>/dev/null || .bench-venv/bin/pip install -q pytest
+	.bench-venv/bin/python -m pytest -q python/tests/test_torch.py python/tests/test_export.py
 
 clean:
 	rm -rf .build .build-wheel dist examples/c/swiss_roll $(OUT)
