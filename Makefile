@@ -1,7 +1,8 @@
 # SwiftDDPM — the two commands a newcomer needs:
 #   make demo   set up, build, train the 50-dim signal model and write its plots
 #   make test   set up, build, run every test (Swift, C, Python)
-# Also: make bench [BENCH_ARGS=--quick] (engine vs PyTorch), make install PREFIX=/usr/local, make clean.
+# Also: make bench [BENCH_ARGS=--quick] (engine vs PyTorch), make install PREFIX=/usr/local, make clean,
+#       make wheel (dist/swiftddpm-*.whl), make test-torch (PyTorch interop, in .bench-venv).
 
 PYTHON   ?= python3
 SWIFT    ?= swift
@@ -13,8 +14,12 @@ OUT      ?= examples/out
 PY_DEPS  := numpy matplotlib tqdm scikit-learn pytest
 export PYTHONPATH := $(CURDIR)/python
 export SWIFTDDPM_LIBRARY := $(CURDIR)/$(LIB)
+# MAJOR.MINOR.PATCH of include/ddpm_version.h (the one version source); the SONAME carries MAJOR.
+VERSION  := $(shell sed -n 's/^\#define DDPM_VERSION_\(MAJOR\|MINOR\|PATCH\) *\([0-9]*\).*/\2/p' include/ddpm_version.h | paste -sd. -)
+ABI_MAJOR := $(firstword $(subst ., ,$(VERSION)))
 
-.PHONY: all setup setup-system setup-python build demo test test-swift test-c test-python bench install clean
+.PHONY: all setup setup-system setup-python build demo test test-swift test-c test-python bench install clean \
+        wheel test-wheel test-wheel-source test-torch bench-venv
 
 all: build
 
@@ -50,13 +55,21 @@ demo: setup build
 	$(PYTHON) examples/python/signals_1d.py --out $(OUT)/signals_1d
 
 # ---- tests -----------------------------------------------------------------------------
-test: setup build test-swift test-c test-python
+test: setup build test-swift test-c test-python test-wheel
 
 test-swift: setup-system
 	$(SWIFT) test
 
-test-c: examples/c/swiss_roll
-	cd examples/c && ./swiss_roll 3000 $(CURDIR)/$(BUILD)/swiss_roll_c.safetensors
+# The C example built against `make install` into a temporary prefix with nothing but
+# `pkg-config --cflags --libs ddpm` (the library found at run time through its SONAME).
+test-c: build
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(MAKE) --no-print-directory install PREFIX="$$tmp" >/dev/null && \
+	flags=$$(PKG_CONFIG_PATH="$$tmp/lib/pkgconfig" pkg-config --cflags --libs ddpm) && \
+	echo "pkg-config --cflags --libs ddpm: $$flags" && \
+	$(CC) -O2 -Wall -Wextra -std=c11 -D_DEFAULT_SOURCE examples/c/swiss_roll.c -o "$$tmp/swiss_roll" $$flags -lm && \
+	echo "swiss_roll needs: $$(readelf -d "$$tmp/swiss_roll" | sed -n 's/.*NEEDED.*\[\(libddpm[^]]*\)\]/\1/p')" && \
+	LD_LIBRARY_PATH="$$tmp/lib" "$$tmp/swiss_roll" 3000 "$$tmp/swiss_roll_c.safetensors"
 
 test-python: setup-python build
 	$(PYTHON) -m pytest -q python/tests
@@ -66,10 +79,48 @@ bench: setup build
 	bash bench/run.sh $(BENCH_ARGS)
 
 # ---- install ---------------------------------------------------------------------------
+# lib/libddpm.so.X.Y.Z with its SONAME link libddpm.so.X and the dev link libddpm.so,
+# include/ddpm.h + ddpm_version.h, lib/pkgconfig/ddpm.pc.
 install: build
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
-	install -m 755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libddpm.so
-	install -m 644 include/ddpm.h $(DESTDIR)$(PREFIX)/include/ddpm.h
+	@soname=$$(readelf -d $(LIB) 2>/dev/null | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p'); \
+	if command -v readelf >/dev/null && [ "$$soname" != "libddpm.so.$(ABI_MAJOR)" ]; then \
+	  echo "$(LIB) has SONAME '$$soname', expected libddpm.so.$(ABI_MAJOR) (Package.swift vs ddpm_version.h)"; exit 1; fi
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libddpm.so.$(VERSION)
+	ln -sf libddpm.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libddpm.so.$(ABI_MAJOR)
+	ln -sf libddpm.so.$(ABI_MAJOR) $(DESTDIR)$(PREFIX)/lib/libddpm.so
+	install -m 644 include/ddpm.h include/ddpm_version.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' ddpm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ddpm.pc
+
+# ---- Python packaging ------------------------------------------------------------------
+# make wheel: dist/swiftddpm-X.Y.Z-py3-none-<platform>.whl, libddpm built from source
+# (static Swift runtime) by python/build_backend/swiftddpm_build.py.
+wheel: setup-system
+	$(PYTHON) -m pip wheel --no-deps -w dist ./python
+
+# make test (fast): a fresh venv, `pip install ./python` offline shipping the library already
+# built in $(BUILD) (SWIFTDDPM_PREBUILT_LIBRARY), then installed_smoke.py from outside the checkout.
+test-wheel: build
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv --system-site-packages "$$tmp/venv" && \
+	env -u PYTHONPATH -u SWIFTDDPM_LIBRARY SWIFTDDPM_PREBUILT_LIBRARY=$(CURDIR)/$(LIB) \
+	  "$$tmp/venv/bin/pip" install -q --no-index ./python && \
+	cd "$$tmp" && env -u PYTHONPATH -u SWIFTDDPM_LIBRARY "$$tmp/venv/bin/python" $(CURDIR)/python/tests/installed_smoke.py
+
+# The same from source, as a user runs it (builds libddpm with the static Swift runtime: minutes).
+test-wheel-source: setup-system
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv --system-site-packages "$$tmp/venv" && \
+	env -u PYTHONPATH -u SWIFTDDPM_LIBRARY "$$tmp/venv/bin/pip" install -q --no-index ./python && \
+	cd "$$tmp" && env -u PYTHONPATH -u SWIFTDDPM_LIBRARY "$$tmp/venv/bin/python" $(CURDIR)/python/tests/installed_smoke.py
+
+# PyTorch interop (swiftddpm.torch, Model.export/from_export) in make bench's venv.
+bench-venv:
+	@bash bench/run.sh --setup-only
+
+test-torch: build bench-venv
+	@.bench-venv/bin/python -c 'import pytest' 2>/dev/null || .bench-venv/bin/pip install -q pytest
+	.bench-venv/bin/python -m pytest -q python/tests/test_torch.py python/tests/test_export.py
 
 clean:
-	rm -rf .build examples/c/swiss_roll $(OUT)
+	rm -rf .build .build-wheel dist examples/c/swiss_roll $(OUT)

@@ -1,11 +1,18 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-#if os(macOS)
-let blasLink: [LinkerSetting] = [.linkedFramework("Accelerate")]
-#else
-let blasLink: [LinkerSetting] = []
-#endif
+// The BLAS: Accelerate's CBLAS on macOS, OpenBLAS elsewhere (Sources/CBLAS/shim.h includes
+// the matching header; its module map links nothing, so this is the one place it is linked).
+let blasLink: [LinkerSetting] = [
+    .linkedFramework("Accelerate", .when(platforms: [.macOS])),
+    .linkedLibrary("openblas", .when(platforms: [.linux])),
+]
+
+// libddpm.so's SONAME carries the ABI major version, DDPM_VERSION_MAJOR of
+// include/ddpm_version.h (`make install` checks they agree): libddpm.so.0.
+let sonameLink: [LinkerSetting] = [
+    .unsafeFlags(["-Xlinker", "-soname", "-Xlinker", "libddpm.so.0"], .when(platforms: [.linux])),
+]
 
 let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
 
@@ -29,7 +36,7 @@ let package = Package(
         .target(name: "DDPM", dependencies: ["CBLAS", "DDPMVersion"], swiftSettings: optimize, linkerSettings: blasLink),
         // include/ddpm.h as a Swift module, so the exports match the header's types.
         .systemLibrary(name: "CDDPM", path: "include"),
-        .target(name: "DDPMC", dependencies: ["DDPM", "CDDPM"], swiftSettings: optimize),
+        .target(name: "DDPMC", dependencies: ["DDPM", "CDDPM"], swiftSettings: optimize, linkerSettings: sonameLink),
         .testTarget(name: "DDPMTests", dependencies: ["DDPM"], exclude: ["Fixtures"]),
     ]
 )

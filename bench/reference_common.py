@@ -1,25 +1,19 @@
-"""What the two PyTorch reference networks of `make bench` share (mlp_reference.py and
-unet_reference.py both import from here; neither imports the other):
+"""The PyTorch reference of `make bench`: the networks are swiftddpm.torch's ResidualMLP and
+UNet (the package's PyTorch twins of ours, same parameter names, also used to export weights);
+this module holds what the bench adds around them:
 
   LinearSchedule    Sources/DDPM/Schedule: beta linear, tables in float64 used as float32
-  init_uniform_     U(+-1/sqrt(fan_in)) for weight and bias, as Linear.swift and Conv2d.swift
-  SinusoidalEmbedding, TimeMLP, TimestepConditioned
-                    Layers/TimeEmbedding.swift: the timestep encoding, its two-layer MLP and
-                    the optional class embedding added to it (parameter names time.fc1,
-                    time.fc2, class_embedding, as our checkpoints)
   Recipe, Trainer   Sources/DDPM/Training/*.swift: L_simple with t ~ U{0..T-1}, eps ~ N(0, I),
                     AdamW (PyTorch's update order), global grad-norm clip, EMA of the weights,
                     label dropout for conditional models
   ddpm_sample       Sources/DDPM/Sampling/Sampler.swift + Solver+DDPM.swift:
                     DDPM ancestral sampling, sigma^2 = beta_t, no noise on the last step
 
-Shapes: B = batch, E = timestep-encoding size, W = time-embedding width, K = classes
-(label K = "no class"), T = timesteps.
+Shapes: B = batch, T = timesteps, K = classes (label K = "no class").
 """
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 
 import torch
@@ -49,73 +43,6 @@ class LinearSchedule:
         """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, row-wise t; any trailing shape."""
         shape = (-1,) + (1,) * (x0.dim() - 1)
         return self.sqrt_alpha_bar[t].view(shape) * x0 + self.sqrt_one_minus_alpha_bar[t].view(shape) * eps
-
-
-# ---- Initialisation ---------------------------------------------------------------------
-
-def init_uniform_(m: nn.Linear | nn.Conv2d) -> None:
-    """weight and bias ~ U(+-1/sqrt(fan_in)), fan_in = in (Linear) or in·k·k (Conv2d): PyTorch's
-    default distribution, as Linear.swift and Conv2d.swift; drawn weight first, then bias."""
-    bound = 1 / math.sqrt(m.weight[0].numel())
-    nn.init.uniform_(m.weight, -bound, bound)
-    nn.init.uniform_(m.bias, -bound, bound)
-
-
-# ---- Timestep and class conditioning ----------------------------------------------------
-
-class SinusoidalEmbedding(nn.Module):
-    """emb[i] = sin(t w_i), emb[E/2 + i] = cos(t w_i), w_i = 10000^(-i/(E/2)); a (T, E) table."""
-
-    def __init__(self, dim: int, timesteps: int):
-        super().__init__()
-        half = dim // 2
-        omega = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float64) / half)
-        angles = torch.arange(timesteps, dtype=torch.float64)[:, None] * omega[None, :]
-        self.register_buffer("table", torch.cat([angles.sin(), angles.cos()], 1).float(), persistent=False)
-
-    def forward(self, t):  # t: (B,) int64 -> (B, E)
-        return self.table[t]
-
-
-class TimeMLP(nn.Module):
-    """temb = fc2(SiLU(fc1(e)))  (our names time.fc1, time.fc2)."""
-
-    def __init__(self, E: int, W: int):
-        super().__init__()
-        self.fc1 = nn.Linear(E, W)
-        self.fc2 = nn.Linear(W, W)
-
-    def forward(self, e):
-        return self.fc2(F.silu(self.fc1(e)))
-
-
-class TimestepConditioned(nn.Module):
-    """Base of both reference networks: temb = W_t2 SiLU(W_t1 sinusoid(t)) [+ class_embedding[label]].
-
-    A subclass calls add_conditioning() in its __init__ where its modules are created (the
-    order of creation is the order of random draws), then embed(t, labels) in its forward."""
-
-    def add_conditioning(self, E: int, W: int, timesteps: int, num_classes: int, reinit_time: bool = False):
-        """Creates sinusoid, time (E -> W -> W) and, for K = num_classes > 0, class_embedding
-        ((K + 1, W), N(0, 0.02^2), row K = "no class"). reinit_time draws time.fc1 and
-        time.fc2 again with init_uniform_ before the class embedding (the UNet's order)."""
-        self.num_classes = num_classes
-        self.sinusoid = SinusoidalEmbedding(E, timesteps)
-        self.time = TimeMLP(E, W)
-        if reinit_time:
-            for m in (self.time.fc1, self.time.fc2):
-                init_uniform_(m)
-        self.class_embedding = nn.Embedding(num_classes + 1, W) if num_classes > 0 else None
-        if self.class_embedding is not None:
-            nn.init.normal_(self.class_embedding.weight, std=0.02)
-
-    def embed(self, t, labels=None):  # t (B,), labels (B,) or None (= no class) -> temb (B, W)
-        temb = self.time(self.sinusoid(t))
-        if self.class_embedding is not None:
-            if labels is None:
-                labels = torch.full_like(t, self.num_classes)
-            temb = temb + self.class_embedding(labels)
-        return temb
 
 
 # ---- Training recipe --------------------------------------------------------------------

@@ -2,6 +2,7 @@
 # make bench: SwiftDDPM against a PyTorch reference, same run, same machine.
 #
 #   bash bench/run.sh [--quick] [--config NAME] [--threads 1,2] [--engines torch,ours]
+#   bash bench/run.sh --setup-only    (only create .bench-venv with PyTorch: make test-torch)
 #
 # Installs what it needs, once, into .bench-venv/ at the repository root (git-ignored):
 # a virtual environment seeing the system's site-packages (numpy), plus PyTorch for CPU.
@@ -78,6 +79,8 @@ elif ! has_torch; then
     install_torch || { say "could not install PyTorch; run with --engines ours to bench the engine alone"; exit 1; }
     say "PyTorch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)') in $VENV ($(du -sh "$VENV" | cut -f1))"
 fi
+
+case " $* " in *" --setup-only "*) exit 0 ;; esac
 
 if [ ! -f "$LIB" ]; then
     say "building $LIB"

@@ -2,7 +2,7 @@
 so that each engine's peak resident memory (ru_maxrss) is its own and thread settings made
 at start-up hold.
 
-  torch     the PyTorch reference (mlp_reference.py / unet_reference.py): train steps/s,
+  torch     the PyTorch reference (swiftddpm.torch's networks, reference_common.py): train steps/s,
             sampling time, peak RSS, PyTorch's own FLOP count of a train step
   ours      SwiftDDPM through its Python package: train steps/s, sampling time, peak RSS
   overhead  Model.train_step on a tiny model and a trivial ctypes call, for the Python cost
@@ -42,12 +42,13 @@ def our_model(cfg: dict):
 
 def reference_network(cfg: dict):
     """The PyTorch reference network of one configuration (current torch RNG state)."""
+    import swiftddpm as sd
+    import swiftddpm.torch as sdt
     if cfg["kind"] == "mlp":
-        from mlp_reference import MLPConfig, ResidualMLP
-        return ResidualMLP(MLPConfig(cfg["D"], cfg["H"], cfg["L"], E), T)
-    from unet_reference import UNet, UNetConfig
-    return UNet(UNetConfig(channels=cfg["C"], height=cfg["S"], width=cfg["S"], num_classes=cfg["K"], **cfg["unet"]),
-                timesteps=T)
+        return sdt.ResidualMLP(sd.MLPConfig(data_dim=cfg["D"], hidden=cfg["H"], depth=cfg["L"], time_embed_dim=E),
+                               timesteps=T)
+    return sdt.UNet(sd.UNetConfig(channels=cfg["C"], height=cfg["S"], width=cfg["S"], **cfg["unet"]),
+                    num_classes=cfg["K"], timesteps=T)
 
 
 def make_data(cfg: dict, n: int, seed: int = 0):

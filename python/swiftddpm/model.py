@@ -18,13 +18,16 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import os
+import tempfile
+import warnings
 from typing import Any, Callable, Union
 
 import numpy as np
 
 from . import _common as C
-from . import _lib
+from . import _export, _lib
 from .config import NETWORK_CONFIGS, NETWORK_KINDS, Conditioning, MLPConfig, TrainConfig, UNetConfig
+from ._interrupt import StopOnInterrupt
 from .errors import ClosedError, InvalidArgumentError, check, error_for_status
 from .schedule import NoiseSchedule
 
@@ -234,7 +237,9 @@ class Model(C.HandleOwner):
         return self._loss.value
 
     def fit(self, data: Any, steps: int, batch_size: int = 256, *, labels: Any = None, seed: int = 0,
-            progress: bool = True, lr_schedule: Callable[[int], float] | None = None) -> np.ndarray:
+            progress: bool = True, lr_schedule: Callable[[int], float] | None = None,
+            callback: Callable[[int, float, float, "Model"], Any] | None = None, callback_every: int = 1,
+            log: str | os.PathLike | None = None) -> np.ndarray:
         """Trains for `steps` steps on minibatches drawn (with replacement) from data.
 
         Args:
@@ -243,12 +248,22 @@ class Model(C.HandleOwner):
             seed: seeds the numpy RNG that picks the minibatches.
             progress: show a tqdm bar (silently none if tqdm is not installed).
             lr_schedule: lr_schedule(i) -> learning rate for step i of this call (0-based).
-        Returns the float32 (steps,) loss history.
+            callback: callback(step, loss, lr, model) after every `callback_every`-th step of
+                this call: step is the model's step count (model.step), loss that step's loss,
+                lr the learning rate it used. Returning False (exactly) stops training there.
+            log: a CSV file written as training goes (header "step,loss,lr", one row per step,
+                flushed every 100 steps and at the end); replaced if it exists.
+        Ctrl-C (SIGINT, in the main thread) stops training after the step in progress: the
+        model stays usable and fit returns the losses so far (a RuntimeWarning says so).
+        Returns the float32 loss history: (steps,), or shorter if stopped early.
         """
         self._h()
         data = self._batch(data, "data")
         steps = C.as_int(steps, "steps", minimum=0)
         batch_size = C.as_int(batch_size, "batch_size", minimum=1)
+        callback_every = C.as_int(callback_every, "callback_every", minimum=1)
+        if callback is not None and not callable(callback):
+            raise InvalidArgumentError(f"callback must be callable (got {callback!r})")
         n = data.shape[0]
         flat = data.reshape(n, self._sample_size)
         label_arr = None if labels is None else C.int32_vector(labels, n, "labels")
@@ -256,27 +271,48 @@ class Model(C.HandleOwner):
         batch = np.empty((batch_size, self._sample_size), dtype=np.float32)
         batch_labels = None if label_arr is None else np.empty(batch_size, dtype=np.int32)
         losses = np.empty(steps, dtype=np.float32)
+        first_step = self.step
+        lr = self.train_config.learning_rate
+        log_file = None if log is None else open(log, "w", encoding="utf-8")
         bar = _tqdm(steps, "training") if progress else None
-        last_lr = None
+        done = 0
         try:
-            for i in range(steps):
-                index = rng.integers(0, n, batch_size)
-                np.take(flat, index, axis=0, out=batch)
-                if batch_labels is not None:
-                    np.take(label_arr, index, out=batch_labels)
-                if lr_schedule is not None:
-                    lr = float(lr_schedule(i))
-                    if lr != last_lr:
-                        self.set_learning_rate(lr)
-                        last_lr = lr
-                losses[i] = self.train_step(batch, batch_labels)
-                if bar is not None and ((i + 1) % 25 == 0 or i + 1 == steps):
-                    bar.update(i + 1 - bar.n)
-                    bar.set_postfix(loss=f"{losses[max(0, i - 24):i + 1].mean():.4f}", refresh=False)
+            if log_file is not None:
+                log_file.write("step,loss,lr\n")
+            with StopOnInterrupt() as interrupt:
+                for i in range(steps):
+                    index = rng.integers(0, n, batch_size)
+                    np.take(flat, index, axis=0, out=batch)
+                    if batch_labels is not None:
+                        np.take(label_arr, index, out=batch_labels)
+                    if lr_schedule is not None:
+                        new_lr = float(lr_schedule(i))
+                        if new_lr != lr:
+                            self.set_learning_rate(new_lr)
+                            lr = new_lr
+                    losses[i] = loss = self.train_step(batch, batch_labels)
+                    done = i + 1
+                    if log_file is not None:
+                        log_file.write(f"{first_step + done},{loss!r},{lr!r}\n")
+                        if done % 100 == 0:
+                            log_file.flush()
+                    if bar is not None and (done % 25 == 0 or done == steps):
+                        bar.update(done - bar.n)
+                        bar.set_postfix(loss=f"{losses[max(0, i - 24):done].mean():.4f}", refresh=False)
+                    if callback is not None and done % callback_every == 0:
+                        if callback(first_step + done, float(loss), lr, self) is False:
+                            break
+                        lr = self.train_config.learning_rate  # the callback may have changed it
+                    if interrupt.interrupted:
+                        warnings.warn(f"fit: interrupted (Ctrl-C) after {done} of {steps} steps; "
+                                      "returning the losses so far", RuntimeWarning, stacklevel=2)
+                        break
         finally:
             if bar is not None:
                 bar.close()
-        return losses
+            if log_file is not None:
+                log_file.close()
+        return losses[:done].copy() if done < steps else losses
 
     # ---- Inference -----------------------------------------------------------------
 
@@ -363,6 +399,55 @@ class Model(C.HandleOwner):
         model = cls.__new__(cls)
         model._adopt(handle)
         return model
+
+    # ---- Export (weights for PyTorch and other frameworks) -------------------------
+
+    def export(self, path: str | os.PathLike, *, use_ema: bool = True) -> str:
+        """Writes the network's weights alone to the folder `path` (created if needed):
+        model.safetensors (F32 tensors named as swiftddpm.torch's state_dict keys) and
+        config.json (architecture, conditioning, schedule with every β, prediction target).
+        use_ema: export the EMA weights (default) or the live ones. Returns path.
+
+        swiftddpm.torch.from_export(path) builds the equivalent torch.nn.Module;
+        Model.from_export(path) builds a model here again.
+        """
+        weights = _export.model_weights(self, use_ema)
+        with self.schedule as schedule:
+            config = _export.make_config(self.network, self.conditioning, schedule.params, schedule.betas,
+                                         weights="ema" if use_ema else "live", step=self.step)
+        return str(_export.write_export(path, weights, config))
+
+    @classmethod
+    def from_export(cls, path: str | os.PathLike, *, train: TrainConfig | None = None) -> "Model":
+        """A model built from an export folder (Model.export or swiftddpm.torch.export): its
+        network, conditioning and schedule, with the folder's weights as both the live and the
+        EMA weights; train (default TrainConfig()) is the recipe for further training."""
+        config = _export.read_config(path)
+        network = _export.network_from_json(config["network"])
+        cond = _export.conditioning_from_json(config["conditioning"])
+        with _export.schedule_from_json(config["schedule"]) as schedule:
+            model = cls(schedule, network=network, train=train, cond=cond)
+        try:
+            model.import_weights(path)
+        except BaseException:
+            model.close()
+            raise
+        return model
+
+    def import_weights(self, source: Any, *, live: bool = True, ema: bool = True) -> None:
+        """Replaces the network's weights (live and EMA, or one of them) with those of an
+        export folder, a safetensors file, or a {name: array} mapping (a torch state_dict
+        converted with .numpy() works). Every parameter must be given, with the model's
+        shape; the optimizer state, step count and RNG are kept."""
+        self._h()
+        weights = source if isinstance(source, dict) else _export.read_weights(source)
+        with tempfile.TemporaryDirectory() as d:
+            path = _export.checkpoint_with_weights(self, weights, d, live=live, ema=ema)
+            handle = _lib.ddpm_model_p()
+            check(_lib.lib.ddpm_model_load(os.fsencode(path), ctypes.byref(handle)))
+        old = self._handle
+        self._adopt(handle)
+        _lib.lib.ddpm_model_free(old)
 
 
 def _tqdm(total: int, desc: str):

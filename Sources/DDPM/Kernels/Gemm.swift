@@ -7,13 +7,14 @@
 // Threads: OpenBLAS splits every call across its threads, which costs more than it gains on
 // the small GEMMs of our MLPs (and the UNet's per-chunk convolutions). Each call therefore
 // runs on one thread below `parallelThreshold` multiply-adds and on `maxThreads` above it.
+// (ddpm_blas_get/set_num_threads: Sources/CBLAS/shim.h; OpenBLAS's, or no-ops on Accelerate.)
 import CBLAS
 
 enum BLASThreads {
     /// The most threads a GEMM may use; set by `setBLASThreads` (ddpm_set_num_threads).
-    nonisolated(unsafe) static var maxThreads = Int(openblas_get_num_threads())
+    nonisolated(unsafe) static var maxThreads = Int(ddpm_blas_get_num_threads())
     /// The count OpenBLAS is set to now.
-    nonisolated(unsafe) static var current = Int(openblas_get_num_threads())
+    nonisolated(unsafe) static var current = Int(ddpm_blas_get_num_threads())
     /// m·n·k below which a GEMM runs on one thread (2^25 ≈ 33.5M multiply-adds).
     static let parallelThreshold = 1 << 25
 
@@ -21,7 +22,7 @@ enum BLASThreads {
     static func prepare(m: Int, n: Int, k: Int) {
         let want = m * n * k >= parallelThreshold ? maxThreads : 1
         if want != current {
-            openblas_set_num_threads(Int32(want))
+            ddpm_blas_set_num_threads(Int32(want))
             current = want
         }
     }

@@ -1,0 +1,123 @@
+"""Model.export / Model.from_export / Model.import_weights without PyTorch: the folder's
+contents checked against the model's own checkpoint (an independent reader of the same
+tensors), the round trip, and the refusals. The PyTorch side is test_torch.py."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import swiftddpm as sd
+from swiftddpm import _safetensors
+
+
+@pytest.fixture
+def trained(linear100):
+    with sd.Model(linear100, data_dim=3, hidden=16, depth=2, time_embed_dim=8, num_classes=2,
+                  learning_rate=1e-2, seed=5) as model:
+        x = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)
+        for _ in range(10):
+            model.train_step(x, np.arange(32) % 2)
+        yield model, x
+
+
+@pytest.mark.parametrize("use_ema", [True, False])
+def test_export_writes_the_checkpoint_weights_and_a_plain_config(trained, tmp_path, use_ema):
+    model, _ = trained
+    model.export(tmp_path / "e", use_ema=use_ema)
+    model.save(tmp_path / "ckpt.safetensors")
+    ckpt, _ = _safetensors.read(tmp_path / "ckpt.safetensors")
+    weights, meta = _safetensors.read(tmp_path / "e" / "model.safetensors")
+    prefix = "ema." if use_ema else "model."
+    assert weights.keys() == {k[len(prefix):] for k in ckpt if k.startswith(prefix)}
+    assert all(np.array_equal(weights[k], ckpt[prefix + k]) and weights[k].dtype == np.float32 for k in weights)
+    assert "in_proj.weight" in weights and weights["in_proj.weight"].shape == (16, 3)  # (out, in) as torch
+    assert sum(w.size for w in weights.values()) == model.num_parameters
+    config = json.loads((tmp_path / "e" / "config.json").read_text())
+    assert config["format"] == "swiftddpm-export" and config["weights"] == ("ema" if use_ema else "live")
+    assert config["network"] == {"kind": "mlp", "data_dim": 3, "hidden": 16, "depth": 2, "time_embed_dim": 8}
+    assert config["conditioning"] == {"kind": "classes", "num_classes": 2, "null_label": 2}
+    assert config["prediction"] == "epsilon" and config["step"] == 10 and config["sample_shape"] == [3]
+    with model.schedule as s:
+        np.testing.assert_array_equal(np.array(config["schedule"]["betas"]), s.betas)
+        assert config["schedule"]["kind"] == "linear" and config["schedule"]["num_timesteps"] == 100
+    assert meta["format"] == "swiftddpm-export"
+
+
+def test_from_export_predicts_identically(trained, tmp_path):
+    model, x = trained
+    model.export(tmp_path)
+    with sd.Model.from_export(tmp_path, train=sd.TrainConfig(learning_rate=5e-4)) as again:
+        assert again.network == model.network and again.conditioning == model.conditioning
+        assert again.train_config.learning_rate == 5e-4 and again.step == 0
+        for t in (0, 50, 99):
+            for labels in (None, [0, 1] * 16):
+                expected = model.predict(x, t, labels=labels)  # EMA
+                np.testing.assert_array_equal(again.predict(x, t, labels=labels), expected)
+                np.testing.assert_array_equal(again.predict(x, t, labels=labels, use_ema=False), expected)
+        again.train_step(x, np.zeros(32, np.int32))  # trainable
+        assert again.step == 1
+
+
+def test_import_weights_replaces_live_or_ema_only(trained, tmp_path):
+    model, x = trained
+    model.export(tmp_path)  # EMA weights
+    with sd.Model(model.schedule, **model.configs) as other:
+        step_before = other.step
+        other.import_weights(tmp_path, ema=False)
+        np.testing.assert_array_equal(other.predict(x, 3, use_ema=False), model.predict(x, 3))
+        assert not np.array_equal(other.predict(x, 3), model.predict(x, 3))  # its EMA untouched
+        other.import_weights(tmp_path / "model.safetensors", live=False)
+        np.testing.assert_array_equal(other.predict(x, 3), model.predict(x, 3))
+        assert other.step == step_before
+
+
+def test_import_weights_refuses_mismatches(trained, tmp_path):
+    model, _ = trained
+    model.export(tmp_path)
+    weights, _ = _safetensors.read(tmp_path / "model.safetensors")
+    before = model.predict(np.zeros((1, 3), np.float32), 5)
+    bad = dict(weights)
+    del bad["out_proj.bias"]
+    with pytest.raises(sd.InvalidArgumentError, match="missing \\['out_proj.bias'\\]"):
+        model.import_weights(bad)
+    with pytest.raises(sd.InvalidArgumentError, match="unexpected \\['extra'\\]"):
+        model.import_weights({**weights, "extra": np.zeros(1, np.float32)})
+    with pytest.raises(sd.ShapeError, match="in_proj.weight"):
+        model.import_weights({**weights, "in_proj.weight": np.zeros((3, 16), np.float32)})
+    with pytest.raises(sd.InvalidArgumentError, match="non-finite"):
+        model.import_weights({**weights, "in_proj.bias": np.full(16, np.nan, np.float32)})
+    np.testing.assert_array_equal(model.predict(np.zeros((1, 3), np.float32), 5), before)  # unchanged
+
+
+def test_from_export_refuses_bad_folders(trained, tmp_path):
+    model, _ = trained
+    with pytest.raises(sd.FormatError, match="config.json is missing"):
+        sd.Model.from_export(tmp_path)
+    model.export(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["schedule"]["betas"][5] *= 1.5
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(sd.FormatError, match="betas"):
+        sd.Model.from_export(tmp_path)
+    config["format_version"] = 99
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(sd.FormatError, match="version"):
+        sd.Model.from_export(tmp_path)
+
+
+def test_custom_schedule_and_unet_round_trip(tmp_path):
+    betas = np.linspace(1e-3, 0.05, 20) ** 1.1
+    with sd.NoiseSchedule.custom(betas) as schedule, \
+            sd.Model(schedule, network=sd.UNetConfig(channels=1, height=4, width=4, base_channels=8,
+                                                    channel_mult=(1, 2), res_blocks=1, groups=4,
+                                                    attention_levels=())) as model:
+        x = np.random.default_rng(2).normal(size=(4, 1, 4, 4)).astype(np.float32)
+        model.train_step(x)
+        model.export(tmp_path)
+        with sd.Model.from_export(tmp_path) as again, again.schedule as s:
+            assert s.kind == "custom"
+            np.testing.assert_array_equal(s.betas, schedule.betas)
+            np.testing.assert_array_equal(again.predict(x, 19), model.predict(x, 19))

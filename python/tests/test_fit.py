@@ -1,0 +1,114 @@
+"""Model.fit's callback, CSV log and Ctrl-C: each checked against what the training loop
+itself reports (the returned history, model.step), and Ctrl-C with a real SIGINT."""
+
+from __future__ import annotations
+
+import csv
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import swiftddpm as sd
+
+
+@pytest.fixture
+def data():
+    return np.random.default_rng(0).normal(size=(256, 3)).astype(np.float32)
+
+
+def test_callback_every_k_steps_sees_step_loss_lr_and_model(small_model, data):
+    calls = []
+    losses = small_model.fit(data, steps=10, batch_size=16, progress=False, callback_every=3,
+                             lr_schedule=lambda i: 1e-3 * (i + 1),
+                             callback=lambda step, loss, lr, model: calls.append((step, loss, lr, model)))
+    assert [c[0] for c in calls] == [3, 6, 9]  # model.step after steps 3, 6, 9
+    assert [c[1] for c in calls] == [float(losses[2]), float(losses[5]), float(losses[8])]
+    assert [c[2] for c in calls] == pytest.approx([3e-3, 6e-3, 9e-3])
+    assert all(c[3] is small_model for c in calls)
+
+
+def test_callback_returning_false_stops_and_truncates(small_model, data):
+    history = small_model.fit(data, steps=50, batch_size=16, progress=False,
+                              callback=lambda step, loss, lr, model: step < 7)
+    assert history.shape == (7,) and small_model.step == 7
+    # None (a callback without a return) does not stop training
+    history = small_model.fit(data, steps=5, batch_size=16, progress=False, callback=lambda *a: None)
+    assert history.shape == (5,) and small_model.step == 12
+
+
+def test_callback_global_step_continues_and_can_change_lr(small_model, data):
+    small_model.fit(data, steps=4, batch_size=16, progress=False)
+    seen = []
+
+    def halve(step, loss, lr, model):
+        seen.append((step, lr))
+        model.set_learning_rate(lr / 2)
+
+    small_model.fit(data, steps=3, batch_size=16, progress=False, callback=halve)
+    lr0 = seen[0][1]
+    assert [s for s, _ in seen] == [5, 6, 7]
+    assert [lr for _, lr in seen] == pytest.approx([lr0, lr0 / 2, lr0 / 4])
+
+
+def test_log_csv_matches_history(small_model, data, tmp_path):
+    path = tmp_path / "loss.csv"
+    history = small_model.fit(data, steps=120, batch_size=16, progress=False, log=path,
+                              lr_schedule=lambda i: 1e-3 if i < 60 else 5e-4)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == list(range(1, 121))
+    np.testing.assert_array_equal(np.array([float(r["loss"]) for r in rows], dtype=np.float32), history)
+    assert {float(r["lr"]) for r in rows[:60]} == {1e-3} and {float(r["lr"]) for r in rows[60:]} == {5e-4}
+
+
+def test_log_is_written_as_training_goes(small_model, data, tmp_path):
+    path = tmp_path / "loss.csv"
+    lines_seen = []
+
+    def peek(step, loss, lr, model):
+        with open(path) as f:
+            lines_seen.append(len(f.read().splitlines()))
+
+    small_model.fit(data, steps=200, batch_size=8, progress=False, log=path, callback=peek, callback_every=100)
+    assert lines_seen[0] >= 101  # header + 100 rows on disk while fit is still running
+
+
+def test_bad_callback_arguments(small_model, data):
+    with pytest.raises(sd.InvalidArgumentError):
+        small_model.fit(data, steps=1, progress=False, callback=3)
+    with pytest.raises(sd.InvalidArgumentError):
+        small_model.fit(data, steps=1, progress=False, callback=print, callback_every=0)
+
+
+def test_ctrl_c_stops_after_the_current_step_and_keeps_the_model_usable(data):
+    # A real SIGINT from a timer thread while fit runs in the main thread.
+    assert threading.current_thread() is threading.main_thread()
+    with sd.NoiseSchedule.linear(100) as schedule, \
+            sd.Model(schedule, data_dim=3, hidden=64, depth=2, seed=1) as model:
+        model.fit(data, steps=2, batch_size=64, progress=False)  # warm up
+        timer = threading.Timer(0.3, lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGINT))
+        t0 = time.perf_counter()
+        timer.start()
+        try:
+            with pytest.warns(RuntimeWarning, match="interrupted"):
+                history = model.fit(data, steps=1_000_000, batch_size=64, progress=False)
+        finally:
+            timer.cancel()
+        elapsed = time.perf_counter() - t0
+        assert 0 < history.shape[0] < 1_000_000 and elapsed < 30
+        assert np.isfinite(history).all()
+        assert model.step == 2 + history.shape[0]  # every step counted, none half-done
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+        loss = model.train_step(data[:64])
+        assert np.isfinite(loss) and model.step == 3 + history.shape[0]
+        assert np.isfinite(model.sample(8, method="ddim", steps=5)).all()
+
+
+def test_ctrl_c_outside_fit_still_raises():
+    # Negative control: after fit, SIGINT is a KeyboardInterrupt again.
+    with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+        time.sleep(1)
