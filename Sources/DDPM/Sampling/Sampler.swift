@@ -6,7 +6,8 @@
 //
 // Random numbers: one Philox stream from `options.seed`. x_T is drawn first (when the
 // sampler is made), then z for every step that adds noise, so the samples of a seed do
-// not depend on who drives the steps.
+// not depend on who drives the steps. A shard (options.sampleOffset, options.globalBatch)
+// draws its slice of the global batch's stream, so shards reproduce one process bitwise.
 
 /// Called with x_T before the first step (step 0, t = the first timestep), then after every
 /// reverse step (step 1...total, t of the new x, −1 for the final x_0), with x (N, S).
@@ -23,6 +24,7 @@ public final class Sampler {
     public private(set) var stepsTaken = 0
     var solver: any Solver
     var rng: Philox  // the noise z of the steps; starts after the draws of x_T
+    let noiseBlocks: UInt64  // counters one draw of the global batch's noise takes: ⌈N_global/4⌉
     let noise: Buffer<Float>  // (N,) z of the current step
     let modelOutput: Buffer<Float>  // (N,) for `run`
     let scratch: DenoiseScratch  // (N,) x̂_0 and ε̂
@@ -39,8 +41,15 @@ public final class Sampler {
         timesteps = try options.samplingTimesteps(schedule.count)
         (self.batch, self.sampleSize) = (batch, sampleSize)
         solver = options.makeSolver(schedule)
-        // x_T takes the first ⌈N/4⌉ counters of the stream (fillNormal uses one per 4 floats).
-        rng = Philox(seed: options.seed, counter: UInt64((N + 3) / 4))
+        // x_T takes the first ⌈N/4⌉ counters of the stream (fillNormal uses one per 4 floats);
+        // N counts the global batch when this batch is a shard of one.
+        let globalBatch = options.globalBatch == 0 ? batch : options.globalBatch
+        try require(options.sampleOffset + batch <= globalBatch,
+                    "samples \(options.sampleOffset)..<\(options.sampleOffset + batch) are not inside the global batch of \(globalBatch)")
+        let (globalN, globalOverflow) = globalBatch.multipliedReportingOverflow(by: sampleSize)
+        try require(!globalOverflow, "\(globalBatch) samples of \(sampleSize) floats overflow")
+        noiseBlocks = UInt64((globalN + 3) / 4)
+        rng = Philox(seed: options.seed, counter: noiseBlocks)
         noise = Buffer(count: N)
         modelOutput = Buffer(count: N)
         scratch = DenoiseScratch(count: N)
@@ -54,8 +63,8 @@ public final class Sampler {
 
     /// Writes x_T (N,), drawn from the seed: where `run` starts.
     public func initNoise(_ x: UnsafeMutablePointer<Float>) {
-        var start = Philox(seed: options.seed)
-        start.fillNormal(x, count: count)  // x_T ~ N(0, I)
+        // x_T ~ N(0, I): this shard's slice of the global batch's draw
+        Philox.fillNormal(x, count: count, seed: options.seed, base: 0, from: options.sampleOffset * sampleSize)
     }
 
     /// One reverse step of x (N,) from `timestep` to the next (x_0 after the last), given the
@@ -78,7 +87,9 @@ public final class Sampler {
         var z: UnsafePointer<Float>? = nil
         if solver.needsNoise(t: t, prevT: prevT) {
             if let given { z = given } else {
-                rng.fillNormal(noise.pointer, count: N)
+                Philox.fillNormal(noise.pointer, count: N, seed: rng.seed, base: rng.counter,
+                                  from: options.sampleOffset * sampleSize)
+                rng.counter &+= noiseBlocks
                 z = UnsafePointer(noise.pointer)
             }
         }
