@@ -497,9 +497,14 @@ int ddpm_model_get_parameters(const ddpm_model *model, int32_t ema, float *out, 
  *  every worker of a data-parallel run that stays in step. */
 int ddpm_model_parameter_hash(const ddpm_model *model, uint64_t *hash_out);
 
+/** A model's predictions run on chunks of this many samples, so that a shard of a sampling
+ *  batch that starts at a multiple of it computes bitwise what one process computes. */
+#define DDPM_PREDICT_CHUNK 256
+
 /** ddpm_model_sample for samples sample_offset..sample_offset+n-1 of a global batch of
  *  global_n: x_T and every noise draw are that slice of what ddpm_model_sample(global_n)
- *  draws, so the shards, concatenated in order, are the one-process samples bitwise.
+ *  draws; with sample_offset a multiple of DDPM_PREDICT_CHUNK the shards, concatenated in
+ *  order, are the one-process samples bitwise (DDPM, DDIM; guidance included).
  *  labels: (n,) of this shard, or NULL. out: (n, sample_size), count = n·sample_size. */
 int ddpm_model_sample_shard(ddpm_model *model, const ddpm_sample_params *sample_params,
                             const ddpm_predict_params *predict_params, const int32_t *labels,

@@ -139,14 +139,21 @@ final class DataParallelTests: XCTestCase {
         for method in [SamplingMethod.ddpm, .ddim] {
             var options = SamplerOptions()
             (options.method, options.seed, options.steps, options.eta) = (method, 17, 20, 1)
-            let whole = try m.sample(count: 7, options: options)
+            let n = 2 * predictionChunk + 45  // 3 chunks; the second shard holds two, the last one short
+            let whole = try m.sample(count: n, options: options)
             var pieces: [Float] = []
-            for (first, n) in [(0, 3), (3, 1), (4, 3)] {  // offsets not multiples of 4/3 floats
-                (options.sampleOffset, options.globalBatch) = (first, 7)
-                pieces += try m.sample(count: n, options: options)
+            for (first, count) in [(0, predictionChunk), (predictionChunk, predictionChunk + 45)] {
+                (options.sampleOffset, options.globalBatch) = (first, n)
+                pieces += try m.sample(count: count, options: options)
             }
             XCTAssertEqual(bitHash(pieces), bitHash(whole), "\(method): shards concatenated = one process")
         }
+    }
+
+    func testHeaderChunkIsTheEngines() throws {
+        let header = try String(contentsOfFile: #filePath.replacingOccurrences(of: "Tests/DDPMTests/DataParallelTests.swift",
+                                                                               with: "include/ddpm.h"), encoding: .utf8)
+        XCTAssert(header.contains("#define DDPM_PREDICT_CHUNK \(predictionChunk)\n"), "ddpm.h names the engine's chunk")
     }
 
     func testPositionedNormalsAreASliceOfTheStream() {

@@ -497,6 +497,8 @@ lib.ddpm_model_load.restype = c_int
 
 # ---- Data-parallel training and sharded sampling ------------------------------------------
 
+DDPM_PREDICT_CHUNK = 256
+
 # int ddpm_model_compute_gradients(ddpm_model *model, const float *x0, int64_t batch, int64_t count,
 #                                  const int32_t *labels, int64_t sample_offset, int64_t global_batch,
 #                                  float *loss_out);
