@@ -2,6 +2,7 @@
 #   make demo   set up, build, train the 50-dim signal model and write its plots
 #   make test   set up, build, run every test (Swift, C, Python)
 # Also: make bench [BENCH_ARGS=--quick] (engine vs PyTorch), make install PREFIX=/usr/local, make clean.
+# MPI (data-parallel training, issue 12): make test also runs the MPI tests with mpirun -np 2.
 
 PYTHON   ?= python3
 SWIFT    ?= swift
@@ -15,11 +16,12 @@ export PYTHONPATH := $(CURDIR)/python
 export SWIFTDDPM_LIBRARY := $(CURDIR)/$(LIB)
 
 .PHONY: all setup setup-system setup-python build demo test test-swift test-c test-python bench install clean
+.PHONY: setup-mpi test-mpi
 
 all: build
 
 # ---- set-up: installs only what this machine lacks -------------------------------------
-setup: setup-system setup-python
+setup: setup-system setup-python setup-mpi
 
 setup-system:
 	@if ! pkg-config --exists openblas 2>/dev/null; then \
@@ -50,7 +52,7 @@ demo: setup build
 	$(PYTHON) examples/python/signals_1d.py --out $(OUT)/signals_1d
 
 # ---- tests -----------------------------------------------------------------------------
-test: setup build test-swift test-c test-python
+test: setup build test-swift test-c test-mpi test-python
 
 test-swift: setup-system
 	$(SWIFT) test
@@ -58,7 +60,7 @@ test-swift: setup-system
 test-c: examples/c/swiss_roll
 	cd examples/c && ./swiss_roll 3000 $(CURDIR)/$(BUILD)/swiss_roll_c.safetensors
 
-test-python: setup-python build
+test-python: setup-python setup-mpi build
 	$(PYTHON) -m pytest -q python/tests
 
 # ---- benchmark (not part of test or CI) ------------------------------------------------
@@ -72,4 +74,26 @@ install: build
 	install -m 644 include/ddpm.h $(DESTDIR)$(PREFIX)/include/ddpm.h
 
 clean:
-	rm -rf .build examples/c/swiss_roll $(OUT)
+	rm -rf .build examples/c/swiss_roll examples/c/mpi_train $(OUT)
+
+# ---- MPI: data-parallel training and sharded sampling (issue 12) ---------------------------
+# mpirun on localhost: --oversubscribe (more ranks than free cores), --allow-run-as-root as root;
+# one BLAS thread per rank (the ranks are the parallelism).
+MPIRUN   ?= mpirun
+MPIRUN_FLAGS ?= --oversubscribe $(shell [ "$$(id -u)" = 0 ] && echo --allow-run-as-root) -x OPENBLAS_NUM_THREADS=1
+
+setup-mpi:
+	@if ! command -v mpicc >/dev/null 2>&1 || ! command -v mpirun >/dev/null 2>&1; then \
+	  echo "installing openmpi-bin libopenmpi-dev (MPI)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null; \
+	fi
+	@if ! $(PYTHON) -c 'import mpi4py' 2>/dev/null; then echo "installing Python package: mpi4py"; \
+	  $(PYTHON) -m pip install -q mpi4py; fi
+
+examples/c/mpi_train: examples/c/mpi_train.c include/ddpm.h build setup-mpi
+	mpicc -O2 -Wall -Wextra -std=c11 -D_DEFAULT_SOURCE $< -Iinclude -L$(BUILD) -lddpm \
+	  -Wl,-rpath,'$$ORIGIN/../../$(BUILD)' -lm -o $@
+
+test-mpi: examples/c/mpi_train
+	$(MPIRUN) $(MPIRUN_FLAGS) -np 2 examples/c/mpi_train 300
