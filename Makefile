@@ -43,7 +43,7 @@ build: setup-system
 
 $(LIB): build
 
-examples/c/swiss_roll: examples/c/swiss_roll.c include/ddpm.h build
+examples/c/swiss_roll: examples/c/swiss_roll.c examples/c/swiss_roll_data.h include/ddpm.h build
 	$(CC) -O2 -Wall -Wextra -std=c11 -D_DEFAULT_SOURCE $< -Iinclude -L$(BUILD) -lddpm \
 	  -Wl,-rpath,'$$ORIGIN/../../$(BUILD)' -lm -o $@
 
@@ -91,7 +91,7 @@ setup-mpi:
 	@if ! $(PYTHON) -c 'import mpi4py' 2>/dev/null; then echo "installing Python package: mpi4py"; \
 	  $(PYTHON) -m pip install -q mpi4py; fi
 
-examples/c/mpi_train: examples/c/mpi_train.c include/ddpm.h build setup-mpi
+examples/c/mpi_train: examples/c/mpi_train.c examples/c/swiss_roll_data.h include/ddpm.h build setup-mpi
 	mpicc -O2 -Wall -Wextra -std=c11 -D_DEFAULT_SOURCE $< -Iinclude -L$(BUILD) -lddpm \
 	  -Wl,-rpath,'$$ORIGIN/../../$(BUILD)' -lm -o $@
 
