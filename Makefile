@@ -78,9 +78,10 @@ clean:
 
 # ---- MPI: data-parallel training and sharded sampling (issue 12) ---------------------------
 # mpirun on localhost: --oversubscribe (more ranks than free cores), --allow-run-as-root as root;
-# one BLAS thread per rank (the ranks are the parallelism).
+# one BLAS thread per rank (the ranks are the parallelism); ranks yield the core while waiting.
 MPIRUN   ?= mpirun
-MPIRUN_FLAGS ?= --oversubscribe $(shell [ "$$(id -u)" = 0 ] && echo --allow-run-as-root) -x OPENBLAS_NUM_THREADS=1
+MPIRUN_FLAGS ?= --oversubscribe $(shell [ "$$(id -u)" = 0 ] && echo --allow-run-as-root) \
+  --mca mpi_yield_when_idle 1 -x OPENBLAS_NUM_THREADS=1
 
 setup-mpi:
 	@if ! command -v mpicc >/dev/null 2>&1 || ! command -v mpirun >/dev/null 2>&1; then \

@@ -26,8 +26,9 @@ pytestmark = pytest.mark.skipif(shutil.which("mpirun") is None or importlib.util
 
 
 def mpirun_command(np_: int) -> list[str]:
-    """mpirun on localhost: --oversubscribe (more ranks than cores), --allow-run-as-root as root."""
-    command = ["mpirun", "-np", str(np_), "--oversubscribe"]
+    """mpirun on localhost: --oversubscribe (more ranks than cores), ranks yielding the core while
+    they wait (a shared machine), --allow-run-as-root as root."""
+    command = ["mpirun", "-np", str(np_), "--oversubscribe", "--mca", "mpi_yield_when_idle", "1"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-run-as-root")
     return command

@@ -4,7 +4,7 @@
 // w = 1 is the plain conditional prediction, w = 0 the unconditional one. Both predictions
 // run as one batch of 2B rows.  B = batch, S = floats per sample.
 //
-// The network runs on fixed chunks of `GuidedDenoiser.chunk` samples (the last one shorter),
+// The network runs on fixed chunks of `predictionChunk` samples (the last one shorter),
 // never on the whole batch at once: a BLAS may round a row of a product differently with the
 // number of rows, so fixed chunks make sample i's prediction independent of how many samples
 // share the call, and a shard of a sampling batch that starts on a chunk boundary computes
@@ -26,10 +26,10 @@ public struct PredictOptions: Sendable, Equatable {
     }
 }
 
-/// A model's network with fixed weights and guidance scale, as a Denoiser.
 /// Samples per network call of a prediction (DDPM_PREDICT_CHUNK in ddpm.h).
 public let predictionChunk = 256
 
+/// A model's network with fixed weights and guidance scale, as a Denoiser.
 final class GuidedDenoiser: Denoiser {
     static let chunk = predictionChunk
     let network: DenoisingNetwork

@@ -67,6 +67,14 @@ public final class Sampler {
         Philox.fillNormal(x, count: count, seed: options.seed, base: 0, from: options.sampleOffset * sampleSize)
     }
 
+    /// Writes the next z ~ N(0, I) (N,) of the noise stream: this shard's slice of the global
+    /// batch's draw. Every noise draw of a step should come from here, so that shards stay
+    /// bitwise the one-process run.
+    func drawNoise(_ out: UnsafeMutablePointer<Float>) {
+        Philox.fillNormal(out, count: count, seed: rng.seed, base: rng.counter, from: options.sampleOffset * sampleSize)
+        rng.counter &+= noiseBlocks
+    }
+
     /// One reverse step of x (N,) from `timestep` to the next (x_0 after the last), given the
     /// model output at (x, timestep) of `options.predictionType`.
     /// - Parameters:
@@ -87,9 +95,7 @@ public final class Sampler {
         var z: UnsafePointer<Float>? = nil
         if solver.needsNoise(t: t, prevT: prevT) {
             if let given { z = given } else {
-                Philox.fillNormal(noise.pointer, count: N, seed: rng.seed, base: rng.counter,
-                                  from: options.sampleOffset * sampleSize)
-                rng.counter &+= noiseBlocks
+                drawNoise(noise.pointer)
                 z = UnsafePointer(noise.pointer)
             }
         }
