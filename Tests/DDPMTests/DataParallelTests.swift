@@ -67,10 +67,14 @@ final class DataParallelTests: XCTestCase {
         let (whole, worker) = (try unetModel(), try unetModel())
         let B = 4, S = 16, x0 = uniforms(B * S, seed: 2)
         let all = try shard(whole, x0, first: 0, count: B, of: B)
+        let first = try shard(worker, x0, first: 0, count: 2, of: B)
         let second = try shard(worker, x0, first: 2, count: 2, of: B)
         // The network output (B, S) in sample order, rows 2..<4
         assertClose(second.out, Array(all.out[(2 * S)...]), abs: 1e-5, "outputs of samples 2, 3 in a shard")
         XCTAssertEqual(second.eps, Array(all.eps[(2 * S)...]))
+        // The shards' gradients (convolutions, GroupNorm, dropout) sum to the whole batch's.
+        let scale = all.grads.map { abs(Double($0)) }.max()!
+        assertClose(zip(first.grads, second.grads).map { $0 + $1 }, all.grads, abs: 1e-5 * scale, "UNet shard gradients")
     }
 
     func testKeyedDrawsHaveTheRightDistribution() throws {
