@@ -3,6 +3,7 @@
 #   make test   set up, build, run every test (Swift, C, Python)
 # Also: make bench [BENCH_ARGS=--quick] (engine vs PyTorch), make install PREFIX=/usr/local, make clean,
 #       make wheel (dist/swiftddpm-*.whl), make test-torch (PyTorch interop, in .bench-venv).
+# MPI (data-parallel training, issue 12): make test also runs the MPI tests with mpirun -np 2.
 
 PYTHON   ?= python3
 SWIFT    ?= swift
@@ -20,11 +21,12 @@ ABI_MAJOR := $(firstword $(subst ., ,$(VERSION)))
 
 .PHONY: all setup setup-system setup-python build demo test test-swift test-c test-python bench install clean \
         wheel test-wheel test-wheel-source test-torch bench-venv
+.PHONY: setup-mpi test-mpi
 
 all: build
 
 # ---- set-up: installs only what this machine lacks -------------------------------------
-setup: setup-system setup-python
+setup: setup-system setup-python setup-mpi
 
 setup-system:
 	@if ! pkg-config --exists openblas 2>/dev/null; then \
@@ -46,7 +48,7 @@ build: setup-system
 
 $(LIB): build
 
-examples/c/swiss_roll: examples/c/swiss_roll.c include/ddpm.h build
+examples/c/swiss_roll: examples/c/swiss_roll.c examples/c/swiss_roll_data.h include/ddpm.h build
 	$(CC) -O2 -Wall -Wextra -std=c11 -D_DEFAULT_SOURCE $< -Iinclude -L$(BUILD) -lddpm \
 	  -Wl,-rpath,'$$ORIGIN/../../$(BUILD)' -lm -o $@
 
@@ -55,7 +57,7 @@ demo: setup build
 	$(PYTHON) examples/python/signals_1d.py --out $(OUT)/signals_1d
 
 # ---- tests -----------------------------------------------------------------------------
-test: setup build test-swift test-c test-python test-wheel
+test: setup build test-swift test-c test-mpi test-python test-wheel
 
 test-swift: setup-system
 	$(SWIFT) test
@@ -71,7 +73,7 @@ test-c: build
 	echo "swiss_roll needs: $$(readelf -d "$$tmp/swiss_roll" | sed -n 's/.*NEEDED.*\[\(libddpm[^]]*\)\]/\1/p')" && \
 	LD_LIBRARY_PATH="$$tmp/lib" "$$tmp/swiss_roll" 3000 "$$tmp/swiss_roll_c.safetensors"
 
-test-python: setup-python build
+test-python: setup-python setup-mpi build
 	$(PYTHON) -m pytest -q python/tests
 
 # ---- benchmark (not part of test or CI) ------------------------------------------------
@@ -123,4 +125,27 @@ test-torch: build bench-venv
 	.bench-venv/bin/python -m pytest -q python/tests/test_torch.py python/tests/test_export.py
 
 clean:
-	rm -rf .build .build-wheel dist examples/c/swiss_roll $(OUT)
+	rm -rf .build .build-wheel dist examples/c/swiss_roll examples/c/mpi_train $(OUT)
+
+# ---- MPI: data-parallel training and sharded sampling (issue 12) ---------------------------
+# mpirun on localhost: --oversubscribe (more ranks than free cores), --allow-run-as-root as root;
+# one BLAS thread per rank (the ranks are the parallelism); ranks yield the core while waiting.
+MPIRUN   ?= mpirun
+MPIRUN_FLAGS ?= --oversubscribe $(shell [ "$$(id -u)" = 0 ] && echo --allow-run-as-root) \
+  --mca mpi_yield_when_idle 1 -x OPENBLAS_NUM_THREADS=1
+
+setup-mpi:
+	@if ! command -v mpicc >/dev/null 2>&1 || ! command -v mpirun >/dev/null 2>&1; then \
+	  echo "installing openmpi-bin libopenmpi-dev (MPI)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null; \
+	fi
+	@if ! $(PYTHON) -c 'import mpi4py' 2>/dev/null; then echo "installing Python package: mpi4py"; \
+	  $(PYTHON) -m pip install -q mpi4py; fi
+
+examples/c/mpi_train: examples/c/mpi_train.c examples/c/swiss_roll_data.h include/ddpm.h build setup-mpi
+	mpicc -O2 -Wall -Wextra -std=c11 -D_DEFAULT_SOURCE $< -Iinclude -L$(BUILD) -lddpm \
+	  -Wl,-rpath,'$$ORIGIN/../../$(BUILD)' -lm -o $@
+
+test-mpi: examples/c/mpi_train
+	$(MPIRUN) $(MPIRUN_FLAGS) -np 2 examples/c/mpi_train 300

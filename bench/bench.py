@@ -15,6 +15,9 @@ For each configuration (D = data dims, H = width, L = residual blocks, B = batch
     the engine's GEMM calls (same shapes, strides, library and thread count) in this run;
     and the share of our step spent inside sgemm;
   - a forward-parity check: our ε̂ against the PyTorch reference loaded with our weights;
+  - data-parallel training (--mpi, on by default where mpirun and mpi4py exist): train
+    steps/s of the MLP configurations under `mpirun -np 1` and `-np 2` (1 BLAS thread a
+    rank), against one process with 1 and 2 BLAS threads;
   - from a C driver (alloc_count.c, no Python): heap allocations per steady-state train
     step and per sampling step, the engine's own time per train step and sampling step,
     and from that the Python/ctypes overhead of Model.train_step.
@@ -38,7 +41,7 @@ import report
 from c_driver import build_c_driver, profile_c_driver, run_c_driver
 from configs import CONFIGS, TINY, TINY_NAME, sample_steps, timing
 from report import ok
-from workers import run_worker
+from workers import mpirun_prefix, run_worker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -54,6 +57,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--engines", default="torch,ours", help="engines to measure (default torch,ours)")
     ap.add_argument("--out", default=os.path.join(HERE, "out"), help="output folder (default bench/out)")
     ap.add_argument("--profile", action="store_true", help="also perf-record the C driver (1 thread) per config")
+    ap.add_argument("--mpi", default="1,2", help="MPI rank counts for the data-parallel rows (default 1,2; '' = none)")
     args = ap.parse_args()
     args.names = [n for c in (args.config or list(CONFIGS)) for n in c.split(",") if n]
     unknown = [n for n in args.names if n not in CONFIGS]
@@ -61,6 +65,7 @@ def parse_args() -> argparse.Namespace:
         ap.error(f"unknown config {unknown}; known: {list(CONFIGS)}")
     args.threads = [int(t) for t in args.threads.split(",")]
     args.engines = [e for e in args.engines.split(",") if e]
+    args.mpi = [int(r) for r in args.mpi.split(",") if r]
     return args
 
 
@@ -119,6 +124,28 @@ def measure_parity_and_overhead(args, exe: str | None, c_err: str | None, rep: d
         print("  overhead:", report.progress_overhead(o), flush=True)
 
 
+def measure_mpi(args, times: dict, rep: dict, python: str) -> None:
+    """Train steps/s of the MLP configurations under mpirun -np R (R in args.mpi)."""
+    import importlib.util
+    import shutil
+    if not args.mpi or "ours" not in args.engines:
+        return
+    if shutil.which("mpirun") is None or importlib.util.find_spec("mpi4py") is None:
+        print("  mpi: skipped (needs mpirun and mpi4py: make setup-mpi)", flush=True)
+        return
+    rep["mpi"] = []
+    for name in args.names:
+        if CONFIGS[name]["kind"] != "mlp":
+            continue
+        for ranks in args.mpi:
+            print(f"  {name:7} mpirun -np {ranks} ...", end=" ", flush=True)
+            spec = dict(cfg=CONFIGS[name], threads=1, warmup=times["warmup"], target_s=times["target_s"])
+            r = run_worker("mpi", spec, python, launcher=mpirun_prefix(ranks))
+            r.update(config=name, ranks=ranks)
+            rep["mpi"].append(r)
+            print(report.progress_mpi(r), flush=True)
+
+
 def main() -> int:
     args = parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -138,6 +165,7 @@ def main() -> int:
     rep["c_driver"] = {}
     for name in args.names:
         measure_config(name, args, times, exe, rep, python)
+    measure_mpi(args, times, rep, python)
     if "ours" in args.engines:
         measure_parity_and_overhead(args, exe, c_err, rep, python)
 

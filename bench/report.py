@@ -155,6 +155,7 @@ def markdown(report: dict) -> str:
                          f"{fmt(py * 1e3 if py else None, '.3f')} | "
                          f"{fmt((py - c['train_step_s_median']) * 1e6 if py and c['train_step_s_median'] < 1e-3 else None)} | "
                          f"{fmt(c['sample_step_s'] * 1e3 if c.get('sample_step_s') else None, '.2f')} |")
+    lines += mpi_markdown(report)
     o = report.get("overhead")
     if ok(o) and "c_step_s" in o:
         lines += ["", f"ctypes: a trivial call (ddpm_model_step) costs {o['ctypes_noop_s'] * 1e6:.2f} µs from Python "
@@ -176,6 +177,39 @@ def markdown(report: dict) -> str:
                   "| % | symbol |", "|---:|---|"]
         lines += [f"| {h['percent']:.1f} | `{h['symbol']}` |" for h in prof["hot"]]
     return "\n".join(lines) + "\n"
+
+
+def mpi_markdown(report: dict) -> list[str]:
+    """The data-parallel rows: train steps/s of one process at 1 and 2 BLAS threads against
+    mpirun -np R at 1 BLAS thread a rank, same global batch."""
+    runs = report.get("mpi")
+    if not runs:
+        return []
+    ours = {(r["config"], r["threads"]): 1 / r["train"]["s_median"] for r in report["runs"]
+            if ok(r) and r.get("engine") == "ours"}
+    ranks = sorted({r["ranks"] for r in runs})
+    lines = ["", "Data-parallel training (swiftddpm.distributed's step: compute gradients, MPI_Allreduce, apply), "
+             "train steps/s of the same global batch: one process with 1 and 2 BLAS threads against mpirun -np R "
+             "with 1 BLAS thread a rank (speed-up: the most ranks against 1 thread).", "",
+             "| config | 1 process, 1 thread | 1 process, 2 threads | " + " | ".join(f"mpirun -np {n}" for n in ranks)
+             + " | speed-up |", "|---|---:|---:|" + "---:|" * len(ranks) + "---:|"]
+    for name in dict.fromkeys(r["config"] for r in runs):
+        by = {r["ranks"]: r for r in runs if r["config"] == name}
+        rate = {n: 1 / r["train"]["s_median"] for n, r in by.items() if ok(r)}
+        cells = [fmt(rate.get(n)) + ("" if not ok(by.get(n)) or by[n].get("in_step", True) else " (OUT OF STEP)")
+                 if ok(by.get(n)) else "error" for n in ranks]
+        base = ours.get((name, 1))
+        best = rate.get(max(ranks))
+        lines.append(f"| {name} | {fmt(base)} | {fmt(ours.get((name, 2)))} | " + " | ".join(cells) +
+                     f" | {fmt(best / base if best and base else None, '.2f')}× |")
+    return lines
+
+
+def progress_mpi(r: dict) -> str:
+    if not ok(r):
+        return "error: " + r.get("error", "?")[:300]
+    return (f"train {1 / r['train']['s_median']:.1f} steps/s, ranks {'in step' if r.get('in_step') else 'OUT OF STEP'} "
+            f"({r['wall_s']:.0f} s)")
 
 
 def print_table(report: dict) -> None:

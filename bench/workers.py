@@ -7,6 +7,8 @@ at start-up hold.
   ours      SwiftDDPM through its Python package: train steps/s, sampling time, peak RSS
   overhead  Model.train_step on a tiny model and a trivial ctypes call, for the Python cost
   parity    our ε̂ against the PyTorch reference holding our weights (needs both engines)
+  mpi       data-parallel train steps/s under `mpirun -np R` (1 BLAS thread a rank): the
+            compute / MPI_Allreduce / apply step of swiftddpm.distributed on the same batch
 
 The parent calls run_worker(kind, spec, python); the child is this file,
 `python bench/workers.py KIND SPEC_JSON`, and prints one JSON object.
@@ -268,20 +270,87 @@ def read_safetensors(path: str) -> dict:
     return out
 
 
-WORKERS = {"torch": worker_torch, "ours": worker_ours, "overhead": worker_overhead, "parity": worker_parity}
+def worker_mpi(spec: dict) -> dict | None:
+    """One rank of a data-parallel run (the step of swiftddpm.distributed.fit, without the
+    batch gathering): rank 0 returns the timing, the others None. Every rank runs the same
+    number of steps (rank 0 sizes the chunks and broadcasts them)."""
+    import ctypes
+
+    import numpy as np
+    from mpi4py import MPI
+    import swiftddpm as sd
+    from swiftddpm import _common as C
+    from swiftddpm import _lib
+    from swiftddpm import distributed as dist
+    sd.set_num_threads(1)
+    comm = MPI.COMM_WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+    cfg = spec["cfg"]
+    sched, model = our_model(cfg)
+    B = cfg["B"]
+    lo, hi = dist.shard_bounds(B, rank, size)
+    x0, labels = make_data(cfg, B)
+    xs = np.ascontiguousarray(x0[lo:hi])
+    ls = None if labels is None else np.ascontiguousarray(labels[lo:hi])
+    handle, grads, loss, total = model._h(), dist._gradient_view(model), ctypes.c_float(), np.zeros(1, np.float32)
+    compute, apply = _lib.lib.ddpm_model_compute_gradients, _lib.lib.ddpm_model_apply_gradients
+    x_ptr, l_ptr = C.float_ptr(xs), C.int32_ptr(ls)
+
+    def step():
+        assert compute(handle, x_ptr, hi - lo, xs.size, l_ptr, lo, B, ctypes.byref(loss)) == 0, _lib.last_error()
+        total[0] = loss.value
+        comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
+        comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
+        assert apply(handle) == 0, _lib.last_error()
+
+    for _ in range(spec["warmup"]):
+        step()
+    comm.Barrier()
+    t0 = time.perf_counter()
+    for _ in range(5):
+        step()
+    per_chunk = comm.bcast(max(1, int(spec["target_s"] / 5 / ((time.perf_counter() - t0) / 5))), root=0)
+    times = []
+    for _ in range(5):
+        comm.Barrier()
+        t0 = time.perf_counter()
+        for _ in range(per_chunk):
+            step()
+        times.append((time.perf_counter() - t0) / per_chunk)
+    in_step = len(set(comm.allgather(dist.parameter_hash(model)))) == 1
+    model.close()
+    sched.close()
+    if rank != 0:
+        return None
+    return {"ranks": size, "in_step": in_step, "peak_rss_mb_rank0": peak_rss_mb(),
+            "train": {"s_median": statistics.median(times), "s_min": min(times), "calls": per_chunk * 5}}
+
+
+def mpirun_prefix(ranks: int) -> list[str]:
+    """mpirun on localhost for `ranks` ranks, one BLAS thread each (see the Makefile's MPIRUN_FLAGS).
+    Ranks yield the core while they wait in MPI (mpi_yield_when_idle): on a shared machine a
+    busy-polling rank takes the core its partner needs (2.3x slower on toy2d at load 6)."""
+    command = ["mpirun", "-np", str(ranks), "--oversubscribe", "--mca", "mpi_yield_when_idle", "1",
+               "-x", "OPENBLAS_NUM_THREADS=1", "-x", "OMP_NUM_THREADS=1"]
+    return command + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
+
+
+WORKERS = {"torch": worker_torch, "ours": worker_ours, "overhead": worker_overhead, "parity": worker_parity,
+           "mpi": worker_mpi}
 
 
 # ---- the parent's side ------------------------------------------------------------------
 
 
-def run_worker(kind: str, spec: dict, python: str, timeout: float = 600) -> dict:
-    """Runs one worker in a fresh process (BLAS/OpenMP threads set to spec["threads"]) and
-    returns its JSON result with wall_s added, or {"error": ...}."""
+def run_worker(kind: str, spec: dict, python: str, timeout: float = 600, launcher: list[str] = ()) -> dict:
+    """Runs one worker in a fresh process (BLAS/OpenMP threads set to spec["threads"]), under
+    `launcher` (e.g. mpirun_prefix(2)) if given, and returns its JSON result with wall_s
+    added, or {"error": ...}."""
     env = dict(os.environ)
     threads = str(spec.get("threads", 1))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = threads
-    cmd = [python, os.path.abspath(__file__), kind, json.dumps(spec)]
+    cmd = [*launcher, python, os.path.abspath(__file__), kind, json.dumps(spec)]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -298,4 +367,6 @@ def run_worker(kind: str, spec: dict, python: str, timeout: float = 600) -> dict
 
 
 if __name__ == "__main__":  # the child: KIND SPEC_JSON
-    print(json.dumps(WORKERS[sys.argv[1]](json.loads(sys.argv[2]))))
+    result = WORKERS[sys.argv[1]](json.loads(sys.argv[2]))
+    if result is not None:  # an MPI rank other than 0 prints nothing
+        print(json.dumps(result))

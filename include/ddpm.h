@@ -490,6 +490,68 @@ int ddpm_model_save(const ddpm_model *model, const char *path);
  *  current one); training resumes exactly where it stopped. */
 int ddpm_model_load(const char *path, ddpm_model **out);
 
+
+/* ---- Data-parallel training and sharded sampling (MPI and the like) ----------------
+ *
+ * A train step is ddpm_model_compute_gradients, then the caller's reduction of the
+ * gradient buffer in place, then ddpm_model_apply_gradients (clip, AdamW, EMA). With N
+ * workers, worker r passes its shard of each global batch of B samples (its rows, starting
+ * at global sample index `sample_offset`, and global_batch = B); the loss and gradients it
+ * gets are its shard's terms of the global mean, so an allreduce-SUM of both gives the
+ * whole batch's:
+ *
+ *     ddpm_model_compute_gradients(m, x0_shard, b, b * D, NULL, offset, B, &loss);
+ *     ddpm_model_gradients(m, &grads, &P);
+ *     MPI_Allreduce(MPI_IN_PLACE, grads, P, MPI_FLOAT, MPI_SUM, comm);
+ *     MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_FLOAT, MPI_SUM, comm);
+ *     ddpm_model_apply_gradients(m);
+ *
+ * Every random draw of a train step is keyed by (seed, step, global sample index), so the
+ * shards draw what one process draws for the whole batch; models created with the same
+ * seed start identical (compare ddpm_model_parameter_hash). ddpm_model_train_step is the
+ * pair with no reduction. */
+
+/** The first half of a train step on x0 (batch, sample_size), count = batch·sample_size:
+ *  draws, forward, loss, backward; the gradients stay in the model's gradient buffer.
+ *  sample_offset: global index of the first row (0 alone); global_batch: the global batch
+ *  size B (0 = batch, i.e. not a shard). loss_out (may be NULL) receives this shard's term
+ *  of L_simple: Σ(ε̂ - ε)²/(B·sample_size). labels as for ddpm_model_train_step. */
+int ddpm_model_compute_gradients(ddpm_model *model, const float *x0, int64_t batch, int64_t count,
+                                 const int32_t *labels, int64_t sample_offset, int64_t global_batch,
+                                 float *loss_out);
+
+/** The model's flat gradient buffer: *grads_out receives a pointer to its P floats (P =
+ *  ddpm_model_num_parameters, also stored in *count_out when not NULL). Owned by the model
+ *  and valid until ddpm_model_free; read and write it between compute and apply (e.g. an
+ *  in-place MPI_Allreduce). Not thread-safe against calls on the same model. */
+int ddpm_model_gradients(ddpm_model *model, float **grads_out, int64_t *count_out);
+
+/** The second half of a train step: clips the gradient buffer (as the caller left it),
+ *  applies AdamW, updates the EMA, counts the step. DDPM_ERR_INVALID_ARGUMENT unless a
+ *  compute_gradients came first; DDPM_ERR_NON_FINITE (parameters unchanged) if the
+ *  gradients are not finite. */
+int ddpm_model_apply_gradients(ddpm_model *model);
+
+/** Copies the parameters (ema = 0) or their EMA (ema != 0) into out: count = P floats. */
+int ddpm_model_get_parameters(const ddpm_model *model, int32_t ema, float *out, int64_t count);
+
+/** FNV-1a (64 bit) over the bit patterns of the parameters, then the EMA weights: equal on
+ *  every worker of a data-parallel run that stays in step. */
+int ddpm_model_parameter_hash(const ddpm_model *model, uint64_t *hash_out);
+
+/** A model's predictions run on chunks of this many samples, so that a shard of a sampling
+ *  batch that starts at a multiple of it computes bitwise what one process computes. */
+#define DDPM_PREDICT_CHUNK 256
+
+/** ddpm_model_sample for samples sample_offset..sample_offset+n-1 of a global batch of
+ *  global_n: x_T and every noise draw are that slice of what ddpm_model_sample(global_n)
+ *  draws; with sample_offset a multiple of DDPM_PREDICT_CHUNK the shards, concatenated in
+ *  order, are the one-process samples bitwise (DDPM, DDIM; guidance included).
+ *  labels: (n,) of this shard, or NULL. out: (n, sample_size), count = n·sample_size. */
+int ddpm_model_sample_shard(ddpm_model *model, const ddpm_sample_params *sample_params,
+                            const ddpm_predict_params *predict_params, const int32_t *labels,
+                            int64_t n, int64_t sample_offset, int64_t global_n, float *out, int64_t count);
+
 #ifdef __cplusplus
 }
 #endif

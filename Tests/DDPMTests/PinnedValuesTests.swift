@@ -1,5 +1,6 @@
 // Pinned values: for fixed seeds and settings, the exact bits of losses, samples and
-// checkpoint tensors that the engine produced before the ABI 0.2 refactor (issue 7).
+// checkpoint tensors that the engine produced before the ABI 0.2 refactor (issue 7), re-pinned
+// once when training draws became keyed by (seed, step, global sample index) (issue 12).
 // A refactor that is meant to change nothing must leave every hash here unchanged; a
 // change of numerics must update them on purpose, saying why in the commit.
 //
@@ -48,27 +49,26 @@ final class PinnedValuesTests: XCTestCase {
         let model = try mlpModel()
         var losses: [Float] = []
         for step in 0..<15 { losses.append(try model.trainStep(x0: points(32, seed: UInt64(step)))) }
-        assertPinned("mlp losses", losses, 0x79fdbd88_ebbb2542)
-        assertPinned("mlp weights", model.network.parameters.valuesArray, 0xada8ef3c_b8b2ecc9)
-        assertPinned("mlp ema", model.emaValues, 0x3ddd257a_79663b1a)
+        assertPinned("mlp losses", losses, 0x4ac0fa9c_edd670d1)
+        assertPinned("mlp weights", model.network.parameters.valuesArray, 0xe16d7445_5ab5b0d1)
+        assertPinned("mlp ema", model.emaValues, 0xf7078962_6031f3b1)
         var options = SamplerOptions()
         options.seed = 9
-        assertPinned("mlp ddpm samples", try model.sample(count: 8, options: options), 0xf17af31b_57e1d42b)
+        assertPinned("mlp ddpm samples", try model.sample(count: 8, options: options), 0x971f4cb4_3119bc95)
         options.method = .ddim
         options.steps = 10
         options.eta = 0.5
         options.clipX0 = -1...1
-        // Re-pinned for issue 9: DDIM with clipping now keeps the model's ε̂ (diffusers'
-        // use_clipped_model_output = False); 0.1 re-derived ε̂ from the clipped x̂_0 (0x950ee2ed_9e914c19,
-        // still reproduced below with useClippedModelOutput = true).
-        assertPinned("mlp ddim samples", try model.sample(count: 8, options: options), 0xe261bece_586e7c65)
+        // Issue 9: DDIM with clipping keeps the model's ε̂ (diffusers' use_clipped_model_output =
+        // False); 0.1 re-derived ε̂ from the clipped x̂_0, still available with useClippedModelOutput.
+        assertPinned("mlp ddim samples", try model.sample(count: 8, options: options), 0x67bb4a1b_93836aa6)
         options.useClippedModelOutput = true
-        assertPinned("mlp ddim samples, clipped model output", try model.sample(count: 8, options: options), 0x950ee2ed_9e914c19)
+        assertPinned("mlp ddim samples, clipped model output", try model.sample(count: 8, options: options), 0xfe0cc07f_1aa910f4)
         options.useClippedModelOutput = false
         options.method = .ddpm
         options.steps = 7
         options.variance = .posterior
-        assertPinned("mlp respaced ddpm samples", try model.sample(count: 8, options: options), 0x85421128_2e3b594f)
+        assertPinned("mlp respaced ddpm samples", try model.sample(count: 8, options: options), 0x0e5fe7d8_f1088bef)
     }
 
     func testGuidedSamplingBitsArePinned() throws {
@@ -76,13 +76,13 @@ final class PinnedValuesTests: XCTestCase {
         let labels: [Int32] = [0, 1, 2, 1, 0, 2, 3, 1]
         var losses: [Float] = []
         for step in 0..<10 { losses.append(try model.trainStep(x0: points(8, seed: UInt64(50 + step)), labels: labels)) }
-        assertPinned("conditional losses", losses, 0x8b26d550_c828bc4d)
+        assertPinned("conditional losses", losses, 0x0bf20982_52913674)
         var options = SamplerOptions()
         options.seed = 3
         options.method = .ddim
         options.steps = 12
         assertPinned("guided ddim samples", try model.sample(count: 8, labels: labels, options: options,
-                                                             predict: PredictOptions(guidanceScale: 2.5)), 0x50382fd4_8e521719)
+                                                             predict: PredictOptions(guidanceScale: 2.5)), 0xf5d2f2c0_0687e525)
     }
 
     func testUNetTrainingBitsArePinned() throws {
@@ -96,14 +96,14 @@ final class PinnedValuesTests: XCTestCase {
         for step in 0..<4 {
             losses.append(try model.trainStep(x0: uniforms(4 * 64, seed: UInt64(step)), labels: [0, 1, 2, 1]))
         }
-        assertPinned("unet losses", losses, 0xbe923871_50ca7aa7)
-        assertPinned("unet weights", model.network.parameters.valuesArray, 0x04fa4f1f_49febacd)
+        assertPinned("unet losses", losses, 0xa95a89af_b7b9032d)
+        assertPinned("unet weights", model.network.parameters.valuesArray, 0x959ad51d_dac4552e)
         var options = SamplerOptions()
         options.method = .ddim
         options.steps = 5
         options.seed = 11
         assertPinned("unet guided samples", try model.sample(count: 2, labels: [0, 1], options: options,
-                                                             predict: PredictOptions(guidanceScale: 1.5)), 0x8fdf1177_76104a8b)
+                                                             predict: PredictOptions(guidanceScale: 1.5)), 0x1d474c8e_479819e6)
     }
 
     func testCallbackSamplerBitsArePinned() throws {
@@ -136,9 +136,9 @@ final class PinnedValuesTests: XCTestCase {
         for name in file.tensors.keys.sorted() where file.tensors[name]!.dtype == .f32 {
             all += try file.floats(name, shape: file.tensors[name]!.shape)
         }
-        assertPinned("checkpoint f32 tensors", all, 0xb9956c07_55fc1bd6)
+        assertPinned("checkpoint f32 tensors", all, 0xce22f95f_7bdafef8)
         let loaded = try DiffusionModel.load(from: path)
         let next = try loaded.trainStep(x0: points(16, seed: 200))
-        assertPinned("loss after reload", [next], 0x7547cb9f_6f8657b8)
+        assertPinned("loss after reload", [next], 0xa92e7180_595185ca)
     }
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "ddpm.h"
+#include "swiss_roll_data.h"
 
 #define CHECK(call)                                                                            \
     do {                                                                                       \
@@ -26,37 +27,6 @@
 #define N_DATA 4096
 #define BATCH 256
 #define N_SAMPLES 1000
-
-/* The swiss roll, scaled to unit-ish spread: θ = 1.5π(1 + 2u), (θ cos θ, θ sin θ)/5 + noise. */
-static void swiss_roll(float *xy, int n, unsigned *state) {
-    for (int i = 0; i < n; i++) {
-        *state = *state * 1664525u + 1013904223u;
-        double u = (*state >> 8) / 16777216.0;
-        *state = *state * 1664525u + 1013904223u;
-        double a = (*state >> 8) / 16777216.0, b;
-        *state = *state * 1664525u + 1013904223u;
-        b = (*state >> 8) / 16777216.0;
-        double g = sqrt(-2 * log(a + 1e-12)) * cos(2 * M_PI * b); /* N(0,1) */
-        double theta = 1.5 * M_PI * (1 + 2 * u);
-        xy[2 * i] = (float)(theta * cos(theta) / 5 + 0.05 * g);
-        xy[2 * i + 1] = (float)(theta * sin(theta) / 5 + 0.05 * g);
-    }
-}
-
-/* Mean distance from each sample to its nearest data point. */
-static double mean_nn_distance(const float *s, int ns, const float *d, int nd) {
-    double total = 0;
-    for (int i = 0; i < ns; i++) {
-        double best = 1e30;
-        for (int j = 0; j < nd; j++) {
-            double dx = s[2 * i] - d[2 * j], dy = s[2 * i + 1] - d[2 * j + 1];
-            double r = dx * dx + dy * dy;
-            if (r < best) best = r;
-        }
-        total += sqrt(best);
-    }
-    return total / ns;
-}
 
 /* Every bad call must fail with the expected status and leave the process running. */
 static int check_errors(ddpm_schedule *sched, ddpm_model *model) {

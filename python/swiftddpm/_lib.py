@@ -520,6 +520,38 @@ lib.ddpm_model_save.restype = c_int
 lib.ddpm_model_load.argtypes = [c_char_p, POINTER(ddpm_model_p)]
 lib.ddpm_model_load.restype = c_int
 
+# ---- Data-parallel training and sharded sampling ------------------------------------------
+
+DDPM_PREDICT_CHUNK = 256
+
+# int ddpm_model_compute_gradients(ddpm_model *model, const float *x0, int64_t batch, int64_t count,
+#                                  const int32_t *labels, int64_t sample_offset, int64_t global_batch,
+#                                  float *loss_out);
+lib.ddpm_model_compute_gradients.argtypes = [ddpm_model_p, POINTER(c_float), c_int64, c_int64, POINTER(c_int32),
+                                             c_int64, c_int64, POINTER(c_float)]
+lib.ddpm_model_compute_gradients.restype = c_int
+# int ddpm_model_gradients(ddpm_model *model, float **grads_out, int64_t *count_out);
+lib.ddpm_model_gradients.argtypes = [ddpm_model_p, POINTER(POINTER(c_float)), POINTER(c_int64)]
+lib.ddpm_model_gradients.restype = c_int
+# int ddpm_model_apply_gradients(ddpm_model *model);
+lib.ddpm_model_apply_gradients.argtypes = [ddpm_model_p]
+lib.ddpm_model_apply_gradients.restype = c_int
+# int ddpm_model_get_parameters(const ddpm_model *model, int32_t ema, float *out, int64_t count);
+lib.ddpm_model_get_parameters.argtypes = [ddpm_model_p, c_int32, POINTER(c_float), c_int64]
+lib.ddpm_model_get_parameters.restype = c_int
+# int ddpm_model_parameter_hash(const ddpm_model *model, uint64_t *hash_out);
+lib.ddpm_model_parameter_hash.argtypes = [ddpm_model_p, POINTER(c_uint64)]
+lib.ddpm_model_parameter_hash.restype = c_int
+# int ddpm_model_sample_shard(ddpm_model *model, const ddpm_sample_params *sample_params,
+#                             const ddpm_predict_params *predict_params, const int32_t *labels,
+#                             int64_t n, int64_t sample_offset, int64_t global_n, float *out, int64_t count);
+lib.ddpm_model_sample_shard.argtypes = [
+    ddpm_model_p, POINTER(ddpm_sample_params),
+    POINTER(ddpm_predict_params), POINTER(c_int32),
+    c_int64, c_int64, c_int64, POINTER(c_float), c_int64,
+]
+lib.ddpm_model_sample_shard.restype = c_int
+
 
 # ---- Small helpers shared by the public modules (no maths) -----------------------------
 

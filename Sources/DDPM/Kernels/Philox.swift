@@ -11,18 +11,33 @@ import Darwin
 public struct Philox: Sendable, Equatable {
     /// The key: the seed, never changed by drawing.
     public let seed: UInt64
-    /// Blocks of four 32-bit words drawn so far.
+    /// Blocks of four 32-bit words drawn so far (counter words 0 and 1).
     public var counter: UInt64
+    /// Counter words 2 and 3, fixed while drawing: 0 for a plain stream; a keyed stream
+    /// puts (stream << 32 | global sample index) here (see `keyed`).
+    public var high: UInt64
 
-    public init(seed: UInt64, counter: UInt64 = 0) {
+    public init(seed: UInt64, counter: UInt64 = 0, high: UInt64 = 0) {
         self.seed = seed
         self.counter = counter
+        self.high = high
+    }
+
+    /// The stream of draws that belongs to one sample at one train step, a pure function of
+    /// (seed, step, sample, stream): counter words (block, step mod 2³², sample mod 2³², stream).
+    /// A batch split over workers draws, for its global sample indices, exactly what one
+    /// process draws for the whole batch.
+    @inline(__always)
+    public static func keyed(seed: UInt64, step: Int, sample: Int, stream: UInt32) -> Philox {
+        Philox(seed: seed, counter: UInt64(UInt32(truncatingIfNeeded: step)) << 32,
+               high: UInt64(stream) << 32 | UInt64(UInt32(truncatingIfNeeded: sample)))
     }
 
     /// Four fresh 32-bit words.
     @inline(__always)
     public mutating func next4() -> SIMD4<UInt32> {
-        var c = SIMD4<UInt32>(UInt32(truncatingIfNeeded: counter), UInt32(truncatingIfNeeded: counter >> 32), 0, 0)
+        var c = SIMD4<UInt32>(UInt32(truncatingIfNeeded: counter), UInt32(truncatingIfNeeded: counter >> 32),
+                              UInt32(truncatingIfNeeded: high), UInt32(truncatingIfNeeded: high >> 32))
         var k0 = UInt32(truncatingIfNeeded: seed), k1 = UInt32(truncatingIfNeeded: seed >> 32)
         counter &+= 1
         for _ in 0..<10 {
@@ -76,5 +91,23 @@ public struct Philox: Sendable, Equatable {
             let r = next4()
             for lane in 0..<4 where i < count { out[i] = Philox.unit(r[lane]); i += 1 }
         }
+    }
+
+    /// Writes the normals at positions first..<first+count of the plain stream that
+    /// `Philox(seed: seed, counter: base).fillNormal` would write from position 0: the same
+    /// bits, so that a slice of a batch can draw its own part of the batch's noise.
+    public static func fillNormal(_ out: UnsafeMutablePointer<Float>, count: Int, seed: UInt64, base: UInt64,
+                                  from first: Int) {
+        var rng = Philox(seed: seed, counter: base &+ UInt64(first / 4))
+        let skip = first % 4
+        var i = 0
+        if skip > 0 {  // the first block is shared with the positions before `first`
+            var head = SIMD4<Float>(repeating: 0)
+            withUnsafeMutablePointer(to: &head) {
+                $0.withMemoryRebound(to: Float.self, capacity: 4) { rng.fillNormal($0, count: 4) }
+            }
+            while i < count && skip + i < 4 { out[i] = head[skip + i]; i += 1 }
+        }
+        if i < count { rng.fillNormal(out + i, count: count - i) }
     }
 }

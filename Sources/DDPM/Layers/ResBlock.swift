@@ -81,7 +81,7 @@ struct ResBlock: Sendable {
         SiLU.forward(a.s2, a.n2, count: Co * B * N)
         var d2 = UnsafePointer(a.s2)
         if let dropout, pass.training {
-            dropout.forward(a.d2, mask: a.mask, a.s2, count: Co * B * N, rng: &rng)
+            dropout.forward(a.d2, mask: a.mask, a.s2, channels: Co, batch: B, pixels: N, rng: &rng)
             d2 = UnsafePointer(a.d2)
         }
         // out = skip(x) + conv2(d2)

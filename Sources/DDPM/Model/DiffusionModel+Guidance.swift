@@ -3,6 +3,12 @@
 //   ε̂ = ε̂_uncond + w·(ε̂_cond − ε̂_uncond)
 // w = 1 is the plain conditional prediction, w = 0 the unconditional one. Both predictions
 // run as one batch of 2B rows.  B = batch, S = floats per sample.
+//
+// The network runs on fixed chunks of `predictionChunk` samples (the last one shorter),
+// never on the whole batch at once: a BLAS may round a row of a product differently with the
+// number of rows, so fixed chunks make sample i's prediction independent of how many samples
+// share the call, and a shard of a sampling batch that starts on a chunk boundary computes
+// bitwise what one process computes for those samples (swiftddpm.distributed.sample).
 
 /// The weights and guidance of a prediction (ddpm_predict_params in C). Checked once, in
 /// `DiffusionModel.denoiser(_:batch:)`.
@@ -20,16 +26,20 @@ public struct PredictOptions: Sendable, Equatable {
     }
 }
 
+/// Samples per network call of a prediction (DDPM_PREDICT_CHUNK in ddpm.h).
+public let predictionChunk = 256
+
 /// A model's network with fixed weights and guidance scale, as a Denoiser.
 final class GuidedDenoiser: Denoiser {
+    static let chunk = predictionChunk
     let network: DenoisingNetwork
     let params: UnsafePointer<Float>  // (P,) the weights to use
     let guidanceScale: Float
     let sampleSize: Int
     var predictionType: PredictionType { .epsilon }
-    let ts: Buffer<Int32>  // (2B,) the shared timestep
-    let labels2: Buffer<Int32>  // (2B,) cond labels then null labels
-    let x2: Buffer<Float>, out2: Buffer<Float>  // (2B, S)
+    let ts: Buffer<Int32>  // (2C,) the shared timestep; C = min(B, chunk)
+    let labels2: Buffer<Int32>  // (2C,) cond labels then null labels
+    let x2: Buffer<Float>, out2: Buffer<Float>  // (2C, S)
     var rng = Philox(seed: 0)  // the forward pass takes one; inference draws nothing from it
 
     init(network: DenoisingNetwork, params: UnsafePointer<Float>, guidanceScale: Float, batch: Int) {
@@ -37,6 +47,7 @@ final class GuidedDenoiser: Denoiser {
         self.params = params
         self.guidanceScale = guidanceScale
         sampleSize = network.sampleSize
+        let batch = min(batch, GuidedDenoiser.chunk)
         ts = Buffer(count: 2 * batch, zero: 0)
         labels2 = Buffer(count: 2 * batch, zero: 0)
         x2 = Buffer(count: 2 * batch * network.sampleSize)
@@ -44,9 +55,19 @@ final class GuidedDenoiser: Denoiser {
     }
 
     func predict(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: Int,
-                 labels: UnsafePointer<Int32>?, batch B: Int) throws {
+                 labels: UnsafePointer<Int32>?, batch: Int) throws {
         let S = sampleSize
         ts.fill(Int32(t))
+        for start in stride(from: 0, to: batch, by: GuidedDenoiser.chunk) {
+            predictChunk(out + start * S, x: x + start * S, labels: labels.map { $0 + start },
+                         batch: min(GuidedDenoiser.chunk, batch - start))
+        }
+    }
+
+    /// predict for one chunk of B ≤ chunk samples.
+    func predictChunk(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
+                      batch B: Int) {
+        let S = sampleSize
         let w = guidanceScale
         guard let labels, network.numClasses > 0, w != 1 else {
             // Plain prediction: conditional if labels were given, else null labels.

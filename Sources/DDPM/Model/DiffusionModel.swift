@@ -10,10 +10,12 @@ public final class DiffusionModel {
     public private(set) var training: TrainingConfig
     let optimizer: AdamW
     let ema: Buffer<Float>  // (P,) EMA of the parameters
-    var rng: Philox  // every training draw: t, ε, label dropout, dropout
+    var rng: Philox  // its seed keys every training draw (see `computeGradients`); not advanced
     /// Train steps taken so far.
     public internal(set) var step = 0
     var buffers: TrainBuffers
+    /// computeGradients has filled the gradients and applyGradients has not yet used them.
+    public private(set) var gradientsPending = false
 
     /// Per-batch training buffers, grown when a larger batch arrives.
     struct TrainBuffers {
@@ -71,48 +73,111 @@ public final class DiffusionModel {
 
     /// One step of DDPM Algorithm 1 on a batch x_0 (B, S) with optional labels (B,):
     /// t ~ U{0..T−1}, ε ~ N(0, I), x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε, L = mean‖ε − ε_θ(x_t, t)‖²,
-    /// backward, clip, AdamW, EMA.
+    /// backward, clip, AdamW, EMA. `computeGradients` then `applyGradients`.
     /// - Returns: the loss before the update.
     /// - Throws: on a bad batch or labels, non-finite data, or a non-finite loss (the
     ///   parameters are then left unchanged).
     public func trainStep(x0: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch B: Int) throws -> Float {
+        let loss = try computeGradients(x0: x0, labels: labels, batch: B)
+        try applyGradients()
+        return loss
+    }
+
+    /// The first half of a train step, up to the gradients: draws t, ε, label dropout and
+    /// dropout, runs forward, the loss and backward, and leaves ∂L/∂θ in `gradients`.
+    /// For data-parallel training each worker passes its shard of a global batch of
+    /// `globalBatch` samples, starting at global sample `sampleOffset`: the loss returned and
+    /// the gradients are then this shard's terms of the global mean, so that summing them over
+    /// the workers (an allreduce) gives the loss and gradients of the whole batch.
+    ///
+    /// Random draws are keyed, never sequential: the draws of global sample i at step n come
+    /// from `Philox.keyed(seed, n, i, stream)` with stream 0 = t, 1 = ε, 2 = the label-dropout
+    /// coin, 3 + l = the dropout mask of the l-th dropout layer. A shard thus draws exactly what
+    /// one process draws for those samples of the whole batch.
+    /// - Throws: on bad arguments, non-finite data or a non-finite loss (nothing is then pending).
+    public func computeGradients(x0: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch B: Int,
+                                 sampleOffset: Int = 0, globalBatch: Int? = nil) throws -> Float {
+        gradientsPending = false
         try require(B >= 1, "batch must be >= 1 (got \(B))")
+        let globalBatch = globalBatch ?? B
+        try require(sampleOffset >= 0 && sampleOffset <= globalBatch - B,
+                    "the shard's samples \(sampleOffset)..<\(sampleOffset + B) are not inside the global batch of \(globalBatch)")
+        try require(globalBatch <= Int(UInt32.max), "global batch \(globalBatch) is too large (at most 2^32 - 1)")
         let S = network.sampleSize
         try requireFinite(x0, count: B * S, "x0")
         try validate(labels: labels, batch: B)
         if buffers.capacity < B { buffers = TrainBuffers(batch: B, sampleSize: S) }
         let buf = buffers
-        // t ~ U{0..T−1}, ε ~ N(0, I), x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε
-        rng.fillUniformInt(buf.t.pointer, count: B, below: schedule.count)
-        rng.fillNormal(buf.eps.pointer, count: B * S)
-        try schedule.addNoise(buf.xt.pointer, x0: x0, noise: buf.eps.pointer, t: buf.t.pointer, batch: B, dim: S)
-        var netLabels: UnsafePointer<Int32>? = nil
-        if network.numClasses > 0 {
-            // Label dropout: a row keeps its label with probability 1 − p, else gets the null label K.
-            rng.fillUniform(buf.coin.pointer, count: B)
-            let K = Int32(network.numClasses)
-            for b in 0..<B {
+        let K = Int32(network.numClasses)
+        for b in 0..<B {
+            // t ~ U{0..T−1}, ε ~ N(0, I) and the label coin, each from its own stream of sample i.
+            let i = sampleOffset + b
+            var tStream = Philox.keyed(seed: rng.seed, step: step, sample: i, stream: 0)
+            tStream.fillUniformInt(buf.t.pointer + b, count: 1, below: schedule.count)
+            var epsStream = Philox.keyed(seed: rng.seed, step: step, sample: i, stream: 1)
+            epsStream.fillNormal(buf.eps.pointer + b * S, count: S)
+            if K > 0 {
+                // Label dropout: a row keeps its label with probability 1 − p, else gets the null label K.
+                var coinStream = Philox.keyed(seed: rng.seed, step: step, sample: i, stream: 2)
+                coinStream.fillUniform(buf.coin.pointer + b, count: 1)
                 let given = labels?[b] ?? K
                 buf.labels.pointer[b] = buf.coin.pointer[b] < training.labelDropout ? K : given
             }
-            netLabels = UnsafePointer(buf.labels.pointer)
         }
+        // x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε
+        try schedule.addNoise(buf.xt.pointer, x0: x0, noise: buf.eps.pointer, t: buf.t.pointer, batch: B, dim: S)
+        let netLabels: UnsafePointer<Int32>? = K > 0 ? UnsafePointer(buf.labels.pointer) : nil
         let params = network.parameters
+        var dropoutKey = Philox.keyed(seed: rng.seed, step: step, sample: sampleOffset, stream: 3)
         network.forward(buf.epsHat.pointer, x: buf.xt.pointer, t: buf.t.pointer, labels: netLabels, batch: B,
-                        params: params.values.pointer, training: true, rng: &rng)
+                        params: params.values.pointer, training: true, rng: &dropoutKey)
         let loss = SimpleLoss.forwardBackward(dout: buf.dout.pointer, predicted: buf.epsHat.pointer,
-                                              target: buf.eps.pointer, count: B * S)
+                                              target: buf.eps.pointer, count: B * S, meanOver: globalBatch * S)
         guard loss.isFinite else {
             throw DDPMError.nonFinite("the loss became \(loss) at step \(step); lower the learning rate")
         }
         params.zeroGrads()
         network.backward(dout: buf.dout.pointer, batch: B)
+        gradientsPending = true
+        return loss
+    }
+
+    /// ∂L/∂θ (P,), flat in the order of the parameters: what `computeGradients` wrote and
+    /// `applyGradients` reads. A data-parallel caller reduces it in place in between (an
+    /// allreduce-sum of the shards' terms). The storage lives as long as the model.
+    public var gradients: UnsafeMutableBufferPointer<Float> {
+        UnsafeMutableBufferPointer(start: network.parameters.grads.pointer, count: network.parameters.count)
+    }
+
+    /// The second half of a train step: clips the (possibly reduced) gradients, applies AdamW,
+    /// updates the EMA and counts the step.
+    /// - Throws: `.invalidArgument` without pending gradients; `.nonFinite` if the gradients
+    ///   are not finite (the parameters are then left unchanged).
+    public func applyGradients() throws {
+        try require(gradientsPending, "no gradients to apply: call computeGradients first (once per step)")
+        gradientsPending = false
+        let params = network.parameters
         let clip = GradientClipping.scale(params.grads.pointer, count: params.count, maxNorm: training.gradClip)
+        guard clip.norm.isFinite else {
+            throw DDPMError.nonFinite("the gradient norm is \(clip.norm) at step \(step); the parameters are unchanged")
+        }
         optimizer.update(params.values.pointer, grads: params.grads.pointer, gradScale: clip.scale)
         EMA.update(ema.pointer, params: params.values.pointer, count: params.count,
                    decay: EMA.decay(training.emaDecay, afterSteps: step))
         step += 1
-        return loss
+    }
+
+    /// FNV-1a (64 bit) over the bit patterns of the parameters, then of the EMA weights: equal
+    /// on every worker of a data-parallel run that stays in step.
+    public var parameterHash: UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for buffer in [network.parameters.values, ema] {
+            for k in 0..<network.parameters.count {
+                var bits = buffer.pointer[k].bitPattern
+                for _ in 0..<4 { h = (h ^ UInt64(bits & 0xFF)) &* 0x0000_0100_0000_01B3; bits >>= 8 }
+            }
+        }
+        return h
     }
 
     /// Array form of `trainStep` for Swift callers: x0 is (B, S) flattened.

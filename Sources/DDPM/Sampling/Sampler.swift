@@ -12,7 +12,9 @@
 //
 // Random numbers: one Philox stream from `options.seed`. x_T takes its first ⌈N/4⌉
 // counters, then z is drawn for every update that adds noise, so the samples of a seed do
-// not depend on who drives the steps.
+// not depend on who drives the steps. A shard (options.sampleOffset, options.globalBatch)
+// draws its slice of the global batch's stream, so shards reproduce one process bitwise
+// (N then counts the global batch). Every noise draw goes through `drawNoise`.
 
 /// Called with x_T before the first step (step 0, t = the first timestep), then after every
 /// step (step 1...total, t of the new x, −1 for the final x_0), with x (N, S).
@@ -41,6 +43,7 @@ public final class Sampler {
     let langevin: LangevinStep
     let limit: X0Limit
     var rng: Philox  // the noise z of the steps; starts after the draws of x_T
+    let noiseBlocks: UInt64  // counters one draw of the global batch's noise takes: ⌈N_global/4⌉
     let noise: Buffer<Float>  // (N,) z of the current step
     let modelOutput: Buffer<Float>  // (N,) for `run`
     let scratch: DenoiseScratch  // (N,) x̂_0 and ε̂
@@ -67,7 +70,15 @@ public final class Sampler {
             langevin = LangevinStep(schedule: schedule, rule: .signalToNoise(Double(options.snr)))
         }
         limit = options.x0Limit
-        rng = Philox(seed: options.seed, counter: UInt64((N + 3) / 4))
+        // x_T takes the first ⌈N/4⌉ counters of the stream (fillNormal uses one per 4 floats);
+        // N counts the global batch when this batch is a shard of one.
+        let globalBatch = options.globalBatch == 0 ? batch : options.globalBatch
+        try require(options.sampleOffset + batch <= globalBatch,
+                    "samples \(options.sampleOffset)..<\(options.sampleOffset + batch) are not inside the global batch of \(globalBatch)")
+        let (globalN, globalOverflow) = globalBatch.multipliedReportingOverflow(by: sampleSize)
+        try require(!globalOverflow, "\(globalBatch) samples of \(sampleSize) floats overflow")
+        noiseBlocks = UInt64((globalN + 3) / 4)
+        rng = Philox(seed: options.seed, counter: noiseBlocks)
         noise = Buffer(count: N)
         modelOutput = Buffer(count: N)
         scratch = DenoiseScratch(count: N, sampleSize: sampleSize)
@@ -100,8 +111,16 @@ public final class Sampler {
 
     /// Writes x_T (N,), drawn from the seed: where `run` starts.
     public func initNoise(_ x: UnsafeMutablePointer<Float>) {
-        var start = Philox(seed: options.seed)
-        start.fillNormal(x, count: count)  // x_T ~ N(0, I)
+        // x_T ~ N(0, I): this shard's slice of the global batch's draw
+        Philox.fillNormal(x, count: count, seed: options.seed, base: 0, from: options.sampleOffset * sampleSize)
+    }
+
+    /// Writes the next z ~ N(0, I) (N,) of the noise stream: this shard's slice of the global
+    /// batch's draw. Every noise draw of a step should come from here, so that shards stay
+    /// bitwise the one-process run.
+    func drawNoise(_ out: UnsafeMutablePointer<Float>) {
+        Philox.fillNormal(out, count: count, seed: rng.seed, base: rng.counter, from: options.sampleOffset * sampleSize)
+        rng.counter &+= noiseBlocks
     }
 
     /// The next step of x (N,), given the model output at (x, `timestep`) of `options.predictionType`.
@@ -123,7 +142,7 @@ public final class Sampler {
         var z: UnsafePointer<Float>? = nil
         if s.isLangevin || solver!.needsNoise(t: s.t, prevT: s.prevT) {
             if let given { z = given } else {
-                rng.fillNormal(noise.pointer, count: N)
+                drawNoise(noise.pointer)
                 z = UnsafePointer(noise.pointer)
             }
         }

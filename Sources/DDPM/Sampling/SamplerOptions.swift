@@ -63,12 +63,18 @@ public struct SamplerOptions: Sendable, Equatable {
     public var seed: UInt64 = 0
     /// What the model output is (callbacks; a DiffusionModel sets its own).
     public var predictionType: PredictionType = .epsilon
+    /// Sharded sampling: this batch is samples sampleOffset..<sampleOffset+batch of a global
+    /// batch of `globalBatch` (0 = this batch alone); x_T and every z are then that slice of
+    /// the global batch's noise, so the shards together give the one-process samples.
+    public var sampleOffset: Int = 0
+    public var globalBatch: Int = 0
     public init() {}
 
     /// Throws `.invalidArgument` unless every option is usable with `schedule`.
     func validate(for schedule: NoiseSchedule) throws {
         try require(steps >= 0, "steps must be >= 0 (got \(steps))")
         try require(eta.isFinite && eta >= 0 && eta <= 1, "eta must be in [0, 1] (got \(eta))")
+        try require(sampleOffset >= 0 && globalBatch >= 0, "sample offset and global batch must be >= 0")
         if let clipX0 {
             try require(clipX0.lowerBound.isFinite && clipX0.upperBound.isFinite && clipX0.lowerBound < clipX0.upperBound,
                         "clip range [\(clipX0.lowerBound), \(clipX0.upperBound)] is empty or not finite")

@@ -1,0 +1,252 @@
+"""Data-parallel training and sharded sampling over MPI (mpi4py).
+
+Run the same script on N processes (`mpirun -np 4 python train.py`); every rank builds the
+same Model with the same seed (so the same initial parameters, checked by hash), then:
+
+    from swiftddpm import distributed as dist
+
+    losses = dist.fit(model, data, steps=3000, batch_size=256,          # global batch
+                      checkpoint="run.safetensors", checkpoint_every=500)
+    x = dist.sample(model, 1000, method="ddim", steps=50, seed=1)       # rank 0: (1000, D); others: None
+
+One train step on rank r of N: the global batch of B rows (the same indices on every rank,
+drawn from (seed, step)) is cut into N contiguous shards; rank r computes the gradients of
+its rows (ddpm_model_compute_gradients with its global sample offset), the ranks sum loss
+and gradients with MPI_Allreduce in place, and each applies the same update (clip, AdamW,
+EMA: ddpm_model_apply_gradients). Every random draw of the engine is keyed by (seed, step,
+global sample index), so the N ranks draw exactly what one process draws for the whole
+batch; the result equals one process with batch B up to the order of the float sums over
+the batch (see README "Training on several processes").
+
+Rank 0 logs and writes checkpoints (Model.save is atomic: a temporary file renamed over
+the path); `load` resumes every rank from one checkpoint. Every `check_every` steps the
+ranks compare a hash of their parameters and raise OutOfStepError if they differ.
+
+Nothing here does maths: the reduction is MPI's, the rest is libddpm's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+try:
+    from mpi4py import MPI
+except ImportError as error:  # pragma: no cover - depends on the machine
+    raise ImportError("swiftddpm.distributed needs mpi4py (pip install mpi4py, with an MPI such as "
+                      "Debian's openmpi-bin libopenmpi-dev installed)") from error
+
+from . import _common as C
+from . import _lib
+from .errors import DDPMError, check, error_for_status
+from .model import Model
+
+__all__ = ["OutOfStepError", "shard_bounds", "parameter_hash", "parameters", "check_in_step", "fit", "load",
+           "sample"]
+
+
+class OutOfStepError(DDPMError, RuntimeError):
+    """The ranks' parameters differ (or a rank failed while the others went on)."""
+
+
+def shard_bounds(n: int, rank: int, size: int) -> tuple[int, int]:
+    """Rows lo:hi of n that rank `rank` of `size` owns: contiguous, sizes differ by at most one."""
+    return n * rank // size, n * (rank + 1) // size
+
+
+def _sample_shard(n: int, rank: int, size: int) -> tuple[int, int]:
+    """Rank `rank`'s samples lo:hi of n for sampling: whole chunks of DDPM_PREDICT_CHUNK samples
+    (the model predicts chunk by chunk), so that each rank computes bitwise what one process does."""
+    chunk = _lib.DDPM_PREDICT_CHUNK
+    first, last = shard_bounds(-(-n // chunk), rank, size)
+    return min(first * chunk, n), min(last * chunk, n)
+
+
+def parameter_hash(model: Model) -> int:
+    """FNV-1a (64 bit) over the bits of the parameters then the EMA (ddpm_model_parameter_hash)."""
+    h = ctypes.c_uint64()
+    check(_lib.lib.ddpm_model_parameter_hash(model._h(), ctypes.byref(h)))
+    return h.value
+
+
+def parameters(model: Model, *, ema: bool = False) -> np.ndarray:
+    """A copy of the flat parameters (P,), or of their EMA."""
+    out = np.empty(model.num_parameters, dtype=np.float32)
+    check(_lib.lib.ddpm_model_get_parameters(model._h(), int(ema), C.float_ptr(out), out.size))
+    return out
+
+
+def _comm(comm: Any) -> Any:
+    return MPI.COMM_WORLD if comm is None else comm
+
+
+def check_in_step(model: Model, comm: Any = None, where: str = "") -> int:
+    """Raises OutOfStepError unless every rank's parameter hash (and step) is the same; returns the hash."""
+    comm = _comm(comm)
+    mine = (parameter_hash(model), model.step)
+    every = comm.allgather(mine)
+    if any(other != mine for other in every):
+        raise OutOfStepError(f"ranks out of step{' ' + where if where else ''}: (hash, step) per rank = "
+                             + ", ".join(f"{r}: ({h:#018x}, {s})" for r, (h, s) in enumerate(every)))
+    return mine[0]
+
+
+def _gradient_view(model: Model) -> np.ndarray:
+    """The model's own gradient buffer (P,) as a numpy array (no copy): reduced in place."""
+    ptr = _lib.FLOAT_P()
+    count = ctypes.c_int64()
+    check(_lib.lib.ddpm_model_gradients(model._h(), ctypes.byref(ptr), ctypes.byref(count)))
+    return np.ctypeslib.as_array(ptr, shape=(count.value,))
+
+
+def fit(model: Model, data: Any, steps: int, batch_size: int = 256, *, comm: Any = None, labels: Any = None,
+        seed: int = 0, data_sharded: bool = False, checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 0, check_every: int = 10, log_every: int = 0,
+        lr_schedule: Callable[[int], float] | None = None,
+        on_step: Callable[[int, float], Any] | None = None) -> np.ndarray:
+    """Trains `model` data-parallel over `comm` (default MPI.COMM_WORLD) for `steps` steps.
+
+    Args:
+        data: (N, *sample_shape). By default every rank passes the whole training set and
+            the global batch of step n is drawn from (seed, n), the same on every rank; each
+            rank trains on its contiguous shard of that batch. With data_sharded=True each
+            rank passes only its own part of the data and draws its shard's rows from it
+            (then the run no longer equals a one-process run).
+        labels: (N,) class labels of data, or None.
+        steps: train steps (global batches) in this call.  batch_size: the global batch B >= size.
+        seed: keys the batch choice with the model's step, so a run resumed from a
+            checkpoint picks the very batches the uninterrupted run picks.
+        checkpoint, checkpoint_every: rank 0 saves the model to `checkpoint` (atomically)
+            every that many steps of the model, and at the end.
+        check_every: compare the ranks' parameter hashes every that many steps (0 = only at
+            the start and the end); raise OutOfStepError on a difference.
+        log_every: rank 0 prints step, loss and steps/s every that many steps (0 = never).
+        lr_schedule: lr_schedule(i) -> learning rate for step i of this call (0-based).
+        on_step: on_step(step, loss) called on every rank after each step.
+    Returns the float32 (steps,) global losses (the same on every rank).
+    Raises OutOfStepError if the ranks drift apart; a DDPMError of the library (on every rank
+    when one rank's loss or the reduced gradients are not finite).
+    """
+    comm = _comm(comm)
+    rank, size = comm.Get_rank(), comm.Get_size()
+    handle = model._h()
+    data = model._batch(data, "data")
+    steps = C.as_int(steps, "steps", minimum=0)
+    batch_size = C.as_int(batch_size, "batch_size", minimum=size)
+    checkpoint_every = C.as_int(checkpoint_every, "checkpoint_every", minimum=0)
+    check_every = C.as_int(check_every, "check_every", minimum=0)
+    n, S = data.shape[0], model._sample_size
+    flat = data.reshape(n, S)
+    label_arr = None if labels is None else C.int32_vector(labels, n, "labels")
+    lo, hi = shard_bounds(batch_size, rank, size)
+    rows = hi - lo
+    batch = np.empty((rows, S), dtype=np.float32)
+    batch_labels = None if label_arr is None else np.empty(rows, dtype=np.int32)
+    grads = _gradient_view(model)
+    loss_c = ctypes.c_float()
+    loss_sum = np.zeros(1, dtype=np.float32)
+    losses = np.empty(steps, dtype=np.float32)
+    check_in_step(model, comm, "at the start of fit (build every rank's model with the same seed)")
+    compute = _lib.lib.ddpm_model_compute_gradients
+    started, last_lr = time.perf_counter(), None
+    for i in range(steps):
+        step = model.step
+        if data_sharded:
+            index = np.random.default_rng([seed, step, rank]).integers(0, n, rows)
+        else:
+            index = np.random.default_rng([seed, step]).integers(0, n, batch_size)[lo:hi]
+        np.take(flat, index, axis=0, out=batch)
+        if batch_labels is not None:
+            np.take(label_arr, index, out=batch_labels)
+        if lr_schedule is not None:
+            lr = float(lr_schedule(i))
+            if lr != last_lr:
+                model.set_learning_rate(lr)
+                last_lr = lr
+        status = compute(handle, C.float_ptr(batch), rows, batch.size, C.int32_ptr(batch_labels), lo, batch_size,
+                         ctypes.byref(loss_c))
+        # A failed rank still joins the loss reduction, with NaN, so that every rank stops here.
+        loss_sum[0] = loss_c.value if status == _lib.DDPM_OK else np.nan
+        comm.Allreduce(MPI.IN_PLACE, loss_sum, op=MPI.SUM)
+        if status != _lib.DDPM_OK:
+            raise error_for_status(status)
+        if not np.isfinite(loss_sum[0]):
+            raise OutOfStepError(f"step {step}: another rank failed to compute its gradients (global loss "
+                                 f"{loss_sum[0]}); see its error")
+        comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
+        check(_lib.lib.ddpm_model_apply_gradients(handle))
+        losses[i] = loss_sum[0]
+        done = step + 1
+        if on_step is not None:
+            on_step(done, float(losses[i]))
+        if check_every and done % check_every == 0:
+            check_in_step(model, comm, f"after step {done}")
+        if rank == 0 and checkpoint is not None and checkpoint_every and done % checkpoint_every == 0:
+            model.save(checkpoint)
+        if rank == 0 and log_every and (i + 1) % log_every == 0:
+            rate = (i + 1) / (time.perf_counter() - started)
+            print(f"[swiftddpm.distributed] step {done} loss {losses[max(0, i + 1 - log_every):i + 1].mean():.4f} "
+                  f"({rate:.1f} steps/s on {size} ranks)", file=sys.stderr, flush=True)
+    check_in_step(model, comm, "at the end of fit")
+    if rank == 0 and checkpoint is not None and steps and not (checkpoint_every and model.step % checkpoint_every == 0):
+        model.save(checkpoint)
+    comm.Barrier()  # the final checkpoint exists for every rank once fit returns
+    return losses
+
+
+def load(path: str | os.PathLike, comm: Any = None) -> Model:
+    """Every rank loads the checkpoint `path` (one file, on a filesystem they share) and
+    checks that they hold the same model; training then resumes where it stopped."""
+    model = Model.load(path)
+    check_in_step(model, comm, f"after loading {os.fspath(path)}")
+    return model
+
+
+def sample(model: Model, n: int, *, comm: Any = None, root: int = 0, labels: Any = None, method: str = "ddpm",
+           steps: int = 0, eta: float = 0.0, variance: str = "beta", clip: Any = None, seed: int = 0,
+           timesteps: Any = None, guidance_scale: float = C.PREDICT_DEFAULTS.guidance_scale,
+           use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema)) -> np.ndarray | None:
+    """Model.sample(n, ...) split over the ranks: rank r draws samples lo:hi of the n
+    (ddpm_model_sample_shard), and rank `root` gathers them. For a seed the result is
+    bitwise what one process's Model.sample returns (DDPM and DDIM: each sample's x_T and
+    noise are its slice of the one-process draw). Shards are whole chunks of
+    DDPM_PREDICT_CHUNK (256) samples, the unit of the model's predictions, so fewer than
+    256·N samples leave some ranks idle. Options as for Model.sample.
+    Returns (n, *sample_shape) float32 on root, None on the other ranks.
+    """
+    comm = _comm(comm)
+    rank, size = comm.Get_rank(), comm.Get_size()
+    handle = model._h()
+    n = C.as_int(n, "n", minimum=1)
+    shape, S = model._sample_shape, model._sample_size
+    lo, hi = _sample_shard(n, rank, size)
+    local = np.empty((hi - lo, *shape), dtype=np.float32)
+    error = None
+    if hi > lo:
+        try:
+            label_arr = None if labels is None else np.ascontiguousarray(
+                C.int32_vector(labels, n, "labels", broadcast=True)[lo:hi])
+            params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
+                                     timesteps=timesteps)
+            predict = C.predict_params(guidance_scale, use_ema)
+            check(_lib.lib.ddpm_model_sample_shard(handle, ctypes.byref(params), ctypes.byref(predict),
+                                                   C.int32_ptr(label_arr), hi - lo, lo, n, C.float_ptr(local),
+                                                   local.size))
+        except DDPMError as e:
+            error = e
+    failed = comm.allgather(None if error is None else str(error))
+    if error is not None:
+        raise error
+    if any(failed):
+        raise OutOfStepError("sharded sampling failed on rank(s) "
+                             + ", ".join(f"{r}: {m}" for r, m in enumerate(failed) if m))
+    counts = [(b - a) * S for a, b in (_sample_shard(n, r, size) for r in range(size))]
+    out = np.empty((n, *shape), dtype=np.float32) if rank == root else None
+    comm.Gatherv(local, [out, counts] if rank == root else None, root=root)
+    return out
+

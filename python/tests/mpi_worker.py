@@ -1,0 +1,130 @@
+"""The MPI side of test_distributed.py: run under `mpirun -np N python mpi_worker.py JOB DIR`.
+
+Jobs (each writes its results under DIR as .npz files from rank 0):
+  train     dist.fit of the reference recipe for STEPS steps; saves parameters, hash, losses,
+            per-rank hashes; with one process also the one-process oracles (plain train_step
+            on the same batches, and the same batch in 2 fixed chunks summed in rank order).
+  kill      the same run, checkpointing every 10 steps; rank 1 kills itself after KILL_AT.
+  resume    loads DIR/ckpt.safetensors on every rank and trains on to STEPS.
+  sample    sharded DDPM and DDIM sampling against one process's Model.sample.
+"""
+
+import os
+import signal
+import sys
+
+import numpy as np
+from mpi4py import MPI
+
+import swiftddpm as sd
+from swiftddpm import _common as C
+from swiftddpm import _lib
+from swiftddpm import distributed as dist
+
+STEPS, BATCH, SEED, KILL_AT = 50, 64, 7, 25
+N_SAMPLES = 600  # 3 chunks of DDPM_PREDICT_CHUNK: rank 0 draws 256, rank 1 344
+comm = MPI.COMM_WORLD
+rank, size = comm.Get_rank(), comm.Get_size()
+
+
+def make_model() -> sd.Model:
+    # Conditional, so that label dropout (stream 2) is exercised; clip on (grad_clip 1).
+    return sd.Model(sd.NoiseSchedule.linear(100), network=sd.MLPConfig(data_dim=2, hidden=32, depth=2),
+                    train=sd.TrainConfig(learning_rate=2e-3, seed=SEED, label_dropout=0.2),
+                    cond=sd.Conditioning.classes(3))
+
+
+def data():
+    x = sd.datasets.swiss_roll(1000, seed=0)
+    return x, (np.arange(len(x)) % 3).astype(np.int32)
+
+
+def batches(step):
+    """The global batch of step n that dist.fit draws (data not sharded)."""
+    x, y = data()
+    index = np.random.default_rng([SEED, step]).integers(0, len(x), BATCH)
+    return np.ascontiguousarray(x[index]), np.ascontiguousarray(y[index])
+
+
+def oracles(path):
+    """One process: plain train_step on each global batch, and the chunked reference."""
+    plain, chunked = make_model(), make_model()
+    h = chunked._h()
+    grads = dist._gradient_view(chunked)
+    loss = _lib.ctypes.c_float()
+    for step in range(STEPS):
+        xb, yb = batches(step)
+        plain.train_step(xb, yb)
+        total = None
+        for r in range(2):  # the shards of a 2-rank run, summed in rank order (what MPI_SUM of 2 gives)
+            lo, hi = dist.shard_bounds(BATCH, r, 2)
+            xs, ys = np.ascontiguousarray(xb[lo:hi]), np.ascontiguousarray(yb[lo:hi])
+            status = _lib.lib.ddpm_model_compute_gradients(h, C.float_ptr(xs), hi - lo, xs.size, C.int32_ptr(ys), lo,
+                                                           BATCH, _lib.ctypes.byref(loss))
+            assert status == 0, _lib.last_error()
+            total = grads.copy() if total is None else total + grads
+        grads[:] = total
+        assert _lib.lib.ddpm_model_apply_gradients(h) == 0, _lib.last_error()
+    np.savez(path, plain=dist.parameters(plain), plain_hash=dist.parameter_hash(plain),
+             chunked=dist.parameters(chunked), chunked_hash=dist.parameter_hash(chunked))
+
+
+def train(out_dir, model=None, checkpoint=None, checkpoint_every=0, on_step=None, tag="train"):
+    x, y = data()
+    model = model or make_model()
+    hashes = []
+
+    def record(step, loss):
+        if step % 10 == 0:
+            hashes.append(dist.parameter_hash(model))
+        if on_step:
+            on_step(step, loss)
+
+    losses = dist.fit(model, x, STEPS - model.step, BATCH, labels=y, seed=SEED, check_every=5,
+                      checkpoint=checkpoint, checkpoint_every=checkpoint_every, on_step=record)
+    every = comm.gather(hashes, root=0)
+    if rank == 0:
+        np.savez(os.path.join(out_dir, f"{tag}-{size}.npz"), params=dist.parameters(model),
+                 hash=dist.parameter_hash(model), losses=losses, rank_hashes=np.array(every, dtype=np.uint64),
+                 step=model.step)
+        if size == 1 and tag == "train":
+            oracles(os.path.join(out_dir, "oracles.npz"))
+
+
+def sample(out_dir):
+    x, y = data()
+    model = make_model()
+    dist.fit(model, x, 5, BATCH, labels=y, seed=SEED)
+    results = {}
+    for name, options in {"ddpm": dict(method="ddpm", steps=30, seed=5),
+                          "ddim": dict(method="ddim", steps=10, eta=0.5, seed=6, clip=True),
+                          "guided": dict(method="ddim", steps=10, seed=8, labels=np.arange(N_SAMPLES) % 3,
+                                         guidance_scale=2.0)}.items():
+        shards = dist.sample(model, N_SAMPLES, **options)
+        if rank == 0:
+            results[name] = shards
+            results[name + "_one"] = model.sample(N_SAMPLES, **options)
+    if rank == 0:
+        np.savez(os.path.join(out_dir, f"sample-{size}.npz"), **results)
+
+
+def main():
+    job, out_dir = sys.argv[1], sys.argv[2]
+    ckpt = os.path.join(out_dir, "ckpt.safetensors")
+    if job == "train":
+        train(out_dir)
+    elif job == "kill":
+        def die(step, loss):
+            if rank == 1 and step == KILL_AT:
+                os.kill(os.getpid(), signal.SIGKILL)
+        train(out_dir, checkpoint=ckpt, checkpoint_every=10, on_step=die, tag="kill")
+    elif job == "resume":
+        train(out_dir, model=dist.load(ckpt), checkpoint=ckpt, checkpoint_every=10, tag="resume")
+    elif job == "sample":
+        sample(out_dir)
+    else:
+        raise SystemExit(f"unknown job {job}")
+
+
+if __name__ == "__main__":
+    main()
