@@ -234,7 +234,10 @@ typedef enum {
 /** What a model output (or a requested prediction) is. */
 typedef enum {
     DDPM_OUTPUT_EPS = 0,  /* ε̂, the noise in x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε                  */
-    DDPM_OUTPUT_X0 = 1    /* x̂0 = (x_t - √(1-ᾱ_t)·ε̂)/√ᾱ_t, the predicted clean sample     */
+    DDPM_OUTPUT_X0 = 1,   /* x̂0 = (x_t - √(1-ᾱ_t)·ε̂)/√ᾱ_t, the predicted clean sample     */
+    DDPM_OUTPUT_V = 2,    /* v̂ = √ᾱ_t·ε̂ - √(1-ᾱ_t)·x̂0 (Salimans & Ho)                     */
+    DDPM_OUTPUT_SCORE = 3 /* s = -ε̂/√(1-ᾱ_t), the score of q(x_t); a prediction only, never a
+                             model's output type                                             */
 } ddpm_output;
 
 /** Called with x_T before the first reverse step (step = 0, t = the first timestep), then
@@ -395,7 +398,19 @@ typedef struct ddpm_train_params {
     float ema_decay;          /* EMA decay d (0.995); step n uses min(d, (1+n)/(10+n))    */
     float label_dropout;      /* probability of training a row with the null label (0.1) */
     uint64_t seed;            /* parameter init and training draws (0)                    */
+    int32_t prediction_target; /* ddpm_output the network learns: EPS (default), X0 or V  */
+    int32_t loss_weighting;   /* ddpm_loss_weighting; UNIFORM (L_simple)                  */
+    float min_snr_gamma;      /* γ of MIN_SNR (5)                                         */
 } ddpm_train_params;
+
+/** How each sample's squared error is weighted in the training loss (SNR = ᾱ/(1-ᾱ)). */
+typedef enum {
+    DDPM_LOSS_UNIFORM = 0,    /* L_simple                                                  */
+    DDPM_LOSS_MIN_SNR = 1,    /* min-SNR-γ: ε: min(SNR,γ)/SNR, x0: min(SNR,γ), v: min(SNR,γ)/(SNR+1) */
+    DDPM_LOSS_VLB = 2         /* the variational bound's weight of L_{t-1} as an ε error,
+                                 β_t²/(2σ_t²α_t(1-ᾱ_t)) with σ_t² = β̃_t (β̃_1 at t = 0), times
+                                 the target's factor (1, SNR, ᾱ_t)                         */
+} ddpm_loss_weighting;
 
 ddpm_train_params ddpm_train_params_default(void);
 
@@ -467,7 +482,7 @@ int ddpm_model_train_step(ddpm_model *model, const float *x0, int64_t batch, int
                           const int32_t *labels, float *loss_out);
 
 /** The model's prediction for x_t: (batch, sample_size) at one timestep t for every row,
- *  as `output` (a ddpm_output: ε̂ or x̂0), with the weights and guidance of params (NULL =
+ *  as `output` (a ddpm_output: ε̂, x̂0, v̂ or the score), with the weights and guidance of params (NULL =
  *  ddpm_predict_params_default()); guidance applies when labels (batch,) are given.
  *  out: count floats. */
 int ddpm_model_predict(ddpm_model *model, const ddpm_predict_params *params, int32_t output,

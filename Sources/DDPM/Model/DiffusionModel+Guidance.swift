@@ -26,14 +26,15 @@ final class GuidedDenoiser: Denoiser {
     let params: UnsafePointer<Float>  // (P,) the weights to use
     let guidanceScale: Float
     let sampleSize: Int
-    var predictionType: PredictionType { .epsilon }
+    let predictionType: PredictionType  // the model's training target
     let ts: Buffer<Int32>  // (2B,) the shared timestep
     let labels2: Buffer<Int32>  // (2B,) cond labels then null labels
     let x2: Buffer<Float>, out2: Buffer<Float>  // (2B, S)
     var rng = Philox(seed: 0)  // the forward pass takes one; inference draws nothing from it
 
-    init(network: DenoisingNetwork, params: UnsafePointer<Float>, guidanceScale: Float, batch: Int) {
+    init(network: DenoisingNetwork, params: UnsafePointer<Float>, guidanceScale: Float, batch: Int, target: PredictionType) {
         self.network = network
+        predictionType = target
         self.params = params
         self.guidanceScale = guidanceScale
         sampleSize = network.sampleSize
@@ -70,11 +71,11 @@ final class GuidedDenoiser: Denoiser {
 }
 
 extension DiffusionModel {
-    /// The model's prediction (B, S) for x (B, S) at timestep t, as `output` (ε̂ or x̂_0).
+    /// The model's prediction (B, S) for x (B, S) at timestep t, as `output` (ε̂, x̂_0, v̂ or the score).
     /// - Parameters:
     ///   - labels: (B,) in 0...K, or nil for unconditional.
     ///   - options: the weights and the guidance scale.
-    public func predict(_ out: UnsafeMutablePointer<Float>, output: PredictionType = .epsilon, x: UnsafePointer<Float>,
+    public func predict(_ out: UnsafeMutablePointer<Float>, output: PredictOutput = .epsilon, x: UnsafePointer<Float>,
                         t: Int, labels: UnsafePointer<Int32>?, batch: Int, options: PredictOptions = .init()) throws {
         let denoiser = try denoiser(options, labels: labels, batch: batch)
         try schedule.check(t: t)
@@ -91,6 +92,6 @@ extension DiffusionModel {
         try options.validate()
         try validate(labels: labels, batch: batch)
         return GuidedDenoiser(network: network, params: options.useEMA ? ema.pointer : network.parameters.values.pointer,
-                              guidanceScale: options.guidanceScale, batch: batch)
+                              guidanceScale: options.guidanceScale, batch: batch, target: training.target)
     }
 }

@@ -14,17 +14,21 @@ public final class DiffusionModel {
     /// Train steps taken so far.
     public internal(set) var step = 0
     var buffers: TrainBuffers
+    /// The training loss: target and weighting.
+    let objective: Objective
 
     /// Per-batch training buffers, grown when a larger batch arrives.
     struct TrainBuffers {
         let capacity: Int
-        let xt, eps, epsHat, dout: Buffer<Float>  // (B, S)
+        let xt, eps, output, dout: Buffer<Float>  // (B, S)
+        let target: Buffer<Float>  // (B, S) v when the network predicts v, else empty
         let t, labels: Buffer<Int32>  // (B,)
         let coin: Buffer<Float>  // (B,) uniforms for label dropout
-        init(batch: Int, sampleSize: Int) {
+        init(batch: Int, sampleSize: Int, target: PredictionType) {
             capacity = batch
             xt = Buffer(count: batch * sampleSize); eps = Buffer(count: batch * sampleSize)
-            epsHat = Buffer(count: batch * sampleSize); dout = Buffer(count: batch * sampleSize)
+            output = Buffer(count: batch * sampleSize); dout = Buffer(count: batch * sampleSize)
+            self.target = Buffer(count: target == .v ? batch * sampleSize : 0)
             t = Buffer(count: batch, zero: 0); labels = Buffer(count: batch, zero: 0)
             coin = Buffer(count: batch)
         }
@@ -44,7 +48,8 @@ public final class DiffusionModel {
         ema = Buffer(count: P)
         ema.pointer.update(from: network.parameters.values.pointer, count: P)
         rng = Philox(seed: training.seed)
-        buffers = TrainBuffers(batch: 0, sampleSize: network.sampleSize)
+        objective = training.objective(schedule)
+        buffers = TrainBuffers(batch: 0, sampleSize: network.sampleSize, target: training.target)
     }
 
     /// What samples are conditioned on.
@@ -80,7 +85,7 @@ public final class DiffusionModel {
         let S = network.sampleSize
         try requireFinite(x0, count: B * S, "x0")
         try validate(labels: labels, batch: B)
-        if buffers.capacity < B { buffers = TrainBuffers(batch: B, sampleSize: S) }
+        if buffers.capacity < B { buffers = TrainBuffers(batch: B, sampleSize: S, target: training.target) }
         let buf = buffers
         // t ~ U{0..T−1}, ε ~ N(0, I), x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε
         rng.fillUniformInt(buf.t.pointer, count: B, below: schedule.count)
@@ -98,10 +103,12 @@ public final class DiffusionModel {
             netLabels = UnsafePointer(buf.labels.pointer)
         }
         let params = network.parameters
-        network.forward(buf.epsHat.pointer, x: buf.xt.pointer, t: buf.t.pointer, labels: netLabels, batch: B,
+        network.forward(buf.output.pointer, x: buf.xt.pointer, t: buf.t.pointer, labels: netLabels, batch: B,
                         params: params.values.pointer, training: true, rng: &rng)
-        let loss = SimpleLoss.forwardBackward(dout: buf.dout.pointer, predicted: buf.epsHat.pointer,
-                                              target: buf.eps.pointer, count: B * S)
+        // L = Σ w(t)·‖out − target‖²/(B·S) (Objective.swift; L_simple for ε with uniform weights)
+        let loss = objective.lossAndGradient(dout: buf.dout.pointer, output: buf.output.pointer, x0: x0,
+                                             eps: buf.eps.pointer, t: buf.t.pointer, batch: B, sampleSize: S,
+                                             targetScratch: buf.target.pointer)
         guard loss.isFinite else {
             throw DDPMError.nonFinite("the loss became \(loss) at step \(step); lower the learning rate")
         }
