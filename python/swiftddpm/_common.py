@@ -20,7 +20,8 @@ SPACINGS = {"default": _lib.DDPM_SPACING_DEFAULT, "leading": _lib.DDPM_SPACING_L
             "trailing": _lib.DDPM_SPACING_TRAILING, "linspace": _lib.DDPM_SPACING_LINSPACE,
             "karras": _lib.DDPM_SPACING_KARRAS}
 VARIANCES = {"beta": _lib.DDPM_VARIANCE_BETA, "posterior": _lib.DDPM_VARIANCE_POSTERIOR}
-OUTPUTS = {"eps": _lib.DDPM_OUTPUT_EPS, "x0": _lib.DDPM_OUTPUT_X0}  # ddpm_output
+OUTPUTS = {"eps": _lib.DDPM_OUTPUT_EPS, "x0": _lib.DDPM_OUTPUT_X0, "v": _lib.DDPM_OUTPUT_V}  # ddpm_output of a model
+PREDICTIONS = {**OUTPUTS, "score": _lib.DDPM_OUTPUT_SCORE}  # what Model.predict can return
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _NULL_INT32 = _lib.INT32_P()

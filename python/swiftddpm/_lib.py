@@ -235,6 +235,8 @@ DDPM_VARIANCE_POSTERIOR = 1  # σ_t² = β̃_t
 # ddpm_output: what a model output (or a requested prediction) is
 DDPM_OUTPUT_EPS = 0  # ε̂, the noise in x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε
 DDPM_OUTPUT_X0 = 1  # x̂0 = (x_t - √(1-ᾱ_t)·ε̂)/√ᾱ_t, the predicted clean sample
+DDPM_OUTPUT_V = 2  # v̂ = √ᾱ_t·ε̂ - √(1-ᾱ_t)·x̂0
+DDPM_OUTPUT_SCORE = 3  # s = -ε̂/√(1-ᾱ_t); a prediction only, never a model's output type
 
 # typedef int (*ddpm_progress_fn)(void *user_data, int32_t step, int32_t total, int32_t t,
 #                                 const float *x, int64_t count);
@@ -411,8 +413,16 @@ class ddpm_train_params(Structure):
         ("ema_decay", c_float),  # EMA decay d (0.995); step n uses min(d, (1+n)/(10+n))
         ("label_dropout", c_float),  # probability of training a row with the null label (0.1)
         ("seed", c_uint64),  # parameter init and training draws (0)
+        ("prediction_target", c_int32),  # ddpm_output the network learns: EPS (default), X0 or V
+        ("loss_weighting", c_int32),  # ddpm_loss_weighting; UNIFORM (L_simple)
+        ("min_snr_gamma", c_float),  # gamma of MIN_SNR (5)
     ]
 
+
+# ddpm_loss_weighting: how each sample's squared error is weighted (SNR = ᾱ/(1-ᾱ))
+DDPM_LOSS_UNIFORM = 0  # L_simple
+DDPM_LOSS_MIN_SNR = 1  # min-SNR-γ
+DDPM_LOSS_VLB = 2  # the variational bound's weight of L_{t-1}
 
 # ddpm_train_params ddpm_train_params_default(void);
 lib.ddpm_train_params_default.argtypes = []

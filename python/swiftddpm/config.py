@@ -39,6 +39,7 @@ SCHEDULE_KINDS = {
     "custom": _lib.DDPM_SCHEDULE_CUSTOM,
 }
 COND_KINDS = {"none": _lib.DDPM_COND_NONE, "classes": _lib.DDPM_COND_CLASSES}
+LOSS_WEIGHTINGS = {"uniform": _lib.DDPM_LOSS_UNIFORM, "min_snr": _lib.DDPM_LOSS_MIN_SNR, "vlb": _lib.DDPM_LOSS_VLB}
 
 # The integer range of each C integer type a config field can have.
 _INT_RANGES = {
@@ -237,7 +238,9 @@ _TRAIN = _lib.lib.ddpm_train_params_default()
 @dataclass
 class TrainConfig(_Mirror):
     """ddpm_train_params: the training recipe (AdamW, gradient clipping, EMA, label dropout,
-    and the seed of parameter initialisation and every training draw)."""
+    the seed of parameter initialisation and every training draw, and the objective:
+    prediction_target "eps", "x0" or "v", loss_weighting "uniform" (L_simple), "min_snr"
+    (min-SNR-γ with min_snr_gamma) or "vlb" (the bound's weight of each term))."""
 
     learning_rate: float = _f32(_TRAIN.learning_rate)
     beta1: float = _f32(_TRAIN.beta1)
@@ -248,8 +251,12 @@ class TrainConfig(_Mirror):
     ema_decay: float = _f32(_TRAIN.ema_decay)
     label_dropout: float = _f32(_TRAIN.label_dropout)  # probability of training a row unconditionally
     seed: int = _TRAIN.seed
+    prediction_target: str = C.enum_name(C.OUTPUTS, _TRAIN.prediction_target)
+    loss_weighting: str = C.enum_name(LOSS_WEIGHTINGS, _TRAIN.loss_weighting)
+    min_snr_gamma: float = _f32(_TRAIN.min_snr_gamma)
 
     _c_default = staticmethod(_lib.lib.ddpm_train_params_default)
+    _enums = {"prediction_target": C.OUTPUTS, "loss_weighting": LOSS_WEIGHTINGS}
 
 
 _COND = _lib.lib.ddpm_cond_params_default()

@@ -316,12 +316,17 @@ class Model(C.HandleOwner):
 
     # ---- Inference -----------------------------------------------------------------
 
+    def score(self, x_t: Any, t: int, labels: Any = None, **options: Any) -> np.ndarray:
+        """The score s_θ(x_t, t) = −ε̂/√(1−ᾱ_t) (with guidance when labels are given): predict(output="score")."""
+        return self.predict(x_t, t, labels, output="score", **options)
+
     def predict(self, x_t: Any, t: int, labels: Any = None, *, output: str = "eps",
                 guidance_scale: float = C.PREDICT_DEFAULTS.guidance_scale,
                 use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema)) -> np.ndarray:
         """The model's prediction for a batch x_t (B, *sample_shape) at one timestep t for every row.
 
-        output: "eps" (ε̂) or "x0" (x̂_0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t).
+        output: "eps" (ε̂), "x0" (x̂_0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t), "v" (√ᾱ_t·ε̂ − √(1−ᾱ_t)·x̂_0)
+            or "score" (−ε̂/√(1−ᾱ_t), the score of q(x_t)), whatever the model's target.
         labels: (B,) (or one int) for a conditional model, with classifier-free guidance
         ε̂_uncond + w·(ε̂_cond − ε̂_uncond), w = guidance_scale; or None.
         use_ema: predict with the EMA weights (default) or the live ones.
@@ -333,7 +338,7 @@ class Model(C.HandleOwner):
         label_arr = None if labels is None else C.int32_vector(labels, x.shape[0], "labels", broadcast=True)
         params = C.predict_params(guidance_scale, use_ema)
         out = np.empty_like(x)
-        check(_lib.lib.ddpm_model_predict(handle, ctypes.byref(params), C.enum_value(C.OUTPUTS, output, "output"),
+        check(_lib.lib.ddpm_model_predict(handle, ctypes.byref(params), C.enum_value(C.PREDICTIONS, output, "output"),
                                           C.float_ptr(x), x.shape[0], t, C.int32_ptr(label_arr),
                                           C.float_ptr(out), out.size))
         return out
