@@ -301,6 +301,35 @@ int ddpm_schedule_sample(const ddpm_schedule *schedule, const ddpm_sample_params
                          ddpm_model_fn model_fn, void *model_user_data, const int32_t *labels,
                          int64_t n, int64_t dim, float *out, int64_t count);
 
+/* ---- The variational bound (negative log-likelihood) ------------------------------ */
+
+/** How the bound's last term L_0 = -log p(x_0|x_1) scores x_0. */
+typedef enum {
+    DDPM_DECODER_CONTINUOUS = 0,  /* a Gaussian density: the bound is in nats per dimension   */
+    DDPM_DECODER_DISCRETIZED = 1  /* data on 2^bits levels in [-1, 1] (images): the Gaussian's
+                                     mass of x_0's bin, in bits per dimension                  */
+} ddpm_decoder;
+
+typedef struct ddpm_vlb_params {
+    size_t struct_size;     /* sizeof(ddpm_vlb_params)                                    */
+    int32_t variance;       /* ddpm_variance of p(x_{t-1}|x_t): BETA (default) or POSTERIOR */
+    int32_t decoder;        /* ddpm_decoder; CONTINUOUS                                   */
+    int32_t bits;           /* levels 2^bits for DISCRETIZED; 8                           */
+    uint64_t seed;          /* seeds the x_t ~ q(x_t|x_0) of every term; 0                */
+    int32_t prediction_type; /* ddpm_output a caller's model returns (callbacks); EPS      */
+} ddpm_vlb_params;
+
+ddpm_vlb_params ddpm_vlb_params_default(void);
+
+/** The variational bound L_T + Σ L_{t-1} + L_0 of each of n samples x0 (n, dim) under a
+ *  caller's model (one call per timestep, each at a fresh x_t ~ q(x_t|x_0)), in bits/dim
+ *  (DISCRETIZED) or nats/dim (CONTINUOUS). total_out: (n,). prior_out: (n,) L_T, or NULL.
+ *  terms_out: (n, T) with L_0 at t = 0 and L_{t-1} at t >= 1, or NULL. count = n·dim. */
+int ddpm_schedule_vlb(const ddpm_schedule *schedule, const ddpm_vlb_params *params,
+                      ddpm_model_fn model_fn, void *model_user_data, const int32_t *labels,
+                      const float *x0, int64_t n, int64_t dim, float *total_out, float *prior_out,
+                      float *terms_out, int64_t count);
+
 /* ---- A sampler stepped from outside (a diffusers-style scheduler) ---------------- */
 
 typedef struct ddpm_sampler ddpm_sampler;
@@ -495,6 +524,13 @@ int ddpm_model_predict(ddpm_model *model, const ddpm_predict_params *params, int
 int ddpm_model_sample(ddpm_model *model, const ddpm_sample_params *sample_params,
                       const ddpm_predict_params *predict_params, const int32_t *labels,
                       int64_t n, float *out, int64_t count);
+
+/** The variational bound of n samples x0 (n, sample_size) under the model, with the weights
+ *  and guidance of predict_params (NULL = defaults); labels (n,) or NULL. Outputs as for
+ *  ddpm_schedule_vlb. */
+int ddpm_model_nll(ddpm_model *model, const ddpm_vlb_params *params, const ddpm_predict_params *predict_params,
+                   const int32_t *labels, const float *x0, int64_t n, float *total_out, float *prior_out,
+                   float *terms_out, int64_t count);
 
 /** Saves network, EMA, optimizer state, RNG, schedule and configuration as one safetensors
  *  file. The file is written to a temporary name beside `path` and renamed over it, so an

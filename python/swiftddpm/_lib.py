@@ -294,6 +294,37 @@ lib.ddpm_schedule_sample.argtypes = [
 ]
 lib.ddpm_schedule_sample.restype = c_int
 
+# ---- The variational bound (negative log-likelihood) -----------------------------------
+
+# ddpm_decoder
+DDPM_DECODER_CONTINUOUS = 0  # a Gaussian density: nats per dimension
+DDPM_DECODER_DISCRETIZED = 1  # data on 2^bits levels in [-1, 1]: bits per dimension
+
+
+class ddpm_vlb_params(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),  # sizeof(ddpm_vlb_params)
+        ("variance", c_int32),  # ddpm_variance of p(x_{t-1}|x_t): BETA (default) or POSTERIOR
+        ("decoder", c_int32),  # ddpm_decoder; CONTINUOUS
+        ("bits", c_int32),  # levels 2^bits for DISCRETIZED; 8
+        ("seed", c_uint64),  # seeds the x_t ~ q(x_t|x_0) of every term; 0
+        ("prediction_type", c_int32),  # ddpm_output a caller's model returns (callbacks); EPS
+    ]
+
+
+# ddpm_vlb_params ddpm_vlb_params_default(void);
+lib.ddpm_vlb_params_default.argtypes = []
+lib.ddpm_vlb_params_default.restype = ddpm_vlb_params
+# int ddpm_schedule_vlb(const ddpm_schedule *schedule, const ddpm_vlb_params *params,
+#                       ddpm_model_fn model_fn, void *model_user_data, const int32_t *labels,
+#                       const float *x0, int64_t n, int64_t dim, float *total_out, float *prior_out,
+#                       float *terms_out, int64_t count);
+lib.ddpm_schedule_vlb.argtypes = [
+    ddpm_schedule_p, POINTER(ddpm_vlb_params), ddpm_model_fn, c_void_p, POINTER(c_int32),
+    POINTER(c_float), c_int64, c_int64, POINTER(c_float), POINTER(c_float), POINTER(c_float), c_int64,
+]
+lib.ddpm_schedule_vlb.restype = c_int
+
 # ---- A sampler stepped from outside (a diffusers-style scheduler) ----------------------
 
 
@@ -523,6 +554,14 @@ lib.ddpm_model_sample.argtypes = [
     c_int64, POINTER(c_float), c_int64,
 ]
 lib.ddpm_model_sample.restype = c_int
+# int ddpm_model_nll(ddpm_model *model, const ddpm_vlb_params *params, const ddpm_predict_params *predict_params,
+#                    const int32_t *labels, const float *x0, int64_t n, float *total_out, float *prior_out,
+#                    float *terms_out, int64_t count);
+lib.ddpm_model_nll.argtypes = [
+    ddpm_model_p, POINTER(ddpm_vlb_params), POINTER(ddpm_predict_params), POINTER(c_int32),
+    POINTER(c_float), c_int64, POINTER(c_float), POINTER(c_float), POINTER(c_float), c_int64,
+]
+lib.ddpm_model_nll.restype = c_int
 # int ddpm_model_save(const ddpm_model *model, const char *path);
 lib.ddpm_model_save.argtypes = [ddpm_model_p, c_char_p]
 lib.ddpm_model_save.restype = c_int

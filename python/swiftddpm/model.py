@@ -389,6 +389,29 @@ class Model(C.HandleOwner):
                                                                      C.int32_ptr(label_arr), n, C.float_ptr(out),
                                                                      out.size))
 
+    def nll(self, x0: Any, labels: Any = None, *, variance: str = "beta", decoder: str = "continuous", bits: int = 8,
+            seed: int = 0, guidance_scale: float = C.PREDICT_DEFAULTS.guidance_scale,
+            use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema)) -> C.Likelihood:
+        """The variational bound on −log p(x0) of each sample, term by term (one network
+        evaluation per timestep, each at a fresh x_t ~ q(x_t|x_0) drawn from `seed`).
+
+        variance: σ² of p(x_{t-1}|x_t), "beta" or "posterior". decoder: "continuous" (a
+        Gaussian density; nats/dim) or "discretized" (x0 on 2**bits levels in [-1, 1], e.g.
+        images; bits/dim). Returns a Likelihood: total (n,), prior (n,) L_T, terms (n, T), unit.
+        """
+        handle = self._h()
+        x = self._batch(x0, "x0")
+        n = x.shape[0]
+        label_arr = None if labels is None else C.int32_vector(labels, n, "labels", broadcast=True)
+        params = C.vlb_params(variance, decoder, bits, seed, "eps")
+        predict = C.predict_params(guidance_scale, use_ema)
+        with self.schedule as schedule:
+            T = schedule.num_timesteps
+        return C.run_vlb(C.CallbackState(), params, x, T, decoder,
+                         lambda total, prior, terms: _lib.lib.ddpm_model_nll(
+                             handle, ctypes.byref(params), ctypes.byref(predict), C.int32_ptr(label_arr),
+                             C.float_ptr(x), n, total, prior, terms, x.size))
+
     # ---- Files ---------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
