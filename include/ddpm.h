@@ -228,7 +228,10 @@ typedef enum {
 
 typedef enum {
     DDPM_VARIANCE_BETA = 0,      /* σ_t² = β_t                                          */
-    DDPM_VARIANCE_POSTERIOR = 1  /* σ_t² = β̃_t                                          */
+    DDPM_VARIANCE_POSTERIOR = 1, /* σ_t² = β̃_t                                          */
+    DDPM_VARIANCE_LEARNED = 2    /* the model's: log σ_t² = frac·log β_t + (1-frac)·log β̃_t,
+                                    frac = (v+1)/2 from its variance output (DDPM and PC
+                                    sampling, and the bound, of a learned_variance model)   */
 } ddpm_variance;
 
 /** What a model output (or a requested prediction) is. */
@@ -430,6 +433,9 @@ typedef struct ddpm_train_params {
     int32_t prediction_target; /* ddpm_output the network learns: EPS (default), X0 or V  */
     int32_t loss_weighting;   /* ddpm_loss_weighting; UNIFORM (L_simple)                  */
     float min_snr_gamma;      /* γ of MIN_SNR (5)                                         */
+    int32_t learned_variance; /* nonzero: the network also outputs its reverse variance, trained
+                                 by the hybrid loss L_simple + vlb_lambda·L_vlb (0)        */
+    float vlb_lambda;         /* λ of the hybrid loss (0.001)                             */
 } ddpm_train_params;
 
 /** How each sample's squared error is weighted in the training loss (SNR = ᾱ/(1-ᾱ)). */

@@ -17,7 +17,8 @@ func vlbOptions(_ params: UnsafePointer<ddpm_vlb_params>?) throws -> (VLBOptions
     switch ddpm_variance(rawValue: UInt32(bitPattern: p.variance)) {
     case DDPM_VARIANCE_BETA: o.variance = .beta
     case DDPM_VARIANCE_POSTERIOR: o.variance = .posterior
-    default: throw DDPMError.invalidArgument("unknown variance \(p.variance) (0 beta, 1 posterior)")
+    case DDPM_VARIANCE_LEARNED: o.variance = .learned
+    default: throw DDPMError.invalidArgument("unknown variance \(p.variance) (0 beta, 1 posterior, 2 learned)")
     }
     switch ddpm_decoder(rawValue: UInt32(bitPattern: p.decoder)) {
     case DDPM_DECODER_CONTINUOUS: o.decoder = .continuous

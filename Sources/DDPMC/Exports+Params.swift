@@ -148,7 +148,8 @@ func trainParams(_ t: TrainingConfig) -> ddpm_train_params {
         struct_size: MemoryLayout<ddpm_train_params>.size, learning_rate: o.learningRate, beta1: o.beta1, beta2: o.beta2,
         adam_eps: o.epsilon, weight_decay: o.weightDecay, grad_clip: t.gradClip, ema_decay: t.emaDecay,
         label_dropout: t.labelDropout, seed: t.seed, prediction_target: t.target.rawValue,
-        loss_weighting: t.lossWeighting.rawValue, min_snr_gamma: t.minSNRGamma)
+        loss_weighting: t.lossWeighting.rawValue, min_snr_gamma: t.minSNRGamma,
+        learned_variance: t.learnedVariance ? 1 : 0, vlb_lambda: t.vlbLambda)
 }
 
 /// The engine's training config (NULL means the defaults).
@@ -167,6 +168,7 @@ func trainingConfig(_ params: UnsafePointer<ddpm_train_params>?) throws -> Train
     default: throw DDPMError.invalidArgument("unknown loss_weighting \(p.loss_weighting) (0 uniform, 1 min-SNR, 2 VLB)")
     }
     t.minSNRGamma = p.min_snr_gamma
+    (t.learnedVariance, t.vlbLambda) = (p.learned_variance != 0, p.vlb_lambda)
     return t
 }
 

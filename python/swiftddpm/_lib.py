@@ -231,6 +231,7 @@ DDPM_SPACING_KARRAS = 4  # Karras et al. sigma spacing mapped to the nearest t
 # ddpm_variance
 DDPM_VARIANCE_BETA = 0  # σ_t² = β_t
 DDPM_VARIANCE_POSTERIOR = 1  # σ_t² = β̃_t
+DDPM_VARIANCE_LEARNED = 2  # the model's learned variance
 
 # ddpm_output: what a model output (or a requested prediction) is
 DDPM_OUTPUT_EPS = 0  # ε̂, the noise in x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε
@@ -447,6 +448,8 @@ class ddpm_train_params(Structure):
         ("prediction_target", c_int32),  # ddpm_output the network learns: EPS (default), X0 or V
         ("loss_weighting", c_int32),  # ddpm_loss_weighting; UNIFORM (L_simple)
         ("min_snr_gamma", c_float),  # gamma of MIN_SNR (5)
+        ("learned_variance", c_int32),  # nonzero: the network also outputs its variance (hybrid loss) (0)
+        ("vlb_lambda", c_float),  # lambda of the hybrid loss (0.001)
     ]
 
 

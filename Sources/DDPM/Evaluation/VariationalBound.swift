@@ -10,7 +10,8 @@
 //             vector data (the total is then in nats per dimension), or for image data in [−1, 1]
 //             on 2^bits levels the discretized Gaussian (the mass of the bin around x_0, the
 //             outermost bins open to ±∞; the total is then in bits per dimension).
-// x̂_0 comes from the model output through Prediction.swift (no clipping). σ_t² = β_t or β̃_t.
+// x̂_0 comes from the model output through Prediction.swift (no clipping). σ_t² = β_t, β̃_t, or
+// the model's learned log σ_t² = frac·log β_t + (1 − frac)·log β̃_t (clipped log), frac = (v+1)/2.
 //
 // B = batch, S = floats per sample, T = timesteps. Sums run in Double.
 #if canImport(Glibc)
@@ -28,7 +29,7 @@ public enum DataDecoder: Equatable, Sendable {
 }
 
 public struct VLBOptions: Sendable, Equatable {
-    /// σ_t² of p_θ: β_t or β̃_t.
+    /// σ_t² of p_θ: β_t, β̃_t, or the model's learned variance.
     public var variance: ReverseVariance = .beta
     public var decoder: DataDecoder = .continuous
     /// Seeds the x_t ~ q(x_t|x_0) of every term.
@@ -84,11 +85,15 @@ extension NoiseSchedule {
             try requireFinite(output.pointer, count: N, "the model output at t = \(t)")
             let x0Hat = denoise(output: output.pointer, type: denoiser.predictionType, x: xt.pointer, t: t, batch: B,
                                 sampleSize: S, limit: X0Limit(), scratch: scratch).x0
+            let v = denoiser.lastVariance
+            try require(options.variance != .learned || v != nil, "variance 'learned' needs a model that learns its variance")
+            let learned = options.variance == .learned ? v : nil
             for b in 0..<B {
                 let row = b * S
+                let vRow = learned.map { $0 + row }
                 terms[b * T + t] = t == 0
-                    ? decoderNLL(x0 + row, mean: x0Hat + row, count: S, options: options)
-                    : posteriorKL(x0 + row, x0Hat: x0Hat + row, xt: xt.pointer + row, t: t, count: S, variance: options.variance)
+                    ? decoderNLL(x0 + row, mean: x0Hat + row, count: S, options: options, learned: vRow)
+                    : posteriorKL(x0 + row, x0Hat: x0Hat + row, t: t, count: S, variance: options.variance, learned: vRow)
             }
         }
         let prior = (0..<B).map { priorKL(x0 + $0 * S, count: S) }
@@ -110,36 +115,44 @@ extension NoiseSchedule {
         return total / Double(S)
     }
 
-    /// L_{t−1} per dimension (t ≥ 1), averaged over the S dims.
-    func posteriorKL(_ x0: UnsafePointer<Float>, x0Hat: UnsafePointer<Float>, xt: UnsafePointer<Float>, t: Int,
-                     count S: Int, variance: ReverseVariance) -> Double {
-        let qVar = posteriorVariance[t]
-        let pVar = variance == .beta ? betas[t] : qVar
-        let c0 = posteriorMeanCoefX0[t]
-        var squares = 0.0  // Σ (μ̃ − μ_θ)² = c0²·Σ (x_0 − x̂_0)²  (the x_t parts cancel)
-        for i in 0..<S {
-            let d = Double(x0[i]) - Double(x0Hat[i])
-            squares += d * d
+    /// log σ_t² of p_θ for one element: fixed, or learned from v.
+    func reverseLogVariance(_ t: Int, _ variance: ReverseVariance, learned v: Float?) -> Double {
+        if let v {
+            let frac = (Double(v) + 1) / 2
+            return frac * log(betas[t]) + (1 - frac) * posteriorLogVarianceClipped[t]
         }
-        let perDim = 0.5 * (log(pVar) - log(qVar) + qVar / pVar - 1)
-        return perDim + 0.5 * c0 * c0 * squares / pVar / Double(S)
+        return variance == .beta ? log(betas[t]) : posteriorLogVarianceClipped[t]
+    }
+
+    /// L_{t−1} per dimension (t ≥ 1), averaged over the S dims; μ̃ − μ_θ = c0_t·(x_0 − x̂_0)
+    /// (the x_t parts cancel).
+    func posteriorKL(_ x0: UnsafePointer<Float>, x0Hat: UnsafePointer<Float>, t: Int, count S: Int,
+                     variance: ReverseVariance, learned v: UnsafePointer<Float>?) -> Double {
+        let logQ = log(posteriorVariance[t])
+        let c0 = posteriorMeanCoefX0[t]
+        var total = 0.0
+        for i in 0..<S {
+            let logP = reverseLogVariance(t, variance, learned: v?[i])
+            let d = c0 * (Double(x0[i]) - Double(x0Hat[i]))
+            total += 0.5 * (logP - logQ + exp(logQ - logP) - 1 + d * d * exp(-logP))
+        }
+        return total / Double(S)
     }
 
     /// L_0 = −log p_θ(x_0|x_1) per dimension, averaged over the S dims.
-    func decoderNLL(_ x0: UnsafePointer<Float>, mean: UnsafePointer<Float>, count S: Int, options: VLBOptions) -> Double {
-        let variance = options.variance == .beta ? betas[0] : exp(posteriorLogVarianceClipped[0])
-        let sigma = variance.squareRoot()
+    func decoderNLL(_ x0: UnsafePointer<Float>, mean: UnsafePointer<Float>, count S: Int, options: VLBOptions,
+                    learned v: UnsafePointer<Float>?) -> Double {
         var total = 0.0
-        switch options.decoder {
-        case .continuous:
-            for i in 0..<S {
-                let z = (Double(x0[i]) - Double(mean[i])) / sigma
+        for i in 0..<S {
+            let variance = exp(reverseLogVariance(0, options.variance, learned: v?[i]))
+            let sigma = variance.squareRoot()
+            let (x, m) = (Double(x0[i]), Double(mean[i]))
+            switch options.decoder {
+            case .continuous:
+                let z = (x - m) / sigma
                 total += 0.5 * log(2 * Double.pi * variance) + 0.5 * z * z
-            }
-        case .discretized(let bits):
-            let half = 1 / Double((1 << bits) - 1)  // half a bin: the levels are 2/(2^bits − 1) apart
-            for i in 0..<S {
-                let (x, m) = (Double(x0[i]), Double(mean[i]))
+            case .discretized(let bits):
+                let half = 1 / Double((1 << bits) - 1)  // half a bin: the levels are 2/(2^bits − 1) apart
                 let (zPlus, zMinus) = ((x + half - m) / sigma, (x - half - m) / sigma)
                 let mass: Double
                 if x > 1 - half / 2 {

@@ -29,8 +29,12 @@ final class GuidedDenoiser: Denoiser {
     let predictionType: PredictionType  // the model's training target
     let ts: Buffer<Int32>  // (2B,) the shared timestep
     let labels2: Buffer<Int32>  // (2B,) cond labels then null labels
-    let x2: Buffer<Float>, out2: Buffer<Float>  // (2B, S)
+    let x2: Buffer<Float>  // (2B, S)
+    let out2: Buffer<Float>  // (2B, O) the network's outputs, O = S or 2S with a learned variance
+    let variance: Buffer<Float>  // (B, S) the learned variance's v of the last prediction (conditional), or empty
     var rng = Philox(seed: 0)  // the forward pass takes one; inference draws nothing from it
+
+    var lastVariance: UnsafePointer<Float>? { network.learnsVariance ? UnsafePointer(variance.pointer) : nil }
 
     init(network: DenoisingNetwork, params: UnsafePointer<Float>, guidanceScale: Float, batch: Int, target: PredictionType) {
         self.network = network
@@ -41,7 +45,8 @@ final class GuidedDenoiser: Denoiser {
         ts = Buffer(count: 2 * batch, zero: 0)
         labels2 = Buffer(count: 2 * batch, zero: 0)
         x2 = Buffer(count: 2 * batch * network.sampleSize)
-        out2 = Buffer(count: 2 * batch * network.sampleSize)
+        out2 = Buffer(count: 2 * batch * network.outputSize)
+        variance = Buffer(count: network.learnsVariance ? batch * network.sampleSize : 0)
     }
 
     func predict(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: Int,
@@ -51,11 +56,11 @@ final class GuidedDenoiser: Denoiser {
         let w = guidanceScale
         guard let labels, network.numClasses > 0, w != 1 else {
             // Plain prediction: conditional if labels were given, else null labels.
-            network.forward(out, x: x, t: ts.pointer, labels: labels, batch: B, params: params, training: false, rng: &rng)
+            forward(out, x: x, labels: labels, batch: B)
             return
         }
         if w == 0 {
-            network.forward(out, x: x, t: ts.pointer, labels: nil, batch: B, params: params, training: false, rng: &rng)
+            forward(out, x: x, labels: nil, batch: B)
             return
         }
         let K = Int32(network.numClasses)
@@ -65,8 +70,23 @@ final class GuidedDenoiser: Denoiser {
         (labels2.pointer + B).update(repeating: K, count: B)
         network.forward(out2.pointer, x: x2.pointer, t: ts.pointer, labels: labels2.pointer, batch: 2 * B,
                         params: params, training: false, rng: &rng)
-        let (cond, uncond) = (out2.pointer, out2.pointer + B * S)
-        for i in 0..<B * S { out[i] = uncond[i] + w * (cond[i] - uncond[i]) }
+        // Guidance mixes the outputs; a learned variance is the conditional prediction's (as GLIDE).
+        let O = network.outputSize
+        for b in 0..<B {
+            let (cond, uncond) = (out2.pointer + b * O, out2.pointer + (B + b) * O)
+            for i in 0..<S { out[b * S + i] = uncond[i] + w * (cond[i] - uncond[i]) }
+            if network.learnsVariance { (variance.pointer + b * S).update(from: cond + S, count: S) }
+        }
+    }
+
+    /// One forward pass at ts[0..<B]: the output to `out` (B, S), v to `variance` when learned.
+    func forward(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch B: Int) {
+        guard network.learnsVariance else {
+            network.forward(out, x: x, t: ts.pointer, labels: labels, batch: B, params: params, training: false, rng: &rng)
+            return
+        }
+        network.forward(out2.pointer, x: x, t: ts.pointer, labels: labels, batch: B, params: params, training: false, rng: &rng)
+        split(out2.pointer, into: out, variance.pointer, batch: B, sampleSize: sampleSize)
     }
 }
 

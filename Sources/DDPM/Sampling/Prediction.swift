@@ -32,6 +32,8 @@ public enum PredictOutput: Int32, Sendable, CaseIterable {
 public struct Denoised {
     public var x0: UnsafePointer<Float>  // (N,)
     public var eps: UnsafePointer<Float>  // (N,)
+    /// The learned variance's v (N,), when the model has one.
+    public var variance: UnsafePointer<Float>? = nil
 }
 
 /// How x̂_0 is limited before a solver uses it.

@@ -18,12 +18,17 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var lossWeighting: LossWeighting = .uniform
     /// γ of min-SNR-γ weighting.
     public var minSNRGamma: Float = 5
+    /// The network also outputs its reverse variance, trained by the hybrid loss (VarianceLoss.swift).
+    public var learnedVariance = false
+    /// λ of the hybrid loss L_simple + λ·L_vlb.
+    public var vlbLambda: Float = 0.001
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case learningRate = "learning_rate", beta1, beta2, adamEps = "adam_eps", weightDecay = "weight_decay"
         case gradClip = "grad_clip", emaDecay = "ema_decay", labelDropout = "label_dropout", seed
         case target = "prediction_target", lossWeighting = "loss_weighting", minSNRGamma = "min_snr_gamma"
+        case learnedVariance = "learned_variance", vlbLambda = "vlb_lambda"
     }
 
     static let targetNames: [PredictionType: String] = [.epsilon: "eps", .x0: "x0", .v: "v"]
@@ -51,6 +56,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         target = try named(.target, Self.targetNames, .epsilon)
         lossWeighting = try named(.lossWeighting, Self.weightingNames, .uniform)
         minSNRGamma = try c.decodeIfPresent(Float.self, forKey: .minSNRGamma) ?? 5
+        learnedVariance = try c.decodeIfPresent(Bool.self, forKey: .learnedVariance) ?? false
+        vlbLambda = try c.decodeIfPresent(Float.self, forKey: .vlbLambda) ?? 0.001
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -67,6 +74,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         try c.encode(Self.targetNames[target], forKey: .target)
         try c.encode(Self.weightingNames[lossWeighting], forKey: .lossWeighting)
         try c.encode(minSNRGamma, forKey: .minSNRGamma)
+        try c.encode(learnedVariance, forKey: .learnedVariance)
+        try c.encode(vlbLambda, forKey: .vlbLambda)
     }
 
     func validate() throws {
@@ -75,6 +84,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         try require(emaDecay >= 0 && emaDecay <= 1, "ema_decay must be in [0, 1] (got \(emaDecay))")
         try require(labelDropout >= 0 && labelDropout <= 1, "label_dropout must be in [0, 1] (got \(labelDropout))")
         try require(minSNRGamma.isFinite && minSNRGamma > 0, "min_snr_gamma must be > 0 (got \(minSNRGamma))")
+        try require(vlbLambda.isFinite && vlbLambda >= 0, "vlb_lambda must be >= 0 (got \(vlbLambda))")
     }
 
     /// The objective these settings describe over `schedule`.
