@@ -125,9 +125,9 @@ public final class DiffusionModel {
                                              targetScratch: buf.target.pointer)
         if learned {
             // + λ·T·L_t for the variance, the mean stopped (VarianceLoss.swift)
-            loss += try varianceLoss.lossAndGradient(dvar: buf.dvariance.pointer, v: buf.variance.pointer,
+            loss += Float(try varianceLoss.lossAndGradient(dvar: buf.dvariance.pointer, v: buf.variance.pointer,
                                                      output: buf.output.pointer, x0: x0, xt: buf.xt.pointer,
-                                                     t: buf.t.pointer, batch: B, sampleSize: S, x0Hat: buf.x0Hat.pointer)
+                                                     t: buf.t.pointer, batch: B, sampleSize: S, x0Hat: buf.x0Hat.pointer))
             merge(buf.dout.pointer, buf.dvariance.pointer, into: buf.dfull.pointer, batch: B, sampleSize: S)
         }
         guard loss.isFinite else {

@@ -34,7 +34,7 @@ struct VarianceLoss {
     /// Writes ∂L/∂v to `dvar` and returns λ·T·mean_b L_t(b). `x0Hat` is scratch.
     func lossAndGradient(dvar: UnsafeMutablePointer<Float>, v: UnsafePointer<Float>, output: UnsafePointer<Float>,
                          x0: UnsafePointer<Float>, xt: UnsafePointer<Float>, t: UnsafePointer<Int32>, batch B: Int,
-                         sampleSize S: Int, x0Hat: UnsafeMutablePointer<Float>) throws -> Float {
+                         sampleSize S: Int, x0Hat: UnsafeMutablePointer<Float>) throws -> Double {
         let scale = lambda * Double(schedule.count) / log(2.0)  // λ·T, nats → bits
         var total = 0.0
         for b in 0..<B {
@@ -61,6 +61,6 @@ struct VarianceLoss {
             }
             total += sum / Double(S)
         }
-        return Float(scale * total / Double(B))
+        return scale * total / Double(B)
     }
 }
