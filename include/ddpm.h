@@ -228,13 +228,19 @@ typedef enum {
 
 typedef enum {
     DDPM_VARIANCE_BETA = 0,      /* σ_t² = β_t                                          */
-    DDPM_VARIANCE_POSTERIOR = 1  /* σ_t² = β̃_t                                          */
+    DDPM_VARIANCE_POSTERIOR = 1, /* σ_t² = β̃_t                                          */
+    DDPM_VARIANCE_LEARNED = 2    /* the model's: log σ_t² = frac·log β_t + (1-frac)·log β̃_t,
+                                    frac = (v+1)/2 from its variance output (DDPM and PC
+                                    sampling, and the bound, of a learned_variance model)   */
 } ddpm_variance;
 
 /** What a model output (or a requested prediction) is. */
 typedef enum {
     DDPM_OUTPUT_EPS = 0,  /* ε̂, the noise in x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε                  */
-    DDPM_OUTPUT_X0 = 1    /* x̂0 = (x_t - √(1-ᾱ_t)·ε̂)/√ᾱ_t, the predicted clean sample     */
+    DDPM_OUTPUT_X0 = 1,   /* x̂0 = (x_t - √(1-ᾱ_t)·ε̂)/√ᾱ_t, the predicted clean sample     */
+    DDPM_OUTPUT_V = 2,    /* v̂ = √ᾱ_t·ε̂ - √(1-ᾱ_t)·x̂0 (Salimans & Ho)                     */
+    DDPM_OUTPUT_SCORE = 3 /* s = -ε̂/√(1-ᾱ_t), the score of q(x_t); a prediction only, never a
+                             model's output type                                             */
 } ddpm_output;
 
 /** Called with x_T before the first reverse step (step = 0, t = the first timestep), then
@@ -297,6 +303,35 @@ typedef int (*ddpm_model_fn)(void *user_data, float *out, const float *x_t, int6
 int ddpm_schedule_sample(const ddpm_schedule *schedule, const ddpm_sample_params *params,
                          ddpm_model_fn model_fn, void *model_user_data, const int32_t *labels,
                          int64_t n, int64_t dim, float *out, int64_t count);
+
+/* ---- The variational bound (negative log-likelihood) ------------------------------ */
+
+/** How the bound's last term L_0 = -log p(x_0|x_1) scores x_0. */
+typedef enum {
+    DDPM_DECODER_CONTINUOUS = 0,  /* a Gaussian density: the bound is in nats per dimension   */
+    DDPM_DECODER_DISCRETIZED = 1  /* data on 2^bits levels in [-1, 1] (images): the Gaussian's
+                                     mass of x_0's bin, in bits per dimension                  */
+} ddpm_decoder;
+
+typedef struct ddpm_vlb_params {
+    size_t struct_size;     /* sizeof(ddpm_vlb_params)                                    */
+    int32_t variance;       /* ddpm_variance of p(x_{t-1}|x_t): BETA (default) or POSTERIOR */
+    int32_t decoder;        /* ddpm_decoder; CONTINUOUS                                   */
+    int32_t bits;           /* levels 2^bits for DISCRETIZED; 8                           */
+    uint64_t seed;          /* seeds the x_t ~ q(x_t|x_0) of every term; 0                */
+    int32_t prediction_type; /* ddpm_output a caller's model returns (callbacks); EPS      */
+} ddpm_vlb_params;
+
+ddpm_vlb_params ddpm_vlb_params_default(void);
+
+/** The variational bound L_T + Σ L_{t-1} + L_0 of each of n samples x0 (n, dim) under a
+ *  caller's model (one call per timestep, each at a fresh x_t ~ q(x_t|x_0)), in bits/dim
+ *  (DISCRETIZED) or nats/dim (CONTINUOUS). total_out: (n,). prior_out: (n,) L_T, or NULL.
+ *  terms_out: (n, T) with L_0 at t = 0 and L_{t-1} at t >= 1, or NULL. count = n·dim. */
+int ddpm_schedule_vlb(const ddpm_schedule *schedule, const ddpm_vlb_params *params,
+                      ddpm_model_fn model_fn, void *model_user_data, const int32_t *labels,
+                      const float *x0, int64_t n, int64_t dim, float *total_out, float *prior_out,
+                      float *terms_out, int64_t count);
 
 /* ---- A sampler stepped from outside (a diffusers-style scheduler) ---------------- */
 
@@ -395,7 +430,22 @@ typedef struct ddpm_train_params {
     float ema_decay;          /* EMA decay d (0.995); step n uses min(d, (1+n)/(10+n))    */
     float label_dropout;      /* probability of training a row with the null label (0.1) */
     uint64_t seed;            /* parameter init and training draws (0)                    */
+    int32_t prediction_target; /* ddpm_output the network learns: EPS (default), X0 or V  */
+    int32_t loss_weighting;   /* ddpm_loss_weighting; UNIFORM (L_simple)                  */
+    float min_snr_gamma;      /* γ of MIN_SNR (5)                                         */
+    int32_t learned_variance; /* nonzero: the network also outputs its reverse variance, trained
+                                 by the hybrid loss L_simple + vlb_lambda·L_vlb (0)        */
+    float vlb_lambda;         /* λ of the hybrid loss (0.001)                             */
 } ddpm_train_params;
+
+/** How each sample's squared error is weighted in the training loss (SNR = ᾱ/(1-ᾱ)). */
+typedef enum {
+    DDPM_LOSS_UNIFORM = 0,    /* L_simple                                                  */
+    DDPM_LOSS_MIN_SNR = 1,    /* min-SNR-γ: ε: min(SNR,γ)/SNR, x0: min(SNR,γ), v: min(SNR,γ)/(SNR+1) */
+    DDPM_LOSS_VLB = 2         /* the variational bound's weight of L_{t-1} as an ε error,
+                                 β_t²/(2σ_t²α_t(1-ᾱ_t)) with σ_t² = β̃_t (β̃_1 at t = 0), times
+                                 the target's factor (1, SNR, ᾱ_t)                         */
+} ddpm_loss_weighting;
 
 ddpm_train_params ddpm_train_params_default(void);
 
@@ -467,7 +517,7 @@ int ddpm_model_train_step(ddpm_model *model, const float *x0, int64_t batch, int
                           const int32_t *labels, float *loss_out);
 
 /** The model's prediction for x_t: (batch, sample_size) at one timestep t for every row,
- *  as `output` (a ddpm_output: ε̂ or x̂0), with the weights and guidance of params (NULL =
+ *  as `output` (a ddpm_output: ε̂, x̂0, v̂ or the score), with the weights and guidance of params (NULL =
  *  ddpm_predict_params_default()); guidance applies when labels (batch,) are given.
  *  out: count floats. */
 int ddpm_model_predict(ddpm_model *model, const ddpm_predict_params *params, int32_t output,
@@ -480,6 +530,13 @@ int ddpm_model_predict(ddpm_model *model, const ddpm_predict_params *params, int
 int ddpm_model_sample(ddpm_model *model, const ddpm_sample_params *sample_params,
                       const ddpm_predict_params *predict_params, const int32_t *labels,
                       int64_t n, float *out, int64_t count);
+
+/** The variational bound of n samples x0 (n, sample_size) under the model, with the weights
+ *  and guidance of predict_params (NULL = defaults); labels (n,) or NULL. Outputs as for
+ *  ddpm_schedule_vlb. */
+int ddpm_model_nll(ddpm_model *model, const ddpm_vlb_params *params, const ddpm_predict_params *predict_params,
+                   const int32_t *labels, const float *x0, int64_t n, float *total_out, float *prior_out,
+                   float *terms_out, int64_t count);
 
 /** Saves network, EMA, optimizer state, RNG, schedule and configuration as one safetensors
  *  file. The file is written to a temporary name beside `path` and renamed over it, so an

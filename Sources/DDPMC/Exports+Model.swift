@@ -96,7 +96,7 @@ public func ddpm_model_predict(
     guarded("ddpm_model_predict") {
         let m = try model(handle)
         let options = try predictOptions(params)
-        let type = try predictionType(output, "output")
+        let type = try predictOutput(output, "output")
         let (xt, out) = (try nonNull(xt, "x_t"), try nonNull(out, "out"))
         _ = try checkCount(count, rows: batch, cols: Int64(m.network.sampleSize), "x_t/out")
         try m.predict(out, output: type, x: xt, t: Int(t), labels: labels, batch: Int(batch), options: options)

@@ -147,7 +147,9 @@ func trainParams(_ t: TrainingConfig) -> ddpm_train_params {
     return ddpm_train_params(
         struct_size: MemoryLayout<ddpm_train_params>.size, learning_rate: o.learningRate, beta1: o.beta1, beta2: o.beta2,
         adam_eps: o.epsilon, weight_decay: o.weightDecay, grad_clip: t.gradClip, ema_decay: t.emaDecay,
-        label_dropout: t.labelDropout, seed: t.seed)
+        label_dropout: t.labelDropout, seed: t.seed, prediction_target: t.target.rawValue,
+        loss_weighting: t.lossWeighting.rawValue, min_snr_gamma: t.minSNRGamma,
+        learned_variance: t.learnedVariance ? 1 : 0, vlb_lambda: t.vlbLambda)
 }
 
 /// The engine's training config (NULL means the defaults).
@@ -158,6 +160,15 @@ func trainingConfig(_ params: UnsafePointer<ddpm_train_params>?) throws -> Train
     t.optimizer = AdamWConfig(learningRate: p.learning_rate, beta1: p.beta1, beta2: p.beta2, epsilon: p.adam_eps,
                               weightDecay: p.weight_decay)
     (t.gradClip, t.emaDecay, t.labelDropout, t.seed) = (p.grad_clip, p.ema_decay, p.label_dropout, p.seed)
+    t.target = try predictionType(p.prediction_target, "prediction_target")
+    switch ddpm_loss_weighting(rawValue: UInt32(bitPattern: p.loss_weighting)) {
+    case DDPM_LOSS_UNIFORM: t.lossWeighting = .uniform
+    case DDPM_LOSS_MIN_SNR: t.lossWeighting = .minSNR
+    case DDPM_LOSS_VLB: t.lossWeighting = .vlb
+    default: throw DDPMError.invalidArgument("unknown loss_weighting \(p.loss_weighting) (0 uniform, 1 min-SNR, 2 VLB)")
+    }
+    t.minSNRGamma = p.min_snr_gamma
+    (t.learnedVariance, t.vlbLambda) = (p.learned_variance != 0, p.vlb_lambda)
     return t
 }
 
@@ -205,11 +216,21 @@ func predictOptions(_ params: UnsafePointer<ddpm_predict_params>?) throws -> Pre
     return PredictOptions(guidanceScale: p.guidance_scale, useEMA: p.use_ema != 0)
 }
 
-/// A ddpm_output value as the engine's PredictionType.
+/// A ddpm_output value as the engine's PredictOutput (what a prediction may be asked for).
+func predictOutput(_ value: Int32, _ name: String) throws -> PredictOutput {
+    if ddpm_output(rawValue: UInt32(bitPattern: value)) == DDPM_OUTPUT_SCORE { return .score }
+    guard let type = try? predictionType(value, name), let output = PredictOutput(rawValue: type.rawValue) else {
+        throw DDPMError.invalidArgument("unknown \(name) \(value) (0 eps, 1 x0, 2 v, 3 score)")
+    }
+    return output
+}
+
+/// A ddpm_output value as the engine's PredictionType (what a model outputs; not the score).
 func predictionType(_ value: Int32, _ name: String) throws -> PredictionType {
     switch ddpm_output(rawValue: UInt32(bitPattern: value)) {
     case DDPM_OUTPUT_EPS: return .epsilon
     case DDPM_OUTPUT_X0: return .x0
-    default: throw DDPMError.invalidArgument("unknown \(name) \(value) (0 eps, 1 x0)")
+    case DDPM_OUTPUT_V: return .v
+    default: throw DDPMError.invalidArgument("unknown \(name) \(value) (0 eps, 1 x0, 2 v; the score is no model output)")
     }
 }

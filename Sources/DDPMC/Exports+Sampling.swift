@@ -51,7 +51,8 @@ func samplerOptions(_ params: UnsafePointer<ddpm_sample_params>?) throws -> Samp
     switch ddpm_variance(rawValue: UInt32(bitPattern: p.variance)) {
     case DDPM_VARIANCE_BETA: o.variance = .beta
     case DDPM_VARIANCE_POSTERIOR: o.variance = .posterior
-    default: throw DDPMError.invalidArgument("unknown variance \(p.variance) (0 beta, 1 posterior)")
+    case DDPM_VARIANCE_LEARNED: o.variance = .learned
+    default: throw DDPMError.invalidArgument("unknown variance \(p.variance) (0 beta, 1 posterior, 2 learned)")
     }
     o.predictionType = try predictionType(p.prediction_type, "prediction_type")
     if p.clip_x0 != 0 {

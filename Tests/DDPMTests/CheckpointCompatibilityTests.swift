@@ -62,7 +62,9 @@ final class CheckpointCompatibilityTests: XCTestCase {
         XCTAssertEqual(network["time_embed_dim"] as? Int, 8)
         let train = try object("training")
         XCTAssertEqual(Set(train.keys), ["learning_rate", "beta1", "beta2", "adam_eps", "weight_decay", "grad_clip",
-                                         "ema_decay", "label_dropout", "seed"])
+                                         "ema_decay", "label_dropout", "seed", "prediction_target", "loss_weighting",
+                                         "min_snr_gamma", "learned_variance", "vlb_lambda"])
+        XCTAssertEqual(train["prediction_target"] as? String, "eps")
         XCTAssertEqual(train["seed"] as? Int, 9)
         let cond = try object("conditioning")
         XCTAssertEqual(cond["kind"] as? String, "classes")

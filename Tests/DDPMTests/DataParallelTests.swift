@@ -37,7 +37,7 @@ final class DataParallelTests: XCTestCase {
         let b = m.buffers
         return (loss, Array(m.gradients), Array(UnsafeBufferPointer(start: b.t.pointer, count: count)),
                 Array(UnsafeBufferPointer(start: b.eps.pointer, count: count * S)),
-                Array(UnsafeBufferPointer(start: b.epsHat.pointer, count: count * S)))
+                Array(UnsafeBufferPointer(start: b.output.pointer, count: count * S)))
     }
 
     func testShardsDrawWhatTheWholeBatchDraws() throws {

@@ -37,6 +37,7 @@ from .errors import (
 from .config import Conditioning, MLPConfig, ScheduleConfig, TrainConfig, UNetConfig
 from .model import Model
 from .sampler import Sampler, Scheduler
+from ._common import Likelihood
 from .schedule import NoiseSchedule
 
 __version__ = ".".join(map(str, _lib.EXPECTED_VERSION))
@@ -77,6 +78,7 @@ __all__ = [
     "Model",
     "NoiseSchedule",
     "NonFiniteError",
+    "Likelihood",
     "Sampler",
     "Scheduler",
     "ScheduleConfig",

@@ -4,6 +4,7 @@ sampling options and callbacks. numpy only shapes data here; the maths is in the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from typing import Any, Callable
@@ -19,8 +20,10 @@ METHODS = {"ddpm": _lib.DDPM_METHOD_DDPM, "ddim": _lib.DDPM_METHOD_DDIM, "dpm_so
 SPACINGS = {"default": _lib.DDPM_SPACING_DEFAULT, "leading": _lib.DDPM_SPACING_LEADING,
             "trailing": _lib.DDPM_SPACING_TRAILING, "linspace": _lib.DDPM_SPACING_LINSPACE,
             "karras": _lib.DDPM_SPACING_KARRAS}
-VARIANCES = {"beta": _lib.DDPM_VARIANCE_BETA, "posterior": _lib.DDPM_VARIANCE_POSTERIOR}
-OUTPUTS = {"eps": _lib.DDPM_OUTPUT_EPS, "x0": _lib.DDPM_OUTPUT_X0}  # ddpm_output
+VARIANCES = {"beta": _lib.DDPM_VARIANCE_BETA, "posterior": _lib.DDPM_VARIANCE_POSTERIOR,
+             "learned": _lib.DDPM_VARIANCE_LEARNED}
+OUTPUTS = {"eps": _lib.DDPM_OUTPUT_EPS, "x0": _lib.DDPM_OUTPUT_X0, "v": _lib.DDPM_OUTPUT_V}  # ddpm_output of a model
+PREDICTIONS = {**OUTPUTS, "score": _lib.DDPM_OUTPUT_SCORE}  # what Model.predict can return
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _NULL_INT32 = _lib.INT32_P()
@@ -407,3 +410,48 @@ def run_sampling(state: CallbackState, params: _lib.ddpm_sample_params, full_sha
     if want_all or wanted is not None:
         return out, dict(sorted((relay.snapshots if relay else {}).items(), reverse=True))
     return out
+
+
+# ---- The variational bound ----------------------------------------------------------------
+
+DECODERS = {"continuous": _lib.DDPM_DECODER_CONTINUOUS, "discretized": _lib.DDPM_DECODER_DISCRETIZED}
+
+
+@dataclasses.dataclass
+class Likelihood:
+    """The variational bound of each sample, term by term (see ddpm.h, ddpm_schedule_vlb).
+
+    total: (n,) L_T + Σ L_{t-1} + L_0.  prior: (n,) L_T.  terms: (n, T), L_0 at t = 0 and
+    L_{t-1} at t >= 1.  unit: "bits/dim" (discretized decoder) or "nats/dim" (continuous).
+    """
+
+    total: np.ndarray
+    prior: np.ndarray
+    terms: np.ndarray
+    unit: str
+
+    def mean(self) -> float:
+        """The bound averaged over the samples."""
+        return float(self.total.mean())
+
+
+def vlb_params(variance: str, decoder: str, bits: int, seed: int, prediction_type: str) -> _lib.ddpm_vlb_params:
+    p = _lib.lib.ddpm_vlb_params_default()
+    p.variance = enum_value(VARIANCES, variance, "variance")
+    p.decoder = enum_value(DECODERS, decoder, "decoder")
+    p.bits = as_int(bits, "bits", minimum=1, maximum=2**31 - 1)
+    p.seed = as_int(seed, "seed", minimum=0, maximum=2**64 - 1)
+    p.prediction_type = enum_value(OUTPUTS, prediction_type, "prediction_type")
+    return p
+
+
+def run_vlb(state: CallbackState, params: _lib.ddpm_vlb_params, x0: np.ndarray, num_timesteps: int, decoder: str,
+            call: Callable) -> Likelihood:
+    """Runs call(total_ptr, prior_ptr, terms_ptr) into new arrays; re-raises a callback's exception."""
+    n = x0.shape[0]
+    total, prior = np.empty(n, np.float32), np.empty(n, np.float32)
+    terms = np.empty((n, num_timesteps), np.float32)
+    status = call(float_ptr(total), float_ptr(prior), float_ptr(terms))
+    state.reraise()
+    check(status)
+    return Likelihood(total, prior, terms, "bits/dim" if decoder == "discretized" else "nats/dim")

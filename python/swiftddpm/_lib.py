@@ -231,10 +231,13 @@ DDPM_SPACING_KARRAS = 4  # Karras et al. sigma spacing mapped to the nearest t
 # ddpm_variance
 DDPM_VARIANCE_BETA = 0  # σ_t² = β_t
 DDPM_VARIANCE_POSTERIOR = 1  # σ_t² = β̃_t
+DDPM_VARIANCE_LEARNED = 2  # the model's learned variance
 
 # ddpm_output: what a model output (or a requested prediction) is
 DDPM_OUTPUT_EPS = 0  # ε̂, the noise in x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε
 DDPM_OUTPUT_X0 = 1  # x̂0 = (x_t - √(1-ᾱ_t)·ε̂)/√ᾱ_t, the predicted clean sample
+DDPM_OUTPUT_V = 2  # v̂ = √ᾱ_t·ε̂ - √(1-ᾱ_t)·x̂0
+DDPM_OUTPUT_SCORE = 3  # s = -ε̂/√(1-ᾱ_t); a prediction only, never a model's output type
 
 # typedef int (*ddpm_progress_fn)(void *user_data, int32_t step, int32_t total, int32_t t,
 #                                 const float *x, int64_t count);
@@ -291,6 +294,37 @@ lib.ddpm_schedule_sample.argtypes = [
     c_int64, c_int64, POINTER(c_float), c_int64,
 ]
 lib.ddpm_schedule_sample.restype = c_int
+
+# ---- The variational bound (negative log-likelihood) -----------------------------------
+
+# ddpm_decoder
+DDPM_DECODER_CONTINUOUS = 0  # a Gaussian density: nats per dimension
+DDPM_DECODER_DISCRETIZED = 1  # data on 2^bits levels in [-1, 1]: bits per dimension
+
+
+class ddpm_vlb_params(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),  # sizeof(ddpm_vlb_params)
+        ("variance", c_int32),  # ddpm_variance of p(x_{t-1}|x_t): BETA (default) or POSTERIOR
+        ("decoder", c_int32),  # ddpm_decoder; CONTINUOUS
+        ("bits", c_int32),  # levels 2^bits for DISCRETIZED; 8
+        ("seed", c_uint64),  # seeds the x_t ~ q(x_t|x_0) of every term; 0
+        ("prediction_type", c_int32),  # ddpm_output a caller's model returns (callbacks); EPS
+    ]
+
+
+# ddpm_vlb_params ddpm_vlb_params_default(void);
+lib.ddpm_vlb_params_default.argtypes = []
+lib.ddpm_vlb_params_default.restype = ddpm_vlb_params
+# int ddpm_schedule_vlb(const ddpm_schedule *schedule, const ddpm_vlb_params *params,
+#                       ddpm_model_fn model_fn, void *model_user_data, const int32_t *labels,
+#                       const float *x0, int64_t n, int64_t dim, float *total_out, float *prior_out,
+#                       float *terms_out, int64_t count);
+lib.ddpm_schedule_vlb.argtypes = [
+    ddpm_schedule_p, POINTER(ddpm_vlb_params), ddpm_model_fn, c_void_p, POINTER(c_int32),
+    POINTER(c_float), c_int64, c_int64, POINTER(c_float), POINTER(c_float), POINTER(c_float), c_int64,
+]
+lib.ddpm_schedule_vlb.restype = c_int
 
 # ---- A sampler stepped from outside (a diffusers-style scheduler) ----------------------
 
@@ -411,8 +445,18 @@ class ddpm_train_params(Structure):
         ("ema_decay", c_float),  # EMA decay d (0.995); step n uses min(d, (1+n)/(10+n))
         ("label_dropout", c_float),  # probability of training a row with the null label (0.1)
         ("seed", c_uint64),  # parameter init and training draws (0)
+        ("prediction_target", c_int32),  # ddpm_output the network learns: EPS (default), X0 or V
+        ("loss_weighting", c_int32),  # ddpm_loss_weighting; UNIFORM (L_simple)
+        ("min_snr_gamma", c_float),  # gamma of MIN_SNR (5)
+        ("learned_variance", c_int32),  # nonzero: the network also outputs its variance (hybrid loss) (0)
+        ("vlb_lambda", c_float),  # lambda of the hybrid loss (0.001)
     ]
 
+
+# ddpm_loss_weighting: how each sample's squared error is weighted (SNR = ᾱ/(1-ᾱ))
+DDPM_LOSS_UNIFORM = 0  # L_simple
+DDPM_LOSS_MIN_SNR = 1  # min-SNR-γ
+DDPM_LOSS_VLB = 2  # the variational bound's weight of L_{t-1}
 
 # ddpm_train_params ddpm_train_params_default(void);
 lib.ddpm_train_params_default.argtypes = []
@@ -513,6 +557,14 @@ lib.ddpm_model_sample.argtypes = [
     c_int64, POINTER(c_float), c_int64,
 ]
 lib.ddpm_model_sample.restype = c_int
+# int ddpm_model_nll(ddpm_model *model, const ddpm_vlb_params *params, const ddpm_predict_params *predict_params,
+#                    const int32_t *labels, const float *x0, int64_t n, float *total_out, float *prior_out,
+#                    float *terms_out, int64_t count);
+lib.ddpm_model_nll.argtypes = [
+    ddpm_model_p, POINTER(ddpm_vlb_params), POINTER(ddpm_predict_params), POINTER(c_int32),
+    POINTER(c_float), c_int64, POINTER(c_float), POINTER(c_float), POINTER(c_float), c_int64,
+]
+lib.ddpm_model_nll.restype = c_int
 # int ddpm_model_save(const ddpm_model *model, const char *path);
 lib.ddpm_model_save.argtypes = [ddpm_model_p, c_char_p]
 lib.ddpm_model_save.restype = c_int

@@ -39,6 +39,7 @@ SCHEDULE_KINDS = {
     "custom": _lib.DDPM_SCHEDULE_CUSTOM,
 }
 COND_KINDS = {"none": _lib.DDPM_COND_NONE, "classes": _lib.DDPM_COND_CLASSES}
+LOSS_WEIGHTINGS = {"uniform": _lib.DDPM_LOSS_UNIFORM, "min_snr": _lib.DDPM_LOSS_MIN_SNR, "vlb": _lib.DDPM_LOSS_VLB}
 
 # The integer range of each C integer type a config field can have.
 _INT_RANGES = {
@@ -64,6 +65,7 @@ class _Mirror:
     _c_default: Any = None  # the struct's _default() function
     _enums: dict[str, dict[str, int]] = {}
     _special: tuple[str, ...] = ()
+    _flags: tuple[str, ...] = ()  # bool fields (int32 0/1 in C)
 
     def to_c(self):
         """The C struct: its _default() with every field of this config written over it."""
@@ -77,6 +79,10 @@ class _Mirror:
     def _c_value(self, name: str, value: Any, c_type: Any) -> Any:
         if name in self._enums:
             return C.enum_value(self._enums[name], value, name)
+        if name in self._flags:
+            if not isinstance(value, (bool, np.bool_)):
+                raise InvalidArgumentError(f"{name} must be True or False (got {value!r})")
+            return 1 if value else 0
         if c_type in _INT_RANGES:
             lo, hi = _INT_RANGES[c_type]
             return C.as_int(value, name, minimum=lo, maximum=hi)
@@ -95,6 +101,8 @@ class _Mirror:
             value = getattr(struct, f.name)
             if f.name in cls._enums:
                 value = C.enum_name(cls._enums[f.name], value)
+            elif f.name in cls._flags:
+                value = bool(value)
             elif isinstance(value, float) and dict(type(struct)._fields_)[f.name] is ctypes.c_float:
                 value = _f32(value)
             values[f.name] = value
@@ -237,7 +245,9 @@ _TRAIN = _lib.lib.ddpm_train_params_default()
 @dataclass
 class TrainConfig(_Mirror):
     """ddpm_train_params: the training recipe (AdamW, gradient clipping, EMA, label dropout,
-    and the seed of parameter initialisation and every training draw)."""
+    the seed of parameter initialisation and every training draw, and the objective:
+    prediction_target "eps", "x0" or "v", loss_weighting "uniform" (L_simple), "min_snr"
+    (min-SNR-γ with min_snr_gamma) or "vlb" (the bound's weight of each term))."""
 
     learning_rate: float = _f32(_TRAIN.learning_rate)
     beta1: float = _f32(_TRAIN.beta1)
@@ -248,8 +258,15 @@ class TrainConfig(_Mirror):
     ema_decay: float = _f32(_TRAIN.ema_decay)
     label_dropout: float = _f32(_TRAIN.label_dropout)  # probability of training a row unconditionally
     seed: int = _TRAIN.seed
+    prediction_target: str = C.enum_name(C.OUTPUTS, _TRAIN.prediction_target)
+    loss_weighting: str = C.enum_name(LOSS_WEIGHTINGS, _TRAIN.loss_weighting)
+    min_snr_gamma: float = _f32(_TRAIN.min_snr_gamma)
+    learned_variance: bool = bool(_TRAIN.learned_variance)  # the network also outputs Σ_θ (hybrid loss)
+    vlb_lambda: float = _f32(_TRAIN.vlb_lambda)  # λ of L_simple + λ·L_vlb
 
     _c_default = staticmethod(_lib.lib.ddpm_train_params_default)
+    _enums = {"prediction_target": C.OUTPUTS, "loss_weighting": LOSS_WEIGHTINGS}
+    _flags = ("learned_variance",)
 
 
 _COND = _lib.lib.ddpm_cond_params_default()

@@ -316,12 +316,17 @@ class Model(C.HandleOwner):
 
     # ---- Inference -----------------------------------------------------------------
 
+    def score(self, x_t: Any, t: int, labels: Any = None, **options: Any) -> np.ndarray:
+        """The score s_θ(x_t, t) = −ε̂/√(1−ᾱ_t) (with guidance when labels are given): predict(output="score")."""
+        return self.predict(x_t, t, labels, output="score", **options)
+
     def predict(self, x_t: Any, t: int, labels: Any = None, *, output: str = "eps",
                 guidance_scale: float = C.PREDICT_DEFAULTS.guidance_scale,
                 use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema)) -> np.ndarray:
         """The model's prediction for a batch x_t (B, *sample_shape) at one timestep t for every row.
 
-        output: "eps" (ε̂) or "x0" (x̂_0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t).
+        output: "eps" (ε̂), "x0" (x̂_0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t), "v" (√ᾱ_t·ε̂ − √(1−ᾱ_t)·x̂_0)
+            or "score" (−ε̂/√(1−ᾱ_t), the score of q(x_t)), whatever the model's target.
         labels: (B,) (or one int) for a conditional model, with classifier-free guidance
         ε̂_uncond + w·(ε̂_cond − ε̂_uncond), w = guidance_scale; or None.
         use_ema: predict with the EMA weights (default) or the live ones.
@@ -333,7 +338,7 @@ class Model(C.HandleOwner):
         label_arr = None if labels is None else C.int32_vector(labels, x.shape[0], "labels", broadcast=True)
         params = C.predict_params(guidance_scale, use_ema)
         out = np.empty_like(x)
-        check(_lib.lib.ddpm_model_predict(handle, ctypes.byref(params), C.enum_value(C.OUTPUTS, output, "output"),
+        check(_lib.lib.ddpm_model_predict(handle, ctypes.byref(params), C.enum_value(C.PREDICTIONS, output, "output"),
                                           C.float_ptr(x), x.shape[0], t, C.int32_ptr(label_arr),
                                           C.float_ptr(out), out.size))
         return out
@@ -383,6 +388,29 @@ class Model(C.HandleOwner):
                               lambda out: _lib.lib.ddpm_model_sample(handle, ctypes.byref(params), ctypes.byref(predict),
                                                                      C.int32_ptr(label_arr), n, C.float_ptr(out),
                                                                      out.size))
+
+    def nll(self, x0: Any, labels: Any = None, *, variance: str = "beta", decoder: str = "continuous", bits: int = 8,
+            seed: int = 0, guidance_scale: float = C.PREDICT_DEFAULTS.guidance_scale,
+            use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema)) -> C.Likelihood:
+        """The variational bound on −log p(x0) of each sample, term by term (one network
+        evaluation per timestep, each at a fresh x_t ~ q(x_t|x_0) drawn from `seed`).
+
+        variance: σ² of p(x_{t-1}|x_t), "beta" or "posterior". decoder: "continuous" (a
+        Gaussian density; nats/dim) or "discretized" (x0 on 2**bits levels in [-1, 1], e.g.
+        images; bits/dim). Returns a Likelihood: total (n,), prior (n,) L_T, terms (n, T), unit.
+        """
+        handle = self._h()
+        x = self._batch(x0, "x0")
+        n = x.shape[0]
+        label_arr = None if labels is None else C.int32_vector(labels, n, "labels", broadcast=True)
+        params = C.vlb_params(variance, decoder, bits, seed, "eps")
+        predict = C.predict_params(guidance_scale, use_ema)
+        with self.schedule as schedule:
+            T = schedule.num_timesteps
+        return C.run_vlb(C.CallbackState(), params, x, T, decoder,
+                         lambda total, prior, terms: _lib.lib.ddpm_model_nll(
+                             handle, ctypes.byref(params), ctypes.byref(predict), C.int32_ptr(label_arr),
+                             C.float_ptr(x), n, total, prior, terms, x.size))
 
     # ---- Files ---------------------------------------------------------------------
 

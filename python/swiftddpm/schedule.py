@@ -280,24 +280,53 @@ class NoiseSchedule(C.HandleOwner):
         params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
                                  timesteps=timesteps, prediction_type=prediction_type, **solver_options)
         state = C.CallbackState()
-
-        def call_model(_user_data, out_ptr, x_ptr, batch, d, t, _labels_ptr):
-            try:
-                x = C.from_pointer(x_ptr, batch * d).reshape(full_shape).copy()
-                out = np.asarray(model_fn(x, int(t), label_arr), dtype=np.float32)
-                if out.shape != full_shape and out.shape != (batch, d):
-                    raise ShapeError(f"model_fn returned shape {out.shape}, expected {full_shape}")
-                C.from_pointer(out_ptr, batch * d)[:] = out.reshape(-1)
-                return 0
-            except BaseException as error:  # noqa: BLE001 - re-raised after the C call
-                state.error = error
-                return 1
-
-        c_model = _lib.ddpm_model_fn(call_model)
+        c_model = _model_callback(model_fn, full_shape, label_arr, state)
         return C.run_sampling(state, params, full_shape, progress, return_trajectory,
                               lambda out: _lib.lib.ddpm_schedule_sample(handle, ctypes.byref(params), c_model, None,
                                                                         C.int32_ptr(label_arr), n, dim,
                                                                         C.float_ptr(out), out.size))
+
+
+    def vlb(self, model_fn: Callable[[np.ndarray, int, np.ndarray | None], Any], x0: Any, *,
+            variance: str = "beta", decoder: str = "continuous", bits: int = 8, seed: int = 0,
+            prediction_type: str = "eps", labels: Any = None) -> "Likelihood":
+        """The variational bound L_T + Σ L_{t-1} + L_0 of each row of x0 under your own model
+        (model_fn as in `sample`, called once per timestep at a fresh x_t ~ q(x_t|x_0)).
+
+        variance: σ² of p(x_{t-1}|x_t), "beta" or "posterior". decoder: "continuous" (a
+        Gaussian density; nats/dim) or "discretized" (x0 on 2**bits levels in [-1, 1]; bits/dim).
+        Returns a Likelihood (total, prior, terms, unit).
+        """
+        handle = self._h()
+        x0 = C.batch_array(x0, "x0")
+        n, full_shape = x0.shape[0], x0.shape
+        label_arr = None if labels is None else C.int32_vector(labels, n, "labels")
+        params = C.vlb_params(variance, decoder, bits, seed, prediction_type)
+        state = C.CallbackState()
+        c_model = _model_callback(model_fn, full_shape, label_arr, state)
+        return C.run_vlb(state, params, x0, self.num_timesteps, decoder,
+                         lambda total, prior, terms: _lib.lib.ddpm_schedule_vlb(
+                             handle, ctypes.byref(params), c_model, None, C.int32_ptr(label_arr), C.float_ptr(x0),
+                             n, x0.size // n, total, prior, terms, x0.size))
+
+
+def _model_callback(model_fn: Callable, full_shape: tuple[int, ...], label_arr: np.ndarray | None,
+                    state: C.CallbackState):
+    """model_fn(x_t, t, labels) as a ddpm_model_fn; an exception is kept in `state` and stops the C call."""
+
+    def call_model(_user_data, out_ptr, x_ptr, batch, d, t, _labels_ptr):
+        try:
+            x = C.from_pointer(x_ptr, batch * d).reshape(full_shape).copy()
+            out = np.asarray(model_fn(x, int(t), label_arr), dtype=np.float32)
+            if out.shape != full_shape and out.shape != (batch, d):
+                raise ShapeError(f"model_fn returned shape {out.shape}, expected {full_shape}")
+            C.from_pointer(out_ptr, batch * d)[:] = out.reshape(-1)
+            return 0
+        except BaseException as error:  # noqa: BLE001 - re-raised after the C call
+            state.error = error
+            return 1
+
+    return _lib.ddpm_model_fn(call_model)
 
 
 # The fields of each kind that NoiseSchedule's repr shows.

@@ -94,7 +94,8 @@ def test_every_enum_constant_and_define_matches_the_header():
 def test_every_struct_of_the_header_is_mirrored():
     structs = header_structs()
     assert set(structs) == {"ddpm_schedule_params", "ddpm_sample_params", "ddpm_network_params", "ddpm_mlp_params",
-                            "ddpm_unet_params", "ddpm_train_params", "ddpm_cond_params", "ddpm_predict_params"}
+                            "ddpm_unet_params", "ddpm_train_params", "ddpm_cond_params", "ddpm_predict_params",
+                            "ddpm_vlb_params"}
     for name in structs:
         assert issubclass(getattr(_lib, name), ctypes.Structure), name
 

@@ -99,7 +99,7 @@ def test_sampler_errors(linear100):
     with pytest.raises(sd.InvalidArgumentError, match="strictly decreasing"):
         sd.Sampler(linear100, 2, 3, timesteps=[10, 20])
     with pytest.raises(sd.InvalidArgumentError, match="prediction_type must be one of"):
-        sd.Sampler(linear100, 2, 3, prediction_type="v")
+        sd.Sampler(linear100, 2, 3, prediction_type="score")
 
 
 def gaussian_x0(schedule: sd.NoiseSchedule, mu: np.ndarray, sigma: float):

@@ -36,22 +36,28 @@ final class GuidedDenoiser: Denoiser {
     let params: UnsafePointer<Float>  // (P,) the weights to use
     let guidanceScale: Float
     let sampleSize: Int
-    var predictionType: PredictionType { .epsilon }
+    let predictionType: PredictionType  // the model's training target
     let ts: Buffer<Int32>  // (2C,) the shared timestep; C = min(B, chunk)
     let labels2: Buffer<Int32>  // (2C,) cond labels then null labels
-    let x2: Buffer<Float>, out2: Buffer<Float>  // (2C, S)
+    let x2: Buffer<Float>  // (2C, S)
+    let out2: Buffer<Float>  // (2C, O) the network's outputs, O = S or 2S with a learned variance
+    let variance: Buffer<Float>  // (B, S) the learned variance's v of the last prediction (conditional), or empty
     var rng = Philox(seed: 0)  // the forward pass takes one; inference draws nothing from it
 
-    init(network: DenoisingNetwork, params: UnsafePointer<Float>, guidanceScale: Float, batch: Int) {
+    var lastVariance: UnsafePointer<Float>? { network.learnsVariance ? UnsafePointer(variance.pointer) : nil }
+
+    init(network: DenoisingNetwork, params: UnsafePointer<Float>, guidanceScale: Float, batch: Int, target: PredictionType) {
         self.network = network
+        predictionType = target
         self.params = params
         self.guidanceScale = guidanceScale
         sampleSize = network.sampleSize
+        variance = Buffer(count: network.learnsVariance ? batch * network.sampleSize : 0)
         let batch = min(batch, GuidedDenoiser.chunk)
         ts = Buffer(count: 2 * batch, zero: 0)
         labels2 = Buffer(count: 2 * batch, zero: 0)
         x2 = Buffer(count: 2 * batch * network.sampleSize)
-        out2 = Buffer(count: 2 * batch * network.sampleSize)
+        out2 = Buffer(count: 2 * batch * network.outputSize)
     }
 
     func predict(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: Int,
@@ -59,23 +65,23 @@ final class GuidedDenoiser: Denoiser {
         let S = sampleSize
         ts.fill(Int32(t))
         for start in stride(from: 0, to: batch, by: GuidedDenoiser.chunk) {
-            predictChunk(out + start * S, x: x + start * S, labels: labels.map { $0 + start },
-                         batch: min(GuidedDenoiser.chunk, batch - start))
+            predictChunk(out + start * S, variance: variance.pointer + (network.learnsVariance ? start * S : 0),
+                         x: x + start * S, labels: labels.map { $0 + start }, batch: min(GuidedDenoiser.chunk, batch - start))
         }
     }
 
-    /// predict for one chunk of B ≤ chunk samples.
-    func predictChunk(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
-                      batch B: Int) {
+    /// predict for one chunk of B ≤ chunk samples; v (B, S) too when the variance is learned.
+    func predictChunk(_ out: UnsafeMutablePointer<Float>, variance v: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
+                      labels: UnsafePointer<Int32>?, batch B: Int) {
         let S = sampleSize
         let w = guidanceScale
         guard let labels, network.numClasses > 0, w != 1 else {
             // Plain prediction: conditional if labels were given, else null labels.
-            network.forward(out, x: x, t: ts.pointer, labels: labels, batch: B, params: params, training: false, rng: &rng)
+            forward(out, variance: v, x: x, labels: labels, batch: B)
             return
         }
         if w == 0 {
-            network.forward(out, x: x, t: ts.pointer, labels: nil, batch: B, params: params, training: false, rng: &rng)
+            forward(out, variance: v, x: x, labels: nil, batch: B)
             return
         }
         let K = Int32(network.numClasses)
@@ -85,17 +91,38 @@ final class GuidedDenoiser: Denoiser {
         (labels2.pointer + B).update(repeating: K, count: B)
         network.forward(out2.pointer, x: x2.pointer, t: ts.pointer, labels: labels2.pointer, batch: 2 * B,
                         params: params, training: false, rng: &rng)
-        let (cond, uncond) = (out2.pointer, out2.pointer + B * S)
-        for i in 0..<B * S { out[i] = uncond[i] + w * (cond[i] - uncond[i]) }
+        // Guidance mixes the outputs; a learned variance is the conditional prediction's (as GLIDE).
+        let O = network.outputSize
+        if O == S {
+            let (cond, uncond) = (out2.pointer, out2.pointer + B * S)
+            for i in 0..<B * S { out[i] = uncond[i] + w * (cond[i] - uncond[i]) }
+            return
+        }
+        for b in 0..<B {
+            let (cond, uncond) = (out2.pointer + b * O, out2.pointer + (B + b) * O)
+            for i in 0..<S { out[b * S + i] = uncond[i] + w * (cond[i] - uncond[i]) }
+            (v + b * S).update(from: cond + S, count: S)
+        }
+    }
+
+    /// One forward pass at ts[0..<B]: the output to `out` (B, S), v to `variance` when learned.
+    func forward(_ out: UnsafeMutablePointer<Float>, variance v: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
+                 labels: UnsafePointer<Int32>?, batch B: Int) {
+        guard network.learnsVariance else {
+            network.forward(out, x: x, t: ts.pointer, labels: labels, batch: B, params: params, training: false, rng: &rng)
+            return
+        }
+        network.forward(out2.pointer, x: x, t: ts.pointer, labels: labels, batch: B, params: params, training: false, rng: &rng)
+        split(out2.pointer, into: out, v, batch: B, sampleSize: sampleSize)
     }
 }
 
 extension DiffusionModel {
-    /// The model's prediction (B, S) for x (B, S) at timestep t, as `output` (ε̂ or x̂_0).
+    /// The model's prediction (B, S) for x (B, S) at timestep t, as `output` (ε̂, x̂_0, v̂ or the score).
     /// - Parameters:
     ///   - labels: (B,) in 0...K, or nil for unconditional.
     ///   - options: the weights and the guidance scale.
-    public func predict(_ out: UnsafeMutablePointer<Float>, output: PredictionType = .epsilon, x: UnsafePointer<Float>,
+    public func predict(_ out: UnsafeMutablePointer<Float>, output: PredictOutput = .epsilon, x: UnsafePointer<Float>,
                         t: Int, labels: UnsafePointer<Int32>?, batch: Int, options: PredictOptions = .init()) throws {
         let denoiser = try denoiser(options, labels: labels, batch: batch)
         try schedule.check(t: t)
@@ -112,6 +139,6 @@ extension DiffusionModel {
         try options.validate()
         try validate(labels: labels, batch: batch)
         return GuidedDenoiser(network: network, params: options.useEMA ? ema.pointer : network.parameters.values.pointer,
-                              guidanceScale: options.guidanceScale, batch: batch)
+                              guidanceScale: options.guidanceScale, batch: batch, target: training.target)
     }
 }

@@ -16,17 +16,28 @@ public final class DiffusionModel {
     var buffers: TrainBuffers
     /// computeGradients has filled the gradients and applyGradients has not yet used them.
     public private(set) var gradientsPending = false
+    /// The training loss: target and weighting, and the learned variance's part.
+    let objective: Objective
+    let varianceLoss: VarianceLoss
 
     /// Per-batch training buffers, grown when a larger batch arrives.
     struct TrainBuffers {
         let capacity: Int
-        let xt, eps, epsHat, dout: Buffer<Float>  // (B, S)
+        let xt, eps, output, dout: Buffer<Float>  // (B, S)
+        let target: Buffer<Float>  // (B, S) v when the network predicts v, else empty
+        // With a learned variance (else empty):
+        let full, dfull: Buffer<Float>  // (B, 2S) the network's output [mean; v] and its gradient
+        let variance, dvariance, x0Hat: Buffer<Float>  // (B, S) v, ∂L/∂v, x̂_0 of the stopped mean
         let t, labels: Buffer<Int32>  // (B,)
         let coin: Buffer<Float>  // (B,) uniforms for label dropout
-        init(batch: Int, sampleSize: Int) {
+        init(batch: Int, sampleSize: Int, target: PredictionType, learnedVariance: Bool) {
             capacity = batch
             xt = Buffer(count: batch * sampleSize); eps = Buffer(count: batch * sampleSize)
-            epsHat = Buffer(count: batch * sampleSize); dout = Buffer(count: batch * sampleSize)
+            output = Buffer(count: batch * sampleSize); dout = Buffer(count: batch * sampleSize)
+            self.target = Buffer(count: target == .v ? batch * sampleSize : 0)
+            let extra = learnedVariance ? batch * sampleSize : 0
+            (full, dfull) = (Buffer(count: 2 * extra), Buffer(count: 2 * extra))
+            (variance, dvariance, x0Hat) = (Buffer(count: extra), Buffer(count: extra), Buffer(count: extra))
             t = Buffer(count: batch, zero: 0); labels = Buffer(count: batch, zero: 0)
             coin = Buffer(count: batch)
         }
@@ -40,13 +51,17 @@ public final class DiffusionModel {
         self.schedule = schedule
         self.training = training
         var initRNG = Philox(seed: training.seed ^ 0x5EED_1417_0000_0001)
-        network = try config.makeNetwork(conditioning: conditioning, timesteps: schedule.count, rng: &initRNG)
+        network = try config.makeNetwork(conditioning: conditioning, learnsVariance: training.learnedVariance,
+                                         timesteps: schedule.count, rng: &initRNG)
         let P = network.parameters.count
         optimizer = AdamW(config: training.optimizer, count: P)
         ema = Buffer(count: P)
         ema.pointer.update(from: network.parameters.values.pointer, count: P)
         rng = Philox(seed: training.seed)
-        buffers = TrainBuffers(batch: 0, sampleSize: network.sampleSize)
+        objective = training.objective(schedule)
+        varianceLoss = VarianceLoss(schedule: schedule, target: training.target, lambda: Double(training.vlbLambda))
+        buffers = TrainBuffers(batch: 0, sampleSize: network.sampleSize, target: training.target,
+                               learnedVariance: training.learnedVariance)
     }
 
     /// What samples are conditioned on.
@@ -106,7 +121,9 @@ public final class DiffusionModel {
         let S = network.sampleSize
         try requireFinite(x0, count: B * S, "x0")
         try validate(labels: labels, batch: B)
-        if buffers.capacity < B { buffers = TrainBuffers(batch: B, sampleSize: S) }
+        if buffers.capacity < B {
+            buffers = TrainBuffers(batch: B, sampleSize: S, target: training.target, learnedVariance: training.learnedVariance)
+        }
         let buf = buffers
         let K = Int32(network.numClasses)
         for b in 0..<B {
@@ -128,16 +145,28 @@ public final class DiffusionModel {
         try schedule.addNoise(buf.xt.pointer, x0: x0, noise: buf.eps.pointer, t: buf.t.pointer, batch: B, dim: S)
         let netLabels: UnsafePointer<Int32>? = K > 0 ? UnsafePointer(buf.labels.pointer) : nil
         let params = network.parameters
+        let learned = network.learnsVariance
         var dropoutKey = Philox.keyed(seed: rng.seed, step: step, sample: sampleOffset, stream: 3)
-        network.forward(buf.epsHat.pointer, x: buf.xt.pointer, t: buf.t.pointer, labels: netLabels, batch: B,
-                        params: params.values.pointer, training: true, rng: &dropoutKey)
-        let loss = SimpleLoss.forwardBackward(dout: buf.dout.pointer, predicted: buf.epsHat.pointer,
-                                              target: buf.eps.pointer, count: B * S, meanOver: globalBatch * S)
+        network.forward(learned ? buf.full.pointer : buf.output.pointer, x: buf.xt.pointer, t: buf.t.pointer,
+                        labels: netLabels, batch: B, params: params.values.pointer, training: true, rng: &dropoutKey)
+        if learned { split(buf.full.pointer, into: buf.output.pointer, buf.variance.pointer, batch: B, sampleSize: S) }
+        // L = Σ w(t)·‖out − target‖²/(B_global·S) (Objective.swift; L_simple for ε with uniform weights)
+        var loss = objective.lossAndGradient(dout: buf.dout.pointer, output: buf.output.pointer, x0: x0,
+                                             eps: buf.eps.pointer, t: buf.t.pointer, batch: B, sampleSize: S,
+                                             globalBatch: globalBatch, targetScratch: buf.target.pointer)
+        if learned {
+            // + λ·T·L_t for the variance, the mean stopped (VarianceLoss.swift)
+            loss += Float(try varianceLoss.lossAndGradient(dvar: buf.dvariance.pointer, v: buf.variance.pointer,
+                                                           output: buf.output.pointer, x0: x0, xt: buf.xt.pointer,
+                                                           t: buf.t.pointer, batch: B, sampleSize: S,
+                                                           globalBatch: globalBatch, x0Hat: buf.x0Hat.pointer))
+            merge(buf.dout.pointer, buf.dvariance.pointer, into: buf.dfull.pointer, batch: B, sampleSize: S)
+        }
         guard loss.isFinite else {
             throw DDPMError.nonFinite("the loss became \(loss) at step \(step); lower the learning rate")
         }
         params.zeroGrads()
-        network.backward(dout: buf.dout.pointer, batch: B)
+        network.backward(dout: learned ? buf.dfull.pointer : buf.dout.pointer, batch: B)
         gradientsPending = true
         return loss
     }
@@ -193,6 +222,24 @@ public final class DiffusionModel {
 
     /// A copy of the EMA weights, (P,).
     public var emaValues: [Float] { ema.array }
+}
+
+/// Splits rows [mean (S); v (S)] of `full` (B, 2S) into `mean` and `v` (B, S).
+func split(_ full: UnsafePointer<Float>, into mean: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>,
+           batch B: Int, sampleSize S: Int) {
+    for b in 0..<B {
+        (mean + b * S).update(from: full + 2 * b * S, count: S)
+        (v + b * S).update(from: full + 2 * b * S + S, count: S)
+    }
+}
+
+/// The inverse of `split`: rows [mean (S); v (S)] of `full` (B, 2S).
+func merge(_ mean: UnsafePointer<Float>, _ v: UnsafePointer<Float>, into full: UnsafeMutablePointer<Float>,
+           batch B: Int, sampleSize S: Int) {
+    for b in 0..<B {
+        (full + 2 * b * S).update(from: mean + b * S, count: S)
+        (full + 2 * b * S + S).update(from: v + b * S, count: S)
+    }
 }
 
 /// Calls `body` with a pointer to the array's storage, or nil.

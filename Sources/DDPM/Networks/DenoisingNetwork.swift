@@ -12,19 +12,23 @@ public protocol DenoisingNetwork: AnyObject {
     var sampleShape: [Int] { get }
     /// S, floats per sample (the product of `sampleShape`; no array is built: hot paths call it).
     var sampleSize: Int { get }
+    /// Whether the output carries a second S floats per sample: v ∈ [−1, 1] (roughly) of the
+    /// learned variance, log σ² = ((v+1)/2)·log β + (1 − (v+1)/2)·log β̃ (Nichol & Dhariwal).
+    var learnsVariance: Bool { get }
     /// What the network is conditioned on (its class embedding has K + 1 rows).
     var conditioning: Conditioning { get }
     /// Everything needed to rebuild the network, conditioning apart (stored in checkpoints).
     var config: NetworkConfig { get }
 
-    /// out (B, S) = f_θ(x (B, S), t (B,), labels (B,)) with parameters `params` (the live ones or the EMA).
+    /// out (B, outputSize) = f_θ(x (B, S), t (B,), labels (B,)) with parameters `params` (the live
+    /// ones or the EMA): per sample S floats of the model output, then S of the variance when learned.
     /// Labels nil means the null label for every row. Activations are kept for `backward`
     /// when `training`; `rng` drives dropout while training.
     func forward(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: UnsafePointer<Int32>,
                  labels: UnsafePointer<Int32>?, batch: Int, params: UnsafePointer<Float>,
                  training: Bool, rng: inout Philox)
 
-    /// Accumulates ∂L/∂θ into `parameters.grads`, given dout = ∂L/∂out (B, S) for the last
+    /// Accumulates ∂L/∂θ into `parameters.grads`, given dout = ∂L/∂out (B, outputSize) for the last
     /// forward call made with `training: true` and the live parameters.
     func backward(dout: UnsafePointer<Float>, batch: Int)
 }
@@ -32,6 +36,8 @@ public protocol DenoisingNetwork: AnyObject {
 extension DenoisingNetwork {
     /// K; labels are in 0...K where K means "no class". 0 for an unconditional network.
     public var numClasses: Int { conditioning.numClasses }
+    /// Floats per sample of the output: S, or 2·S with a learned variance.
+    public var outputSize: Int { learnsVariance ? 2 * sampleSize : sampleSize }
 }
 
 /// The architecture of any of our networks (ddpm_mlp_params / ddpm_unet_params in C).
@@ -40,10 +46,13 @@ public enum NetworkConfig: Sendable, Equatable {
     case unet(UNetConfig)
 
     /// Builds the network with freshly initialised parameters (drawn from `rng`).
-    public func makeNetwork(conditioning: Conditioning, timesteps: Int, rng: inout Philox) throws -> DenoisingNetwork {
+    public func makeNetwork(conditioning: Conditioning, learnsVariance: Bool = false, timesteps: Int,
+                            rng: inout Philox) throws -> DenoisingNetwork {
         switch self {
-        case .mlp(let c): return try ResidualMLP(c, conditioning: conditioning, timesteps: timesteps, rng: &rng)
-        case .unet(let c): return try UNet(c, conditioning: conditioning, timesteps: timesteps, rng: &rng)
+        case .mlp(let c):
+            return try ResidualMLP(c, conditioning: conditioning, learnsVariance: learnsVariance, timesteps: timesteps, rng: &rng)
+        case .unet(let c):
+            return try UNet(c, conditioning: conditioning, learnsVariance: learnsVariance, timesteps: timesteps, rng: &rng)
         }
     }
 }

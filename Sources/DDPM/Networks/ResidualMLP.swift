@@ -33,6 +33,7 @@ public final class ResidualMLP: DenoisingNetwork {
     public var sampleShape: [Int] { [settings.dataDim] }
     public var sampleSize: Int { settings.dataDim }
     public let conditioning: Conditioning
+    public let learnsVariance: Bool
     public var config: NetworkConfig { .mlp(settings) }
 
     let time: TimeEmbedding  // E → H
@@ -44,7 +45,8 @@ public final class ResidualMLP: DenoisingNetwork {
     var acts: Activations
     var work: Workspace
 
-    public init(_ config: Config, conditioning: Conditioning = .none, timesteps: Int, rng: inout Philox) throws {
+    public init(_ config: Config, conditioning: Conditioning = .none, learnsVariance: Bool = false, timesteps: Int,
+                rng: inout Philox) throws {
         let (D, H, E, L, K) = (config.dataDim, config.hidden, config.timeEmbedDim, config.depth, conditioning.numClasses)
         try require(D >= 1, "data_dim must be >= 1 (got \(D))")
         try require(H >= 1, "hidden must be >= 1 (got \(H))")
@@ -54,6 +56,7 @@ public final class ResidualMLP: DenoisingNetwork {
         try require(timesteps >= 1, "timesteps must be >= 1")
         settings = config
         self.conditioning = conditioning
+        self.learnsVariance = learnsVariance
         var layout = ParameterLayout()
         time = TimeEmbedding(&layout, "time", encoding: E, width: H, timesteps: timesteps)
         classEmbedding = K > 0 ? Embedding(&layout, "class_embedding", rows: K + 1, features: H) : nil
@@ -63,7 +66,7 @@ public final class ResidualMLP: DenoisingNetwork {
                   fc1: Linear(&layout, "blocks.\(l).fc1", in: H, out: H),
                   fc2: Linear(&layout, "blocks.\(l).fc2", in: H, out: H))
         }
-        outProj = Linear(&layout, "out_proj", in: H, out: D)
+        outProj = Linear(&layout, "out_proj", in: H, out: learnsVariance ? 2 * D : D)  // [output; variance]
         parameters = ParameterSet(layout: layout, rng: &rng)
         acts = Arena.allocate { [time] in Activations(config, time, batch: 0, &$0) }
         work = Arena.allocate { Workspace(config, batch: 0, &$0) }

@@ -10,6 +10,12 @@ public protocol Denoiser {
     /// The output (B, S) for x_t (B, S) at one timestep t shared by the batch; labels (B,) or nil.
     func predict(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: Int,
                  labels: UnsafePointer<Int32>?, batch: Int) throws
+    /// The learned variance's v (B, S) of the last `predict`, or nil when the model has none.
+    var lastVariance: UnsafePointer<Float>? { get }
+}
+
+extension Denoiser {
+    public var lastVariance: UnsafePointer<Float>? { nil }
 }
 
 /// A denoiser backed by a closure; a thrown error aborts sampling with that error.

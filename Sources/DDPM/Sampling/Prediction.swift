@@ -2,6 +2,9 @@
 //
 //   x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε, so given either of x̂_0, ε̂ the other follows:
 //   x̂_0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t        ε̂ = (x_t − √ᾱ_t·x̂_0)/√(1−ᾱ_t)
+// and v = √ᾱ_t·ε − √(1−ᾱ_t)·x_0 (Salimans & Ho 2022) gives both:
+//   x̂_0 = √ᾱ_t·x_t − √(1−ᾱ_t)·v̂            ε̂ = √(1−ᾱ_t)·x_t + √ᾱ_t·v̂
+// The score of q(x_t) is s = −ε̂/√(1−ᾱ_t) (Song & Ermon's s_θ, Tweedie).
 //
 // Then x̂_0 may be clipped to a range or dynamically thresholded, and ε̂ recomputed from
 // the result (DDIM's use_clipped_model_output).
@@ -14,12 +17,23 @@ public enum PredictionType: Int32, Sendable, CaseIterable {
     case epsilon = 0
     /// x̂_0, the clean sample.
     case x0 = 1
+    /// v̂ = √ᾱ_t·ε̂ − √(1−ᾱ_t)·x̂_0, the velocity.
+    case v = 2
+}
+
+/// What a prediction may be asked for: a model output of any type, or the score.
+public enum PredictOutput: Int32, Sendable, CaseIterable {
+    case epsilon = 0, x0 = 1, v = 2
+    /// s = ∇_x log q_t(x) = −ε̂/√(1−ᾱ_t).
+    case score = 3
 }
 
 /// Pointers to (x̂_0, ε̂) for one step: each either the model output itself or a scratch buffer.
 public struct Denoised {
     public var x0: UnsafePointer<Float>  // (N,)
     public var eps: UnsafePointer<Float>  // (N,)
+    /// The learned variance's v (N,), when the model has one.
+    public var variance: UnsafePointer<Float>? = nil
 }
 
 /// How x̂_0 is limited before a solver uses it.
@@ -70,6 +84,11 @@ extension NoiseSchedule {
             x0.update(from: output, count: count)
             limitX0(x0, batch: batch, sampleSize: sampleSize, limit: limit, scratch: scratch)
             epsilonFromX0(eps, x0: limit.rederiveEpsilon ? UnsafePointer(x0) : output, x: x, t: t, count: count)
+        case .v:
+            fromV(x0: x0, eps: eps, v: output, x: x, t: t, count: count)
+            guard limit.isActive else { return Denoised(x0: x0, eps: eps) }
+            limitX0(x0, batch: batch, sampleSize: sampleSize, limit: limit, scratch: scratch)
+            if limit.rederiveEpsilon { epsilonFromX0(eps, x0: x0, x: x, t: t, count: count) }
         }
         return Denoised(x0: x0, eps: eps)
     }
@@ -108,14 +127,44 @@ extension NoiseSchedule {
         for i in 0..<count { out[i] = (x[i] - a * x0[i]) / s }
     }
 
-    /// Converts a model output of type `from` at x_t into `to` (a copy when they agree).
+    /// x̂_0 = √ᾱ_t·x_t − √(1−ᾱ_t)·v̂ and ε̂ = √(1−ᾱ_t)·x_t + √ᾱ_t·v̂, (N,) each.
+    func fromV(x0: UnsafeMutablePointer<Float>, eps: UnsafeMutablePointer<Float>, v: UnsafePointer<Float>,
+               x: UnsafePointer<Float>, t: Int, count: Int) {
+        let (a, s) = (Float(sqrtAlphaBar[t]), Float(sqrtOneMinusAlphaBar[t]))
+        for i in 0..<count {
+            let (xi, vi) = (x[i], v[i])
+            x0[i] = a * xi - s * vi
+            eps[i] = s * xi + a * vi
+        }
+    }
+
+    /// v = √ᾱ_t·ε − √(1−ᾱ_t)·x_0, (N,); `out` may alias either input.
+    func velocity(_ out: UnsafeMutablePointer<Float>, eps: UnsafePointer<Float>, x0: UnsafePointer<Float>, t: Int, count: Int) {
+        let (a, s) = (Float(sqrtAlphaBar[t]), Float(sqrtOneMinusAlphaBar[t]))
+        for i in 0..<count { out[i] = a * eps[i] - s * x0[i] }
+    }
+
+    /// Converts a model output of type `from` at x_t (N,) into `to`; `out` may alias `output`.
     public func convert(_ out: UnsafeMutablePointer<Float>, output: UnsafePointer<Float>, from: PredictionType,
-                        to: PredictionType, x: UnsafePointer<Float>, t: Int, count: Int) throws {
+                        to: PredictOutput, x: UnsafePointer<Float>, t: Int, count: Int) throws {
         try check(t: t)
-        switch (from, to) {
-        case (.epsilon, .epsilon), (.x0, .x0): out.update(from: output, count: count)
-        case (.epsilon, .x0): x0FromEpsilon(out, eps: output, x: x, t: t, count: count)
-        case (.x0, .epsilon): epsilonFromX0(out, x0: output, x: x, t: t, count: count)
+        if from.rawValue == to.rawValue { out.update(from: output, count: count); return }
+        // Through (x̂_0, ε̂), element by element (so that out may alias output).
+        let (a, s) = (Double(sqrtAlphaBar[t]), Double(sqrtOneMinusAlphaBar[t]))
+        for i in 0..<count {
+            let (xi, o) = (Double(x[i]), Double(output[i]))
+            let (x0, e): (Double, Double)
+            switch from {
+            case .epsilon: (x0, e) = ((xi - s * o) / a, o)
+            case .x0: (x0, e) = (o, (xi - a * o) / s)
+            case .v: (x0, e) = (a * xi - s * o, s * xi + a * o)
+            }
+            switch to {
+            case .epsilon: out[i] = Float(e)
+            case .x0: out[i] = Float(x0)
+            case .v: out[i] = Float(a * e - s * x0)
+            case .score: out[i] = Float(-e / s)
+            }
         }
     }
 }

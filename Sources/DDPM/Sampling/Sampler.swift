@@ -129,11 +129,12 @@ public final class Sampler {
     ///   - x0Out: receives the x̂_0 (N,) the step used, after clipping or thresholding.
     public func step(output: UnsafePointer<Float>, x: UnsafeMutablePointer<Float>, noise: UnsafePointer<Float>? = nil,
                      x0Out: UnsafeMutablePointer<Float>? = nil) throws {
-        try step(output: output, type: options.predictionType, x: x, noise: noise, x0Out: x0Out)
+        try step(output: output, type: options.predictionType, x: x, noise: noise, x0Out: x0Out, learnedVariance: nil)
     }
 
     func step(output: UnsafePointer<Float>, type: PredictionType, x: UnsafeMutablePointer<Float>,
-              noise given: UnsafePointer<Float>?, x0Out: UnsafeMutablePointer<Float>?) throws {
+              noise given: UnsafePointer<Float>?, x0Out: UnsafeMutablePointer<Float>?,
+              learnedVariance: UnsafePointer<Float>?) throws {
         try require(stepsTaken < plan.count, "the sampler has taken all its \(plan.count) steps")
         let s = plan[stepsTaken]
         let N = count
@@ -147,8 +148,11 @@ public final class Sampler {
             }
         }
         // 2. (x̂_0, ε̂) from the model output, x̂_0 limited.
-        let denoised = schedule.denoise(output: output, type: type, x: x, t: s.t, batch: batch, sampleSize: sampleSize,
+        try require(options.variance != .learned || learnedVariance != nil,
+                    "variance 'learned' needs a model that learns its variance (a built-in model trained with learned_variance)")
+        var denoised = schedule.denoise(output: output, type: type, x: x, t: s.t, batch: batch, sampleSize: sampleSize,
                                         limit: limit, scratch: scratch)
+        denoised.variance = learnedVariance
         if let x0Out { x0Out.update(from: denoised.x0, count: N) }
         // 3. the update.
         if s.isLangevin {
@@ -175,7 +179,8 @@ public final class Sampler {
         }
         for (i, s) in plan.enumerated() {
             try denoiser.predict(modelOutput.pointer, x: x, t: s.t, labels: labels, batch: batch)
-            try step(output: modelOutput.pointer, type: denoiser.predictionType, x: x, noise: nil, x0Out: nil)
+            try step(output: modelOutput.pointer, type: denoiser.predictionType, x: x, noise: nil, x0Out: nil,
+                     learnedVariance: denoiser.lastVariance)
             if let progress, !progress(i + 1, plan.count, s.prevT, x) {
                 throw DDPMError.cancelled("sampling cancelled by the progress callback after step \(i + 1)")
             }

@@ -23,6 +23,9 @@ public enum ReverseVariance: Int32, Sendable, CaseIterable {
     case beta = 0
     /// σ_t² = β̃_t (the lower bound; exact for a point mass x_0).
     case posterior = 1
+    /// The model's own: log σ_t² = frac·log β_t + (1 − frac)·log β̃_t, frac = (v + 1)/2 from its
+    /// variance output (Nichol & Dhariwal; between the respaced β' and β̃' for fewer steps).
+    case learned = 2
 }
 
 public struct SamplerOptions: Sendable, Equatable {

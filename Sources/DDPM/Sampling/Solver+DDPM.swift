@@ -3,6 +3,12 @@
 //
 // N = number of floats in x; every buffer is (N,).
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 struct DDPMSolver: Solver {
     let schedule: NoiseSchedule
     let variance: ReverseVariance
@@ -35,6 +41,15 @@ struct DDPMSolver: Solver {
             for i in 0..<count { x[i] = r * (x[i] - k * eps[i]) }
         }
         // 4. the noise.
-        if sigma > 0, let noise { for i in 0..<count { x[i] += sigma * noise[i] } }
+        if self.variance == .learned, prevT >= 0, let noise, let v = denoised.variance {
+            // log σ² = frac·log β' + (1 − frac)·log β̃', frac = (v + 1)/2, per element.
+            let (maxLog, minLog) = (log(beta), log((1 - aPrev) / (1 - a) * beta))
+            for i in 0..<count {
+                let frac = (Double(v[i]) + 1) / 2
+                x[i] += Float(exp(0.5 * (frac * maxLog + (1 - frac) * minLog))) * noise[i]
+            }
+        } else if sigma > 0, let noise {
+            for i in 0..<count { x[i] += sigma * noise[i] }
+        }
     }
 }

@@ -65,7 +65,7 @@ final class DPMSolverPP: Solver {
             let (alphaT, sigmaT, sigmaS) = (schedule.sqrtAlphaBar[t], schedule.sqrtOneMinusAlphaBar[t], schedule.sqrtOneMinusAlphaBar[s])
             let h = lambda(t) - lambdaS
             let em1 = expm1(-h)  // e^{−h} − 1
-            let (p1, p2) = (m1.pointer, m2.pointer)
+            let p1 = m1.pointer
             if stochastic {
                 let decay = Float(sigmaT / sigmaS * exp(-h)), gain = alphaT * -expm1(-2 * h)
                 let z = noise!, zScale = Float(sigmaT * (-expm1(-2 * h)).squareRoot())

@@ -12,12 +12,27 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var labelDropout: Float = 0.1
     /// Seeds parameter initialisation and every training draw.
     public var seed: UInt64 = 0
+    /// What the network predicts (Objective.swift).
+    public var target: PredictionType = .epsilon
+    /// How each sample's error is weighted.
+    public var lossWeighting: LossWeighting = .uniform
+    /// γ of min-SNR-γ weighting.
+    public var minSNRGamma: Float = 5
+    /// The network also outputs its reverse variance, trained by the hybrid loss (VarianceLoss.swift).
+    public var learnedVariance = false
+    /// λ of the hybrid loss L_simple + λ·L_vlb.
+    public var vlbLambda: Float = 0.001
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case learningRate = "learning_rate", beta1, beta2, adamEps = "adam_eps", weightDecay = "weight_decay"
         case gradClip = "grad_clip", emaDecay = "ema_decay", labelDropout = "label_dropout", seed
+        case target = "prediction_target", lossWeighting = "loss_weighting", minSNRGamma = "min_snr_gamma"
+        case learnedVariance = "learned_variance", vlbLambda = "vlb_lambda"
     }
+
+    static let targetNames: [PredictionType: String] = [.epsilon: "eps", .x0: "x0", .v: "v"]
+    static let weightingNames: [LossWeighting: String] = [.uniform: "uniform", .minSNR: "min_snr", .vlb: "vlb"]
 
     /// Flat, as the C struct: the optimizer's fields stand beside the others.
     public init(from decoder: Decoder) throws {
@@ -30,6 +45,19 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         emaDecay = try c.decode(Float.self, forKey: .emaDecay)
         labelDropout = try c.decode(Float.self, forKey: .labelDropout)
         seed = try c.decode(UInt64.self, forKey: .seed)
+        // Absent in checkpoints before these fields existed: ε, uniform.
+        func named<T>(_ key: CodingKeys, _ names: [T: String], _ fallback: T) throws -> T {
+            guard let name = try c.decodeIfPresent(String.self, forKey: key) else { return fallback }
+            guard let value = names.first(where: { $0.value == name })?.key else {
+                throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "unknown \(key.stringValue) '\(name)'")
+            }
+            return value
+        }
+        target = try named(.target, Self.targetNames, .epsilon)
+        lossWeighting = try named(.lossWeighting, Self.weightingNames, .uniform)
+        minSNRGamma = try c.decodeIfPresent(Float.self, forKey: .minSNRGamma) ?? 5
+        learnedVariance = try c.decodeIfPresent(Bool.self, forKey: .learnedVariance) ?? false
+        vlbLambda = try c.decodeIfPresent(Float.self, forKey: .vlbLambda) ?? 0.001
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -43,6 +71,11 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         try c.encode(emaDecay, forKey: .emaDecay)
         try c.encode(labelDropout, forKey: .labelDropout)
         try c.encode(seed, forKey: .seed)
+        try c.encode(Self.targetNames[target], forKey: .target)
+        try c.encode(Self.weightingNames[lossWeighting], forKey: .lossWeighting)
+        try c.encode(minSNRGamma, forKey: .minSNRGamma)
+        try c.encode(learnedVariance, forKey: .learnedVariance)
+        try c.encode(vlbLambda, forKey: .vlbLambda)
     }
 
     func validate() throws {
@@ -50,6 +83,13 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         try require(gradClip.isFinite && gradClip >= 0, "grad_clip must be >= 0 (got \(gradClip))")
         try require(emaDecay >= 0 && emaDecay <= 1, "ema_decay must be in [0, 1] (got \(emaDecay))")
         try require(labelDropout >= 0 && labelDropout <= 1, "label_dropout must be in [0, 1] (got \(labelDropout))")
+        try require(minSNRGamma.isFinite && minSNRGamma > 0, "min_snr_gamma must be > 0 (got \(minSNRGamma))")
+        try require(vlbLambda.isFinite && vlbLambda >= 0, "vlb_lambda must be >= 0 (got \(vlbLambda))")
+    }
+
+    /// The objective these settings describe over `schedule`.
+    func objective(_ schedule: NoiseSchedule) -> Objective {
+        Objective(schedule: schedule, target: target, weighting: lossWeighting, gamma: Double(minSNRGamma))
     }
 }
 

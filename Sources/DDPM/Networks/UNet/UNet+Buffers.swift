@@ -19,7 +19,7 @@ extension UNet {
         let encoder, middle, decoder: [Stage.Activations]
         let outNormed, outAct: UnsafeMutablePointer<Float>  // (c_0, B, H, W)
         let outMean, outRstd: UnsafeMutablePointer<Float>  // (B, G)
-        let out: UnsafeMutablePointer<Float>  // (C, B, H, W) ε̂, channel-major
+        let out: UnsafeMutablePointer<Float>  // (C', B, H, W) the output (and variance), channel-major
 
         init(_ net: UNet, batch B: Int, _ arena: inout Arena) {
             (block, capacity) = (arena.block, B)
@@ -35,7 +35,7 @@ extension UNet {
             decoder = net.decoder.map { Stage.Activations($0, batch: B, &arena) }
             (outNormed, outAct) = (arena.take(c0 * B * N), arena.take(c0 * B * N))
             (outMean, outRstd) = (arena.take(B * c.groups), arena.take(B * c.groups))
-            out = arena.take(c.channels * B * N)
+            out = arena.take(net.outputChannels * B * N)
         }
 
         /// The skips: h0, then every encoder stage's output.  skip(k) is (C_k, B, N_k).

@@ -29,6 +29,9 @@ public final class UNet: DenoisingNetwork {
     public var sampleShape: [Int] { [settings.channels, settings.height, settings.width] }
     public var sampleSize: Int { settings.channels * settings.height * settings.width }
     public let conditioning: Conditioning
+    public let learnsVariance: Bool
+    /// C, or 2·C with the learned variance's channels.
+    var outputChannels: Int { learnsVariance ? 2 * settings.channels : settings.channels }
     public var config: NetworkConfig { .unet(settings) }
 
     let time: TimeEmbedding  // E → T
@@ -51,11 +54,13 @@ public final class UNet: DenoisingNetwork {
     /// Activation floats an inference pass may hold (2^26 floats = 256 MiB).
     static let inferenceBudget = 1 << 26
 
-    public init(_ config: UNetConfig, conditioning: Conditioning = .none, timesteps: Int, rng: inout Philox) throws {
+    public init(_ config: UNetConfig, conditioning: Conditioning = .none, learnsVariance: Bool = false, timesteps: Int,
+                rng: inout Philox) throws {
         try config.validate(timesteps: timesteps)
         try conditioning.validate()
         settings = config
         self.conditioning = conditioning
+        self.learnsVariance = learnsVariance
         let T = config.timeDim
         var layout = ParameterLayout()
         time = TimeEmbedding(&layout, "time", encoding: config.timeEmbedDim, width: T, timesteps: timesteps)
@@ -65,12 +70,12 @@ public final class UNet: DenoisingNetwork {
         inConv = Conv2d(&layout, "in_conv", in: config.channels, out: c0, kernel: 3)
         (encoder, middle, decoder) = Self.makeStages(config, &layout)  // UNet+Stages.swift
         outNorm = GroupNorm(&layout, "out_norm", channels: c0, groups: config.groups)
-        outConv = Conv2d(&layout, "out_conv", in: c0, out: config.channels, kernel: 3, zeroInit: true)
+        outConv = Conv2d(&layout, "out_conv", in: c0, out: (learnsVariance ? 2 : 1) * config.channels, kernel: 3, zeroInit: true)
         parameters = ParameterSet(layout: layout, rng: &rng)
 
         let stages = encoder + middle + decoder
         let N0 = config.height * config.width
-        maxActivation = max(stages.map(\.maxActivation).max()!, max(config.channels, inConv.outChannels) * N0)
+        maxActivation = max(stages.map(\.maxActivation).max()!, max(outConv.outChannels, inConv.outChannels) * N0)
         maxAttention = stages.map { $0.attention == nil ? 0 : $0.pixels * $0.pixels }.max()!
         maxChannels = stages.map { $0.res?.outChannels ?? 0 }.max()!
         skipFloats = [inConv.outChannels * N0] + encoder.map { $0.outChannels * $0.outSize.height * $0.outSize.width }
@@ -94,10 +99,10 @@ public final class UNet: DenoisingNetwork {
             forwardPass(out, x: x, t: t, labels: labels, batch: B, params: p, training: training, rng: &rng)
             return
         }
-        let S = sampleSize
+        let (S, O) = (sampleSize, outputSize)
         for r0 in Swift.stride(from: 0, to: B, by: inferenceRows) {
             let rows = min(inferenceRows, B - r0)
-            forwardPass(out + r0 * S, x: x + r0 * S, t: t + r0, labels: labels.map { $0 + r0 }, batch: rows, params: p,
+            forwardPass(out + r0 * O, x: x + r0 * S, t: t + r0, labels: labels.map { $0 + r0 }, batch: rows, params: p,
                         training: false, rng: &rng)
         }
     }
@@ -145,7 +150,7 @@ public final class UNet: DenoisingNetwork {
         outNorm.forward(a.outNormed, mean: a.outMean, rstd: a.outRstd, h, p, batch: B, spatial: N)
         SiLU.forward(a.outAct, a.outNormed, count: outNorm.channels * B * N)
         outConv.forward(a.out, a.outAct, p, columns: pass.scratch.columns, batch: B, height: H, width: W)
-        swapLeadingAxes(out, a.out, outer: C, inner: B, run: N)  // (C, B, H, W) → (B, C, H, W)
+        swapLeadingAxes(out, a.out, outer: outputChannels, inner: B, run: N)  // (C', B, H, W) → (B, C', H, W)
     }
 
     public func backward(dout: UnsafePointer<Float>, batch B: Int) {
@@ -153,13 +158,13 @@ public final class UNet: DenoisingNetwork {
         guard let a = acts, let w = work, w.backward, w.capacity >= B else { return }
         let (p, g) = (UnsafePointer(parameters.values.pointer), parameters.grads.pointer)
         let pass = Pass(params: p, grads: g, batch: B, training: true, scratch: w.scratch)
-        let (C, H, W, N, T) = (settings.channels, settings.height, settings.width, settings.height * settings.width, settings.timeDim)
+        let (H, W, N, T) = (settings.height, settings.width, settings.height * settings.width, settings.timeDim)
         let (tembAct, dtembAct) = (UnsafePointer(a.tembAct), w.dtembAct)  // every ResBlock reads SiLU(temb), adds to its gradient
         for (k, d) in w.dskips.enumerated() { d.update(repeating: 0, count: skipFloats[k] * B) }
         dtembAct.update(repeating: 0, count: B * T)
         // ε̂ = Conv3×3(SiLU(GroupNorm(h)))
         let (dAct, dOut) = (w.scratch.a, w.scratch.b)
-        swapLeadingAxes(dOut, dout, outer: B, inner: C, run: N)  // (B, C, H, W) → (C, B, H, W)
+        swapLeadingAxes(dOut, dout, outer: B, inner: outputChannels, run: N)  // (B, C', H, W) → (C', B, H, W)
         outConv.backward(dinp: dAct, g, dout: dOut, inp: a.outAct, p, columns: w.scratch.columns, batch: B, height: H, width: W)
         SiLU.backward(dinp: dAct, dout: dAct, inp: a.outNormed, count: outNorm.channels * B * N)
         var (d, spare) = (w.streamA, w.streamB)
