@@ -45,6 +45,8 @@ setup-python:
 # ---- build ---------------------------------------------------------------------------
 build: setup-system
 	$(SWIFT) build -c release --product ddpm
+	@# The library's SONAME is libddpm.so.$(ABI_MAJOR): programs linked against the build folder look for it there.
+	@ln -sf libddpm.so $(BUILD)/libddpm.so.$(ABI_MAJOR)
 
 $(LIB): build
 
