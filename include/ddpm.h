@@ -239,8 +239,9 @@ typedef enum {
     DDPM_OUTPUT_EPS = 0,  /* ε̂, the noise in x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε                  */
     DDPM_OUTPUT_X0 = 1,   /* x̂0 = (x_t - √(1-ᾱ_t)·ε̂)/√ᾱ_t, the predicted clean sample     */
     DDPM_OUTPUT_V = 2,    /* v̂ = √ᾱ_t·ε̂ - √(1-ᾱ_t)·x̂0 (Salimans & Ho)                     */
-    DDPM_OUTPUT_SCORE = 3 /* s = -ε̂/√(1-ᾱ_t), the score of q(x_t); a prediction only, never a
+    DDPM_OUTPUT_SCORE = 3, /* s = -ε̂/√(1-ᾱ_t), the score of q(x_t); a prediction only, never a
                              model's output type                                             */
+    DDPM_OUTPUT_VARIANCE = 4 /* σ_t² of a learned reverse variance; a prediction only        */
 } ddpm_output;
 
 /** Called with x_T before the first reverse step (step = 0, t = the first timestep), then
@@ -517,7 +518,7 @@ int ddpm_model_train_step(ddpm_model *model, const float *x0, int64_t batch, int
                           const int32_t *labels, float *loss_out);
 
 /** The model's prediction for x_t: (batch, sample_size) at one timestep t for every row,
- *  as `output` (a ddpm_output: ε̂, x̂0, v̂ or the score), with the weights and guidance of params (NULL =
+ *  as `output` (a ddpm_output: ε̂, x̂0, v̂, the score, or the learned σ_t²), with the weights and guidance of params (NULL =
  *  ddpm_predict_params_default()); guidance applies when labels (batch,) are given.
  *  out: count floats. */
 int ddpm_model_predict(ddpm_model *model, const ddpm_predict_params *params, int32_t output,

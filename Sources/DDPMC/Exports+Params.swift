@@ -219,8 +219,9 @@ func predictOptions(_ params: UnsafePointer<ddpm_predict_params>?) throws -> Pre
 /// A ddpm_output value as the engine's PredictOutput (what a prediction may be asked for).
 func predictOutput(_ value: Int32, _ name: String) throws -> PredictOutput {
     if ddpm_output(rawValue: UInt32(bitPattern: value)) == DDPM_OUTPUT_SCORE { return .score }
+    if ddpm_output(rawValue: UInt32(bitPattern: value)) == DDPM_OUTPUT_VARIANCE { return .variance }
     guard let type = try? predictionType(value, name), let output = PredictOutput(rawValue: type.rawValue) else {
-        throw DDPMError.invalidArgument("unknown \(name) \(value) (0 eps, 1 x0, 2 v, 3 score)")
+        throw DDPMError.invalidArgument("unknown \(name) \(value) (0 eps, 1 x0, 2 v, 3 score, 4 variance)")
     }
     return output
 }

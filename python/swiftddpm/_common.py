@@ -23,7 +23,7 @@ SPACINGS = {"default": _lib.DDPM_SPACING_DEFAULT, "leading": _lib.DDPM_SPACING_L
 VARIANCES = {"beta": _lib.DDPM_VARIANCE_BETA, "posterior": _lib.DDPM_VARIANCE_POSTERIOR,
              "learned": _lib.DDPM_VARIANCE_LEARNED}
 OUTPUTS = {"eps": _lib.DDPM_OUTPUT_EPS, "x0": _lib.DDPM_OUTPUT_X0, "v": _lib.DDPM_OUTPUT_V}  # ddpm_output of a model
-PREDICTIONS = {**OUTPUTS, "score": _lib.DDPM_OUTPUT_SCORE}  # what Model.predict can return
+PREDICTIONS = {**OUTPUTS, "score": _lib.DDPM_OUTPUT_SCORE, "variance": _lib.DDPM_OUTPUT_VARIANCE}  # Model.predict
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _NULL_INT32 = _lib.INT32_P()

@@ -238,6 +238,7 @@ DDPM_OUTPUT_EPS = 0  # ε̂, the noise in x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε
 DDPM_OUTPUT_X0 = 1  # x̂0 = (x_t - √(1-ᾱ_t)·ε̂)/√ᾱ_t, the predicted clean sample
 DDPM_OUTPUT_V = 2  # v̂ = √ᾱ_t·ε̂ - √(1-ᾱ_t)·x̂0
 DDPM_OUTPUT_SCORE = 3  # s = -ε̂/√(1-ᾱ_t); a prediction only, never a model's output type
+DDPM_OUTPUT_VARIANCE = 4  # σ_t² of a learned reverse variance; a prediction only
 
 # typedef int (*ddpm_progress_fn)(void *user_data, int32_t step, int32_t total, int32_t t,
 #                                 const float *x, int64_t count);

@@ -316,6 +316,10 @@ class Model(C.HandleOwner):
 
     # ---- Inference -----------------------------------------------------------------
 
+    def predict_variance(self, x_t: Any, t: int, labels: Any = None, **options: Any) -> np.ndarray:
+        """The learned reverse variance σ_t² at x_t (models trained with learned_variance): predict(output="variance")."""
+        return self.predict(x_t, t, labels, output="variance", **options)
+
     def score(self, x_t: Any, t: int, labels: Any = None, **options: Any) -> np.ndarray:
         """The score s_θ(x_t, t) = −ε̂/√(1−ᾱ_t) (with guidance when labels are given): predict(output="score")."""
         return self.predict(x_t, t, labels, output="score", **options)
@@ -326,7 +330,8 @@ class Model(C.HandleOwner):
         """The model's prediction for a batch x_t (B, *sample_shape) at one timestep t for every row.
 
         output: "eps" (ε̂), "x0" (x̂_0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t), "v" (√ᾱ_t·ε̂ − √(1−ᾱ_t)·x̂_0)
-            or "score" (−ε̂/√(1−ᾱ_t), the score of q(x_t)), whatever the model's target.
+            or "score" (−ε̂/√(1−ᾱ_t), the score of q(x_t)), whatever the model's target; or
+            "variance", the learned σ_t² of a model trained with learned_variance.
         labels: (B,) (or one int) for a conditional model, with classifier-free guidance
         ε̂_uncond + w·(ε̂_cond − ε̂_uncond), w = guidance_scale; or None.
         use_ema: predict with the EMA weights (default) or the live ones.

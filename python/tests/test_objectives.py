@@ -41,3 +41,21 @@ def test_predictions_are_consistent_whatever_the_target(linear100, target):
         np.testing.assert_allclose(model.score(x, t), score, atol=1e-6)
         samples = model.sample(8, method="dpm_solver++", steps=10, seed=3)
         assert np.isfinite(samples).all()
+
+
+def test_learned_variance_model_predicts_its_variance_and_samples(linear100):
+    cfg = sd.TrainConfig(learned_variance=True, vlb_lambda=0.01, seed=3)
+    with sd.Model(linear100, network=sd.MLPConfig(data_dim=2, hidden=16, depth=1), train=cfg) as model:
+        rng = np.random.default_rng(1)
+        model.fit((0.5 * rng.normal(size=(256, 2))).astype(np.float32), steps=50, batch_size=64, progress=False)
+        x = rng.normal(size=(4, 2)).astype(np.float32)
+        var = model.predict_variance(x, 50)
+        assert var.shape == (4, 2) and np.isfinite(var).all() and (var > 0).all()
+        a = model.sample(16, method="ddpm", steps=20, variance="learned", seed=4)
+        b = model.sample(16, method="ddpm", steps=20, variance="posterior", seed=4)
+        assert np.isfinite(a).all() and not np.array_equal(a, b)
+        nll = model.nll(x, variance="learned", seed=1)
+        assert np.isfinite(nll.total).all()
+    with sd.Model(linear100, network=sd.MLPConfig(data_dim=2, hidden=16, depth=1)) as plain:
+        with pytest.raises(sd.InvalidArgumentError, match="learned_variance"):
+            plain.predict_variance(np.zeros((1, 2), np.float32), 5)

@@ -9,6 +9,12 @@
 // number of rows, so fixed chunks make sample i's prediction independent of how many samples
 // share the call, and a shard of a sampling batch that starts on a chunk boundary computes
 // bitwise what one process computes for those samples (swiftddpm.distributed.sample).
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 
 /// The weights and guidance of a prediction (ddpm_predict_params in C). Checked once, in
 /// `DiffusionModel.denoiser(_:batch:)`.
@@ -128,6 +134,13 @@ extension DiffusionModel {
         try schedule.check(t: t)
         try requireFinite(x, count: batch * network.sampleSize, "x")
         try denoiser.predict(out, x: x, t: t, labels: labels, batch: batch)
+        if output == .variance {
+            guard let v = denoiser.lastVariance else {
+                throw DDPMError.invalidArgument("output 'variance' needs a model trained with learned_variance")
+            }
+            for i in 0..<batch * network.sampleSize { out[i] = Float(exp(schedule.reverseLogVariance(t, .learned, learned: v[i]))) }
+            return
+        }
         try schedule.convert(out, output: out, from: denoiser.predictionType, to: output, x: x, t: t,
                              count: batch * network.sampleSize)
     }

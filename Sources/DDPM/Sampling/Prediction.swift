@@ -26,6 +26,8 @@ public enum PredictOutput: Int32, Sendable, CaseIterable {
     case epsilon = 0, x0 = 1, v = 2
     /// s = ∇_x log q_t(x) = −ε̂/√(1−ᾱ_t).
     case score = 3
+    /// σ_t² of the learned reverse variance (models with learned_variance only).
+    case variance = 4
 }
 
 /// Pointers to (x̂_0, ε̂) for one step: each either the model output itself or a scratch buffer.
@@ -164,6 +166,7 @@ extension NoiseSchedule {
             case .x0: out[i] = Float(x0)
             case .v: out[i] = Float(a * e - s * x0)
             case .score: out[i] = Float(-e / s)
+            case .variance: throw DDPMError.invalidArgument("the variance is no conversion of a model output")
             }
         }
     }
