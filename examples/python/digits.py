@@ -5,8 +5,9 @@ The recipe: scikit-learn's bundled digits (1797 images of 8×8 pixels with value
 download) scaled to [-1, 1] and split 75% / 25%; a small class-conditional UNet (base 16
 channels, levels ×1 ×2 ×2 at 8×8, 4×4, 2×2; 0.39 M parameters) trained on the training split
 with DDPM Algorithm 1 under a cosine schedule, T = 1000 (labels dropped 10% of the time, so that
-one network is both conditional and unconditional); DDIM sampling (50 steps, x̂0 clipped to
-[-1, 1]) with classifier-free guidance w = 1.5. The defaults (2000 steps of 64 images) train in
+one network is both conditional and unconditional); DPM-Solver++ 2M sampling (20 steps, x̂0
+clipped to [-1, 1]; --sampler ddim --sample-steps 50 for 0.1's DDIM) with classifier-free
+guidance w = 1.5. The defaults (2000 steps of 64 images) train in
 about 4 minutes on 2 cores (~110 ms a step) and the whole run takes 5 to 7 minutes.
 
     PYTHONPATH=python python3 examples/python/digits.py [--steps 2000] [--guidance 1.5] [--out DIR]
@@ -92,9 +93,10 @@ def parse_args() -> argparse.Namespace:
                         "decay**steps small)")
     p.add_argument("--schedule", choices=("linear", "cosine"), default="cosine", help="noise schedule")
     p.add_argument("--timesteps", type=int, default=1000, help="T of the noise schedule")
-    p.add_argument("--sample-steps", type=int, default=50, help="sampler steps (0 = all T for ddpm)")
-    p.add_argument("--sampler", choices=("ddim", "dpm_solver++", "ddpm"), default="ddim",
-                   help="reverse process used for the judged samples (x̂0 clipped to [-1, 1])")
+    p.add_argument("--sample-steps", type=int, default=20, help="sampler steps (0 = all T for ddpm)")
+    p.add_argument("--sampler", choices=("dpm_solver++", "ddim", "ddpm"), default="dpm_solver++",
+                   help="reverse process used for the judged samples (x̂0 clipped to [-1, 1]); "
+                        "ddim recomputes ε̂ from the clipped x̂0 (use_clipped_model_output), as 0.1 did")
     p.add_argument("--guidance", type=float, default=1.5,
                    help="classifier-free guidance w of the samples (1 = plain conditional)")
     p.add_argument("--sweep", type=str, default="",
@@ -234,8 +236,11 @@ def train(model: sd.Model, x: np.ndarray, y: np.ndarray, args) -> tuple[np.ndarr
 
 
 def sample(model: sd.Model, n: int, args, labels=None, guidance: float = 1.0, seed: int = 0) -> np.ndarray:
+    # Guided DDIM with clipping needs ε̂ recomputed from the clipped x̂0: with diffusers' default
+    # (the model's ε̂) agreement fell from 98.8% to 88.3% on this recipe.
+    extra = {"use_clipped_model_output": True} if args.sampler == "ddim" else {}
     return model.sample(n, method=args.sampler, steps=args.sample_steps, clip=True, seed=seed,
-                        labels=labels, guidance_scale=guidance)
+                        labels=labels, guidance_scale=guidance, **extra)
 
 
 def judge_guided(judge: Judge, x: np.ndarray, labels: np.ndarray) -> dict:
@@ -405,7 +410,7 @@ def main() -> None:
                   "ms_per_step": 1e3 * train_time / max(1, args.steps),
                   "loss_first_100": float(losses[:100].mean()) if len(losses) else None,
                   "loss_last_100": float(losses[-100:].mean()) if len(losses) else None},
-        "sampling": {"ddim_steps": args.sample_steps, "guided_samples": int(len(labels)),
+        "sampling": {"sampler": args.sampler, "steps": args.sample_steps, "guided_samples": int(len(labels)),
                      "guided_seconds": guided_time, "unconditional_samples": int(len(unconditional)),
                      "unconditional_seconds": unconditional_time},
         "judge": {"classifier": "MLPClassifier(128 hidden)", "held_out_accuracy": judge_accuracy},
