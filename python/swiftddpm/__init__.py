@@ -56,7 +56,7 @@ def set_num_threads(n: int) -> None:
     """Sets the number of threads BLAS uses (n >= 1)."""
     from ._common import as_int
 
-    _check(_lib.lib.ddpm_set_num_threads(as_int(n, "n")))
+    _check(_lib.lib.ddpm_set_num_threads(as_int(n, "n", minimum=-(2**31), maximum=2**31 - 1)))  # C int
 
 
 def get_num_threads() -> int:
