@@ -2,6 +2,7 @@
 #   make demo   set up, build, train the 50-dim signal model and write its plots
 #   make test   set up, build, run every test (Swift, C, Python)
 # Also: make bench [BENCH_ARGS=--quick] (engine vs PyTorch), make install PREFIX=/usr/local, make clean.
+# Not part of test: make fuzz [FUZZ_SECONDS=600] / make fuzz-smoke (libFuzzer over the checkpoint loader, fuzz/README.md).
 
 PYTHON   ?= python3
 SWIFT    ?= swift
@@ -81,14 +82,18 @@ FUZZER       := $(FUZZ_BUILD)/load_fuzzer
 FUZZ_FLAGS   := -timeout=10 -rss_limit_mb=4096 -max_len=300000
 
 fuzz-setup:
-	@printf 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { return 0; }\n' \
-	  > $(CURDIR)/.fuzz-probe.cc; \
-	if ! $(FUZZ_CXX) -fsanitize=fuzzer,address $(CURDIR)/.fuzz-probe.cc -o $(CURDIR)/.fuzz-probe >/dev/null 2>&1; then \
+	@mkdir -p $(FUZZ_BUILD) && \
+	printf 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { return 0; }\n' \
+	  > $(FUZZ_BUILD)/probe.cc; \
+	if ! $(FUZZ_CXX) -fsanitize=fuzzer,address $(FUZZ_BUILD)/probe.cc -o $(FUZZ_BUILD)/probe >/dev/null 2>&1; then \
 	  echo "installing clang with libFuzzer (clang, libclang-rt-dev)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq clang >/dev/null; \
 	  $$SUDO apt-get install -y -qq libclang-rt-dev >/dev/null 2>&1 || true; \
-	fi; rm -f $(CURDIR)/.fuzz-probe.cc $(CURDIR)/.fuzz-probe
+	  if ! $(FUZZ_CXX) -fsanitize=fuzzer,address $(FUZZ_BUILD)/probe.cc -o $(FUZZ_BUILD)/probe >/dev/null 2>&1; then \
+	    echo "error: $(FUZZ_CXX) cannot link -fsanitize=fuzzer,address; try make fuzz FUZZ_CXX=/usr/bin/clang++"; \
+	    exit 1; fi; \
+	fi; rm -f $(FUZZ_BUILD)/probe.cc $(FUZZ_BUILD)/probe
 
 fuzz-build: setup fuzz-setup build
 	@if $(SWIFT) build -c release --product ddpm --build-path $(FUZZ_BUILD) -Xswiftc -sanitize=fuzzer,address; then \
