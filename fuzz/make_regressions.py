@@ -41,20 +41,47 @@ CASES = {
     # No upper bound, found by the fuzzer as a timeout: a UNet with 2^31 - 1 residual blocks per
     # level is built block by block; the load ran 94 s, its memory growing, until it was killed.
     "unet-res-blocks-int32-max": {**UNET, "res_blocks": 2**31 - 1},
+    # Found by the fuzzer: channel_mult entries that fit int32 but not in memory (allocation-size-too-big).
+    "unet-channel-mult-2e24": {**UNET, "base_channels": 255, "channel_mult": [2**24, 1]},
 }
+
+# Version-1 files (library 0.1) keep num_classes inside the network's JSON; the fuzzer found
+# that 2^32 classes abort the load (a class embedding of 2^32 rows: allocation-size-too-big).
+V1_CASES = {
+    "v1-mlp-num-classes-2e32": {"mlp": {"_0": {"dataDim": 3, "depth": 1, "hidden": 8, "numClasses": 2**32,
+                                              "timeEmbedDim": 8}}},
+}
+V1_TRAINING = {"emaDecay": 0.995, "gradClip": 1, "labelDropout": 0.2, "seed": 5,
+               "optimizer": {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-08, "learningRate": 0.001, "weightDecay": 0.01}}
+
+
+def compact(value: dict) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def checkpoint(network: dict) -> bytes:
     """A format-2 checkpoint header with `network`, a linear schedule of T = 1 and no model tensors."""
-    betas = struct.pack("<d", 0.02)
-    metadata = {
+    return container({
         "format": "swiftddpm-checkpoint", "format_version": "2", "library_version": "0.2.0",
-        "network": json.dumps(network, separators=(",", ":")),
-        "training": json.dumps(TRAINING, separators=(",", ":")),
-        "conditioning": '{"kind":"none"}',
+        "network": compact(network), "training": compact(TRAINING), "conditioning": '{"kind":"none"}',
         "schedule": '{"beta_end":0.02,"beta_start":0.02,"kind":"linear"}',
         "step": "0", "optimizer_step": "0", "rng_seed": "0", "rng_counter": "0",
-    }
+    })
+
+
+def checkpoint_v1(network: dict) -> bytes:
+    """The same in format version 1 (library 0.1's Codable encoding of the configuration)."""
+    return container({
+        "format": "swiftddpm-checkpoint", "format_version": "1", "library_version": "0.1.0",
+        "network": compact(network), "training": compact(V1_TRAINING),
+        "schedule_kind": '{"linear":{"betaEnd":0.02,"betaStart":0.02}}',
+        "step": "0", "optimizer_step": "0", "rng_seed": "0", "rng_counter": "0",
+    })
+
+
+def container(metadata: dict) -> bytes:
+    """A safetensors file: metadata and one F64 schedule.betas = [0.02]."""
+    betas = struct.pack("<d", 0.02)
     header = {"__metadata__": metadata,
               "schedule.betas": {"dtype": "F64", "shape": [1], "data_offsets": [0, len(betas)]}}
     text = json.dumps(header, separators=(",", ":")).encode()
@@ -65,7 +92,9 @@ def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, network in CASES.items():
         (out / name).write_bytes(checkpoint(network))  # no .safetensors: .gitignore drops those
-    print(f"{len(CASES)} regression inputs in {out}")
+    for name, network in V1_CASES.items():
+        (out / name).write_bytes(checkpoint_v1(network))
+    print(f"{len(CASES) + len(V1_CASES)} regression inputs in {out}")
 
 
 if __name__ == "__main__":
