@@ -46,6 +46,7 @@ extern "C" int LLVMFuzzerInitialize(int *, char ***) {
     const char *dir = getenv("DDPM_FUZZ_DIR");
     if (!dir) dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     g_path = std::string(dir) + "/ddpm-load-fuzz-" + std::to_string(getpid()) + ".safetensors";
+    atexit([] { unlink(g_path.c_str()); });  // a crash leaves it behind: its name says whose it is
     ddpm_set_num_threads(1);
     return 0;
 }
