@@ -1,4 +1,4 @@
-// libFuzzer harness of the checkpoint loader: each input is written to a file on tmpfs and
+// libFuzzer harness of the checkpoint loader: each input is written to an in-memory file and
 // loaded with ddpm_model_load, the whole path a user's file takes (open, fstat, header
 // length, JSON header, tensor table, checksum, metadata configuration, model
 // construction, tensor copy, counters). A model that loads is then used once (a 1-row
@@ -30,6 +30,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 extern "C" {
@@ -40,27 +41,35 @@ extern "C" size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
 
 // ---- The harness ------------------------------------------------------------------------
 
+// The input lives in an anonymous in-memory file (memfd_create: no name in any folder, so a
+// crashed run leaves nothing behind) that the loader opens as /proc/self/fd/N, a regular
+// file to fstat. Where memfd is missing, an unlinked-at-exit file in /dev/shm or /tmp.
+static int g_fd = -1;
 static std::string g_path;
 
 extern "C" int LLVMFuzzerInitialize(int *, char ***) {
-    const char *dir = getenv("DDPM_FUZZ_DIR");
-    if (!dir) dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    g_path = std::string(dir) + "/ddpm-load-fuzz-" + std::to_string(getpid()) + ".safetensors";
-    atexit([] { unlink(g_path.c_str()); });  // a crash leaves it behind: its name says whose it is
+    g_fd = memfd_create("ddpm-load-fuzz", MFD_CLOEXEC);
+    if (g_fd >= 0) {
+        g_path = "/proc/self/fd/" + std::to_string(g_fd);
+    } else {
+        const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+        g_path = std::string(dir) + "/ddpm-load-fuzz-" + std::to_string(getpid()) + ".safetensors";
+        atexit([] { unlink(g_path.c_str()); });
+    }
     ddpm_set_num_threads(1);
     return 0;
 }
 
 static void write_file(const uint8_t *data, size_t size) {
-    int fd = open(g_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) { perror("load_fuzzer: open"); abort(); }
+    int fd = g_fd >= 0 ? g_fd : open(g_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || (g_fd >= 0 && ftruncate(fd, 0) != 0)) { perror("load_fuzzer: open"); abort(); }
     size_t done = 0;
     while (done < size) {
-        ssize_t n = write(fd, data + done, size - done);
+        ssize_t n = pwrite(fd, data + done, size - done, (off_t)done);
         if (n <= 0) { perror("load_fuzzer: write"); abort(); }
         done += (size_t)n;
     }
-    close(fd);
+    if (fd != g_fd) close(fd);
 }
 
 // Uses a loaded model once; its shapes must be consistent with what the loader accepted.
