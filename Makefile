@@ -4,6 +4,7 @@
 # Also: make bench [BENCH_ARGS=--quick] (engine vs PyTorch), make install PREFIX=/usr/local, make clean,
 #       make wheel (dist/swiftddpm-*.whl), make test-torch (PyTorch interop, in .bench-venv).
 # MPI (data-parallel training, issue 12): make test also runs the MPI tests with mpirun -np 2.
+# Not part of test: make fuzz [FUZZ_SECONDS=600] / make fuzz-smoke (libFuzzer over the checkpoint loader, fuzz/README.md).
 
 PYTHON   ?= python3
 SWIFT    ?= swift
@@ -20,7 +21,8 @@ VERSION  := $(shell sed -n 's/^\#define DDPM_VERSION_\(MAJOR\|MINOR\|PATCH\) *\(
 ABI_MAJOR := $(firstword $(subst ., ,$(VERSION)))
 
 .PHONY: all setup setup-system setup-python build demo test test-swift test-c test-python bench install clean \
-        wheel test-wheel test-wheel-source test-torch bench-venv
+        wheel test-wheel test-wheel-source test-torch bench-venv \
+        fuzz fuzz-setup fuzz-build fuzz-smoke
 .PHONY: setup-mpi test-mpi
 
 all: build
@@ -82,6 +84,56 @@ test-python: setup-python setup-mpi build
 bench: setup build
 	bash bench/run.sh $(BENCH_ARGS)
 
+# ---- fuzzing the checkpoint loader (not part of test or CI; see fuzz/README.md) ---------
+# make fuzz [FUZZ_SECONDS=600] [FUZZ_JOBS=1]: libFuzzer + ASan over ddpm_model_load, with the
+# structure-aware mutator of fuzz/load_fuzzer.cc; the Swift library is built with
+# -sanitize=fuzzer,address in $(FUZZ_BUILD) so that its own code feeds coverage. Crashes are
+# written to $(FUZZ_OUT)/artifacts and the run goes on (fork mode). make fuzz-smoke runs every
+# seed and every fuzz/regressions input once.
+FUZZ_SECONDS ?= 600
+FUZZ_JOBS    ?= 1
+FUZZ_CXX     ?= clang++
+FUZZ_BUILD   := .build-fuzz
+FUZZ_OUT     := $(FUZZ_BUILD)/run
+FUZZER       := $(FUZZ_BUILD)/load_fuzzer
+FUZZ_FLAGS   := -timeout=10 -rss_limit_mb=4096 -max_len=300000
+
+fuzz-setup:
+	@mkdir -p $(FUZZ_BUILD) && \
+	printf 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { return 0; }\n' \
+	  > $(FUZZ_BUILD)/probe.cc; \
+	if ! $(FUZZ_CXX) -fsanitize=fuzzer,address $(FUZZ_BUILD)/probe.cc -o $(FUZZ_BUILD)/probe >/dev/null 2>&1; then \
+	  echo "installing clang with libFuzzer (clang, libclang-rt-dev)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq clang >/dev/null; \
+	  $$SUDO apt-get install -y -qq libclang-rt-dev >/dev/null 2>&1 || true; \
+	  if ! $(FUZZ_CXX) -fsanitize=fuzzer,address $(FUZZ_BUILD)/probe.cc -o $(FUZZ_BUILD)/probe >/dev/null 2>&1; then \
+	    echo "error: $(FUZZ_CXX) cannot link -fsanitize=fuzzer,address; try make fuzz FUZZ_CXX=/usr/bin/clang++"; \
+	    exit 1; fi; \
+	fi; rm -f $(FUZZ_BUILD)/probe.cc $(FUZZ_BUILD)/probe
+
+fuzz-build: setup fuzz-setup build
+	@if $(SWIFT) build -c release --product ddpm --build-path $(FUZZ_BUILD) -Xswiftc -sanitize=fuzzer,address; then \
+	  libdir=$(FUZZ_BUILD)/release; \
+	else \
+	  echo "warning: the Swift library cannot be built with -sanitize=fuzzer,address here;"; \
+	  echo "         fuzzing the plain build: coverage comes from the harness only"; libdir=$(BUILD); \
+	fi; \
+	rm -f $(FUZZER); $(FUZZ_CXX) -std=c++17 -g -O1 -fsanitize=fuzzer,address -Iinclude fuzz/load_fuzzer.cc \
+	  -L$$libdir -lddpm -Wl,-rpath,$(CURDIR)/$$libdir -o $(FUZZER) 2>&1 | grep -v 'Cannot export local symbol' || true; \
+	test -x $(FUZZER)
+	@rm -rf $(FUZZ_OUT)/seeds && $(PYTHON) fuzz/make_corpus.py $(FUZZ_OUT)/seeds
+	@mkdir -p $(FUZZ_OUT)/corpus $(FUZZ_OUT)/artifacts
+
+fuzz: fuzz-build
+	cd $(FUZZ_OUT) && nice $(CURDIR)/$(FUZZER) $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) \
+	  -fork=$(FUZZ_JOBS) -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 \
+	  -artifact_prefix=artifacts/ -print_final_stats=1 corpus seeds $(CURDIR)/fuzz/regressions
+	@echo "crashes, OOMs and timeouts (if any): $(FUZZ_OUT)/artifacts"; ls -l $(FUZZ_OUT)/artifacts
+
+fuzz-smoke: fuzz-build
+	cd $(FUZZ_OUT) && $(CURDIR)/$(FUZZER) $(FUZZ_FLAGS) -runs=0 seeds $(CURDIR)/fuzz/regressions
+
 # ---- install ---------------------------------------------------------------------------
 # lib/libddpm.so.X.Y.Z with its SONAME link libddpm.so.X and the dev link libddpm.so,
 # include/ddpm.h + ddpm_version.h, lib/pkgconfig/ddpm.pc.
@@ -127,7 +179,7 @@ test-torch: build bench-venv
 	.bench-venv/bin/python -m pytest -q python/tests/test_torch.py python/tests/test_export.py
 
 clean:
-	rm -rf .build .build-wheel dist examples/c/swiss_roll examples/c/mpi_train $(OUT)
+	rm -rf .build .build-wheel $(FUZZ_BUILD) dist examples/c/swiss_roll examples/c/mpi_train $(OUT)
 
 # ---- MPI: data-parallel training and sharded sampling (issue 12) ---------------------------
 # mpirun on localhost: --oversubscribe (more ranks than free cores), --allow-run-as-root as root;

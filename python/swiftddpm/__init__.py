@@ -55,9 +55,9 @@ def library_path() -> str:
 
 def set_num_threads(n: int) -> None:
     """Sets the number of threads BLAS uses (n >= 1)."""
-    from ._common import as_int
+    from ._common import as_int32
 
-    _check(_lib.lib.ddpm_set_num_threads(as_int(n, "n")))
+    _check(_lib.lib.ddpm_set_num_threads(as_int32(n, "n")))  # C int: a larger n would wrap
 
 
 def get_num_threads() -> int:

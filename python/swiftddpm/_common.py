@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import operator
+import os
+import signal
+import threading
 from typing import Any, Callable
 
 import numpy as np
 
 from . import _lib
-from .errors import ClosedError, InvalidArgumentError, ShapeError, check
+from .errors import ArgumentTypeError, ClosedError, InvalidArgumentError, ShapeError, check
 
 METHODS = {"ddpm": _lib.DDPM_METHOD_DDPM, "ddim": _lib.DDPM_METHOD_DDIM, "dpm_solver++": _lib.DDPM_METHOD_DPM_SOLVER_PP,
            "sde_dpm_solver++": _lib.DDPM_METHOD_SDE_DPM_SOLVER_PP, "langevin": _lib.DDPM_METHOD_LANGEVIN,
@@ -26,6 +30,7 @@ OUTPUTS = {"eps": _lib.DDPM_OUTPUT_EPS, "x0": _lib.DDPM_OUTPUT_X0, "v": _lib.DDP
 PREDICTIONS = {**OUTPUTS, "score": _lib.DDPM_OUTPUT_SCORE, "variance": _lib.DDPM_OUTPUT_VARIANCE}  # Model.predict
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+_INT64_MAX = 2**63 - 1
 _NULL_INT32 = _lib.INT32_P()
 
 
@@ -81,14 +86,14 @@ class HandleOwner:
 
 
 def as_int(value: Any, what: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    """An exact Python int (numpy integers accepted, floats and bools refused), optionally
-    within [minimum, maximum]."""
-    if isinstance(value, bool):
-        raise InvalidArgumentError(f"{what} must be an integer (got {value!r})")
+    """An exact Python int (numpy integers accepted, floats, strings and bools refused with
+    ArgumentTypeError), optionally within [minimum, maximum] (InvalidArgumentError)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ArgumentTypeError(f"{what} must be an integer (got {value!r})")
     try:
         result = operator.index(value)
     except TypeError:
-        raise InvalidArgumentError(f"{what} must be an integer (got {value!r})") from None
+        raise ArgumentTypeError(f"{what} must be an integer (got {value!r})") from None
     if minimum is not None and result < minimum:
         raise InvalidArgumentError(f"{what} must be >= {minimum} (got {result})")
     if maximum is not None and result > maximum:
@@ -101,12 +106,70 @@ def as_int32(value: Any, what: str) -> int:
     return as_int(value, what, minimum=-(2**31), maximum=2**31 - 1)
 
 
+def as_float(value: Any, what: str) -> float:
+    """A real number as a Python float: ints, floats and numpy reals (a 0-d array too);
+    bools, strings ("1.5" too), complex numbers and other objects raise ArgumentTypeError.
+    Range and finiteness are the library's to check."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return float(value)
+    raise ArgumentTypeError(f"{what} must be a number: an int or a float (got {value!r})")
+
+
+# dtype kinds that hold real numbers: signed and unsigned integers, floats. Refused: b (bool),
+# c (complex), U/S (strings, "1.5" too), O (objects), M/m (dates), V (records).
+_REAL_KINDS = "iuf"
+
+
+def real_array(x: Any, what: str, dtype: Any = np.float32) -> np.ndarray:
+    """x as a C-contiguous, aligned array of `dtype` (a copy only when needed).
+
+    Only arrays (or nested sequences) of real numbers are converted: bool, complex, string
+    and object arrays raise ArgumentTypeError rather than being silently cast.
+    """
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x)
+        except (TypeError, ValueError) as error:  # ragged nested lists
+            raise InvalidArgumentError(f"{what} cannot be converted to a {np.dtype(dtype)} array: {error}") from None
+    if x.dtype.kind not in _REAL_KINDS:
+        raise ArgumentTypeError(f"{what} must hold real numbers (integers or floats); got dtype {x.dtype}"
+                                + (" (convert strings with float() first)" if x.dtype.kind in "US" else ""))
+    arr = np.ascontiguousarray(x, dtype=dtype)
+    return arr if arr.flags.aligned else arr.copy()
+
+
 def float32_array(x: Any, what: str) -> np.ndarray:
-    """x as a C-contiguous float32 array (a copy only when needed)."""
+    """x as a C-contiguous float32 array (a copy only when needed); see real_array."""
+    return real_array(x, what, np.float32)
+
+
+def as_int64_count(value: Any, what: str) -> int:
+    """A count >= 1 that the library takes as int64_t."""
+    return as_int(value, what, minimum=1, maximum=_INT64_MAX)
+
+
+def elements(n: int, shape: tuple[int, ...]) -> int:
+    """prod(shape), checked with n·prod(shape) against int64 (ctypes would wrap a larger value)."""
+    dim = math.prod(shape)
+    if dim > _INT64_MAX or n * dim > _INT64_MAX:
+        raise InvalidArgumentError(f"{n} samples of shape {shape} have more elements than int64 can count")
+    return dim
+
+
+def path_bytes(path: Any, what: str = "path") -> bytes:
+    """A file path as bytes for the library; a NUL byte (which C would silently cut the path at)
+    raises InvalidArgumentError."""
     try:
-        return np.ascontiguousarray(x, dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        raise InvalidArgumentError(f"{what} cannot be converted to a float32 array: {error}") from None
+        raw = os.fsencode(os.fspath(path))
+    except TypeError:
+        raise ArgumentTypeError(f"{what} must be a str, bytes or os.PathLike (got {type(path).__name__})") from None
+    if b"\0" in raw:
+        raise InvalidArgumentError(f"{what} contains a NUL byte: {path!r}")
+    if not raw:
+        raise InvalidArgumentError(f"{what} is empty")
+    return raw
 
 
 def batch_array(x: Any, what: str, sample_shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -152,8 +215,8 @@ def int32_vector(values: Any, length: int, what: str, *, broadcast: bool = False
     int32 raise InvalidArgumentError; a wrong length raises ShapeError.
     """
     arr = np.asarray(values)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise InvalidArgumentError(f"{what} must hold integers (got dtype {arr.dtype})")
+    if arr.dtype.kind not in "iu":
+        raise ArgumentTypeError(f"{what} must hold integers (got dtype {arr.dtype})")
     if arr.ndim == 0 and broadcast:
         arr = np.full(length, arr, dtype=arr.dtype)
     if arr.shape != (length,):
@@ -214,7 +277,7 @@ def sample_params(
     p = _lib.lib.ddpm_sample_params_default()
     p.method = enum_value(METHODS, method, "method")
     p.steps = as_int(steps, "steps", minimum=0, maximum=2**31 - 1)
-    p.eta = float(eta)
+    p.eta = as_float(eta, "eta")
     p.variance = enum_value(VARIANCES, variance, "variance")
     if clip is None or clip is False:
         p.clip_x0 = 0
@@ -223,9 +286,9 @@ def sample_params(
             lo, hi = -1.0, 1.0
         else:
             try:
-                lo, hi = (float(v) for v in clip)
+                lo, hi = (as_float(v, "clip bounds") for v in clip)
             except (TypeError, ValueError):
-                raise InvalidArgumentError(f"clip must be None, True or a pair (lo, hi) (got {clip!r})") from None
+                raise ArgumentTypeError(f"clip must be None, True or a pair (lo, hi) of numbers (got {clip!r})") from None
         if not lo < hi:
             raise InvalidArgumentError(f"clip range must have lo < hi (got {(lo, hi)})")
         p.clip_x0, p.clip_min, p.clip_max = 1, lo, hi
@@ -260,26 +323,95 @@ PREDICT_DEFAULTS = _lib.lib.ddpm_predict_params_default()  # the defaults of Mod
 def predict_params(guidance_scale: float, use_ema: bool) -> _lib.ddpm_predict_params:
     """A ddpm_predict_params: classifier-free guidance scale w and EMA or live weights."""
     p = _lib.lib.ddpm_predict_params_default()
-    p.guidance_scale = float(guidance_scale)
+    p.guidance_scale = as_float(guidance_scale, "guidance_scale")
     p.use_ema = 1 if use_ema else 0
     return p
 
 
 class CallbackState:
-    """Keeps what a ctypes callback needs alive for one C call and carries any Python
-    exception it raised back out, to be re-raised after the call returns."""
+    """One C call that calls back into Python (sampling): keeps what the ctypes callbacks need
+    alive, carries a Python exception they raised back out, and defers Ctrl-C.
+
+    Ctrl-C: while the call runs (`with state:`, main thread only), SIGINT goes to a handler
+    that runs the previous Python handler (default_int_handler raises KeyboardInterrupt) and
+    keeps what it raised in `interrupt` instead of letting it escape from wherever the
+    interpreter happens to be — an exception escaping a ctypes callback is printed as
+    "Exception ignored" and lost. Every callback polls `interrupted` and returns nonzero, so
+    the library stops cleanly at the next step (the handle stays usable), and `raise_pending`
+    raises the KeyboardInterrupt after the call. While the caller's own Python code runs
+    inside a callback (`call_user`: a model function, a progress function), the handler
+    raises at once so that slow user code is interrupted too; the callback catches it.
+    A SIGINT handler that is not a Python callable (SIG_IGN, SIG_DFL) is left alone.
+    """
 
     def __init__(self) -> None:
-        self.error: BaseException | None = None
+        self.error: BaseException | None = None  # what a callback raised, re-raised after the call
+        self.interrupt: BaseException | None = None  # what the SIGINT handler raised during the call
+        self._in_user = False
+        self._previous: Any = None
+        self._installed = False
 
-    def reraise(self) -> None:
-        if self.error is not None:
-            error, self.error = self.error, None
+    # ---- Ctrl-C ---------------------------------------------------------------------
+
+    def __enter__(self) -> "CallbackState":
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if callable(previous):
+                self._previous = previous
+                signal.signal(signal.SIGINT, self._on_sigint)
+                self._installed = True
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._installed:
+            self._installed = False
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _on_sigint(self, signum, frame) -> None:
+        try:
+            self._previous(signum, frame)
+        except BaseException as error:  # noqa: BLE001 - kept, raised after the C call
+            if self.interrupt is None:
+                self.interrupt = error
+            if self._in_user:
+                raise
+
+    @property
+    def interrupted(self) -> bool:
+        """True once Ctrl-C was pressed during the call: callbacks then return nonzero."""
+        return self.interrupt is not None
+
+    def call_user(self, fn: Callable, *args: Any) -> Any:
+        """fn(*args), the caller's own code, which Ctrl-C may interrupt directly."""
+        self._in_user = True
+        try:
+            return fn(*args)
+        finally:
+            self._in_user = False
+
+    def keep(self, error: BaseException) -> None:
+        """Records an exception raised in a callback (the first one wins)."""
+        self._in_user = False
+        if self.error is None:
+            self.error = error
+
+    # ---- After the call -------------------------------------------------------------
+
+    def raise_pending(self) -> None:
+        """Raises the deferred KeyboardInterrupt (first), else a callback's exception."""
+        interrupt, self.interrupt = self.interrupt, None
+        error, self.error = self.error, None
+        if interrupt is not None:
+            raise interrupt
+        if error is not None:
             raise error
+
+    reraise = raise_pending
 
 
 class ProgressRelay:
-    """Turns a Python progress callable into a ddpm_progress_fn.
+    """The ddpm_progress_fn of a sampling call: always passed, so that the library polls for
+    Ctrl-C between steps (see CallbackState), and relays to a Python progress callable if any.
 
     The user callable is progress(step, total, t, x) with x a read-only (n, *shape)
     float32 view, valid only during the call (copy it to keep it); returning a truthy
@@ -297,7 +429,10 @@ class ProgressRelay:
         self.c_callback = _lib.ddpm_progress_fn(self._call)
 
     def _call(self, _user_data, step, total, t, x, count):
+        state = self.state
         try:
+            if state.interrupt is not None:
+                return 1
             view = None
             if self.snapshot_all or t in self.snapshot_ts:
                 view = np.ctypeslib.as_array(x, shape=(count,)).reshape(self.shape)
@@ -306,10 +441,11 @@ class ProgressRelay:
                 if view is None:
                     view = np.ctypeslib.as_array(x, shape=(count,)).reshape(self.shape)
                 view.flags.writeable = False
-                return 1 if self.user(int(step), int(total), int(t), view) else 0
-            return 0
+                if state.call_user(self.user, int(step), int(total), int(t), view):
+                    return 1
+            return 1 if state.interrupt is not None else 0
         except BaseException as error:  # noqa: BLE001 - carried out and re-raised after the call
-            self.state.error = error
+            state.keep(error)
             return 1
 
 
@@ -371,7 +507,7 @@ def trajectory_request(return_trajectory: Any) -> tuple[bool, set[int] | None]:
 
 def progress_relay(state: CallbackState, shape: tuple[int, ...], progress: Any,
                    snapshot_all: bool, snapshot_ts: set[int] | None, desc: str):
-    """The ProgressRelay for a sampling call (None if nothing to report) and a closer.
+    """The ProgressRelay for a sampling call (always one, to poll for Ctrl-C) and a closer.
 
     progress: None, a callable progress(step, total, t, x) -> truthy to cancel, or True
     for a tqdm bar (silently nothing when tqdm is not installed).
@@ -384,31 +520,32 @@ def progress_relay(state: CallbackState, shape: tuple[int, ...], progress: Any,
         user = progress
     elif progress not in (None, False):
         raise InvalidArgumentError(f"progress must be None, True or a callable (got {progress!r})")
-    if user is None and not snapshot_all and not snapshot_ts:
-        return None, close
     return ProgressRelay(state, shape, user, snapshot_ts, snapshot_all), close
 
 
 def run_sampling(state: CallbackState, params: _lib.ddpm_sample_params, full_shape: tuple[int, ...],
                  progress: Any, return_trajectory: Any, call: Callable[[np.ndarray], int]):
     """Runs one sampling call, call(out) -> status, writing into a new (n, *shape) array,
-    with the progress callback and trajectory snapshots attached to params.
+    with the progress callback (always one: it polls for Ctrl-C) and trajectory snapshots
+    attached to params.
 
-    Re-raises an exception from a Python callback, then any library failure. Returns out,
-    or (out, {t: x_t} from noisiest to x_0) when return_trajectory asks for snapshots.
+    Raises KeyboardInterrupt if Ctrl-C was pressed during the call, else re-raises an
+    exception from a Python callback, then any library failure. Returns out, or
+    (out, {t: x_t} from noisiest to x_0) when return_trajectory asks for snapshots.
     """
     want_all, wanted = trajectory_request(return_trajectory)
     relay, close_bar = progress_relay(state, full_shape, progress, want_all, wanted, "sampling")
     attach_progress(params, relay)
     out = np.empty(full_shape, dtype=np.float32)
     try:
-        status = call(out)
+        with state:
+            status = call(out)
     finally:
         close_bar()
-    state.reraise()
+    state.raise_pending()
     check(status)
     if want_all or wanted is not None:
-        return out, dict(sorted((relay.snapshots if relay else {}).items(), reverse=True))
+        return out, dict(sorted(relay.snapshots.items(), reverse=True))
     return out
 
 
@@ -451,7 +588,8 @@ def run_vlb(state: CallbackState, params: _lib.ddpm_vlb_params, x0: np.ndarray, 
     n = x0.shape[0]
     total, prior = np.empty(n, np.float32), np.empty(n, np.float32)
     terms = np.empty((n, num_timesteps), np.float32)
-    status = call(float_ptr(total), float_ptr(prior), float_ptr(terms))
-    state.reraise()
+    with state:  # Ctrl-C during the call is kept and raised after it
+        status = call(float_ptr(total), float_ptr(prior), float_ptr(terms))
+    state.raise_pending()
     check(status)
     return Likelihood(total, prior, terms, "bits/dim" if decoder == "discretized" else "nats/dim")

@@ -86,10 +86,7 @@ class _Mirror:
         if c_type in _INT_RANGES:
             lo, hi = _INT_RANGES[c_type]
             return C.as_int(value, name, minimum=lo, maximum=hi)
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise InvalidArgumentError(f"{name} must be a number (got {value!r})") from None
+        return C.as_float(value, name)
 
     @classmethod
     def from_c(cls, struct):

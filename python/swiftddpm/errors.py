@@ -42,6 +42,12 @@ class InvalidArgumentError(DDPMError, ValueError):
     status = _lib.DDPM_ERR_INVALID_ARGUMENT
 
 
+class ArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument of the wrong type: a bool, complex, string or object array where numbers
+    are expected, a float where an integer is. Raised in Python, before any library call;
+    also an InvalidArgumentError (status DDPM_ERR_INVALID_ARGUMENT) and a TypeError."""
+
+
 class ShapeError(DDPMError, ValueError):
     """DDPM_ERR_SHAPE: an array does not have the expected shape."""
 

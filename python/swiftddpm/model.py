@@ -36,6 +36,21 @@ NetworkConfig = Union[MLPConfig, UNetConfig]
 _NOT_CACHED: Any = object()  # first field of a train_step cache entry that matches no argument
 
 
+def _cache_entry(arg: Any, arr: np.ndarray, pointer_type: Any) -> tuple:
+    """A train_step cache entry: (the argument if it is used as-is, else _NOT_CACHED, then
+    what `_is_cached` compares — dtype, shape, strides, data address — and the pointer)."""
+    return (arg if arr is arg else _NOT_CACHED, arr.dtype, arr.shape, arr.strides, arr.ctypes.data,
+            arr.ctypes.data_as(pointer_type))
+
+
+def _is_cached(arg: Any, entry: tuple) -> bool:
+    """True if arg is the very array of a cache entry and nothing a pointer depends on has
+    changed since: its dtype (`a.dtype = ...` in place), shape, strides and data address
+    (`a.resize(...)` may move the data)."""
+    return (arg is entry[0] and arg.dtype is entry[1] and arg.shape == entry[2] and arg.strides == entry[3]
+            and arg.ctypes.data == entry[4])
+
+
 def _configs(network: Any, train: Any, cond: Any, options: dict[str, Any]):
     """(network, train, cond) configs from Model(...)'s arguments: each config given or its
     defaults, then every keyword option written into the config that has that field."""
@@ -108,7 +123,8 @@ class Model(C.HandleOwner):
         self._handle = handle
         self._sample_shape = self.network.sample_shape
         self._sample_size = int(_lib.lib.ddpm_model_sample_size(handle))
-        # train_step's fast path: the last x0/labels arrays used as-is, with their pointers.
+        # train_step's fast path: the last x0/labels arrays used as-is, with their pointers
+        # (entries of _cache_entry; the x0 entry is followed by batch and count).
         self._x0_cache: tuple = (_NOT_CACHED,)
         self._labels_cache: tuple = (_NOT_CACHED,)
         self._loss = ctypes.c_float()
@@ -188,7 +204,7 @@ class Model(C.HandleOwner):
 
     def set_learning_rate(self, learning_rate: float) -> None:
         """Changes the AdamW learning rate (> 0) for the following steps."""
-        check(_lib.lib.ddpm_model_set_learning_rate(self._h(), float(learning_rate)))
+        check(_lib.lib.ddpm_model_set_learning_rate(self._h(), C.as_float(learning_rate, "learning_rate")))
 
     # ---- Training ------------------------------------------------------------------
 
@@ -197,14 +213,14 @@ class Model(C.HandleOwner):
 
     def _prepare_x0(self, x0: Any) -> tuple:
         arr = self._batch(x0, "x0")
-        entry = (x0 if arr is x0 else _NOT_CACHED, arr.shape, arr.ctypes.data_as(_lib.FLOAT_P), arr.shape[0], arr.size)
+        entry = _cache_entry(x0, arr, _lib.FLOAT_P) + (arr.shape[0], arr.size)
         if arr is x0:  # no copy was needed: the same array may come back next step
             self._x0_cache = entry
         return entry
 
     def _prepare_labels(self, labels: Any, batch: int) -> tuple:
         arr = C.int32_vector(labels, batch, "labels", broadcast=True)
-        entry = (labels if arr is labels else _NOT_CACHED, arr.shape, arr.ctypes.data_as(_lib.INT32_P))
+        entry = _cache_entry(labels, arr, _lib.INT32_P)
         if arr is labels:
             self._labels_cache = entry
         return entry
@@ -214,24 +230,22 @@ class Model(C.HandleOwner):
 
         labels: (B,) ints in 0..K (K = no class) for a conditional model, else None.
         Passing the same float32 C-contiguous array each step (refilled in place) takes
-        a fast path with no conversion.
+        a fast path with no conversion; any change of its dtype, shape, strides or data
+        address since the last step takes the full path again.
         """
         handle = self._handle
         if handle is None:
             raise ClosedError("this Model has been closed")
         cache = self._x0_cache
-        if x0 is cache[0] and x0.shape == cache[1]:
-            entry = cache
-        else:
-            entry = self._prepare_x0(x0)
-        batch = entry[3]
+        entry = cache if _is_cached(x0, cache) else self._prepare_x0(x0)
+        batch = entry[6]
         if labels is None:
             label_ptr = self._null_labels
         else:
             lcache = self._labels_cache
-            lentry = lcache if (labels is lcache[0] and labels.shape == (batch,)) else self._prepare_labels(labels, batch)
-            label_ptr = lentry[2]
-        status = self._train_step_fn(handle, entry[2], batch, entry[4], label_ptr, self._loss_ptr)
+            lentry = lcache if (_is_cached(labels, lcache) and lcache[2] == (batch,)) else self._prepare_labels(labels, batch)
+            label_ptr = lentry[5]
+        status = self._train_step_fn(handle, entry[5], batch, entry[7], label_ptr, self._loss_ptr)
         if status:
             raise error_for_status(status)
         return self._loss.value
@@ -384,7 +398,8 @@ class Model(C.HandleOwner):
         ordered from noisiest to x_0.
         """
         handle = self._h()
-        n = C.as_int(n, "n", minimum=1)
+        n = C.as_int64_count(n, "n")
+        C.elements(n, self._sample_shape)
         label_arr = None if labels is None else C.int32_vector(labels, n, "labels", broadcast=True)
         params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
                                  timesteps=timesteps, **solver_options)
@@ -422,13 +437,14 @@ class Model(C.HandleOwner):
     def save(self, path: str | os.PathLike) -> None:
         """Saves the whole model (network, EMA, optimizer, RNG, schedule, config) as one
         safetensors file; written atomically (temporary file renamed over path)."""
-        check(_lib.lib.ddpm_model_save(self._h(), os.fsencode(os.fspath(path))))
+        check(_lib.lib.ddpm_model_save(self._h(), C.path_bytes(path)))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Model":
         """Loads a model written by `save`; training resumes exactly where it stopped."""
+        raw_path = C.path_bytes(path)
         handle = _lib.ddpm_model_p()
-        check(_lib.lib.ddpm_model_load(os.fsencode(os.fspath(path)), ctypes.byref(handle)))
+        check(_lib.lib.ddpm_model_load(raw_path, ctypes.byref(handle)))
         model = cls.__new__(cls)
         model._adopt(handle)
         return model

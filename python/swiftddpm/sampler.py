@@ -45,12 +45,13 @@ class Sampler(C.HandleOwner):
                  prediction_type: str = "eps", **solver_options: Any) -> None:
         if not isinstance(schedule, NoiseSchedule):
             raise InvalidArgumentError(f"schedule must be a NoiseSchedule (got {type(schedule).__name__})")
-        self._n = C.as_int(n, "n", minimum=1)
+        self._n = C.as_int64_count(n, "n")
         self._shape = C.shape_tuple(shape)
+        dim = C.elements(self._n, self._shape)
         params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
                                  timesteps=timesteps, prediction_type=prediction_type, **solver_options)
         handle = _lib.ddpm_sampler_p()
-        check(_lib.lib.ddpm_sampler_create(schedule._h(), ctypes.byref(params), self._n, math.prod(self._shape),
+        check(_lib.lib.ddpm_sampler_create(schedule._h(), ctypes.byref(params), self._n, dim,
                                            ctypes.byref(handle)))
         self._handle = handle
         steps_total = int(_lib.lib.ddpm_sampler_num_steps(handle))

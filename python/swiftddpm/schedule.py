@@ -101,7 +101,7 @@ class NoiseSchedule(C.HandleOwner):
     @classmethod
     def custom(cls, betas: Iterable[float]) -> "NoiseSchedule":
         """A schedule from T given β values, each finite and in (0, 1)."""
-        arr = np.ascontiguousarray(np.asarray(betas, dtype=np.float64))
+        arr = C.real_array(betas, "betas", np.float64)
         if arr.ndim != 1:
             raise ShapeError(f"betas must be a 1-D sequence; got shape {arr.shape}")
         handle = _lib.ddpm_schedule_p()
@@ -272,9 +272,9 @@ class NoiseSchedule(C.HandleOwner):
         Returns (n, *shape) float32, or (samples, {t: x_t}) with return_trajectory.
         """
         handle = self._h()
-        n = C.as_int(n, "n", minimum=1)
+        n = C.as_int64_count(n, "n")
         sample_shape = C.shape_tuple(shape)
-        dim = math.prod(sample_shape)
+        dim = C.elements(n, sample_shape)
         full_shape = (n, *sample_shape)
         label_arr = None if labels is None else C.int32_vector(labels, n, "labels")
         params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
@@ -312,18 +312,21 @@ class NoiseSchedule(C.HandleOwner):
 
 def _model_callback(model_fn: Callable, full_shape: tuple[int, ...], label_arr: np.ndarray | None,
                     state: C.CallbackState):
-    """model_fn(x_t, t, labels) as a ddpm_model_fn; an exception is kept in `state` and stops the C call."""
+    """model_fn(x_t, t, labels) as a ddpm_model_fn; an exception (or a Ctrl-C) is kept in `state`
+    and stops the C call, to be raised after it."""
 
     def call_model(_user_data, out_ptr, x_ptr, batch, d, t, _labels_ptr):
         try:
+            if state.interrupted:  # Ctrl-C: stop at once (raised after the call)
+                return 1
             x = C.from_pointer(x_ptr, batch * d).reshape(full_shape).copy()
-            out = np.asarray(model_fn(x, int(t), label_arr), dtype=np.float32)
+            out = C.float32_array(state.call_user(model_fn, x, int(t), label_arr), "model_fn's output")
             if out.shape != full_shape and out.shape != (batch, d):
                 raise ShapeError(f"model_fn returned shape {out.shape}, expected {full_shape}")
             C.from_pointer(out_ptr, batch * d)[:] = out.reshape(-1)
-            return 0
+            return 1 if state.interrupted else 0
         except BaseException as error:  # noqa: BLE001 - re-raised after the C call
-            state.error = error
+            state.keep(error)
             return 1
 
     return _lib.ddpm_model_fn(call_model)
