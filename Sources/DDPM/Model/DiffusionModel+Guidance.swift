@@ -32,15 +32,21 @@ final class GuidedDenoiser: Denoiser {
     let x2: Buffer<Float>, out2: Buffer<Float>  // (2B, S)
     var rng = Philox(seed: 0)  // the forward pass takes one; inference draws nothing from it
 
-    init(network: DenoisingNetwork, params: UnsafePointer<Float>, guidanceScale: Float, batch: Int) {
+    /// Floats (and 4-byte integers) it holds per row of a batch: the shared t and, when guided,
+    /// the doubled batch (labels, x and output).
+    static func floatsPerRow(sampleSize S: Int, guided: Bool) -> Double { guided ? Double(4 + 4 * S) : 2 }
+
+    /// - Parameter guided: the predictions combine a conditional and an unconditional pass.
+    init(network: DenoisingNetwork, params: UnsafePointer<Float>, guidanceScale: Float, batch: Int, guided: Bool) throws {
         self.network = network
         self.params = params
         self.guidanceScale = guidanceScale
         sampleSize = network.sampleSize
-        ts = Buffer(count: 2 * batch, zero: 0)
-        labels2 = Buffer(count: 2 * batch, zero: 0)
-        x2 = Buffer(count: 2 * batch * network.sampleSize)
-        out2 = Buffer(count: 2 * batch * network.sampleSize)
+        let rows = guided ? 2 * batch : 0
+        ts = try Buffer(count: 2 * batch, zero: 0)
+        labels2 = try Buffer(count: rows, zero: 0)
+        x2 = try Buffer(count: rows * network.sampleSize)
+        out2 = try Buffer(count: rows * network.sampleSize)
     }
 
     func predict(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: Int,
@@ -85,12 +91,20 @@ extension DiffusionModel {
     }
 
     /// The network as a Denoiser with the weights and guidance of `options`, after checking
-    /// them and the labels (B,) once.
-    func denoiser(_ options: PredictOptions, labels: UnsafePointer<Int32>?, batch: Int) throws -> GuidedDenoiser {
+    /// them, the labels (B,) and the memory of the call once, and reserving the network's
+    /// buffers. `extraFloatsPerRow`: what the caller holds besides (a sampler's buffers).
+    func denoiser(_ options: PredictOptions, labels: UnsafePointer<Int32>?, batch: Int, extraFloatsPerRow: Double = 0,
+                  _ what: @autoclosure () -> String = "a prediction") throws -> GuidedDenoiser {
         try require(batch >= 1, "batch must be >= 1 (got \(batch))")
         try options.validate()
+        let S = network.sampleSize
+        let guided = labels != nil && network.numClasses > 0 && options.guidanceScale != 1 && options.guidanceScale != 0
+        let rows = guided ? 2 * batch : batch
+        try requireMemory("\(what()) for a batch of \(batch)", floats: network.activationFloats(batch: rows, training: false)
+                          + Double(batch) * (GuidedDenoiser.floatsPerRow(sampleSize: S, guided: guided) + extraFloatsPerRow))
         try validate(labels: labels, batch: batch)
-        return GuidedDenoiser(network: network, params: options.useEMA ? ema.pointer : network.parameters.values.pointer,
-                              guidanceScale: options.guidanceScale, batch: batch)
+        try network.reserve(batch: rows, training: false)
+        return try GuidedDenoiser(network: network, params: options.useEMA ? ema.pointer : network.parameters.values.pointer,
+                                  guidanceScale: options.guidanceScale, batch: batch, guided: guided)
     }
 }

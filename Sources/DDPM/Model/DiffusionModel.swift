@@ -21,30 +21,59 @@ public final class DiffusionModel {
         let xt, eps, epsHat, dout: Buffer<Float>  // (B, S)
         let t, labels: Buffer<Int32>  // (B,)
         let coin: Buffer<Float>  // (B,) uniforms for label dropout
-        init(batch: Int, sampleSize: Int) {
+        /// Floats (and 4-byte integers) per row.
+        static func floatsPerRow(sampleSize S: Int) -> Double { Double(4 * S + 3) }
+        init(batch: Int, sampleSize: Int) throws {
             capacity = batch
-            xt = Buffer(count: batch * sampleSize); eps = Buffer(count: batch * sampleSize)
-            epsHat = Buffer(count: batch * sampleSize); dout = Buffer(count: batch * sampleSize)
-            t = Buffer(count: batch, zero: 0); labels = Buffer(count: batch, zero: 0)
-            coin = Buffer(count: batch)
+            xt = try Buffer(count: batch * sampleSize); eps = try Buffer(count: batch * sampleSize)
+            epsHat = try Buffer(count: batch * sampleSize); dout = try Buffer(count: batch * sampleSize)
+            t = try Buffer(count: batch, zero: 0); labels = try Buffer(count: batch, zero: 0)
+            coin = try Buffer(count: batch)
         }
+    }
+
+    /// Floats of the model's state: parameters, gradients, EMA, the two AdamW moments (P each)
+    /// and the timestep table (T × E).
+    let stateFloats: Double
+
+    /// Throws `.invalidArgument` unless the model's state and `floats` more (the buffers of one
+    /// call) fit in `Limits.modelBytes`.
+    func requireMemory(_ what: @autoclosure () -> String, floats: Double) throws {
+        try Limits.requireFloats(stateFloats + floats,
+                                 "\(what()) (the model's state \(Limits.describeBytes(4 * stateFloats)) and buffers of \(Limits.describeBytes(4 * floats)))")
     }
 
     /// A fresh model: parameters initialised from `training.seed`, EMA equal to them.
     /// - Parameter conditioning: what samples are conditioned on.
-    public init(schedule: NoiseSchedule, network config: NetworkConfig, training: TrainingConfig = .init(),
-                conditioning: Conditioning = .none) throws {
+    /// - Throws: `.invalidArgument` on a bad configuration, or one whose state (5 × P floats
+    ///   and the T × E timestep table) is over `Limits.modelBytes`.
+    public convenience init(schedule: NoiseSchedule, network config: NetworkConfig, training: TrainingConfig = .init(),
+                            conditioning: Conditioning = .none) throws {
+        try self.init(schedule: schedule, network: config, training: training, conditioning: conditioning, checkLayout: { _ in })
+    }
+
+    /// - Parameter checkLayout: runs on the parameter layout, after the memory check and
+    ///   before anything of size P is allocated (a checkpoint checks its tensors there).
+    init(schedule: NoiseSchedule, network config: NetworkConfig, training: TrainingConfig, conditioning: Conditioning,
+         checkLayout: (ParameterLayout) throws -> Void) throws {
         try training.validate()
         self.schedule = schedule
         self.training = training
         var initRNG = Philox(seed: training.seed ^ 0x5EED_1417_0000_0001)
-        network = try config.makeNetwork(conditioning: conditioning, timesteps: schedule.count, rng: &initRNG)
+        var state = 0.0
+        network = try config.makeNetwork(conditioning: conditioning, timesteps: schedule.count, rng: &initRNG) { layout in
+            state = 5 * Double(layout.count) + Double(schedule.count) * Double(config.timeEmbedDim)
+            try Limits.requireFloats(state, "a model of \(layout.count) parameters (values, gradients, EMA and 2 AdamW moments) "
+                                     + "and a \(schedule.count) × \(config.timeEmbedDim) timestep table")
+            try checkLayout(layout)
+        }
+        stateFloats = state
         let P = network.parameters.count
-        optimizer = AdamW(config: training.optimizer, count: P)
-        ema = Buffer(count: P)
+        optimizer = try AdamW(config: training.optimizer, count: P)
+        ema = try Buffer(count: P)
         ema.pointer.update(from: network.parameters.values.pointer, count: P)
         rng = Philox(seed: training.seed)
-        buffers = TrainBuffers(batch: 0, sampleSize: network.sampleSize)
+        buffers = try TrainBuffers(batch: 0, sampleSize: network.sampleSize)
     }
 
     /// What samples are conditioned on.
@@ -73,14 +102,20 @@ public final class DiffusionModel {
     /// t ~ U{0..T−1}, ε ~ N(0, I), x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε, L = mean‖ε − ε_θ(x_t, t)‖²,
     /// backward, clip, AdamW, EMA.
     /// - Returns: the loss before the update.
-    /// - Throws: on a bad batch or labels, non-finite data, or a non-finite loss (the
-    ///   parameters are then left unchanged).
+    /// - Throws: on a bad batch or labels, a batch over the memory limit, non-finite data,
+    ///   or `.nonFinite` when the loss, the gradient norm or any updated parameter, AdamW
+    ///   moment or EMA weight would not be finite: the step is then not applied (parameters,
+    ///   EMA, moments and step counters unchanged; the draws of the step are spent), so that
+    ///   training can go on, e.g. with a lower learning rate.
     public func trainStep(x0: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch B: Int) throws -> Float {
         try require(B >= 1, "batch must be >= 1 (got \(B))")
         let S = network.sampleSize
+        try requireMemory("a train step on a batch of \(B)", floats: network.activationFloats(batch: B, training: true)
+                          + Double(max(B, buffers.capacity)) * TrainBuffers.floatsPerRow(sampleSize: S))
         try requireFinite(x0, count: B * S, "x0")
         try validate(labels: labels, batch: B)
-        if buffers.capacity < B { buffers = TrainBuffers(batch: B, sampleSize: S) }
+        if buffers.capacity < B { buffers = try TrainBuffers(batch: B, sampleSize: S) }
+        try network.reserve(batch: B, training: true)
         let buf = buffers
         // t ~ U{0..T−1}, ε ~ N(0, I), x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε
         rng.fillUniformInt(buf.t.pointer, count: B, below: schedule.count)
@@ -108,9 +143,18 @@ public final class DiffusionModel {
         params.zeroGrads()
         network.backward(dout: buf.dout.pointer, batch: B)
         let clip = GradientClipping.scale(params.grads.pointer, count: params.count, maxNorm: training.gradClip)
+        guard clip.norm.isFinite else {
+            throw DDPMError.nonFinite("the gradient norm became \(clip.norm) at step \(step) (loss \(loss)); the step was not applied: "
+                                      + "lower the learning rate (now \(training.optimizer.learningRate))")
+        }
+        let emaDecay = EMA.decay(training.emaDecay, afterSteps: step)
+        if let bad = optimizer.firstNonFinite(params.values.pointer, grads: params.grads.pointer, gradScale: clip.scale,
+                                              ema: ema.pointer, emaDecay: emaDecay) {
+            throw DDPMError.nonFinite("the update at step \(step) would make \(bad.value) of \(params.layout.describe(bad.index)) "
+                                      + "non-finite; the step was not applied: lower the learning rate (now \(training.optimizer.learningRate))")
+        }
         optimizer.update(params.values.pointer, grads: params.grads.pointer, gradScale: clip.scale)
-        EMA.update(ema.pointer, params: params.values.pointer, count: params.count,
-                   decay: EMA.decay(training.emaDecay, afterSteps: step))
+        EMA.update(ema.pointer, params: params.values.pointer, count: params.count, decay: emaDecay)
         step += 1
         return loss
     }

@@ -22,7 +22,7 @@ public struct Denoised {
 /// Scratch for `NoiseSchedule.denoise`, sized once per sampler.
 final class DenoiseScratch {
     let x0, eps: Buffer<Float>  // (N,)
-    init(count: Int) { x0 = Buffer(count: count); eps = Buffer(count: count) }
+    init(count: Int) throws { x0 = try Buffer(count: count); eps = try Buffer(count: count) }
 }
 
 /// x clamped to the range (written with comparisons: stdlib's `clamped` does not vectorise).

@@ -34,6 +34,8 @@ public final class Sampler {
         try require(sampleSize >= 1, "sample size must be >= 1 (got \(sampleSize))")
         let (N, overflow) = batch.multipliedReportingOverflow(by: sampleSize)
         try require(!overflow, "\(batch) samples of \(sampleSize) floats overflow")
+        try Limits.requireFloats(Double(Sampler.floatsPerSampleFloat) * Double(N),
+                                 "a sampler for \(batch) samples of \(sampleSize) floats")
         self.schedule = schedule
         self.options = options
         timesteps = try options.samplingTimesteps(schedule.count)
@@ -41,10 +43,13 @@ public final class Sampler {
         solver = options.makeSolver(schedule)
         // x_T takes the first ⌈N/4⌉ counters of the stream (fillNormal uses one per 4 floats).
         rng = Philox(seed: options.seed, counter: UInt64((N + 3) / 4))
-        noise = Buffer(count: N)
-        modelOutput = Buffer(count: N)
-        scratch = DenoiseScratch(count: N)
+        noise = try Buffer(count: N)
+        modelOutput = try Buffer(count: N)
+        scratch = try DenoiseScratch(count: N)
     }
+
+    /// Floats a sampler holds per float of its batch: noise, model output, x̂_0 and ε̂.
+    static let floatsPerSampleFloat = 4
 
     /// N, the floats of a whole batch.
     public var count: Int { batch * sampleSize }
