@@ -142,17 +142,10 @@ public final class DiffusionModel {
         }
         params.zeroGrads()
         network.backward(dout: buf.dout.pointer, batch: B)
-        let clip = GradientClipping.scale(params.grads.pointer, count: params.count, maxNorm: training.gradClip)
-        guard clip.norm.isFinite else {
-            throw DDPMError.nonFinite("the gradient norm became \(clip.norm) at step \(step) (loss \(loss)); the step was not applied: "
-                                      + "lower the learning rate (now \(training.optimizer.learningRate))")
-        }
+        var clip = GradientClipping.scale(params.grads.pointer, count: params.count, maxNorm: training.gradClip)
+        if !clip.norm.isFinite { clip = try backwardAgainScaled(dout: buf.dout.pointer, batch: B, loss: loss) }
         let emaDecay = EMA.decay(training.emaDecay, afterSteps: step)
-        if let bad = optimizer.firstNonFinite(params.values.pointer, grads: params.grads.pointer, gradScale: clip.scale,
-                                              ema: ema.pointer, emaDecay: emaDecay) {
-            throw DDPMError.nonFinite("the update at step \(step) would make \(bad.value) of \(params.layout.describe(bad.index)) "
-                                      + "non-finite; the step was not applied: lower the learning rate (now \(training.optimizer.learningRate))")
-        }
+        try requireFiniteUpdate(gradScale: clip.scale, emaDecay: emaDecay)
         optimizer.update(params.values.pointer, grads: params.grads.pointer, gradScale: clip.scale)
         EMA.update(ema.pointer, params: params.values.pointer, count: params.count, decay: emaDecay)
         step += 1

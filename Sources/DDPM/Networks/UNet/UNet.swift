@@ -93,8 +93,9 @@ public final class UNet: DenoisingNetwork {
     var floatsOfOneAndTwo = (training: (0, 0), inference: (0, 0))
 
     public func activationFloats(batch B: Int, training: Bool) -> Double {
+        // What is already held stays: a larger capacity, a backward workspace.
         let rows = Double(max(training ? B : min(B, inferenceRows), acts?.capacity ?? 0))
-        let (one, two) = training ? floatsOfOneAndTwo.training : floatsOfOneAndTwo.inference
+        let (one, two) = training || work?.backward == true ? floatsOfOneAndTwo.training : floatsOfOneAndTwo.inference
         return Double(one) + (rows - 1) * Double(two - one)
     }
 
