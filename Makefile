@@ -14,7 +14,7 @@ PY_DEPS  := numpy matplotlib tqdm scikit-learn pytest
 export PYTHONPATH := $(CURDIR)/python
 export SWIFTDDPM_LIBRARY := $(CURDIR)/$(LIB)
 
-.PHONY: all setup setup-system setup-python build demo test test-swift test-c test-python bench install clean
+.PHONY: all setup setup-system setup-python build demo test test-swift test-c test-c-hardening test-python bench install clean
 
 all: build
 
@@ -50,13 +50,24 @@ demo: setup build
 	$(PYTHON) examples/python/signals_1d.py --out $(OUT)/signals_1d
 
 # ---- tests -----------------------------------------------------------------------------
-test: setup build test-swift test-c test-python
+test: setup build test-swift test-c test-c-hardening test-python
 
 test-swift: setup-system
 	$(SWIFT) test
 
 test-c: examples/c/swiss_roll
 	cd examples/c && ./swiss_roll 3000 $(CURDIR)/$(BUILD)/swiss_roll_c.safetensors
+
+# Issue 10: every export with every class of bad input, and a saved checkpoint damaged every
+# way we could think of; each case in a forked child; any crash, hang or wrong status fails.
+HARDENING := tests/c/bad_inputs tests/c/checkpoint_mutations
+tests/c/%: tests/c/%.c tests/c/harness.h include/ddpm.h build
+	$(CC) -O2 -g -Wall -Wextra -std=c11 $< -Iinclude -L$(BUILD) -lddpm -Wl,-rpath,'$$ORIGIN/../../$(BUILD)' -lm -o $@
+
+test-c-hardening: $(HARDENING)
+	rm -rf $(BUILD)/hardening && mkdir -p $(BUILD)/hardening
+	OPENBLAS_NUM_THREADS=1 tests/c/bad_inputs $(BUILD)/hardening
+	OPENBLAS_NUM_THREADS=1 tests/c/checkpoint_mutations $(BUILD)/hardening
 
 test-python: setup-python build
 	$(PYTHON) -m pytest -q python/tests
@@ -72,4 +83,4 @@ install: build
 	install -m 644 include/ddpm.h $(DESTDIR)$(PREFIX)/include/ddpm.h
 
 clean:
-	rm -rf .build examples/c/swiss_roll $(OUT)
+	rm -rf .build examples/c/swiss_roll $(HARDENING) $(OUT)

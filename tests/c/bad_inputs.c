@@ -231,6 +231,28 @@ static int kill_mid_save(void) {
 
 /* ---- the cases ------------------------------------------------------------------------ */
 
+/* The header's limits are the engine's: each one just passes, one past it fails. */
+static void limits(void) {
+    ddpm_schedule_params p = sp(0, DDPM_MAX_TIMESTEPS, 1e-4, 0.02);
+    p.scale_to_steps = 1;
+    CASE("limit: T = DDPM_MAX_TIMESTEPS", OK, sched_with(p));
+    p.num_timesteps++;
+    CASE_MSG("limit: T = DDPM_MAX_TIMESTEPS + 1", INV, "DDPM_MAX_TIMESTEPS", sched_with(p));
+    CASE("limit: hidden = DDPM_MAX_WIDTH (over the bytes)", INV, mlp_create(mlp_p(2, DDPM_MAX_WIDTH, 1, 4)));
+    CASE_MSG("limit: hidden = DDPM_MAX_WIDTH + 1", INV, "<= 65536", mlp_create(mlp_p(2, DDPM_MAX_WIDTH + 1, 1, 4)));
+    CASE("limit: depth = DDPM_MAX_DEPTH", OK, mlp_create(mlp_p(2, 4, DDPM_MAX_DEPTH, 4)));
+    CASE("limit: depth = DDPM_MAX_DEPTH + 1", INV, mlp_create(mlp_p(2, 4, DDPM_MAX_DEPTH + 1, 4)));
+    CASE("limit: data_dim = DDPM_MAX_SAMPLE_FLOATS + 1", INV, mlp_create(mlp_p(DDPM_MAX_SAMPLE_FLOATS + 1, 1, 0, 2)));
+    ddpm_unet_params u = unet_p(1, 8, 8);
+    u.res_blocks = DDPM_MAX_RES_BLOCKS + 1;
+    CASE("limit: res_blocks = DDPM_MAX_RES_BLOCKS + 1", INV, unet_create(u));
+    CASE("limit: num_classes = DDPM_MAX_CLASSES + 1", INV, cond_with(DDPM_COND_CLASSES, DDPM_MAX_CLASSES + 1));
+    CASE("limit: 0.99^6873 just above DDPM_MIN_ALPHA_BAR", OK,
+         pow(0.99, 6873) >= DDPM_MIN_ALPHA_BAR ? custom_const(6873, 0.01) : -1);
+    CASE("limit: 0.99^6874 just below DDPM_MIN_ALPHA_BAR", INV, custom_const(6874, 0.01));
+    CASE("limit: DDPM_MAX_MODEL_BYTES is 8 GiB", OK, DDPM_MAX_MODEL_BYTES == 8589934592LL ? OK : -1);
+}
+
 static void versions_and_errors(void) {
     CASE("version_number matches the header", OK, ddpm_version_number() == DDPM_VERSION_NUMBER ? OK : -1);
     CASE("version_string not NULL", OK, ddpm_version_string() != NULL ? OK : -1);
@@ -705,6 +727,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     versions_and_errors();
+    limits();
     schedules();
     sampling();
     models();

@@ -83,6 +83,7 @@ extension DiffusionModel {
         do { schedule = try NoiseSchedule(betas: try file.doubles("schedule.betas"), kind: config.scheduleKind) } catch let e as DDPMError {
             throw DDPMError.format("checkpoint schedule is invalid: \(e)")
         }
+        try file.checkScheduleKind(schedule)
         let model: DiffusionModel
         do {
             model = try DiffusionModel(schedule: schedule, network: config.network, training: config.training,
@@ -138,6 +139,27 @@ extension SafeTensors.File {
         if let extra = tensors.keys.filter({ !expected.contains($0) }).sorted().first {
             throw DDPMError.format("'\(path)': tensor '\(extra)' is not part of this model (\(layout.entries.count) parameter tensors, "
                                    + "\(tensors.count - expected.count) unknown tensors in the file)")
+        }
+    }
+
+    /// Throws `.format` unless the metadata's schedule kind gives the β of schedule.betas
+    /// (to 1e-9 relative: a file whose description and table disagree is not one we wrote).
+    func checkScheduleKind(_ schedule: NoiseSchedule) throws {
+        let T = schedule.count
+        let expected: NoiseSchedule
+        do {
+            switch schedule.kind {
+            case .custom: return
+            case .linear(let a, let b): expected = try .linear(steps: T, betaStart: a, betaEnd: b)
+            case .cosine(let s, let m): expected = try .cosine(steps: T, offset: s, maxBeta: m)
+            case .sigmoid(let lo, let hi, let start, let end): expected = try .sigmoid(steps: T, betaMin: lo, betaMax: hi, start: start, end: end)
+            }
+        } catch DDPMError.invalidArgument(let m) {
+            throw DDPMError.format("'\(path)': the schedule metadata (\(schedule.kind.name)) is invalid: \(m)")
+        }
+        for t in 0..<T where abs(expected.betas[t] - schedule.betas[t]) > 1e-9 * schedule.betas[t] {
+            throw DDPMError.format("'\(path)': schedule.betas[\(t)] = \(schedule.betas[t]) but the schedule metadata "
+                                   + "(\(schedule.kind.name)) gives \(expected.betas[t])")
         }
     }
 
