@@ -81,7 +81,7 @@ public final class ResidualMLP: DenoisingNetwork {
     /// Floats of the activation block and workspace per row (the labels counted as one).
     let floatsPerRow: Int
 
-    public func activationFloats(batch B: Int, training: Bool) -> Double { Double(B) * Double(floatsPerRow) }
+    public func activationFloats(batch B: Int, training: Bool) -> Double { Double(max(B, acts.capacity)) * Double(floatsPerRow) }
 
     public func reserve(batch B: Int, training: Bool) throws {
         guard acts.capacity < B else { return }
