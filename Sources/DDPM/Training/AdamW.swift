@@ -49,19 +49,29 @@ final class AdamW {
         }
     }
 
-    /// (m', v', θ') of `count` lanes: the one formula that `update` writes and `firstNonFinite` checks.
+    /// (m', v', θ') of eight lanes: the one formula that `update` writes and `firstNonFinite` checks.
     ///   m' = β1·m + (1−β1)·g,  v' = β2·v + (1−β2)·g²,  θ' = θ·(1 − lr·λ) − (lr/bias1)·m' / (√v'/√bias2 + ε)
     @inline(__always)
-    static func lanes<V: SIMD>(_ k: Coefficients, g: V, m: V, v: V, p: V) -> (m: V, v: V, p: V) where V.Scalar == Float {
+    static func lanes(_ k: Coefficients, g: SIMD8<Float>, m: SIMD8<Float>, v: SIMD8<Float>, p: SIMD8<Float>)
+        -> (m: SIMD8<Float>, v: SIMD8<Float>, p: SIMD8<Float>) {
+        typealias V = SIMD8<Float>
         let mi = V(repeating: k.beta1) * m + V(repeating: k.oneMinusBeta1) * g
         let vi = V(repeating: k.beta2) * v + V(repeating: k.oneMinusBeta2) * g * g
         let pi = p * V(repeating: k.decay) - V(repeating: k.stepSize) * mi / (vi.squareRoot() * V(repeating: k.rBias2) + V(repeating: k.epsilon))
         return (mi, vi, pi)
     }
 
+    /// The same formula for one lane (the tail).
+    @inline(__always)
+    static func lane(_ k: Coefficients, g: Float, m: Float, v: Float, p: Float) -> (m: Float, v: Float, p: Float) {
+        let mi = k.beta1 * m + k.oneMinusBeta1 * g
+        let vi = k.beta2 * v + k.oneMinusBeta2 * g * g
+        return (mi, vi, p * k.decay - k.stepSize * mi / (vi.squareRoot() * k.rBias2 + k.epsilon))
+    }
+
     /// One update of `params` (P,) from `gradScale`·`grads` (P,); the scale carries gradient
     /// clipping so that the gradients are read once. Eight lanes at a time (the scalar loop
-    /// does not vectorise), then a scalar tail (as one-lane vectors: the same arithmetic).
+    /// does not vectorise), then a scalar tail.
     func update(_ params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, gradScale: Float = 1) {
         step += 1
         let k = Coefficients(config, update: step)
@@ -79,9 +89,7 @@ final class AdamW {
             i += 8
         }
         while i < count {
-            let r = Self.lanes(k, g: SIMD2(repeating: grads[i] * gradScale), m: SIMD2(repeating: m[i]), v: SIMD2(repeating: v[i]),
-                              p: SIMD2(repeating: params[i]))
-            (m[i], v[i], params[i]) = (r.m[0], r.v[0], r.p[0])
+            (m[i], v[i], params[i]) = Self.lane(k, g: grads[i] * gradScale, m: m[i], v: v[i], p: params[i])
             i += 1
         }
     }
@@ -109,12 +117,11 @@ final class AdamW {
             i += 8
         }
         func scalar(_ j: Int) -> (index: Int, value: String)? {
-            let r = Self.lanes(k, g: SIMD2(repeating: grads[j] * gradScale), m: SIMD2(repeating: m[j]), v: SIMD2(repeating: v[j]),
-                               p: SIMD2(repeating: params[j]))
-            let en = ema[j] + (1 - emaDecay) * (r.p[0] - ema[j])
-            if !r.m[0].isFinite { return (j, "the first moment exp_avg (\(r.m[0]))") }
-            if !r.v[0].isFinite { return (j, "the second moment exp_avg_sq (\(r.v[0]))") }
-            if !r.p[0].isFinite { return (j, "the parameter (\(r.p[0]))") }
+            let r = Self.lane(k, g: grads[j] * gradScale, m: m[j], v: v[j], p: params[j])
+            let en = ema[j] + (1 - emaDecay) * (r.p - ema[j])
+            if !r.m.isFinite { return (j, "the first moment exp_avg (\(r.m))") }
+            if !r.v.isFinite { return (j, "the second moment exp_avg_sq (\(r.v))") }
+            if !r.p.isFinite { return (j, "the parameter (\(r.p))") }
             if !en.isFinite { return (j, "the EMA weight (\(en))") }
             return nil
         }
