@@ -20,7 +20,7 @@ export SWIFTDDPM_LIBRARY := $(CURDIR)/$(LIB)
 VERSION  := $(shell sed -n 's/^\#define DDPM_VERSION_\(MAJOR\|MINOR\|PATCH\) *\([0-9]*\).*/\2/p' include/ddpm_version.h | paste -sd. -)
 ABI_MAJOR := $(firstword $(subst ., ,$(VERSION)))
 
-.PHONY: all setup setup-system setup-python build demo test test-swift test-c test-python bench install clean \
+.PHONY: all setup setup-system setup-python build demo test test-swift test-c test-c-hardening test-python bench install clean \
         wheel test-wheel test-wheel-source test-torch bench-venv \
         fuzz fuzz-setup fuzz-build fuzz-smoke
 .PHONY: setup-mpi test-mpi
@@ -61,7 +61,7 @@ demo: setup build
 	$(PYTHON) examples/python/signals_1d.py --out $(OUT)/signals_1d
 
 # ---- tests -----------------------------------------------------------------------------
-test: setup build test-swift test-c test-mpi test-python test-wheel
+test: setup build test-swift test-c test-c-hardening test-mpi test-python test-wheel
 
 test-swift: setup-system
 	$(SWIFT) test
@@ -76,6 +76,17 @@ test-c: build
 	$(CC) -O2 -Wall -Wextra -std=c11 -D_DEFAULT_SOURCE examples/c/swiss_roll.c -o "$$tmp/swiss_roll" $$flags -lm && \
 	echo "swiss_roll needs: $$(readelf -d "$$tmp/swiss_roll" | sed -n 's/.*NEEDED.*\[\(libddpm[^]]*\)\]/\1/p')" && \
 	LD_LIBRARY_PATH="$$tmp/lib" "$$tmp/swiss_roll" 3000 "$$tmp/swiss_roll_c.safetensors"
+
+# Issue 10: every export with every class of bad input, and a saved checkpoint damaged every
+# way we could think of; each case in a forked child; any crash, hang or wrong status fails.
+HARDENING := tests/c/bad_inputs tests/c/checkpoint_mutations
+tests/c/%: tests/c/%.c tests/c/harness.h include/ddpm.h build
+	$(CC) -O2 -g -Wall -Wextra -std=c11 $< -Iinclude -L$(BUILD) -lddpm -Wl,-rpath,'$$ORIGIN/../../$(BUILD)' -lm -o $@
+
+test-c-hardening: $(HARDENING)
+	rm -rf $(BUILD)/hardening && mkdir -p $(BUILD)/hardening
+	OPENBLAS_NUM_THREADS=1 tests/c/bad_inputs $(BUILD)/hardening
+	OPENBLAS_NUM_THREADS=1 tests/c/checkpoint_mutations $(BUILD)/hardening
 
 test-python: setup-python setup-mpi build
 	$(PYTHON) -m pytest -q python/tests
@@ -179,7 +190,7 @@ test-torch: build bench-venv
 	.bench-venv/bin/python -m pytest -q python/tests/test_torch.py python/tests/test_export.py
 
 clean:
-	rm -rf .build .build-wheel $(FUZZ_BUILD) dist examples/c/swiss_roll examples/c/mpi_train $(OUT)
+	rm -rf .build .build-wheel $(FUZZ_BUILD) dist examples/c/swiss_roll examples/c/mpi_train $(HARDENING) $(OUT)
 
 # ---- MPI: data-parallel training and sharded sampling (issue 12) ---------------------------
 # mpirun on localhost: --oversubscribe (more ranks than free cores), --allow-run-as-root as root;

@@ -46,6 +46,9 @@
  *     threads; see ddpm_set_num_threads().
  *   - Random numbers come from a counter-based Philox generator: the same seed gives the
  *     same results from C, Python and Swift, whatever the thread count.
+ *   - Sizes are bounded before anything is allocated (see Limits below): a configuration or
+ *     request over a limit gets DDPM_ERR_INVALID_ARGUMENT with the bytes it would need; a
+ *     failed allocation is an error too, never an abort.
  *
  * Worked example (error checks shortened to CHECK)
  * ------------------------------------------------
@@ -98,6 +101,29 @@ extern "C" {
 int ddpm_version_number(void);
 /** The library's version as "MAJOR.MINOR.PATCH" (static string). */
 const char *ddpm_version_string(void);
+
+/* ---- Limits ----------------------------------------------------------------------- */
+
+/* One byte ceiling per model: its parameters, gradients, EMA weights, both AdamW moments
+ * (5 floats per parameter) and its timestep table (T × time_embed_dim floats), plus the
+ * buffers of any one call (a train step, a prediction, a sampling run: activations and the
+ * batch's own buffers). A ddpm_sampler and ddpm_schedule_sample have the same ceiling for
+ * their buffers (4 floats per float of the batch). */
+#define DDPM_MAX_MODEL_BYTES ((int64_t)1 << 33)  /* 8 GiB */
+/* Caps on single fields, so that every size computes exactly; the byte ceiling is the
+ * limit that usually binds. */
+#define DDPM_MAX_TIMESTEPS (1 << 20)      /* T of any schedule                           */
+#define DDPM_MAX_WIDTH (1 << 16)          /* hidden, time_embed_dim, channels, height, width,
+                                             base_channels and base_channels × channel_mult[l] */
+#define DDPM_MAX_SAMPLE_FLOATS (1 << 24)  /* data_dim; channels × height × width           */
+#define DDPM_MAX_DEPTH 4096               /* MLP residual blocks                         */
+#define DDPM_MAX_RES_BLOCKS 64            /* UNet ResBlocks per level                    */
+#define DDPM_MAX_CLASSES (1 << 24)        /* num_classes                                 */
+/* The smallest ᾱ_t a schedule may reach: a schedule whose ᾱ falls below it (e.g. linear
+ * 1e-4..0.02 with T = 100000, or 80000 steps of β = 0.01) is refused, because x̂0 =
+ * (x_t − √(1−ᾱ)·ε̂)/√ᾱ and the reverse steps lose every digit there and ᾱ soon underflows
+ * to 0 (an infinite 1/√ᾱ). β_0 must also leave 1 − ᾱ_0 > 0 in double (β >= 2^-53). */
+#define DDPM_MIN_ALPHA_BAR 1e-30
 
 /* ---- Status and errors ------------------------------------------------------------ */
 
@@ -153,7 +179,8 @@ typedef struct ddpm_schedule_params {
  *  set kind = SIGMOID, num_timesteps = 100, beta_start = 0, beta_end = 0.1. */
 ddpm_schedule_params ddpm_schedule_params_default(void);
 
-/** Creates a schedule. Every β must be finite and in (0, 1).
+/** Creates a schedule. Every β must be finite and in (0, 1), T <= DDPM_MAX_TIMESTEPS and
+ *  ᾱ_{T-1} >= DDPM_MIN_ALPHA_BAR (likewise for ddpm_schedule_create_custom).
  *  @param out receives the new handle (set to NULL on failure); free with ddpm_schedule_free. */
 int ddpm_schedule_create(const ddpm_schedule_params *params, ddpm_schedule **out);
 
@@ -480,7 +507,9 @@ ddpm_predict_params ddpm_predict_params_default(void);
  *  @param network &mlp.base or &unet.base (its kind says which struct it heads).
  *  @param train   the training recipe, or NULL for ddpm_train_params_default().
  *  @param cond    the conditioning, or NULL for none.
- *  @param out receives the handle (NULL on failure); free with ddpm_model_free. */
+ *  @param out receives the handle (NULL on failure); free with ddpm_model_free.
+ *  A field beyond its DDPM_MAX_* cap, or a model over DDPM_MAX_MODEL_BYTES, is
+ *  DDPM_ERR_INVALID_ARGUMENT; the message gives the bytes it would need. */
 int ddpm_model_create(const ddpm_schedule *schedule, const ddpm_network_params *network,
                       const ddpm_train_params *train, const ddpm_cond_params *cond,
                       ddpm_model **out);
@@ -512,8 +541,14 @@ int ddpm_model_set_learning_rate(ddpm_model *model, float learning_rate);
 
 /** One training step (DDPM Algorithm 1) on x0: (batch, sample_size), count = batch·sample_size.
  *  labels: (batch,) in 0..K (K = null), or NULL; only for class-conditional models.
- *  loss_out (may be NULL) receives L_simple before the update. On DDPM_ERR_NON_FINITE for
- *  a diverged loss the parameters are left unchanged. */
+ *  loss_out (may be NULL) receives L_simple before the update.
+ *  A step is applied only if everything it writes stays finite: when the loss, the gradient
+ *  norm or any updated parameter, AdamW moment or EMA weight would not be finite, it returns
+ *  DDPM_ERR_NON_FINITE (naming the tensor) and the parameters, EMA, moments and step count
+ *  are unchanged (the step's random draws are spent), so training can go on, e.g. after
+ *  ddpm_model_set_learning_rate() with a lower rate. With gradient clipping on, a backward
+ *  pass that overflows float is run again on a scaled loss gradient (only the direction of a
+ *  clipped gradient matters), so such steps still go through. */
 int ddpm_model_train_step(ddpm_model *model, const float *x0, int64_t batch, int64_t count,
                           const int32_t *labels, float *loss_out);
 
@@ -545,7 +580,14 @@ int ddpm_model_nll(ddpm_model *model, const ddpm_vlb_params *params, const ddpm_
 int ddpm_model_save(const ddpm_model *model, const char *path);
 
 /** Loads a model saved by ddpm_model_save (any checkpoint format version up to the
- *  current one); training resumes exactly where it stopped. */
+ *  current one); training resumes exactly where it stopped. Only a regular file is read,
+ *  and it is validated whole before anything is built from it: the container (sizes,
+ *  header, byte ranges, checksum), format_version exactly "1" or "2", the configuration
+ *  within the limits above, exactly the tensors of that model (none missing, none extra,
+ *  F32 with the right shapes), every weight, EMA value and moment finite (second moments
+ *  >= 0), counters decimal and <= 2^53, the schedule metadata agreeing with its β.
+ *  Anything else is DDPM_ERR_FORMAT with a message naming the tensor or field (DDPM_ERR_IO
+ *  for a file that cannot be read or is not a regular file). */
 int ddpm_model_load(const char *path, ddpm_model **out);
 
 

@@ -32,7 +32,9 @@ public func ddpm_schedule_create_custom(_ betas: UnsafePointer<Double>?, _ count
     guarded("ddpm_schedule_create_custom") {
         try output(out) {
             let b = try nonNull(betas, "betas")
-            guard count >= 1, count <= 1 << 24 else { throw DDPMError.invalidArgument("num_timesteps must be in 1...2^24 (got \(count))") }
+            guard count >= 1, count <= Int64(Limits.timesteps) else {
+                throw DDPMError.invalidArgument("num_timesteps must be in 1...\(Limits.timesteps) (got \(count); DDPM_MAX_TIMESTEPS)")
+            }
             return ScheduleHandle(try NoiseSchedule(betas: Array(UnsafeBufferPointer(start: b, count: Int(count)))))
         }
     }

@@ -56,7 +56,7 @@ func sampleIndices(offset: Int, count: Int, n: Int, seed: UInt64) -> [Int] {
 
 /// A heap copy of `a` whose pointer stays valid (perturbed in place by the checks).
 func buffer(_ a: [Float]) -> Buffer<Float> {
-    let b = Buffer<Float>(count: a.count)
+    let b = try! Buffer<Float>(count: a.count)
     a.withUnsafeBufferPointer { b.pointer.update(from: $0.baseAddress!, count: a.count) }
     return b
 }
@@ -73,7 +73,7 @@ final class GradientCheckTests: XCTestCase {
     /// so that no gradient is trivially zero or one.
     func randomParameters(_ layout: ParameterLayout, seed: UInt64, scale: Float = 0.5) -> ParameterSet {
         var rng = Philox(seed: seed)
-        let params = ParameterSet(layout: layout, rng: &rng)
+        let params = try! ParameterSet(layout: layout, rng: &rng)
         var v = uniforms(layout.count, seed: seed &+ 1, in: -scale...scale)
         for e in layout.entries where e.name.hasSuffix("norm.weight") {
             for i in e.offset..<e.offset + e.count { v[i] += 1 }
@@ -341,7 +341,7 @@ final class GradientCheckTests: XCTestCase {
     /// emb[t, i] = sin(t·ω_i), emb[t, E/2 + i] = cos(t·ω_i), ω_i = 10000^(−i/(E/2)).
     func testSinusoidalEmbedding() {
         let (E, T) = (8, 1000)
-        let s = SinusoidalEmbedding(dim: E, timesteps: T)
+        let s = try! SinusoidalEmbedding(dim: E, timesteps: T)
         let t: [Int32] = [0, 1, 999, 500]
         var out = [Float](repeating: .nan, count: t.count * E)
         s.forward(&out, t: t, batch: t.count)

@@ -9,7 +9,7 @@ import XCTest
 final class Held<Views> {
     let views: Views
     private let block: Buffer<Float>?
-    init(_ make: (inout Arena) -> Views) { (block, views) = Arena.allocate { ($0.block, make(&$0)) } }
+    init(_ make: (inout Arena) -> Views) { (block, views) = try! Arena.allocate { ($0.block, make(&$0)) } }
 }
 
 /// What a layer test passes to one layer call: parameters, gradients, batch and a scratch whose
@@ -77,7 +77,7 @@ final class ImageLayerTests: XCTestCase {
                     XCTAssertEqual(conv.imagesPerChunk(batch: B, height: c.height, width: c.width), 2, "chunk of case \(c)")
                 }
                 var out = [Float](repeating: .nan, count: Co * B * Ho * Wo)
-                let columns = Buffer<Float>(count: conv.columnsCount(batch: B, height: c.height, width: c.width))
+                let columns = try! Buffer<Float>(count: conv.columnsCount(batch: B, height: c.height, width: c.width))
                 columns.fill(.nan)  // im2col must write every entry it uses
                 conv.forward(&out, inp, params, columns: columns.pointer, batch: B, height: c.height, width: c.width)
                 let expected = Self.directConvolution(inp, params, conv, batch: B, height: c.height, width: c.width)
@@ -98,7 +98,7 @@ final class ImageLayerTests: XCTestCase {
                 let conv = Self.makeConv(&layout, in: Ci, out: Co, kernel: c.kernel, stride: c.stride, height: H, width: W,
                                          chunked: chunked)
                 let (Ho, Wo) = conv.outputSize(height: H, width: W)
-                let columns = Buffer<Float>(count: conv.columnsCount(batch: B, height: H, width: W))
+                let columns = try! Buffer<Float>(count: conv.columnsCount(batch: B, height: H, width: W))
                 UNetGradientCheck.checkLayer("conv \(c) chunked \(chunked) accumulate \(accumulate)", layout: layout,
                                              inputCount: Ci * B * H * W, outputCount: Co * B * Ho * Wo, seed: UInt64(30 + n)) { out, inp, p in
                     conv.forward(out, inp, p, columns: columns.pointer, batch: B, height: H, width: W)
@@ -115,7 +115,7 @@ final class ImageLayerTests: XCTestCase {
         let (C, G, B, N) = (6, 3, 2, 5)
         var layout = ParameterLayout()
         let norm = GroupNorm(&layout, "norm", channels: C, groups: G)
-        let stats = Buffer<Float>(count: 2 * B * G)  // mean, rstd (B, G) each
+        let stats = try! Buffer<Float>(count: 2 * B * G)  // mean, rstd (B, G) each
         let s = stats.pointer
         UNetGradientCheck.checkLayer("group norm", layout: layout, inputCount: C * B * N, outputCount: C * B * N, seed: 40) { out, inp, p in
             norm.forward(out, mean: s, rstd: s + B * G, inp, p, batch: B, spatial: N)
@@ -129,7 +129,7 @@ final class ImageLayerTests: XCTestCase {
         var layout = ParameterLayout()
         let norm = GroupNorm(&layout, "norm", channels: C, groups: G)
         var rng = Philox(seed: 1)
-        let params = ParameterSet(layout: layout, rng: &rng).valuesArray  // γ = 1, β = 0
+        let params = try! ParameterSet(layout: layout, rng: &rng).valuesArray  // γ = 1, β = 0
         let inp = UNetGradientCheck.normals(C * B * N, seed: 41).enumerated().map { $1 * 3 + Float($0 % 5) }
         var out = [Float](repeating: 0, count: C * B * N), mean = [Float](repeating: 0, count: B * G), rstd = mean
         norm.forward(&out, mean: &mean, rstd: &rstd, inp, params, batch: B, spatial: N)
@@ -151,7 +151,7 @@ final class ImageLayerTests: XCTestCase {
             let attention = Attention(&layout, "attn", channels: C, heads: heads, groups: G, pixels: N)
             let a = Held { Attention.Activations(attention, batch: B, &$0) }
             let scratch = Held { Scratch(&$0, columns: 0, activation: 3 * C * B * N, probs: N * N, rows: 0) }
-            let unused = Buffer<Float>(count: layout.count)  // gradients a forward pass never writes
+            let unused = try! Buffer<Float>(count: layout.count)  // gradients a forward pass never writes
             UNetGradientCheck.checkLayer("attention, \(heads) heads, \(H)×\(W)", layout: layout, inputCount: C * B * N,
                                      outputCount: C * B * N, seed: 50) { out, inp, p in
                 attention.forward(a.views, inp, testPass(p, unused.pointer, batch: B, scratch: scratch))
@@ -171,7 +171,7 @@ final class ImageLayerTests: XCTestCase {
         let scratch = Held { Scratch(&$0, columns: 0, activation: 3 * C * B * N, probs: N * N, rows: 0) }
         let p = buffer(UNetGradientCheck.randomParameters(layout, seed: 51))
         let x = UNetGradientCheck.normals(C * B * N, seed: 52), w = UNetGradientCheck.normals(C * B * N, seed: 53)
-        let g1 = Buffer<Float>(count: layout.count), g2 = Buffer<Float>(count: layout.count)
+        let g1 = try! Buffer<Float>(count: layout.count), g2 = try! Buffer<Float>(count: layout.count)
         attention.forward(a.views, x, testPass(p.pointer, g1.pointer, batch: B, scratch: scratch))
         var separate = [Float](repeating: 0, count: C * B * N)
         attention.backward(dinp: &separate, dout: w, inp: x, a.views, testPass(p.pointer, g1.pointer, batch: B, scratch: scratch))
@@ -190,7 +190,7 @@ final class ImageLayerTests: XCTestCase {
         let down = Downsample(&layout, "down", channels: C, height: H, width: W)
         let a = Held { Downsample.Activations(down, batch: B, &$0) }
         let scratch = Held { Scratch(&$0, columns: down.columnsCount(batch: B), activation: 0, probs: 0, rows: 0) }
-        let unused = Buffer<Float>(count: layout.count)
+        let unused = try! Buffer<Float>(count: layout.count)
         UNetGradientCheck.checkLayer("downsample", layout: layout, inputCount: C * B * H * W, outputCount: C * B * H * W / 4,
                                  seed: 60) { out, inp, p in
             down.forward(a.views, inp, testPass(p, unused.pointer, batch: B, scratch: scratch))
@@ -206,7 +206,7 @@ final class ImageLayerTests: XCTestCase {
         let upsample = Upsample(&layout, "up", channels: C, height: H, width: W)
         let a = Held { Upsample.Activations(upsample, batch: B, &$0) }
         let scratch = Held { Scratch(&$0, columns: upsample.columnsCount(batch: B), activation: C * B * 4 * H * W, probs: 0, rows: 0) }
-        let unused = Buffer<Float>(count: layout.count)
+        let unused = try! Buffer<Float>(count: layout.count)
         UNetGradientCheck.checkLayer("upsample", layout: layout, inputCount: C * B * H * W, outputCount: C * B * 4 * H * W,
                                  seed: 70) { out, inp, p in
             upsample.forward(a.views, inp, testPass(p, unused.pointer, batch: B, scratch: scratch))
@@ -222,7 +222,7 @@ final class ImageLayerTests: XCTestCase {
         let upsample = Upsample(&layout, "up", channels: C, height: H, width: W)
         let a = Held { Upsample.Activations(upsample, batch: B, &$0) }
         let scratch = Held { Scratch(&$0, columns: upsample.columnsCount(batch: B), activation: 0, probs: 0, rows: 0) }
-        let p = Buffer<Float>(count: layout.count), unused = Buffer<Float>(count: layout.count)  // W = 0, b = 0
+        let p = try! Buffer<Float>(count: layout.count), unused = try! Buffer<Float>(count: layout.count)  // W = 0, b = 0
         upsample.forward(a.views, [1, 2, 3, 4], testPass(p.pointer, unused.pointer, batch: B, scratch: scratch))
         XCTAssertEqual(Array(UnsafeBufferPointer(start: a.views.up, count: 16)), [1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4])
     }
@@ -236,7 +236,7 @@ final class ImageLayerTests: XCTestCase {
             init(_ arena: inout Arena) { (block, a, empty, b) = (arena.block, arena.take(3), arena.take(0), arena.take(5)) }
         }
         XCTAssertEqual(Arena.floats { Views(&$0) }, 8)
-        let v = Arena.allocate { Views(&$0) }
+        let v = try! Arena.allocate { Views(&$0) }
         XCTAssertEqual(v.block?.count, 8)
         XCTAssertEqual(v.a, v.block?.pointer)
         XCTAssertEqual(v.empty, v.a + 3)
@@ -255,7 +255,7 @@ final class ImageLayerTests: XCTestCase {
             let tembAct = buffer(UNetGradientCheck.normals(B * T, seed: 80))
             let scratch = Held { Scratch(&$0, columns: block.columnsCount(batch: B), activation: max(Ci, Co) * B * H * W,
                                          probs: 0, rows: B * Co) }
-            let dtemb = Buffer<Float>(count: B * T), unused = Buffer<Float>(count: layout.count)
+            let dtemb = try! Buffer<Float>(count: B * T), unused = try! Buffer<Float>(count: layout.count)
             let fixedRNG = Philox(seed: 81)
             UNetGradientCheck.checkLayer("res block \(Ci)→\(Co), dropout \(dropout)", layout: layout, inputCount: Ci * B * H * W,
                                      outputCount: Co * B * H * W, seed: 82) { out, inp, p in

@@ -148,7 +148,7 @@ final class TrainingTests: XCTestCase {
         let P = 19
         let gradScale = 0.7
         let config = AdamWConfig(learningRate: 0.01, beta1: 0.8, beta2: 0.95, epsilon: 1e-6, weightDecay: 0.1)
-        let opt = AdamW(config: config, count: P)
+        let opt = try! AdamW(config: config, count: P)
         var theta = uniforms(P, seed: 1)
         var (t64, m, v) = (theta.map(Double.init), [Double](repeating: 0, count: P), [Double](repeating: 0, count: P))
         for step in 1...3 {

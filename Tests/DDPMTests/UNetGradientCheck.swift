@@ -19,7 +19,7 @@ enum UNetGradientCheck {
     /// tensors (residual convs, attention proj) and γ = 1, β = 0 are exercised too.
     static func randomParameters(_ layout: ParameterLayout, seed: UInt64) -> [Float] {
         var rng = Philox(seed: seed)
-        let initial = ParameterSet(layout: layout, rng: &rng).valuesArray
+        let initial = try! ParameterSet(layout: layout, rng: &rng).valuesArray
         return zip(initial, normals(layout.count, seed: seed &+ 1, std: 0.2)).map { $0 + $1 }
     }
 

@@ -406,6 +406,16 @@ lib.ddpm_mlp_params_default.restype = ddpm_mlp_params
 
 DDPM_UNET_MAX_LEVELS = 8
 
+# Limits (sizes are checked against them before anything is allocated).
+DDPM_MAX_MODEL_BYTES = 1 << 33  # 8 GiB: a model's state plus one call's buffers
+DDPM_MAX_TIMESTEPS = 1 << 20
+DDPM_MAX_WIDTH = 1 << 16
+DDPM_MAX_SAMPLE_FLOATS = 1 << 24
+DDPM_MAX_DEPTH = 4096
+DDPM_MAX_RES_BLOCKS = 64
+DDPM_MAX_CLASSES = 1 << 24
+DDPM_MIN_ALPHA_BAR = 1e-30
+
 
 class ddpm_unet_params(Structure):
     """A UNet over images of channels × height × width."""

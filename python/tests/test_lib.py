@@ -87,8 +87,10 @@ def test_every_enum_constant_and_define_matches_the_header():
     assert len(constants) >= 33
     for name, value in constants:
         assert getattr(_lib, name) == int(value), name
-    assert header_defines() == {"DDPM_UNET_MAX_LEVELS": _lib.DDPM_UNET_MAX_LEVELS,
-                                "DDPM_PREDICT_CHUNK": _lib.DDPM_PREDICT_CHUNK}
+    defines = header_defines()
+    assert "DDPM_UNET_MAX_LEVELS" in defines
+    for name, value in defines.items():
+        assert getattr(_lib, name) == value, name
 
 
 def test_every_struct_of_the_header_is_mirrored():

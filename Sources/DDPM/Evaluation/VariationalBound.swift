@@ -72,10 +72,10 @@ extension NoiseSchedule {
             }
         }
         var rng = Philox(seed: options.seed)
-        let eps = Buffer<Float>(count: N), xt = Buffer<Float>(count: N), output = Buffer<Float>(count: N)
-        let scratch = DenoiseScratch(count: N, sampleSize: S)
+        let eps = try Buffer<Float>(count: N), xt = try Buffer<Float>(count: N), output = try Buffer<Float>(count: N)
+        let scratch = try DenoiseScratch(count: N, sampleSize: S)
         var terms = [Double](repeating: 0, count: B * T)
-        let ts = Buffer<Int32>(count: B, zero: 0)
+        let ts = try Buffer<Int32>(count: B, zero: 0)
         for t in stride(from: T - 1, through: 0, by: -1) {
             // x_t ~ q(x_t|x_0), the model output there, and (x̂_0, ε̂).
             rng.fillNormal(eps.pointer, count: N)

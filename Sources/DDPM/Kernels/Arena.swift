@@ -10,10 +10,12 @@
 //           (h1, h2) = (arena.take(B * H), arena.take(B * H))
 //       }
 //   }
-//   let acts = Arena.allocate { Activations(batch: B, &$0) }
+//   let acts = try Arena.allocate { try Activations(batch: B, &$0) }
 //
 // `allocate` runs the initialiser twice: first on a counting arena (no block; every view is
 // a placeholder that must not be used), then on one zeroed block of exactly the floats taken.
+// An initialiser that needs a side buffer of its own (labels) allocates it only when
+// `!arena.isCounting`. Callers bound the batch first (see Limits.swift), so the counts fit.
 
 struct Arena {
     /// The block the views point into; nil while counting.
@@ -26,6 +28,9 @@ struct Arena {
 
     private init(block: Buffer<Float>?) { self.block = block }
 
+    /// True on the counting run of `allocate`.
+    var isCounting: Bool { block == nil }
+
     /// The next n floats of the block, (n,).
     mutating func take(_ n: Int) -> UnsafeMutablePointer<Float> {
         defer { count += n }
@@ -33,16 +38,17 @@ struct Arena {
     }
 
     /// The floats `make` takes.
-    static func floats<Views>(_ make: (inout Arena) -> Views) -> Int {
+    static func floats<Views>(_ make: (inout Arena) throws -> Views) rethrows -> Int {
         var counting = Arena(block: nil)
-        _ = make(&counting)
+        _ = try make(&counting)
         return counting.count
     }
 
     /// `make`'s views over one zeroed block sized for them; `make` must take the same
     /// sizes on both runs, and its views keep `arena.block` alive.
-    static func allocate<Views>(_ make: (inout Arena) -> Views) -> Views {
-        var arena = Arena(block: Buffer(count: floats(make)))
-        return make(&arena)
+    /// - Throws: if the block (or a side buffer of `make`) cannot be allocated.
+    static func allocate<Views>(_ make: (inout Arena) throws -> Views) throws -> Views {
+        var arena = Arena(block: try Buffer(count: floats(make)))
+        return try make(&arena)
     }
 }

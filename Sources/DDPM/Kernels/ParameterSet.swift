@@ -28,6 +28,12 @@ public struct ParameterLayout {
 
     public init() {}
 
+    /// "'name'[i]" for index `flat` of the flat vector.
+    public func describe(_ flat: Int) -> String {
+        guard let e = entries.last(where: { $0.offset <= flat }) else { return "parameter [\(flat)]" }
+        return "'\(e.name)'[\(flat - e.offset)]"
+    }
+
     /// Declares a tensor and returns its offset in the flat vector.
     public mutating func add(_ name: String, _ shape: [Int], _ initializer: Initializer) -> Int {
         let entry = Entry(name: name, offset: count, shape: shape, initializer: initializer)
@@ -46,10 +52,11 @@ public final class ParameterSet {
     public var count: Int { layout.count }
 
     /// Allocates and initialises the parameters; `rng` draws the random initial values.
-    public init(layout: ParameterLayout, rng: inout Philox) {
+    /// - Throws: if the two (P,) blocks cannot be allocated.
+    public init(layout: ParameterLayout, rng: inout Philox) throws {
         self.layout = layout
-        values = Buffer(count: layout.count)
-        grads = Buffer(count: layout.count)
+        values = try Buffer(count: layout.count)
+        grads = try Buffer(count: layout.count)
         for entry in layout.entries {
             let p = values.pointer + entry.offset
             switch entry.initializer {

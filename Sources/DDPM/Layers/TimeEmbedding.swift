@@ -17,9 +17,11 @@ final class SinusoidalEmbedding {
     let dim: Int  // E (even)
     let table: Buffer<Float>  // (S, E)
 
-    init(dim: Int, timesteps: Int) {
+    /// - Throws: if the (S, E) table is over the size limit or cannot be allocated.
+    init(dim: Int, timesteps: Int) throws {
         self.dim = dim
-        table = Buffer(count: timesteps * dim)
+        try Limits.requireFloats(Double(timesteps) * Double(dim), "the timestep table (T = \(timesteps) × E = \(dim))")
+        table = try Buffer(count: timesteps * dim)
         let half = dim / 2
         for t in 0..<timesteps {
             for i in 0..<half {
@@ -41,10 +43,10 @@ struct TimeEmbedding {
     let fc1: Linear  // E → T
     let fc2: Linear  // T → T
 
-    init(_ layout: inout ParameterLayout, _ name: String, encoding E: Int, width T: Int, timesteps: Int) {
+    init(_ layout: inout ParameterLayout, _ name: String, encoding E: Int, width T: Int, timesteps: Int) throws {
         fc1 = Linear(&layout, name + ".fc1", in: E, out: T)
         fc2 = Linear(&layout, name + ".fc2", in: T, out: T)
-        sinusoid = SinusoidalEmbedding(dim: E, timesteps: timesteps)
+        sinusoid = try SinusoidalEmbedding(dim: E, timesteps: timesteps)
     }
 
     /// The views of one forward pass, for `batch` rows.

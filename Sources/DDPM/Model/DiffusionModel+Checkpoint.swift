@@ -73,39 +73,114 @@ extension DiffusionModel {
         case let other:
             throw DDPMError.format("'\(path)' has checkpoint format version \(other ?? "missing"); this library reads 1 and 2")
         }
+        // Counters first (cheap); then the schedule and the configuration are validated by the
+        // constructors, the tensor table against the parameter layout before anything of size
+        // P is allocated, and every value as it is copied in.
+        let step = try file.counter("step", max: maxCheckpointStep)
+        let optimizerStep = try file.counter("optimizer_step", max: maxCheckpointStep)
+        let (seed, counter) = (try file.counter("rng_seed", max: .max), try file.counter("rng_counter", max: .max))
         let schedule: NoiseSchedule
         do { schedule = try NoiseSchedule(betas: try file.doubles("schedule.betas"), kind: config.scheduleKind) } catch let e as DDPMError {
             throw DDPMError.format("checkpoint schedule is invalid: \(e)")
         }
+        try file.checkScheduleKind(schedule)
         let model: DiffusionModel
         do {
             model = try DiffusionModel(schedule: schedule, network: config.network, training: config.training,
-                                       conditioning: config.conditioning)
-        } catch let e as DDPMError {
-            throw DDPMError.format("checkpoint configuration is invalid: \(e)")
+                                       conditioning: config.conditioning, checkLayout: file.checkTensors)
+        } catch DDPMError.invalidArgument(let message) {
+            throw DDPMError.format("checkpoint configuration is invalid: \(message)")
         }
         let params = model.network.parameters
         for (prefix, base) in stateTensors(model) {
             for e in params.layout.entries {
-                let values = try file.floats(prefix + e.name, shape: e.shape)
+                let name = prefix + e.name
+                let values = try file.floats(name, shape: e.shape)
                 values.withUnsafeBufferPointer { (base + e.offset).update(from: $0.baseAddress!, count: e.count) }
+                try file.checkValues(base + e.offset, count: e.count, name, nonNegative: prefix == "optimizer.exp_avg_sq.")
             }
         }
-        guard let step = Int(try file.meta("step")), let optStep = Int(try file.meta("optimizer_step")),
-              let seed = UInt64(try file.meta("rng_seed")), let counter = UInt64(try file.meta("rng_counter")),
-              step >= 0, optStep >= 0
-        else { throw DDPMError.format("checkpoint step or RNG state is not a valid integer") }
-        model.step = step
-        model.optimizer.step = optStep
+        model.step = Int(step)
+        model.optimizer.step = Int(optimizerStep)
         model.rng = Philox(seed: seed, counter: counter)
         return model
     }
 }
 
+/// The largest step counter a checkpoint may hold: 2^53 (exact in a Double, far beyond any run).
+let maxCheckpointStep: UInt64 = 1 << 53
+
+extension SafeTensors.File {
+    /// The metadata value under `key` as a decimal integer in 0...max, written as we write it
+    /// (digits only, no sign, no leading zero); `.format` otherwise.
+    func counter(_ key: String, max: UInt64) throws -> UInt64 {
+        let text = try meta(key)
+        guard let value = UInt64(text), String(value) == text, value <= max else {
+            throw DDPMError.format("'\(path)': metadata '\(key)' = '\(text)' is not a decimal integer in 0...\(max)")
+        }
+        return value
+    }
+
+    /// Throws `.format` unless the file holds exactly the tensors of a model with this
+    /// parameter layout (model., ema., optimizer.exp_avg., optimizer.exp_avg_sq. of each
+    /// parameter tensor, F32 with its shape) and schedule.betas: nothing missing, nothing else.
+    func checkTensors(_ layout: ParameterLayout) throws {
+        var expected: Set<String> = ["schedule.betas"]
+        for prefix in checkpointPrefixes {
+            for e in layout.entries {
+                let name = prefix + e.name
+                guard let info = tensors[name] else { throw DDPMError.format("'\(path)' has no tensor '\(name)'") }
+                guard info.dtype == .f32, info.shape == e.shape else {
+                    throw DDPMError.format("'\(path)': tensor '\(name)' is \(info.dtype.rawValue) \(info.shape), expected F32 \(e.shape)")
+                }
+                expected.insert(name)
+            }
+        }
+        if let extra = tensors.keys.filter({ !expected.contains($0) }).sorted().first {
+            throw DDPMError.format("'\(path)': tensor '\(extra)' is not part of this model (\(layout.entries.count) parameter tensors, "
+                                   + "\(tensors.count - expected.count) unknown tensors in the file)")
+        }
+    }
+
+    /// Throws `.format` unless the metadata's schedule kind gives the β of schedule.betas
+    /// (to 1e-9 relative: a file whose description and table disagree is not one we wrote).
+    func checkScheduleKind(_ schedule: NoiseSchedule) throws {
+        let T = schedule.count
+        let expected: NoiseSchedule
+        do {
+            switch schedule.kind {
+            case .custom: return
+            case .linear(let a, let b): expected = try .linear(steps: T, betaStart: a, betaEnd: b)
+            case .cosine(let s, let m): expected = try .cosine(steps: T, offset: s, maxBeta: m)
+            case .sigmoid(let lo, let hi, let start, let end): expected = try .sigmoid(steps: T, betaMin: lo, betaMax: hi, start: start, end: end)
+            }
+        } catch DDPMError.invalidArgument(let m) {
+            throw DDPMError.format("'\(path)': the schedule metadata (\(schedule.kind.name)) is invalid: \(m)")
+        }
+        for t in 0..<T where abs(expected.betas[t] - schedule.betas[t]) > 1e-9 * schedule.betas[t] {
+            throw DDPMError.format("'\(path)': schedule.betas[\(t)] = \(schedule.betas[t]) but the schedule metadata "
+                                   + "(\(schedule.kind.name)) gives \(expected.betas[t])")
+        }
+    }
+
+    /// Throws `.format` naming the tensor and index of the first value that is not finite
+    /// (or negative, with `nonNegative`: AdamW's second moment).
+    func checkValues(_ p: UnsafePointer<Float>, count: Int, _ name: String, nonNegative: Bool) throws {
+        var ok = true
+        for i in 0..<count { ok = ok && p[i].isFinite && (!nonNegative || p[i] >= 0) }  // branch-free, vectorises
+        if ok { return }
+        let i = (0..<count).first { !p[$0].isFinite || (nonNegative && p[$0] < 0) }!
+        throw DDPMError.format("'\(path)': tensor '\(name)'[\(i)] is \(p[i]); "
+                               + (nonNegative ? "a second moment must be finite and >= 0" : "every value must be finite"))
+    }
+}
+
+/// The tensor-name prefixes of the four (P,) vectors, in file order.
+private let checkpointPrefixes = ["model.", "ema.", "optimizer.exp_avg.", "optimizer.exp_avg_sq."]
+
 /// The four (P,) float vectors a checkpoint stores, with their tensor-name prefixes.
 private func stateTensors(_ m: DiffusionModel) -> [(String, UnsafeMutablePointer<Float>)] {
-    [("model.", m.network.parameters.values.pointer), ("ema.", m.ema.pointer),
-     ("optimizer.exp_avg.", m.optimizer.m.pointer), ("optimizer.exp_avg_sq.", m.optimizer.v.pointer)]
+    zip(checkpointPrefixes, [m.network.parameters.values.pointer, m.ema.pointer, m.optimizer.m.pointer, m.optimizer.v.pointer]).map { ($0, $1) }
 }
 
 /// NetworkConfig as checkpoint JSON: {"kind": "mlp" | "unet", <the config's fields in snake_case>}.

@@ -52,18 +52,28 @@ final class GuidedDenoiser: Denoiser {
 
     var lastVariance: UnsafePointer<Float>? { network.learnsVariance ? UnsafePointer(variance.pointer) : nil }
 
-    init(network: DenoisingNetwork, params: UnsafePointer<Float>, guidanceScale: Float, batch: Int, target: PredictionType) {
+    /// Floats (and 4-byte integers) it holds per row of a batch: the shared t, the learned
+    /// variance and, when guided, the doubled batch (labels, x and output), or the whole output
+    /// of an unguided pass with a learned variance.
+    static func floatsPerRow(sampleSize S: Int, outputSize O: Int, guided: Bool) -> Double {
+        Double(O - S) + (guided ? Double(4 + 2 * S + 2 * O) : 2 + Double(O == S ? 0 : O))
+    }
+
+    /// - Parameter guided: the predictions combine a conditional and an unconditional pass.
+    init(network: DenoisingNetwork, params: UnsafePointer<Float>, guidanceScale: Float, batch: Int, guided: Bool,
+         target: PredictionType) throws {
         self.network = network
         predictionType = target
         self.params = params
         self.guidanceScale = guidanceScale
         sampleSize = network.sampleSize
-        variance = Buffer(count: network.learnsVariance ? batch * network.sampleSize : 0)
+        variance = try Buffer(count: network.learnsVariance ? batch * network.sampleSize : 0)
         let batch = min(batch, GuidedDenoiser.chunk)
-        ts = Buffer(count: 2 * batch, zero: 0)
-        labels2 = Buffer(count: 2 * batch, zero: 0)
-        x2 = Buffer(count: 2 * batch * network.sampleSize)
-        out2 = Buffer(count: 2 * batch * network.outputSize)
+        let rows = guided ? 2 * batch : 0
+        ts = try Buffer(count: 2 * batch, zero: 0)
+        labels2 = try Buffer(count: rows, zero: 0)
+        x2 = try Buffer(count: rows * network.sampleSize)
+        out2 = try Buffer(count: (network.learnsVariance ? max(rows, batch) : rows) * network.outputSize)
     }
 
     func predict(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: Int,
@@ -146,12 +156,23 @@ extension DiffusionModel {
     }
 
     /// The network as a Denoiser with the weights and guidance of `options`, after checking
-    /// them and the labels (B,) once.
-    func denoiser(_ options: PredictOptions, labels: UnsafePointer<Int32>?, batch: Int) throws -> GuidedDenoiser {
+    /// them, the labels (B,) and the memory of the call once, and reserving the network's
+    /// buffers. `extraFloatsPerRow`: what the caller holds besides (a sampler's buffers).
+    func denoiser(_ options: PredictOptions, labels: UnsafePointer<Int32>?, batch: Int, extraFloatsPerRow: Double = 0,
+                  _ what: @autoclosure () -> String = "a prediction") throws -> GuidedDenoiser {
         try require(batch >= 1, "batch must be >= 1 (got \(batch))")
         try options.validate()
+        let S = network.sampleSize
+        let guided = labels != nil && network.numClasses > 0 && options.guidanceScale != 1 && options.guidanceScale != 0
+        // The network runs on chunks of at most GuidedDenoiser.chunk samples (twice that guided).
+        let chunk = min(batch, GuidedDenoiser.chunk)
+        let rows = guided ? 2 * chunk : chunk
+        try requireMemory("\(what()) for a batch of \(batch)", floats: network.activationFloats(batch: rows, training: false)
+                          + Double(batch) * (GuidedDenoiser.floatsPerRow(sampleSize: S, outputSize: network.outputSize,
+                                                                         guided: guided) + extraFloatsPerRow))
         try validate(labels: labels, batch: batch)
-        return GuidedDenoiser(network: network, params: options.useEMA ? ema.pointer : network.parameters.values.pointer,
-                              guidanceScale: options.guidanceScale, batch: batch, target: training.target)
+        try network.reserve(batch: rows, training: false)
+        return try GuidedDenoiser(network: network, params: options.useEMA ? ema.pointer : network.parameters.values.pointer,
+                                  guidanceScale: options.guidanceScale, batch: batch, guided: guided, target: training.target)
     }
 }

@@ -10,7 +10,8 @@ extension DiffusionModel {
     public func sample(into out: UnsafeMutablePointer<Float>, count n: Int, labels: UnsafePointer<Int32>? = nil,
                        options: SamplerOptions = .init(), predict: PredictOptions = .init(),
                        progress: SamplingProgress? = nil) throws {
-        let denoiser = try denoiser(predict, labels: labels, batch: n)
+        let denoiser = try denoiser(predict, labels: labels, batch: n,
+                                    extraFloatsPerRow: Double(Sampler.floatsPerSampleFloat * network.sampleSize), "sampling")
         let sampler = try Sampler(schedule: schedule, options: options, batch: n, sampleSize: network.sampleSize)
         try sampler.run(denoiser, into: out, labels: labels, progress: progress)
     }

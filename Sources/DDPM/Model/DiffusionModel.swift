@@ -16,6 +16,8 @@ public final class DiffusionModel {
     var buffers: TrainBuffers
     /// computeGradients has filled the gradients and applyGradients has not yet used them.
     public private(set) var gradientsPending = false
+    /// The pending gradients were computed again at 2^-64 after the backward pass overflowed.
+    var gradientsScaledDown = false
     /// The training loss: target and weighting, and the learned variance's part.
     let objective: Objective
     let varianceLoss: VarianceLoss
@@ -30,38 +32,69 @@ public final class DiffusionModel {
         let variance, dvariance, x0Hat: Buffer<Float>  // (B, S) v, ∂L/∂v, x̂_0 of the stopped mean
         let t, labels: Buffer<Int32>  // (B,)
         let coin: Buffer<Float>  // (B,) uniforms for label dropout
-        init(batch: Int, sampleSize: Int, target: PredictionType, learnedVariance: Bool) {
-            capacity = batch
-            xt = Buffer(count: batch * sampleSize); eps = Buffer(count: batch * sampleSize)
-            output = Buffer(count: batch * sampleSize); dout = Buffer(count: batch * sampleSize)
-            self.target = Buffer(count: target == .v ? batch * sampleSize : 0)
-            let extra = learnedVariance ? batch * sampleSize : 0
-            (full, dfull) = (Buffer(count: 2 * extra), Buffer(count: 2 * extra))
-            (variance, dvariance, x0Hat) = (Buffer(count: extra), Buffer(count: extra), Buffer(count: extra))
-            t = Buffer(count: batch, zero: 0); labels = Buffer(count: batch, zero: 0)
-            coin = Buffer(count: batch)
+        /// Floats (and 4-byte integers) per row.
+        static func floatsPerRow(sampleSize S: Int, target: PredictionType, learnedVariance: Bool) -> Double {
+            Double(4 * S + 3 + (target == .v ? S : 0) + (learnedVariance ? 7 * S : 0))
         }
+        init(batch: Int, sampleSize: Int, target: PredictionType, learnedVariance: Bool) throws {
+            capacity = batch
+            xt = try Buffer(count: batch * sampleSize); eps = try Buffer(count: batch * sampleSize)
+            output = try Buffer(count: batch * sampleSize); dout = try Buffer(count: batch * sampleSize)
+            self.target = try Buffer(count: target == .v ? batch * sampleSize : 0)
+            let extra = learnedVariance ? batch * sampleSize : 0
+            (full, dfull) = (try Buffer(count: 2 * extra), try Buffer(count: 2 * extra))
+            (variance, dvariance, x0Hat) = (try Buffer(count: extra), try Buffer(count: extra), try Buffer(count: extra))
+            t = try Buffer(count: batch, zero: 0); labels = try Buffer(count: batch, zero: 0)
+            coin = try Buffer(count: batch)
+        }
+    }
+
+    /// Floats of the model's state: parameters, gradients, EMA, the two AdamW moments (P each)
+    /// and the timestep table (T × E).
+    let stateFloats: Double
+
+    /// Throws `.invalidArgument` unless the model's state and `floats` more (the buffers of one
+    /// call) fit in `Limits.modelBytes`.
+    func requireMemory(_ what: @autoclosure () -> String, floats: Double) throws {
+        try Limits.requireFloats(stateFloats + floats,
+                                 "\(what()) (the model's state \(Limits.describeBytes(4 * stateFloats)) and buffers of \(Limits.describeBytes(4 * floats)))")
     }
 
     /// A fresh model: parameters initialised from `training.seed`, EMA equal to them.
     /// - Parameter conditioning: what samples are conditioned on.
-    public init(schedule: NoiseSchedule, network config: NetworkConfig, training: TrainingConfig = .init(),
-                conditioning: Conditioning = .none) throws {
+    /// - Throws: `.invalidArgument` on a bad configuration, or one whose state (5 × P floats
+    ///   and the T × E timestep table) is over `Limits.modelBytes`.
+    public convenience init(schedule: NoiseSchedule, network config: NetworkConfig, training: TrainingConfig = .init(),
+                            conditioning: Conditioning = .none) throws {
+        try self.init(schedule: schedule, network: config, training: training, conditioning: conditioning, checkLayout: { _ in })
+    }
+
+    /// - Parameter checkLayout: runs on the parameter layout, after the memory check and
+    ///   before anything of size P is allocated (a checkpoint checks its tensors there).
+    init(schedule: NoiseSchedule, network config: NetworkConfig, training: TrainingConfig, conditioning: Conditioning,
+         checkLayout: (ParameterLayout) throws -> Void) throws {
         try training.validate()
         self.schedule = schedule
         self.training = training
         var initRNG = Philox(seed: training.seed ^ 0x5EED_1417_0000_0001)
+        var state = 0.0
         network = try config.makeNetwork(conditioning: conditioning, learnsVariance: training.learnedVariance,
-                                         timesteps: schedule.count, rng: &initRNG)
+                                         timesteps: schedule.count, rng: &initRNG) { layout in
+            state = 5 * Double(layout.count) + Double(schedule.count) * Double(config.timeEmbedDim)
+            try Limits.requireFloats(state, "a model of \(layout.count) parameters (values, gradients, EMA and 2 AdamW moments) "
+                                     + "and a \(schedule.count) × \(config.timeEmbedDim) timestep table")
+            try checkLayout(layout)
+        }
+        stateFloats = state
         let P = network.parameters.count
-        optimizer = AdamW(config: training.optimizer, count: P)
-        ema = Buffer(count: P)
+        optimizer = try AdamW(config: training.optimizer, count: P)
+        ema = try Buffer(count: P)
         ema.pointer.update(from: network.parameters.values.pointer, count: P)
         rng = Philox(seed: training.seed)
         objective = training.objective(schedule)
         varianceLoss = VarianceLoss(schedule: schedule, target: training.target, lambda: Double(training.vlbLambda))
-        buffers = TrainBuffers(batch: 0, sampleSize: network.sampleSize, target: training.target,
-                               learnedVariance: training.learnedVariance)
+        buffers = try TrainBuffers(batch: 0, sampleSize: network.sampleSize, target: training.target,
+                                   learnedVariance: training.learnedVariance)
     }
 
     /// What samples are conditioned on.
@@ -90,8 +123,11 @@ public final class DiffusionModel {
     /// t ~ U{0..T−1}, ε ~ N(0, I), x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε, L = mean‖ε − ε_θ(x_t, t)‖²,
     /// backward, clip, AdamW, EMA. `computeGradients` then `applyGradients`.
     /// - Returns: the loss before the update.
-    /// - Throws: on a bad batch or labels, non-finite data, or a non-finite loss (the
-    ///   parameters are then left unchanged).
+    /// - Throws: on a bad batch or labels, a batch over the memory limit, non-finite data,
+    ///   or `.nonFinite` when the loss, the gradient norm or any updated parameter, AdamW
+    ///   moment or EMA weight would not be finite: the step is then not applied (parameters,
+    ///   EMA, moments and step counters unchanged; the draws of the step are spent), so that
+    ///   training can go on, e.g. with a lower learning rate.
     public func trainStep(x0: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch B: Int) throws -> Float {
         let loss = try computeGradients(x0: x0, labels: labels, batch: B)
         try applyGradients()
@@ -119,11 +155,15 @@ public final class DiffusionModel {
                     "the shard's samples \(sampleOffset)..<\(sampleOffset + B) are not inside the global batch of \(globalBatch)")
         try require(globalBatch <= Int(UInt32.max), "global batch \(globalBatch) is too large (at most 2^32 - 1)")
         let S = network.sampleSize
+        try requireMemory("a train step on a batch of \(B)", floats: network.activationFloats(batch: B, training: true)
+                          + Double(max(B, buffers.capacity)) * TrainBuffers.floatsPerRow(sampleSize: S, target: training.target,
+                                                                                      learnedVariance: training.learnedVariance))
         try requireFinite(x0, count: B * S, "x0")
         try validate(labels: labels, batch: B)
         if buffers.capacity < B {
-            buffers = TrainBuffers(batch: B, sampleSize: S, target: training.target, learnedVariance: training.learnedVariance)
+            buffers = try TrainBuffers(batch: B, sampleSize: S, target: training.target, learnedVariance: training.learnedVariance)
         }
+        try network.reserve(batch: B, training: true)
         let buf = buffers
         let K = Int32(network.numClasses)
         for b in 0..<B {
@@ -166,7 +206,15 @@ public final class DiffusionModel {
             throw DDPMError.nonFinite("the loss became \(loss) at step \(step); lower the learning rate")
         }
         params.zeroGrads()
-        network.backward(dout: learned ? buf.dfull.pointer : buf.dout.pointer, batch: B)
+        let backwardOut = learned ? buf.dfull.pointer : buf.dout.pointer  // (B, outputSize)
+        network.backward(dout: backwardOut, batch: B)
+        // Float overflowed in the backward pass of a finite loss: with clipping only the direction
+        // matters, so run it again on a scaled ∂L/∂out (DiffusionModel+Finite.swift).
+        gradientsScaledDown = false
+        if !sumOfSquares(params.grads.pointer, params.count).isFinite {
+            _ = try backwardAgainScaled(dout: backwardOut, batch: B, loss: loss)
+            gradientsScaledDown = true
+        }
         gradientsPending = true
         return loss
     }
@@ -180,19 +228,23 @@ public final class DiffusionModel {
 
     /// The second half of a train step: clips the (possibly reduced) gradients, applies AdamW,
     /// updates the EMA and counts the step.
-    /// - Throws: `.invalidArgument` without pending gradients; `.nonFinite` if the gradients
-    ///   are not finite (the parameters are then left unchanged).
+    /// - Throws: `.invalidArgument` without pending gradients; `.nonFinite` if the gradients,
+    ///   or the parameters, moments or EMA after the update, would not be finite (the model is
+    ///   then left unchanged).
     public func applyGradients() throws {
         try require(gradientsPending, "no gradients to apply: call computeGradients first (once per step)")
         gradientsPending = false
         let params = network.parameters
-        let clip = GradientClipping.scale(params.grads.pointer, count: params.count, maxNorm: training.gradClip)
+        var clip = GradientClipping.scale(params.grads.pointer, count: params.count, maxNorm: training.gradClip)
         guard clip.norm.isFinite else {
             throw DDPMError.nonFinite("the gradient norm is \(clip.norm) at step \(step); the parameters are unchanged")
         }
+        // Gradients rerun at 2^-64 had an infinite norm: clip them to gradClip whatever their scaled norm.
+        if gradientsScaledDown, clip.norm > 0 { clip.scale = Float(Double(training.gradClip) / clip.norm) }
+        let emaDecay = EMA.decay(training.emaDecay, afterSteps: step)
+        try requireFiniteUpdate(gradScale: clip.scale, emaDecay: emaDecay)
         optimizer.update(params.values.pointer, grads: params.grads.pointer, gradScale: clip.scale)
-        EMA.update(ema.pointer, params: params.values.pointer, count: params.count,
-                   decay: EMA.decay(training.emaDecay, afterSteps: step))
+        EMA.update(ema.pointer, params: params.values.pointer, count: params.count, decay: emaDecay)
         step += 1
     }
 

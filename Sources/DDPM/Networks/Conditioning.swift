@@ -14,7 +14,10 @@ public enum Conditioning: Sendable, Equatable {
     }
 
     func validate() throws {
-        if case .classes(let k) = self { try require(k >= 1, "num_classes must be >= 1 for class conditioning (got \(k))") }
+        if case .classes(let k) = self {
+            try require(k >= 1, "num_classes must be >= 1 for class conditioning (got \(k))")
+            try Limits.requireField("num_classes", k, cap: Limits.numClasses)
+        }
     }
 }
 

@@ -28,6 +28,16 @@ public protocol DenoisingNetwork: AnyObject {
                  labels: UnsafePointer<Int32>?, batch: Int, params: UnsafePointer<Float>,
                  training: Bool, rng: inout Philox)
 
+    /// An upper bound of the floats `reserve` holds for `batch` rows (in Double: it never overflows).
+    func activationFloats(batch: Int, training: Bool) -> Double
+
+    /// Sizes the activation block and workspace for `batch` rows, so that `forward` and
+    /// `backward` allocate nothing. The model reserves before every call (after checking
+    /// `activationFloats` against the limit); `forward` grows the buffers itself for a
+    /// caller that did not, and traps if that allocation fails.
+    /// - Throws: if the buffers cannot be allocated.
+    func reserve(batch: Int, training: Bool) throws
+
     /// Accumulates ∂L/∂θ into `parameters.grads`, given dout = ∂L/∂out (B, outputSize) for the last
     /// forward call made with `training: true` and the live parameters.
     func backward(dout: UnsafePointer<Float>, batch: Int)
@@ -46,13 +56,24 @@ public enum NetworkConfig: Sendable, Equatable {
     case unet(UNetConfig)
 
     /// Builds the network with freshly initialised parameters (drawn from `rng`).
-    public func makeNetwork(conditioning: Conditioning, learnsVariance: Bool = false, timesteps: Int,
-                            rng: inout Philox) throws -> DenoisingNetwork {
+    /// - Parameter checkLayout: runs on the parameter layout before the parameters are allocated.
+    public func makeNetwork(conditioning: Conditioning, learnsVariance: Bool = false, timesteps: Int, rng: inout Philox,
+                            checkLayout: (ParameterLayout) throws -> Void = { _ in }) throws -> DenoisingNetwork {
         switch self {
         case .mlp(let c):
-            return try ResidualMLP(c, conditioning: conditioning, learnsVariance: learnsVariance, timesteps: timesteps, rng: &rng)
+            return try ResidualMLP(c, conditioning: conditioning, learnsVariance: learnsVariance, timesteps: timesteps,
+                                   rng: &rng, checkLayout: checkLayout)
         case .unet(let c):
-            return try UNet(c, conditioning: conditioning, learnsVariance: learnsVariance, timesteps: timesteps, rng: &rng)
+            return try UNet(c, conditioning: conditioning, learnsVariance: learnsVariance, timesteps: timesteps,
+                            rng: &rng, checkLayout: checkLayout)
+        }
+    }
+
+    /// The size of the timestep-encoding table of the network, E (floats per timestep).
+    var timeEmbedDim: Int {
+        switch self {
+        case .mlp(let c): return c.timeEmbedDim
+        case .unet(let c): return c.timeEmbedDim
         }
     }
 }

@@ -45,20 +45,24 @@ public final class ResidualMLP: DenoisingNetwork {
     var acts: Activations
     var work: Workspace
 
+    /// - Parameter checkLayout: runs on the complete parameter layout before anything of
+    ///   size P is allocated (the model checks its memory, a checkpoint its tensors).
     public init(_ config: Config, conditioning: Conditioning = .none, learnsVariance: Bool = false, timesteps: Int,
-                rng: inout Philox) throws {
+                rng: inout Philox, checkLayout: (ParameterLayout) throws -> Void = { _ in }) throws {
         let (D, H, E, L, K) = (config.dataDim, config.hidden, config.timeEmbedDim, config.depth, conditioning.numClasses)
-        try require(D >= 1, "data_dim must be >= 1 (got \(D))")
-        try require(H >= 1, "hidden must be >= 1 (got \(H))")
-        try require(L >= 0, "depth must be >= 0 (got \(L))")
+        // The field caps keep every size below exact in Int; the byte limit is checked on the layout.
+        try Limits.requireField("data_dim", D, cap: Limits.sampleFloats)
+        try Limits.requireField("hidden", H, cap: Limits.width)
+        try Limits.requireField("depth", L, cap: Limits.depth, allowZero: true)
         try require(E >= 2 && E % 2 == 0, "time_embed_dim must be even and >= 2 (got \(E))")
+        try Limits.requireField("time_embed_dim", E, cap: Limits.width)
         try conditioning.validate()
-        try require(timesteps >= 1, "timesteps must be >= 1")
+        try Limits.requireField("timesteps", timesteps, cap: Limits.timesteps)
         settings = config
         self.conditioning = conditioning
         self.learnsVariance = learnsVariance
         var layout = ParameterLayout()
-        time = TimeEmbedding(&layout, "time", encoding: E, width: H, timesteps: timesteps)
+        time = try TimeEmbedding(&layout, "time", encoding: E, width: H, timesteps: timesteps)
         classEmbedding = K > 0 ? Embedding(&layout, "class_embedding", rows: K + 1, features: H) : nil
         inProj = Linear(&layout, "in_proj", in: D, out: H)
         blocks = (0..<L).map { l in
@@ -67,9 +71,24 @@ public final class ResidualMLP: DenoisingNetwork {
                   fc2: Linear(&layout, "blocks.\(l).fc2", in: H, out: H))
         }
         outProj = Linear(&layout, "out_proj", in: H, out: learnsVariance ? 2 * D : D)  // [output; variance]
-        parameters = ParameterSet(layout: layout, rng: &rng)
-        acts = Arena.allocate { [time] in Activations(config, time, batch: 0, &$0) }
-        work = Arena.allocate { Workspace(config, batch: 0, &$0) }
+        try checkLayout(layout)
+        parameters = try ParameterSet(layout: layout, rng: &rng)
+        // Every view is B × (a width): the floats of B rows are B times those of one, plus B labels.
+        floatsPerRow = try Arena.floats { [time] in try Activations(config, time, batch: 1, &$0) }
+            + Arena.floats { Workspace(config, batch: 1, &$0) } + 1
+        acts = try Arena.allocate { [time] in try Activations(config, time, batch: 0, &$0) }
+        work = try Arena.allocate { Workspace(config, batch: 0, &$0) }
+    }
+
+    /// Floats of the activation block and workspace per row (the labels counted as one).
+    let floatsPerRow: Int
+
+    public func activationFloats(batch B: Int, training: Bool) -> Double { Double(max(B, acts.capacity)) * Double(floatsPerRow) }
+
+    public func reserve(batch B: Int, training: Bool) throws {
+        guard acts.capacity < B else { return }
+        acts = try Arena.allocate { [settings, time] in try Activations(settings, time, batch: B, &$0) }
+        work = try Arena.allocate { [settings] in Workspace(settings, batch: B, &$0) }
     }
 
     /// Every tensor of a forward pass, for `capacity` rows.
@@ -84,7 +103,7 @@ public final class ResidualMLP: DenoisingNetwork {
         let u, s: [UnsafeMutablePointer<Float>]  // L × (B, H): fc1(normed), SiLU of it
         let labels: Buffer<Int32>  // (B,) labels with nil resolved to K
 
-        init(_ c: Config, _ time: TimeEmbedding, batch B: Int, _ arena: inout Arena) {
+        init(_ c: Config, _ time: TimeEmbedding, batch B: Int, _ arena: inout Arena) throws {
             (block, capacity) = (arena.block, B)
             let (H, L) = (c.hidden, c.depth)
             x = arena.take(B * c.dataDim)
@@ -95,7 +114,7 @@ public final class ResidualMLP: DenoisingNetwork {
             rstd = (0..<L).map { _ in arena.take(B) }
             u = (0..<L).map { _ in arena.take(B * H) }
             s = (0..<L).map { _ in arena.take(B * H) }
-            labels = Buffer(count: B, zero: 0)
+            labels = try Buffer(count: arena.isCounting ? 0 : B, zero: 0)
         }
     }
 
@@ -116,10 +135,8 @@ public final class ResidualMLP: DenoisingNetwork {
     public func forward(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: UnsafePointer<Int32>,
                         labels: UnsafePointer<Int32>?, batch B: Int, params p: UnsafePointer<Float>,
                         training: Bool, rng: inout Philox) {
-        if acts.capacity < B {
-            acts = Arena.allocate { Activations(settings, time, batch: B, &$0) }
-            work = Arena.allocate { Workspace(settings, batch: B, &$0) }
-        }
+        // A caller that did not reserve (a Swift test) gets the buffers here; the model always reserves.
+        if acts.capacity < B { try! reserve(batch: B, training: training) }
         let a = acts
         let H = settings.hidden
         // temb (B, H) = W_t2·SiLU(W_t1·sinusoid(t)) [+ class embedding]. While sampling every

@@ -54,8 +54,8 @@ struct X0Limit {
 final class DenoiseScratch {
     let x0, eps: Buffer<Float>  // (N,)
     let sorted: Buffer<Float>  // (S,) |x̂_0| of one sample, for the threshold quantile
-    init(count: Int, sampleSize: Int) {
-        x0 = Buffer(count: count); eps = Buffer(count: count); sorted = Buffer(count: sampleSize)
+    init(count: Int, sampleSize: Int) throws {
+        x0 = try Buffer(count: count); eps = try Buffer(count: count); sorted = try Buffer(count: sampleSize)
     }
 }
 

@@ -55,13 +55,15 @@ public final class Sampler {
         try require(sampleSize >= 1, "sample size must be >= 1 (got \(sampleSize))")
         let (N, overflow) = batch.multipliedReportingOverflow(by: sampleSize)
         try require(!overflow, "\(batch) samples of \(sampleSize) floats overflow")
+        try Limits.requireFloats(Double(Sampler.floatsPerSampleFloat) * Double(N),
+                                 "a sampler for \(batch) samples of \(sampleSize) floats")
         self.schedule = schedule
         self.options = options
         let timesteps = try options.samplingTimesteps(schedule)
         self.timesteps = timesteps
         plan = Self.plan(timesteps, method: options.method, corrector: options.correctorSteps)
         (self.batch, self.sampleSize) = (batch, sampleSize)
-        solver = options.makeSolver(schedule, timesteps: timesteps, count: N)
+        solver = try options.makeSolver(schedule, timesteps: timesteps, count: N)
         switch options.method {
         case .langevin:
             let lastNoise = 1 - schedule.alphaBar[timesteps.last!]
@@ -79,9 +81,9 @@ public final class Sampler {
         try require(!globalOverflow, "\(globalBatch) samples of \(sampleSize) floats overflow")
         noiseBlocks = UInt64((globalN + 3) / 4)
         rng = Philox(seed: options.seed, counter: noiseBlocks)
-        noise = Buffer(count: N)
-        modelOutput = Buffer(count: N)
-        scratch = DenoiseScratch(count: N, sampleSize: sampleSize)
+        noise = try Buffer(count: N)
+        modelOutput = try Buffer(count: N)
+        scratch = try DenoiseScratch(count: N, sampleSize: sampleSize)
     }
 
     static func plan(_ timesteps: [Int], method: SamplingMethod, corrector K: Int) -> [Step] {
@@ -95,6 +97,10 @@ public final class Sampler {
         }
         return plan
     }
+
+    /// Floats a sampler holds per float of its batch: noise, model output, x̂_0 and ε̂, and the
+    /// two earlier x̂_0 of DPM-Solver++ (at most).
+    static let floatsPerSampleFloat = 6
 
     /// N, the floats of a whole batch.
     public var count: Int { batch * sampleSize }

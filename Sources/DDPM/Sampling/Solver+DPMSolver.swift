@@ -35,11 +35,11 @@ final class DPMSolverPP: Solver {
     var lambda1 = 0.0, lambda2 = 0.0  // λ at those steps
     var taken = 0  // steps so far
 
-    init(schedule: NoiseSchedule, order: Int, stochastic: Bool, timesteps: [Int], lowerOrderFinal: Bool, count: Int) {
+    init(schedule: NoiseSchedule, order: Int, stochastic: Bool, timesteps: [Int], lowerOrderFinal: Bool, count: Int) throws {
         (self.schedule, self.order, self.stochastic) = (schedule, order, stochastic)
         (self.timesteps, self.lowerOrderFinal) = (timesteps, lowerOrderFinal)
-        m1 = Buffer(count: count)
-        m2 = Buffer(count: order >= 3 ? count : 0)
+        m1 = try Buffer(count: count)
+        m2 = try Buffer(count: order >= 3 ? count : 0)
     }
 
     func needsNoise(t: Int, prevT: Int) -> Bool { stochastic && prevT >= 0 }

@@ -16,14 +16,14 @@ protocol Solver {
 extension SamplerOptions {
     /// The predictor these options describe over `schedule` and `timesteps` (nil for annealed
     /// Langevin, which only corrects).
-    func makeSolver(_ schedule: NoiseSchedule, timesteps: [Int], count: Int) -> (any Solver)? {
+    func makeSolver(_ schedule: NoiseSchedule, timesteps: [Int], count: Int) throws -> (any Solver)? {
         switch method {
         case .ddpm, .predictorCorrector:
             return DDPMSolver(schedule: schedule, variance: variance, clipped: clipX0 != nil || thresholdQuantile != nil)
         case .ddim:
             return DDIMSolver(schedule: schedule, eta: eta)
         case .dpmSolverPP, .sdeDPMSolverPP:
-            return DPMSolverPP(schedule: schedule, order: solverOrder, stochastic: method == .sdeDPMSolverPP,
+            return try DPMSolverPP(schedule: schedule, order: solverOrder, stochastic: method == .sdeDPMSolverPP,
                                timesteps: timesteps, lowerOrderFinal: lowerOrderFinal, count: count)
         case .langevin:
             return nil

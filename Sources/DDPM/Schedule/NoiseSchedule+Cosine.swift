@@ -8,7 +8,7 @@ extension NoiseSchedule {
     /// Cosine schedule (Nichol & Dhariwal 2021):
     /// ᾱ(t) = f(t)/f(0), f(t) = cos²(((t/T + s)/(1 + s))·π/2), β_t = min(1 − ᾱ(t+1)/ᾱ(t), maxBeta).
     public static func cosine(steps: Int = 1000, offset s: Double = 0.008, maxBeta: Double = 0.999) throws -> NoiseSchedule {
-        try require(steps >= 1, "a schedule needs T >= 1 steps (got \(steps))")
+        try NoiseSchedule.checkCount(steps)
         try require(s >= 0 && s.isFinite, "cosine offset must be >= 0 (got \(s))")
         try require(maxBeta > 0 && maxBeta < 1, "maxBeta must be in (0, 1) (got \(maxBeta))")
         func f(_ t: Double) -> Double {

@@ -5,7 +5,7 @@ extension NoiseSchedule {
     public static func linear(
         steps: Int = 1000, betaStart: Double = 1e-4, betaEnd: Double = 0.02, scaleToSteps: Bool = false
     ) throws -> NoiseSchedule {
-        try require(steps >= 1, "a schedule needs T >= 1 steps (got \(steps))")
+        try NoiseSchedule.checkCount(steps)
         let scale = scaleToSteps ? 1000 / Double(steps) : 1
         let (a, b) = (betaStart * scale, betaEnd * scale)
         let betas = (0..<steps).map { steps == 1 ? a : a + (b - a) * Double($0) / Double(steps - 1) }

@@ -10,7 +10,7 @@ extension NoiseSchedule {
     public static func sigmoid(
         steps: Int = 100, betaMin: Double = 0, betaMax: Double = 0.1, start: Double = -6, end: Double = 6
     ) throws -> NoiseSchedule {
-        try require(steps >= 1, "a schedule needs T >= 1 steps (got \(steps))")
+        try NoiseSchedule.checkCount(steps)
         try require(start.isFinite && end.isFinite, "sigmoid range must be finite")
         let betas = (0..<steps).map { t -> Double in
             let x = steps == 1 ? start : start + (end - start) * Double(t) / Double(steps - 1)

@@ -46,10 +46,19 @@ public struct NoiseSchedule: Sendable, Equatable {
     /// T, the number of diffusion steps.
     public var count: Int { betas.count }
 
+    /// Throws unless 1 ≤ T ≤ `Limits.timesteps`.
+    static func checkCount(_ T: Int) throws {
+        try require(T >= 1, "a schedule needs T >= 1 steps (got \(T))")
+        try require(T <= Limits.timesteps, "a schedule has at most \(Limits.timesteps) steps (got T = \(T); DDPM_MAX_TIMESTEPS)")
+    }
+
     /// Builds the schedule from explicit β values.
-    /// - Throws: `.invalidArgument` unless T ≥ 1 and every β is finite and in (0, 1).
+    /// - Throws: `.invalidArgument` unless 1 ≤ T ≤ `Limits.timesteps`, every β is finite and
+    ///   in (0, 1), β_0 is large enough that 1 − ᾱ_0 > 0 in Double, and ᾱ_{T−1} ≥
+    ///   `Limits.minAlphaBar` (1e-30): below it x̂_0 = (x_t − √(1−ᾱ)·ε̂)/√ᾱ and the reverse
+    ///   steps lose every digit of x_0, and ᾱ soon underflows to 0 (1/√ᾱ = ∞).
     public init(betas: [Double], kind: Kind = .custom) throws {
-        try require(!betas.isEmpty, "a schedule needs T >= 1 steps (got 0)")
+        try NoiseSchedule.checkCount(betas.count)
         for (t, b) in betas.enumerated() {
             try require(b.isFinite && b > 0 && b < 1, "beta[\(t)] = \(b) is not in (0, 1)")
         }
@@ -60,6 +69,12 @@ public struct NoiseSchedule: Sendable, Equatable {
         var bar = [Double](repeating: 1, count: T)
         var running = 1.0
         for t in 0..<T { running *= alphas[t]; bar[t] = running }
+        try require(bar[0] < 1, "beta[0] = \(betas[0]) is too small: 1 - alpha_bar[0] rounds to 0 (beta must be >= 2^-53)")
+        if bar[T - 1] < Limits.minAlphaBar, let t = bar.firstIndex(where: { $0 < Limits.minAlphaBar }) {
+            throw DDPMError.invalidArgument(
+                "the schedule underflows: alpha_bar[\(t)] = \(bar[t]) is below \(Limits.minAlphaBar) (DDPM_MIN_ALPHA_BAR), "
+                + "where sampling cannot stay finite; use fewer steps or smaller betas (alpha_bar[T-1] = \(bar[T - 1]), T = \(T))")
+        }
         alphaBar = bar
         alphaBarPrev = [1] + bar.dropLast()
         sqrtAlphaBar = bar.map { $0.squareRoot() }

@@ -29,10 +29,44 @@ final class AdamW {
     let v: Buffer<Float>  // (P,) second moment
     var step = 0  // updates done so far
 
-    init(config: AdamWConfig, count: Int) {
+    init(config: AdamWConfig, count: Int) throws {
         self.config = config
-        m = Buffer(count: count)
-        v = Buffer(count: count)
+        m = try Buffer(count: count)
+        v = try Buffer(count: count)
+    }
+
+    /// The constants of update number `n` (1-based): bias corrections folded into the step.
+    struct Coefficients {
+        let stepSize: Float  // lr/(1 − β1ⁿ)
+        let decay: Float  // 1 − lr·λ
+        let rBias2: Float  // 1/√(1 − β2ⁿ)
+        let beta1, beta2, oneMinusBeta1, oneMinusBeta2, epsilon: Float
+        init(_ c: AdamWConfig, update n: Int) {
+            let bias1 = 1 - Float(pow(Double(c.beta1), Double(n)))
+            let bias2 = 1 - Float(pow(Double(c.beta2), Double(n)))
+            (stepSize, decay, rBias2) = (c.learningRate / bias1, 1 - c.learningRate * c.weightDecay, 1 / bias2.squareRoot())
+            (beta1, beta2, oneMinusBeta1, oneMinusBeta2, epsilon) = (c.beta1, c.beta2, 1 - c.beta1, 1 - c.beta2, c.epsilon)
+        }
+    }
+
+    /// (m', v', θ') of eight lanes: the one formula that `update` writes and `firstNonFinite` checks.
+    ///   m' = β1·m + (1−β1)·g,  v' = β2·v + (1−β2)·g²,  θ' = θ·(1 − lr·λ) − (lr/bias1)·m' / (√v'/√bias2 + ε)
+    @inline(__always)
+    static func lanes(_ k: Coefficients, g: SIMD8<Float>, m: SIMD8<Float>, v: SIMD8<Float>, p: SIMD8<Float>)
+        -> (m: SIMD8<Float>, v: SIMD8<Float>, p: SIMD8<Float>) {
+        typealias V = SIMD8<Float>
+        let mi = V(repeating: k.beta1) * m + V(repeating: k.oneMinusBeta1) * g
+        let vi = V(repeating: k.beta2) * v + V(repeating: k.oneMinusBeta2) * g * g
+        let pi = p * V(repeating: k.decay) - V(repeating: k.stepSize) * mi / (vi.squareRoot() * V(repeating: k.rBias2) + V(repeating: k.epsilon))
+        return (mi, vi, pi)
+    }
+
+    /// The same formula for one lane (the tail).
+    @inline(__always)
+    static func lane(_ k: Coefficients, g: Float, m: Float, v: Float, p: Float) -> (m: Float, v: Float, p: Float) {
+        let mi = k.beta1 * m + k.oneMinusBeta1 * g
+        let vi = k.beta2 * v + k.oneMinusBeta2 * g * g
+        return (mi, vi, p * k.decay - k.stepSize * mi / (vi.squareRoot() * k.rBias2 + k.epsilon))
     }
 
     /// One update of `params` (P,) from `gradScale`·`grads` (P,); the scale carries gradient
@@ -40,34 +74,61 @@ final class AdamW {
     /// does not vectorise), then a scalar tail.
     func update(_ params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, gradScale: Float = 1) {
         step += 1
-        let c = config
-        let bias1 = 1 - Float(pow(Double(c.beta1), Double(step)))
-        let bias2 = 1 - Float(pow(Double(c.beta2), Double(step)))
-        // θ ← θ·(1 − lr·λ) − (lr/bias1)·m / (√v/√bias2 + ε)
-        let (stepSize, decay, rBias2) = (c.learningRate / bias1, 1 - c.learningRate * c.weightDecay, 1 / bias2.squareRoot())
+        let k = Coefficients(config, update: step)
         let (m, v, count) = (self.m.pointer, self.v.pointer, self.m.count)
         typealias V = SIMD8<Float>
-        let (b1, b2, g1, g2) = (V(repeating: c.beta1), V(repeating: c.beta2), V(repeating: 1 - c.beta1), V(repeating: 1 - c.beta2))
-        let (vs, vd, vr, ve, vg) = (V(repeating: stepSize), V(repeating: decay), V(repeating: rBias2),
-                                    V(repeating: c.epsilon), V(repeating: gradScale))
+        let vg = V(repeating: gradScale)
         var i = 0
         while i + 8 <= count {
             let g = UnsafeRawPointer(grads + i).loadUnaligned(as: V.self) * vg
-            let mi = b1 * UnsafeRawPointer(m + i).loadUnaligned(as: V.self) + g1 * g
-            let vi = b2 * UnsafeRawPointer(v + i).loadUnaligned(as: V.self) + g2 * g * g
-            let p = UnsafeRawPointer(params + i).loadUnaligned(as: V.self)
-            UnsafeMutableRawPointer(m + i).storeBytes(of: mi, as: V.self)
-            UnsafeMutableRawPointer(v + i).storeBytes(of: vi, as: V.self)
-            UnsafeMutableRawPointer(params + i).storeBytes(of: p * vd - vs * mi / (vi.squareRoot() * vr + ve), as: V.self)
+            let r = Self.lanes(k, g: g, m: UnsafeRawPointer(m + i).loadUnaligned(as: V.self),
+                              v: UnsafeRawPointer(v + i).loadUnaligned(as: V.self), p: UnsafeRawPointer(params + i).loadUnaligned(as: V.self))
+            UnsafeMutableRawPointer(m + i).storeBytes(of: r.m, as: V.self)
+            UnsafeMutableRawPointer(v + i).storeBytes(of: r.v, as: V.self)
+            UnsafeMutableRawPointer(params + i).storeBytes(of: r.p, as: V.self)
             i += 8
         }
         while i < count {
-            let g = grads[i] * gradScale
-            m[i] = c.beta1 * m[i] + (1 - c.beta1) * g
-            v[i] = c.beta2 * v[i] + (1 - c.beta2) * g * g
-            params[i] = params[i] * decay - stepSize * m[i] / (v[i].squareRoot() * rBias2 + c.epsilon)
+            (m[i], v[i], params[i]) = Self.lane(k, g: grads[i] * gradScale, m: m[i], v: v[i], p: params[i])
             i += 1
         }
+    }
+
+    /// What `update` (then an EMA step θ_ema += (1 − d)·(θ' − θ_ema)) would make non-finite:
+    /// the first index and which of the values, or nil when every new parameter, moment and
+    /// EMA value is finite. Reads what `update` reads, computes the same lanes, writes nothing,
+    /// so that a step can be refused before anything changes.
+    func firstNonFinite(_ params: UnsafePointer<Float>, grads: UnsafePointer<Float>, gradScale: Float,
+                        ema: UnsafePointer<Float>, emaDecay: Float) -> (index: Int, value: String)? {
+        let k = Coefficients(config, update: step + 1)
+        let (m, v, count) = (self.m.pointer, self.v.pointer, self.m.count)
+        typealias V = SIMD8<Float>
+        let (vg, keep) = (V(repeating: gradScale), V(repeating: 1 - emaDecay))
+        // x − x is 0 for a finite x and NaN otherwise: one running sum flags the whole vector.
+        var flags = V(repeating: 0)
+        var i = 0
+        while i + 8 <= count {
+            let g = UnsafeRawPointer(grads + i).loadUnaligned(as: V.self) * vg
+            let r = Self.lanes(k, g: g, m: UnsafeRawPointer(m + i).loadUnaligned(as: V.self),
+                              v: UnsafeRawPointer(v + i).loadUnaligned(as: V.self), p: UnsafeRawPointer(params + i).loadUnaligned(as: V.self))
+            let e = UnsafeRawPointer(ema + i).loadUnaligned(as: V.self)
+            let en = e + keep * (r.p - e)
+            flags += (r.m - r.m) + (r.v - r.v) + (r.p - r.p) + (en - en)
+            i += 8
+        }
+        func scalar(_ j: Int) -> (index: Int, value: String)? {
+            let r = Self.lane(k, g: grads[j] * gradScale, m: m[j], v: v[j], p: params[j])
+            let en = ema[j] + (1 - emaDecay) * (r.p - ema[j])
+            if !r.m.isFinite { return (j, "the first moment exp_avg (\(r.m))") }
+            if !r.v.isFinite { return (j, "the second moment exp_avg_sq (\(r.v))") }
+            if !r.p.isFinite { return (j, "the parameter (\(r.p))") }
+            if !en.isFinite { return (j, "the EMA weight (\(en))") }
+            return nil
+        }
+        for j in i..<count { if let bad = scalar(j) { return bad } }  // the tail
+        guard flags.sum() != 0 else { return nil }
+        for j in 0..<i { if let bad = scalar(j) { return bad } }  // the slow path: which value
+        return nil
     }
 }
 

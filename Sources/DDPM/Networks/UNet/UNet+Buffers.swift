@@ -21,13 +21,13 @@ extension UNet {
         let outMean, outRstd: UnsafeMutablePointer<Float>  // (B, G)
         let out: UnsafeMutablePointer<Float>  // (C', B, H, W) the output (and variance), channel-major
 
-        init(_ net: UNet, batch B: Int, _ arena: inout Arena) {
+        init(_ net: UNet, batch B: Int, _ arena: inout Arena) throws {
             (block, capacity) = (arena.block, B)
             let c = net.settings
             let (T, N, c0) = (c.timeDim, c.height * c.width, net.inConv.outChannels)
             time = TimeEmbedding.Activations(net.time, batch: B, &arena)
             tembAct = arena.take(B * T)
-            labels = Buffer(count: B, zero: 0)
+            labels = try Buffer(count: arena.isCounting ? 0 : B, zero: 0)
             x = arena.take(c.channels * B * N)
             h0 = arena.take(c0 * B * N)
             encoder = net.encoder.map { Stage.Activations($0, batch: B, &arena) }

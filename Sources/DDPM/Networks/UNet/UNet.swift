@@ -54,8 +54,10 @@ public final class UNet: DenoisingNetwork {
     /// Activation floats an inference pass may hold (2^26 floats = 256 MiB).
     static let inferenceBudget = 1 << 26
 
+    /// - Parameter checkLayout: runs on the complete parameter layout before anything of
+    ///   size P is allocated (the model checks its memory, a checkpoint its tensors).
     public init(_ config: UNetConfig, conditioning: Conditioning = .none, learnsVariance: Bool = false, timesteps: Int,
-                rng: inout Philox) throws {
+                rng: inout Philox, checkLayout: (ParameterLayout) throws -> Void = { _ in }) throws {
         try config.validate(timesteps: timesteps)
         try conditioning.validate()
         settings = config
@@ -63,7 +65,7 @@ public final class UNet: DenoisingNetwork {
         self.learnsVariance = learnsVariance
         let T = config.timeDim
         var layout = ParameterLayout()
-        time = TimeEmbedding(&layout, "time", encoding: config.timeEmbedDim, width: T, timesteps: timesteps)
+        time = try TimeEmbedding(&layout, "time", encoding: config.timeEmbedDim, width: T, timesteps: timesteps)
         classEmbedding = conditioning.numClasses > 0
             ? Embedding(&layout, "class_embedding", rows: conditioning.numClasses + 1, features: T) : nil
         let c0 = config.baseChannels * config.channelMult[0]
@@ -71,7 +73,8 @@ public final class UNet: DenoisingNetwork {
         (encoder, middle, decoder) = Self.makeStages(config, &layout)  // UNet+Stages.swift
         outNorm = GroupNorm(&layout, "out_norm", channels: c0, groups: config.groups)
         outConv = Conv2d(&layout, "out_conv", in: c0, out: (learnsVariance ? 2 : 1) * config.channels, kernel: 3, zeroInit: true)
-        parameters = ParameterSet(layout: layout, rng: &rng)
+        try checkLayout(layout)
+        parameters = try ParameterSet(layout: layout, rng: &rng)
 
         let stages = encoder + middle + decoder
         let N0 = config.height * config.width
@@ -79,8 +82,37 @@ public final class UNet: DenoisingNetwork {
         maxAttention = stages.map { $0.attention == nil ? 0 : $0.pixels * $0.pixels }.max()!
         maxChannels = stages.map { $0.res?.outChannels ?? 0 }.max()!
         skipFloats = [inConv.outChannels * N0] + encoder.map { $0.outChannels * $0.outSize.height * $0.outSize.width }
-        let perImage = Arena.floats { Activations(self, batch: 1, &$0) } + columnsCount(batch: 1)
+        let perImage = try Arena.floats { try Activations(self, batch: 1, &$0) } + columnsCount(batch: 1)
         inferenceRows = max(1, min(256, Self.inferenceBudget / perImage))
+        func floats(_ rows: Int, _ backward: Bool) throws -> Int {
+            try Arena.floats { try Activations(self, batch: rows, &$0) } + Arena.floats { Workspace(self, batch: rows, backward: backward, &$0) }
+        }
+        floatsOfOneAndTwo = (training: (try floats(1, true), try floats(2, true)), inference: (try floats(1, false), try floats(2, false)))
+    }
+
+    /// Floats of the activation block and workspace for one and for two images. Every view
+    /// is linear in the batch but the im2col columns (which grow by chunks, then stop) and the
+    /// backward attention scratch (constant), so the line through these two points bounds
+    /// the floats of any batch from above.
+    var floatsOfOneAndTwo = (training: (0, 0), inference: (0, 0))
+
+    public func activationFloats(batch B: Int, training: Bool) -> Double {
+        // What is already held stays: a larger capacity, a backward workspace.
+        let rows = Double(max(training ? B : min(B, inferenceRows), acts?.capacity ?? 0))
+        let (one, two) = training || work?.backward == true ? floatsOfOneAndTwo.training : floatsOfOneAndTwo.inference
+        return Double(one) + (rows - 1) * Double(two - one)
+    }
+
+    public func reserve(batch B: Int, training: Bool) throws {
+        let rows = training ? B : min(B, inferenceRows)
+        if rows > acts?.capacity ?? 0 {
+            acts = try Arena.allocate { try Activations(self, batch: rows, &$0) }
+            work = try Arena.allocate { Workspace(self, batch: rows, backward: training, &$0) }
+        }
+        if training && !work!.backward {
+            let capacity = acts!.capacity
+            work = try Arena.allocate { Workspace(self, batch: capacity, backward: true, &$0) }
+        }
     }
 
     /// Floats of im2col scratch for a batch of B: the most any convolution needs.
@@ -111,11 +143,8 @@ public final class UNet: DenoisingNetwork {
     func forwardPass(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: UnsafePointer<Int32>,
                      labels: UnsafePointer<Int32>?, batch B: Int, params p: UnsafePointer<Float>,
                      training: Bool, rng: inout Philox) {
-        if B > acts?.capacity ?? 0 {
-            acts = Arena.allocate { Activations(self, batch: B, &$0) }
-            work = Arena.allocate { Workspace(self, batch: B, backward: false, &$0) }
-        }
-        if training && !work!.backward { work = Arena.allocate { Workspace(self, batch: acts!.capacity, backward: true, &$0) } }
+        // A caller that did not reserve (a Swift test) gets the buffers here; the model always reserves.
+        if B > acts?.capacity ?? 0 || (training && !work!.backward) { try! reserve(batch: B, training: training) }
         let (a, w) = (acts!, work!)
         let pass = Pass(params: p, grads: parameters.grads.pointer, batch: B, training: training, scratch: w.scratch)
         let (C, H, W, N, T) = (settings.channels, settings.height, settings.width, settings.height * settings.width, settings.timeDim)

@@ -54,20 +54,30 @@ public struct UNetConfig: Codable, Sendable, Equatable {
 
     /// Throws `DDPMError.invalidArgument` naming the first inconsistent field.
     public func validate(timesteps: Int = 1) throws {
+        // The field caps keep every size of the network exact in Int; the byte limit is
+        // checked on the parameter layout and on each batch (Kernels/Limits.swift).
         try require(channels >= 1, "channels must be >= 1 (got \(channels))")
+        try Limits.requireField("channels", channels, cap: Limits.width)
         try require(height >= 1 && width >= 1, "height and width must be >= 1 (got \(height)×\(width))")
+        try Limits.requireField("height", height, cap: Limits.width)
+        try Limits.requireField("width", width, cap: Limits.width)
+        try require(channels * height * width <= Limits.sampleFloats,
+                    "an image of \(channels)×\(height)×\(width) has \(channels * height * width) floats, more than \(Limits.sampleFloats)")
         try require((1...Self.maxLevels).contains(levels),
                     "the number of levels (channel_mult entries) must be in 1...\(Self.maxLevels) (got \(levels))")
         try require(baseChannels >= 1, "base_channels must be >= 1 (got \(baseChannels))")
+        try Limits.requireField("base_channels", baseChannels, cap: Limits.width)
         for (l, m) in channelMult.enumerated() {
             try require(m >= 1, "channel_mult[\(l)] must be >= 1 (got \(m))")
+            try require(m <= Limits.width && baseChannels * m <= Limits.width,
+                        "level \(l) has base_channels \(baseChannels) × channel_mult[\(l)] \(m) channels, more than \(Limits.width)")
         }
         let factor = 1 << (levels - 1)
         try require(height % factor == 0,
                     "height \(height) is not divisible by 2^(levels-1) = \(factor) (levels = \(levels))")
         try require(width % factor == 0,
                     "width \(width) is not divisible by 2^(levels-1) = \(factor) (levels = \(levels))")
-        try require(resBlocks >= 1, "res_blocks must be >= 1 (got \(resBlocks))")
+        try Limits.requireField("res_blocks", resBlocks, cap: Limits.resBlocks)
         try require(groups >= 1, "groups must be >= 1 (got \(groups))")
         for (l, m) in channelMult.enumerated() {
             let c = baseChannels * m
@@ -86,6 +96,14 @@ public struct UNetConfig: Codable, Sendable, Equatable {
                     "attention_heads (\(attentionHeads)) must divide the \(middle) channels of the middle attention")
         try require(dropout.isFinite && dropout >= 0 && dropout < 1, "dropout must be in [0, 1) (got \(dropout))")
         try require(timeEmbedDim >= 2 && timeEmbedDim % 2 == 0, "time_embed_dim must be even and >= 2 (got \(timeEmbedDim))")
-        try require(timesteps >= 1, "timesteps must be >= 1 (got \(timesteps))")
+        try Limits.requireField("time_embed_dim", timeEmbedDim, cap: Limits.width)
+        try Limits.requireField("timesteps", timesteps, cap: Limits.timesteps)
+        // The attention probabilities of one image, heads × N² at each attention level (and the
+        // middle, at the last level), are the one size that grows with N²: bound it here.
+        for l in Set(attentionLevels + [levels - 1]) {
+            let pixels = Double(height >> l) * Double(width >> l)
+            try Limits.requireFloats(Double(attentionHeads) * pixels * pixels,
+                                     "the attention at level \(l) (\(attentionHeads) heads over \(height >> l)×\(width >> l) pixels, per image)")
+        }
     }
 }
