@@ -387,8 +387,8 @@ static void sampling(void) {
     CASE("sample params struct_size 0", INV, schedule_sample_with(q, zero_model, 4, 2, 8));
     q = p; q.struct_size = SIZE_MAX;
     CASE("sample params struct_size SIZE_MAX", INV, schedule_sample_with(q, zero_model, 4, 2, 8));
-    q = p; q.method = 2;
-    CASE("sample method 2", INV, schedule_sample_with(q, zero_model, 4, 2, 8));
+    q = p; q.method = 77;
+    CASE("sample method 77", INV, schedule_sample_with(q, zero_model, 4, 2, 8));
     q = p; q.method = -1;
     CASE("sample method -1", INV, schedule_sample_with(q, zero_model, 4, 2, 8));
     q = p; q.variance = 7;
@@ -627,7 +627,9 @@ static void training_prediction_sampling(void) {
     CASE("predict ok", OK, ddpm_model_predict(mlp, &pp, DDPM_OUTPUT_EPS, buf, 4, 5, NULL, buf3, 8));
     CASE("predict(NULL params = defaults)", OK, ddpm_model_predict(mlp, NULL, DDPM_OUTPUT_X0, buf, 4, 5, NULL, buf3, 8));
     CASE("predict(NULL model)", INV, ddpm_model_predict(NULL, &pp, 0, buf, 4, 5, NULL, buf3, 8));
-    CASE("predict output 2", INV, ddpm_model_predict(mlp, &pp, 2, buf, 4, 5, NULL, buf3, 8));
+    CASE("predict output 99", INV, ddpm_model_predict(mlp, &pp, 99, buf, 4, 5, NULL, buf3, 8));
+    CASE("predict output VARIANCE without a learned variance", INV,
+         ddpm_model_predict(mlp, &pp, DDPM_OUTPUT_VARIANCE, buf, 4, 5, NULL, buf3, 8));
     CASE("predict output -1", INV, ddpm_model_predict(mlp, &pp, -1, buf, 4, 5, NULL, buf3, 8));
     CASE("predict(NULL x_t)", INV, ddpm_model_predict(mlp, &pp, 0, NULL, 4, 5, NULL, buf3, 8));
     CASE("predict(NULL out)", INV, ddpm_model_predict(mlp, &pp, 0, buf, 4, 5, NULL, NULL, 8));
@@ -636,8 +638,21 @@ static void training_prediction_sampling(void) {
     CASE("predict t = T", INV, ddpm_model_predict(mlp, &pp, 0, buf, 4, T, NULL, buf3, 8));
     CASE("predict count wrong", SHAPE, ddpm_model_predict(mlp, &pp, 0, buf, 4, 5, NULL, buf3, 10));
     CASE("predict NaN x_t", NONFIN, ddpm_model_predict(mlp, &pp, 0, nan_array(), 4, 5, NULL, buf3, 8));
-    CASE_MSG("predict n = 2^28 over the memory limit (size regression)", INV, "bytes",
-             ddpm_model_predict(mlp, &pp, 0, buf, (int64_t)1 << 28, 5, NULL, buf3, (int64_t)1 << 29));
+    /* Predictions run on fixed chunks, so only a learned variance's (n, D) buffer grows with n. */
+    ddpm_model *learned = NULL;
+    {
+        ddpm_mlp_params lnet = ddpm_mlp_params_default();
+        lnet.data_dim = 2;
+        ddpm_train_params ltrain = ddpm_train_params_default();
+        ltrain.learned_variance = 1;
+        if (ddpm_model_create(sched, &lnet.base, &ltrain, NULL, &learned) != DDPM_OK) {
+            fprintf(stderr, "cannot create a learned-variance model: %s\n", ddpm_last_error());
+            exit(2);
+        }
+    }
+    CASE_MSG("predict n = 2^31 over the memory limit (size regression)", INV, "bytes",
+             ddpm_model_predict(learned, &pp, 0, buf, (int64_t)1 << 31, 5, NULL, buf3, (int64_t)1 << 32));
+    ddpm_model_free(learned);
     ddpm_predict_params bp = pp; bp.guidance_scale = NAN;
     CASE("predict guidance NaN", INV, ddpm_model_predict(cond, &bp, 0, buf, 4, 5, okl, buf3, 8));
     bp = pp; bp.struct_size = 2;
