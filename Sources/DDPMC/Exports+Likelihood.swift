@@ -14,12 +14,7 @@ public func ddpm_vlb_params_default() -> ddpm_vlb_params {
 func vlbOptions(_ params: UnsafePointer<ddpm_vlb_params>?) throws -> (VLBOptions, PredictionType) {
     let p = params == nil ? ddpm_vlb_params_default() : try readParams(params, defaults: ddpm_vlb_params_default(), "params")
     var o = VLBOptions()
-    switch ddpm_variance(rawValue: UInt32(bitPattern: p.variance)) {
-    case DDPM_VARIANCE_BETA: o.variance = .beta
-    case DDPM_VARIANCE_POSTERIOR: o.variance = .posterior
-    case DDPM_VARIANCE_LEARNED: o.variance = .learned
-    default: throw DDPMError.invalidArgument("unknown variance \(p.variance) (0 beta, 1 posterior, 2 learned)")
-    }
+    o.variance = try reverseVariance(p.variance)
     switch ddpm_decoder(rawValue: UInt32(bitPattern: p.decoder)) {
     case DDPM_DECODER_CONTINUOUS: o.decoder = .continuous
     case DDPM_DECODER_DISCRETIZED: o.decoder = .discretized(bits: Int(p.bits))

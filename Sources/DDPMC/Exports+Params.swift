@@ -235,3 +235,13 @@ func predictionType(_ value: Int32, _ name: String) throws -> PredictionType {
     default: throw DDPMError.invalidArgument("unknown \(name) \(value) (0 eps, 1 x0, 2 v; the score is no model output)")
     }
 }
+
+/// A ddpm_variance value as the engine's ReverseVariance.
+func reverseVariance(_ value: Int32) throws -> ReverseVariance {
+    switch ddpm_variance(rawValue: UInt32(bitPattern: value)) {
+    case DDPM_VARIANCE_BETA: return .beta
+    case DDPM_VARIANCE_POSTERIOR: return .posterior
+    case DDPM_VARIANCE_LEARNED: return .learned
+    default: throw DDPMError.invalidArgument("unknown variance \(value) (0 beta, 1 posterior, 2 learned)")
+    }
+}

@@ -48,12 +48,7 @@ func samplerOptions(_ params: UnsafePointer<ddpm_sample_params>?) throws -> Samp
     case DDPM_SPACING_KARRAS: o.spacing = .karras
     default: throw DDPMError.invalidArgument("unknown spacing \(p.spacing) (0 default, 1 leading, 2 trailing, 3 linspace, 4 karras)")
     }
-    switch ddpm_variance(rawValue: UInt32(bitPattern: p.variance)) {
-    case DDPM_VARIANCE_BETA: o.variance = .beta
-    case DDPM_VARIANCE_POSTERIOR: o.variance = .posterior
-    case DDPM_VARIANCE_LEARNED: o.variance = .learned
-    default: throw DDPMError.invalidArgument("unknown variance \(p.variance) (0 beta, 1 posterior, 2 learned)")
-    }
+    o.variance = try reverseVariance(p.variance)
     o.predictionType = try predictionType(p.prediction_type, "prediction_type")
     if p.clip_x0 != 0 {
         guard p.clip_min.isFinite, p.clip_max.isFinite, p.clip_min < p.clip_max else {
