@@ -464,7 +464,17 @@ typedef struct ddpm_train_params {
     int32_t learned_variance; /* nonzero: the network also outputs its reverse variance, trained
                                  by the hybrid loss L_simple + vlb_lambda·L_vlb (0)        */
     float vlb_lambda;         /* λ of the hybrid loss (0.001)                             */
+    int32_t timestep_sampling; /* ddpm_timestep_sampling; UNIFORM                         */
 } ddpm_train_params;
+
+/** How the training timestep t is drawn. */
+typedef enum {
+    DDPM_TIMESTEPS_UNIFORM = 0,    /* t ~ U{0..T-1}                                        */
+    DDPM_TIMESTEPS_IMPORTANCE = 1  /* by the running second moment of each t's loss (the last
+                                      10 per t; uniform until every t has 10), the loss
+                                      weighted 1/(T·p_t) (improved-diffusion's resampler). One
+                                      process's history: refused across data-parallel shards */
+} ddpm_timestep_sampling;
 
 /** How each sample's squared error is weighted in the training loss (SNR = ᾱ/(1-ᾱ)). */
 typedef enum {

@@ -149,7 +149,7 @@ func trainParams(_ t: TrainingConfig) -> ddpm_train_params {
         adam_eps: o.epsilon, weight_decay: o.weightDecay, grad_clip: t.gradClip, ema_decay: t.emaDecay,
         label_dropout: t.labelDropout, seed: t.seed, prediction_target: t.target.rawValue,
         loss_weighting: t.lossWeighting.rawValue, min_snr_gamma: t.minSNRGamma,
-        learned_variance: t.learnedVariance ? 1 : 0, vlb_lambda: t.vlbLambda)
+        learned_variance: t.learnedVariance ? 1 : 0, vlb_lambda: t.vlbLambda, timestep_sampling: t.timestepSampling.rawValue)
 }
 
 /// The engine's training config (NULL means the defaults).
@@ -169,6 +169,11 @@ func trainingConfig(_ params: UnsafePointer<ddpm_train_params>?) throws -> Train
     }
     t.minSNRGamma = p.min_snr_gamma
     (t.learnedVariance, t.vlbLambda) = (p.learned_variance != 0, p.vlb_lambda)
+    switch ddpm_timestep_sampling(rawValue: UInt32(bitPattern: p.timestep_sampling)) {
+    case DDPM_TIMESTEPS_UNIFORM: t.timestepSampling = .uniform
+    case DDPM_TIMESTEPS_IMPORTANCE: t.timestepSampling = .importance
+    default: throw DDPMError.invalidArgument("unknown timestep_sampling \(p.timestep_sampling) (0 uniform, 1 importance)")
+    }
     return t
 }
 

@@ -230,11 +230,12 @@ final class GradientCheckTests: XCTestCase {
     // MARK: - Whole network
 
     /// Every parameter tensor of a ResidualMLP, sampled at a few indices each.
-    func checkResidualMLP(numClasses K: Int, depth: Int, seed: UInt64) throws {
+    func checkResidualMLP(numClasses K: Int, depth: Int, seed: UInt64, learnsVariance: Bool = false) throws {
         let (D, H, E, B, T) = (3, 8, 6, 5, 50)
         var rng = Philox(seed: seed)
         let net = try ResidualMLP(.init(dataDim: D, hidden: H, depth: depth, timeEmbedDim: E),
-                                  conditioning: K > 0 ? .classes(K) : .none, timesteps: T, rng: &rng)
+                                  conditioning: K > 0 ? .classes(K) : .none, learnsVariance: learnsVariance, timesteps: T, rng: &rng)
+        let O = net.outputSize / D  // 2 with the variance head: every output float has a gradient
         var v = uniforms(net.parameters.count, seed: seed + 1, in: -0.5...0.5)
         for e in net.parameters.layout.entries where e.name.hasSuffix("norm.weight") {
             for i in e.offset..<e.offset + e.count { v[i] += 1 }
@@ -243,8 +244,8 @@ final class GradientCheckTests: XCTestCase {
         let x = uniforms(B * D, seed: seed + 2, in: -2...2)
         let t: [Int32] = [0, 7, 49, 25, 3]
         let labels: [Int32]? = K > 0 ? [0, 1, 2, Int32(K), 1] : nil  // every class and the null label
-        let w = uniforms(B * D, seed: seed + 3)
-        var out = [Float](repeating: 0, count: B * D)
+        let w = uniforms(B * D * O, seed: seed + 3)
+        var out = [Float](repeating: 0, count: B * D * O)
         var dropRNG = Philox(seed: 0)
         withOptionalPointer(labels) { l in
             net.forward(&out, x: x, t: t, labels: l, batch: B, params: net.parameters.values.pointer, training: true, rng: &dropRNG)
@@ -257,7 +258,7 @@ final class GradientCheckTests: XCTestCase {
         // Perturb a copy, so that the live values (and the stored activations) stay as they were.
         let values = buffer(net.parameters.valuesArray)
         let loss = { () -> Double in
-            var y = [Float](repeating: 0, count: B * D)
+            var y = [Float](repeating: 0, count: B * D * O)
             var r = Philox(seed: 0)
             withOptionalPointer(labels) { l in
                 net.forward(&y, x: x, t: t, labels: l, batch: B, params: values.pointer, training: false, rng: &r)
@@ -288,6 +289,11 @@ final class GradientCheckTests: XCTestCase {
 
     func testResidualMLPGradientsNoBlocks() throws {
         try checkResidualMLP(numClasses: 0, depth: 0, seed: 300)
+    }
+
+    /// The variance head: the output layer doubled to [mean; v], both halves with gradients.
+    func testResidualMLPGradientsWithLearnedVariance() throws {
+        try checkResidualMLP(numClasses: 2, depth: 1, seed: 400, learnsVariance: true)
     }
 
     // MARK: - Kernels

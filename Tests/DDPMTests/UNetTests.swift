@@ -11,15 +11,16 @@ final class UNetTests: XCTestCase {
     static let tinyClasses = Conditioning.classes(3)
     static let timesteps = 10
 
-    static func makeTiny(_ config: UNetConfig = tiny, conditioning: Conditioning = tinyClasses, seed: UInt64 = 1) throws -> UNet {
+    static func makeTiny(_ config: UNetConfig = tiny, conditioning: Conditioning = tinyClasses, learnsVariance: Bool = false,
+                         seed: UInt64 = 1) throws -> UNet {
         var rng = Philox(seed: seed)
-        return try UNet(config, conditioning: conditioning, timesteps: timesteps, rng: &rng)
+        return try UNet(config, conditioning: conditioning, learnsVariance: learnsVariance, timesteps: timesteps, rng: &rng)
     }
 
     /// ε̂ for the given parameters (inference: no dropout).
     static func predict(_ net: UNet, params: [Float], x: [Float], t: [Int32], labels: [Int32]?) -> [Float] {
         let B = t.count
-        var out = [Float](repeating: .nan, count: B * net.sampleSize)
+        var out = [Float](repeating: .nan, count: B * net.outputSize)
         var rng = Philox(seed: 0)
         withOptionalPointer(labels) { l in
             net.forward(&out, x: x, t: t, labels: l, batch: B, params: params, training: false, rng: &rng)
@@ -30,18 +31,18 @@ final class UNetTests: XCTestCase {
     /// ∂(Σ w⊙ε̂)/∂θ from backward vs central differences: one random entry of every tensor,
     /// or (`directional`) every tensor along a random direction.
     func checkNetworkGradients(_ config: UNetConfig, conditioning: Conditioning = tinyClasses, labels: [Int32]?,
-                               seed: UInt64, directional: Bool,
+                               seed: UInt64, directional: Bool, learnsVariance: Bool = false,
                                file: StaticString = #filePath, line: UInt = #line) throws {
-        let net = try Self.makeTiny(config, conditioning: conditioning, seed: seed)
+        let net = try Self.makeTiny(config, conditioning: conditioning, learnsVariance: learnsVariance, seed: seed)
         let layout = net.parameters.layout
         var params = UNetGradientCheck.randomParameters(layout, seed: seed)
         try net.parameters.setValues(params)
         let B = 2
         let x = UNetGradientCheck.normals(B * net.sampleSize, seed: seed &+ 5)
         let t: [Int32] = [0, Int32(Self.timesteps - 1)]
-        let w = UNetGradientCheck.normals(B * net.sampleSize, seed: seed &+ 6)
+        let w = UNetGradientCheck.normals(B * net.outputSize, seed: seed &+ 6)
         // One training forward and backward with dout = w gives ∂(Σ w⊙ε̂)/∂θ.
-        var out = [Float](repeating: 0, count: B * net.sampleSize)
+        var out = [Float](repeating: 0, count: B * net.outputSize)
         var rng = Philox(seed: 0)
         withOptionalPointer(labels) { l in
             net.forward(&out, x: x, t: t, labels: l, batch: B, params: params, training: true, rng: &rng)
@@ -70,6 +71,11 @@ final class UNetTests: XCTestCase {
 
     func testUNetGradientsConditional() throws {
         try checkNetworkGradients(Self.tiny, labels: [1, 3], seed: 100, directional: false)  // 3 = the null label
+    }
+
+    /// The variance head: the output convolution doubled to [mean; v] channels.
+    func testUNetGradientsWithLearnedVariance() throws {
+        try checkNetworkGradients(Self.tiny, labels: [2, 3], seed: 300, directional: true, learnsVariance: true)
     }
 
     func testUNetGradientsUnconditionalThreeLevels() throws {

@@ -461,6 +461,7 @@ class ddpm_train_params(Structure):
         ("min_snr_gamma", c_float),  # gamma of MIN_SNR (5)
         ("learned_variance", c_int32),  # nonzero: the network also outputs its variance (hybrid loss) (0)
         ("vlb_lambda", c_float),  # lambda of the hybrid loss (0.001)
+        ("timestep_sampling", c_int32),  # ddpm_timestep_sampling; UNIFORM
     ]
 
 
@@ -468,6 +469,10 @@ class ddpm_train_params(Structure):
 DDPM_LOSS_UNIFORM = 0  # L_simple
 DDPM_LOSS_MIN_SNR = 1  # min-SNR-γ
 DDPM_LOSS_VLB = 2  # the variational bound's weight of L_{t-1}
+
+# ddpm_timestep_sampling: how the training timestep is drawn
+DDPM_TIMESTEPS_UNIFORM = 0  # t ~ U{0..T-1}
+DDPM_TIMESTEPS_IMPORTANCE = 1  # by the running second moment of each t's loss
 
 # ddpm_train_params ddpm_train_params_default(void);
 lib.ddpm_train_params_default.argtypes = []

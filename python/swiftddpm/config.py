@@ -40,6 +40,7 @@ SCHEDULE_KINDS = {
 }
 COND_KINDS = {"none": _lib.DDPM_COND_NONE, "classes": _lib.DDPM_COND_CLASSES}
 LOSS_WEIGHTINGS = {"uniform": _lib.DDPM_LOSS_UNIFORM, "min_snr": _lib.DDPM_LOSS_MIN_SNR, "vlb": _lib.DDPM_LOSS_VLB}
+TIMESTEP_SAMPLINGS = {"uniform": _lib.DDPM_TIMESTEPS_UNIFORM, "importance": _lib.DDPM_TIMESTEPS_IMPORTANCE}
 
 # The integer range of each C integer type a config field can have.
 _INT_RANGES = {
@@ -260,9 +261,10 @@ class TrainConfig(_Mirror):
     min_snr_gamma: float = _f32(_TRAIN.min_snr_gamma)
     learned_variance: bool = bool(_TRAIN.learned_variance)  # the network also outputs Σ_θ (hybrid loss)
     vlb_lambda: float = _f32(_TRAIN.vlb_lambda)  # λ of L_simple + λ·L_vlb
+    timestep_sampling: str = C.enum_name(TIMESTEP_SAMPLINGS, _TRAIN.timestep_sampling)  # "uniform" or "importance"
 
     _c_default = staticmethod(_lib.lib.ddpm_train_params_default)
-    _enums = {"prediction_target": C.OUTPUTS, "loss_weighting": LOSS_WEIGHTINGS}
+    _enums = {"prediction_target": C.OUTPUTS, "loss_weighting": LOSS_WEIGHTINGS, "timestep_sampling": TIMESTEP_SAMPLINGS}
     _flags = ("learned_variance",)
 
 

@@ -39,6 +39,10 @@ extension DiffusionModel {
             }
         }
         tensors.append(.init("schedule.betas", doubles: schedule.betas))
+        if let resampler {  // importance sampling's loss history: (T·10,) and its counts (T,)
+            tensors.append(.init("resampler.loss_history", doubles: resampler.history))
+            tensors.append(.init("resampler.counts", doubles: resampler.counts.map(Double.init)))
+        }
         let metadata: [String: String] = [
             "format": checkpointFormat,
             "format_version": String(checkpointFormatVersion),
@@ -87,7 +91,9 @@ extension DiffusionModel {
         let model: DiffusionModel
         do {
             model = try DiffusionModel(schedule: schedule, network: config.network, training: config.training,
-                                       conditioning: config.conditioning, checkLayout: file.checkTensors)
+                                       conditioning: config.conditioning) { layout in
+                try file.checkTensors(layout, importanceSampling: config.training.timestepSampling == .importance)
+            }
         } catch DDPMError.invalidArgument(let message) {
             throw DDPMError.format("checkpoint configuration is invalid: \(message)")
         }
@@ -99,6 +105,16 @@ extension DiffusionModel {
                 values.withUnsafeBufferPointer { (base + e.offset).update(from: $0.baseAddress!, count: e.count) }
                 try file.checkValues(base + e.offset, count: e.count, name, nonNegative: prefix == "optimizer.exp_avg_sq.")
             }
+        }
+        if let resampler = model.resampler {
+            let (history, counts) = (try file.doubles("resampler.loss_history"), try file.doubles("resampler.counts"))
+            let H = LossSecondMomentResampler.historyPerTerm
+            guard history.count == resampler.T * H, counts.count == resampler.T, history.allSatisfy({ $0.isFinite && $0 >= 0 }),
+                  counts.allSatisfy({ $0 >= 0 && $0 <= Double(H) && $0 == $0.rounded() })
+            else { throw DDPMError.format("'\(path)': the resampler's loss history is not valid") }
+            resampler.history = history
+            resampler.counts = counts.map { Int($0) }
+            resampler.refresh()
         }
         model.step = Int(step)
         model.optimizer.step = Int(optimizerStep)
@@ -124,8 +140,9 @@ extension SafeTensors.File {
     /// Throws `.format` unless the file holds exactly the tensors of a model with this
     /// parameter layout (model., ema., optimizer.exp_avg., optimizer.exp_avg_sq. of each
     /// parameter tensor, F32 with its shape) and schedule.betas: nothing missing, nothing else.
-    func checkTensors(_ layout: ParameterLayout) throws {
-        var expected: Set<String> = ["schedule.betas"]
+    func checkTensors(_ layout: ParameterLayout, importanceSampling: Bool) throws {
+        var expected: Set<String> = importanceSampling ? ["schedule.betas", "resampler.loss_history", "resampler.counts"]
+                                                       : ["schedule.betas"]
         for prefix in checkpointPrefixes {
             for e in layout.entries {
                 let name = prefix + e.name

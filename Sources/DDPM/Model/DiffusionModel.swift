@@ -18,6 +18,8 @@ public final class DiffusionModel {
     public private(set) var gradientsPending = false
     /// The pending gradients were computed again at 2^-64 after the backward pass overflowed.
     var gradientsScaledDown = false
+    /// The loss history of importance-sampled timesteps, or nil for uniform t.
+    let resampler: LossSecondMomentResampler?
     /// The training loss: target and weighting, and the learned variance's part.
     let objective: Objective
     let varianceLoss: VarianceLoss
@@ -31,10 +33,12 @@ public final class DiffusionModel {
         let full, dfull: Buffer<Float>  // (B, 2S) the network's output [mean; v] and its gradient
         let variance, dvariance, x0Hat: Buffer<Float>  // (B, S) v, ∂L/∂v, x̂_0 of the stopped mean
         let t, labels: Buffer<Int32>  // (B,)
+        let importance: Buffer<Float>  // (B,) 1/(T·p_t) of importance-sampled t, else 1
+        let perSample: Buffer<Double>  // (B,) each sample's loss, for the resampler's history
         let coin: Buffer<Float>  // (B,) uniforms for label dropout
         /// Floats (and 4-byte integers) per row.
         static func floatsPerRow(sampleSize S: Int, target: PredictionType, learnedVariance: Bool) -> Double {
-            Double(4 * S + 3 + (target == .v ? S : 0) + (learnedVariance ? 7 * S : 0))
+            Double(4 * S + 6 + (target == .v ? S : 0) + (learnedVariance ? 7 * S : 0))
         }
         init(batch: Int, sampleSize: Int, target: PredictionType, learnedVariance: Bool) throws {
             capacity = batch
@@ -46,6 +50,8 @@ public final class DiffusionModel {
             (variance, dvariance, x0Hat) = (try Buffer(count: extra), try Buffer(count: extra), try Buffer(count: extra))
             t = try Buffer(count: batch, zero: 0); labels = try Buffer(count: batch, zero: 0)
             coin = try Buffer(count: batch)
+            importance = try Buffer(count: batch)
+            perSample = try Buffer(count: batch, zero: 0)
         }
     }
 
@@ -92,6 +98,7 @@ public final class DiffusionModel {
         ema.pointer.update(from: network.parameters.values.pointer, count: P)
         rng = Philox(seed: training.seed)
         objective = training.objective(schedule)
+        resampler = training.timestepSampling == .importance ? LossSecondMomentResampler(timesteps: schedule.count) : nil
         varianceLoss = VarianceLoss(schedule: schedule, target: training.target, lambda: Double(training.vlbLambda))
         buffers = try TrainBuffers(batch: 0, sampleSize: network.sampleSize, target: training.target,
                                    learnedVariance: training.learnedVariance)
@@ -151,6 +158,8 @@ public final class DiffusionModel {
         gradientsPending = false
         try require(B >= 1, "batch must be >= 1 (got \(B))")
         let globalBatch = globalBatch ?? B
+        try require(resampler == nil || globalBatch == B,
+                    "importance-sampled timesteps keep one process's loss history: they do not shard over data-parallel workers")
         try require(sampleOffset >= 0 && sampleOffset <= globalBatch - B,
                     "the shard's samples \(sampleOffset)..<\(sampleOffset + B) are not inside the global batch of \(globalBatch)")
         try require(globalBatch <= Int(UInt32.max), "global batch \(globalBatch) is too large (at most 2^32 - 1)")
@@ -170,7 +179,16 @@ public final class DiffusionModel {
             // t ~ U{0..T−1}, ε ~ N(0, I) and the label coin, each from its own stream of sample i.
             let i = sampleOffset + b
             var tStream = Philox.keyed(seed: rng.seed, step: step, sample: i, stream: 0)
-            tStream.fillUniformInt(buf.t.pointer + b, count: 1, below: schedule.count)
+            if let resampler, resampler.isWarm {
+                // t ~ p by the loss history, weighted 1/(T·p_t) (TimestepSampler.swift)
+                var u: Float = 0
+                tStream.fillUniform(&u, count: 1)
+                let (t, weight) = resampler.draw(u)
+                (buf.t.pointer[b], buf.importance.pointer[b]) = (Int32(t), weight)
+            } else {
+                tStream.fillUniformInt(buf.t.pointer + b, count: 1, below: schedule.count)
+                buf.importance.pointer[b] = 1
+            }
             var epsStream = Philox.keyed(seed: rng.seed, step: step, sample: i, stream: 1)
             epsStream.fillNormal(buf.eps.pointer + b * S, count: S)
             if K > 0 {
@@ -191,9 +209,12 @@ public final class DiffusionModel {
                         labels: netLabels, batch: B, params: params.values.pointer, training: true, rng: &dropoutKey)
         if learned { split(buf.full.pointer, into: buf.output.pointer, buf.variance.pointer, batch: B, sampleSize: S) }
         // L = Σ w(t)·‖out − target‖²/(B_global·S) (Objective.swift; L_simple for ε with uniform weights)
+        let importance = resampler != nil
         var loss = objective.lossAndGradient(dout: buf.dout.pointer, output: buf.output.pointer, x0: x0,
                                              eps: buf.eps.pointer, t: buf.t.pointer, batch: B, sampleSize: S,
-                                             globalBatch: globalBatch, targetScratch: buf.target.pointer)
+                                             globalBatch: globalBatch, targetScratch: buf.target.pointer,
+                                             sampleWeights: importance ? UnsafePointer(buf.importance.pointer) : nil,
+                                             perSample: importance ? buf.perSample.pointer : nil)
         if learned {
             // + λ·T·L_t for the variance, the mean stopped (VarianceLoss.swift)
             loss += Float(try varianceLoss.lossAndGradient(dvar: buf.dvariance.pointer, v: buf.variance.pointer,
@@ -202,6 +223,7 @@ public final class DiffusionModel {
                                                            globalBatch: globalBatch, x0Hat: buf.x0Hat.pointer))
             merge(buf.dout.pointer, buf.dvariance.pointer, into: buf.dfull.pointer, batch: B, sampleSize: S)
         }
+        if let resampler { resampler.update(t: buf.t.pointer, losses: buf.perSample.pointer, batch: B) }
         guard loss.isFinite else {
             throw DDPMError.nonFinite("the loss became \(loss) at step \(step); lower the learning rate")
         }

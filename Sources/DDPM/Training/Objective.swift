@@ -55,9 +55,13 @@ struct Objective {
     }
 
     /// Writes ∂L/∂out to `dout` and returns L. `targetScratch` holds v when the target is v.
+    /// - Parameters:
+    ///   - sampleWeights: (B,) extra weights of the samples (importance sampling's 1/(T·p_t)), or nil.
+    ///   - perSample: receives (B,) each sample's w(t)·mean squared error (without `sampleWeights`), or nil.
     func lossAndGradient(dout: UnsafeMutablePointer<Float>, output: UnsafePointer<Float>, x0: UnsafePointer<Float>,
                          eps: UnsafePointer<Float>, t: UnsafePointer<Int32>, batch B: Int, sampleSize S: Int,
-                         globalBatch: Int, targetScratch: UnsafeMutablePointer<Float>) -> Float {
+                         globalBatch: Int, targetScratch: UnsafeMutablePointer<Float>,
+                         sampleWeights: UnsafePointer<Float>? = nil, perSample: UnsafeMutablePointer<Double>? = nil) -> Float {
         // 1. The target.
         let y: UnsafePointer<Float>
         switch target {
@@ -70,17 +74,20 @@ struct Objective {
             y = UnsafePointer(targetScratch)
         }
         // 2. L_simple, unweighted: DDPM's loss exactly (the uniform-ε path is L_simple itself).
-        guard weighting != .uniform else {
+        guard weighting != .uniform || sampleWeights != nil || perSample != nil else {
             return SimpleLoss.forwardBackward(dout: dout, predicted: output, target: y, count: B * S, meanOver: globalBatch * S)
         }
         // 3. Weighted per sample.
         var loss = 0.0
         let scale = 2 / Double(globalBatch * S)
         for b in 0..<B {
-            let w = weight(Int(t[b]))
+            let w0 = weight(Int(t[b]))
             let row = b * S
             for i in row..<row + S { dout[i] = output[i] - y[i] }
-            loss += w * sumOfSquares(dout + row, S)
+            let squares = sumOfSquares(dout + row, S)
+            perSample?[b] = w0 * squares / Double(S)
+            let w = w0 * Double(sampleWeights?[b] ?? 1)
+            loss += w * squares
             let g = Float(scale * w)
             for i in row..<row + S { dout[i] *= g }
         }

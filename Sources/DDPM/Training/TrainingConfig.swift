@@ -22,17 +22,20 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var learnedVariance = false
     /// λ of the hybrid loss L_simple + λ·L_vlb.
     public var vlbLambda: Float = 0.001
+    /// How t is drawn (TimestepSampler.swift).
+    public var timestepSampling: TimestepSampling = .uniform
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case learningRate = "learning_rate", beta1, beta2, adamEps = "adam_eps", weightDecay = "weight_decay"
         case gradClip = "grad_clip", emaDecay = "ema_decay", labelDropout = "label_dropout", seed
         case target = "prediction_target", lossWeighting = "loss_weighting", minSNRGamma = "min_snr_gamma"
-        case learnedVariance = "learned_variance", vlbLambda = "vlb_lambda"
+        case learnedVariance = "learned_variance", vlbLambda = "vlb_lambda", timestepSampling = "timestep_sampling"
     }
 
     static let targetNames: [PredictionType: String] = [.epsilon: "eps", .x0: "x0", .v: "v"]
     static let weightingNames: [LossWeighting: String] = [.uniform: "uniform", .minSNR: "min_snr", .vlb: "vlb"]
+    static let samplingNames: [TimestepSampling: String] = [.uniform: "uniform", .importance: "importance"]
 
     /// Flat, as the C struct: the optimizer's fields stand beside the others.
     public init(from decoder: Decoder) throws {
@@ -58,6 +61,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         minSNRGamma = try c.decodeIfPresent(Float.self, forKey: .minSNRGamma) ?? 5
         learnedVariance = try c.decodeIfPresent(Bool.self, forKey: .learnedVariance) ?? false
         vlbLambda = try c.decodeIfPresent(Float.self, forKey: .vlbLambda) ?? 0.001
+        timestepSampling = try named(.timestepSampling, Self.samplingNames, .uniform)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -76,6 +80,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         try c.encode(minSNRGamma, forKey: .minSNRGamma)
         try c.encode(learnedVariance, forKey: .learnedVariance)
         try c.encode(vlbLambda, forKey: .vlbLambda)
+        try c.encode(Self.samplingNames[timestepSampling], forKey: .timestepSampling)
     }
 
     func validate() throws {
