@@ -63,7 +63,7 @@ final class CheckpointCompatibilityTests: XCTestCase {
         let train = try object("training")
         XCTAssertEqual(Set(train.keys), ["learning_rate", "beta1", "beta2", "adam_eps", "weight_decay", "grad_clip",
                                          "ema_decay", "label_dropout", "seed", "prediction_target", "loss_weighting",
-                                         "min_snr_gamma", "learned_variance", "vlb_lambda"])
+                                         "min_snr_gamma", "learned_variance", "vlb_lambda", "timestep_sampling"])
         XCTAssertEqual(train["prediction_target"] as? String, "eps")
         XCTAssertEqual(train["seed"] as? Int, 9)
         let cond = try object("conditioning")
