@@ -14,15 +14,6 @@
 #include "ddpm.h"
 #include "swiss_roll_data.h"
 
-#define CHECK(call)                                                                            \
-    do {                                                                                       \
-        int status_ = (call);                                                                  \
-        if (status_ != DDPM_OK) {                                                              \
-            fprintf(stderr, "%s:%d: %s failed: %s (%s)\n", __FILE__, __LINE__, #call,          \
-                    ddpm_status_string(status_), ddpm_last_error());                           \
-            exit(1);                                                                           \
-        }                                                                                      \
-    } while (0)
 
 #define N_DATA 4096
 #define BATCH 256

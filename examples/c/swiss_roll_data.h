@@ -7,6 +7,25 @@
 #define SWISS_ROLL_DATA_H
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ddpm.h"
+
+/* CHECK(call): on a failing status, print the call, the status and ddpm_last_error(), then
+ * EXAMPLE_FAIL() (exit(1) unless the including file defines it first). */
+#ifndef EXAMPLE_FAIL
+#define EXAMPLE_FAIL() exit(1)
+#endif
+#define CHECK(call)                                                                            \
+    do {                                                                                       \
+        int status_ = (call);                                                                  \
+        if (status_ != DDPM_OK) {                                                              \
+            fprintf(stderr, "%s:%d: %s failed: %s (%s)\n", __FILE__, __LINE__, #call,          \
+                    ddpm_status_string(status_), ddpm_last_error());                           \
+            EXAMPLE_FAIL();                                                                    \
+        }                                                                                      \
+    } while (0)
 
 /* The swiss roll, scaled to unit-ish spread: θ = 1.5π(1 + 2u), (θ cos θ, θ sin θ)/5 + noise. */
 static void swiss_roll(float *xy, int n, unsigned *state) {
