@@ -1,0 +1,436 @@
+"""The command line: train a UNet on a folder of images, sample from a checkpoint.
+
+    python -m swiftddpm train --data DIR --image-size 32 [--steps N] [--out DIR] [--resume CKPT] ...
+    python -m swiftddpm sample --checkpoint CKPT --num-samples K --out grid.png
+
+`train` is the workflow of a training script: a folder of images (datasets.image_folder) →
+a UNet model (class-conditional on the sub-folders with --class-cond) → training with a
+progress bar → every --save-every steps an atomic checkpoint (OUT/checkpoint.safetensors)
+and every --sample-every steps a sample grid (OUT/samples/step_NNNNNN.png) → resume with
+--resume OUT/checkpoint.safetensors, which continues the step count, AdamW state, EMA and
+training RNG where the checkpoint left them. --steps is the total: a resumed run trains
+until the model has taken that many steps.
+
+Minibatch k is drawn by an RNG seeded with (--seed, k), and the learning rate of step k is a
+function of k alone, so a run stopped and resumed takes the very steps of a run that never
+stopped. Ctrl-C stops after the step in progress, writes a checkpoint and exits with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import datasets
+from ._interrupt import StopOnInterrupt
+from .config import Conditioning, TrainConfig, UNetConfig
+from .errors import DDPMError
+from .model import Model
+from .schedule import NoiseSchedule
+
+CHECKPOINT = "checkpoint.safetensors"
+DATA_INFO = "data.json"  # written next to the checkpoint: image size, channels, class names
+SAMPLERS = {"ddpm": "ddpm", "ddim": "ddim", "dpm_solver_pp": "dpm_solver++", "dpm_solver++": "dpm_solver++"}
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: ...)" only for options whose default says something."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+class CommandError(Exception):
+    """A mistake in the command line or its inputs: printed as one line, exit status 2."""
+
+
+# ---- Arguments --------------------------------------------------------------------------
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (got {value})")
+    return value
+
+
+def _multipliers(text: str) -> tuple[int, ...]:
+    try:
+        mult = tuple(int(m) for m in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,2,2 (got {text!r})") from None
+    if not mult or min(mult) < 1:
+        raise argparse.ArgumentTypeError(f"multipliers must be >= 1 (got {text!r})")
+    return mult
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        levels = tuple(int(m) for m in text.split(","))
+    except ValueError:
+        levels = (-1,)
+    if min(levels) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated level indices such as 2, or none (got {text!r})")
+    return levels
+
+
+def _sampling_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sampling")
+    g.add_argument("--num-samples", type=_positive, default=16, metavar="K", help="images in a sample grid")
+    g.add_argument("--sampler", choices=sorted(SAMPLERS), default="ddim", metavar="{ddpm,ddim,dpm_solver_pp}",
+                   help="reverse process (x̂0 clipped to [-1, 1]); dpm_solver_pp is DPM-Solver++ 2M")
+    g.add_argument("--sample-steps", type=_non_negative, default=50, metavar="S",
+                   help="sampler steps (0 = all T, for ddpm)")
+    g.add_argument("--guidance", type=float, default=1.5, metavar="W",
+                   help="classifier-free guidance scale of class-conditional models (1 = plain conditional)")
+    g.add_argument("--sample-seed", type=int, default=0, metavar="S",
+                   help="seed of the sample grids (the same seed at every step shows one set of noises improving)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m swiftddpm",
+        description="SwiftDDPM: train a diffusion model (a UNet) on a folder of images, and sample from it.",
+        epilog="Run `python -m swiftddpm train --help` or `python -m swiftddpm sample --help` for each command.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,sample}")
+    fmt = _HelpFormatter
+
+    t = commands.add_parser(
+        "train", formatter_class=fmt, help="train on a folder of images (checkpoints, sample grids, resume)",
+        description="Train a UNet diffusion model on the images under --data (PNG, JPEG, ... found recursively; "
+                    "each resized on its short side and centre-cropped to --image-size). Writes "
+                    f"OUT/{CHECKPOINT} every --save-every steps (atomically: a crash leaves the previous one) and "
+                    "OUT/samples/step_NNNNNN.png every --sample-every steps. --resume continues a run: same step "
+                    "count, optimizer, EMA and random draws.",
+        epilog="example: python -m swiftddpm train --data photos/ --image-size 32 --steps 5000 --out runs/photos; "
+               f"later: python -m swiftddpm train --data photos/ --steps 10000 --out runs/photos "
+               f"--resume runs/photos/{CHECKPOINT}")
+    g = t.add_argument_group("data")
+    g.add_argument("--data", type=Path, required=True, metavar="DIR", help="folder of images (searched recursively)")
+    g.add_argument("--image-size", type=_positive, default=None, metavar="PX",
+                   help="side of the square training images; default 32, or the checkpoint's with --resume")
+    g.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="1 = grey, 3 = RGB; default 3, or the checkpoint's with --resume")
+    g.add_argument("--class-cond", action="store_true",
+                   help="condition on the class given by each image's first-level sub-folder (DIR/cat/..., DIR/dog/...), "
+                        "with classifier-free guidance (labels dropped 10%% of the time)")
+    g = t.add_argument_group("model (ignored with --resume: the checkpoint has its own)")
+    g.add_argument("--base-channels", type=_positive, default=32, metavar="C", help="UNet channels at full resolution")
+    g.add_argument("--channel-mult", type=_multipliers, default="1,2,2", metavar="M,M,...",
+                   help="channel multiplier of each resolution; --image-size must divide by 2^(levels-1)")
+    g.add_argument("--res-blocks", type=_positive, default=UNetConfig().res_blocks, metavar="N",
+                   help="residual blocks per resolution")
+    g.add_argument("--attention-levels", type=_levels, metavar="L,...",
+                   default=",".join(map(str, UNetConfig().attention_levels)) or "none",
+                   help="levels (indices into --channel-mult) with self-attention, or none")
+    g.add_argument("--schedule", choices=("linear", "cosine"), default="cosine", help="noise schedule")
+    g.add_argument("--timesteps", type=_positive, default=1000, metavar="T", help="diffusion steps T")
+    g = t.add_argument_group("training")
+    g.add_argument("--steps", type=_non_negative, default=2000, metavar="N",
+                   help="total training steps (a resumed run trains until the model has taken N)")
+    g.add_argument("--batch-size", type=_positive, default=16, metavar="B", help="images per step")
+    g.add_argument("--lr", type=float, default=1e-3, help="learning rate after the warm-up")
+    g.add_argument("--warmup", type=_non_negative, default=100, metavar="N",
+                   help="steps of linear learning-rate warm-up")
+    g.add_argument("--ema-decay", type=float, default=0.995, metavar="D",
+                   help="EMA decay of the sampling weights (keep decay**steps small: the EMA starts at the initial weights)")
+    g.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the weights, the minibatches and the training noise")
+    g.add_argument("--threads", type=_positive, default=1, metavar="N", help="BLAS threads of libddpm")
+    g = t.add_argument_group("output")
+    g.add_argument("--out", type=Path, default=Path("runs/train"), metavar="DIR", help="output folder")
+    g.add_argument("--save-every", type=_positive, default=500, metavar="N", help="checkpoint every N steps (and at the end)")
+    g.add_argument("--sample-every", type=_non_negative, default=500, metavar="N",
+                   help="sample grid every N steps and at the end (0 = never)")
+    g.add_argument("--resume", type=Path, default=None, metavar="CKPT", help="checkpoint to continue from")
+    g.add_argument("--no-progress", action="store_true", help="print a line every 10%% instead of a progress bar")
+    _sampling_arguments(t)
+
+    s = commands.add_parser("sample", formatter_class=fmt, help="write a grid of samples from a checkpoint",
+                            description="Sample from a checkpoint written by `train` and write one PNG grid. "
+                                        "A class-conditional model gets the classes in turn (0, 1, ..., K-1, 0, ...), "
+                                        "or the one given by --class.")
+    s.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT", help="a checkpoint written by train")
+    s.add_argument("--out", type=Path, default=Path("samples.png"), metavar="PNG", help="the grid to write")
+    s.add_argument("--nrow", type=_positive, default=None, help="images per row (default ⌈√K⌉)")
+    s.add_argument("--class", dest="class_", default=None, metavar="NAME|INDEX",
+                   help="sample this class only (a name from the training folder, or an index)")
+    s.add_argument("--threads", type=_positive, default=1, metavar="N", help="BLAS threads of libddpm")
+    _sampling_arguments(s)
+    return parser
+
+
+# ---- Small helpers ----------------------------------------------------------------------
+
+def _write_json(path: Path, value: Any) -> None:
+    """Writes JSON atomically (a temporary file in the same folder, renamed over path)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(value, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _read_data_info(checkpoint: Path) -> dict[str, Any]:
+    """The data.json beside a checkpoint ({} if there is none)."""
+    path = checkpoint.parent / DATA_INFO
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        raise CommandError(f"cannot read {path}: {error}") from None
+
+
+def learning_rate(step: int, peak: float, warmup: int) -> float:
+    """The learning rate of step `step` (0-based, counted over the whole run): linear warm-up to peak."""
+    return peak * min(1.0, (step + 1) / warmup) if warmup > 0 else peak
+
+
+def _groups(base: int, mult: Sequence[int]) -> int:
+    """The largest GroupNorm group count <= 8 that divides every channel count base·m."""
+    return max(g for g in (8, 4, 2, 1) if all(base * m % g == 0 for m in mult))
+
+
+def _sample_labels(model: Model, n: int) -> np.ndarray | None:
+    """Classes 0, 1, ..., K-1, 0, ... for a class-conditional model; None for an unconditional one."""
+    cond = model.conditioning
+    return None if cond.kind != "classes" else (np.arange(n) % cond.num_classes).astype(np.int32)
+
+
+def draw_samples(model: Model, args: argparse.Namespace, labels: np.ndarray | None) -> np.ndarray:
+    """args.num_samples images (K, C, H, W) in [-1, 1] from the model's EMA weights."""
+    guidance = args.guidance if labels is not None else 1.0
+    return model.sample(args.num_samples, method=SAMPLERS[args.sampler], steps=args.sample_steps, clip=True,
+                        seed=args.sample_seed, labels=labels, guidance_scale=guidance)
+
+
+class Progress:
+    """A tqdm bar over the run's steps if tqdm is installed (and wanted), else a line every 10%."""
+
+    def __init__(self, start: int, total: int, bar: bool) -> None:
+        self.start, self.total, self.bar = start, total, None
+        self.every = max(1, (total - start) // 10)
+        self.t0 = time.perf_counter()
+        if bar:
+            try:
+                from tqdm.auto import tqdm
+                self.bar = tqdm(total=total, initial=start, desc="training", unit="step", dynamic_ncols=True)
+            except ImportError:
+                pass
+
+    def update(self, step: int, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        elif (step - self.start) % self.every == 0 or step == self.total:
+            seconds = time.perf_counter() - self.t0
+            print(f"step {step}/{self.total}  loss {loss:.4f}  {seconds:.1f} s "
+                  f"({1e3 * seconds / (step - self.start):.0f} ms/step)", flush=True)
+
+    def write(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            print(line, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ---- train ------------------------------------------------------------------------------
+
+def _new_model(args: argparse.Namespace, num_classes: int) -> Model:
+    network = UNetConfig(channels=args.channels, height=args.image_size, width=args.image_size,
+                         base_channels=args.base_channels, channel_mult=args.channel_mult, res_blocks=args.res_blocks,
+                         attention_levels=args.attention_levels, groups=_groups(args.base_channels, args.channel_mult))
+    recipe = TrainConfig(learning_rate=args.lr, ema_decay=args.ema_decay, seed=args.seed,
+                         label_dropout=0.1 if num_classes else 0.0)
+    cond = Conditioning.classes(num_classes) if num_classes else Conditioning.none()
+    make = NoiseSchedule.cosine if args.schedule == "cosine" else NoiseSchedule.linear
+    with make(args.timesteps) as schedule:
+        return Model(schedule, network=network, train=recipe, cond=cond)
+
+
+def _resumed_model(args: argparse.Namespace) -> Model:
+    """The checkpoint's model; --image-size and --channels default to (and must match) its network."""
+    if not args.resume.is_file():
+        raise CommandError(f"--resume: no checkpoint {str(args.resume)!r}")
+    model = Model.load(args.resume)
+    c, h, w = model.sample_shape if len(model.sample_shape) == 3 else (None, None, None)
+    if h is None or h != w:
+        model.close()
+        raise CommandError(f"--resume: {args.resume} is not a model of square images (sample shape {model.sample_shape})")
+    for flag, given, has in (("--image-size", args.image_size, h), ("--channels", args.channels, c)):
+        if given is not None and given != has:
+            model.close()
+            raise CommandError(f"{flag} {given} does not match the checkpoint's {has}")
+    args.image_size, args.channels = h, c
+    conditional = model.conditioning.kind == "classes"
+    if conditional != args.class_cond:
+        model.close()
+        raise CommandError(f"the checkpoint is {'class-conditional' if conditional else 'unconditional'}: "
+                           f"{'add' if conditional else 'drop'} --class-cond")
+    return model
+
+
+def train(args: argparse.Namespace) -> int:
+    if args.resume is not None:
+        model = _resumed_model(args)
+    else:
+        args.image_size = args.image_size or 32
+        args.channels = args.channels or 3
+        model = None
+    try:
+        loaded = datasets.image_folder(args.data, args.image_size, args.channels, labels=args.class_cond)
+        images, labels, classes = loaded if args.class_cond else (loaded, None, [])
+        if model is None:
+            model = _new_model(args, len(classes))
+        elif classes and model.conditioning.num_classes != len(classes):
+            raise CommandError(f"the checkpoint has {model.conditioning.num_classes} classes, {args.data} has "
+                               f"{len(classes)} ({', '.join(classes)})")
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "samples").mkdir(exist_ok=True)
+        _write_json(args.out / DATA_INFO, {"data": str(args.data), "image_size": args.image_size,
+                                           "channels": args.channels, "classes": classes})
+        return _train_loop(model, images, labels, args)
+    finally:
+        if model is not None:
+            model.close()
+
+
+def _train_loop(model: Model, images: np.ndarray, labels: np.ndarray | None, args: argparse.Namespace) -> int:
+    start, total, n = model.step, args.steps, len(images)
+    what = f"{n} images of {args.channels}×{args.image_size}×{args.image_size}" + \
+        (f" in {model.conditioning.num_classes} classes" if labels is not None else "")
+    print(f"{what} from {args.data}; {model!r}", flush=True)
+    if start >= total:
+        print(f"the model has taken {start} steps already (--steps {total}): nothing to train", flush=True)
+    else:
+        print(f"training steps {start + 1}..{total}, batch {args.batch_size}, lr {args.lr:g} "
+              f"({args.warmup} warm-up steps); writing {args.out}", flush=True)
+    flat = images.reshape(n, -1)
+    batch = np.empty((args.batch_size, flat.shape[1]), np.float32)  # refilled in place: train_step's fast path
+    batch_labels = None if labels is None else np.empty(args.batch_size, np.int32)
+    sample_labels = _sample_labels(model, args.num_samples)
+    progress = Progress(start, total, bar=not args.no_progress)
+    checkpoint = args.out / CHECKPOINT
+
+    def save(step: int, loss_text: str) -> None:
+        model.save(checkpoint)
+        line = f"step {step}: {loss_text}saved {checkpoint}"
+        if args.sample_every and (step % args.sample_every == 0 or step == total):
+            grid = datasets.save_grid(draw_samples(model, args, sample_labels),
+                                      args.out / "samples" / f"step_{step:06d}.png")
+            line += f", samples {grid}"
+        progress.write(line)
+
+    interrupted, recent = False, []
+    t0 = time.perf_counter()
+    try:
+        with StopOnInterrupt() as interrupt:
+            for step in range(start, total):  # step = steps taken before this one
+                index = np.random.default_rng([args.seed, step]).integers(0, n, args.batch_size)
+                np.take(flat, index, axis=0, out=batch)
+                if batch_labels is not None:
+                    np.take(labels, index, out=batch_labels)
+                model.set_learning_rate(learning_rate(step, args.lr, args.warmup))
+                loss = model.train_step(batch, batch_labels)
+                if not math.isfinite(loss):
+                    raise CommandError(f"the loss is {loss} at step {step + 1}: lower --lr")
+                recent.append(loss)
+                done = step + 1
+                progress.update(done, float(np.mean(recent[-25:])))
+                if interrupt.interrupted:
+                    interrupted = True
+                    break
+                if done % args.save_every == 0 or done == total:
+                    save(done, f"loss {np.mean(recent[-args.save_every:]):.4f}, ")
+                elif args.sample_every and done % args.sample_every == 0:
+                    grid = datasets.save_grid(draw_samples(model, args, sample_labels),
+                                              args.out / "samples" / f"step_{done:06d}.png")
+                    progress.write(f"step {done}: samples {grid}")
+    finally:
+        progress.close()
+    trained = model.step - start
+    if trained:
+        seconds = time.perf_counter() - t0
+        print(f"trained {trained} steps in {seconds:.1f} s ({1e3 * seconds / trained:.0f} ms/step); "
+              f"loss {np.mean(recent[:25]):.4f} (first 25) -> {np.mean(recent[-25:]):.4f} (last 25)", flush=True)
+    if interrupted:
+        model.save(checkpoint)
+        print(f"interrupted (Ctrl-C) at step {model.step}: saved {checkpoint}; continue with --resume {checkpoint}",
+              flush=True)
+        return 130
+    return 0
+
+
+# ---- sample -----------------------------------------------------------------------------
+
+def sample(args: argparse.Namespace) -> int:
+    if not args.checkpoint.is_file():
+        raise CommandError(f"--checkpoint: no file {str(args.checkpoint)!r}")
+    classes = _read_data_info(args.checkpoint).get("classes", [])
+    with Model.load(args.checkpoint) as model:
+        if len(model.sample_shape) != 3:
+            raise CommandError(f"{args.checkpoint} is not an image model (sample shape {model.sample_shape})")
+        labels = _sample_labels(model, args.num_samples)
+        if args.class_ is not None:
+            if labels is None:
+                raise CommandError("--class: the model is unconditional")
+            k = classes.index(args.class_) if args.class_ in classes else _class_index(args.class_, model)
+            labels[:] = k
+        t0 = time.perf_counter()
+        images = draw_samples(model, args, labels)
+        seconds = time.perf_counter() - t0
+        step = model.step
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    datasets.save_grid(images, args.out, nrow=args.nrow)
+    print(f"{args.num_samples} samples ({args.sampler}, {args.sample_steps} steps) of the model at step {step} "
+          f"in {seconds:.1f} s: wrote {args.out}", flush=True)
+    return 0
+
+
+def _class_index(text: str, model: Model) -> int:
+    k = model.conditioning.num_classes
+    if not text.isdigit() or not 0 <= int(text) < k:
+        raise CommandError(f"--class must be a class name from the training folder or an index in 0..{k - 1} "
+                           f"(got {text!r})")
+    return int(text)
+
+
+# ---- main -------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from . import set_num_threads
+    try:
+        set_num_threads(args.threads)
+        return train(args) if args.command == "train" else sample(args)
+    except (CommandError, DDPMError, FileNotFoundError, NotADirectoryError, ValueError, MemoryError,
+            ImportError) as error:
+        print(f"python -m swiftddpm {args.command}: error: {error}", file=sys.stderr)
+        return 2
