@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
@@ -38,7 +37,15 @@ from .model import Model
 from .schedule import NoiseSchedule
 
 CHECKPOINT = "checkpoint.safetensors"
-DATA_INFO = "data.json"  # written next to the checkpoint: image size, channels, class names
+RUN_INFO = "run.json"  # written beside the checkpoint: the data's size and classes, the run's settings
+
+# Settings of a run that the checkpoint does not hold: a resumed run (and `sample`) takes those
+# not given on its command line from the run.json beside the checkpoint, else these defaults.
+RUN_DEFAULTS: dict[str, Any] = {
+    "steps": 2000, "batch_size": 16, "lr": 1e-3, "warmup": 100, "seed": 0, "save_every": 500,
+    "sample_every": 500, "num_samples": 16, "sampler": "ddim", "sample_steps": 50, "guidance": 1.5, "sample_seed": 0,
+}
+_SHAPES_TRAINING = ("batch_size", "lr", "warmup", "seed")  # the settings that decide the steps taken
 SAMPLERS = {"ddpm": "ddpm", "ddim": "ddim", "dpm_solver_pp": "dpm_solver++", "dpm_solver++": "dpm_solver++"}
 
 
@@ -93,17 +100,23 @@ def _levels(text: str) -> tuple[int, ...]:
     return levels
 
 
+def _run_option(group: Any, flag: str, help: str, **kw: Any) -> None:
+    """An option whose default is RUN_DEFAULTS' or, with a checkpoint, its run's (see _settle)."""
+    name = flag.lstrip("-").replace("-", "_")
+    group.add_argument(flag, default=None, help=f"{help} (default: {RUN_DEFAULTS[name]}; with a checkpoint, its run's)",
+                       **kw)
+
+
 def _sampling_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampling")
-    g.add_argument("--num-samples", type=_positive, default=16, metavar="K", help="images in a sample grid")
-    g.add_argument("--sampler", choices=sorted(SAMPLERS), default="ddim", metavar="{ddpm,ddim,dpm_solver_pp}",
-                   help="reverse process (x̂0 clipped to [-1, 1]); dpm_solver_pp is DPM-Solver++ 2M")
-    g.add_argument("--sample-steps", type=_non_negative, default=50, metavar="S",
-                   help="sampler steps (0 = all T, for ddpm)")
-    g.add_argument("--guidance", type=float, default=1.5, metavar="W",
-                   help="classifier-free guidance scale of class-conditional models (1 = plain conditional)")
-    g.add_argument("--sample-seed", type=int, default=0, metavar="S",
-                   help="seed of the sample grids (the same seed at every step shows one set of noises improving)")
+    _run_option(g, "--num-samples", "images in a sample grid", type=_positive, metavar="K")
+    _run_option(g, "--sampler", "reverse process (x̂0 clipped to [-1, 1]); dpm_solver_pp is DPM-Solver++ 2M",
+                choices=sorted(SAMPLERS), metavar="{ddpm,ddim,dpm_solver_pp}")
+    _run_option(g, "--sample-steps", "sampler steps (0 = all T, for ddpm)", type=_non_negative, metavar="S")
+    _run_option(g, "--guidance", "classifier-free guidance scale of class-conditional models (1 = plain conditional)",
+                type=float, metavar="W")
+    _run_option(g, "--sample-seed", "seed of the sample grids (one seed at every step shows the same noises improving)",
+                type=int, metavar="S")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,21 +158,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--schedule", choices=("linear", "cosine"), default="cosine", help="noise schedule")
     g.add_argument("--timesteps", type=_positive, default=1000, metavar="T", help="diffusion steps T")
     g = t.add_argument_group("training")
-    g.add_argument("--steps", type=_non_negative, default=2000, metavar="N",
-                   help="total training steps (a resumed run trains until the model has taken N)")
-    g.add_argument("--batch-size", type=_positive, default=16, metavar="B", help="images per step")
-    g.add_argument("--lr", type=float, default=1e-3, help="learning rate after the warm-up")
-    g.add_argument("--warmup", type=_non_negative, default=100, metavar="N",
-                   help="steps of linear learning-rate warm-up")
+    _run_option(g, "--steps", "total training steps: a resumed run trains until the model has taken N",
+                type=_non_negative, metavar="N")
+    _run_option(g, "--batch-size", "images per step", type=_positive, metavar="B")
+    _run_option(g, "--lr", "learning rate after the warm-up", type=float)
+    _run_option(g, "--warmup", "steps of linear learning-rate warm-up", type=_non_negative, metavar="N")
     g.add_argument("--ema-decay", type=float, default=0.995, metavar="D",
                    help="EMA decay of the sampling weights (keep decay**steps small: the EMA starts at the initial weights)")
-    g.add_argument("--seed", type=int, default=0, metavar="S", help="seeds the weights, the minibatches and the training noise")
+    _run_option(g, "--seed", "seeds the weights, the minibatches and the training noise", type=int, metavar="S")
     g.add_argument("--threads", type=_positive, default=1, metavar="N", help="BLAS threads of libddpm")
     g = t.add_argument_group("output")
     g.add_argument("--out", type=Path, default=Path("runs/train"), metavar="DIR", help="output folder")
-    g.add_argument("--save-every", type=_positive, default=500, metavar="N", help="checkpoint every N steps (and at the end)")
-    g.add_argument("--sample-every", type=_non_negative, default=500, metavar="N",
-                   help="sample grid every N steps and at the end (0 = never)")
+    _run_option(g, "--save-every", "checkpoint every N steps and at the end", type=_positive, metavar="N")
+    _run_option(g, "--sample-every", "sample grid every N steps and at the end (0 = never)", type=_non_negative,
+                metavar="N")
     g.add_argument("--resume", type=Path, default=None, metavar="CKPT", help="checkpoint to continue from")
     g.add_argument("--no-progress", action="store_true", help="print a line every 10%% instead of a progress bar")
     _sampling_arguments(t)
@@ -193,15 +205,34 @@ def _write_json(path: Path, value: Any) -> None:
         raise
 
 
-def _read_data_info(checkpoint: Path) -> dict[str, Any]:
-    """The data.json beside a checkpoint ({} if there is none)."""
-    path = checkpoint.parent / DATA_INFO
+def _read_run_info(checkpoint: Path) -> dict[str, Any]:
+    """The run.json beside a checkpoint ({} if there is none)."""
+    path = checkpoint.parent / RUN_INFO
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        info = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as error:
         raise CommandError(f"cannot read {path}: {error}") from None
+    if not isinstance(info, dict):
+        raise CommandError(f"{path} is not a run description (a JSON object)")
+    return info
+
+
+def _settle(args: argparse.Namespace, run: dict[str, Any]) -> list[str]:
+    """Fills the options left unset (None) from the run's settings, else RUN_DEFAULTS; returns
+    the options given that differ from the run's (for a resumed run these make its steps differ
+    from those of a run that never stopped)."""
+    saved = run.get("settings", {})
+    changed = []
+    for name, default in RUN_DEFAULTS.items():
+        if not hasattr(args, name):
+            continue
+        if getattr(args, name) is None:
+            setattr(args, name, saved.get(name, default))
+        elif name in _SHAPES_TRAINING and name in saved and getattr(args, name) != saved[name]:
+            changed.append(f"--{name.replace('_', '-')} {getattr(args, name)} (the run had {saved[name]})")
+    return changed
 
 
 def learning_rate(step: int, peak: float, warmup: int) -> float:
@@ -300,7 +331,12 @@ def _resumed_model(args: argparse.Namespace) -> Model:
 def train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         model = _resumed_model(args)
+        changed = _settle(args, _read_run_info(args.resume))
+        if changed:
+            print("note: changed since the checkpoint's run, so the resumed steps differ from an unbroken run's: "
+                  + "; ".join(changed), flush=True)
     else:
+        _settle(args, {})
         args.image_size = args.image_size or 32
         args.channels = args.channels or 3
         model = None
@@ -314,8 +350,9 @@ def train(args: argparse.Namespace) -> int:
                                f"{len(classes)} ({', '.join(classes)})")
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "samples").mkdir(exist_ok=True)
-        _write_json(args.out / DATA_INFO, {"data": str(args.data), "image_size": args.image_size,
-                                           "channels": args.channels, "classes": classes})
+        _write_json(args.out / RUN_INFO, {
+            "data": str(args.data), "image_size": args.image_size, "channels": args.channels, "classes": classes,
+            "settings": {name: getattr(args, name) for name in RUN_DEFAULTS}})
         return _train_loop(model, images, labels, args)
     finally:
         if model is not None:
@@ -327,11 +364,6 @@ def _train_loop(model: Model, images: np.ndarray, labels: np.ndarray | None, arg
     what = f"{n} images of {args.channels}×{args.image_size}×{args.image_size}" + \
         (f" in {model.conditioning.num_classes} classes" if labels is not None else "")
     print(f"{what} from {args.data}; {model!r}", flush=True)
-    if start >= total:
-        print(f"the model has taken {start} steps already (--steps {total}): nothing to train", flush=True)
-    else:
-        print(f"training steps {start + 1}..{total}, batch {args.batch_size}, lr {args.lr:g} "
-              f"({args.warmup} warm-up steps); writing {args.out}", flush=True)
     flat = images.reshape(n, -1)
     batch = np.empty((args.batch_size, flat.shape[1]), np.float32)  # refilled in place: train_step's fast path
     batch_labels = None if labels is None else np.empty(args.batch_size, np.int32)
@@ -339,47 +371,48 @@ def _train_loop(model: Model, images: np.ndarray, labels: np.ndarray | None, arg
     progress = Progress(start, total, bar=not args.no_progress)
     checkpoint = args.out / CHECKPOINT
 
-    def save(step: int, loss_text: str) -> None:
-        model.save(checkpoint)
-        line = f"step {step}: {loss_text}saved {checkpoint}"
+    def save_and_sample(step: int, recent: list[float]) -> None:
+        """The checkpoint and/or the sample grid due after `step` steps, with one line about them."""
+        wrote = []
+        if step % args.save_every == 0 or step == total:
+            model.save(checkpoint)  # atomic: a temporary file renamed over the last checkpoint
+            wrote.append(f"saved {checkpoint}")
         if args.sample_every and (step % args.sample_every == 0 or step == total):
-            grid = datasets.save_grid(draw_samples(model, args, sample_labels),
-                                      args.out / "samples" / f"step_{step:06d}.png")
-            line += f", samples {grid}"
-        progress.write(line)
+            grid = args.out / "samples" / f"step_{step:06d}.png"
+            datasets.save_grid(draw_samples(model, args, sample_labels), grid)  # atomic too
+            wrote.append(f"samples {grid}")
+        if wrote:
+            progress.write(f"step {step}: loss {np.mean(recent[-args.save_every:]):.4f}, " + ", ".join(wrote))
 
     interrupted, recent = False, []
     t0 = time.perf_counter()
     try:
         with StopOnInterrupt() as interrupt:
+            if start >= total:
+                print(f"the model has taken {start} steps already (--steps {total}): nothing to train", flush=True)
+            else:  # printed once Ctrl-C is caught: from here on it stops cleanly
+                print(f"training steps {start + 1}..{total}, batch {args.batch_size}, lr {args.lr:g} "
+                      f"({args.warmup} warm-up steps); writing {args.out}", flush=True)
             for step in range(start, total):  # step = steps taken before this one
                 index = np.random.default_rng([args.seed, step]).integers(0, n, args.batch_size)
                 np.take(flat, index, axis=0, out=batch)
                 if batch_labels is not None:
                     np.take(labels, index, out=batch_labels)
                 model.set_learning_rate(learning_rate(step, args.lr, args.warmup))
-                loss = model.train_step(batch, batch_labels)
-                if not math.isfinite(loss):
-                    raise CommandError(f"the loss is {loss} at step {step + 1}: lower --lr")
-                recent.append(loss)
-                done = step + 1
-                progress.update(done, float(np.mean(recent[-25:])))
+                recent.append(model.train_step(batch, batch_labels))
+                progress.update(step + 1, float(np.mean(recent[-25:])))
                 if interrupt.interrupted:
                     interrupted = True
                     break
-                if done % args.save_every == 0 or done == total:
-                    save(done, f"loss {np.mean(recent[-args.save_every:]):.4f}, ")
-                elif args.sample_every and done % args.sample_every == 0:
-                    grid = datasets.save_grid(draw_samples(model, args, sample_labels),
-                                              args.out / "samples" / f"step_{done:06d}.png")
-                    progress.write(f"step {done}: samples {grid}")
+                save_and_sample(step + 1, recent)
     finally:
         progress.close()
     trained = model.step - start
     if trained:
         seconds = time.perf_counter() - t0
-        print(f"trained {trained} steps in {seconds:.1f} s ({1e3 * seconds / trained:.0f} ms/step); "
-              f"loss {np.mean(recent[:25]):.4f} (first 25) -> {np.mean(recent[-25:]):.4f} (last 25)", flush=True)
+        k = min(25, trained // 2) or 1
+        print(f"trained {trained} steps in {seconds:.1f} s ({1e3 * seconds / trained:.0f} ms/step); loss "
+              f"{np.mean(recent[:k]):.4f} (first {k}) -> {np.mean(recent[-k:]):.4f} (last {k})", flush=True)
     if interrupted:
         model.save(checkpoint)
         print(f"interrupted (Ctrl-C) at step {model.step}: saved {checkpoint}; continue with --resume {checkpoint}",
@@ -393,7 +426,9 @@ def _train_loop(model: Model, images: np.ndarray, labels: np.ndarray | None, arg
 def sample(args: argparse.Namespace) -> int:
     if not args.checkpoint.is_file():
         raise CommandError(f"--checkpoint: no file {str(args.checkpoint)!r}")
-    classes = _read_data_info(args.checkpoint).get("classes", [])
+    run = _read_run_info(args.checkpoint)
+    _settle(args, run)
+    classes = run.get("classes", [])
     with Model.load(args.checkpoint) as model:
         if len(model.sample_shape) != 3:
             raise CommandError(f"{args.checkpoint} is not an image model (sample shape {model.sample_shape})")
