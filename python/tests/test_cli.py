@@ -1,0 +1,181 @@
+"""python -m swiftddpm train / sample, end to end in subprocesses, on a folder of 12×10 PNG and
+JPEG images in two classes that the test writes: checkpoints and sample grids on schedule, a
+resumed run that continues the step count and takes exactly the steps of an unbroken run,
+Ctrl-C, and the one-line errors. A tiny UNet (8×8, 2 levels) keeps the whole file to seconds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PIL", reason="the image-folder command needs Pillow (make setup-python installs it)")
+from PIL import Image  # noqa: E402
+
+import swiftddpm as sd  # noqa: E402
+
+from conftest import REPO  # noqa: E402
+
+TINY = ["--image-size", "8", "--base-channels", "8", "--channel-mult", "1,2", "--res-blocks", "1",
+        "--attention-levels", "none", "--timesteps", "50", "--batch-size", "4", "--num-samples", "4",
+        "--sample-steps", "4", "--no-progress"]
+GRID_SIDE = 2 * (8 + 2) + 2  # 4 samples of 8×8: 2 per row, 2-pixel padding
+
+
+def run_cli(*args, check=True, timeout=120):
+    env = {**os.environ, "PYTHONPATH": str(REPO / "python")}
+    out = subprocess.run([sys.executable, "-m", "swiftddpm", *map(str, args)], capture_output=True, text=True,
+                         env=env, timeout=timeout)
+    if check and out.returncode != 0:
+        raise AssertionError(f"exit {out.returncode}\nstdout:\n{out.stdout}\nstderr:\n{out.stderr}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    """data/circles/*.png and data/squares/*.jpg: 6 images each, 12×10, a bright shape on a dark ground."""
+    root = tmp_path_factory.mktemp("shapes")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:10, :12]
+    for name, ext in (("circles", "png"), ("squares", "jpg")):
+        (root / name).mkdir()
+        for i in range(6):
+            cy, cx, r = rng.integers(3, 7), rng.integers(3, 9), rng.integers(2, 4)
+            inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r if name == "circles" else \
+                (abs(yy - cy) <= r) & (abs(xx - cx) <= r)
+            pixels = np.where(inside[..., None], rng.integers(150, 256, 3), rng.integers(0, 60, 3)).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.{ext}")
+    return root
+
+
+def grid_size(path):
+    with Image.open(path) as grid:
+        return grid.size, grid.mode
+
+
+def weights(checkpoint):
+    """The step count and the EMA model's prediction on a fixed batch: equal iff the weights are."""
+    with sd.Model.load(checkpoint) as model:
+        x = np.random.default_rng(1).standard_normal((3, *model.sample_shape)).astype(np.float32)
+        labels = [0, 1, 2] if model.conditioning.kind == "classes" else None  # 2 = the null class
+        return model.step, model.predict(x, 10, labels=labels)
+
+
+def test_help_reads_well():
+    top = run_cli("--help").stdout
+    assert "train" in top and "sample" in top
+    text = run_cli("train", "--help").stdout
+    for flag in ("--data", "--image-size", "--channels", "--steps", "--batch-size", "--lr", "--base-channels",
+                 "--channel-mult", "--class-cond", "--out", "--save-every", "--sample-every", "--num-samples",
+                 "--sampler", "--sample-steps", "--resume", "--seed"):
+        assert flag in text, flag
+    assert "(default: None)" not in text
+    assert "--checkpoint" in run_cli("sample", "--help").stdout
+
+
+def test_train_resume_and_sample(shapes, tmp_path):
+    out = tmp_path / "run"
+    first = run_cli("train", "--data", shapes, *TINY, "--class-cond", "--steps", 4, "--save-every", 2,
+                    "--sample-every", 3, "--out", out)
+    assert "12 images of 3×8×8 in 2 classes" in first.stdout
+    assert "training steps 1..4" in first.stdout
+    checkpoint = out / "checkpoint.safetensors"
+    assert weights(checkpoint)[0] == 4
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_000003.png", "step_000004.png"]
+    assert grid_size(out / "samples" / "step_000004.png") == ((GRID_SIDE, GRID_SIDE), "RGB")
+    run = json.loads((out / "run.json").read_text())
+    assert run["classes"] == ["circles", "squares"] and run["settings"]["batch_size"] == 4
+
+    # Resume: the size, channels, batch, seed and sampling come from the checkpoint and its run.json.
+    resumed = run_cli("train", "--data", shapes, "--class-cond", "--steps", 6, "--out", out, "--resume", checkpoint,
+                      "--no-progress")
+    assert "training steps 5..6, batch 4" in resumed.stdout and "note:" not in resumed.stdout
+    step, resumed_prediction = weights(checkpoint)
+    assert step == 6
+    assert (out / "samples" / "step_000006.png").is_file()
+
+    # An unbroken run of 6 steps takes the very same steps.
+    straight = tmp_path / "straight"
+    run_cli("train", "--data", shapes, *TINY, "--class-cond", "--steps", 6, "--save-every", 2, "--sample-every", 3,
+            "--out", straight)
+    straight_step, straight_prediction = weights(straight / "checkpoint.safetensors")
+    assert straight_step == 6
+    np.testing.assert_array_equal(resumed_prediction, straight_prediction)
+    assert (out / "samples" / "step_000006.png").read_bytes() == (straight / "samples" / "step_000006.png").read_bytes()
+    # Negative control: another seed gives other weights.
+    other = tmp_path / "other"
+    run_cli("train", "--data", shapes, *TINY, "--class-cond", "--steps", 6, "--seed", 1, "--out", other)
+    assert not np.array_equal(weights(other / "checkpoint.safetensors")[1], straight_prediction)
+
+    # sample: a grid of the classes in turn, or of one class by name.
+    grid = tmp_path / "grid.png"
+    sampled = run_cli("sample", "--checkpoint", checkpoint, "--num-samples", 6, "--nrow", 3, "--out", grid)
+    assert "of the model at step 6" in sampled.stdout
+    assert grid_size(grid) == ((3 * 10 + 2, 2 * 10 + 2), "RGB")
+    run_cli("sample", "--checkpoint", checkpoint, "--class", "squares", "--out", tmp_path / "squares.png")
+    assert (tmp_path / "squares.png").is_file()
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporary files left
+
+
+def test_grey_unconditional_and_nothing_left_to_train(shapes, tmp_path):
+    out = tmp_path / "grey"
+    run_cli("train", "--data", shapes, *TINY, "--channels", "1", "--steps", 2, "--sampler", "dpm_solver_pp",
+            "--out", out)
+    assert grid_size(out / "samples" / "step_000002.png") == ((GRID_SIDE, GRID_SIDE), "L")
+    again = run_cli("train", "--data", shapes, "--steps", 2, "--out", out, "--resume", out / "checkpoint.safetensors")
+    assert "nothing to train" in again.stdout
+    assert weights(out / "checkpoint.safetensors")[0] == 2
+
+
+def test_errors_are_one_line(shapes, tmp_path):
+    cases = [
+        (["train", "--data", tmp_path / "missing"], "does not exist"),
+        (["train", "--data", shapes, *TINY, "--steps", "1", "--image-size", "6", "--channel-mult", "1,2,2"],
+         "not divisible by 2^(levels-1) = 4"),  # the library's message
+        (["sample", "--checkpoint", tmp_path / "none.safetensors"], "no file"),
+    ]
+    out = tmp_path / "run"
+    run_cli("train", "--data", shapes, *TINY, "--steps", 1, "--out", out)
+    checkpoint = out / "checkpoint.safetensors"
+    cases += [
+        (["train", "--data", shapes, "--resume", checkpoint, "--out", out, "--image-size", "16"], "does not match"),
+        (["train", "--data", shapes, "--resume", checkpoint, "--out", out, "--class-cond"], "unconditional"),
+        (["sample", "--checkpoint", checkpoint, "--class", "circles"], "unconditional"),
+    ]
+    for args, message in cases:
+        result = run_cli(*args, check=False)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    bad = run_cli("train", "--data", shapes, "--channel-mult", "1,x", check=False)
+    assert bad.returncode == 2 and "comma-separated" in bad.stderr
+
+
+def test_ctrl_c_saves_a_checkpoint_and_leaves_no_partial_files(shapes, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "python")}
+    args = [sys.executable, "-m", "swiftddpm", "train", "--data", str(shapes), *TINY, "--steps", "100000",
+            "--save-every", "7", "--sample-every", "5", "--out", str(out)]
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
+        try:
+            for line in proc.stdout:
+                if line.startswith("step 5:"):  # training, checkpoints and grids under way
+                    break
+            proc.send_signal(signal.SIGINT)
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted (Ctrl-C)" in stdout and "Traceback" not in stderr
+    step = weights(out / "checkpoint.safetensors")[0]
+    assert 5 <= step < 100000
+    assert not [p for p in out.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+    resumed = run_cli("train", "--data", shapes, "--steps", step + 1, "--out", out, "--resume",
+                      out / "checkpoint.safetensors")
+    assert f"training steps {step + 1}..{step + 1}" in resumed.stdout
