@@ -13,7 +13,7 @@ PREFIX   ?= /usr/local
 BUILD    := .build/release
 LIB      := $(BUILD)/libddpm.so
 OUT      ?= examples/out
-PY_DEPS  := numpy matplotlib tqdm scikit-learn pytest
+PY_DEPS  := numpy matplotlib tqdm scikit-learn pytest Pillow
 export PYTHONPATH := $(CURDIR)/python
 export SWIFTDDPM_LIBRARY := $(CURDIR)/$(LIB)
 # MAJOR.MINOR.PATCH of include/ddpm_version.h (the one version source); the SONAME carries MAJOR.
@@ -39,7 +39,8 @@ setup-system:
 
 setup-python:
 	@missing=$$($(PYTHON) -c 'import importlib.util as u; \
-	  names = {"numpy": "numpy", "matplotlib": "matplotlib", "tqdm": "tqdm", "scikit-learn": "sklearn", "pytest": "pytest"}; \
+	  names = {"numpy": "numpy", "matplotlib": "matplotlib", "tqdm": "tqdm", "scikit-learn": "sklearn", "pytest": "pytest", \
+	           "Pillow": "PIL"}; \
 	  print(" ".join(p for p, m in names.items() if u.find_spec(m) is None))'); \
 	if [ -n "$$missing" ]; then echo "installing Python packages: $$missing"; \
 	  $(PYTHON) -m pip install -q $$missing; fi

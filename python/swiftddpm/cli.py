@@ -382,7 +382,7 @@ def _train_loop(model: Model, images: np.ndarray, labels: np.ndarray | None, arg
             datasets.save_grid(draw_samples(model, args, sample_labels), grid)  # atomic too
             wrote.append(f"samples {grid}")
         if wrote:
-            progress.write(f"step {step}: loss {np.mean(recent[-args.save_every:]):.4f}, " + ", ".join(wrote))
+            progress.write(f"step {step}: loss {np.mean(recent[-25:]):.4f}, " + ", ".join(wrote))
 
     interrupted, recent = False, []
     t0 = time.perf_counter()

@@ -228,3 +228,12 @@ def test_package_imports_without_pillow(tmp_path):
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert "ImportError:" in out.stdout and "pip install Pillow" in out.stdout
+
+
+def test_pillow_is_declared_where_it_is_installed():
+    import re
+    project = (REPO / "python" / "pyproject.toml").read_text()
+    images_extra = re.search(r"^images = \[(.*)\]", project, re.M)
+    assert images_extra and '"Pillow' in images_extra.group(1)
+    setup = re.search(r"^setup-python:\n(.*?)\n\n", (REPO / "Makefile").read_text(), re.M | re.S).group(1)
+    assert '"Pillow": "PIL"' in setup
