@@ -168,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     _run_option(g, "--seed", "seeds the weights, the minibatches and the training noise", type=int, metavar="S")
     g.add_argument("--threads", type=_positive, default=1, metavar="N", help="BLAS threads of libddpm")
     g = t.add_argument_group("output")
-    g.add_argument("--out", type=Path, default=Path("runs/train"), metavar="DIR", help="output folder")
+    g.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="output folder (default: runs/train, or the checkpoint's folder with --resume)")
     _run_option(g, "--save-every", "checkpoint every N steps and at the end", type=_positive, metavar="N")
     _run_option(g, "--sample-every", "sample grid every N steps and at the end (0 = never)", type=_non_negative,
                 metavar="N")
@@ -320,7 +321,12 @@ def _resumed_model(args: argparse.Namespace) -> Model:
             model.close()
             raise CommandError(f"{flag} {given} does not match the checkpoint's {has}")
     args.image_size, args.channels = h, c
-    conditional = model.conditioning.kind == "classes"
+    kind = model.conditioning.kind
+    if kind not in ("none", "classes"):
+        model.close()
+        raise CommandError(f"--resume: the model is conditioned on {kind}; this command trains unconditional and "
+                           "class-conditional models only")
+    conditional = kind == "classes"
     if conditional != args.class_cond:
         model.close()
         raise CommandError(f"the checkpoint is {'class-conditional' if conditional else 'unconditional'}: "
@@ -331,12 +337,14 @@ def _resumed_model(args: argparse.Namespace) -> Model:
 def train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         model = _resumed_model(args)
+        args.out = args.out or args.resume.parent
         changed = _settle(args, _read_run_info(args.resume))
         if changed:
             print("note: changed since the checkpoint's run, so the resumed steps differ from an unbroken run's: "
                   + "; ".join(changed), flush=True)
     else:
         _settle(args, {})
+        args.out = args.out or Path("runs/train")
         args.image_size = args.image_size or 32
         args.channels = args.channels or 3
         model = None

@@ -92,8 +92,8 @@ def test_train_resume_and_sample(shapes, tmp_path):
     assert run["classes"] == ["circles", "squares"] and run["settings"]["batch_size"] == 4
 
     # Resume: the size, channels, batch, seed and sampling come from the checkpoint and its run.json.
-    resumed = run_cli("train", "--data", shapes, "--class-cond", "--steps", 6, "--out", out, "--resume", checkpoint,
-                      "--no-progress")
+    resumed = run_cli("train", "--data", shapes, "--class-cond", "--steps", 6, "--resume", checkpoint,
+                      "--no-progress")  # --out: the checkpoint's folder
     assert "training steps 5..6, batch 4" in resumed.stdout and "note:" not in resumed.stdout
     step, resumed_prediction = weights(checkpoint)
     assert step == 6
