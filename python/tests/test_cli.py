@@ -25,12 +25,20 @@ TINY = ["--image-size", "8", "--base-channels", "8", "--channel-mult", "1,2", "-
         "--attention-levels", "none", "--timesteps", "50", "--batch-size", "4", "--num-samples", "4",
         "--sample-steps", "4", "--no-progress"]
 GRID_SIDE = 2 * (8 + 2) + 2  # 4 samples of 8×8: 2 per row, 2-pixel padding
+WORK = None  # the commands' working folder (_work_folder)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _work_folder(tmp_path_factory):
+    """The commands run in a scratch folder, so that a default --out never lands in the checkout."""
+    global WORK
+    WORK = tmp_path_factory.mktemp("cwd")
 
 
 def run_cli(*args, check=True, timeout=120):
     env = {**os.environ, "PYTHONPATH": str(REPO / "python")}
     out = subprocess.run([sys.executable, "-m", "swiftddpm", *map(str, args)], capture_output=True, text=True,
-                         env=env, timeout=timeout)
+                         env=env, timeout=timeout, cwd=WORK)
     if check and out.returncode != 0:
         raise AssertionError(f"exit {out.returncode}\nstdout:\n{out.stdout}\nstderr:\n{out.stderr}")
     return out
@@ -161,7 +169,7 @@ def test_ctrl_c_saves_a_checkpoint_and_leaves_no_partial_files(shapes, tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO / "python")}
     args = [sys.executable, "-m", "swiftddpm", "train", "--data", str(shapes), *TINY, "--steps", "100000",
             "--save-every", "7", "--sample-every", "5", "--out", str(out)]
-    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=WORK) as proc:
         try:
             for line in proc.stdout:
                 if line.startswith("step 5:"):  # training, checkpoints and grids under way
