@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import datasets
+from . import datasets, set_num_threads
 from ._interrupt import StopOnInterrupt
 from .config import Conditioning, TrainConfig, UNetConfig
 from .errors import DDPMError
@@ -469,7 +469,6 @@ def _class_index(text: str, model: Model) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from . import set_num_threads
     try:
         set_num_threads(args.threads)
         return train(args) if args.command == "train" else sample(args)
@@ -477,3 +476,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             ImportError) as error:
         print(f"python -m swiftddpm {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside the training loop (loading images, sampling): nothing to save
+        print(f"python -m swiftddpm {args.command}: interrupted", file=sys.stderr)
+        return 130
