@@ -16,7 +16,7 @@ import CBLAS
 enum BLASThreads {
     /// OpenBLAS's thread count when the library loaded (OPENBLAS_NUM_THREADS or the cores):
     /// the pool's default size.
-    nonisolated(unsafe) static let initial = max(1, Int(ddpm_blas_get_num_threads()))
+    static let initial = max(1, Int(ddpm_blas_get_num_threads()))
     /// The count OpenBLAS is set to now (1 once the first GEMM ran).
     nonisolated(unsafe) static var current = Int(ddpm_blas_get_num_threads())
 

@@ -91,26 +91,41 @@ final class GuidedDenoiser: Denoiser {
         self.rows = rows
         ts = try Buffer(count: 2 * rows, zero: 0)
         scratch = try (0..<workers).map { _ in try Scratch(rows: rows, guided: guided, network: network) }
+        job = { [unowned self] c, w in self.chunk(c, worker: w) }
     }
+
+    /// The arguments of the prediction in progress, for `job`.
+    struct Call {
+        let out: UnsafeMutablePointer<Float>  // (B, S)
+        let x: UnsafePointer<Float>  // (B, S)
+        let labels: UnsafePointer<Int32>?  // (B,)
+        let plan: ChunkPlan
+    }
+    var call: Call?
+    /// Chunk c of the current call on worker w: made once, so a prediction allocates nothing (WorkPool.swift).
+    private(set) var job: (Int, Int) -> Void = { _, _ in }
 
     func predict(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: Int,
                  labels: UnsafePointer<Int32>?, batch: Int) throws {
-        let S = sampleSize
         ts.fill(Int32(t))
         let plan = ChunkPlan(batch: batch, rows: rows)
-        let learned = network.learnsVariance
-        // Every chunk on the pool; serially if the pool grew past the workers prepared.
-        let serial = WorkPool.shared.threads > scratch.count
-        func chunk(_ c: Int, _ w: Int) {
-            let (r0, n) = plan.range(c)
-            predictChunk(out + r0 * S, variance: variance.pointer + (learned ? r0 * S : 0), x: x + r0 * S,
-                         labels: labels.map { $0 + r0 }, batch: n, network: replicas[w], scratch: scratch[w])
-        }
-        if serial {
-            for c in 0..<plan.count { chunk(c, 0) }
+        call = Call(out: out, x: x, labels: labels, plan: plan)
+        defer { call = nil }
+        if WorkPool.shared.threads > scratch.count {
+            // The pool grew past the workers prepared: every chunk here, on worker 0.
+            for c in 0..<plan.count { chunk(c, worker: 0) }
         } else {
-            WorkPool.shared.parallelFor(chunks: plan.count) { c, w in chunk(c, w) }
+            WorkPool.shared.parallelFor(chunks: plan.count, job)
         }
+    }
+
+    /// Chunk c of the current call, on worker w's network and scratch.
+    func chunk(_ c: Int, worker w: Int) {
+        let call = call!
+        let S = sampleSize
+        let (r0, n) = call.plan.range(c)
+        predictChunk(call.out + r0 * S, variance: variance.pointer + (network.learnsVariance ? r0 * S : 0), x: call.x + r0 * S,
+                     labels: call.labels.map { $0 + r0 }, batch: n, network: replicas[w], scratch: scratch[w])
     }
 
     /// predict for one chunk of B ≤ rows samples; v (B, S) too when the variance is learned.

@@ -19,6 +19,8 @@ public final class DiffusionModel {
     /// Each training chunk's loss and error (ChunkPlan.maxTrainingChunks).
     let chunkLoss: Buffer<Float>
     let chunkErrors = ChunkErrors(count: ChunkPlan.maxTrainingChunks)
+    /// The jobs of a train step's chunks (DiffusionModel+Chunks.swift).
+    var chunks = TrainChunks()
     /// computeGradients has filled the gradients and applyGradients has not yet used them.
     public private(set) var gradientsPending = false
     /// The pending gradients were computed again at 2^-64 after the backward pass overflowed.
@@ -110,6 +112,7 @@ public final class DiffusionModel {
         replicas = Replicas(network)
         chunkLoss = try Buffer(count: ChunkPlan.maxTrainingChunks)
         _ = WorkPool.shared  // starts the pool (and sets BLAS to one thread) before any GEMM
+        chunks.makeJobs(self)
     }
 
     /// What samples are conditioned on.
@@ -211,40 +214,12 @@ public final class DiffusionModel {
         }
         // x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε
         try schedule.addNoise(buf.xt.pointer, x0: x0, noise: buf.eps.pointer, t: buf.t.pointer, batch: B, dim: S)
-        let netLabels: UnsafePointer<Int32>? = K > 0 ? UnsafePointer(buf.labels.pointer) : nil
         let params = network.parameters
         let learned = network.learnsVariance
-        let importance = resampler != nil
-        let (seed, step, O) = (rng.seed, self.step, network.outputSize)
-        // Forward and loss per chunk (ChunkPlan.swift), each on its own replica; the chunk's
-        // loss to chunkLoss[c] (or its error to chunkErrors[c]).
-        WorkPool.shared.parallelFor(chunks: plan.count) { c, _ in
-            let (r0, rows) = plan.range(c)
-            let (net, x) = (replicas[c], r0 * S)
-            // Dropout of sample i from its own stream (Layers/Dropout.swift), as in one pass over the batch.
-            var dropoutKey = Philox.keyed(seed: seed, step: step, sample: sampleOffset + r0, stream: 3)
-            net.forward(learned ? buf.full.pointer + r0 * O : buf.output.pointer + x, x: buf.xt.pointer + x, t: buf.t.pointer + r0,
-                        labels: netLabels.map { $0 + r0 }, batch: rows, params: params.values.pointer, training: true,
-                        rng: &dropoutKey)
-            if learned { split(buf.full.pointer + r0 * O, into: buf.output.pointer + x, buf.variance.pointer + x, batch: rows, sampleSize: S) }
-            // L = Σ w(t)·‖out − target‖²/(B_global·S) (Objective.swift; L_simple for ε with uniform weights)
-            var loss = objective.lossAndGradient(dout: buf.dout.pointer + x, output: buf.output.pointer + x, x0: x0 + x,
-                                                 eps: buf.eps.pointer + x, t: buf.t.pointer + r0, batch: rows, sampleSize: S,
-                                                 globalBatch: globalBatch, targetScratch: buf.target.pointer + (buf.target.count > 0 ? x : 0),
-                                                 sampleWeights: importance ? UnsafePointer(buf.importance.pointer + r0) : nil,
-                                                 perSample: importance ? buf.perSample.pointer + r0 : nil)
-            if learned {
-                // + λ·T·L_t for the variance, the mean stopped (VarianceLoss.swift)
-                do {
-                    loss += Float(try varianceLoss.lossAndGradient(dvar: buf.dvariance.pointer + x, v: buf.variance.pointer + x,
-                                                                   output: buf.output.pointer + x, x0: x0 + x, xt: buf.xt.pointer + x,
-                                                                   t: buf.t.pointer + r0, batch: rows, sampleSize: S,
-                                                                   globalBatch: globalBatch, x0Hat: buf.x0Hat.pointer + x))
-                } catch { chunkErrors[c] = error }
-                merge(buf.dout.pointer + x, buf.dvariance.pointer + x, into: buf.dfull.pointer + r0 * O, batch: rows, sampleSize: S)
-            }
-            chunkLoss.pointer[c] = loss
-        }
+        // Forward and loss per chunk, each on its own replica (DiffusionModel+Chunks.swift).
+        chunks.call = TrainCall(x0: x0, labels: K > 0 ? UnsafePointer(buf.labels.pointer) : nil, plan: plan,
+                                sampleOffset: sampleOffset, globalBatch: globalBatch, dout: nil)
+        WorkPool.shared.parallelFor(chunks: plan.count, chunks.forwardJob)
         try chunkErrors.throwFirst(plan.count)
         // The chunks' losses summed in chunk order.
         var loss: Float = 0
@@ -264,38 +239,6 @@ public final class DiffusionModel {
         }
         gradientsPending = true
         return loss
-    }
-
-    /// Floats of the networks' buffers for a train step by `plan`: each chunk's activations and,
-    /// for every chunk but the first, a replica's gradients (P) and timestep table.
-    func trainingFloats(_ plan: ChunkPlan) -> Double {
-        var floats = 0.0
-        for c in 0..<plan.count { floats += network.activationFloats(batch: plan.range(c).rows, training: true) }
-        return floats + Double(plan.count - 1) * (Double(network.parameters.count) + Double(schedule.count) * Double(network.config.timeEmbedDim))
-    }
-
-    /// ∂L/∂θ into `network.parameters.grads` from dout = ∂L/∂out (B, outputSize) of the last
-    /// training forward: each chunk's backward on its replica into its own gradients, then
-    /// g = ((g_0 + g_1) + g_2) + … element by element, in chunk order whatever the threads.
-    func backwardChunks(dout: UnsafePointer<Float>, batch B: Int) {
-        let plan = ChunkPlan.training(batch: B, network.config)
-        let O = network.outputSize
-        WorkPool.shared.parallelFor(chunks: plan.count) { c, _ in
-            let (r0, rows) = plan.range(c)
-            let net = replicas[c]
-            net.parameters.zeroGrads()
-            net.backward(dout: dout + r0 * O, batch: rows)
-        }
-        guard plan.count > 1 else { return }
-        let (P, g) = (network.parameters.count, network.parameters.grads.pointer)
-        let span = 1 << 16  // parameters per reduction chunk
-        WorkPool.shared.parallelFor(chunks: (P + span - 1) / span) { r, _ in
-            let (lo, hi) = (r * span, min(P, r * span + span))
-            for c in 1..<plan.count {
-                let gc = replicas[c].parameters.grads.pointer
-                for k in lo..<hi { g[k] += gc[k] }
-            }
-        }
     }
 
     /// ∂L/∂θ (P,), flat in the order of the parameters: what `computeGradients` wrote and

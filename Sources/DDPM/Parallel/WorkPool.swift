@@ -8,8 +8,10 @@
 // worker 0). What a chunk computes must depend only on c, never on w, so that results do not
 // depend on the thread count or on which thread ran what (see ChunkPlan.swift).
 //
-// A job allocates nothing: the body is a non-escaping closure, published to the workers for
-// the duration of the call only. A call made while another job runs (a second model on
+// A job allocates nothing when its body is a closure made once and kept by the caller (a
+// stored property, created with the caller): it is only retained for the duration of the
+// call. (A closure literal at the call would be a fresh context, and making a non-escaping
+// closure escape with withoutActuallyEscaping allocates its check, so the body escapes.) A call made while another job runs (a second model on
 // another thread, or a chunk that calls parallelFor) runs its chunks serially on the caller,
 // as worker 0 of its own scratch.
 #if canImport(Glibc)
@@ -28,8 +30,10 @@ final class WorkPool {
     private var workers: [pthread_t] = []
     /// Threads a job runs on, the caller included.
     private(set) var threads = 1
-    // The current job, guarded by `mutex`.
-    private var job: ((Int, Int) -> Void)?
+    // The current job, guarded by `mutex`. Not an Optional: a closure inside a generic type is
+    // stored re-abstracted, and the thunk that converts it allocates on every call.
+    private var job: (Int, Int) -> Void = WorkPool.idle
+    nonisolated(unsafe) private static let idle: (Int, Int) -> Void = { _, _ in }
     private var chunkCount = 0, nextChunk = 0, finished = 0
     private var busy = false, stopping = false
 
@@ -42,7 +46,7 @@ final class WorkPool {
     }
 
     /// Runs body(chunk, worker) for every chunk in 0..<n; returns when all are done.
-    func parallelFor(chunks n: Int, _ body: (_ chunk: Int, _ worker: Int) -> Void) {
+    func parallelFor(chunks n: Int, _ body: @escaping (_ chunk: Int, _ worker: Int) -> Void) {
         guard n > 0 else { return }
         pthread_mutex_lock(mutex)
         guard threads > 1, n > 1, !busy else {
@@ -50,35 +54,33 @@ final class WorkPool {
             for c in 0..<n { body(c, 0) }
             return
         }
-        withoutActuallyEscaping(body) { f in
-            (job, chunkCount, nextChunk, finished, busy) = (f, n, 0, 0, true)
-            pthread_cond_broadcast(wake)
-            while nextChunk < chunkCount {
-                let c = nextChunk
-                nextChunk += 1
-                pthread_mutex_unlock(mutex)
-                run(c, worker: 0)
-                pthread_mutex_lock(mutex)
-                finished += 1
-            }
-            while finished < chunkCount { pthread_cond_wait(done, mutex) }
-            (job, busy) = (nil, false)
-            pthread_cond_broadcast(done)  // a resize may wait for the job to end
+        (job, chunkCount, nextChunk, finished, busy) = (body, n, 0, 0, true)
+        pthread_cond_broadcast(wake)
+        while nextChunk < chunkCount {
+            let c = nextChunk
+            nextChunk += 1
+            pthread_mutex_unlock(mutex)
+            run(c, worker: 0)
+            pthread_mutex_lock(mutex)
+            finished += 1
         }
+        while finished < chunkCount { pthread_cond_wait(done, mutex) }
+        (job, busy) = (WorkPool.idle, false)
+        pthread_cond_broadcast(done)  // a resize may wait for the job to end
         pthread_mutex_unlock(mutex)
     }
 
     /// One chunk of the current job; every reference to the body taken here ends here.
     @inline(never)
     private func run(_ chunk: Int, worker: Int) {
-        job.unsafelyUnwrapped(chunk, worker)
+        job(chunk, worker)
     }
 
     /// A worker's life: wait for chunks, run them, until the pool shrinks.
     private func workerLoop(_ index: Int) {
         pthread_mutex_lock(mutex)
         while true {
-            while !stopping && (job == nil || nextChunk >= chunkCount) { pthread_cond_wait(wake, mutex) }
+            while !stopping && nextChunk >= chunkCount { pthread_cond_wait(wake, mutex) }
             if stopping { break }
             let c = nextChunk
             nextChunk += 1
