@@ -8,6 +8,10 @@
 // worker 0). What a chunk computes must depend only on c, never on w, so that results do not
 // depend on the thread count or on which thread ran what (see ChunkPlan.swift).
 //
+// A worker with nothing to do first spins for a while (`spinLimit` looks at `generation`,
+// about 0.1 ms) before it sleeps: the jobs of a sampling loop come back to back, a fraction
+// of a millisecond apart, and waking a sleeping thread costs about as much.
+//
 // A job allocates nothing when its body is a closure made once and kept by the caller (a
 // stored property, created with the caller): it is only retained for the duration of the
 // call. (A closure literal at the call would be a fresh context, and making a non-escaping
@@ -19,6 +23,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Synchronization
 
 final class WorkPool {
     /// The process's pool (ddpm_set_num_threads sets its size).
@@ -36,6 +41,10 @@ final class WorkPool {
     nonisolated(unsafe) private static let idle: (Int, Int) -> Void = { _, _ in }
     private var chunkCount = 0, nextChunk = 0, finished = 0
     private var busy = false, stopping = false
+    /// Counts the jobs published (and the stops), for spinning workers to notice without the lock.
+    private let generation = Atomic<Int>(0)
+    /// Looks at `generation` before a worker sleeps.
+    private static let spinLimit = 100_000
 
     private init(threads: Int) {
         pthread_mutex_init(mutex, nil)
@@ -55,6 +64,7 @@ final class WorkPool {
             return
         }
         (job, chunkCount, nextChunk, finished, busy) = (body, n, 0, 0, true)
+        generation.add(1, ordering: .releasing)
         pthread_cond_broadcast(wake)
         while nextChunk < chunkCount {
             let c = nextChunk
@@ -80,7 +90,15 @@ final class WorkPool {
     private func workerLoop(_ index: Int) {
         pthread_mutex_lock(mutex)
         while true {
-            while !stopping && nextChunk >= chunkCount { pthread_cond_wait(wake, mutex) }
+            if !stopping && nextChunk >= chunkCount {
+                // Nothing to do: spin until a job is published, or sleep.
+                let seen = generation.load(ordering: .relaxed)
+                pthread_mutex_unlock(mutex)
+                var spins = 0
+                while generation.load(ordering: .acquiring) == seen && spins < WorkPool.spinLimit { spins += 1 }
+                pthread_mutex_lock(mutex)
+                while !stopping && nextChunk >= chunkCount { pthread_cond_wait(wake, mutex) }
+            }
             if stopping { break }
             let c = nextChunk
             nextChunk += 1
@@ -101,6 +119,7 @@ final class WorkPool {
         while busy { pthread_cond_wait(done, mutex) }
         guard n != threads || workers.count != n - 1 else { pthread_mutex_unlock(mutex); return }
         stopping = true
+        generation.add(1, ordering: .releasing)
         pthread_cond_broadcast(wake)
         pthread_mutex_unlock(mutex)
         for w in workers { pthread_join(w, nil) }
