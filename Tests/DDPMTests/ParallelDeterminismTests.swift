@@ -48,7 +48,8 @@ final class ParallelDeterminismTests: XCTestCase {
         }
     }
 
-    let mlp = NetworkConfig.mlp(ResidualMLP.Config(dataDim: 3, hidden: 32, depth: 2, timeEmbedDim: 16))
+    /// Wide enough (H = 512) for chunks of 32 rows: a batch of 100 is 4 chunks of 25.
+    let mlp = NetworkConfig.mlp(ResidualMLP.Config(dataDim: 3, hidden: 512, depth: 1, timeEmbedDim: 16))
     let unet = NetworkConfig.unet(UNetConfig(channels: 1, height: 8, width: 8, baseChannels: 8, channelMult: [1, 2], resBlocks: 1,
                                              attentionLevels: [1], attentionHeads: 2, groups: 4, dropout: 0.1, timeEmbedDim: 16))
 
@@ -57,6 +58,10 @@ final class ParallelDeterminismTests: XCTestCase {
         let plan = ChunkPlan.training(batch: 100, mlp)
         XCTAssertEqual(plan.count, 4)
         XCTAssertEqual((0..<4).map { plan.range($0).rows }, [25, 25, 25, 25])
+        // A narrow MLP keeps larger chunks: H = 128 takes 128 rows a chunk.
+        let narrow = NetworkConfig.mlp(ResidualMLP.Config(dataDim: 2, hidden: 128))
+        XCTAssertEqual(ChunkPlan.training(batch: 256, narrow).count, 2)
+        XCTAssertEqual(ChunkPlan.training(batch: 100, narrow).count, 1)
         XCTAssertEqual(ChunkPlan.training(batch: 20, mlp).count, 1)
         let odd = ChunkPlan.training(batch: 70, unet)
         XCTAssertEqual((0..<odd.count).map { odd.range($0).rows }, [18, 18, 18, 16])

@@ -45,10 +45,11 @@ struct ChunkPlan {
 }
 
 extension NetworkConfig {
-    /// The fewest rows of a training chunk (smaller batches are one chunk).
+    /// The fewest rows of a training chunk (smaller batches are one chunk): for the MLP about
+    /// 2^14 / H rows (its GEMMs are rows × H × H), so that narrow networks keep large chunks.
     var minTrainingRows: Int {
         switch self {
-        case .mlp: return 32
+        case .mlp(let c): return max(32, min(256, (1 << 14) / max(1, c.hidden)))
         case .unet: return 16
         }
     }
