@@ -48,24 +48,28 @@ final class ParallelDeterminismTests: XCTestCase {
         }
     }
 
-    /// Wide enough (H = 512) for chunks of 32 rows: a batch of 100 is 4 chunks of 25.
-    let mlp = NetworkConfig.mlp(ResidualMLP.Config(dataDim: 3, hidden: 512, depth: 1, timeEmbedDim: 16))
+    /// A batch of 550 or 600 is 3 chunks of this MLP (at least 256 rows each).
+    let mlp = NetworkConfig.mlp(ResidualMLP.Config(dataDim: 3, hidden: 32, depth: 2, timeEmbedDim: 16))
     let unet = NetworkConfig.unet(UNetConfig(channels: 1, height: 8, width: 8, baseChannels: 8, channelMult: [1, 2], resBlocks: 1,
                                              attentionLevels: [1], attentionHeads: 2, groups: 4, dropout: 0.1, timeEmbedDim: 16))
 
     func testChunkPlansDependOnlyOnBatchAndNetwork() {
-        // 100 rows of the MLP: 4 chunks of 25; 20 rows: one chunk; the last chunk is shorter.
-        let plan = ChunkPlan.training(batch: 100, mlp)
-        XCTAssertEqual(plan.count, 4)
-        XCTAssertEqual((0..<4).map { plan.range($0).rows }, [25, 25, 25, 25])
-        // A narrow MLP keeps larger chunks: H = 128 takes 128 rows a chunk.
-        let narrow = NetworkConfig.mlp(ResidualMLP.Config(dataDim: 2, hidden: 128))
-        XCTAssertEqual(ChunkPlan.training(batch: 256, narrow).count, 2)
-        XCTAssertEqual(ChunkPlan.training(batch: 100, narrow).count, 1)
-        XCTAssertEqual(ChunkPlan.training(batch: 20, mlp).count, 1)
+        // 550 rows of the narrow MLP: 3 chunks, the last shorter; 200 rows: 1 chunk (at least 256 rows a chunk at H = 32).
+        let plan = ChunkPlan.training(batch: 550, mlp)
+        XCTAssertEqual((0..<plan.count).map { plan.range($0).rows }, [184, 184, 182])
+        XCTAssertEqual(ChunkPlan.training(batch: 200, mlp).count, 1)
+        // A wide MLP (H = 512, at least 32 rows): 2 chunks up to 512 rows, then chunks of about 256, at most 4.
+        let wide = NetworkConfig.mlp(ResidualMLP.Config(dataDim: 2, hidden: 512))
+        XCTAssertEqual((0..<ChunkPlan.training(batch: 100, wide).count).map { ChunkPlan.training(batch: 100, wide).range($0).rows }, [50, 50])
+        XCTAssertEqual(ChunkPlan.training(batch: 512, wide).count, 2)
+        XCTAssertEqual(ChunkPlan.training(batch: 768, wide).count, 3)
+        XCTAssertEqual(ChunkPlan.training(batch: 4096, wide).range(0).rows, 1024)
+        XCTAssertEqual(ChunkPlan.training(batch: 40, wide).count, 2)
+        XCTAssertEqual(ChunkPlan.training(batch: 63, wide).count, 2)
+        XCTAssertEqual(ChunkPlan.training(batch: 32, wide).count, 1)
+        // The UNet (at least 16 rows): 70 rows in 2 chunks of 35.
         let odd = ChunkPlan.training(batch: 70, unet)
-        XCTAssertEqual((0..<odd.count).map { odd.range($0).rows }, [18, 18, 18, 16])
-        XCTAssertEqual((0..<odd.count).map { odd.range($0).rows }.reduce(0, +), 70)
+        XCTAssertEqual((0..<odd.count).map { odd.range($0).rows }, [35, 35])
         XCTAssertEqual(predictionChunk % mlp.inferenceRows, 0)
         XCTAssertEqual(predictionChunk % unet.inferenceRows, 0)
     }
@@ -73,7 +77,7 @@ final class ParallelDeterminismTests: XCTestCase {
     func testMLPIsBitwiseTheSameOnOneTwoAndThreeThreads() throws {
         var training = TrainingConfig()
         training.seed = 31
-        try assertSameOnEveryThreadCount(network: mlp, training: training, batch: 100, samples: 300)
+        try assertSameOnEveryThreadCount(network: mlp, training: training, batch: 600, samples: 300)
     }
 
     func testConditionalMLPWithLearnedVarianceAndImportanceSamplingIsBitwiseTheSame() throws {
@@ -82,7 +86,7 @@ final class ParallelDeterminismTests: XCTestCase {
         training.learnedVariance = true
         training.timestepSampling = .importance
         training.labelDropout = 0.2
-        try assertSameOnEveryThreadCount(network: mlp, training: training, classes: 3, batch: 90, steps: 4, samples: 260)
+        try assertSameOnEveryThreadCount(network: mlp, training: training, classes: 3, batch: 550, steps: 4, samples: 260)
     }
 
     func testUNetIsBitwiseTheSameOnOneTwoAndThreeThreads() throws {
@@ -98,8 +102,8 @@ final class ParallelDeterminismTests: XCTestCase {
         try assertSameOnEveryThreadCount(network: unet, training: training, batch: 36, steps: 2, samples: 66)
     }
 
-    /// The chunks' gradients add up to the batch's: two data-parallel shards of 50 (2 chunks
-    /// each) summed give the gradients of the batch of 100 (4 chunks), up to rounding.
+    /// The chunks' gradients add up to the batch's: two data-parallel shards of 300 (2 chunks
+    /// each) summed give the gradients of the batch of 600 (3 chunks), up to rounding.
     func testChunkedGradientsAddUpToTheBatch() throws {
         setBLASThreads(2)
         var training = TrainingConfig()
@@ -108,16 +112,16 @@ final class ParallelDeterminismTests: XCTestCase {
         func model() throws -> DiffusionModel {
             try DiffusionModel(schedule: try NoiseSchedule.cosine(steps: 30), network: mlp, training: training)
         }
-        let x0 = uniforms(100 * 3, seed: 1)
+        let x0 = uniforms(600 * 3, seed: 1)
         let whole = try model()
-        let loss = try x0.withUnsafeBufferPointer { try whole.computeGradients(x0: $0.baseAddress!, labels: nil, batch: 100) }
+        let loss = try x0.withUnsafeBufferPointer { try whole.computeGradients(x0: $0.baseAddress!, labels: nil, batch: 600) }
         let sharded = try model()
         var shardLoss: Float = 0
         var sum = [Float](repeating: 0, count: whole.gradients.count)
-        for offset in [0, 50] {
+        for offset in [0, 300] {
             shardLoss += try x0.withUnsafeBufferPointer {
-                try sharded.computeGradients(x0: $0.baseAddress! + offset * 3, labels: nil, batch: 50,
-                                             sampleOffset: offset, globalBatch: 100)
+                try sharded.computeGradients(x0: $0.baseAddress! + offset * 3, labels: nil, batch: 300,
+                                             sampleOffset: offset, globalBatch: 600)
             }
             for k in sum.indices { sum[k] += sharded.gradients[k] }
         }

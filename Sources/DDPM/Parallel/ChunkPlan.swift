@@ -2,8 +2,10 @@
 // the network, never on the thread count, so that a seed gives bitwise the same numbers on
 // 1, 2 or more threads.
 //
-//   Training: B rows in n = min(maxChunks, ⌈B / minRows⌉) chunks of ⌈B / n⌉ rows (the last
-//   shorter). Chunk c runs forward, loss and backward on its own replica of the network
+//   Training: B rows in n = min(maxChunks, ⌈B / r⌉) chunks of ⌈B / n⌉ rows (the last shorter),
+//   r = max(minRows, min(256, ⌈B / 2⌉)): two chunks until they reach 256 rows, then more of
+//   about 256 (up to 4). Fewer, larger chunks keep the per-chunk GEMMs and the gradient
+//   reduction cheap (on the large MLP, 4 chunks of 128 cost 10% more than 2 of 256 on one core). Chunk c runs forward, loss and backward on its own replica of the network
 //   (chunk 0 on the network itself), into its own gradients; the model then sums the
 //   gradients in chunk order, g = ((g_0 + g_1) + g_2) + …, and the losses likewise.
 //   Inference: chunks of `inferenceRows` rows, a divisor of predictionChunk (256), so that a
@@ -34,7 +36,8 @@ struct ChunkPlan {
 
     /// The plan of a train step of `batch` rows on a network of `config`.
     static func training(batch B: Int, _ config: NetworkConfig) -> ChunkPlan {
-        let n = min(maxTrainingChunks, max(1, (B + config.minTrainingRows - 1) / config.minTrainingRows))
+        let r = max(config.minTrainingRows, min(256, (B + 1) / 2))
+        let n = min(maxTrainingChunks, max(1, (B + r - 1) / r))
         return ChunkPlan(batch: B, rows: (B + n - 1) / n)
     }
 
