@@ -17,22 +17,33 @@ struct TrainCall {
     var dout: UnsafePointer<Float>?
 }
 
+/// The constants of the parameter update in progress.
+struct ParameterUpdate {
+    let adam: AdamW.Coefficients
+    let gradScale: Float
+    let emaDecay: Float
+}
+
 /// The chunk jobs of a model's train step and the call they serve.
 struct TrainChunks {
     var call: TrainCall?
+    var update: ParameterUpdate?
     /// Forward and loss of chunk c: its loss to chunkLoss[c] (or its error to chunkErrors[c]).
     private(set) var forwardJob: (Int, Int) -> Void = { _, _ in }
     /// Backward of chunk c into its replica's gradients.
     private(set) var backwardJob: (Int, Int) -> Void = { _, _ in }
     /// Parameters [r·span, (r+1)·span) of the chunks' gradients summed into the network's.
     private(set) var reduceJob: (Int, Int) -> Void = { _, _ in }
-    /// Parameters per reduction job.
+    /// AdamW and the EMA on parameters [r·span, (r+1)·span).
+    private(set) var updateJob: (Int, Int) -> Void = { _, _ in }
+    /// Parameters per reduction or update job.
     static let span = 1 << 16
 
     mutating func makeJobs(_ model: DiffusionModel) {
         forwardJob = { [unowned model] c, _ in model.forwardAndLoss(chunk: c) }
         backwardJob = { [unowned model] c, _ in model.backward(chunk: c) }
         reduceJob = { [unowned model] r, _ in model.reduceGradients(span: r) }
+        updateJob = { [unowned model] r, _ in model.updateParameters(span: r) }
     }
 }
 
@@ -112,5 +123,15 @@ extension DiffusionModel {
             let gc = replicas[c].parameters.grads.pointer
             for k in lo..<hi { g[k] += gc[k] }
         }
+    }
+
+    /// AdamW, then the EMA step, of parameters [r·span, (r+1)·span): elementwise, so every
+    /// value is what one pass over all of them gives.
+    func updateParameters(span r: Int) {
+        let u = chunks.update!
+        let params = network.parameters
+        let (lo, hi) = (r * TrainChunks.span, min(params.count, (r + 1) * TrainChunks.span))
+        optimizer.update(params.values.pointer, grads: params.grads.pointer, gradScale: u.gradScale, range: lo..<hi, u.adam)
+        EMA.update(ema.pointer + lo, params: params.values.pointer + lo, count: hi - lo, decay: u.emaDecay)
     }
 }

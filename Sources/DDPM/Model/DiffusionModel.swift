@@ -265,8 +265,9 @@ public final class DiffusionModel {
         if gradientsScaledDown, clip.norm > 0 { clip.scale = Float(Double(training.gradClip) / clip.norm) }
         let emaDecay = EMA.decay(training.emaDecay, afterSteps: step)
         try requireFiniteUpdate(gradScale: clip.scale, emaDecay: emaDecay)
-        optimizer.update(params.values.pointer, grads: params.grads.pointer, gradScale: clip.scale)
-        EMA.update(ema.pointer, params: params.values.pointer, count: params.count, decay: emaDecay)
+        // AdamW then the EMA, by fixed ranges of parameters on the pool (DiffusionModel+Chunks.swift).
+        chunks.update = ParameterUpdate(adam: optimizer.nextStep(), gradScale: clip.scale, emaDecay: emaDecay)
+        WorkPool.shared.parallelFor(chunks: (params.count + TrainChunks.span - 1) / TrainChunks.span, chunks.updateJob)
         step += 1
     }
 
