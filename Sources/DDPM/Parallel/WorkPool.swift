@@ -1,23 +1,24 @@
 // A small persistent thread pool: `threads − 1` workers that sleep on a condition variable
 // between jobs, plus the calling thread, which works too. No thread is created per job.
 //
-//   parallelFor(chunks: n) { chunk, worker in … }
+//   parallelFor(chunks: n, job)      job: (chunk, worker) -> Void, made once and kept
 //
-// runs body(c, w) once for every chunk c in 0..<n, each chunk taken by whichever thread is
+// runs job(c, w) once for every chunk c in 0..<n, each chunk taken by whichever thread is
 // free next (worker w in 0..<threads names the thread, for per-thread scratch; the caller is
 // worker 0). What a chunk computes must depend only on c, never on w, so that results do not
 // depend on the thread count or on which thread ran what (see ChunkPlan.swift).
+//
+// A job allocates nothing when its closure is made once and kept by the caller (a stored
+// property set up with it, reading the arguments of the call from its owner): the pool only
+// retains it for the call. A closure literal at the call would allocate its context, and
+// withoutActuallyEscaping (to publish a non-escaping closure) allocates its escape check.
 //
 // A worker with nothing to do first spins for a while (`spinLimit` looks at `generation`,
 // about 0.1 ms) before it sleeps: the jobs of a sampling loop come back to back, a fraction
 // of a millisecond apart, and waking a sleeping thread costs about as much.
 //
-// A job allocates nothing when its body is a closure made once and kept by the caller (a
-// stored property, created with the caller): it is only retained for the duration of the
-// call. (A closure literal at the call would be a fresh context, and making a non-escaping
-// closure escape with withoutActuallyEscaping allocates its check, so the body escapes.) A call made while another job runs (a second model on
-// another thread, or a chunk that calls parallelFor) runs its chunks serially on the caller,
-// as worker 0 of its own scratch.
+// A call made while another job runs (a second model on another thread) runs its chunks
+// serially on the caller, as worker 0.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
