@@ -42,8 +42,8 @@
  *     freeing NULL is a no-op.
  *   - Threading: distinct handles may be used from different threads at once. One handle
  *     must not be used by two threads at the same time (a schedule is read-only after
- *     creation and may be shared by threads). The library itself may run BLAS on several
- *     threads; see ddpm_set_num_threads().
+ *     creation and may be shared by threads). The library itself splits a call's work over
+ *     its own threads; see ddpm_set_num_threads().
  *   - Random numbers come from a counter-based Philox generator: the same seed gives the
  *     same results from C, Python and Swift, whatever the thread count.
  *   - Sizes are bounded before anything is allocated (see Limits below): a configuration or
@@ -145,10 +145,15 @@ const char *ddpm_status_string(int status);
  *  owned by the library and stays valid until the next failing call on this thread. */
 const char *ddpm_last_error(void);
 
-/** Sets the number of threads BLAS uses for every later call in the process (1 <= n <= 1024);
- *  returns DDPM_ERR_INVALID_ARGUMENT otherwise. */
+/** Sets the number of threads every later call in the process splits its work over, the
+ *  calling thread included (1 <= n <= 1024); returns DDPM_ERR_INVALID_ARGUMENT otherwise.
+ *  The library keeps a pool of n - 1 worker threads (they sleep between calls) and cuts
+ *  each batch into fixed chunks that depend only on the batch size and the network, with
+ *  gradients summed in a fixed order: results are bitwise the same for any n. BLAS itself
+ *  runs on one thread inside each chunk. The default is OpenBLAS's count when the library
+ *  loads (OPENBLAS_NUM_THREADS, else the number of cores); under MPI use 1 per rank. */
 int ddpm_set_num_threads(int n);
-/** The number of threads BLAS uses. */
+/** The number of threads calls split their work over. */
 int ddpm_get_num_threads(void);
 
 /* ---- Schedules -------------------------------------------------------------------- */

@@ -100,6 +100,7 @@ public func ddpm_version_string() -> UnsafePointer<CChar> { versionString }
 /// "MAJOR.MINOR.PATCH" (from ddpm_version.h, through the engine), allocated once and never freed.
 nonisolated(unsafe) private let versionString: UnsafePointer<CChar> = UnsafePointer(strdup(libraryVersion)!)
 
+/// The engine's thread count (its WorkPool, Parallel/); results do not depend on it.
 @_cdecl("ddpm_set_num_threads")
 public func ddpm_set_num_threads(_ n: Int32) -> Int32 {
     guarded("ddpm_set_num_threads") {

@@ -54,14 +54,15 @@ def library_path() -> str:
 
 
 def set_num_threads(n: int) -> None:
-    """Sets the number of threads BLAS uses (n >= 1)."""
+    """Sets the number of threads the library splits its work over (n >= 1); results are
+    bitwise the same for any n (fixed chunks, see ddpm_set_num_threads in ddpm.h)."""
     from ._common import as_int32
 
     _check(_lib.lib.ddpm_set_num_threads(as_int32(n, "n")))  # C int: a larger n would wrap
 
 
 def get_num_threads() -> int:
-    """The number of threads BLAS uses."""
+    """The number of threads the library splits its work over."""
     return int(_lib.lib.ddpm_get_num_threads())
 
 

@@ -4,26 +4,29 @@
 //
 // op(X) is X or Xᵀ; transposes are passed to BLAS, never materialised.
 //
-// Threads: OpenBLAS splits every call across its threads, which costs more than it gains on
-// the small GEMMs of our MLPs (and the UNet's per-chunk convolutions). Each call therefore
-// runs on one thread below `parallelThreshold` multiply-adds and on `maxThreads` above it.
+// Threads: every GEMM runs on one BLAS thread, on whichever thread calls it. The engine
+// splits its work itself, in fixed chunks run on the WorkPool (Parallel/), so that results
+// do not depend on the thread count; concurrent single-threaded calls are safe in OpenBLAS
+// (its buffers are taken under a lock). Splitting one GEMM over OpenBLAS's own threads cost
+// more than it gained on our shapes, allocated per call (39 allocations a step on the
+// large MLP) and could change the rounding with the thread count.
 // (ddpm_blas_get/set_num_threads: Sources/CBLAS/shim.h; OpenBLAS's, or no-ops on Accelerate.)
 import CBLAS
 
 enum BLASThreads {
-    /// The most threads a GEMM may use; set by `setBLASThreads` (ddpm_set_num_threads).
-    nonisolated(unsafe) static var maxThreads = Int(ddpm_blas_get_num_threads())
-    /// The count OpenBLAS is set to now.
+    /// OpenBLAS's thread count when the library loaded (OPENBLAS_NUM_THREADS or the cores):
+    /// the pool's default size.
+    static let initial = max(1, Int(ddpm_blas_get_num_threads()))
+    /// The count OpenBLAS is set to now (1 once the first GEMM ran).
     nonisolated(unsafe) static var current = Int(ddpm_blas_get_num_threads())
-    /// m·n·k below which a GEMM runs on one thread (2^25 ≈ 33.5M multiply-adds).
-    static let parallelThreshold = 1 << 25
 
+    /// Sets OpenBLAS to one thread, once (on the first GEMM of the process, or when the pool
+    /// starts).
     @inline(__always)
-    static func prepare(m: Int, n: Int, k: Int) {
-        let want = m * n * k >= parallelThreshold ? maxThreads : 1
-        if want != current {
-            ddpm_blas_set_num_threads(Int32(want))
-            current = want
+    static func prepare() {
+        if current != 1 {
+            ddpm_blas_set_num_threads(1)
+            current = 1
         }
     }
 }
@@ -35,7 +38,7 @@ func stridedGemm(
     m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int,
     transA: Bool = false, transB: Bool = false, alpha: Float = 1, beta: Float = 0
 ) {
-    BLASThreads.prepare(m: m, n: n, k: k)
+    BLASThreads.prepare()
     cblas_sgemm(
         CblasRowMajor,
         transA ? CblasTrans : CblasNoTrans,
@@ -57,10 +60,12 @@ func gemm(
                 transA: transA, transB: transB, alpha: alpha, beta: beta)
 }
 
-/// Sets the most threads a GEMM may use; `n <= 0` leaves it unchanged.
+/// Sets the number of threads the engine's work is split over (the WorkPool's size, the
+/// caller included); `n <= 0` leaves it unchanged. Results do not depend on it.
 public func setBLASThreads(_ n: Int) {
-    if n > 0 { BLASThreads.maxThreads = n }
+    BLASThreads.prepare()
+    if n > 0 { WorkPool.shared.resize(n) }
 }
 
-/// The most threads a GEMM may use.
-public func blasThreads() -> Int { BLASThreads.maxThreads }
+/// The number of threads the engine's work is split over.
+public func blasThreads() -> Int { WorkPool.shared.threads }

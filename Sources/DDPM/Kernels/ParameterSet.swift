@@ -72,6 +72,16 @@ public final class ParameterSet {
         }
     }
 
+    /// The parameters of a replica (Parallel/ChunkPlan.swift): the values of `other`, shared
+    /// (its (P,) block, not a copy), and a gradient block of its own.
+    /// - Throws: if the (P,) gradient block cannot be allocated.
+    init(layout: ParameterLayout, sharingValuesOf other: ParameterSet) throws {
+        precondition(layout.count == other.count, "a replica has the layout of its original")
+        self.layout = layout
+        values = other.values
+        grads = try Buffer(count: layout.count)
+    }
+
     public func zeroGrads() { grads.fill(0) }
 
     /// A copy of the current values, (P,).

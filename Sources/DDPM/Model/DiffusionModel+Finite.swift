@@ -21,8 +21,7 @@ extension DiffusionModel {
         }
         guard training.gradClip > 0 else { throw refuse(.infinity) }
         for i in 0..<B * network.outputSize { dout[i] *= 0x1p-64 }
-        params.zeroGrads()
-        network.backward(dout: dout, batch: B)
+        backwardChunks(dout: dout, batch: B)
         let norm = sumOfSquares(params.grads.pointer, params.count).squareRoot()
         guard norm.isFinite && norm > 0 else { throw refuse(norm.isFinite ? .infinity : norm) }
         return (norm, Float(Double(training.gradClip) / norm))

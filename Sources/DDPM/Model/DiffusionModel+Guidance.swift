@@ -32,90 +32,134 @@ public struct PredictOptions: Sendable, Equatable {
     }
 }
 
-/// Samples per network call of a prediction (DDPM_PREDICT_CHUNK in ddpm.h).
+/// Samples per network call of a prediction (DDPM_PREDICT_CHUNK in ddpm.h): a multiple of
+/// every network's inference chunk (Parallel/ChunkPlan.swift), so shards that start on a
+/// multiple of it compute bitwise what one process computes.
 public let predictionChunk = 256
 
-/// A model's network with fixed weights and guidance scale, as a Denoiser.
+/// A model's network with fixed weights and guidance scale, as a Denoiser. The batch runs in
+/// fixed chunks of `rows` samples on the WorkPool; worker w uses network w of the replicas and
+/// scratch w (a chunk's result does not depend on which worker ran it).
 final class GuidedDenoiser: Denoiser {
-    static let chunk = predictionChunk
-    let network: DenoisingNetwork
+    let replicas: Replicas
+    var network: DenoisingNetwork { replicas.network }
     let params: UnsafePointer<Float>  // (P,) the weights to use
     let guidanceScale: Float
     let sampleSize: Int
     let predictionType: PredictionType  // the model's training target
-    let ts: Buffer<Int32>  // (2C,) the shared timestep; C = min(B, chunk)
-    let labels2: Buffer<Int32>  // (2C,) cond labels then null labels
-    let x2: Buffer<Float>  // (2C, S)
-    let out2: Buffer<Float>  // (2C, O) the network's outputs, O = S or 2S with a learned variance
+    let rows: Int  // C, samples per chunk
+    let ts: Buffer<Int32>  // (2C,) the shared timestep
+    let scratch: [Scratch]  // one per worker
     let variance: Buffer<Float>  // (B, S) the learned variance's v of the last prediction (conditional), or empty
-    var rng = Philox(seed: 0)  // the forward pass takes one; inference draws nothing from it
+
+    /// A worker's buffers for one chunk.
+    final class Scratch {
+        let labels2: Buffer<Int32>  // (2C,) cond labels then null labels
+        let x2: Buffer<Float>  // (2C, S)
+        let out2: Buffer<Float>  // (2C, O) the network's outputs, O = S or 2S with a learned variance
+        init(rows: Int, guided: Bool, network: DenoisingNetwork) throws {
+            let doubled = guided ? 2 * rows : 0
+            labels2 = try Buffer(count: doubled, zero: 0)
+            x2 = try Buffer(count: doubled * network.sampleSize)
+            out2 = try Buffer(count: (network.learnsVariance ? max(doubled, rows) : doubled) * network.outputSize)
+        }
+        /// Floats per row of a chunk.
+        static func floatsPerRow(sampleSize S: Int, outputSize O: Int, guided: Bool) -> Double {
+            guided ? Double(2 + 2 * S + 2 * O) : Double(O == S ? 0 : O)
+        }
+    }
 
     var lastVariance: UnsafePointer<Float>? { network.learnsVariance ? UnsafePointer(variance.pointer) : nil }
 
-    /// Floats (and 4-byte integers) it holds per row of a batch: the shared t, the learned
-    /// variance and, when guided, the doubled batch (labels, x and output), or the whole output
-    /// of an unguided pass with a learned variance.
-    static func floatsPerRow(sampleSize S: Int, outputSize O: Int, guided: Bool) -> Double {
-        Double(O - S) + (guided ? Double(4 + 2 * S + 2 * O) : 2 + Double(O == S ? 0 : O))
-    }
+    /// Floats (and 4-byte integers) it holds per row of a batch besides the chunks' scratch:
+    /// the learned variance's v.
+    static func floatsPerRow(sampleSize S: Int, outputSize O: Int) -> Double { Double(O - S) }
 
-    /// - Parameter guided: the predictions combine a conditional and an unconditional pass.
-    init(network: DenoisingNetwork, params: UnsafePointer<Float>, guidanceScale: Float, batch: Int, guided: Bool,
+    /// - Parameters:
+    ///   - workers: the networks (and scratch blocks) to run chunks on; `replicas` holds that many.
+    ///   - guided: the predictions combine a conditional and an unconditional pass.
+    init(replicas: Replicas, workers: Int, params: UnsafePointer<Float>, guidanceScale: Float, batch: Int, guided: Bool,
          target: PredictionType) throws {
-        self.network = network
+        self.replicas = replicas
+        let network = replicas.network
         predictionType = target
         self.params = params
         self.guidanceScale = guidanceScale
         sampleSize = network.sampleSize
         variance = try Buffer(count: network.learnsVariance ? batch * network.sampleSize : 0)
-        let batch = min(batch, GuidedDenoiser.chunk)
-        let rows = guided ? 2 * batch : 0
-        ts = try Buffer(count: 2 * batch, zero: 0)
-        labels2 = try Buffer(count: rows, zero: 0)
-        x2 = try Buffer(count: rows * network.sampleSize)
-        out2 = try Buffer(count: (network.learnsVariance ? max(rows, batch) : rows) * network.outputSize)
+        let rows = min(batch, network.config.inferenceRows)
+        self.rows = rows
+        ts = try Buffer(count: 2 * rows, zero: 0)
+        scratch = try (0..<workers).map { _ in try Scratch(rows: rows, guided: guided, network: network) }
+        job = { [unowned self] c, w in self.chunk(c, worker: w) }
     }
+
+    /// The arguments of the prediction in progress, for `job`.
+    struct Call {
+        let out: UnsafeMutablePointer<Float>  // (B, S)
+        let x: UnsafePointer<Float>  // (B, S)
+        let labels: UnsafePointer<Int32>?  // (B,)
+        let plan: ChunkPlan
+    }
+    var call: Call?
+    /// Chunk c of the current call on worker w: made once, so a prediction allocates nothing (WorkPool.swift).
+    private(set) var job: (Int, Int) -> Void = { _, _ in }
 
     func predict(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: Int,
                  labels: UnsafePointer<Int32>?, batch: Int) throws {
-        let S = sampleSize
         ts.fill(Int32(t))
-        for start in stride(from: 0, to: batch, by: GuidedDenoiser.chunk) {
-            predictChunk(out + start * S, variance: variance.pointer + (network.learnsVariance ? start * S : 0),
-                         x: x + start * S, labels: labels.map { $0 + start }, batch: min(GuidedDenoiser.chunk, batch - start))
+        let plan = ChunkPlan(batch: batch, rows: rows)
+        call = Call(out: out, x: x, labels: labels, plan: plan)
+        defer { call = nil }
+        if WorkPool.shared.threads > scratch.count {
+            // The pool grew past the workers prepared: every chunk here, on worker 0.
+            for c in 0..<plan.count { chunk(c, worker: 0) }
+        } else {
+            WorkPool.shared.parallelFor(chunks: plan.count, job)
         }
     }
 
-    /// predict for one chunk of B ≤ chunk samples; v (B, S) too when the variance is learned.
+    /// Chunk c of the current call, on worker w's network and scratch.
+    func chunk(_ c: Int, worker w: Int) {
+        let call = call!
+        let S = sampleSize
+        let (r0, n) = call.plan.range(c)
+        predictChunk(call.out + r0 * S, variance: variance.pointer + (network.learnsVariance ? r0 * S : 0), x: call.x + r0 * S,
+                     labels: call.labels.map { $0 + r0 }, batch: n, network: replicas[w], scratch: scratch[w])
+    }
+
+    /// predict for one chunk of B ≤ rows samples; v (B, S) too when the variance is learned.
     func predictChunk(_ out: UnsafeMutablePointer<Float>, variance v: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
-                      labels: UnsafePointer<Int32>?, batch B: Int) {
+                      labels: UnsafePointer<Int32>?, batch B: Int, network: DenoisingNetwork, scratch: Scratch) {
         let S = sampleSize
         let w = guidanceScale
         guard let labels, network.numClasses > 0, w != 1 else {
             // Plain prediction: conditional if labels were given, else null labels.
-            forward(out, variance: v, x: x, labels: labels, batch: B)
+            forward(out, variance: v, x: x, labels: labels, batch: B, network: network, scratch: scratch)
             return
         }
         if w == 0 {
-            forward(out, variance: v, x: x, labels: nil, batch: B)
+            forward(out, variance: v, x: x, labels: nil, batch: B, network: network, scratch: scratch)
             return
         }
         let K = Int32(network.numClasses)
-        x2.pointer.update(from: x, count: B * S)
-        (x2.pointer + B * S).update(from: x, count: B * S)
-        labels2.pointer.update(from: labels, count: B)
-        (labels2.pointer + B).update(repeating: K, count: B)
-        network.forward(out2.pointer, x: x2.pointer, t: ts.pointer, labels: labels2.pointer, batch: 2 * B,
+        let (x2, labels2, out2) = (scratch.x2.pointer, scratch.labels2.pointer, scratch.out2.pointer)
+        x2.update(from: x, count: B * S)
+        (x2 + B * S).update(from: x, count: B * S)
+        labels2.update(from: labels, count: B)
+        (labels2 + B).update(repeating: K, count: B)
+        var rng = Philox(seed: 0)  // the forward pass takes one; inference draws nothing from it
+        network.forward(out2, x: x2, t: ts.pointer, labels: labels2, batch: 2 * B,
                         params: params, training: false, rng: &rng)
         // Guidance mixes the outputs; a learned variance is the conditional prediction's (as GLIDE).
         let O = network.outputSize
         if O == S {
-            let (cond, uncond) = (out2.pointer, out2.pointer + B * S)
+            let (cond, uncond) = (out2, out2 + B * S)
             for i in 0..<B * S { out[i] = uncond[i] + w * (cond[i] - uncond[i]) }
             return
         }
         for b in 0..<B {
-            let (cond, uncond) = (out2.pointer + b * O, out2.pointer + (B + b) * O)
+            let (cond, uncond) = (out2 + b * O, out2 + (B + b) * O)
             for i in 0..<S { out[b * S + i] = uncond[i] + w * (cond[i] - uncond[i]) }
             (v + b * S).update(from: cond + S, count: S)
         }
@@ -123,13 +167,14 @@ final class GuidedDenoiser: Denoiser {
 
     /// One forward pass at ts[0..<B]: the output to `out` (B, S), v to `variance` when learned.
     func forward(_ out: UnsafeMutablePointer<Float>, variance v: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
-                 labels: UnsafePointer<Int32>?, batch B: Int) {
+                 labels: UnsafePointer<Int32>?, batch B: Int, network: DenoisingNetwork, scratch: Scratch) {
+        var rng = Philox(seed: 0)  // the forward pass takes one; inference draws nothing from it
         guard network.learnsVariance else {
             network.forward(out, x: x, t: ts.pointer, labels: labels, batch: B, params: params, training: false, rng: &rng)
             return
         }
-        network.forward(out2.pointer, x: x, t: ts.pointer, labels: labels, batch: B, params: params, training: false, rng: &rng)
-        split(out2.pointer, into: out, v, batch: B, sampleSize: sampleSize)
+        network.forward(scratch.out2.pointer, x: x, t: ts.pointer, labels: labels, batch: B, params: params, training: false, rng: &rng)
+        split(scratch.out2.pointer, into: out, v, batch: B, sampleSize: sampleSize)
     }
 }
 
@@ -164,15 +209,21 @@ extension DiffusionModel {
         try options.validate()
         let S = network.sampleSize
         let guided = labels != nil && network.numClasses > 0 && options.guidanceScale != 1 && options.guidanceScale != 0
-        // The network runs on chunks of at most GuidedDenoiser.chunk samples (twice that guided).
-        let chunk = min(batch, GuidedDenoiser.chunk)
-        let rows = guided ? 2 * chunk : chunk
-        try requireMemory("\(what()) for a batch of \(batch)", floats: network.activationFloats(batch: rows, training: false)
-                          + Double(batch) * (GuidedDenoiser.floatsPerRow(sampleSize: S, outputSize: network.outputSize,
-                                                                         guided: guided) + extraFloatsPerRow))
+        // The network runs on chunks of at most `inferenceRows` samples (twice that guided),
+        // one chunk per worker at a time, each worker on its own replica.
+        let rows = min(batch, network.config.inferenceRows) * (guided ? 2 : 1)
+        let workers = min(WorkPool.shared.threads, ChunkPlan.inference(batch: batch, network.config).count)
+        let O = network.outputSize
+        let perWorker = network.activationFloats(batch: rows, training: false)
+            + Double(rows) * GuidedDenoiser.Scratch.floatsPerRow(sampleSize: S, outputSize: O, guided: guided)
+        try requireMemory("\(what()) for a batch of \(batch)", floats: Double(workers) * perWorker
+                          + Double(workers - 1) * (Double(network.parameters.count) + Double(schedule.count) * Double(network.config.timeEmbedDim))
+                          + Double(batch) * (GuidedDenoiser.floatsPerRow(sampleSize: S, outputSize: O) + extraFloatsPerRow))
         try validate(labels: labels, batch: batch)
-        try network.reserve(batch: rows, training: false)
-        return try GuidedDenoiser(network: network, params: options.useEMA ? ema.pointer : network.parameters.values.pointer,
+        try replicas.reserve(workers)
+        for w in 0..<workers { try replicas[w].reserve(batch: rows, training: false) }
+        return try GuidedDenoiser(replicas: replicas, workers: workers,
+                                  params: options.useEMA ? ema.pointer : network.parameters.values.pointer,
                                   guidanceScale: options.guidanceScale, batch: batch, guided: guided, target: training.target)
     }
 }

@@ -14,6 +14,13 @@ public final class DiffusionModel {
     /// Train steps taken so far.
     public internal(set) var step = 0
     var buffers: TrainBuffers
+    /// The network and its replicas: what the chunks of a batch run on (Parallel/ChunkPlan.swift).
+    let replicas: Replicas
+    /// Each training chunk's loss and error (ChunkPlan.maxTrainingChunks).
+    let chunkLoss: Buffer<Float>
+    let chunkErrors = ChunkErrors(count: ChunkPlan.maxTrainingChunks)
+    /// The jobs of a train step's chunks (DiffusionModel+Chunks.swift).
+    var chunks = TrainChunks()
     /// computeGradients has filled the gradients and applyGradients has not yet used them.
     public private(set) var gradientsPending = false
     /// The pending gradients were computed again at 2^-64 after the backward pass overflowed.
@@ -102,6 +109,10 @@ public final class DiffusionModel {
         varianceLoss = VarianceLoss(schedule: schedule, target: training.target, lambda: Double(training.vlbLambda))
         buffers = try TrainBuffers(batch: 0, sampleSize: network.sampleSize, target: training.target,
                                    learnedVariance: training.learnedVariance)
+        replicas = Replicas(network)
+        chunkLoss = try Buffer(count: ChunkPlan.maxTrainingChunks)
+        _ = WorkPool.shared  // starts the pool (and sets BLAS to one thread) before any GEMM
+        chunks.makeJobs(self)
     }
 
     /// What samples are conditioned on.
@@ -164,7 +175,8 @@ public final class DiffusionModel {
                     "the shard's samples \(sampleOffset)..<\(sampleOffset + B) are not inside the global batch of \(globalBatch)")
         try require(globalBatch <= Int(UInt32.max), "global batch \(globalBatch) is too large (at most 2^32 - 1)")
         let S = network.sampleSize
-        try requireMemory("a train step on a batch of \(B)", floats: network.activationFloats(batch: B, training: true)
+        let plan = ChunkPlan.training(batch: B, network.config)
+        try requireMemory("a train step on a batch of \(B)", floats: trainingFloats(plan)
                           + Double(max(B, buffers.capacity)) * TrainBuffers.floatsPerRow(sampleSize: S, target: training.target,
                                                                                       learnedVariance: training.learnedVariance))
         try requireFinite(x0, count: B * S, "x0")
@@ -172,7 +184,8 @@ public final class DiffusionModel {
         if buffers.capacity < B {
             buffers = try TrainBuffers(batch: B, sampleSize: S, target: training.target, learnedVariance: training.learnedVariance)
         }
-        try network.reserve(batch: B, training: true)
+        try replicas.reserve(plan.count)
+        for c in 0..<plan.count { try replicas[c].reserve(batch: plan.range(c).rows, training: true) }
         let buf = buffers
         let K = Int32(network.numClasses)
         for b in 0..<B {
@@ -201,35 +214,22 @@ public final class DiffusionModel {
         }
         // x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε
         try schedule.addNoise(buf.xt.pointer, x0: x0, noise: buf.eps.pointer, t: buf.t.pointer, batch: B, dim: S)
-        let netLabels: UnsafePointer<Int32>? = K > 0 ? UnsafePointer(buf.labels.pointer) : nil
         let params = network.parameters
         let learned = network.learnsVariance
-        var dropoutKey = Philox.keyed(seed: rng.seed, step: step, sample: sampleOffset, stream: 3)
-        network.forward(learned ? buf.full.pointer : buf.output.pointer, x: buf.xt.pointer, t: buf.t.pointer,
-                        labels: netLabels, batch: B, params: params.values.pointer, training: true, rng: &dropoutKey)
-        if learned { split(buf.full.pointer, into: buf.output.pointer, buf.variance.pointer, batch: B, sampleSize: S) }
-        // L = Σ w(t)·‖out − target‖²/(B_global·S) (Objective.swift; L_simple for ε with uniform weights)
-        let importance = resampler != nil
-        var loss = objective.lossAndGradient(dout: buf.dout.pointer, output: buf.output.pointer, x0: x0,
-                                             eps: buf.eps.pointer, t: buf.t.pointer, batch: B, sampleSize: S,
-                                             globalBatch: globalBatch, targetScratch: buf.target.pointer,
-                                             sampleWeights: importance ? UnsafePointer(buf.importance.pointer) : nil,
-                                             perSample: importance ? buf.perSample.pointer : nil)
-        if learned {
-            // + λ·T·L_t for the variance, the mean stopped (VarianceLoss.swift)
-            loss += Float(try varianceLoss.lossAndGradient(dvar: buf.dvariance.pointer, v: buf.variance.pointer,
-                                                           output: buf.output.pointer, x0: x0, xt: buf.xt.pointer,
-                                                           t: buf.t.pointer, batch: B, sampleSize: S,
-                                                           globalBatch: globalBatch, x0Hat: buf.x0Hat.pointer))
-            merge(buf.dout.pointer, buf.dvariance.pointer, into: buf.dfull.pointer, batch: B, sampleSize: S)
-        }
+        // Forward and loss per chunk, each on its own replica (DiffusionModel+Chunks.swift).
+        chunks.call = TrainCall(x0: x0, labels: K > 0 ? UnsafePointer(buf.labels.pointer) : nil, plan: plan,
+                                sampleOffset: sampleOffset, globalBatch: globalBatch, dout: nil)
+        WorkPool.shared.parallelFor(chunks: plan.count, chunks.forwardJob)
+        try chunkErrors.throwFirst(plan.count)
+        // The chunks' losses summed in chunk order.
+        var loss: Float = 0
+        for c in 0..<plan.count { loss += chunkLoss.pointer[c] }
         if let resampler { resampler.update(t: buf.t.pointer, losses: buf.perSample.pointer, batch: B) }
         guard loss.isFinite else {
             throw DDPMError.nonFinite("the loss became \(loss) at step \(step); lower the learning rate")
         }
-        params.zeroGrads()
         let backwardOut = learned ? buf.dfull.pointer : buf.dout.pointer  // (B, outputSize)
-        network.backward(dout: backwardOut, batch: B)
+        backwardChunks(dout: backwardOut, batch: B)
         // Float overflowed in the backward pass of a finite loss: with clipping only the direction
         // matters, so run it again on a scaled ∂L/∂out (DiffusionModel+Finite.swift).
         gradientsScaledDown = false
@@ -265,8 +265,9 @@ public final class DiffusionModel {
         if gradientsScaledDown, clip.norm > 0 { clip.scale = Float(Double(training.gradClip) / clip.norm) }
         let emaDecay = EMA.decay(training.emaDecay, afterSteps: step)
         try requireFiniteUpdate(gradScale: clip.scale, emaDecay: emaDecay)
-        optimizer.update(params.values.pointer, grads: params.grads.pointer, gradScale: clip.scale)
-        EMA.update(ema.pointer, params: params.values.pointer, count: params.count, decay: emaDecay)
+        // AdamW then the EMA, by fixed ranges of parameters on the pool (DiffusionModel+Chunks.swift).
+        chunks.update = ParameterUpdate(adam: optimizer.nextStep(), gradScale: clip.scale, emaDecay: emaDecay)
+        WorkPool.shared.parallelFor(chunks: (params.count + TrainChunks.span - 1) / TrainChunks.span, chunks.updateJob)
         step += 1
     }
 

@@ -41,6 +41,12 @@ public protocol DenoisingNetwork: AnyObject {
     /// Accumulates ∂L/∂θ into `parameters.grads`, given dout = ∂L/∂out (B, outputSize) for the last
     /// forward call made with `training: true` and the live parameters.
     func backward(dout: UnsafePointer<Float>, batch: Int)
+
+    /// A network of the same configuration whose parameter values are this network's (the same
+    /// block, not a copy), with gradients and activations of its own: what one chunk of a
+    /// batch runs on (Parallel/ChunkPlan.swift). Its `backward` accumulates into its own gradients.
+    /// - Throws: if its gradients or tables cannot be allocated.
+    func replica() throws -> DenoisingNetwork
 }
 
 extension DenoisingNetwork {

@@ -48,7 +48,8 @@ public final class ResidualMLP: DenoisingNetwork {
     /// - Parameter checkLayout: runs on the complete parameter layout before anything of
     ///   size P is allocated (the model checks its memory, a checkpoint its tensors).
     public init(_ config: Config, conditioning: Conditioning = .none, learnsVariance: Bool = false, timesteps: Int,
-                rng: inout Philox, checkLayout: (ParameterLayout) throws -> Void = { _ in }) throws {
+                rng: inout Philox, checkLayout: (ParameterLayout) throws -> Void = { _ in },
+                sharingValuesOf original: ParameterSet? = nil) throws {
         let (D, H, E, L, K) = (config.dataDim, config.hidden, config.timeEmbedDim, config.depth, conditioning.numClasses)
         // The field caps keep every size below exact in Int; the byte limit is checked on the layout.
         try Limits.requireField("data_dim", D, cap: Limits.sampleFloats)
@@ -72,12 +73,19 @@ public final class ResidualMLP: DenoisingNetwork {
         }
         outProj = Linear(&layout, "out_proj", in: H, out: learnsVariance ? 2 * D : D)  // [output; variance]
         try checkLayout(layout)
-        parameters = try ParameterSet(layout: layout, rng: &rng)
+        parameters = try original.map { try ParameterSet(layout: layout, sharingValuesOf: $0) }
+            ?? ParameterSet(layout: layout, rng: &rng)
         // Every view is B × (a width): the floats of B rows are B times those of one, plus B labels.
         floatsPerRow = try Arena.floats { [time] in try Activations(config, time, batch: 1, &$0) }
             + Arena.floats { Workspace(config, batch: 1, &$0) } + 1
         acts = try Arena.allocate { [time] in try Activations(config, time, batch: 0, &$0) }
         work = try Arena.allocate { Workspace(config, batch: 0, &$0) }
+    }
+
+    public func replica() throws -> DenoisingNetwork {
+        var unused = Philox(seed: 0)  // a replica draws no initial values
+        return try ResidualMLP(settings, conditioning: conditioning, learnsVariance: learnsVariance,
+                           timesteps: time.sinusoid.table.count / time.sinusoid.dim, rng: &unused, sharingValuesOf: parameters)
     }
 
     /// Floats of the activation block and workspace per row (the labels counted as one).

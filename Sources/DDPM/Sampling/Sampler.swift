@@ -88,10 +88,11 @@ public final class Sampler {
 
     static func plan(_ timesteps: [Int], method: SamplingMethod, corrector K: Int) -> [Step] {
         var plan: [Step] = []
+        plan.reserveCapacity(timesteps.count * (method == .langevin || method == .predictorCorrector ? K + 1 : 1))
         for (i, t) in timesteps.enumerated() {
             let next = i + 1 < timesteps.count ? timesteps[i + 1] : -1
             if method == .langevin || method == .predictorCorrector {
-                plan += Array(repeating: Step(t: t, prevT: t, isLangevin: true), count: K)
+                for _ in 0..<K { plan.append(Step(t: t, prevT: t, isLangevin: true)) }
             }
             if method != .langevin { plan.append(Step(t: t, prevT: next, isLangevin: false)) }
         }

@@ -73,9 +73,22 @@ final class AdamW {
     /// clipping so that the gradients are read once. Eight lanes at a time (the scalar loop
     /// does not vectorise), then a scalar tail.
     func update(_ params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, gradScale: Float = 1) {
+        update(params, grads: grads, gradScale: gradScale, range: 0..<m.count, nextStep())
+    }
+
+    /// Counts an update and returns its constants, for `update(_:grads:gradScale:range:_:)` on
+    /// parts of the parameters (the model's WorkPool splits an update by ranges: every element
+    /// gets the same value as in one pass).
+    func nextStep() -> Coefficients {
         step += 1
-        let k = Coefficients(config, update: step)
-        let (m, v, count) = (self.m.pointer, self.v.pointer, self.m.count)
+        return Coefficients(config, update: step)
+    }
+
+    /// The update with constants `k` of the parameters in `range` only.
+    func update(_ params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, gradScale: Float, range: Range<Int>,
+                _ k: Coefficients) {
+        let (m, v) = (self.m.pointer + range.lowerBound, self.v.pointer + range.lowerBound)
+        let (params, grads, count) = (params + range.lowerBound, grads + range.lowerBound, range.count)
         typealias V = SIMD8<Float>
         let vg = V(repeating: gradScale)
         var i = 0

@@ -57,7 +57,8 @@ public final class UNet: DenoisingNetwork {
     /// - Parameter checkLayout: runs on the complete parameter layout before anything of
     ///   size P is allocated (the model checks its memory, a checkpoint its tensors).
     public init(_ config: UNetConfig, conditioning: Conditioning = .none, learnsVariance: Bool = false, timesteps: Int,
-                rng: inout Philox, checkLayout: (ParameterLayout) throws -> Void = { _ in }) throws {
+                rng: inout Philox, checkLayout: (ParameterLayout) throws -> Void = { _ in },
+                sharingValuesOf original: ParameterSet? = nil) throws {
         try config.validate(timesteps: timesteps)
         try conditioning.validate()
         settings = config
@@ -74,7 +75,8 @@ public final class UNet: DenoisingNetwork {
         outNorm = GroupNorm(&layout, "out_norm", channels: c0, groups: config.groups)
         outConv = Conv2d(&layout, "out_conv", in: c0, out: (learnsVariance ? 2 : 1) * config.channels, kernel: 3, zeroInit: true)
         try checkLayout(layout)
-        parameters = try ParameterSet(layout: layout, rng: &rng)
+        parameters = try original.map { try ParameterSet(layout: layout, sharingValuesOf: $0) }
+            ?? ParameterSet(layout: layout, rng: &rng)
 
         let stages = encoder + middle + decoder
         let N0 = config.height * config.width
@@ -88,6 +90,12 @@ public final class UNet: DenoisingNetwork {
             try Arena.floats { try Activations(self, batch: rows, &$0) } + Arena.floats { Workspace(self, batch: rows, backward: backward, &$0) }
         }
         floatsOfOneAndTwo = (training: (try floats(1, true), try floats(2, true)), inference: (try floats(1, false), try floats(2, false)))
+    }
+
+    public func replica() throws -> DenoisingNetwork {
+        var unused = Philox(seed: 0)  // a replica draws no initial values
+        return try UNet(settings, conditioning: conditioning, learnsVariance: learnsVariance,
+                           timesteps: time.sinusoid.table.count / time.sinusoid.dim, rng: &unused, sharingValuesOf: parameters)
     }
 
     /// Floats of the activation block and workspace for one and for two images. Every view

@@ -1,0 +1,137 @@
+// The work split over threads (Parallel/): a seed gives bitwise the same losses, weights,
+// EMA and samples on 1, 2 and 3 threads (fixed chunks, fixed reduction order), for the MLP
+// and the UNet, with and without a learned variance; and the chunks add up to the batch.
+import XCTest
+@testable import DDPM
+
+final class ParallelDeterminismTests: XCTestCase {
+    override func tearDown() {
+        setBLASThreads(BLASThreads.initial)
+        super.tearDown()
+    }
+
+    /// Everything a short run produces, as bit hashes: losses, weights, EMA, DDPM samples
+    /// (guided when conditional) and DDIM samples.
+    func run(threads: Int, network: NetworkConfig, training: TrainingConfig, classes: Int, batch B: Int,
+             steps: Int, samples n: Int) throws -> [String: UInt64] {
+        setBLASThreads(threads)
+        XCTAssertEqual(blasThreads(), threads)
+        let model = try DiffusionModel(schedule: try NoiseSchedule.cosine(steps: 30), network: network, training: training,
+                                       conditioning: classes > 0 ? .classes(classes) : .none)
+        let S = model.network.sampleSize
+        var losses: [Float] = []
+        for step in 0..<steps {
+            let labels = classes > 0 ? (0..<B).map { Int32(($0 + step) % classes) } : nil
+            losses.append(try model.trainStep(x0: uniforms(B * S, seed: UInt64(step)), labels: labels))
+        }
+        var options = SamplerOptions()
+        options.seed = 5
+        options.steps = 6
+        let labels = classes > 0 ? (0..<n).map { Int32($0 % classes) } : nil
+        let ddpm = try model.sample(count: n, labels: labels, options: options, predict: PredictOptions(guidanceScale: 2))
+        options.method = .ddim
+        let ddim = try model.sample(count: n, labels: labels, options: options, predict: PredictOptions(useEMA: false))
+        return ["losses": bitHash(losses), "weights": bitHash(model.network.parameters.valuesArray),
+                "ema": bitHash(model.emaValues), "ddpm": bitHash(ddpm), "ddim": bitHash(ddim)]
+    }
+
+    func assertSameOnEveryThreadCount(network: NetworkConfig, training: TrainingConfig, classes: Int = 0, batch: Int,
+                                      steps: Int = 3, samples: Int, file: StaticString = #filePath, line: UInt = #line) throws {
+        let one = try run(threads: 1, network: network, training: training, classes: classes, batch: batch,
+                          steps: steps, samples: samples)
+        for threads in [2, 3] {
+            let other = try run(threads: threads, network: network, training: training, classes: classes, batch: batch,
+                                steps: steps, samples: samples)
+            for (name, hash) in one {
+                XCTAssertEqual(other[name], hash, "\(name) differs between 1 and \(threads) threads", file: file, line: line)
+            }
+        }
+    }
+
+    /// A batch of 550 or 600 is 3 chunks of this MLP (at least 256 rows each).
+    let mlp = NetworkConfig.mlp(ResidualMLP.Config(dataDim: 3, hidden: 32, depth: 2, timeEmbedDim: 16))
+    let unet = NetworkConfig.unet(UNetConfig(channels: 1, height: 8, width: 8, baseChannels: 8, channelMult: [1, 2], resBlocks: 1,
+                                             attentionLevels: [1], attentionHeads: 2, groups: 4, dropout: 0.1, timeEmbedDim: 16))
+
+    func testChunkPlansDependOnlyOnBatchAndNetwork() {
+        // 550 rows of the narrow MLP: 3 chunks, the last shorter; 200 rows: 1 chunk (at least 256 rows a chunk at H = 32).
+        let plan = ChunkPlan.training(batch: 550, mlp)
+        XCTAssertEqual((0..<plan.count).map { plan.range($0).rows }, [184, 184, 182])
+        XCTAssertEqual(ChunkPlan.training(batch: 200, mlp).count, 1)
+        // A wide MLP (H = 512, at least 32 rows): 2 chunks up to 512 rows, then chunks of about 256, at most 4.
+        let wide = NetworkConfig.mlp(ResidualMLP.Config(dataDim: 2, hidden: 512))
+        XCTAssertEqual((0..<ChunkPlan.training(batch: 100, wide).count).map { ChunkPlan.training(batch: 100, wide).range($0).rows }, [50, 50])
+        XCTAssertEqual(ChunkPlan.training(batch: 512, wide).count, 2)
+        XCTAssertEqual(ChunkPlan.training(batch: 768, wide).count, 3)
+        XCTAssertEqual(ChunkPlan.training(batch: 4096, wide).range(0).rows, 1024)
+        XCTAssertEqual(ChunkPlan.training(batch: 40, wide).count, 2)
+        XCTAssertEqual(ChunkPlan.training(batch: 63, wide).count, 2)
+        XCTAssertEqual(ChunkPlan.training(batch: 32, wide).count, 1)
+        // The UNet (at least 16 rows): 70 rows in 2 chunks of 35.
+        let odd = ChunkPlan.training(batch: 70, unet)
+        XCTAssertEqual((0..<odd.count).map { odd.range($0).rows }, [35, 35])
+        XCTAssertEqual(predictionChunk % mlp.inferenceRows, 0)
+        XCTAssertEqual(predictionChunk % unet.inferenceRows, 0)
+    }
+
+    func testMLPIsBitwiseTheSameOnOneTwoAndThreeThreads() throws {
+        var training = TrainingConfig()
+        training.seed = 31
+        try assertSameOnEveryThreadCount(network: mlp, training: training, batch: 600, samples: 300)
+    }
+
+    func testConditionalMLPWithLearnedVarianceAndImportanceSamplingIsBitwiseTheSame() throws {
+        var training = TrainingConfig()
+        training.seed = 32
+        training.learnedVariance = true
+        training.timestepSampling = .importance
+        training.labelDropout = 0.2
+        try assertSameOnEveryThreadCount(network: mlp, training: training, classes: 3, batch: 550, steps: 4, samples: 260)
+    }
+
+    func testUNetIsBitwiseTheSameOnOneTwoAndThreeThreads() throws {
+        var training = TrainingConfig()
+        training.seed = 33
+        try assertSameOnEveryThreadCount(network: unet, training: training, classes: 2, batch: 40, steps: 2, samples: 70)
+    }
+
+    func testUNetWithLearnedVarianceIsBitwiseTheSame() throws {
+        var training = TrainingConfig()
+        training.seed = 34
+        training.learnedVariance = true
+        try assertSameOnEveryThreadCount(network: unet, training: training, batch: 36, steps: 2, samples: 66)
+    }
+
+    /// The chunks' gradients add up to the batch's: two data-parallel shards of 300 (2 chunks
+    /// each) summed give the gradients of the batch of 600 (3 chunks), up to rounding.
+    func testChunkedGradientsAddUpToTheBatch() throws {
+        setBLASThreads(2)
+        var training = TrainingConfig()
+        training.seed = 35
+        training.learnedVariance = true
+        func model() throws -> DiffusionModel {
+            try DiffusionModel(schedule: try NoiseSchedule.cosine(steps: 30), network: mlp, training: training)
+        }
+        let x0 = uniforms(600 * 3, seed: 1)
+        let whole = try model()
+        let loss = try x0.withUnsafeBufferPointer { try whole.computeGradients(x0: $0.baseAddress!, labels: nil, batch: 600) }
+        let sharded = try model()
+        var shardLoss: Float = 0
+        var sum = [Float](repeating: 0, count: whole.gradients.count)
+        for offset in [0, 300] {
+            shardLoss += try x0.withUnsafeBufferPointer {
+                try sharded.computeGradients(x0: $0.baseAddress! + offset * 3, labels: nil, batch: 300,
+                                             sampleOffset: offset, globalBatch: 600)
+            }
+            for k in sum.indices { sum[k] += sharded.gradients[k] }
+        }
+        XCTAssertEqual(loss, shardLoss, accuracy: 1e-5 * abs(loss))
+        var (diff, norm) = (0.0, 0.0)
+        for k in sum.indices {
+            diff += Double(sum[k] - whole.gradients[k]) * Double(sum[k] - whole.gradients[k])
+            norm += Double(whole.gradients[k]) * Double(whole.gradients[k])
+        }
+        XCTAssertGreaterThan(norm, 0)
+        XCTAssertLessThan(diff.squareRoot(), 1e-5 * norm.squareRoot())
+    }
+}
