@@ -58,3 +58,16 @@ def openblas_version(lib: str) -> str | None:
         return None
     fn.restype = ctypes.c_char_p
     return fn().decode(errors="replace").strip()
+
+
+def best_peak(*measurements: dict) -> dict:
+    """The best of several measure_fma_peak() results, per thread count (a peak: other
+    processes only ever lower a measurement)."""
+    best = {}
+    for m in measurements:
+        if "error" in m:
+            continue
+        for t, r in m.items():
+            if "error" not in r and r["gflops_best"] > best.get(t, {}).get("gflops_best", -1):
+                best[t] = r
+    return best or next(iter(measurements), {"error": "not measured"})

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -156,6 +155,13 @@ def compile_capped(call, cap_s: float, what: str):
     return time.perf_counter() - t0
 
 
+def compile_error(e: Exception, what: str, cap_s: float) -> str:
+    """The reason torch.compile gave up, for the report (dynamo wraps our CompileTimeout)."""
+    if isinstance(e, CompileTimeout) or "CompileTimeout" in str(e):
+        return f"torch.compile of the {what} took over {cap_s:.0f} s (capped: --compile-cap)"
+    return f"torch.compile of the {what} failed: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+
+
 def worker_torch(spec: dict) -> dict:
     """The PyTorch reference, eager, or with spec["compile"] under torch.compile (inductor's
     CPU backend, static shapes): the network of the train step and the EMA network of sampling
@@ -182,11 +188,8 @@ def worker_torch(spec: dict) -> dict:
         trainer.net = torch.compile(net, dynamic=False)
         try:
             result["compile_train_s"] = compile_capped(lambda: trainer.train_step(x0, labels), cap, "train step")
-        except CompileTimeout as e:
-            return {"error": str(e), "torch_version": torch.__version__}
-        except Exception as e:  # inductor's failures: no compiler, unsupported op, ...
-            return {"error": f"torch.compile failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
-                    "torch_version": torch.__version__}
+        except Exception as e:  # the cap, or inductor's failures: no compiler, unsupported op, ...
+            return {"error": compile_error(e, "train step", cap), "torch_version": torch.__version__}
     result["train"] = time_steps(lambda: trainer.train_step(x0, labels), spec["warmup"], spec["target_s"])
     if not compile_:
         try:  # FLOPs of one train step as PyTorch counts them (mm/addmm/conv, forward + backward)
@@ -207,11 +210,8 @@ def worker_torch(spec: dict) -> dict:
         try:
             result["compile_sample_s"] = compile_capped(
                 lambda: ref.ddpm_sample(ema, sched, shape, labels=slabels, steps=1), cap, "sampling forward")
-        except CompileTimeout as e:
-            return {"error": str(e), "torch_version": torch.__version__}
         except Exception as e:
-            return {"error": f"torch.compile (sampling) failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
-                    "torch_version": torch.__version__}
+            return {"error": compile_error(e, "sampling forward", cap), "torch_version": torch.__version__}
     steps = budget_steps(lambda k: ref.ddpm_sample(ema, sched, shape, labels=slabels, steps=k), steps,
                          spec.get("sample_budget_s"))
     t0 = time.perf_counter()
