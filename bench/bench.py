@@ -22,9 +22,15 @@ For each configuration (D = data dims, H = width, L = residual blocks, B = batch
     step and per sampling step, the engine's own time per train step and sampling step,
     and from that the Python/ctypes overhead of Model.train_step.
 
+Around them: the core's FMA peak (peak.py, fma_peak.c) for a roofline line per configuration;
+PyTorch under torch.compile as a second anchor (engine "compiled"); how quiet the machine was
+(quiet.py: load, CPU time beside wall time for every child, other processes' CPU use), with a
+BUSY banner and per-row flags; and issue 11's targets, met or not (targets.py).
+
 This file is the entry point: the command line and the order of the measurements. The rest:
 configs.py (what is measured, for how long), workers.py (the timed child processes),
-c_driver.py (alloc_count.c), report.py (summary, tables, files).
+c_driver.py (alloc_count.c), peak.py (fma_peak.c), quiet.py, targets.py, report.py (summary,
+tables, files).
 
 Run through bench/run.sh (it installs PyTorch CPU into .bench-venv/); by hand:
     PYTHONPATH=python SWIFTDDPM_LIBRARY=.build/release/libddpm.so .bench-venv/bin/python bench/bench.py [--quick] [--config NAME]
@@ -38,7 +44,10 @@ import sys
 import time
 
 import report
+import targets
 from c_driver import build_c_driver, profile_c_driver, run_c_driver
+from peak import best_peak, measure_fma_peak, openblas_version
+from quiet import RunMeter, describe, loadavg, machine_busy
 from configs import CONFIGS, TINY, TINY_NAME, sample_steps, timing
 from report import ok
 from workers import mpirun_prefix, run_worker
@@ -54,7 +63,11 @@ def parse_args() -> argparse.Namespace:
                     help="time sampling over exactly this many steps for every config, no time budget (scaled to 1000)")
     ap.add_argument("--config", action="append", help=f"only these ({', '.join(CONFIGS)}); repeat or comma-separate")
     ap.add_argument("--threads", default="1,2", help="thread counts to measure (default 1,2)")
-    ap.add_argument("--engines", default="torch,ours", help="engines to measure (default torch,ours)")
+    ap.add_argument("--engines", default="torch,compiled,ours",
+                    help="engines to measure (default torch,compiled,ours; compiled = PyTorch under torch.compile)")
+    ap.add_argument("--compile-cap", type=float, default=150,
+                    help="seconds torch.compile may take per compile (train step, sampling) before the compiled "
+                         "engine is given up with that reason (default 150)")
     ap.add_argument("--out", default=os.path.join(HERE, "out"), help="output folder (default bench/out)")
     ap.add_argument("--profile", action="store_true", help="also perf-record the C driver (1 thread) per config")
     ap.add_argument("--mpi", default="1,2", help="MPI rank counts for the data-parallel rows (default 1,2; '' = none)")
@@ -76,11 +89,15 @@ def measure_config(name: str, args, times: dict, exe: str | None, rep: dict, pyt
     rows = {}
     for engine in args.engines:
         for t in args.threads:
-            print(f"  {name:7} {engine:5} {t} thread(s) ...", end=" ", flush=True)
-            spec = dict(cfg=cfg, threads=t, **times)
+            print(f"  {name:7} {engine:8} {t} thread(s) ...", end=" ", flush=True)
+            spec = dict(cfg=cfg, threads=t, compile_cap_s=args.compile_cap, **times)
             if not args.sample_steps:
                 spec["sample_steps"] = sample_steps(cfg, times, args.quick)
-            r = run_worker(engine, spec, python)
+            capped = [r for (e, _), r in rows.items() if e == engine and "(capped" in r.get("error", "")]
+            if capped:  # a compile that ran out of time at one thread count will at the next too
+                r = {"error": f"skipped: {capped[0]['error']} at another thread count"}
+            else:
+                r = run_worker(engine, spec, python)
             r.update(config=name, engine=engine, threads=t)
             rows[(engine, t)] = r
             rep["runs"].append(r)
@@ -97,7 +114,7 @@ def measure_config(name: str, args, times: dict, exe: str | None, rep: dict, pyt
             if ok(c) and ok(r):
                 c["python_step_s"] = r["train"]["s_median"]
             cdrv[t] = c
-            print(f"  {name:7} C     {t} thread(s) ... " + report.progress_c_driver(c), flush=True)
+            print(f"  {name:7} C        {t} thread(s) ... " + report.progress_c_driver(c), flush=True)
     rep["c_driver"][name] = {str(t): c for t, c in cdrv.items()}
     if args.profile and exe is not None:
         prof = profile_c_driver(exe, cfg, name, args.out, args.quick)
@@ -153,11 +170,19 @@ def main() -> int:
     lib = os.environ.get("SWIFTDDPM_LIBRARY", os.path.join(ROOT, ".build", "release", "libddpm.so"))
     times = timing(args.quick, args.sample_steps)
 
+    meter = RunMeter()
     rep = {"machine": report.machine_info(), "quick": args.quick, "threads": args.threads, "engines": args.engines,
-           "library": lib, "configs": {n: CONFIGS[n] for n in args.names}, "runs": [], "summary": []}
-    print(f"SwiftDDPM bench — {rep['machine']['cpu']}, {rep['machine']['cores']} cores, "
-          f"{'quick' if args.quick else 'full'}; library {lib}", flush=True)
+           "library": lib, "openblas": openblas_version(lib), "configs": {n: CONFIGS[n] for n in args.names},
+           "runs": [], "summary": []}
+    print(f"SwiftDDPM bench — {rep['machine']['date']}, {rep['machine']['cpu']}, {rep['machine']['cores']} cores, "
+          f"{'quick' if args.quick else 'full'}; library {lib}; {rep['openblas'] or 'BLAS: not OpenBLAS?'}", flush=True)
+    print(f"  before: {describe(rep['machine']['quiet_at_start'])}", flush=True)
+    for reason in machine_busy(rep["machine"]["quiet_at_start"]):
+        print(f"  WARNING: the machine is BUSY ({reason}): the numbers will be noisy and low; the report says so.",
+              flush=True)
     t_start = time.perf_counter()
+    rep["fma_peak"] = measure_fma_peak(args.out, args.threads)
+    print("  FMA peak:", report.progress_peak(rep["fma_peak"]), flush=True)
 
     exe, c_err = (None, "not run") if "ours" not in args.engines else build_c_driver(lib, args.out)
     if "ours" in args.engines and exe is None:
@@ -169,8 +194,12 @@ def main() -> int:
     if "ours" in args.engines:
         measure_parity_and_overhead(args, exe, c_err, rep, python)
 
+    rep["fma_peak"] = best_peak(rep["fma_peak"], measure_fma_peak(args.out, args.threads))  # again: the best of both
+    print("  FMA peak, best of start and end:", report.progress_peak(rep["fma_peak"]), flush=True)
     rep["total_s"] = time.perf_counter() - t_start
-    rep["machine"]["loadavg_at_end"] = os.getloadavg()
+    rep["machine"]["quiet_at_end"] = loadavg()
+    rep["others_cores"] = meter.others_cores()
+    rep["targets"] = targets.evaluate(rep["summary"])
     written = report.write_files(rep, args.out)
     report.print_table(rep)
     print(f"\nwrote {written}.{{json,md}} (and latest.*) in {rep['total_s']:.0f} s")

@@ -15,6 +15,8 @@ import re
 import shutil
 import subprocess
 
+from quiet import run_measured
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -53,18 +55,18 @@ def c_driver_args(exe: str, cfg: dict, threads: int, quick: bool) -> list[str] |
 
 
 def run_c_driver(exe: str, cfg: dict, threads: int, quick: bool) -> dict:
-    """The C driver on one configuration: allocations, engine step times, sgemm share and replay."""
+    """The C driver on one configuration: allocations, engine step times, sgemm share and replay,
+    with its quiet record (quiet.run_measured)."""
     args = c_driver_args(exe, cfg, threads, quick)
     if isinstance(args, str):
         return {"error": args}
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
-    try:
-        proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
-    except subprocess.TimeoutExpired:
-        return {"error": "timed out"}
+    proc, quiet = run_measured(args, env, timeout=600)
+    if proc is None:
+        return {"error": "timed out", "quiet": quiet}
     if proc.returncode != 0:
-        return {"error": (proc.stderr or proc.stdout).strip()[-300:]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        return {"error": (proc.stderr or proc.stdout).strip()[-300:], "quiet": quiet}
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]), quiet=quiet)
 
 
 def profile_c_driver(exe: str, cfg: dict, name: str, out_dir: str, quick: bool, top: int = 15) -> dict:

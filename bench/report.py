@@ -17,7 +17,9 @@ import os
 import platform
 import subprocess
 
+import targets
 from configs import T
+from quiet import busy_reasons, describe, loadavg, machine_busy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,9 +37,9 @@ def machine_info() -> dict:
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
                            capture_output=True, text=True).stdout.strip()
-    return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": cpu,
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu,
             "cores": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-            "loadavg_at_start": os.getloadavg(), "python": platform.python_version(), "platform": platform.platform(),
+            "quiet_at_start": loadavg(), "python": platform.python_version(), "platform": platform.platform(),
             "git": commit + ("-dirty" if dirty else "")}
 
 
@@ -49,15 +51,42 @@ def ok(r) -> bool:
     return bool(r) and "error" not in r
 
 
+def best_of(runs: dict) -> dict:
+    """{train: (threads, steps/s), sample: (threads, s)} of the fastest thread count of one engine's runs."""
+    if not runs:
+        return {}
+    bt = min(runs, key=lambda t: runs[t]["train"]["s_median"])
+    bs = min(runs, key=lambda t: runs[t]["sample_s"])
+    return {"train": {"threads": bt, "steps_per_s": 1 / runs[bt]["train"]["s_median"]},
+            "sample": {"threads": bs, "s": runs[bs]["sample_s"]}}
+
+
 def summarize(name: str, rows: dict, cdrv: dict, threads: list[int]) -> dict:
-    """Ratios against PyTorch's best thread count, GFLOP/s and sgemm shares for one config."""
+    """Ratios against PyTorch's best thread count (eager, and torch.compile beside it), our
+    2-thread/1-thread scaling, GFLOP/s against sgemm on the same calls, sgemm shares and
+    allocations per step for one config."""
     s = {"config": name}
     tt = {t: rows.get(("torch", t)) for t in threads if ok(rows.get(("torch", t)))}
+    tc = {t: rows.get(("compiled", t)) for t in threads if ok(rows.get(("compiled", t)))}
+    mine = {t: rows.get(("ours", t)) for t in threads if ok(rows.get(("ours", t)))}
     if tt:
-        bt = min(tt, key=lambda t: tt[t]["train"]["s_median"])
-        bs = min(tt, key=lambda t: tt[t]["sample_s"])
-        s["torch_best_train"] = {"threads": bt, "steps_per_s": 1 / tt[bt]["train"]["s_median"]}
-        s["torch_best_sample"] = {"threads": bs, "s": tt[bs]["sample_s"]}
+        b = best_of(tt)
+        s["torch_best_train"], s["torch_best_sample"] = b["train"], b["sample"]
+    if tc:
+        b = best_of(tc)
+        s["compiled_best_train"], s["compiled_best_sample"] = b["train"], b["sample"]
+    if mine:
+        b = best_of(mine)
+        s["ours_best_train"], s["ours_best_sample"] = b["train"], b["sample"]
+        if tt:
+            s["best_train_ratio"] = b["train"]["steps_per_s"] / s["torch_best_train"]["steps_per_s"]
+            s["best_sample_ratio"] = s["torch_best_sample"]["s"] / b["sample"]["s"]
+        if tc:
+            s["best_train_ratio_compiled"] = b["train"]["steps_per_s"] / s["compiled_best_train"]["steps_per_s"]
+            s["best_sample_ratio_compiled"] = s["compiled_best_sample"]["s"] / b["sample"]["s"]
+        if 1 in mine and 2 in mine:
+            s["train_scaling"] = mine[1]["train"]["s_median"] / mine[2]["train"]["s_median"]
+            s["sample_scaling"] = mine[1]["sample_s"] / mine[2]["sample_s"]
     for t in threads:
         r, c = rows.get(("ours", t)), cdrv.get(t)
         entry = {}
@@ -66,13 +95,18 @@ def summarize(name: str, rows: dict, cdrv: dict, threads: list[int]) -> dict:
             if tt:
                 entry["train_speed_ratio"] = entry["train_steps_per_s"] / s["torch_best_train"]["steps_per_s"]
                 entry["sample_speed_ratio"] = s["torch_best_sample"]["s"] / r["sample_s"]
+            if tc:
+                entry["train_speed_ratio_compiled"] = entry["train_steps_per_s"] / s["compiled_best_train"]["steps_per_s"]
+                entry["sample_speed_ratio_compiled"] = s["compiled_best_sample"]["s"] / r["sample_s"]
         if ok(c):
             flops = c["train_gemm_flops_per_step"]
             entry.update(gemm_flops_per_step=flops, c_train_step_s=c["train_step_s_median"],
                          c_train_gflops=flops / c["train_step_s_median"] / 1e9,
                          gemm_share_train=c["train_gemm_s_per_step"] / c["train_step_s_median"],
                          sgemm_replay_gflops=flops / c["train_gemm_replay_s"] / 1e9,
-                         sgemm_in_engine_gflops=flops / c["train_gemm_s_per_step"] / 1e9)
+                         sgemm_in_engine_gflops=flops / c["train_gemm_s_per_step"] / 1e9,
+                         train_allocs_per_step=c["train_allocs_per_step"],
+                         sample_allocs_per_step=c["sample_allocs_per_step"])
             if ok(r):
                 entry["train_gflops"] = flops / r["train"]["s_median"] / 1e9
                 entry["python_overhead_s"] = r["train"]["s_median"] - c["train_step_s_median"]
@@ -88,40 +122,108 @@ def summarize(name: str, rows: dict, cdrv: dict, threads: list[int]) -> dict:
     return s
 
 
+def run_busy(r: dict) -> list[str]:
+    """Why one measurement (worker or C driver result) may be off, [] when quiet."""
+    timed = r.get("train", {}).get("cpu_per_wall") if isinstance(r.get("train"), dict) else None
+    return busy_reasons(r.get("quiet"), r.get("threads", 0), timed)
+
+
+def flag(r: dict) -> str:
+    reasons = run_busy(r)
+    return f" ⚠ BUSY ({', '.join(reasons)})" if reasons else ""
+
+
+def roofline_lines(report: dict) -> list[str]:
+    """One line per configuration and thread count: our engine's GFLOP/s (C driver, train step
+    and sampling step), sgemm's on the same calls, the FMA peak; and for 2 threads, our train
+    step's share of 2-thread sgemm."""
+    peak = report.get("fma_peak", {})
+    p1 = peak.get("1", {}).get("gflops_best") if ok(peak) else None
+    lines = []
+    for s in report["summary"]:
+        for t in report["threads"]:
+            e = s.get(f"ours_{t}")
+            if not e or "c_train_gflops" not in e:
+                continue
+            pt = peak.get(str(t), {}).get("gflops_best") if ok(peak) else None
+            line = (f"{s['config']} {t}T: ours {fmt(e['c_train_gflops'], '.0f')} GFLOP/s train, "
+                    f"{fmt(e.get('sample_gflops'), '.0f')} sampling | sgemm same shapes "
+                    f"{fmt(e['sgemm_replay_gflops'], '.0f')} train, {fmt(e.get('sample_sgemm_replay_gflops'), '.0f')} "
+                    f"sampling | FMA peak {fmt(p1, '.0f')}/core, {fmt(pt, '.0f')} on {t}")
+            if t == 2:
+                line += f" | ours/sgemm train {fmt(e['c_train_gflops'] / e['sgemm_replay_gflops'], '.0%')}"
+            lines.append(line)
+    return lines
+
+
+def busy_banner(report: dict) -> list[str]:
+    """The run-wide warning (empty on a quiet machine): load before the run, other processes'
+    CPU use over it, and how many measurements were flagged."""
+    m = report["machine"]
+    reasons = machine_busy(m.get("quiet_at_start"), report.get("others_cores"))
+    flagged = [r for r in report["runs"] if run_busy(r)]
+    if flagged:
+        reasons.append(f"{len(flagged)} of {len(report['runs'])} measurements flagged")
+    if not reasons:
+        return []
+    return [f"**BUSY: {'; '.join(reasons)}. The machine was not quiet: absolute numbers are low, ratios "
+            "and 2-thread figures unreliable (rows marked ⚠). Re-run on a quiet machine (load < 0.3) "
+            "before quoting them.**", ""]
+
+
 def markdown(report: dict) -> str:
     m = report["machine"]
-    load = ", ".join(f"{x:.2f}" for x in m.get("loadavg_at_start", ()))
+    start, end = m.get("quiet_at_start"), m.get("quiet_at_end")
     lines = [f"# SwiftDDPM bench — {m['date']}", "",
-             f"CPU: {m['cpu']}, {m['cores']} cores visible; load average at start {load}; git {m['git']}; "
-             f"PyTorch {report.get('torch_version', '?')}; libddpm {report.get('library_version', '?')}; "
-             f"{'quick' if report['quick'] else 'full'} mode; {report.get('total_s', 0):.0f} s.", ""]
-    busy = max(list(m.get("loadavg_at_start", ())) + list(m.get("loadavg_at_end", ())) or [0])
-    if m.get("cores") and busy > 0.5 * m["cores"]:
-        lines += [f"**Warning: the machine was busy (load average up to {busy:.1f} on {m['cores']} cores): "
-                  "absolute numbers are low and the 2-thread ones unreliable.**", ""]
-    lines += ["Train: steps/s from Python (Model.train_step / the PyTorch reference's step), median of timed "
+             f"CPU: {m['cpu']}, {m['cores']} cores visible; OpenBLAS: {report.get('openblas') or '?'}; "
+             f"PyTorch {report.get('torch_version', '?')}; libddpm {report.get('library_version', '?')}; git {m['git']}; "
+             f"{'quick' if report['quick'] else 'full'} mode; {report.get('total_s', 0):.0f} s.", "",
+             f"Quiet: before the run {describe(start) if start else '?'}; after it {describe(end) if end else '?'}; "
+             f"other processes used {fmt(report.get('others_cores'), '.2f')} cores on average during it.", ""]
+    lines += busy_banner(report)
+    lines += targets_markdown(report)
+    lines += ["", "## Roofline", "",
+              "GFLOP/s of the engine's own steps (C driver, no Python; GEMM FLOPs counted by intercepting every "
+              "cblas_sgemm), of cblas_sgemm replaying exactly those calls (same library, threads), and the FMA "
+              "peak (fma_peak.c: independent AVX2 FMA chains, best of 20 × 50 ms, at the start and the end of the run). "
+              "ours/sgemm: our train step's GFLOP/s over sgemm's on its own calls (large's target at 2 threads: ≥ 70%).",
+              "", "```"]
+    lines += roofline_lines(report) or ["(no C driver results)"]
+    lines += ["```", "", "## Runs", "",
+              "Train: steps/s from Python (Model.train_step / the PyTorch reference's step), median of timed "
               "chunks after warm-up. Sample: seconds for 1000 DDPM ancestral steps (σ² = β_t, EMA weights) "
               "of n samples; timed over fewer steps and scaled to 1000 where marked *. RSS: peak resident MB "
               "of that engine's own subprocess, Python and imports included (in brackets: after imports, "
-              "before the model).", "",
-              "| config | engine | threads | train steps/s | sample 1000 steps (s) | n | peak RSS MB (base) |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+              "before the model). compiled: PyTorch under torch.compile (compile seconds: train, sampling). "
+              "CPU/wall: the process's CPU time over the timed train chunks per wall second (≈ 1 at 1 thread "
+              "on a quiet core). Load: 1-minute load average and processes running just before the child; "
+              "others: cores used by other processes while it ran.", "",
+              "| config | engine | threads | train steps/s | sample 1000 steps (s) | n | peak RSS MB (base) | "
+              "compile s | CPU/wall | load, running | others | quiet? |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in report["runs"]:
         cfg = report["configs"][r["config"]]
+        q = r.get("quiet") or {}
+        qcells = (f"{fmt(q.get('before', {}).get('load', [None])[0], '.2f')}, {q.get('before', {}).get('running', '—')} | "
+                  f"{fmt(q.get('others_cores'), '.2f')} | {'⚠ ' + ', '.join(run_busy(r)) if run_busy(r) else 'ok'} |")
         if not ok(r):
             lines.append(f"| {r['config']} | {r['engine']} | {r['threads']} | — | — | {cfg['sample_n']} | "
-                         f"error: {r.get('error', '?')[:120]} |")
+                         f"error: {r.get('error', '?')[:160]} | | | " + qcells)
             continue
         star = "*" if r.get("sample_steps_run", T) < T else ""
         bad = "" if r.get("sample_finite", True) else " (non-finite samples!)"
+        comp = (f"{fmt(r.get('compile_train_s'), '.0f')}, {fmt(r.get('compile_sample_s'), '.0f')}"
+                if "compile_train_s" in r else "")
         lines.append(f"| {r['config']} | {r['engine']} | {r['threads']} | {1 / r['train']['s_median']:.1f} | "
-                     f"{r['sample_s']:.2f}{star}{bad} | {cfg['sample_n']} | {r['peak_rss_mb']:.0f} ({r['base_rss_mb']:.0f}) |")
-    lines += ["", "Ours against PyTorch's best thread count (speed ratios, > 1: ours is faster). GFLOP/s: "
+                     f"{r['sample_s']:.2f}{star}{bad} | {cfg['sample_n']} | {r['peak_rss_mb']:.0f} ({r['base_rss_mb']:.0f}) | "
+                     f"{comp} | {fmt(r['train'].get('cpu_per_wall'), '.2f')} | " + qcells)
+    lines += ["", "Ours against PyTorch's best thread count (speed ratios, > 1: ours is faster): eager, and in "
+              "brackets torch.compile where it ran. GFLOP/s: "
               "GEMM FLOPs of one train step (every cblas_sgemm the engine makes, intercepted in the C driver; "
               "for the MLP equal to the analytic count) / step time from Python. sgemm: the same calls replayed "
               "back to back on libddpm's own OpenBLAS (same shapes and strides, same thread count). "
               "In sgemm: share of the engine's step (C loop, no Python) spent inside cblas_sgemm.", "",
-              "| config | threads | train ratio | sample ratio | train GFLOP/s | sgemm GFLOP/s (replay) | "
+              "| config | threads | train ratio (compiled) | sample ratio (compiled) | train GFLOP/s | sgemm GFLOP/s (replay) | "
               "in sgemm: train | in sgemm: sample |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for s in report["summary"]:
@@ -129,32 +231,34 @@ def markdown(report: dict) -> str:
             e = s.get(f"ours_{t}")
             if not e:
                 continue
-            lines.append(f"| {s['config']} | {t} | {fmt(e.get('train_speed_ratio'), '.2f')} | "
-                         f"{fmt(e.get('sample_speed_ratio'), '.2f')} | {fmt(e.get('train_gflops'))} | "
+            lines.append(f"| {s['config']} | {t} | {fmt(e.get('train_speed_ratio'), '.2f')} "
+                         f"({fmt(e.get('train_speed_ratio_compiled'), '.2f')}) | "
+                         f"{fmt(e.get('sample_speed_ratio'), '.2f')} ({fmt(e.get('sample_speed_ratio_compiled'), '.2f')}) | "
+                         f"{fmt(e.get('train_gflops'))} | "
                          f"{fmt(e.get('sgemm_replay_gflops'))} | {fmt(e.get('gemm_share_train'), '.0%')} | "
                          f"{fmt(e.get('gemm_share_sample'), '.0%')} |")
     cd = report.get("c_driver", {})
     if cd:
-        lines += ["", "C driver (no Python; 1 thread): heap allocations (malloc family, all threads) in steady "
+        lines += ["", "C driver (no Python; each thread count): heap allocations (malloc family, all threads) in steady "
                   "state, the engine's own time per train step and sampling step (n samples), and the Python "
                   "overhead: Model.train_step from Python − the same step from the C loop (shown where the step "
                   "is short enough for the difference to stand out of the noise).", "",
-                  "| config | allocs / train step | allocs / sample step | allocs / sample call | "
+                  "| config | threads | allocs / train step | allocs / sample step | allocs / sample call | "
                   "C train step ms | Python train step ms | Python overhead µs | C sample step ms |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, per_t in cd.items():
-            c = per_t.get("1") or per_t.get(1)
-            if not c:
-                continue
-            if not ok(c):
-                lines.append(f"| {name} | error: {c.get('error', '?')[:100]} | | | | | | |")
-                continue
-            py = c.get("python_step_s")
-            lines.append(f"| {name} | {c['train_allocs_per_step']:.2f} | {c['sample_allocs_per_step']:.2f} | "
-                         f"{c['sample_allocs_per_call']:.0f} | {c['train_step_s_median'] * 1e3:.3f} | "
-                         f"{fmt(py * 1e3 if py else None, '.3f')} | "
-                         f"{fmt((py - c['train_step_s_median']) * 1e6 if py and c['train_step_s_median'] < 1e-3 else None)} | "
-                         f"{fmt(c['sample_step_s'] * 1e3 if c.get('sample_step_s') else None, '.2f')} |")
+            for t, c in per_t.items():
+                if not c:
+                    continue
+                if not ok(c):
+                    lines.append(f"| {name} | {t} | error: {c.get('error', '?')[:100]} | | | | | | |")
+                    continue
+                py = c.get("python_step_s")
+                lines.append(f"| {name} | {t}{flag(c)} | {c['train_allocs_per_step']:.2f} | {c['sample_allocs_per_step']:.2f} | "
+                             f"{c['sample_allocs_per_call']:.0f} | {c['train_step_s_median'] * 1e3:.3f} | "
+                             f"{fmt(py * 1e3 if py else None, '.3f')} | "
+                             f"{fmt((py - c['train_step_s_median']) * 1e6 if py and c['train_step_s_median'] < 1e-3 else None)} | "
+                             f"{fmt(c['sample_step_s'] * 1e3 if c.get('sample_step_s') else None, '.2f')} |")
     lines += mpi_markdown(report)
     o = report.get("overhead")
     if ok(o) and "c_step_s" in o:
@@ -177,6 +281,27 @@ def markdown(report: dict) -> str:
                   "| % | symbol |", "|---:|---|"]
         lines += [f"| {h['percent']:.1f} | `{h['symbol']}` |" for h in prof["hot"]]
     return "\n".join(lines) + "\n"
+
+
+def targets_markdown(report: dict) -> list[str]:
+    """The issue's targets, one row each: the figure, met or not and by how much."""
+    rows = report.get("targets") or []
+    if not rows:
+        return []
+    busy = " (machine BUSY: see above)" if busy_banner(report) else ""
+    lines = ["## Targets (issue 11)" + busy, "",
+             "Ours and PyTorch eager each at their best thread count; torch.compile beside it where it ran.", "",
+             "| config | target | figure (bound) | verdict | vs torch.compile |", "|---|---|---:|---|---:|"]
+    by_config = {s["config"]: s for s in report["summary"]}
+    for row in rows:
+        s = by_config.get(row["config"], {})
+        beside = ""
+        if row["target"].startswith("train speed"):
+            beside = fmt(s.get("best_train_ratio_compiled"), ".2f") + ("×" if "best_train_ratio_compiled" in s else "")
+        elif row["target"].startswith("sampling speed"):
+            beside = fmt(s.get("best_sample_ratio_compiled"), ".2f") + ("×" if "best_sample_ratio_compiled" in s else "")
+        lines.append(f"| {row['config']} | {row['target']} | {targets.figure(row)} | {targets.verdict(row)} | {beside} |")
+    return lines
 
 
 def mpi_markdown(report: dict) -> list[str]:
@@ -214,14 +339,22 @@ def progress_mpi(r: dict) -> str:
 
 def print_table(report: dict) -> None:
     print()
-    print(f"{'config':8} {'engine':6} {'thr':>3} {'train st/s':>11} {'sample s':>9} {'RSS MB':>7}")
+    print(f"{'config':8} {'engine':8} {'thr':>3} {'train st/s':>11} {'sample s':>9} {'RSS MB':>7}")
     for r in report["runs"]:
         if not ok(r):
-            print(f"{r['config']:8} {r['engine']:6} {r['threads']:>3}  error: {r.get('error', '?')[:100]}")
+            print(f"{r['config']:8} {r['engine']:8} {r['threads']:>3}  error: {r.get('error', '?')[:100]}")
         else:
             star = "*" if r.get("sample_steps_run", T) < T else " "
-            print(f"{r['config']:8} {r['engine']:6} {r['threads']:>3} {1 / r['train']['s_median']:>11.1f} "
-                  f"{r['sample_s']:>9.2f}{star}{r['peak_rss_mb']:>7.0f}")
+            print(f"{r['config']:8} {r['engine']:8} {r['threads']:>3} {1 / r['train']['s_median']:>11.1f} "
+                  f"{r['sample_s']:>9.2f}{star}{r['peak_rss_mb']:>7.0f}{flag(r)}")
+    print()
+    for line in roofline_lines(report):
+        print(line)
+    print()
+    for row in report.get("targets") or []:
+        print(f"{row['config']:8} {row['target']:55} {targets.figure(row):>22}  {targets.verdict(row)}")
+    for line in busy_banner(report):
+        print(line.replace("**", ""))
     print()
     for s in report["summary"]:
         for t in report["threads"]:
@@ -253,16 +386,27 @@ def write_files(report: dict, out_dir: str) -> str:
 def progress_run(r: dict) -> str:
     if not ok(r):
         return "error: " + r.get("error", "?")[:300]
+    comp = (f", compiled in {r['compile_train_s']:.0f} + {r['compile_sample_s']:.0f} s"
+            if "compile_sample_s" in r else "")
     return (f"train {1 / r['train']['s_median']:.1f} steps/s, sample {r['sample_s']:.2f} s"
             f"{'' if r.get('sample_steps_run', T) == T else ' (scaled)'}, "
-            f"RSS {r['peak_rss_mb']:.0f} MB ({r['wall_s']:.0f} s)")
+            f"RSS {r['peak_rss_mb']:.0f} MB ({r['wall_s']:.0f} s, CPU {r['quiet']['cpu_s']:.0f} s{comp})"
+            f"{flag(r)}")
 
 
 def progress_c_driver(c: dict) -> str:
     if not ok(c):
         return f"error: {c.get('error', '?')[:200]}"
     return (f"train step {c['train_step_s_median'] * 1e3:.2f} ms ({c['train_gemm_s_per_step'] / c['train_step_s_median']:.0%} "
-            f"in sgemm), {c['train_allocs_per_step']:.1f} allocs/step, sample step {c['sample_step_s'] * 1e3:.2f} ms")
+            f"in sgemm), {c['train_allocs_per_step']:.1f} allocs/step, sample step {c['sample_step_s'] * 1e3:.2f} ms"
+            f"{flag(c)}")
+
+
+def progress_peak(peak: dict) -> str:
+    if not ok(peak):
+        return f"error: {peak.get('error', '?')}"
+    return ", ".join(f"{t} thread(s) {p['gflops_best']:.0f} GFLOP/s" if ok(p) else f"{t}: {p.get('error')}"
+                     for t, p in peak.items())
 
 
 def progress_profile(prof: dict) -> str:

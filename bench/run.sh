@@ -87,6 +87,13 @@ if [ ! -f "$LIB" ]; then
     (cd "$ROOT" && swift build -c release --product ddpm)
 fi
 
+# The library's SONAME (libddpm.so.N) is what the C driver, linked against it, looks for beside
+# it; `make build` makes that link, a plain `swift build` does not.
+soname="$(readelf -d "$LIB" 2>/dev/null | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p' || true)"
+if [ -n "$soname" ] && [ ! -e "$(dirname "$LIB")/$soname" ] && [ -w "$(dirname "$LIB")" ]; then
+    ln -sf "$(basename "$LIB")" "$(dirname "$LIB")/$soname"
+fi
+
 export PYTHONPATH="$ROOT/python${PYTHONPATH:+:$PYTHONPATH}"
 export SWIFTDDPM_LIBRARY="$LIB"
 exec "$PY" "$ROOT/bench/bench.py" "$@"

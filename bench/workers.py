@@ -4,6 +4,8 @@ at start-up hold.
 
   torch     the PyTorch reference (swiftddpm.torch's networks, reference_common.py): train steps/s,
             sampling time, peak RSS, PyTorch's own FLOP count of a train step
+  compiled  the same under torch.compile (inductor, CPU): compile times apart, each capped; an
+            error with the reason when it fails or the cap expires
   ours      SwiftDDPM through its Python package: train steps/s, sampling time, peak RSS
   overhead  Model.train_step on a tiny model and a trivial ctypes call, for the Python cost
   parity    our ε̂ against the PyTorch reference holding our weights (needs both engines)
@@ -21,11 +23,11 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 from configs import E, T
+from quiet import run_measured
 
 # ---- the engines' models ----------------------------------------------------------------
 
@@ -74,7 +76,9 @@ def peak_rss_mb() -> float:
 
 def time_steps(step, warmup: int, target_s: float, chunks: int = 5) -> dict:
     """Runs `warmup` calls, sizes chunks to about target_s/chunks seconds each, and returns
-    the median and minimum seconds per call over the chunks."""
+    the median and minimum seconds per call over the chunks, and the process's CPU time over
+    the timed chunks per second of wall time (≈ the threads kept busy; < 1 at 1 thread: the
+    process waited for a core)."""
     for _ in range(warmup):
         step()
     t0 = time.perf_counter()
@@ -85,12 +89,15 @@ def time_steps(step, warmup: int, target_s: float, chunks: int = 5) -> dict:
     per_call = (time.perf_counter() - t0) / probe
     per_chunk = max(1, int(target_s / chunks / per_call))
     times = []
+    c0, w0 = time.process_time(), time.perf_counter()
     for _ in range(chunks):
         t0 = time.perf_counter()
         for _ in range(per_chunk):
             step()
         times.append((time.perf_counter() - t0) / per_chunk)
-    return {"s_median": statistics.median(times), "s_min": min(times), "calls": per_chunk * chunks}
+    cpu_per_wall = (time.process_time() - c0) / (time.perf_counter() - w0)
+    return {"s_median": statistics.median(times), "s_min": min(times), "calls": per_chunk * chunks,
+            "cpu_per_wall": cpu_per_wall}
 
 
 def budget_steps(sample, wanted: int, budget_s: float | None) -> int:
@@ -126,11 +133,44 @@ def gemm_flops(calls) -> float:
 # ---- the workers ------------------------------------------------------------------------
 
 
+class CompileTimeout(Exception):
+    pass
+
+
+def compile_capped(call, cap_s: float, what: str):
+    """Runs call() (the first call of a torch.compile'd network: it compiles) under a SIGALRM
+    cap of cap_s seconds; returns the seconds it took, or raises CompileTimeout."""
+    import signal
+
+    def expire(signum, frame):
+        raise CompileTimeout(f"torch.compile of the {what} took over {cap_s:.0f} s (capped)")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(max(1, int(cap_s)))
+    t0 = time.perf_counter()
+    try:
+        call()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    return time.perf_counter() - t0
+
+
+def compile_error(e: Exception, what: str, cap_s: float) -> str:
+    """The reason torch.compile gave up, for the report (dynamo wraps our CompileTimeout)."""
+    if isinstance(e, CompileTimeout) or "CompileTimeout" in str(e):
+        return f"torch.compile of the {what} took over {cap_s:.0f} s (capped: --compile-cap)"
+    return f"torch.compile of the {what} failed: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+
+
 def worker_torch(spec: dict) -> dict:
+    """The PyTorch reference, eager, or with spec["compile"] under torch.compile (inductor's
+    CPU backend, static shapes): the network of the train step and the EMA network of sampling
+    are compiled, each compile capped at spec["compile_cap_s"] and timed apart."""
     import torch
     torch.set_num_threads(spec["threads"])
     import reference_common as ref
     cfg = spec["cfg"]
+    compile_ = spec.get("compile", False)
     base_rss = peak_rss_mb()
     torch.manual_seed(0)
     sched = ref.LinearSchedule(T)
@@ -141,19 +181,37 @@ def worker_torch(spec: dict) -> dict:
     labels = torch.from_numpy(lab_np).long() if lab_np is not None else None
     result = {"torch_version": torch.__version__, "base_rss_mb": base_rss,
               "parameters": sum(p.numel() for p in net.parameters())}
+    cap = spec.get("compile_cap_s", 120)
+    if compile_:
+        import torch._inductor.config as inductor_config
+        inductor_config.compile_threads = 1  # no pool of compile workers on a 2-core machine
+        trainer.net = torch.compile(net, dynamic=False)
+        try:
+            result["compile_train_s"] = compile_capped(lambda: trainer.train_step(x0, labels), cap, "train step")
+        except Exception as e:  # the cap, or inductor's failures: no compiler, unsupported op, ...
+            return {"error": compile_error(e, "train step", cap), "torch_version": torch.__version__}
     result["train"] = time_steps(lambda: trainer.train_step(x0, labels), spec["warmup"], spec["target_s"])
-    try:  # FLOPs of one train step as PyTorch counts them (mm/addmm/conv, forward + backward)
-        from torch.utils.flop_counter import FlopCounterMode
-        with FlopCounterMode(display=False) as counter:
-            trainer.train_step(x0, labels)
-        result["torch_counted_flops_per_step"] = float(counter.get_total_flops())
-    except Exception as e:  # pragma: no cover
-        result["torch_counted_flops_per_step"] = None
-        result["flop_counter_error"] = str(e)
+    if not compile_:
+        try:  # FLOPs of one train step as PyTorch counts them (mm/addmm/conv, forward + backward)
+            from torch.utils.flop_counter import FlopCounterMode
+            with FlopCounterMode(display=False) as counter:
+                trainer.train_step(x0, labels)
+            result["torch_counted_flops_per_step"] = float(counter.get_total_flops())
+        except Exception as e:  # pragma: no cover
+            result["torch_counted_flops_per_step"] = None
+            result["flop_counter_error"] = str(e)
     n, steps = cfg["sample_n"], spec["sample_steps"]
+    trainer.net = net  # ema_net() copies the eager network
     ema = trainer.ema_net()
     shape = (n,) + tuple(x0.shape[1:])
     slabels = torch.arange(n) % cfg["K"] if cfg.get("K") else None
+    if compile_:
+        ema = torch.compile(ema, dynamic=False)
+        try:
+            result["compile_sample_s"] = compile_capped(
+                lambda: ref.ddpm_sample(ema, sched, shape, labels=slabels, steps=1), cap, "sampling forward")
+        except Exception as e:
+            return {"error": compile_error(e, "sampling forward", cap), "torch_version": torch.__version__}
     steps = budget_steps(lambda k: ref.ddpm_sample(ema, sched, shape, labels=slabels, steps=k), steps,
                          spec.get("sample_budget_s"))
     t0 = time.perf_counter()
@@ -163,6 +221,11 @@ def worker_torch(spec: dict) -> dict:
     result["sample_finite"] = bool(torch.isfinite(x).all())
     result["peak_rss_mb"] = peak_rss_mb()
     return result
+
+
+def worker_compiled(spec: dict) -> dict:
+    """The PyTorch reference under torch.compile (see worker_torch)."""
+    return worker_torch(dict(spec, compile=True))
 
 
 def worker_ours(spec: dict) -> dict:
@@ -335,7 +398,7 @@ def mpirun_prefix(ranks: int) -> list[str]:
     return command + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
 
 
-WORKERS = {"torch": worker_torch, "ours": worker_ours, "overhead": worker_overhead, "parity": worker_parity,
+WORKERS = {"torch": worker_torch, "compiled": worker_compiled, "ours": worker_ours, "overhead": worker_overhead, "parity": worker_parity,
            "mpi": worker_mpi}
 
 
@@ -344,25 +407,24 @@ WORKERS = {"torch": worker_torch, "ours": worker_ours, "overhead": worker_overhe
 
 def run_worker(kind: str, spec: dict, python: str, timeout: float = 600, launcher: list[str] = ()) -> dict:
     """Runs one worker in a fresh process (BLAS/OpenMP threads set to spec["threads"]), under
-    `launcher` (e.g. mpirun_prefix(2)) if given, and returns its JSON result with wall_s
-    added, or {"error": ...}."""
+    `launcher` (e.g. mpirun_prefix(2)) if given, and returns its JSON result with wall_s and
+    quiet (quiet.run_measured: load before, the child's CPU time, other processes' use) added,
+    or {"error": ..., "quiet": ...}."""
     env = dict(os.environ)
     threads = str(spec.get("threads", 1))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = threads
     cmd = [*launcher, python, os.path.abspath(__file__), kind, json.dumps(spec)]
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    wall = time.perf_counter() - t0
+    proc, q = run_measured(cmd, env, timeout)
+    if proc is None:
+        return {"error": f"timed out after {timeout:.0f} s", "quiet": q}
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"error": " | ".join(tail) or f"exit {proc.returncode}"}
+        return {"error": " | ".join(tail) or f"exit {proc.returncode}", "quiet": q}
     result = json.loads(lines[-1])
-    result["wall_s"] = wall
+    result["wall_s"] = q["wall_s"]
+    result["quiet"] = q
     return result
 
 
