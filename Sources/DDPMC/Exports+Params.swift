@@ -183,12 +183,14 @@ public func ddpm_cond_params_default() -> ddpm_cond_params {
 }
 
 func condParams(_ c: Conditioning) -> ddpm_cond_params {
+    let size = MemoryLayout<ddpm_cond_params>.size
     switch c {
     case .none:
-        return ddpm_cond_params(struct_size: MemoryLayout<ddpm_cond_params>.size, kind: Int32(DDPM_COND_NONE.rawValue), num_classes: 0)
+        return ddpm_cond_params(struct_size: size, kind: Int32(DDPM_COND_NONE.rawValue), num_classes: 0, dim: 0)
     case .classes(let k):
-        return ddpm_cond_params(struct_size: MemoryLayout<ddpm_cond_params>.size, kind: Int32(DDPM_COND_CLASSES.rawValue),
-                                num_classes: Int32(k))
+        return ddpm_cond_params(struct_size: size, kind: Int32(DDPM_COND_CLASSES.rawValue), num_classes: Int32(k), dim: 0)
+    case .vector(let d):
+        return ddpm_cond_params(struct_size: size, kind: Int32(DDPM_COND_VECTOR.rawValue), num_classes: 0, dim: Int32(d))
     }
 }
 
@@ -198,13 +200,44 @@ func conditioning(_ params: UnsafePointer<ddpm_cond_params>?) throws -> Conditio
     let p = try readParams(params, defaults: ddpm_cond_params_default(), "cond")
     switch ddpm_cond_kind(rawValue: UInt32(bitPattern: p.kind)) {
     case DDPM_COND_NONE:
-        guard p.num_classes == 0 else {
-            throw DDPMError.invalidArgument("num_classes is \(p.num_classes) but kind is NONE; set kind = DDPM_COND_CLASSES")
+        guard p.num_classes == 0, p.dim == 0 else {
+            throw DDPMError.invalidArgument("num_classes is \(p.num_classes) and dim \(p.dim) but kind is NONE; set kind")
         }
         return .none
-    case DDPM_COND_CLASSES: return .classes(Int(p.num_classes))
-    default: throw DDPMError.invalidArgument("unknown conditioning kind \(p.kind) (0 none, 1 classes)")
+    case DDPM_COND_CLASSES:
+        guard p.dim == 0 else { throw DDPMError.invalidArgument("dim is \(p.dim) but kind is CLASSES (dim is for VECTOR)") }
+        return .classes(Int(p.num_classes))
+    case DDPM_COND_VECTOR:
+        guard p.num_classes == 0 else {
+            throw DDPMError.invalidArgument("num_classes is \(p.num_classes) but kind is VECTOR (num_classes is for CLASSES)")
+        }
+        return .vector(Int(p.dim))
+    default: throw DDPMError.invalidArgument("unknown conditioning kind \(p.kind) (0 none, 1 classes, 2 vector)")
     }
+}
+
+@_cdecl("ddpm_cond_batch_default")
+public func ddpm_cond_batch_default() -> ddpm_cond_batch {
+    ddpm_cond_batch(struct_size: MemoryLayout<ddpm_cond_batch>.size, labels: nil, vectors: nil, vectors_count: 0)
+}
+
+/// The engine's ConditionBatch for `rows` rows of a model conditioned on `c` (NULL means
+/// none): the struct read over its defaults, vectors_count checked against rows × Dc.
+/// The values themselves (labels in 0...K, finite vectors) are the engine's to check.
+func conditionBatch(_ params: UnsafePointer<ddpm_cond_batch>?, rows: Int64, _ c: Conditioning) throws -> ConditionBatch {
+    guard params != nil else { return .none }
+    let p = try readParams(params, defaults: ddpm_cond_batch_default(), "cond")
+    var batch = ConditionBatch(labels: p.labels)
+    if let vectors = p.vectors {
+        guard c.vectorDim > 0 else {
+            throw DDPMError.invalidArgument("cond->vectors was given but the model is not conditioned on vectors")
+        }
+        _ = try checkCount(p.vectors_count, rows: rows, cols: Int64(c.vectorDim), "cond->vectors")
+        (batch.vectors, batch.vectorDim) = (vectors, c.vectorDim)
+    } else if p.vectors_count != 0 {
+        throw DDPMError.invalidArgument("cond->vectors is NULL but vectors_count is \(p.vectors_count)")
+    }
+    return batch
 }
 
 @_cdecl("ddpm_predict_params_default")

@@ -2,7 +2,8 @@
 // guidance (Ho & Salimans 2022):
 //   ε̂ = ε̂_uncond + w·(ε̂_cond − ε̂_uncond)
 // w = 1 is the plain conditional prediction, w = 0 the unconditional one. Both predictions
-// run as one batch of 2B rows.  B = batch, S = floats per sample.
+// run as one batch of 2B rows: the given condition, then the null one (label K or the
+// learned null vector).  B = batch, S = floats per sample, Dc = conditioning-vector size.
 //
 // The network runs on fixed chunks of `predictionChunk` samples (the last one shorter),
 // never on the whole batch at once: a BLAS may round a row of a product differently with the
@@ -19,7 +20,7 @@ import Darwin
 /// The weights and guidance of a prediction (ddpm_predict_params in C). Checked once, in
 /// `DiffusionModel.denoiser(_:batch:)`.
 public struct PredictOptions: Sendable, Equatable {
-    /// Classifier-free guidance scale w (1 = conditional, 0 = unconditional); used when labels are given.
+    /// Classifier-free guidance scale w (1 = conditional, 0 = unconditional); used when a condition is given.
     public var guidanceScale: Float = 1
     /// Predict with the EMA weights (default) or the live ones.
     public var useEMA = true
@@ -44,7 +45,9 @@ final class GuidedDenoiser: Denoiser {
     let sampleSize: Int
     let predictionType: PredictionType  // the model's training target
     let ts: Buffer<Int32>  // (2C,) the shared timestep; C = min(B, chunk)
-    let labels2: Buffer<Int32>  // (2C,) cond labels then null labels
+    let labels2: Buffer<Int32>  // (2C,) cond labels then null labels (class conditioning)
+    let vectors2: Buffer<Float>  // (2C, Dc) cond vectors then unread rows (vector conditioning)
+    let null2: Buffer<UInt8>  // (2C,) 0 then 1: the second half takes the null vector
     let x2: Buffer<Float>  // (2C, S)
     let out2: Buffer<Float>  // (2C, O) the network's outputs, O = S or 2S with a learned variance
     let variance: Buffer<Float>  // (B, S) the learned variance's v of the last prediction (conditional), or empty
@@ -55,8 +58,8 @@ final class GuidedDenoiser: Denoiser {
     /// Floats (and 4-byte integers) it holds per row of a batch: the shared t, the learned
     /// variance and, when guided, the doubled batch (labels, x and output), or the whole output
     /// of an unguided pass with a learned variance.
-    static func floatsPerRow(sampleSize S: Int, outputSize O: Int, guided: Bool) -> Double {
-        Double(O - S) + (guided ? Double(4 + 2 * S + 2 * O) : 2 + Double(O == S ? 0 : O))
+    static func floatsPerRow(sampleSize S: Int, outputSize O: Int, vectorDim Dc: Int, guided: Bool) -> Double {
+        Double(O - S) + (guided ? Double(5 + 2 * S + 2 * O + 2 * Dc) : 2 + Double(O == S ? 0 : O))
     }
 
     /// - Parameter guided: the predictions combine a conditional and an unconditional pass.
@@ -71,41 +74,55 @@ final class GuidedDenoiser: Denoiser {
         let batch = min(batch, GuidedDenoiser.chunk)
         let rows = guided ? 2 * batch : 0
         ts = try Buffer(count: 2 * batch, zero: 0)
-        labels2 = try Buffer(count: rows, zero: 0)
+        let Dc = network.conditioning.vectorDim
+        labels2 = try Buffer(count: Dc > 0 ? 0 : rows, zero: 0)
+        vectors2 = try Buffer(count: Dc > 0 ? rows * Dc : 0, zero: 0)
+        null2 = try Buffer(count: Dc > 0 ? rows : 0, zero: 0)
         x2 = try Buffer(count: rows * network.sampleSize)
         out2 = try Buffer(count: (network.learnsVariance ? max(rows, batch) : rows) * network.outputSize)
     }
 
     func predict(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: Int,
-                 labels: UnsafePointer<Int32>?, batch: Int) throws {
+                 cond: ConditionBatch, batch: Int) throws {
         let S = sampleSize
         ts.fill(Int32(t))
         for start in stride(from: 0, to: batch, by: GuidedDenoiser.chunk) {
             predictChunk(out + start * S, variance: variance.pointer + (network.learnsVariance ? start * S : 0),
-                         x: x + start * S, labels: labels.map { $0 + start }, batch: min(GuidedDenoiser.chunk, batch - start))
+                         x: x + start * S, cond: cond.rows(from: start, count: min(GuidedDenoiser.chunk, batch - start)),
+                         batch: min(GuidedDenoiser.chunk, batch - start))
         }
     }
 
     /// predict for one chunk of B ≤ chunk samples; v (B, S) too when the variance is learned.
     func predictChunk(_ out: UnsafeMutablePointer<Float>, variance v: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
-                      labels: UnsafePointer<Int32>?, batch B: Int) {
+                      cond: ConditionBatch, batch B: Int) {
         let S = sampleSize
         let w = guidanceScale
-        guard let labels, network.numClasses > 0, w != 1 else {
-            // Plain prediction: conditional if labels were given, else null labels.
-            forward(out, variance: v, x: x, labels: labels, batch: B)
+        guard cond.isGiven, network.conditioning.isConditional, w != 1 else {
+            // Plain prediction: conditional if a condition was given, else the null one.
+            forward(out, variance: v, x: x, cond: cond, batch: B)
             return
         }
         if w == 0 {
-            forward(out, variance: v, x: x, labels: nil, batch: B)
+            forward(out, variance: v, x: x, cond: .none, batch: B)
             return
         }
-        let K = Int32(network.numClasses)
         x2.pointer.update(from: x, count: B * S)
         (x2.pointer + B * S).update(from: x, count: B * S)
-        labels2.pointer.update(from: labels, count: B)
-        (labels2.pointer + B).update(repeating: K, count: B)
-        network.forward(out2.pointer, x: x2.pointer, t: ts.pointer, labels: labels2.pointer, batch: 2 * B,
+        // The doubled batch: rows 0..<B with the condition, rows B..<2B with the null one.
+        var cond2 = ConditionBatch.none
+        if let vectors = cond.vectors {
+            let Dc = cond.vectorDim
+            vectors2.pointer.update(from: vectors, count: B * Dc)  // rows B..<2B are not read
+            null2.pointer.update(repeating: 0, count: B)
+            (null2.pointer + B).update(repeating: 1, count: B)
+            cond2 = ConditionBatch(vectors: vectors2.pointer, vectorDim: Dc, null: null2.pointer)
+        } else if let labels = cond.labels {
+            labels2.pointer.update(from: labels, count: B)
+            (labels2.pointer + B).update(repeating: Int32(network.numClasses), count: B)
+            cond2 = ConditionBatch(labels: labels2.pointer)
+        }
+        network.forward(out2.pointer, x: x2.pointer, t: ts.pointer, cond: cond2, batch: 2 * B,
                         params: params, training: false, rng: &rng)
         // Guidance mixes the outputs; a learned variance is the conditional prediction's (as GLIDE).
         let O = network.outputSize
@@ -123,12 +140,12 @@ final class GuidedDenoiser: Denoiser {
 
     /// One forward pass at ts[0..<B]: the output to `out` (B, S), v to `variance` when learned.
     func forward(_ out: UnsafeMutablePointer<Float>, variance v: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
-                 labels: UnsafePointer<Int32>?, batch B: Int) {
+                 cond: ConditionBatch, batch B: Int) {
         guard network.learnsVariance else {
-            network.forward(out, x: x, t: ts.pointer, labels: labels, batch: B, params: params, training: false, rng: &rng)
+            network.forward(out, x: x, t: ts.pointer, cond: cond, batch: B, params: params, training: false, rng: &rng)
             return
         }
-        network.forward(out2.pointer, x: x, t: ts.pointer, labels: labels, batch: B, params: params, training: false, rng: &rng)
+        network.forward(out2.pointer, x: x, t: ts.pointer, cond: cond, batch: B, params: params, training: false, rng: &rng)
         split(out2.pointer, into: out, v, batch: B, sampleSize: sampleSize)
     }
 }
@@ -136,14 +153,14 @@ final class GuidedDenoiser: Denoiser {
 extension DiffusionModel {
     /// The model's prediction (B, S) for x (B, S) at timestep t, as `output` (ε̂, x̂_0, v̂ or the score).
     /// - Parameters:
-    ///   - labels: (B,) in 0...K, or nil for unconditional.
+    ///   - cond: labels (B,) in 0...K or vectors (B, Dc), or none for unconditional.
     ///   - options: the weights and the guidance scale.
     public func predict(_ out: UnsafeMutablePointer<Float>, output: PredictOutput = .epsilon, x: UnsafePointer<Float>,
-                        t: Int, labels: UnsafePointer<Int32>?, batch: Int, options: PredictOptions = .init()) throws {
-        let denoiser = try denoiser(options, labels: labels, batch: batch)
+                        t: Int, cond: ConditionBatch, batch: Int, options: PredictOptions = .init()) throws {
+        let denoiser = try denoiser(options, cond: cond, batch: batch)
         try schedule.check(t: t)
         try requireFinite(x, count: batch * network.sampleSize, "x")
-        try denoiser.predict(out, x: x, t: t, labels: labels, batch: batch)
+        try denoiser.predict(out, x: x, t: t, cond: cond, batch: batch)
         if output == .variance {
             guard let v = denoiser.lastVariance else {
                 throw DDPMError.invalidArgument("output 'variance' needs a model trained with learned_variance")
@@ -155,22 +172,28 @@ extension DiffusionModel {
                              count: batch * network.sampleSize)
     }
 
+    /// `predict` conditioned on labels (B,) in 0...K, or nil.
+    public func predict(_ out: UnsafeMutablePointer<Float>, output: PredictOutput = .epsilon, x: UnsafePointer<Float>,
+                        t: Int, labels: UnsafePointer<Int32>?, batch: Int, options: PredictOptions = .init()) throws {
+        try predict(out, output: output, x: x, t: t, cond: ConditionBatch(labels: labels), batch: batch, options: options)
+    }
+
     /// The network as a Denoiser with the weights and guidance of `options`, after checking
-    /// them, the labels (B,) and the memory of the call once, and reserving the network's
+    /// them, the condition of the batch and the memory of the call once, and reserving the network's
     /// buffers. `extraFloatsPerRow`: what the caller holds besides (a sampler's buffers).
-    func denoiser(_ options: PredictOptions, labels: UnsafePointer<Int32>?, batch: Int, extraFloatsPerRow: Double = 0,
+    func denoiser(_ options: PredictOptions, cond: ConditionBatch, batch: Int, extraFloatsPerRow: Double = 0,
                   _ what: @autoclosure () -> String = "a prediction") throws -> GuidedDenoiser {
         try require(batch >= 1, "batch must be >= 1 (got \(batch))")
         try options.validate()
         let S = network.sampleSize
-        let guided = labels != nil && network.numClasses > 0 && options.guidanceScale != 1 && options.guidanceScale != 0
+        let guided = cond.isGiven && network.conditioning.isConditional && options.guidanceScale != 1 && options.guidanceScale != 0
         // The network runs on chunks of at most GuidedDenoiser.chunk samples (twice that guided).
         let chunk = min(batch, GuidedDenoiser.chunk)
         let rows = guided ? 2 * chunk : chunk
         try requireMemory("\(what()) for a batch of \(batch)", floats: network.activationFloats(batch: rows, training: false)
                           + Double(batch) * (GuidedDenoiser.floatsPerRow(sampleSize: S, outputSize: network.outputSize,
-                                                                         guided: guided) + extraFloatsPerRow))
-        try validate(labels: labels, batch: batch)
+                                                                         vectorDim: network.conditioning.vectorDim, guided: guided) + extraFloatsPerRow))
+        try validate(cond: cond, batch: batch)
         try network.reserve(batch: rows, training: false)
         return try GuidedDenoiser(network: network, params: options.useEMA ? ema.pointer : network.parameters.values.pointer,
                                   guidanceScale: options.guidanceScale, batch: batch, guided: guided, target: training.target)

@@ -14,6 +14,8 @@ extension UNet {
         let time: TimeEmbedding.Activations  // e (B, E), ..., out = temb (B, T)
         let tembAct: UnsafeMutablePointer<Float>  // (B, T) SiLU(temb)
         let labels: Buffer<Int32>  // (B,) labels with nil resolved to K
+        let cond: UnsafeMutablePointer<Float>  // (B, Dc) the conditioning vectors, null rows resolved
+        let condNull: UnsafeMutablePointer<Float>  // (B,) 1 where the row took the null vector (vector conditioning)
         let x: UnsafeMutablePointer<Float>  // (C, B, H, W) the input, channel-major
         let h0: UnsafeMutablePointer<Float>  // (c_0, B, H, W) inConv(x), the first skip
         let encoder, middle, decoder: [Stage.Activations]
@@ -28,6 +30,8 @@ extension UNet {
             time = TimeEmbedding.Activations(net.time, batch: B, &arena)
             tembAct = arena.take(B * T)
             labels = try Buffer(count: arena.isCounting ? 0 : B, zero: 0)
+            let Dc = net.conditioning.vectorDim
+            (cond, condNull) = (arena.take(B * Dc), arena.take(Dc > 0 ? B : 0))
             x = arena.take(c.channels * B * N)
             h0 = arena.take(c0 * B * N)
             encoder = net.encoder.map { Stage.Activations($0, batch: B, &arena) }
@@ -52,6 +56,7 @@ extension UNet {
         let dskips: [UnsafeMutablePointer<Float>]  // like Activations.skip(k): ∂L/∂skip_k, (C_k, B, N_k)
         let streamA, streamB: UnsafeMutablePointer<Float>  // (M·B,) ∂L/∂h along the decoder, ping-pong
         let dtemb, dtembAct, dtimeHidden: UnsafeMutablePointer<Float>  // (B, T) ∂L/∂temb, ∂L/∂SiLU(temb), TimeEmbedding's scratch
+        let dcond: UnsafeMutablePointer<Float>  // (B, Dc) ∂L/∂c̃ (VectorEmbedding.backward scratch)
 
         init(_ net: UNet, batch B: Int, backward: Bool, _ arena: inout Arena) {
             (block, capacity, self.backward) = (arena.block, B, backward)
@@ -61,6 +66,7 @@ extension UNet {
             dskips = net.skipFloats.map { arena.take($0 * n) }
             (streamA, streamB) = (arena.take(net.maxActivation * n), arena.take(net.maxActivation * n))
             (dtemb, dtembAct, dtimeHidden) = (arena.take(n * T), arena.take(n * T), arena.take(n * T))
+            dcond = arena.take(n * net.conditioning.vectorDim)
         }
     }
 }

@@ -2,10 +2,11 @@
 //
 //   B = batch, C = image channels, H×W = image size, N = pixels at the current level,
 //   c = base channels, c_l = c·mult[l] channels at level l (l = 0..<L), R = ResBlocks per level,
-//   E = timestep-encoding size, T = 4c time-embedding width, K = classes (label K = null).
+//   E = timestep-encoding size, T = 4c time-embedding width, K = classes (label K = null),
+//   Dc = conditioning-vector size.
 //
 //   e       = sinusoid(t)                                              (B, E)
-//   temb    = W_t2·SiLU(W_t1·e) [+ classEmbedding[label]]              (B, T)
+//   temb    = W_t2·SiLU(W_t1·e) [+ classEmbedding[label] | + W_c·c + b_c]   (B, T)
 //   h       = Conv3×3(x)                                               (c_0, B, H, W)
 //   encoder: level l = 0..<L: R × [ResBlock(→ c_l) (+ Attention if l is flagged)],
 //            then Downsample (stride-2 conv) unless l is the last level;
@@ -36,6 +37,7 @@ public final class UNet: DenoisingNetwork {
 
     let time: TimeEmbedding  // E → T
     let classEmbedding: Embedding?  // (K + 1, T)
+    let vectorEmbedding: VectorEmbedding?  // Dc → T, with the learned null vector
     let inConv: Conv2d  // 3×3, C → c_0
     let encoder: [Stage]
     let middle: [Stage]  // [ResBlock + Attention, ResBlock]
@@ -68,6 +70,8 @@ public final class UNet: DenoisingNetwork {
         time = try TimeEmbedding(&layout, "time", encoding: config.timeEmbedDim, width: T, timesteps: timesteps)
         classEmbedding = conditioning.numClasses > 0
             ? Embedding(&layout, "class_embedding", rows: conditioning.numClasses + 1, features: T) : nil
+        vectorEmbedding = conditioning.vectorDim > 0
+            ? VectorEmbedding(&layout, "cond_vector", dim: conditioning.vectorDim, features: T) : nil
         let c0 = config.baseChannels * config.channelMult[0]
         inConv = Conv2d(&layout, "in_conv", in: config.channels, out: c0, kernel: 3)
         (encoder, middle, decoder) = Self.makeStages(config, &layout)  // UNet+Stages.swift
@@ -125,35 +129,36 @@ public final class UNet: DenoisingNetwork {
     // MARK: - Forward and backward
 
     public func forward(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: UnsafePointer<Int32>,
-                        labels: UnsafePointer<Int32>?, batch B: Int, params p: UnsafePointer<Float>,
+                        cond: ConditionBatch, batch B: Int, params p: UnsafePointer<Float>,
                         training: Bool, rng: inout Philox) {
         guard !training && B > inferenceRows else {
-            forwardPass(out, x: x, t: t, labels: labels, batch: B, params: p, training: training, rng: &rng)
+            forwardPass(out, x: x, t: t, cond: cond, batch: B, params: p, training: training, rng: &rng)
             return
         }
         let (S, O) = (sampleSize, outputSize)
         for r0 in Swift.stride(from: 0, to: B, by: inferenceRows) {
             let rows = min(inferenceRows, B - r0)
-            forwardPass(out + r0 * O, x: x + r0 * S, t: t + r0, labels: labels.map { $0 + r0 }, batch: rows, params: p,
+            forwardPass(out + r0 * O, x: x + r0 * S, t: t + r0, cond: cond.rows(from: r0, count: rows), batch: rows, params: p,
                         training: false, rng: &rng)
         }
     }
 
     /// One forward pass over B rows, keeping every activation.
     func forwardPass(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: UnsafePointer<Int32>,
-                     labels: UnsafePointer<Int32>?, batch B: Int, params p: UnsafePointer<Float>,
+                     cond: ConditionBatch, batch B: Int, params p: UnsafePointer<Float>,
                      training: Bool, rng: inout Philox) {
         // A caller that did not reserve (a Swift test) gets the buffers here; the model always reserves.
         if B > acts?.capacity ?? 0 || (training && !work!.backward) { try! reserve(batch: B, training: training) }
         let (a, w) = (acts!, work!)
         let pass = Pass(params: p, grads: parameters.grads.pointer, batch: B, training: training, scratch: w.scratch)
         let (C, H, W, N, T) = (settings.channels, settings.height, settings.width, settings.height * settings.width, settings.timeDim)
-        // temb (B, T) = W_t2·SiLU(W_t1·sinusoid(t)) [+ class embedding]; every ResBlock reads SiLU(temb).
+        // temb (B, T) = W_t2·SiLU(W_t1·sinusoid(t)) [+ class or vector embedding]; every ResBlock reads SiLU(temb).
         time.forward(a.time, t: t, p, batch: B)
         if let classEmbedding {
-            for b in 0..<B { a.labels.pointer[b] = labels?[b] ?? Int32(numClasses) }
+            for b in 0..<B { a.labels.pointer[b] = cond.labels?[b] ?? Int32(numClasses) }
             classEmbedding.forward(accumulateInto: a.time.out, ids: a.labels.pointer, p, batch: B)
         }
+        vectorEmbedding?.forward(accumulateInto: a.time.out, inp: a.cond, isNull: a.condNull, cond, p, batch: B)
         SiLU.forward(a.tembAct, a.time.out, count: B * T)
         // x (B, C, H, W) → (C, B, H, W)
         swapLeadingAxes(a.x, x, outer: B, inner: C, run: N)
@@ -224,6 +229,7 @@ public final class UNet: DenoisingNetwork {
         // temb: tembAct = SiLU(temb), temb = W_t2·SiLU(W_t1·e) [+ class embedding]
         SiLU.backward(dinp: w.dtemb, dout: dtembAct, inp: a.time.out, count: B * T)
         if let classEmbedding { classEmbedding.backward(g, dout: w.dtemb, ids: a.labels.pointer, batch: B) }
+        vectorEmbedding?.backward(g, dout: w.dtemb, inp: a.cond, dinp: w.dcond, isNull: a.condNull, p, batch: B)
         time.backward(dout: w.dtemb, a.time, dhidden: w.dtimeHidden, g, p, batch: B)
     }
 }
