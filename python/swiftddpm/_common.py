@@ -4,6 +4,7 @@ sampling options and callbacks. numpy only shapes data here; the maths is in the
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import math
 import numbers
@@ -224,6 +225,45 @@ def int32_vector(values: Any, length: int, what: str, *, broadcast: bool = False
     if arr.size and (arr.min() < _INT32_MIN or arr.max() > _INT32_MAX):
         raise InvalidArgumentError(f"{what} has values outside the int32 range")
     return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+def cond_batch(conditioning: Any, cond: Any, labels: Any, rows: int) -> tuple:
+    """(ddpm_cond_batch or None, the array it points into) for `rows` rows of a model with
+    the given Conditioning. cond and labels are aliases (give one): class labels (rows,) or
+    one int for a class-conditional model, float vectors (rows, dim) or one (dim,) vector for
+    a vector-conditioned one, or None (the null condition). Shapes are checked here; values
+    (labels in 0..K, finite floats) by the library.
+    """
+    if cond is not None and labels is not None:
+        raise InvalidArgumentError("give the condition as cond= or as labels=, not both")
+    value = cond if cond is not None else labels
+    if value is None:
+        return None, None
+    batch = _lib.lib.ddpm_cond_batch_default()
+    arr = np.asarray(value)
+    if conditioning.kind == "vector":
+        dim = conditioning.dim
+        if arr.dtype.kind not in "fiu":
+            raise ArgumentTypeError(f"cond must hold numbers (got dtype {arr.dtype})")
+        if arr.shape == (dim,):
+            arr = np.broadcast_to(arr, (rows, dim))
+        if arr.shape != (rows, dim):
+            raise ShapeError(f"cond must have shape ({rows}, {dim}) (one vector of {dim} floats per row) or ({dim},); "
+                             f"got {arr.shape}")
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        batch.vectors, batch.vectors_count = float_ptr(arr), arr.size
+        return batch, arr
+    if arr.dtype.kind == "f" and arr.ndim >= 1:
+        raise InvalidArgumentError(f"cond holds float vectors but the model is conditioned on {conditioning.kind!r}, "
+                                   "not vectors (Conditioning.vector(dim))")
+    arr = int32_vector(value, rows, "labels", broadcast=True)
+    batch.labels = arr.ctypes.data_as(_lib.INT32_P)
+    return batch, arr
+
+
+def cond_ref(batch: Any):
+    """ctypes.byref of a ddpm_cond_batch, or None (NULL)."""
+    return None if batch is None else ctypes.byref(batch)
 
 
 def float_ptr(arr: np.ndarray):

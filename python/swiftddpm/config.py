@@ -38,7 +38,7 @@ SCHEDULE_KINDS = {
     "sigmoid": _lib.DDPM_SCHEDULE_SIGMOID,
     "custom": _lib.DDPM_SCHEDULE_CUSTOM,
 }
-COND_KINDS = {"none": _lib.DDPM_COND_NONE, "classes": _lib.DDPM_COND_CLASSES}
+COND_KINDS = {"none": _lib.DDPM_COND_NONE, "classes": _lib.DDPM_COND_CLASSES, "vector": _lib.DDPM_COND_VECTOR}
 LOSS_WEIGHTINGS = {"uniform": _lib.DDPM_LOSS_UNIFORM, "min_snr": _lib.DDPM_LOSS_MIN_SNR, "vlb": _lib.DDPM_LOSS_VLB}
 TIMESTEP_SAMPLINGS = {"uniform": _lib.DDPM_TIMESTEPS_UNIFORM, "importance": _lib.DDPM_TIMESTEPS_IMPORTANCE}
 
@@ -273,11 +273,14 @@ _COND = _lib.lib.ddpm_cond_params_default()
 
 @dataclass
 class Conditioning(_Mirror):
-    """ddpm_cond_params: what a sample is conditioned on. kind "none", or "classes" with
-    num_classes = K (labels 0..K-1; K is the null label, "no class")."""
+    """ddpm_cond_params: what a sample is conditioned on. kind "none"; "classes" with
+    num_classes = K (labels 0..K-1; K is the null label, "no class"); or "vector" with
+    dim = Dc (a float vector per sample, e.g. an embedding from your own encoder; a learned
+    null vector stands for "no condition")."""
 
     kind: str = C.enum_name(COND_KINDS, _COND.kind)
     num_classes: int = _COND.num_classes
+    dim: int = _COND.dim
 
     _c_default = staticmethod(_lib.lib.ddpm_cond_params_default)
     _enums = {"kind": COND_KINDS}
@@ -285,9 +288,14 @@ class Conditioning(_Mirror):
     @classmethod
     def none(cls) -> "Conditioning":
         """Unconditional."""
-        return cls(kind="none", num_classes=0)
+        return cls(kind="none", num_classes=0, dim=0)
 
     @classmethod
     def classes(cls, num_classes: int) -> "Conditioning":
         """A class label per sample, 0..num_classes-1."""
-        return cls(kind="classes", num_classes=num_classes)
+        return cls(kind="classes", num_classes=num_classes, dim=0)
+
+    @classmethod
+    def vector(cls, dim: int) -> "Conditioning":
+        """A vector of `dim` floats per sample, projected into the time embedding."""
+        return cls(kind="vector", num_classes=0, dim=dim)

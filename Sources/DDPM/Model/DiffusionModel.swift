@@ -124,7 +124,8 @@ public final class DiffusionModel {
     func validate(cond: ConditionBatch, batch: Int) throws {
         if let labels = cond.labels {
             let K = network.numClasses
-            try require(K > 0, "labels were given but the model is not class-conditional (num_classes = 0)")
+            try require(K > 0, network.conditioning == .none ? "labels were given but the model is unconditional (num_classes = 0)"
+                                                             : "labels were given but the model is conditioned on vectors, not classes")
             for b in 0..<batch where labels[b] < 0 || Int(labels[b]) > K {
                 throw DDPMError.invalidArgument("label[\(b)] = \(labels[b]) is outside 0..<\(K) (or \(K) for no class)")
             }
