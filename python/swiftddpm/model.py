@@ -473,8 +473,12 @@ class Model(C.HandleOwner):
         use_ema: export the EMA weights (default) or the live ones. Returns path.
 
         swiftddpm.torch.from_export(path) builds the equivalent torch.nn.Module;
-        Model.from_export(path) builds a model here again.
+        Model.from_export(path) builds a model here again. Unconditional and class-conditional
+        models only: swiftddpm.torch has no mirror of the vector projection yet.
         """
+        if self.conditioning.kind not in ("none", "classes"):
+            raise InvalidArgumentError(f"export supports unconditional and class-conditional models; this one is "
+                                       f"conditioned on {self.conditioning.kind!r}, which swiftddpm.torch does not mirror")
         weights = _export.model_weights(self, use_ema)
         with self.schedule as schedule:
             config = _export.make_config(self.network, self.conditioning, schedule.params, schedule.betas,

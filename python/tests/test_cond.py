@@ -86,6 +86,12 @@ def test_checkpoint_keeps_the_conditioning(trained, tmp_path):
                                       model.predict(x, 10, cond=v, guidance_scale=2))
 
 
+def test_export_refuses_vector_conditioning(trained, tmp_path):
+    model, _ = trained
+    with pytest.raises(sd.InvalidArgumentError, match="does not mirror"):
+        model.export(tmp_path / "export")
+
+
 def test_bad_conditions_are_refused(trained):
     model, _ = trained
     x = np.zeros((3, 2), dtype=np.float32)
