@@ -491,9 +491,18 @@ ddpm_train_params ddpm_train_params_default(void);
 typedef enum {
     DDPM_COND_NONE = 0,       /* unconditional                                            */
     DDPM_COND_CLASSES = 1,    /* a class label per sample: 0..K-1, K = "no class"         */
-    DDPM_COND_VECTOR = 2      /* a vector c of `dim` floats per sample (any encoder's
+    DDPM_COND_VECTOR = 2,     /* a vector c of `dim` floats per sample (any encoder's
                                  embedding), projected into the time embedding; a learned
                                  null vector stands for "no condition"                    */
+    DDPM_COND_SEQUENCE = 3,   /* up to max_length vectors of `dim` floats per sample (a text
+                                 encoder's output) with a length each; the UNet cross-attends
+                                 to them at cross_attention_levels and the middle, and both
+                                 networks add their masked mean to the time embedding (the
+                                 MLP reads the mean only). Length 0 = no condition: a learned
+                                 one-vector null context                                  */
+    DDPM_COND_TOKENS = 4      /* up to max_length token ids in 0..vocab_size-1 per sample,
+                                 embedded by learned token + position tables of `dim`
+                                 features, then as SEQUENCE                               */
 } ddpm_cond_kind;
 
 /** What a sample is conditioned on. */
@@ -501,20 +510,27 @@ typedef struct ddpm_cond_params {
     size_t struct_size;       /* sizeof(ddpm_cond_params)                                 */
     int32_t kind;             /* ddpm_cond_kind; default NONE                             */
     int32_t num_classes;      /* K >= 1 for CLASSES (0)                                   */
-    int32_t dim;              /* Dc >= 1 for VECTOR (0)  (since 0.3)                      */
+    int32_t dim;              /* Dc >= 1 for VECTOR, SEQUENCE, TOKENS (0)  (since 0.3)    */
+    int32_t max_length;       /* Lmax >= 1 for SEQUENCE, TOKENS (0)  (since 0.3)          */
+    int32_t vocab_size;       /* V >= 1 for TOKENS (0)  (since 0.3)                       */
 } ddpm_cond_params;
 
 ddpm_cond_params ddpm_cond_params_default(void);
 
 /** The condition of each sample of one call: what a model's conditioning reads (labels for
- *  CLASSES, vectors for VECTOR). Pass NULL, or leave a field NULL, for the null condition
- *  (unconditional rows; the unconditional branch of guidance). Every pointer given is
- *  checked: labels in 0..K (K = null), vectors_count = rows·dim, every float finite. */
+ *  CLASSES, vectors for VECTOR and SEQUENCE, tokens for TOKENS). Pass NULL, or leave a field
+ *  NULL, for the null condition (unconditional rows; the unconditional branch of guidance).
+ *  Everything given is checked: labels in 0..K (K = null), each count, lengths in
+ *  0..max_length, token ids in 0..V-1, every float finite. */
 typedef struct ddpm_cond_batch {
     size_t struct_size;       /* sizeof(ddpm_cond_batch)                                  */
     const int32_t *labels;    /* (rows,) class labels, or NULL                            */
-    const float *vectors;     /* (rows, dim) conditioning vectors, or NULL                */
-    int64_t vectors_count;    /* floats at `vectors`: rows·dim                            */
+    const float *vectors;     /* VECTOR: (rows, dim); SEQUENCE: (rows, max_length, dim)   */
+    int64_t vectors_count;    /* floats at `vectors`                                      */
+    const int32_t *tokens;    /* TOKENS: (rows, max_length) ids, or NULL                  */
+    int64_t tokens_count;     /* ids at `tokens`: rows·max_length                         */
+    const int32_t *lengths;   /* SEQUENCE, TOKENS: (rows,) in 0..max_length (0 = the null
+                                 condition), or NULL for max_length every row             */
 } ddpm_cond_batch;
 
 ddpm_cond_batch ddpm_cond_batch_default(void);

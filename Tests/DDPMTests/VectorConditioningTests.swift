@@ -272,3 +272,126 @@ final class VectorConditioningTests: XCTestCase {
         }
     }
 }
+
+/// Sequence and token conditioning of the MLP (through the context's masked mean): whole-network
+/// gradient checks (parameters, token and position tables, the null context), guidance
+/// against the null context, refused inputs.
+final class SequenceConditioningTests: XCTestCase {
+    let (B, D, L, Dc, V) = (4, 3, 3, 2, 5)
+    let ids: [Int32] = [1, 4, 0, 2, 2, 0, 3, 3, 3, 4, 1, 0]
+    let lengths: [Int32] = [3, 2, 0, 1]  // row 2: no condition
+    let mask: [UInt8] = [0, 0, 0, 1]  // row 3: dropped
+
+    func makeNet(_ conditioning: Conditioning, seed: UInt64) throws -> ResidualMLP {
+        var rng = Philox(seed: seed)
+        return try ResidualMLP(.init(dataDim: D, hidden: 8, depth: 1, timeEmbedDim: 6), conditioning: conditioning,
+                               timesteps: 10, rng: &rng)
+    }
+
+    func condition(_ tokens: UnsafePointer<Int32>?, _ context: UnsafePointer<Float>?, _ l: UnsafePointer<Int32>,
+                   _ m: UnsafePointer<UInt8>?) -> ConditionBatch {
+        var c = ConditionBatch(null: m)
+        (c.tokens, c.context, c.lengths, c.maxLength, c.contextDim) = (tokens, context, l, L, Dc)
+        return c
+    }
+
+    func check(_ conditioning: Conditioning, seed: UInt64) throws {
+        let net = try makeNet(conditioning, seed: seed)
+        let layout = net.parameters.layout
+        var params = UNetGradientCheck.randomParameters(layout, seed: seed)
+        for e in layout.entries where e.name.hasSuffix("norm.weight") { for i in e.offset..<e.offset + e.count { params[i] += 1 } }
+        try net.parameters.setValues(params)
+        let x = UNetGradientCheck.normals(B * D, seed: seed &+ 1)
+        let context = UNetGradientCheck.normals(B * L * Dc, seed: seed &+ 2)
+        let t: [Int32] = [0, 3, 9, 5]
+        let w = UNetGradientCheck.normals(B * D, seed: seed &+ 3)
+        let tokens = conditioning.vocabulary > 0
+        func run(_ p: UnsafePointer<Float>, training: Bool) -> [Float] {
+            var out = [Float](repeating: 0, count: B * D)
+            var rng = Philox(seed: 0)
+            ids.withUnsafeBufferPointer { i in
+                context.withUnsafeBufferPointer { c in
+                    lengths.withUnsafeBufferPointer { l in
+                        mask.withUnsafeBufferPointer { m in
+                            net.forward(&out, x: x, t: t, cond: condition(tokens ? i.baseAddress : nil, tokens ? nil : c.baseAddress,
+                                                                          l.baseAddress!, m.baseAddress!),
+                                        batch: B, params: p, training: training, rng: &rng)
+                        }
+                    }
+                }
+            }
+            return out
+        }
+        _ = run(params, training: true)
+        net.parameters.zeroGrads()
+        net.backward(dout: w, batch: B)
+        let grads = net.parameters.gradsArray
+        var sampler = Philox(seed: seed &+ 7)
+        var indices: [Int] = []
+        for e in layout.entries { indices += UNetGradientCheck.sampleIndices(offset: e.offset, count: e.count, random: 3, rng: &sampler) }
+        let (bad, largest) = UNetGradientCheck.compare({ UNetGradientCheck.entryName(layout, $0) }, values: &params, analytic: grads,
+                                                       indices: indices, step: 3e-3, atol: 1e-3, rtol: 2e-2) {
+            UNetGradientCheck.weightedSum(run($0, training: false), w)
+        }
+        XCTAssert(bad.isEmpty, "\(conditioning): wrong gradients: \(bad.prefix(10))")
+        XCTAssertGreaterThan(largest, 1e-2)
+        let nullEntry = layout.entries.first { $0.name == "context.null" }!
+        XCTAssertTrue(grads[nullEntry.offset..<nullEntry.offset + nullEntry.count].contains { $0 != 0 }, "the null context learns")
+    }
+
+    func testMLPGradientsWithTokens() throws { try check(.tokens(vocabulary: V, maxLength: L, dim: Dc), seed: 21) }
+
+    func testMLPGradientsWithSequences() throws { try check(.sequence(dim: Dc, maxLength: L), seed: 22) }
+
+    func testGuidanceAgainstTheNullContextAndRefusals() throws {
+        var training = TrainingConfig()
+        training.labelDropout = 0.2
+        let model = try DiffusionModel(schedule: try NoiseSchedule.linear(steps: 50, scaleToSteps: true),
+                                       network: .mlp(.init(dataDim: D, hidden: 16, depth: 1)), training: training,
+                                       conditioning: .tokens(vocabulary: V, maxLength: L, dim: Dc))
+        try model.network.parameters.setValues(uniforms(model.network.parameters.count, seed: 3, in: -0.5...0.5))
+        let x = uniforms(B * D, seed: 4, in: -2...2)
+        func predict(_ c: ConditionBatch, _ w: Float) throws -> [Float] {
+            var out = [Float](repeating: .nan, count: B * D)
+            try model.predict(&out, x: x, t: 20, cond: c, batch: B, options: PredictOptions(guidanceScale: w, useEMA: false))
+            return out
+        }
+        let full = [Int32](repeating: Int32(L), count: B)
+        try ids.withUnsafeBufferPointer { i in
+            try full.withUnsafeBufferPointer { l in
+                let c = condition(i.baseAddress!, nil, l.baseAddress!, nil)
+                let cond = try predict(c, 1), uncond = try predict(.none, 1)
+                XCTAssertGreaterThan(maxAbsDiff(cond, uncond).value, 1e-3)
+                let guided = try predict(c, 3)
+                assertClose(guided, (0..<cond.count).map { Double(uncond[$0]) + 3 * Double(cond[$0] - uncond[$0]) }, abs: 1e-4,
+                            "ε̂_uncond + w·(ε̂_cond − ε̂_uncond)")
+                // Length 0 is the null condition.
+                let zero = [Int32](repeating: 0, count: B)
+                try zero.withUnsafeBufferPointer { z in
+                    assertClose(try predict(condition(i.baseAddress!, nil, z.baseAddress!, nil), 1), uncond, abs: 1e-6, "length 0 = null")
+                }
+                _ = try x.withUnsafeBufferPointer { try model.trainStep(x0: $0.baseAddress!, cond: c, batch: B) }
+            }
+        }
+        var bad = ids
+        bad[5] = Int32(V)
+        let tooLong = [Int32](repeating: Int32(L + 1), count: B)
+        try bad.withUnsafeBufferPointer { i in
+            try full.withUnsafeBufferPointer { l in
+                assertInvalidArgument("token = V") { try predict(condition(i.baseAddress!, nil, l.baseAddress!, nil), 1) }
+            }
+            try tooLong.withUnsafeBufferPointer { l in
+                assertInvalidArgument("length > Lmax") { try predict(condition(i.baseAddress!, nil, l.baseAddress!, nil), 1) }
+            }
+        }
+        assertInvalidArgument("the UNet refuses sequences for now") {
+            try DiffusionModel(schedule: try NoiseSchedule.linear(steps: 10), network: .unet(UNetTests.tiny),
+                               conditioning: .sequence(dim: 2, maxLength: 3))
+        }
+        // Checkpoints carry the kind.
+        let path = NSTemporaryDirectory() + "tokens-cond.safetensors"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try model.save(to: path)
+        XCTAssertEqual(try DiffusionModel.load(from: path).conditioning, .tokens(vocabulary: V, maxLength: L, dim: Dc))
+    }
+}

@@ -47,7 +47,9 @@ final class GuidedDenoiser: Denoiser {
     let ts: Buffer<Int32>  // (2C,) the shared timestep; C = min(B, chunk)
     let labels2: Buffer<Int32>  // (2C,) cond labels then null labels (class conditioning)
     let vectors2: Buffer<Float>  // (2C, Dc) cond vectors then unread rows (vector conditioning)
-    let null2: Buffer<UInt8>  // (2C,) 0 then 1: the second half takes the null vector
+    let null2: Buffer<UInt8>  // (2C,) 0 then 1: the second half takes the null vector or context
+    let tokens2: Buffer<Int32>  // (2C, Lmax) cond token ids then unread rows (token conditioning)
+    let lengths2: Buffer<Int32>  // (2C,) cond lengths then unread rows (sequence and token conditioning)
     let x2: Buffer<Float>  // (2C, S)
     let out2: Buffer<Float>  // (2C, O) the network's outputs, O = S or 2S with a learned variance
     let variance: Buffer<Float>  // (B, S) the learned variance's v of the last prediction (conditional), or empty
@@ -59,7 +61,7 @@ final class GuidedDenoiser: Denoiser {
     /// variance and, when guided, the doubled batch (labels, x and output), or the whole output
     /// of an unguided pass with a learned variance.
     static func floatsPerRow(sampleSize S: Int, outputSize O: Int, vectorDim Dc: Int, guided: Bool) -> Double {
-        Double(O - S) + (guided ? Double(5 + 2 * S + 2 * O + 2 * Dc) : 2 + Double(O == S ? 0 : O))
+        Double(O - S) + (guided ? Double(6 + 2 * S + 2 * O + 2 * Dc) : 2 + Double(O == S ? 0 : O))
     }
 
     /// - Parameter guided: the predictions combine a conditional and an unconditional pass.
@@ -74,10 +76,13 @@ final class GuidedDenoiser: Denoiser {
         let batch = min(batch, GuidedDenoiser.chunk)
         let rows = guided ? 2 * batch : 0
         ts = try Buffer(count: 2 * batch, zero: 0)
-        let Dc = network.conditioning.vectorDim
-        labels2 = try Buffer(count: Dc > 0 ? 0 : rows, zero: 0)
-        vectors2 = try Buffer(count: Dc > 0 ? rows * Dc : 0, zero: 0)
-        null2 = try Buffer(count: Dc > 0 ? rows : 0, zero: 0)
+        let c = network.conditioning
+        let (Dc, K) = (c.vectorDim, c.numClasses)
+        labels2 = try Buffer(count: K > 0 ? rows : 0, zero: 0)
+        vectors2 = try Buffer(count: rows * max(Dc, c.maxLength * c.contextDim), zero: 0)
+        tokens2 = try Buffer(count: c.vocabulary > 0 ? rows * c.maxLength : 0, zero: 0)
+        lengths2 = try Buffer(count: c.maxLength > 0 ? rows : 0, zero: 0)
+        null2 = try Buffer(count: K == 0 ? rows : 0, zero: 0)
         x2 = try Buffer(count: rows * network.sampleSize)
         out2 = try Buffer(count: (network.learnsVariance ? max(rows, batch) : rows) * network.outputSize)
     }
@@ -117,6 +122,23 @@ final class GuidedDenoiser: Denoiser {
             null2.pointer.update(repeating: 0, count: B)
             (null2.pointer + B).update(repeating: 1, count: B)
             cond2 = ConditionBatch(vectors: vectors2.pointer, vectorDim: Dc, null: null2.pointer)
+        } else if cond.context != nil || cond.tokens != nil {
+            let L = cond.maxLength
+            cond2 = ConditionBatch(null: null2.pointer)
+            (cond2.maxLength, cond2.contextDim) = (L, cond.contextDim)
+            if let context = cond.context {
+                vectors2.pointer.update(from: context, count: B * L * cond.contextDim)  // rows B..<2B are not read
+                cond2.context = UnsafePointer(vectors2.pointer)
+            }
+            if let tokens = cond.tokens {
+                tokens2.pointer.update(from: tokens, count: B * L)
+                cond2.tokens = UnsafePointer(tokens2.pointer)
+            }
+            if let lengths = cond.lengths { lengths2.pointer.update(from: lengths, count: B) }
+            else { lengths2.pointer.update(repeating: Int32(L), count: B) }
+            cond2.lengths = UnsafePointer(lengths2.pointer)
+            null2.pointer.update(repeating: 0, count: B)
+            (null2.pointer + B).update(repeating: 1, count: B)
         } else if let labels = cond.labels {
             labels2.pointer.update(from: labels, count: B)
             (labels2.pointer + B).update(repeating: Int32(network.numClasses), count: B)
@@ -186,13 +208,15 @@ extension DiffusionModel {
         try require(batch >= 1, "batch must be >= 1 (got \(batch))")
         try options.validate()
         let S = network.sampleSize
+        let c = network.conditioning
+        let conditionFloats = max(c.vectorDim, c.maxLength * (c.contextDim + 1))  // per row of the doubled batch
         let guided = cond.isGiven && network.conditioning.isConditional && options.guidanceScale != 1 && options.guidanceScale != 0
         // The network runs on chunks of at most GuidedDenoiser.chunk samples (twice that guided).
         let chunk = min(batch, GuidedDenoiser.chunk)
         let rows = guided ? 2 * chunk : chunk
         try requireMemory("\(what()) for a batch of \(batch)", floats: network.activationFloats(batch: rows, training: false)
                           + Double(batch) * (GuidedDenoiser.floatsPerRow(sampleSize: S, outputSize: network.outputSize,
-                                                                         vectorDim: network.conditioning.vectorDim, guided: guided) + extraFloatsPerRow))
+                                                                         vectorDim: conditionFloats, guided: guided) + extraFloatsPerRow))
         try validate(cond: cond, batch: batch)
         try network.reserve(batch: rows, training: false)
         return try GuidedDenoiser(network: network, params: options.useEMA ? ema.pointer : network.parameters.values.pointer,

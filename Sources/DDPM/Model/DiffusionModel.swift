@@ -136,6 +136,29 @@ public final class DiffusionModel {
             try require(cond.vectorDim == Dc, "conditioning vectors have \(cond.vectorDim) floats each, the model expects \(Dc)")
             try requireFinite(vectors, count: batch * Dc, "conditioning vectors")
         }
+        let c = network.conditioning
+        let (L, V) = (c.maxLength, c.vocabulary)
+        if let context = cond.context {
+            guard case .sequence(let Dc, _) = c else {
+                throw DDPMError.invalidArgument("a context sequence was given but the model is not conditioned on sequences")
+            }
+            try require(cond.maxLength == L && cond.contextDim == Dc,
+                        "the context is \(cond.maxLength) × \(cond.contextDim) per row, the model expects \(L) × \(Dc)")
+            try requireFinite(context, count: batch * L * Dc, "the context")
+        }
+        if let tokens = cond.tokens {
+            try require(V > 0, "tokens were given but the model is not conditioned on tokens")
+            try require(cond.maxLength == L, "tokens have \(cond.maxLength) positions per row, the model expects \(L)")
+            for i in 0..<batch * L where tokens[i] < 0 || Int(tokens[i]) >= V {
+                throw DDPMError.invalidArgument("token[\(i / L)][\(i % L)] = \(tokens[i]) is outside 0..<\(V) (vocab_size)")
+            }
+        }
+        if let lengths = cond.lengths {
+            try require(L > 0, "lengths were given but the model is not conditioned on sequences or tokens")
+            for b in 0..<batch where lengths[b] < 0 || Int(lengths[b]) > L {
+                throw DDPMError.invalidArgument("length[\(b)] = \(lengths[b]) is outside 0...\(L) (max_length)")
+            }
+        }
     }
 
     /// One step of DDPM Algorithm 1 on a batch x_0 (B, S) with optional labels (B,):
@@ -231,7 +254,7 @@ public final class DiffusionModel {
         try schedule.addNoise(buf.xt.pointer, x0: x0, noise: buf.eps.pointer, t: buf.t.pointer, batch: B, dim: S)
         var netCond = cond
         netCond.labels = K > 0 ? UnsafePointer(buf.labels.pointer) : nil
-        netCond.null = network.conditioning.vectorDim > 0 ? UnsafePointer(buf.null.pointer) : nil
+        netCond.null = K == 0 && conditional ? UnsafePointer(buf.null.pointer) : nil
         let params = network.parameters
         let learned = network.learnsVariance
         var dropoutKey = Philox.keyed(seed: rng.seed, step: step, sample: sampleOffset, stream: 3)

@@ -62,6 +62,8 @@ public final class UNet: DenoisingNetwork {
                 rng: inout Philox, checkLayout: (ParameterLayout) throws -> Void = { _ in }) throws {
         try config.validate(timesteps: timesteps)
         try conditioning.validate()
+        try require(conditioning.maxLength == 0,
+                    "the UNet does not take sequence or token conditioning yet (its cross-attention is not wired in); use the MLP, or a vector")
         settings = config
         self.conditioning = conditioning
         self.learnsVariance = learnsVariance
