@@ -120,6 +120,7 @@ const char *ddpm_version_string(void);
 #define DDPM_MAX_DEPTH 4096               /* MLP residual blocks                         */
 #define DDPM_MAX_RES_BLOCKS 64            /* UNet ResBlocks per level                    */
 #define DDPM_MAX_CLASSES (1 << 24)        /* num_classes                                 */
+#define DDPM_MAX_CONTEXT_LENGTH 4096      /* max_length of SEQUENCE and TOKENS conditioning */
 /* The smallest ᾱ_t a schedule may reach: a schedule whose ᾱ falls below it (e.g. linear
  * 1e-4..0.02 with T = 100000, or 80000 steps of β = 0.01) is refused, because x̂0 =
  * (x_t − √(1−ᾱ)·ε̂)/√ᾱ and the reverse steps lose every digit there and ᾱ soon underflows

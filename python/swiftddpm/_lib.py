@@ -414,6 +414,7 @@ DDPM_MAX_SAMPLE_FLOATS = 1 << 24
 DDPM_MAX_DEPTH = 4096
 DDPM_MAX_RES_BLOCKS = 64
 DDPM_MAX_CLASSES = 1 << 24
+DDPM_MAX_CONTEXT_LENGTH = 4096
 DDPM_MIN_ALPHA_BAR = 1e-30
 
 
@@ -482,6 +483,8 @@ lib.ddpm_train_params_default.restype = ddpm_train_params
 DDPM_COND_NONE = 0  # unconditional
 DDPM_COND_CLASSES = 1  # a class label per sample: 0..K-1, K = "no class"
 DDPM_COND_VECTOR = 2  # a vector c of `dim` floats per sample; a learned null vector = "no condition"
+DDPM_COND_SEQUENCE = 3  # up to max_length vectors of `dim` floats per sample, with a length each
+DDPM_COND_TOKENS = 4  # up to max_length token ids in 0..vocab_size-1, learned token + position tables
 
 
 class ddpm_cond_params(Structure):
@@ -491,7 +494,9 @@ class ddpm_cond_params(Structure):
         ("struct_size", c_size_t),  # sizeof(ddpm_cond_params)
         ("kind", c_int32),  # ddpm_cond_kind; default NONE
         ("num_classes", c_int32),  # K >= 1 for CLASSES (0)
-        ("dim", c_int32),  # Dc >= 1 for VECTOR (0)  (since 0.3)
+        ("dim", c_int32),  # Dc >= 1 for VECTOR, SEQUENCE, TOKENS (0)  (since 0.3)
+        ("max_length", c_int32),  # Lmax >= 1 for SEQUENCE, TOKENS (0)  (since 0.3)
+        ("vocab_size", c_int32),  # V >= 1 for TOKENS (0)  (since 0.3)
     ]
 
 
@@ -506,8 +511,11 @@ class ddpm_cond_batch(Structure):
     _fields_ = [
         ("struct_size", c_size_t),  # sizeof(ddpm_cond_batch)
         ("labels", POINTER(c_int32)),  # (rows,) class labels, or NULL
-        ("vectors", POINTER(c_float)),  # (rows, dim) conditioning vectors, or NULL
-        ("vectors_count", c_int64),  # floats at `vectors`: rows·dim
+        ("vectors", POINTER(c_float)),  # VECTOR: (rows, dim); SEQUENCE: (rows, max_length, dim)
+        ("vectors_count", c_int64),  # floats at `vectors`
+        ("tokens", POINTER(c_int32)),  # TOKENS: (rows, max_length) ids, or NULL
+        ("tokens_count", c_int64),  # ids at `tokens`: rows·max_length
+        ("lengths", POINTER(c_int32)),  # SEQUENCE, TOKENS: (rows,) in 0..max_length, or NULL for max_length
     ]
 
 

@@ -142,12 +142,13 @@ def fit(model: Model, data: Any, steps: int, batch_size: int = 256, *, comm: Any
     check_every = C.as_int(check_every, "check_every", minimum=0)
     n, S = data.shape[0], model._sample_size
     flat = data.reshape(n, S)
-    cond_arr = C.cond_batch(model._conditioning, cond, labels, n)[1]  # (N,) int32 or (N, dim) float32
+    cond_arr, len_arr = C.cond_batch(model._conditioning, cond, labels, n)[1]  # (N, ...) and (N,) or None
     lo, hi = shard_bounds(batch_size, rank, size)
     rows = hi - lo
     batch = np.empty((rows, S), dtype=np.float32)
     batch_cond = None if cond_arr is None else np.empty((rows, *cond_arr.shape[1:]), dtype=cond_arr.dtype)
-    cbatch = None if cond_arr is None else C.cond_batch(model._conditioning, batch_cond, None, rows)[0]
+    batch_len = None if len_arr is None else np.empty(rows, dtype=np.int32)
+    cbatch = None if cond_arr is None else C.cond_batch(model._conditioning, batch_cond, None, rows, batch_len)[0]
     grads = _gradient_view(model)
     loss_c = ctypes.c_float()
     loss_sum = np.zeros(1, dtype=np.float32)
@@ -164,6 +165,8 @@ def fit(model: Model, data: Any, steps: int, batch_size: int = 256, *, comm: Any
         np.take(flat, index, axis=0, out=batch)
         if batch_cond is not None:
             np.take(cond_arr, index, axis=0, out=batch_cond)  # in place: cbatch points into it
+            if batch_len is not None:
+                np.take(len_arr, index, out=batch_len)
         if lr_schedule is not None:
             lr = float(lr_schedule(i))
             if lr != last_lr:
@@ -231,8 +234,9 @@ def sample(model: Model, n: int, *, comm: Any = None, root: int = 0, cond: Any =
     error = None
     if hi > lo:
         try:
-            whole = C.cond_batch(model._conditioning, cond, labels, n)[1]
-            cbatch, _keep = C.cond_batch(model._conditioning, None if whole is None else whole[lo:hi], None, hi - lo)
+            whole, whole_len = C.cond_batch(model._conditioning, cond, labels, n)[1]
+            cbatch, _keep = C.cond_batch(model._conditioning, None if whole is None else whole[lo:hi], None, hi - lo,
+                                         None if whole_len is None else whole_len[lo:hi])
             params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
                                      timesteps=timesteps)
             predict = C.predict_params(guidance_scale, use_ema)

@@ -227,11 +227,13 @@ class Model(C.HandleOwner):
             self._labels_cache = entry
         return entry
 
-    def train_step(self, x0: Any, labels: Any = None, *, cond: Any = None) -> float:
+    def train_step(self, x0: Any, labels: Any = None, *, cond: Any = None, lengths: Any = None) -> float:
         """One training step (DDPM Algorithm 1) on a batch x0 (B, *sample_shape); returns the loss.
 
         cond (or its alias labels): (B,) ints in 0..K (K = no class) for a class-conditional
-        model, (B, dim) floats for a vector-conditioned one, else None. With condition
+        model, (B, dim) floats for a vector-conditioned one, (B, max_length, dim) floats (and
+        lengths (B,)) or (B, max_length) token ids (0 = padding) for a sequence- or
+        token-conditioned one, else None. With condition
         dropout (TrainConfig.label_dropout) a row is trained on the null condition instead.
         Passing the same float32 C-contiguous array each step (refilled in place) takes
         a fast path with no conversion; any change of its dtype, shape, strides or data
@@ -246,14 +248,14 @@ class Model(C.HandleOwner):
         keep = None
         if cond is None and labels is None:
             cond_ref = None
-        elif self._conditioning.kind != "vector" and (cond is None or labels is None):
+        elif self._conditioning.kind in ("none", "classes") and (cond is None or labels is None) and lengths is None:
             labels = labels if cond is None else cond
             lcache = self._labels_cache
             lentry = lcache if (_is_cached(labels, lcache) and lcache[2] == (batch,)) else self._prepare_labels(labels, batch)
             self._label_batch.labels = lentry[5]
             cond_ref = self._label_batch_ref
         else:
-            cbatch, keep = C.cond_batch(self._conditioning, cond, labels, batch)
+            cbatch, keep = C.cond_batch(self._conditioning, cond, labels, batch, lengths)
             cond_ref = C.cond_ref(cbatch)
         status = self._train_step_fn(handle, entry[5], batch, entry[7], cond_ref, self._loss_ptr)
         del keep
@@ -261,7 +263,8 @@ class Model(C.HandleOwner):
             raise error_for_status(status)
         return self._loss.value
 
-    def fit(self, data: Any, steps: int, batch_size: int = 256, *, cond: Any = None, labels: Any = None, seed: int = 0,
+    def fit(self, data: Any, steps: int, batch_size: int = 256, *, cond: Any = None, labels: Any = None,
+            lengths: Any = None, seed: int = 0,
             progress: bool = True, lr_schedule: Callable[[int], float] | None = None,
             callback: Callable[[int, float, float, "Model"], Any] | None = None, callback_every: int = 1,
             log: str | os.PathLike | None = None) -> np.ndarray:
@@ -269,7 +272,9 @@ class Model(C.HandleOwner):
 
         Args:
             data: (N, *sample_shape) training set.
-            cond (or its alias labels): (N,) class labels, (N, dim) conditioning vectors, or None.
+            cond (or its alias labels): (N,) class labels, (N, dim) conditioning vectors,
+                (N, max_length, dim) sequences (lengths (N,) or None for full), (N, max_length)
+                token ids (0 = padding), or None.
             steps: number of train steps.  batch_size: rows per step.
             seed: seeds the numpy RNG that picks the minibatches.
             progress: show a tqdm bar (silently none if tqdm is not installed).
@@ -292,10 +297,11 @@ class Model(C.HandleOwner):
             raise InvalidArgumentError(f"callback must be callable (got {callback!r})")
         n = data.shape[0]
         flat = data.reshape(n, self._sample_size)
-        cond_arr = C.cond_batch(self._conditioning, cond, labels, n)[1]  # (N,) int32 or (N, dim) float32
+        cond_arr, len_arr = C.cond_batch(self._conditioning, cond, labels, n, lengths)[1]  # (N, ...) and (N,) or None
         rng = np.random.default_rng(seed)
         batch = np.empty((batch_size, self._sample_size), dtype=np.float32)
         batch_cond = None if cond_arr is None else np.empty((batch_size, *cond_arr.shape[1:]), dtype=cond_arr.dtype)
+        batch_len = None if len_arr is None else np.empty(batch_size, dtype=np.int32)
         losses = np.empty(steps, dtype=np.float32)
         first_step = self.step
         lr = self.train_config.learning_rate
@@ -311,12 +317,14 @@ class Model(C.HandleOwner):
                     np.take(flat, index, axis=0, out=batch)
                     if batch_cond is not None:
                         np.take(cond_arr, index, axis=0, out=batch_cond)
+                    if batch_len is not None:
+                        np.take(len_arr, index, out=batch_len)
                     if lr_schedule is not None:
                         new_lr = float(lr_schedule(i))
                         if new_lr != lr:
                             self.set_learning_rate(new_lr)
                             lr = new_lr
-                    losses[i] = loss = self.train_step(batch, cond=batch_cond)
+                    losses[i] = loss = self.train_step(batch, cond=batch_cond, lengths=batch_len)
                     done = i + 1
                     if log_file is not None:
                         log_file.write(f"{first_step + done},{loss!r},{lr!r}\n")
@@ -350,7 +358,7 @@ class Model(C.HandleOwner):
         """The score s_θ(x_t, t) = −ε̂/√(1−ᾱ_t) (with guidance when a condition is given): predict(output="score")."""
         return self.predict(x_t, t, labels, output="score", **options)
 
-    def predict(self, x_t: Any, t: int, labels: Any = None, *, cond: Any = None, output: str = "eps",
+    def predict(self, x_t: Any, t: int, labels: Any = None, *, cond: Any = None, lengths: Any = None, output: str = "eps",
                 guidance_scale: float = C.PREDICT_DEFAULTS.guidance_scale,
                 use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema)) -> np.ndarray:
         """The model's prediction for a batch x_t (B, *sample_shape) at one timestep t for every row.
@@ -368,7 +376,7 @@ class Model(C.HandleOwner):
         handle = self._h()
         x = self._batch(x_t, "x_t")
         t = C.as_int32(t, "t")
-        cbatch, _keep = C.cond_batch(self._conditioning, cond, labels, x.shape[0])
+        cbatch, _keep = C.cond_batch(self._conditioning, cond, labels, x.shape[0], lengths)
         params = C.predict_params(guidance_scale, use_ema)
         out = np.empty_like(x)
         check(_lib.lib.ddpm_model_predict(handle, ctypes.byref(params), C.enum_value(C.PREDICTIONS, output, "output"),
@@ -378,6 +386,7 @@ class Model(C.HandleOwner):
 
     def sample(self, n: int, *, method: str = "ddpm", steps: int = 0, eta: float = 0.0, variance: str = "beta",
                clip: Any = None, seed: int = 0, timesteps: Any = None, cond: Any = None, labels: Any = None,
+               lengths: Any = None,
                guidance_scale: float = C.PREDICT_DEFAULTS.guidance_scale,
                use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema), progress: Any = None,
                return_trajectory: Any = False, **solver_options: Any):
@@ -415,7 +424,7 @@ class Model(C.HandleOwner):
         handle = self._h()
         n = C.as_int64_count(n, "n")
         C.elements(n, self._sample_shape)
-        cbatch, _keep = C.cond_batch(self._conditioning, cond, labels, n)
+        cbatch, _keep = C.cond_batch(self._conditioning, cond, labels, n, lengths)
         params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
                                  timesteps=timesteps, **solver_options)
         predict = C.predict_params(guidance_scale, use_ema)
@@ -424,7 +433,7 @@ class Model(C.HandleOwner):
                                                                      C.cond_ref(cbatch), n, C.float_ptr(out),
                                                                      out.size))
 
-    def nll(self, x0: Any, labels: Any = None, *, cond: Any = None, variance: str = "beta", decoder: str = "continuous", bits: int = 8,
+    def nll(self, x0: Any, labels: Any = None, *, cond: Any = None, lengths: Any = None, variance: str = "beta", decoder: str = "continuous", bits: int = 8,
             seed: int = 0, guidance_scale: float = C.PREDICT_DEFAULTS.guidance_scale,
             use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema)) -> C.Likelihood:
         """The variational bound on −log p(x0) of each sample, term by term (one network
@@ -437,7 +446,7 @@ class Model(C.HandleOwner):
         handle = self._h()
         x = self._batch(x0, "x0")
         n = x.shape[0]
-        cbatch, _keep = C.cond_batch(self._conditioning, cond, labels, n)
+        cbatch, _keep = C.cond_batch(self._conditioning, cond, labels, n, lengths)
         params = C.vlb_params(variance, decoder, bits, seed, "eps")
         predict = C.predict_params(guidance_scale, use_ema)
         with self.schedule as schedule:

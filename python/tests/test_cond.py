@@ -145,3 +145,71 @@ def test_vector_conditioned_unet_trains_and_samples():
     out = model.sample(4, cond=v, method="ddim", steps=5, guidance_scale=2.0)
     assert out.shape == (4, 1, 8, 8) and np.isfinite(out).all()
     model.close()
+
+
+def test_tokens_condition_the_mlp():
+    """Token ids (0 = padding) name the centre: the MLP reads their pooled embedding."""
+    rng = np.random.default_rng(1)
+    which = rng.integers(0, 3, 3000)
+    data = CENTERS[which] + 0.15 * rng.standard_normal((3000, 2)).astype(np.float32)
+    # "word" ids 1..3 name the centre, 4 is a filler; padding 0 at the end
+    tokens = np.zeros((3000, 4), dtype=np.int32)
+    tokens[:, 0] = 4
+    tokens[:, 1] = which + 1
+    with sd.NoiseSchedule.linear(100, scale_to_steps=True) as schedule:
+        model = sd.Model(schedule, data_dim=2, hidden=64, depth=2, seed=4,
+                         cond=sd.Conditioning.tokens(vocab_size=5, max_length=4, dim=8))
+    assert model.conditioning == sd.Conditioning.tokens(5, 4, dim=8)
+    model.fit(data, steps=1500, batch_size=128, cond=tokens, seed=0, progress=False)
+    want = np.arange(60) % 3
+    prompts = np.zeros((60, 4), dtype=np.int32)
+    prompts[:, 0], prompts[:, 1] = 4, want + 1
+    x = model.sample(60, cond=prompts, method="ddim", steps=25, seed=1, guidance_scale=2.0)
+    nearest = np.argmin(((x[:, None, :] - CENTERS[None]) ** 2).sum(-1), axis=1)
+    assert (nearest == want).mean() >= 0.9, (nearest == want).mean()
+    # All-padding rows are the null condition: equal to no condition at all.
+    xt = rng.standard_normal((3, 2)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(xt, 30, cond=np.zeros((3, 4), dtype=np.int32)), model.predict(xt, 30), atol=1e-6)
+    with pytest.raises(sd.InvalidArgumentError, match="vocab_size"):
+        model.predict(xt, 30, cond=np.full((3, 4), 5))
+    with pytest.raises(sd.ShapeError, match=r"cond must have shape \(3, 4\)"):
+        model.predict(xt, 30, cond=np.zeros((3, 5), dtype=np.int32))
+    with pytest.raises(TypeError, match="integer token ids"):
+        model.predict(xt, 30, cond=np.zeros((3, 4), dtype=np.float32))
+    with pytest.raises(sd.InvalidArgumentError, match="length"):
+        model.predict(xt, 30, cond=prompts[:3], lengths=[1, 5, 2])
+    model.close()
+
+
+def test_sequences_with_lengths():
+    with sd.NoiseSchedule.linear(20) as s:
+        model = sd.Model(s, data_dim=2, hidden=16, depth=1, seed=0, cond=sd.Conditioning.sequence(dim=3, max_length=4))
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 2)).astype(np.float32)
+    ctx = rng.standard_normal((5, 4, 3)).astype(np.float32)
+    assert np.isfinite(model.train_step(x, cond=ctx, lengths=[4, 1, 2, 3, 0]))
+    model.fit(x, steps=3, batch_size=4, cond=ctx, lengths=[4, 1, 2, 3, 0], progress=False)
+    # Positions past a row's length are not read; length 0 is the null condition.
+    moved = ctx.copy()
+    moved[1, 1:] += 10
+    lengths = [4, 1, 2, 3, 0]
+    np.testing.assert_array_equal(model.predict(x, 5, cond=ctx, lengths=lengths, use_ema=False),
+                                  model.predict(x, 5, cond=moved, lengths=lengths, use_ema=False))
+    np.testing.assert_array_equal(model.predict(x, 5, cond=ctx, lengths=[0] * 5, use_ema=False),
+                                  model.predict(x, 5, use_ema=False))
+    out = model.sample(5, cond=ctx, lengths=lengths, method="ddim", steps=5, guidance_scale=3.0)
+    assert out.shape == (5, 2) and np.isfinite(out).all()
+    with pytest.raises(sd.ShapeError, match=r"\(5, 4, 3\)"):
+        model.predict(x, 5, cond=ctx[:, :3])
+    with pytest.raises(sd.NonFiniteError, match="context"):
+        model.predict(x, 5, cond=np.full((5, 4, 3), np.inf, dtype=np.float32))
+    with pytest.raises(sd.InvalidArgumentError, match="lengths= is for"):
+        with sd.NoiseSchedule.linear(20) as s2:
+            with sd.Model(s2, data_dim=2, cond=sd.Conditioning.vector(3)) as v:
+                v.predict(x, 5, cond=np.zeros((5, 3)), lengths=[1] * 5)
+    with pytest.raises(sd.InvalidArgumentError, match="cross-attention"):
+        with sd.NoiseSchedule.linear(20) as s3:
+            sd.Model(s3, network=sd.UNetConfig(channels=1, height=8, width=8, base_channels=8, channel_mult=(1,),
+                                               groups=4, attention_levels=()),
+                     cond=sd.Conditioning.sequence(3, 4))
+    model.close()

@@ -30,14 +30,16 @@ static ddpm_schedule *sched;      /* linear, T = 100 */
 static ddpm_model *mlp;           /* D = 2 */
 static ddpm_model *cond;          /* D = 2, 3 classes */
 static ddpm_model *vec;           /* D = 2, conditioned on vectors of 3 floats */
+static ddpm_model *tok;           /* D = 2, conditioned on up to 3 tokens of a vocabulary of 5 */
 static ddpm_model *unet;          /* 1×8×8 */
 static ddpm_sampler *smp;         /* n = 4, dim = 2 over sched */
 static char dir[1024], ckpt[2048];
 static float buf[4096], buf2[4096], buf3[4096];
 static int32_t ts[64], labels[64];
 /* A ddpm_cond_batch of labels, or of vectors with their count. */
-#define LBL(l) (&(ddpm_cond_batch){sizeof(ddpm_cond_batch), (l), NULL, 0})
-#define VEC(v, n) (&(ddpm_cond_batch){sizeof(ddpm_cond_batch), NULL, (v), (n)})
+#define LBL(l) (&(ddpm_cond_batch){sizeof(ddpm_cond_batch), (l), NULL, 0, NULL, 0, NULL})
+#define VEC(v, n) (&(ddpm_cond_batch){sizeof(ddpm_cond_batch), NULL, (v), (n), NULL, 0, NULL})
+#define TOK(t, n, l) (&(ddpm_cond_batch){sizeof(ddpm_cond_batch), NULL, NULL, 0, (t), (n), (l)})
 static double betas[128];
 
 #define T 100
@@ -580,6 +582,22 @@ static void models(void) {
     CASE("cond vector dim DDPM_MAX_WIDTH + 1", INV, vec_with(DDPM_MAX_WIDTH + 1, 0));
     CASE("cond vector with num_classes", INV, vec_with(3, 2));
     {
+        ddpm_cond_params ct = ddpm_cond_params_default();
+        ct.kind = DDPM_COND_TOKENS; ct.vocab_size = 5; ct.max_length = 3; ct.dim = 4;
+        CASE("cond tokens ok", OK, model_with(sched, &mp.base, NULL, &ct));
+        ct.vocab_size = 0;
+        CASE("cond tokens vocab_size 0", INV, model_with(sched, &mp.base, NULL, &ct));
+        ct.vocab_size = 5; ct.max_length = 4097;
+        CASE("cond tokens max_length 4097", INV, model_with(sched, &mp.base, NULL, &ct));
+        ct.kind = DDPM_COND_SEQUENCE; ct.max_length = 3;
+        CASE("cond sequence with vocab_size", INV, model_with(sched, &mp.base, NULL, &ct));
+        ct.vocab_size = 0; ct.max_length = 0;
+        CASE("cond sequence max_length 0", INV, model_with(sched, &mp.base, NULL, &ct));
+        ddpm_unet_params uu = unet_p(1, 8, 8);
+        ct.max_length = 3;
+        CASE("cond sequence on a UNet (cross-attention not wired yet)", INV, model_with(sched, &uu.base, NULL, &ct));
+    }
+    {
         ddpm_cond_params cd = ddpm_cond_params_default();
         cd.kind = DDPM_COND_CLASSES; cd.num_classes = 3; cd.dim = 4;
         CASE("cond classes with dim", INV, model_with(sched, &mp.base, NULL, &cd));
@@ -675,6 +693,21 @@ static void training_prediction_sampling(void) {
     CASE("model_sample_shard vectors count wrong", SHAPE,
          ddpm_model_sample_shard(vec, &vsp, &gp, VEC(vs, 6), 4, 0, 4, buf3, 8));
     CASE("nll vectors ok", OK, ddpm_model_nll(vec, NULL, NULL, VEC(vs, 12), buf, 4, buf2, NULL, NULL, 8));
+    int32_t ids[12] = {1, 4, 0, 2, 2, 0, 3, 3, 3, 4, 1, 0}, badids[12] = {1, 4, 0, 5, 2, 0, 3, 3, 3, 4, 1, 0};
+    int32_t lens[4] = {3, 2, 0, 1}, longl[4] = {3, 4, 0, 1}, negl[4] = {3, -1, 0, 1};
+    CASE("train_step tokens ok", OK, ddpm_model_train_step(tok, buf, 4, 8, TOK(ids, 12, lens), NULL));
+    CASE("train_step tokens, lengths NULL (all max_length) ok", OK, ddpm_model_train_step(tok, buf, 4, 8, TOK(ids, 12, NULL), NULL));
+    CASE("train_step tokens count wrong", SHAPE, ddpm_model_train_step(tok, buf, 4, 8, TOK(ids, 11, lens), NULL));
+    CASE("train_step tokens NULL with a count", INV, ddpm_model_train_step(tok, buf, 4, 8, TOK(NULL, 12, lens), NULL));
+    CASE("train_step token = vocab_size", INV, ddpm_model_train_step(tok, buf, 4, 8, TOK(badids, 12, lens), NULL));
+    CASE("train_step length > max_length", INV, ddpm_model_train_step(tok, buf, 4, 8, TOK(ids, 12, longl), NULL));
+    CASE("train_step length -1", INV, ddpm_model_train_step(tok, buf, 4, 8, TOK(ids, 12, negl), NULL));
+    CASE("train_step tokens for a vector model", INV, ddpm_model_train_step(vec, buf, 4, 8, TOK(ids, 12, NULL), NULL));
+    CASE("train_step lengths for a vector model", INV,
+         ddpm_model_train_step(vec, buf, 4, 8, &(ddpm_cond_batch){sizeof(ddpm_cond_batch), NULL, vs, 12, NULL, 0, lens}, NULL));
+    CASE("train_step vectors for a token model", INV, ddpm_model_train_step(tok, buf, 4, 8, VEC(vs, 12), NULL));
+    CASE("predict guided tokens ok", OK, ddpm_model_predict(tok, &gp, 0, buf, 4, 5, TOK(ids, 12, lens), buf3, 8));
+    CASE("model_sample guided tokens ok", OK, ddpm_model_sample(tok, &vsp, &gp, TOK(ids, 12, lens), 4, buf3, 8));
     CASE("nll vectors count wrong", SHAPE, ddpm_model_nll(vec, NULL, NULL, VEC(vs, 3), buf, 4, buf2, NULL, NULL, 8));
     CASE("train_step lr = 3e38 is refused, nothing changes, then recovers (regression)", NONFIN, huge_lr_step());
 
@@ -788,13 +821,14 @@ int main(int argc, char **argv) {
     ddpm_mlp_params mp = mlp_p(2, 16, 2, 8);
     ddpm_cond_params c = ddpm_cond_params_default();
     c.kind = DDPM_COND_CLASSES; c.num_classes = 3;
-    ddpm_cond_params vc = ddpm_cond_params_default();
+    ddpm_cond_params vc = ddpm_cond_params_default(), tc = ddpm_cond_params_default();
     vc.kind = DDPM_COND_VECTOR; vc.dim = 3;
+    tc.kind = DDPM_COND_TOKENS; tc.vocab_size = 5; tc.max_length = 3; tc.dim = 4;
     ddpm_unet_params up = unet_p(1, 8, 8);
     ddpm_sample_params sp0 = ddpm_sample_params_default();
     if (ddpm_schedule_create(&p, &sched) || ddpm_model_create(sched, &mp.base, NULL, NULL, &mlp) ||
         ddpm_model_create(sched, &mp.base, NULL, &c, &cond) || ddpm_model_create(sched, &up.base, NULL, NULL, &unet) ||
-        ddpm_model_create(sched, &mp.base, NULL, &vc, &vec) ||
+        ddpm_model_create(sched, &mp.base, NULL, &vc, &vec) || ddpm_model_create(sched, &mp.base, NULL, &tc, &tok) ||
         ddpm_sampler_create(sched, &sp0, 4, 2, &smp) || ddpm_model_save(mlp, ckpt)) {
         fprintf(stderr, "fixtures: %s\n", ddpm_last_error());
         return 2;
@@ -810,6 +844,7 @@ int main(int argc, char **argv) {
     ddpm_model_free(unet);
     ddpm_model_free(cond);
     ddpm_model_free(vec);
+    ddpm_model_free(tok);
     ddpm_model_free(mlp);
     ddpm_schedule_free(sched);
     return summary("bad_inputs");
