@@ -209,8 +209,10 @@ func conditioning(_ params: UnsafePointer<ddpm_cond_params>?) throws -> Conditio
         ("max_length", p.max_length, [DDPM_COND_SEQUENCE, DDPM_COND_TOKENS].contains(kind)),
         ("vocab_size", p.vocab_size, kind == DDPM_COND_TOKENS),
     ]
+    let kindName = ["NONE", "CLASSES", "VECTOR", "SEQUENCE", "TOKENS"].indices.contains(Int(p.kind))
+        ? ["NONE", "CLASSES", "VECTOR", "SEQUENCE", "TOKENS"][Int(p.kind)] : "\(p.kind)"
     for (name, value, read) in used where !read && value != 0 {
-        throw DDPMError.invalidArgument("\(name) is \(value) but kind \(p.kind) does not use it; set kind (or leave \(name) 0)")
+        throw DDPMError.invalidArgument("\(name) is \(value) but kind is \(kindName), which does not use it; set kind (or leave \(name) 0)")
     }
     func positive(_ name: String, _ v: Int32) throws -> Int {
         guard v >= 1 else { throw DDPMError.invalidArgument("\(name) must be >= 1 for conditioning kind \(p.kind) (got \(v))") }
