@@ -445,6 +445,9 @@ typedef struct ddpm_unet_params {
     int32_t groups;           /* GroupNorm groups (8); must divide every channel count    */
     float dropout;            /* dropout in residual blocks while training (0)            */
     int32_t time_embed_dim;   /* sinusoidal encoding size, even (64)                      */
+    uint32_t cross_attention_levels; /* bit mask: bit l puts cross-attention to a SEQUENCE or
+                                 TOKENS condition at level l (0; the middle always has one
+                                 when the model has such a condition)  (since 0.3)        */
 } ddpm_unet_params;
 
 ddpm_unet_params ddpm_unet_params_default(void);

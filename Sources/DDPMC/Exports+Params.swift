@@ -76,6 +76,7 @@ public func ddpm_unet_params_default() -> ddpm_unet_params {
     p.attention_levels = UInt32(c.attentionLevelMask)
     (p.attention_heads, p.groups, p.dropout, p.time_embed_dim) = (Int32(c.attentionHeads), Int32(c.groups), c.dropout,
                                                                  Int32(c.timeEmbedDim))
+    p.cross_attention_levels = 0
     return p
 }
 
@@ -98,6 +99,7 @@ func networkConfig(_ head: UnsafePointer<ddpm_network_params>?) throws -> Networ
             attentionLevels: [], attentionHeads: Int(p.attention_heads), groups: Int(p.groups), dropout: p.dropout,
             timeEmbedDim: Int(p.time_embed_dim))
         config.attentionLevelMask = Int(p.attention_levels)  // bits beyond the last level fail validation
+        config.crossAttentionLevelMask = Int(p.cross_attention_levels)
         try config.validate()
         return .unet(config)
     default:
@@ -125,6 +127,7 @@ func writeNetwork(_ config: NetworkConfig, to out: UnsafeMutablePointer<ddpm_net
         p.attention_levels = UInt32(c.attentionLevelMask)
         (p.attention_heads, p.groups, p.dropout, p.time_embed_dim) = (Int32(c.attentionHeads), Int32(c.groups), c.dropout,
                                                                      Int32(c.timeEmbedDim))
+        p.cross_attention_levels = UInt32(c.crossAttentionLevelMask)
         try writeStruct(p, to: out, "network")
     }
 }

@@ -339,6 +339,55 @@ final class SequenceConditioningTests: XCTestCase {
         XCTAssertTrue(grads[nullEntry.offset..<nullEntry.offset + nullEntry.count].contains { $0 != 0 }, "the null context learns")
     }
 
+    /// The UNet: cross-attention at level 0 and in the middle, and the pooled context, every
+    /// tensor along a random direction; rows with and without the null context.
+    func checkUNet(_ conditioning: Conditioning, seed: UInt64) throws {
+        var config = UNetTests.tiny
+        config.crossAttentionLevels = [0]
+        let net = try UNetTests.makeTiny(config, conditioning: conditioning, seed: seed)
+        let layout = net.parameters.layout
+        let names = layout.entries.map(\.name)
+        XCTAssertTrue(names.contains("encoder.0.xattn.kv.weight") && names.contains("middle.0.xattn.q.weight")
+                      && !names.contains("encoder.2.xattn.q.weight"), "\(names)")
+        var params = UNetGradientCheck.randomParameters(layout, seed: seed)
+        try net.parameters.setValues(params)
+        let x = UNetGradientCheck.normals(B * net.sampleSize, seed: seed &+ 1)
+        let context = UNetGradientCheck.normals(B * L * Dc, seed: seed &+ 2)
+        let t: [Int32] = [0, 3, 9, 5]
+        let w = UNetGradientCheck.normals(B * net.outputSize, seed: seed &+ 3)
+        let tokens = conditioning.vocabulary > 0
+        func run(_ p: UnsafePointer<Float>, training: Bool) -> [Float] {
+            var out = [Float](repeating: 0, count: B * net.outputSize)
+            var rng = Philox(seed: 0)
+            ids.withUnsafeBufferPointer { i in
+                context.withUnsafeBufferPointer { c in
+                    lengths.withUnsafeBufferPointer { l in
+                        mask.withUnsafeBufferPointer { m in
+                            net.forward(&out, x: x, t: t, cond: condition(tokens ? i.baseAddress : nil, tokens ? nil : c.baseAddress,
+                                                                          l.baseAddress!, m.baseAddress!),
+                                        batch: B, params: p, training: training, rng: &rng)
+                        }
+                    }
+                }
+            }
+            return out
+        }
+        _ = run(params, training: true)
+        net.parameters.zeroGrads()
+        net.backward(dout: w, batch: B)
+        let grads = net.parameters.gradsArray
+        let (bad, largest) = UNetGradientCheck.compareDirectional(layout, values: &params, analytic: grads, seed: seed &+ 7,
+                                                                  step: 1e-2, atol: 2e-3, rtol: 2e-2) {
+            UNetGradientCheck.weightedSum(run($0, training: false), w)
+        }
+        XCTAssert(bad.isEmpty, "\(conditioning): wrong UNet gradients: \(bad.prefix(10))")
+        XCTAssertGreaterThan(largest, 1e-2)
+    }
+
+    func testUNetGradientsWithTokens() throws { try checkUNet(.tokens(vocabulary: V, maxLength: L, dim: Dc), seed: 31) }
+
+    func testUNetGradientsWithSequences() throws { try checkUNet(.sequence(dim: Dc, maxLength: L), seed: 32) }
+
     func testMLPGradientsWithTokens() throws { try check(.tokens(vocabulary: V, maxLength: L, dim: Dc), seed: 21) }
 
     func testMLPGradientsWithSequences() throws { try check(.sequence(dim: Dc, maxLength: L), seed: 22) }
@@ -384,8 +433,10 @@ final class SequenceConditioningTests: XCTestCase {
                 assertInvalidArgument("length > Lmax") { try predict(condition(i.baseAddress!, nil, l.baseAddress!, nil), 1) }
             }
         }
-        assertInvalidArgument("the UNet refuses sequences for now") {
-            try DiffusionModel(schedule: try NoiseSchedule.linear(steps: 10), network: .unet(UNetTests.tiny),
+        var badLevels = UNetTests.tiny
+        badLevels.crossAttentionLevels = [2]
+        assertInvalidArgument("a cross-attention level past the last") {
+            try DiffusionModel(schedule: try NoiseSchedule.linear(steps: 10), network: .unet(badLevels),
                                conditioning: .sequence(dim: 2, maxLength: 3))
         }
         // Checkpoints carry the kind.

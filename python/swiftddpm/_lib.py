@@ -435,6 +435,7 @@ class ddpm_unet_params(Structure):
         ("groups", c_int32),  # GroupNorm groups (8); must divide every channel count
         ("dropout", c_float),  # dropout in residual blocks while training (0)
         ("time_embed_dim", c_int32),  # sinusoidal encoding size, even (64)
+        ("cross_attention_levels", c_uint32),  # bit mask: bit l puts cross-attention at level l (0)  (since 0.3)
     ]
 
 

@@ -177,6 +177,8 @@ class UNetConfig(_Mirror):
         (1 to DDPM_UNET_MAX_LEVELS).
     attention_levels: the levels (indices into channel_mult) with self-attention; the C
         field is the bit mask of these indices.
+    cross_attention_levels: the levels with cross-attention to a sequence or token
+        condition (the middle always has one when the model has such a condition).
     """
 
     channels: int = _UNET.channels
@@ -190,9 +192,10 @@ class UNetConfig(_Mirror):
     groups: int = _UNET.groups  # GroupNorm groups; must divide every channel count
     dropout: float = _f32(_UNET.dropout)
     time_embed_dim: int = _UNET.time_embed_dim
+    cross_attention_levels: tuple[int, ...] = _levels(_UNET.cross_attention_levels)
 
     _c_default = staticmethod(_lib.lib.ddpm_unet_params_default)
-    _special = ("channel_mult", "attention_levels")
+    _special = ("channel_mult", "attention_levels", "cross_attention_levels")
 
     def __post_init__(self) -> None:
         # Any sequence is accepted; stored as tuples so that configs compare by value.
@@ -224,12 +227,17 @@ class UNetConfig(_Mirror):
         for level in self.attention_levels:
             mask |= 1 << C.as_int(level, "attention_levels entries", minimum=0, maximum=31)
         struct.attention_levels = mask
+        mask = 0
+        for level in self.cross_attention_levels:
+            mask |= 1 << C.as_int(level, "cross_attention_levels entries", minimum=0, maximum=31)
+        struct.cross_attention_levels = mask
         return struct
 
     @classmethod
     def _special_from_c(cls, struct) -> dict[str, Any]:
         levels = max(0, min(struct.num_levels, _lib.DDPM_UNET_MAX_LEVELS))
-        return {"channel_mult": tuple(struct.channel_mult[:levels]), "attention_levels": _levels(struct.attention_levels)}
+        return {"channel_mult": tuple(struct.channel_mult[:levels]), "attention_levels": _levels(struct.attention_levels),
+                "cross_attention_levels": _levels(struct.cross_attention_levels)}
 
 
 NETWORK_KINDS = {"mlp": _lib.DDPM_NETWORK_MLP, "unet": _lib.DDPM_NETWORK_UNET}  # ddpm_network_kind

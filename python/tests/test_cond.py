@@ -207,9 +207,30 @@ def test_sequences_with_lengths():
         with sd.NoiseSchedule.linear(20) as s2:
             with sd.Model(s2, data_dim=2, cond=sd.Conditioning.vector(3)) as v:
                 v.predict(x, 5, cond=np.zeros((5, 3)), lengths=[1] * 5)
-    with pytest.raises(sd.InvalidArgumentError, match="cross-attention"):
+    with pytest.raises(sd.InvalidArgumentError, match="cross-attention level 3"):
         with sd.NoiseSchedule.linear(20) as s3:
             sd.Model(s3, network=sd.UNetConfig(channels=1, height=8, width=8, base_channels=8, channel_mult=(1,),
-                                               groups=4, attention_levels=()),
+                                               groups=4, attention_levels=(), cross_attention_levels=(3,)),
                      cond=sd.Conditioning.sequence(3, 4))
+    model.close()
+
+
+def test_token_conditioned_unet_with_cross_attention(tmp_path):
+    net = sd.UNetConfig(channels=1, height=8, width=8, base_channels=8, channel_mult=(1, 2), res_blocks=1,
+                        attention_levels=(), cross_attention_levels=(0, 1), attention_heads=2, groups=4, time_embed_dim=8)
+    with sd.NoiseSchedule.linear(20) as s:
+        model = sd.Model(s, network=net, cond=sd.Conditioning.tokens(vocab_size=7, max_length=5, dim=8), seed=0)
+    assert model.network.cross_attention_levels == (0, 1)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)
+    ids = np.array([[1, 2, 0, 0, 0], [3, 0, 0, 0, 0], [0, 0, 0, 0, 0], [6, 5, 4, 3, 2]], dtype=np.int32)
+    losses = [model.train_step(x, cond=ids) for _ in range(3)]
+    assert np.isfinite(losses).all()
+    out = model.sample(4, cond=ids, method="ddim", steps=4, guidance_scale=3.0)
+    assert out.shape == (4, 1, 8, 8) and np.isfinite(out).all()
+    model.save(tmp_path / "tokens-unet.safetensors")
+    with sd.Model.load(tmp_path / "tokens-unet.safetensors") as loaded:
+        assert loaded.network == model.network and loaded.conditioning == model.conditioning
+        np.testing.assert_array_equal(loaded.predict(x, 3, cond=ids, guidance_scale=2),
+                                      model.predict(x, 3, cond=ids, guidance_scale=2))
     model.close()

@@ -595,7 +595,10 @@ static void models(void) {
         CASE("cond sequence max_length 0", INV, model_with(sched, &mp.base, NULL, &ct));
         ddpm_unet_params uu = unet_p(1, 8, 8);
         ct.max_length = 3;
-        CASE("cond sequence on a UNet (cross-attention not wired yet)", INV, model_with(sched, &uu.base, NULL, &ct));
+        uu.cross_attention_levels = 1;
+        CASE("cond sequence on a UNet with cross-attention ok", OK, model_with(sched, &uu.base, NULL, &ct));
+        uu.cross_attention_levels = 1u << 5;
+        CASE("cross_attention_levels past the last level", INV, model_with(sched, &uu.base, NULL, &ct));
     }
     {
         ddpm_cond_params cd = ddpm_cond_params_default();

@@ -71,9 +71,14 @@ struct CrossAttention: Sendable {
 
         init(_ layer: CrossAttention, batch B: Int, _ arena: inout Arena) {
             let (C, N, L) = (layer.channels, layer.pixels, layer.maxLength)
-            (datt, dq) = (arena.take(C * B * N), arena.take(C * B * N))
-            dkv = arena.take(B * L * 2 * C)
-            dprobs = arena.take(N * L)
+            self.init(&arena, activation: C * B * N, keyValues: B * L * 2 * C, probs: N * L)
+        }
+
+        /// For several layers at once: the largest of each size.
+        init(_ arena: inout Arena, activation: Int, keyValues: Int, probs: Int) {
+            (datt, dq) = (arena.take(activation), arena.take(activation))
+            dkv = arena.take(keyValues)
+            dprobs = arena.take(probs)
         }
     }
 

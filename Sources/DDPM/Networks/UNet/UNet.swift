@@ -38,6 +38,8 @@ public final class UNet: DenoisingNetwork {
     let time: TimeEmbedding  // E → T
     let classEmbedding: Embedding?  // (K + 1, T)
     let vectorEmbedding: VectorEmbedding?  // Dc → T, with the learned null vector
+    let contextEmbedding: ContextEmbedding?  // the context c̃ (B, Lmax, Dc) of a sequence or token condition
+    let pooledProj: Linear?  // Dc → T, of the context's masked mean
     let inConv: Conv2d  // 3×3, C → c_0
     let encoder: [Stage]
     let middle: [Stage]  // [ResBlock + Attention, ResBlock]
@@ -62,8 +64,6 @@ public final class UNet: DenoisingNetwork {
                 rng: inout Philox, checkLayout: (ParameterLayout) throws -> Void = { _ in }) throws {
         try config.validate(timesteps: timesteps)
         try conditioning.validate()
-        try require(conditioning.maxLength == 0,
-                    "the UNet does not take sequence or token conditioning yet (its cross-attention is not wired in); use the MLP, or a vector")
         settings = config
         self.conditioning = conditioning
         self.learnsVariance = learnsVariance
@@ -74,9 +74,13 @@ public final class UNet: DenoisingNetwork {
             ? Embedding(&layout, "class_embedding", rows: conditioning.numClasses + 1, features: T) : nil
         vectorEmbedding = conditioning.vectorDim > 0
             ? VectorEmbedding(&layout, "cond_vector", dim: conditioning.vectorDim, features: T) : nil
+        let Dx = conditioning.contextDim
+        contextEmbedding = Dx > 0 ? ContextEmbedding(&layout, "context", dim: Dx, maxLength: conditioning.maxLength,
+                                                     vocabulary: conditioning.vocabulary) : nil
+        pooledProj = Dx > 0 ? Linear(&layout, "context_pool", in: Dx, out: T) : nil
         let c0 = config.baseChannels * config.channelMult[0]
         inConv = Conv2d(&layout, "in_conv", in: config.channels, out: c0, kernel: 3)
-        (encoder, middle, decoder) = Self.makeStages(config, &layout)  // UNet+Stages.swift
+        (encoder, middle, decoder) = Self.makeStages(config, conditioning, &layout)  // UNet+Stages.swift
         outNorm = GroupNorm(&layout, "out_norm", channels: c0, groups: config.groups)
         outConv = Conv2d(&layout, "out_conv", in: c0, out: (learnsVariance ? 2 : 1) * config.channels, kernel: 3, zeroInit: true)
         try checkLayout(layout)
@@ -161,17 +165,26 @@ public final class UNet: DenoisingNetwork {
             classEmbedding.forward(accumulateInto: a.time.out, ids: a.labels.pointer, p, batch: B)
         }
         vectorEmbedding?.forward(accumulateInto: a.time.out, inp: a.cond, isNull: a.condNull, cond, p, batch: B)
+        var context: ContextPass? = nil
+        if let contextEmbedding, let pooledProj {
+            // c̃ for the cross-attention stages; temb += W_p·mean(c̃) + b_p
+            contextEmbedding.forward(a.context, lengths: a.contextLengths.pointer, isNull: a.contextNull, cond, p, batch: B)
+            if let tokens = cond.tokens, training { a.tokens.pointer.update(from: tokens, count: B * contextEmbedding.maxLength) }
+            contextEmbedding.pool(a.pooled, a.context, lengths: a.contextLengths.pointer, batch: B)
+            pooledProj.forward(a.time.out, a.pooled, p, batch: B, accumulate: true)
+            context = ContextPass(context: .init(values: a.context, lengths: a.contextLengths.pointer), dcontext: nil, scratch: w.cross)
+        }
         SiLU.forward(a.tembAct, a.time.out, count: B * T)
         // x (B, C, H, W) → (C, B, H, W)
         swapLeadingAxes(a.x, x, outer: B, inner: C, run: N)
         inConv.forward(a.h0, a.x, p, columns: pass.scratch.columns, batch: B, height: H, width: W)
         var h = UnsafePointer(a.h0)
         for (k, stage) in encoder.enumerated() {
-            stage.forward(a.encoder[k], h, temb: a.tembAct, pass, rng: &rng)
+            stage.forward(a.encoder[k], h, temb: a.tembAct, pass, context: context, rng: &rng)
             h = UnsafePointer(a.encoder[k].out)
         }
         for (k, stage) in middle.enumerated() {
-            stage.forward(a.middle[k], h, temb: a.tembAct, pass, rng: &rng)
+            stage.forward(a.middle[k], h, temb: a.tembAct, pass, context: context, rng: &rng)
             h = UnsafePointer(a.middle[k].out)
         }
         for (k, stage) in decoder.enumerated() {
@@ -179,7 +192,7 @@ public final class UNet: DenoisingNetwork {
             let cat = a.decoder[k].cat, hCount = (stage.inChannels - stage.skipChannels) * B * stage.pixels
             cat.update(from: h, count: hCount)
             (cat + hCount).update(from: a.skip(encoder.count - k), count: stage.skipChannels * B * stage.pixels)
-            stage.forward(a.decoder[k], cat, temb: a.tembAct, pass, rng: &rng)
+            stage.forward(a.decoder[k], cat, temb: a.tembAct, pass, context: context, rng: &rng)
             h = UnsafePointer(a.decoder[k].out)
         }
         // ε̂ = Conv3×3(SiLU(GroupNorm(h)))
@@ -198,6 +211,12 @@ public final class UNet: DenoisingNetwork {
         let (tembAct, dtembAct) = (UnsafePointer(a.tembAct), w.dtembAct)  // every ResBlock reads SiLU(temb), adds to its gradient
         for (k, d) in w.dskips.enumerated() { d.update(repeating: 0, count: skipFloats[k] * B) }
         dtembAct.update(repeating: 0, count: B * T)
+        var context: ContextPass? = nil
+        if let contextEmbedding {
+            w.dcontext.update(repeating: 0, count: B * contextEmbedding.maxLength * contextEmbedding.dim)
+            context = ContextPass(context: .init(values: a.context, lengths: a.contextLengths.pointer), dcontext: w.dcontext,
+                                  scratch: w.cross)
+        }
         // ε̂ = Conv3×3(SiLU(GroupNorm(h)))
         let (dAct, dOut) = (w.scratch.a, w.scratch.b)
         swapLeadingAxes(dOut, dout, outer: B, inner: outputChannels, run: N)  // (B, C', H, W) → (C', B, H, W)
@@ -210,7 +229,7 @@ public final class UNet: DenoisingNetwork {
         for k in decoder.indices.reversed() {  // ReversedCollection: no array is built
             let stage = decoder[k]
             stage.backward(dinp: spare, dout: d, inp: a.decoder[k].cat, temb: tembAct, dtemb: dtembAct, a.decoder[k], pass,
-                           accumulate: false)
+                           context: context, accumulate: false)
             let hCount = (stage.inChannels - stage.skipChannels) * B * stage.pixels
             let dskip = w.dskips[encoder.count - k]
             for i in 0..<stage.skipChannels * B * stage.pixels { dskip[i] += spare[hCount + i] }
@@ -218,20 +237,27 @@ public final class UNet: DenoisingNetwork {
         }
         // middle: the first stage's input is the last skip
         middle[1].backward(dinp: spare, dout: d, inp: a.middle[0].out, temb: tembAct, dtemb: dtembAct, a.middle[1], pass,
-                           accumulate: false)
+                           context: context, accumulate: false)
         swap(&d, &spare)
         middle[0].backward(dinp: w.dskips[encoder.count], dout: d, inp: a.skip(encoder.count), temb: tembAct, dtemb: dtembAct,
-                           a.middle[0], pass, accumulate: true)
+                           a.middle[0], pass, context: context, accumulate: true)
         // encoder: stage k maps skip k to skip k+1
         for k in encoder.indices.reversed() {
             encoder[k].backward(dinp: w.dskips[k], dout: w.dskips[k + 1], inp: a.skip(k), temb: tembAct, dtemb: dtembAct,
-                                a.encoder[k], pass, accumulate: true)
+                                a.encoder[k], pass, context: context, accumulate: true)
         }
         inConv.backward(dinp: nil, g, dout: w.dskips[0], inp: a.x, p, columns: w.scratch.columns, batch: B, height: H, width: W)
         // temb: tembAct = SiLU(temb), temb = W_t2·SiLU(W_t1·e) [+ class embedding]
         SiLU.backward(dinp: w.dtemb, dout: dtembAct, inp: a.time.out, count: B * T)
         if let classEmbedding { classEmbedding.backward(g, dout: w.dtemb, ids: a.labels.pointer, batch: B) }
         vectorEmbedding?.backward(g, dout: w.dtemb, inp: a.cond, dinp: w.dcond, isNull: a.condNull, p, batch: B)
+        if let contextEmbedding, let pooledProj {
+            // temb += W_p·mean(c̃) + b_p; c̃ also fed every cross-attention (their ∂L/∂c̃ is in dcontext)
+            pooledProj.backward(dinp: w.dpooled, g, dout: w.dtemb, inp: a.pooled, p, batch: B)
+            contextEmbedding.poolBackward(w.dcontext, dpooled: w.dpooled, lengths: a.contextLengths.pointer, batch: B)
+            contextEmbedding.backward(g, dout: w.dcontext, lengths: a.contextLengths.pointer, isNull: a.contextNull,
+                                      tokens: contextEmbedding.vocabulary > 0 ? UnsafePointer(a.tokens.pointer) : nil, batch: B)
+        }
         time.backward(dout: w.dtemb, a.time, dhidden: w.dtimeHidden, g, p, batch: B)
     }
 }
