@@ -186,6 +186,14 @@ static int cmp_double(const void *a, const void *b) {
 /* The one place that describes the model to the library: the network from the command line
    (net=mlp D= H= L=, or net=unet C= S= base= levels= res_blocks= attention_levels=; K=
    classes for either), everything else the library's defaults. */
+/* The labels as a ddpm_cond_batch in *c, or NULL without labels. */
+static const ddpm_cond_batch *with_labels(ddpm_cond_batch *c, const int32_t *labels) {
+    if (!labels) return NULL;
+    *c = ddpm_cond_batch_default();
+    c->labels = labels;
+    return c;
+}
+
 static ddpm_model *create_model(const ddpm_schedule *sched, int argc, char **argv) {
     const char *net = sarg(argc, argv, "net", "mlp");
     ddpm_cond_params cond = ddpm_cond_params_default();
@@ -237,13 +245,14 @@ int main(int argc, char **argv) {
     fill(x0, (size_t)(B * S));
     for (long b = 0; labels && b < B; b++) labels[b] = (int32_t)(b % K);
     float loss = 0;
+    ddpm_cond_batch lcb;
 
-    for (long i = 0; i < warmup; i++) CHECK(ddpm_model_train_step(model, x0, B, B * S, labels, &loss));
+    for (long i = 0; i < warmup; i++) CHECK(ddpm_model_train_step(model, x0, B, B * S, with_labels(&lcb, labels), &loss));
 
     /* Allocations per steady-state train step. */
     trace_left = trace;
     window_start();
-    for (long i = 0; i < steps; i++) CHECK(ddpm_model_train_step(model, x0, B, B * S, labels, &loss));
+    for (long i = 0; i < steps; i++) CHECK(ddpm_model_train_step(model, x0, B, B * S, with_labels(&lcb, labels), &loss));
     window_stop();
     uint64_t train_alloc = n_alloc, train_free = n_free, train_bytes = n_bytes;
     trace_left = 0;
@@ -258,7 +267,7 @@ int main(int argc, char **argv) {
     for (int c = 0; c < CHUNKS; c++) {
         gemm_window_start();
         double t0 = now();
-        for (long i = 0; i < per; i++) CHECK(ddpm_model_train_step(model, x0, B, B * S, labels, &loss));
+        for (long i = 0; i < per; i++) CHECK(ddpm_model_train_step(model, x0, B, B * S, with_labels(&lcb, labels), &loss));
         chunk[c] = (now() - t0) / per;
         gemm_window_stop();
         chunk_gemm[c] = gemm_seconds / per;
@@ -273,7 +282,7 @@ int main(int argc, char **argv) {
     recorded = malloc(cap_recorded * sizeof(gemm_call));
     n_recorded = 0;
     gemm_recording = 1;
-    CHECK(ddpm_model_train_step(model, x0, B, B * S, labels, &loss));
+    CHECK(ddpm_model_train_step(model, x0, B, B * S, with_labels(&lcb, labels), &loss));
     gemm_recording = 0;
     size_t train_recorded = n_recorded;
     double train_replay_s = replay_recorded();
@@ -292,14 +301,14 @@ int main(int argc, char **argv) {
     for (long b = 0; slabels && b < sample_n; b++) slabels[b] = (int32_t)(b % K);
     ddpm_sample_params smp = ddpm_sample_params_default();
     smp.steps = 10;
-    CHECK(ddpm_model_sample(model, &smp, NULL, slabels, sample_n, out, sample_n * S)); /* warm-up */
+    CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, slabels), sample_n, out, sample_n * S)); /* warm-up */
     window_start();
-    CHECK(ddpm_model_sample(model, &smp, NULL, slabels, sample_n, out, sample_n * S));
+    CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, slabels), sample_n, out, sample_n * S));
     window_stop();
     uint64_t a10 = n_alloc, b10 = n_bytes;
     smp.steps = 110;
     window_start();
-    CHECK(ddpm_model_sample(model, &smp, NULL, slabels, sample_n, out, sample_n * S));
+    CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, slabels), sample_n, out, sample_n * S));
     window_stop();
     uint64_t a110 = n_alloc, b110 = n_bytes;
     double per_step = (double)(a110 - a10) / 100.0;
@@ -313,11 +322,11 @@ int main(int argc, char **argv) {
         int32_t *tlabels = K > 0 ? malloc(sizeof(int32_t) * time_n) : NULL;
         for (long b = 0; tlabels && b < time_n; b++) tlabels[b] = (int32_t)(b % K);
         smp.steps = 2;
-        CHECK(ddpm_model_sample(model, &smp, NULL, tlabels, time_n, tout, time_n * S)); /* warm-up */
+        CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, tlabels), time_n, tout, time_n * S)); /* warm-up */
         smp.steps = (int32_t)time_steps;
         gemm_window_start();
         double s0 = now();
-        CHECK(ddpm_model_sample(model, &smp, NULL, tlabels, time_n, tout, time_n * S));
+        CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, tlabels), time_n, tout, time_n * S));
         sample_step_s = (now() - s0) / time_steps;
         gemm_window_stop();
         sample_gemm_s = gemm_seconds / time_steps;
@@ -325,7 +334,7 @@ int main(int argc, char **argv) {
         n_recorded = 0;
         smp.steps = 1;
         gemm_recording = 1;
-        CHECK(ddpm_model_sample(model, &smp, NULL, tlabels, time_n, tout, time_n * S));
+        CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, tlabels), time_n, tout, time_n * S));
         gemm_recording = 0;
         sample_replay_s = replay_recorded();
         free(tout); free(tlabels);

@@ -20,7 +20,8 @@
  *     ddpm_mlp_params /      the network; both begin with a ddpm_network_params head
  *     ddpm_unet_params       (struct_size, kind), and a model is created from &p.base
  *     ddpm_train_params      optimizer, clipping, EMA, label dropout, seed
- *     ddpm_cond_params       what a sample is conditioned on (nothing, or a class label)
+ *     ddpm_cond_params       what a sample is conditioned on (nothing, a class label, a vector)
+ *     ddpm_cond_batch        the conditions of the rows of one call (labels or vectors)
  *     ddpm_sample_params     the solver: method, steps, variance, η, clipping, seed
  *     ddpm_predict_params    how the model predicts: EMA or live weights, guidance scale
  *
@@ -119,6 +120,7 @@ const char *ddpm_version_string(void);
 #define DDPM_MAX_DEPTH 4096               /* MLP residual blocks                         */
 #define DDPM_MAX_RES_BLOCKS 64            /* UNet ResBlocks per level                    */
 #define DDPM_MAX_CLASSES (1 << 24)        /* num_classes                                 */
+#define DDPM_MAX_CONTEXT_LENGTH 4096      /* max_length of SEQUENCE and TOKENS conditioning */
 /* The smallest ᾱ_t a schedule may reach: a schedule whose ᾱ falls below it (e.g. linear
  * 1e-4..0.02 with T = 100000, or 80000 steps of β = 0.01) is refused, because x̂0 =
  * (x_t − √(1−ᾱ)·ε̂)/√ᾱ and the reverse steps lose every digit there and ᾱ soon underflows
@@ -448,6 +450,9 @@ typedef struct ddpm_unet_params {
     int32_t groups;           /* GroupNorm groups (8); must divide every channel count    */
     float dropout;            /* dropout in residual blocks while training (0)            */
     int32_t time_embed_dim;   /* sinusoidal encoding size, even (64)                      */
+    uint32_t cross_attention_levels; /* bit mask: bit l puts cross-attention to a SEQUENCE or
+                                 TOKENS condition at level l (0; the middle always has one
+                                 when the model has such a condition)  (since 0.3)        */
 } ddpm_unet_params;
 
 ddpm_unet_params ddpm_unet_params_default(void);
@@ -494,7 +499,19 @@ ddpm_train_params ddpm_train_params_default(void);
 
 typedef enum {
     DDPM_COND_NONE = 0,       /* unconditional                                            */
-    DDPM_COND_CLASSES = 1     /* a class label per sample: 0..K-1, K = "no class"         */
+    DDPM_COND_CLASSES = 1,    /* a class label per sample: 0..K-1, K = "no class"         */
+    DDPM_COND_VECTOR = 2,     /* a vector c of `dim` floats per sample (any encoder's
+                                 embedding), projected into the time embedding; a learned
+                                 null vector stands for "no condition"                    */
+    DDPM_COND_SEQUENCE = 3,   /* up to max_length vectors of `dim` floats per sample (a text
+                                 encoder's output) with a length each; the UNet cross-attends
+                                 to them at cross_attention_levels and the middle, and both
+                                 networks add their masked mean to the time embedding (the
+                                 MLP reads the mean only). Length 0 = no condition: a learned
+                                 one-vector null context                                  */
+    DDPM_COND_TOKENS = 4      /* up to max_length token ids in 0..vocab_size-1 per sample,
+                                 embedded by learned token + position tables of `dim`
+                                 features, then as SEQUENCE                               */
 } ddpm_cond_kind;
 
 /** What a sample is conditioned on. */
@@ -502,15 +519,36 @@ typedef struct ddpm_cond_params {
     size_t struct_size;       /* sizeof(ddpm_cond_params)                                 */
     int32_t kind;             /* ddpm_cond_kind; default NONE                             */
     int32_t num_classes;      /* K >= 1 for CLASSES (0)                                   */
+    int32_t dim;              /* Dc >= 1 for VECTOR, SEQUENCE, TOKENS (0)  (since 0.3)    */
+    int32_t max_length;       /* Lmax >= 1 for SEQUENCE, TOKENS (0)  (since 0.3)          */
+    int32_t vocab_size;       /* V >= 1 for TOKENS (0)  (since 0.3)                       */
 } ddpm_cond_params;
 
 ddpm_cond_params ddpm_cond_params_default(void);
+
+/** The condition of each sample of one call: what a model's conditioning reads (labels for
+ *  CLASSES, vectors for VECTOR and SEQUENCE, tokens for TOKENS). Pass NULL, or leave a field
+ *  NULL, for the null condition (unconditional rows; the unconditional branch of guidance).
+ *  Everything given is checked: labels in 0..K (K = null), each count, lengths in
+ *  0..max_length, token ids in 0..V-1, every float finite. */
+typedef struct ddpm_cond_batch {
+    size_t struct_size;       /* sizeof(ddpm_cond_batch)                                  */
+    const int32_t *labels;    /* (rows,) class labels, or NULL                            */
+    const float *vectors;     /* VECTOR: (rows, dim); SEQUENCE: (rows, max_length, dim)   */
+    int64_t vectors_count;    /* floats at `vectors`                                      */
+    const int32_t *tokens;    /* TOKENS: (rows, max_length) ids, or NULL                  */
+    int64_t tokens_count;     /* ids at `tokens`: rows·max_length                         */
+    const int32_t *lengths;   /* SEQUENCE, TOKENS: (rows,) in 0..max_length (0 = the null
+                                 condition), or NULL for max_length every row             */
+} ddpm_cond_batch;
+
+ddpm_cond_batch ddpm_cond_batch_default(void);
 
 /** How a model predicts: with which weights and which classifier-free guidance. */
 typedef struct ddpm_predict_params {
     size_t struct_size;       /* sizeof(ddpm_predict_params)                              */
     float guidance_scale;     /* w: ε̂ = ε̂_uncond + w·(ε̂_cond - ε̂_uncond); 1 = conditional
-                                 (default), 0 = unconditional; used when labels are given */
+                                 (default), 0 = unconditional; used when a condition is given */
     int32_t use_ema;          /* nonzero (default) predicts with the EMA weights          */
 } ddpm_predict_params;
 
@@ -555,7 +593,7 @@ int ddpm_model_get_schedule(const ddpm_model *model, ddpm_schedule **out);
 int ddpm_model_set_learning_rate(ddpm_model *model, float learning_rate);
 
 /** One training step (DDPM Algorithm 1) on x0: (batch, sample_size), count = batch·sample_size.
- *  labels: (batch,) in 0..K (K = null), or NULL; only for class-conditional models.
+ *  cond: the condition of each row (ddpm_cond_batch), or NULL; only for conditional models.
  *  loss_out (may be NULL) receives L_simple before the update.
  *  A step is applied only if everything it writes stays finite: when the loss, the gradient
  *  norm or any updated parameter, AdamW moment or EMA weight would not be finite, it returns
@@ -565,28 +603,28 @@ int ddpm_model_set_learning_rate(ddpm_model *model, float learning_rate);
  *  pass that overflows float is run again on a scaled loss gradient (only the direction of a
  *  clipped gradient matters), so such steps still go through. */
 int ddpm_model_train_step(ddpm_model *model, const float *x0, int64_t batch, int64_t count,
-                          const int32_t *labels, float *loss_out);
+                          const ddpm_cond_batch *cond, float *loss_out);
 
 /** The model's prediction for x_t: (batch, sample_size) at one timestep t for every row,
  *  as `output` (a ddpm_output: ε̂, x̂0, v̂, the score, or the learned σ_t²), with the weights and guidance of params (NULL =
- *  ddpm_predict_params_default()); guidance applies when labels (batch,) are given.
+ *  ddpm_predict_params_default()); guidance applies when a condition (cond) is given.
  *  out: count floats. */
 int ddpm_model_predict(ddpm_model *model, const ddpm_predict_params *params, int32_t output,
-                       const float *x_t, int64_t batch, int32_t t, const int32_t *labels,
+                       const float *x_t, int64_t batch, int32_t t, const ddpm_cond_batch *cond,
                        float *out, int64_t count);
 
 /** Draws n samples into out: (n, sample_size), count = n·sample_size, with the solver of
  *  sample_params and the weights and guidance of predict_params (NULL = defaults).
- *  labels: (n,) class labels, or NULL for unconditional samples. */
+ *  cond: the condition of each of the n samples, or NULL for unconditional samples. */
 int ddpm_model_sample(ddpm_model *model, const ddpm_sample_params *sample_params,
-                      const ddpm_predict_params *predict_params, const int32_t *labels,
+                      const ddpm_predict_params *predict_params, const ddpm_cond_batch *cond,
                       int64_t n, float *out, int64_t count);
 
 /** The variational bound of n samples x0 (n, sample_size) under the model, with the weights
- *  and guidance of predict_params (NULL = defaults); labels (n,) or NULL. Outputs as for
+ *  and guidance of predict_params (NULL = defaults); cond for the n rows, or NULL. Outputs as for
  *  ddpm_schedule_vlb. */
 int ddpm_model_nll(ddpm_model *model, const ddpm_vlb_params *params, const ddpm_predict_params *predict_params,
-                   const int32_t *labels, const float *x0, int64_t n, float *total_out, float *prior_out,
+                   const ddpm_cond_batch *cond, const float *x0, int64_t n, float *total_out, float *prior_out,
                    float *terms_out, int64_t count);
 
 /** Saves network, EMA, optimizer state, RNG, schedule and configuration as one safetensors
@@ -630,9 +668,9 @@ int ddpm_model_load(const char *path, ddpm_model **out);
  *  draws, forward, loss, backward; the gradients stay in the model's gradient buffer.
  *  sample_offset: global index of the first row (0 alone); global_batch: the global batch
  *  size B (0 = batch, i.e. not a shard). loss_out (may be NULL) receives this shard's term
- *  of L_simple: Σ(ε̂ - ε)²/(B·sample_size). labels as for ddpm_model_train_step. */
+ *  of L_simple: Σ(ε̂ - ε)²/(B·sample_size). cond (this shard's rows) as for ddpm_model_train_step. */
 int ddpm_model_compute_gradients(ddpm_model *model, const float *x0, int64_t batch, int64_t count,
-                                 const int32_t *labels, int64_t sample_offset, int64_t global_batch,
+                                 const ddpm_cond_batch *cond, int64_t sample_offset, int64_t global_batch,
                                  float *loss_out);
 
 /** The model's flat gradient buffer: *grads_out receives a pointer to its P floats (P =
@@ -662,9 +700,9 @@ int ddpm_model_parameter_hash(const ddpm_model *model, uint64_t *hash_out);
  *  global_n: x_T and every noise draw are that slice of what ddpm_model_sample(global_n)
  *  draws; with sample_offset a multiple of DDPM_PREDICT_CHUNK the shards, concatenated in
  *  order, are the one-process samples bitwise (DDPM, DDIM; guidance included).
- *  labels: (n,) of this shard, or NULL. out: (n, sample_size), count = n·sample_size. */
+ *  cond: this shard's n rows, or NULL. out: (n, sample_size), count = n·sample_size. */
 int ddpm_model_sample_shard(ddpm_model *model, const ddpm_sample_params *sample_params,
-                            const ddpm_predict_params *predict_params, const int32_t *labels,
+                            const ddpm_predict_params *predict_params, const ddpm_cond_batch *cond,
                             int64_t n, int64_t sample_offset, int64_t global_n, float *out, int64_t count);
 
 #ifdef __cplusplus

@@ -7,7 +7,7 @@ import DDPM
 @_cdecl("ddpm_model_compute_gradients")
 public func ddpm_model_compute_gradients(
     _ handle: OpaquePointer?, _ x0: UnsafePointer<Float>?, _ batch: Int64, _ count: Int64,
-    _ labels: UnsafePointer<Int32>?, _ sampleOffset: Int64, _ globalBatch: Int64, _ lossOut: UnsafeMutablePointer<Float>?
+    _ cond: UnsafePointer<ddpm_cond_batch>?, _ sampleOffset: Int64, _ globalBatch: Int64, _ lossOut: UnsafeMutablePointer<Float>?
 ) -> Int32 {
     guarded("ddpm_model_compute_gradients") {
         let m = try model(handle)
@@ -16,7 +16,8 @@ public func ddpm_model_compute_gradients(
         guard sampleOffset >= 0, globalBatch >= 0, globalBatch <= Int64(UInt32.max) else {
             throw DDPMError.invalidArgument("sample_offset (\(sampleOffset)) and global_batch (\(globalBatch)) must be in 0..<2^32")
         }
-        let loss = try m.computeGradients(x0: x0, labels: labels, batch: Int(batch), sampleOffset: Int(sampleOffset),
+        let cond = try conditionBatch(cond, rows: batch, m.conditioning)
+        let loss = try m.computeGradients(x0: x0, cond: cond, batch: Int(batch), sampleOffset: Int(sampleOffset),
                                           globalBatch: globalBatch == 0 ? nil : Int(globalBatch))
         lossOut?.pointee = loss
     }
@@ -65,7 +66,7 @@ public func ddpm_model_parameter_hash(_ handle: OpaquePointer?, _ out: UnsafeMut
 @_cdecl("ddpm_model_sample_shard")
 public func ddpm_model_sample_shard(
     _ handle: OpaquePointer?, _ params: UnsafePointer<ddpm_sample_params>?, _ predict: UnsafePointer<ddpm_predict_params>?,
-    _ labels: UnsafePointer<Int32>?, _ n: Int64, _ sampleOffset: Int64, _ globalN: Int64,
+    _ cond: UnsafePointer<ddpm_cond_batch>?, _ n: Int64, _ sampleOffset: Int64, _ globalN: Int64,
     _ out: UnsafeMutablePointer<Float>?, _ count: Int64
 ) -> Int32 {
     guarded("ddpm_model_sample_shard") {
@@ -81,7 +82,8 @@ public func ddpm_model_sample_shard(
         let predictOptions = try predictOptions(predict)
         let out = try nonNull(out, "out")
         let total = try checkCount(count, rows: n, cols: Int64(m.network.sampleSize), "out")
-        try m.sample(into: out, count: Int(n), labels: labels, options: options, predict: predictOptions,
+        let cond = try conditionBatch(cond, rows: n, m.conditioning)
+        try m.sample(into: out, count: Int(n), cond: cond, options: options, predict: predictOptions,
                      progress: progressClosure(params, count: total))
     }
 }

@@ -50,7 +50,7 @@ public func ddpm_schedule_vlb(
             let status = fn(user, o, x, Int64(batch), dim, Int32(t), labels)
             if status != 0 { throw DDPMError.cancelled("the model callback returned \(status) at t = \(t)") }
         }
-        let result = try s.variationalBound(x0: x0, batch: Int(n), denoiser: denoiser, labels: labels, options: options)
+        let result = try s.variationalBound(x0: x0, batch: Int(n), denoiser: denoiser, cond: ConditionBatch(labels: labels), options: options)
         try store(result, total: totalOut, prior: priorOut, terms: termsOut)
     }
 }
@@ -58,7 +58,7 @@ public func ddpm_schedule_vlb(
 @_cdecl("ddpm_model_nll")
 public func ddpm_model_nll(
     _ handle: OpaquePointer?, _ params: UnsafePointer<ddpm_vlb_params>?, _ predict: UnsafePointer<ddpm_predict_params>?,
-    _ labels: UnsafePointer<Int32>?, _ x0: UnsafePointer<Float>?, _ n: Int64, _ totalOut: UnsafeMutablePointer<Float>?,
+    _ cond: UnsafePointer<ddpm_cond_batch>?, _ x0: UnsafePointer<Float>?, _ n: Int64, _ totalOut: UnsafeMutablePointer<Float>?,
     _ priorOut: UnsafeMutablePointer<Float>?, _ termsOut: UnsafeMutablePointer<Float>?, _ count: Int64
 ) -> Int32 {
     guarded("ddpm_model_nll") {
@@ -69,7 +69,8 @@ public func ddpm_model_nll(
         }
         let x0 = try nonNull(x0, "x0")
         _ = try checkCount(count, rows: n, cols: Int64(m.network.sampleSize), "x0")
-        let result = try m.negativeLogLikelihood(x0: x0, batch: Int(n), labels: labels, options: options,
+        let cond = try conditionBatch(cond, rows: n, m.conditioning)
+        let result = try m.negativeLogLikelihood(x0: x0, batch: Int(n), cond: cond, options: options,
                                                  predict: try predictOptions(predict))
         try store(result, total: totalOut, prior: priorOut, terms: termsOut)
     }

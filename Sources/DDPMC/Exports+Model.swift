@@ -76,13 +76,14 @@ public func ddpm_model_set_learning_rate(_ handle: OpaquePointer?, _ lr: Float) 
 @_cdecl("ddpm_model_train_step")
 public func ddpm_model_train_step(
     _ handle: OpaquePointer?, _ x0: UnsafePointer<Float>?, _ batch: Int64, _ count: Int64,
-    _ labels: UnsafePointer<Int32>?, _ lossOut: UnsafeMutablePointer<Float>?
+    _ cond: UnsafePointer<ddpm_cond_batch>?, _ lossOut: UnsafeMutablePointer<Float>?
 ) -> Int32 {
     guarded("ddpm_model_train_step") {
         let m = try model(handle)
         let x0 = try nonNull(x0, "x0")
         _ = try checkCount(count, rows: batch, cols: Int64(m.network.sampleSize), "x0")
-        let loss = try m.trainStep(x0: x0, labels: labels, batch: Int(batch))
+        let cond = try conditionBatch(cond, rows: batch, m.conditioning)
+        let loss = try m.trainStep(x0: x0, cond: cond, batch: Int(batch))
         lossOut?.pointee = loss
     }
 }
@@ -90,7 +91,7 @@ public func ddpm_model_train_step(
 @_cdecl("ddpm_model_predict")
 public func ddpm_model_predict(
     _ handle: OpaquePointer?, _ params: UnsafePointer<ddpm_predict_params>?, _ output: Int32,
-    _ xt: UnsafePointer<Float>?, _ batch: Int64, _ t: Int32, _ labels: UnsafePointer<Int32>?,
+    _ xt: UnsafePointer<Float>?, _ batch: Int64, _ t: Int32, _ cond: UnsafePointer<ddpm_cond_batch>?,
     _ out: UnsafeMutablePointer<Float>?, _ count: Int64
 ) -> Int32 {
     guarded("ddpm_model_predict") {
@@ -99,14 +100,15 @@ public func ddpm_model_predict(
         let type = try predictOutput(output, "output")
         let (xt, out) = (try nonNull(xt, "x_t"), try nonNull(out, "out"))
         _ = try checkCount(count, rows: batch, cols: Int64(m.network.sampleSize), "x_t/out")
-        try m.predict(out, output: type, x: xt, t: Int(t), labels: labels, batch: Int(batch), options: options)
+        let cond = try conditionBatch(cond, rows: batch, m.conditioning)
+        try m.predict(out, output: type, x: xt, t: Int(t), cond: cond, batch: Int(batch), options: options)
     }
 }
 
 @_cdecl("ddpm_model_sample")
 public func ddpm_model_sample(
     _ handle: OpaquePointer?, _ params: UnsafePointer<ddpm_sample_params>?, _ predict: UnsafePointer<ddpm_predict_params>?,
-    _ labels: UnsafePointer<Int32>?, _ n: Int64, _ out: UnsafeMutablePointer<Float>?, _ count: Int64
+    _ cond: UnsafePointer<ddpm_cond_batch>?, _ n: Int64, _ out: UnsafeMutablePointer<Float>?, _ count: Int64
 ) -> Int32 {
     guarded("ddpm_model_sample") {
         let m = try model(handle)
@@ -117,7 +119,8 @@ public func ddpm_model_sample(
         let predictOptions = try predictOptions(predict)
         let out = try nonNull(out, "out")
         let total = try checkCount(count, rows: n, cols: Int64(m.network.sampleSize), "out")
-        try m.sample(into: out, count: Int(n), labels: labels, options: options, predict: predictOptions,
+        let cond = try conditionBatch(cond, rows: n, m.conditioning)
+        try m.sample(into: out, count: Int(n), cond: cond, options: options, predict: predictOptions,
                      progress: progressClosure(params, count: total))
     }
 }

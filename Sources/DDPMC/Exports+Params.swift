@@ -76,6 +76,7 @@ public func ddpm_unet_params_default() -> ddpm_unet_params {
     p.attention_levels = UInt32(c.attentionLevelMask)
     (p.attention_heads, p.groups, p.dropout, p.time_embed_dim) = (Int32(c.attentionHeads), Int32(c.groups), c.dropout,
                                                                  Int32(c.timeEmbedDim))
+    p.cross_attention_levels = 0
     return p
 }
 
@@ -98,6 +99,7 @@ func networkConfig(_ head: UnsafePointer<ddpm_network_params>?) throws -> Networ
             attentionLevels: [], attentionHeads: Int(p.attention_heads), groups: Int(p.groups), dropout: p.dropout,
             timeEmbedDim: Int(p.time_embed_dim))
         config.attentionLevelMask = Int(p.attention_levels)  // bits beyond the last level fail validation
+        config.crossAttentionLevelMask = Int(p.cross_attention_levels)
         try config.validate()
         return .unet(config)
     default:
@@ -125,6 +127,7 @@ func writeNetwork(_ config: NetworkConfig, to out: UnsafeMutablePointer<ddpm_net
         p.attention_levels = UInt32(c.attentionLevelMask)
         (p.attention_heads, p.groups, p.dropout, p.time_embed_dim) = (Int32(c.attentionHeads), Int32(c.groups), c.dropout,
                                                                      Int32(c.timeEmbedDim))
+        p.cross_attention_levels = UInt32(c.crossAttentionLevelMask)
         try writeStruct(p, to: out, "network")
     }
 }
@@ -183,12 +186,17 @@ public func ddpm_cond_params_default() -> ddpm_cond_params {
 }
 
 func condParams(_ c: Conditioning) -> ddpm_cond_params {
+    let size = MemoryLayout<ddpm_cond_params>.size
+    func make(_ kind: ddpm_cond_kind, k: Int = 0, d: Int = 0, l: Int = 0, v: Int = 0) -> ddpm_cond_params {
+        ddpm_cond_params(struct_size: size, kind: Int32(kind.rawValue), num_classes: Int32(k), dim: Int32(d),
+                         max_length: Int32(l), vocab_size: Int32(v))
+    }
     switch c {
-    case .none:
-        return ddpm_cond_params(struct_size: MemoryLayout<ddpm_cond_params>.size, kind: Int32(DDPM_COND_NONE.rawValue), num_classes: 0)
-    case .classes(let k):
-        return ddpm_cond_params(struct_size: MemoryLayout<ddpm_cond_params>.size, kind: Int32(DDPM_COND_CLASSES.rawValue),
-                                num_classes: Int32(k))
+    case .none: return make(DDPM_COND_NONE)
+    case .classes(let k): return make(DDPM_COND_CLASSES, k: k)
+    case .vector(let d): return make(DDPM_COND_VECTOR, d: d)
+    case .sequence(let d, let l): return make(DDPM_COND_SEQUENCE, d: d, l: l)
+    case .tokens(let v, let l, let d): return make(DDPM_COND_TOKENS, d: d, l: l, v: v)
     }
 }
 
@@ -196,15 +204,75 @@ func condParams(_ c: Conditioning) -> ddpm_cond_params {
 func conditioning(_ params: UnsafePointer<ddpm_cond_params>?) throws -> Conditioning {
     guard params != nil else { return .none }
     let p = try readParams(params, defaults: ddpm_cond_params_default(), "cond")
-    switch ddpm_cond_kind(rawValue: UInt32(bitPattern: p.kind)) {
-    case DDPM_COND_NONE:
-        guard p.num_classes == 0 else {
-            throw DDPMError.invalidArgument("num_classes is \(p.num_classes) but kind is NONE; set kind = DDPM_COND_CLASSES")
-        }
-        return .none
-    case DDPM_COND_CLASSES: return .classes(Int(p.num_classes))
-    default: throw DDPMError.invalidArgument("unknown conditioning kind \(p.kind) (0 none, 1 classes)")
+    let kind = ddpm_cond_kind(rawValue: UInt32(bitPattern: p.kind))
+    // Each kind reads its fields; the others must stay 0 (a field set for another kind is a mistake).
+    let used: [(String, Int32, Bool)] = [
+        ("num_classes", p.num_classes, kind == DDPM_COND_CLASSES),
+        ("dim", p.dim, [DDPM_COND_VECTOR, DDPM_COND_SEQUENCE, DDPM_COND_TOKENS].contains(kind)),
+        ("max_length", p.max_length, [DDPM_COND_SEQUENCE, DDPM_COND_TOKENS].contains(kind)),
+        ("vocab_size", p.vocab_size, kind == DDPM_COND_TOKENS),
+    ]
+    let kindName = ["NONE", "CLASSES", "VECTOR", "SEQUENCE", "TOKENS"].indices.contains(Int(p.kind))
+        ? ["NONE", "CLASSES", "VECTOR", "SEQUENCE", "TOKENS"][Int(p.kind)] : "\(p.kind)"
+    for (name, value, read) in used where !read && value != 0 {
+        throw DDPMError.invalidArgument("\(name) is \(value) but kind is \(kindName), which does not use it; set kind (or leave \(name) 0)")
     }
+    func positive(_ name: String, _ v: Int32) throws -> Int {
+        guard v >= 1 else { throw DDPMError.invalidArgument("\(name) must be >= 1 for conditioning kind \(p.kind) (got \(v))") }
+        return Int(v)
+    }
+    switch kind {
+    case DDPM_COND_NONE: return .none
+    case DDPM_COND_CLASSES: return .classes(Int(p.num_classes))
+    case DDPM_COND_VECTOR: return .vector(Int(p.dim))
+    case DDPM_COND_SEQUENCE: return .sequence(dim: try positive("dim", p.dim), maxLength: try positive("max_length", p.max_length))
+    case DDPM_COND_TOKENS:
+        return .tokens(vocabulary: try positive("vocab_size", p.vocab_size), maxLength: try positive("max_length", p.max_length),
+                       dim: try positive("dim", p.dim))
+    default: throw DDPMError.invalidArgument("unknown conditioning kind \(p.kind) (0 none, 1 classes, 2 vector, 3 sequence, 4 tokens)")
+    }
+}
+
+@_cdecl("ddpm_cond_batch_default")
+public func ddpm_cond_batch_default() -> ddpm_cond_batch {
+    ddpm_cond_batch(struct_size: MemoryLayout<ddpm_cond_batch>.size, labels: nil, vectors: nil, vectors_count: 0,
+                    tokens: nil, tokens_count: 0, lengths: nil)
+}
+
+/// The engine's ConditionBatch for `rows` rows of a model conditioned on `c` (NULL means
+/// none): the struct read over its defaults, each count checked against the rows and the
+/// conditioning's sizes. The values themselves (labels in 0...K, ids in 0..<V, lengths in
+/// 0...Lmax, finite floats) are the engine's to check.
+func conditionBatch(_ params: UnsafePointer<ddpm_cond_batch>?, rows: Int64, _ c: Conditioning) throws -> ConditionBatch {
+    guard params != nil else { return .none }
+    let p = try readParams(params, defaults: ddpm_cond_batch_default(), "cond")
+    var batch = ConditionBatch(labels: p.labels)
+    (batch.maxLength, batch.contextDim, batch.lengths) = (c.maxLength, c.contextDim, p.lengths)
+    if let vectors = p.vectors {
+        switch c {
+        case .vector(let d):
+            _ = try checkCount(p.vectors_count, rows: rows, cols: Int64(d), "cond->vectors")
+            (batch.vectors, batch.vectorDim) = (vectors, d)
+        case .sequence(let d, let l):
+            _ = try checkCount(p.vectors_count, rows: rows, cols: Int64(l) * Int64(d), "cond->vectors (rows × max_length × dim)")
+            batch.context = vectors
+        default:
+            throw DDPMError.invalidArgument("cond->vectors was given but the model is not conditioned on vectors or sequences")
+        }
+    } else if p.vectors_count != 0 {
+        throw DDPMError.invalidArgument("cond->vectors is NULL but vectors_count is \(p.vectors_count)")
+    }
+    if let tokens = p.tokens {
+        guard c.vocabulary > 0 else { throw DDPMError.invalidArgument("cond->tokens was given but the model is not conditioned on tokens") }
+        _ = try checkCount(p.tokens_count, rows: rows, cols: Int64(c.maxLength), "cond->tokens (rows × max_length)")
+        batch.tokens = tokens
+    } else if p.tokens_count != 0 {
+        throw DDPMError.invalidArgument("cond->tokens is NULL but tokens_count is \(p.tokens_count)")
+    }
+    if p.lengths != nil, c.maxLength == 0 {
+        throw DDPMError.invalidArgument("cond->lengths was given but the model is not conditioned on sequences or tokens")
+    }
+    return batch
 }
 
 @_cdecl("ddpm_predict_params_default")

@@ -99,7 +99,7 @@ public func ddpm_schedule_sample(
             let status = fn(user, o, x, Int64(batch), dim, Int32(t), labels)
             if status != 0 { throw DDPMError.cancelled("the model callback returned \(status) at t = \(t)") }
         }
-        try s.sample(into: out, count: Int(n), denoiser: denoiser, labels: labels, options: options,
+        try s.sample(into: out, count: Int(n), denoiser: denoiser, cond: ConditionBatch(labels: labels), options: options,
                      progress: progressClosure(params, count: total))
     }
 }

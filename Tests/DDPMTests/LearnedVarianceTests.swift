@@ -65,7 +65,7 @@ final class LearnedVarianceTests: XCTestCase {
         for step in 0..<1500 {
             _ = try model.trainStep(x0: normals(2 * 128, seed: UInt64(100 + step)).map { sigma0 * $0 })
         }
-        let denoiser = try model.denoiser(PredictOptions(useEMA: true), labels: nil, batch: 256)
+        let denoiser = try model.denoiser(PredictOptions(useEMA: true), cond: .none, batch: 256)
         var rows: [String] = []
         for t in [5, 20, 50, 90] {
             let a = schedule.alphaBar[t], aPrev = schedule.alphaBar[t - 1], alpha = schedule.alphas[t]
@@ -74,7 +74,7 @@ final class LearnedVarianceTests: XCTestCase {
             let exact = v1 - alpha * v1 * v1 / v2
             let x = normals(2 * 256, seed: UInt64(t)).map { Float(v2.squareRoot()) * $0 }  // x_t ~ q(x_t)
             var out = [Float](repeating: 0, count: 2 * 256)
-            try out.withUnsafeMutableBufferPointer { try denoiser.predict($0.baseAddress!, x: x, t: t, labels: nil, batch: 256) }
+            try out.withUnsafeMutableBufferPointer { try denoiser.predict($0.baseAddress!, x: x, t: t, cond: .none, batch: 256) }
             let v = UnsafeBufferPointer(start: denoiser.lastVariance!, count: 2 * 256)
             let learned = v.map { exp(schedule.reverseLogVariance(t, .learned, learned: $0)) }.reduce(0, +) / Double(v.count)
             let (lo, hi) = (schedule.posteriorVariance[t], schedule.betas[t])

@@ -147,7 +147,7 @@ final class SamplerTests: XCTestCase {
             let sampler = try Sampler(schedule: schedule, options: options, batch: 1, sampleSize: mu.count)
             var x = [Float](repeating: start, count: mu.count), out = x
             while sampler.timestep >= 0 {
-                try out.withUnsafeMutableBufferPointer { try eps.predict($0.baseAddress!, x: x, t: sampler.timestep, labels: nil, batch: 1) }
+                try out.withUnsafeMutableBufferPointer { try eps.predict($0.baseAddress!, x: x, t: sampler.timestep, cond: .none, batch: 1) }
                 try x.withUnsafeMutableBufferPointer { try sampler.step(output: out, x: $0.baseAddress!) }
             }
             return x

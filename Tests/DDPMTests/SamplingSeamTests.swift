@@ -71,7 +71,7 @@ final class SamplingSeamTests: XCTestCase {
             var taken = 0
             while sampler.timestep >= 0 {
                 try output.withUnsafeMutableBufferPointer {
-                    try exact(.epsilon).predict($0.baseAddress!, x: x, t: sampler.timestep, labels: nil, batch: 64)
+                    try exact(.epsilon).predict($0.baseAddress!, x: x, t: sampler.timestep, cond: .none, batch: 64)
                 }
                 try x.withUnsafeMutableBufferPointer { try sampler.step(output: output, x: $0.baseAddress!, x0Out: &x0) }
                 XCTAssertTrue(x0.allSatisfy { $0 >= -1 && $0 <= 1 }, "x̂_0 out is clipped")

@@ -36,7 +36,9 @@ static int check_errors(ddpm_schedule *sched, ddpm_model *model) {
     EXPECT(ddpm_model_train_step(NULL, x, 2, 4, NULL, &loss), DDPM_ERR_INVALID_ARGUMENT);
     EXPECT(ddpm_model_train_step(model, NULL, 2, 4, NULL, &loss), DDPM_ERR_INVALID_ARGUMENT);
     EXPECT(ddpm_model_train_step(model, x, 2, 3, NULL, &loss), DDPM_ERR_SHAPE);
-    EXPECT(ddpm_model_train_step(model, x, 1, 2, &bad_label, &loss), DDPM_ERR_INVALID_ARGUMENT);
+    ddpm_cond_batch bad = ddpm_cond_batch_default();
+    bad.labels = &bad_label;
+    EXPECT(ddpm_model_train_step(model, x, 1, 2, &bad, &loss), DDPM_ERR_INVALID_ARGUMENT);
     x[1] = NAN;
     EXPECT(ddpm_model_train_step(model, x, 2, 4, NULL, &loss), DDPM_ERR_NON_FINITE);
     x[1] = 0;
@@ -77,10 +79,12 @@ static int check_errors(ddpm_schedule *sched, ddpm_model *model) {
     CHECK(ddpm_model_create(sched, &up.base, NULL, &cond, &unet));
     float image[64] = {0};
     int32_t label = 4;
-    EXPECT(ddpm_model_train_step(unet, image, 1, 64, &label, &loss), DDPM_ERR_INVALID_ARGUMENT);
+    ddpm_cond_batch labels = ddpm_cond_batch_default();  /* the condition of each row: here one label */
+    labels.labels = &label;
+    EXPECT(ddpm_model_train_step(unet, image, 1, 64, &labels, &loss), DDPM_ERR_INVALID_ARGUMENT);
     EXPECT(ddpm_model_train_step(unet, image, 1, 63, NULL, &loss), DDPM_ERR_SHAPE);
     label = 2;
-    CHECK(ddpm_model_train_step(unet, image, 1, 64, &label, &loss));
+    CHECK(ddpm_model_train_step(unet, image, 1, 64, &labels, &loss));
     ddpm_model_free(unet);
     ddpm_model_free(NULL);
     ddpm_schedule_free(NULL);

@@ -33,7 +33,7 @@ from pathlib import Path
 
 # The library version this package mirrors: DDPM_VERSION_* of include/ddpm_version.h (the one
 # version source; python/tests/test_lib.py checks that this line agrees with it).
-EXPECTED_VERSION = (0, 2, 0)
+EXPECTED_VERSION = (0, 3, 0)
 # DDPM_VERSION_NUMBER = MAJOR * 10000 + MINOR * 100 + PATCH
 EXPECTED_VERSION_NUMBER = EXPECTED_VERSION[0] * 10000 + EXPECTED_VERSION[1] * 100 + EXPECTED_VERSION[2]
 
@@ -414,6 +414,7 @@ DDPM_MAX_SAMPLE_FLOATS = 1 << 24
 DDPM_MAX_DEPTH = 4096
 DDPM_MAX_RES_BLOCKS = 64
 DDPM_MAX_CLASSES = 1 << 24
+DDPM_MAX_CONTEXT_LENGTH = 4096
 DDPM_MIN_ALPHA_BAR = 1e-30
 
 
@@ -434,6 +435,7 @@ class ddpm_unet_params(Structure):
         ("groups", c_int32),  # GroupNorm groups (8); must divide every channel count
         ("dropout", c_float),  # dropout in residual blocks while training (0)
         ("time_embed_dim", c_int32),  # sinusoidal encoding size, even (64)
+        ("cross_attention_levels", c_uint32),  # bit mask: bit l puts cross-attention at level l (0)  (since 0.3)
     ]
 
 
@@ -481,6 +483,9 @@ lib.ddpm_train_params_default.restype = ddpm_train_params
 # ddpm_cond_kind
 DDPM_COND_NONE = 0  # unconditional
 DDPM_COND_CLASSES = 1  # a class label per sample: 0..K-1, K = "no class"
+DDPM_COND_VECTOR = 2  # a vector c of `dim` floats per sample; a learned null vector = "no condition"
+DDPM_COND_SEQUENCE = 3  # up to max_length vectors of `dim` floats per sample, with a length each
+DDPM_COND_TOKENS = 4  # up to max_length token ids in 0..vocab_size-1, learned token + position tables
 
 
 class ddpm_cond_params(Structure):
@@ -490,12 +495,34 @@ class ddpm_cond_params(Structure):
         ("struct_size", c_size_t),  # sizeof(ddpm_cond_params)
         ("kind", c_int32),  # ddpm_cond_kind; default NONE
         ("num_classes", c_int32),  # K >= 1 for CLASSES (0)
+        ("dim", c_int32),  # Dc >= 1 for VECTOR, SEQUENCE, TOKENS (0)  (since 0.3)
+        ("max_length", c_int32),  # Lmax >= 1 for SEQUENCE, TOKENS (0)  (since 0.3)
+        ("vocab_size", c_int32),  # V >= 1 for TOKENS (0)  (since 0.3)
     ]
 
 
 # ddpm_cond_params ddpm_cond_params_default(void);
 lib.ddpm_cond_params_default.argtypes = []
 lib.ddpm_cond_params_default.restype = ddpm_cond_params
+
+
+class ddpm_cond_batch(Structure):
+    """The condition of each sample of one call (labels or vectors); NULL fields = the null condition."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),  # sizeof(ddpm_cond_batch)
+        ("labels", POINTER(c_int32)),  # (rows,) class labels, or NULL
+        ("vectors", POINTER(c_float)),  # VECTOR: (rows, dim); SEQUENCE: (rows, max_length, dim)
+        ("vectors_count", c_int64),  # floats at `vectors`
+        ("tokens", POINTER(c_int32)),  # TOKENS: (rows, max_length) ids, or NULL
+        ("tokens_count", c_int64),  # ids at `tokens`: rows·max_length
+        ("lengths", POINTER(c_int32)),  # SEQUENCE, TOKENS: (rows,) in 0..max_length, or NULL for max_length
+    ]
+
+
+# ddpm_cond_batch ddpm_cond_batch_default(void);
+lib.ddpm_cond_batch_default.argtypes = []
+lib.ddpm_cond_batch_default.restype = ddpm_cond_batch
 
 
 class ddpm_predict_params(Structure):
@@ -551,33 +578,33 @@ lib.ddpm_model_get_schedule.restype = c_int
 lib.ddpm_model_set_learning_rate.argtypes = [ddpm_model_p, c_float]
 lib.ddpm_model_set_learning_rate.restype = c_int
 # int ddpm_model_train_step(ddpm_model *model, const float *x0, int64_t batch, int64_t count,
-#                           const int32_t *labels, float *loss_out);
-lib.ddpm_model_train_step.argtypes = [ddpm_model_p, POINTER(c_float), c_int64, c_int64, POINTER(c_int32),
+#                           const ddpm_cond_batch *cond, float *loss_out);
+lib.ddpm_model_train_step.argtypes = [ddpm_model_p, POINTER(c_float), c_int64, c_int64, POINTER(ddpm_cond_batch),
                                       POINTER(c_float)]
 lib.ddpm_model_train_step.restype = c_int
 # int ddpm_model_predict(ddpm_model *model, const ddpm_predict_params *params, int32_t output,
-#                        const float *x_t, int64_t batch, int32_t t, const int32_t *labels,
+#                        const float *x_t, int64_t batch, int32_t t, const ddpm_cond_batch *cond,
 #                        float *out, int64_t count);
 lib.ddpm_model_predict.argtypes = [
     ddpm_model_p, POINTER(ddpm_predict_params), c_int32,
-    POINTER(c_float), c_int64, c_int32, POINTER(c_int32),
+    POINTER(c_float), c_int64, c_int32, POINTER(ddpm_cond_batch),
     POINTER(c_float), c_int64,
 ]
 lib.ddpm_model_predict.restype = c_int
 # int ddpm_model_sample(ddpm_model *model, const ddpm_sample_params *sample_params,
-#                       const ddpm_predict_params *predict_params, const int32_t *labels,
+#                       const ddpm_predict_params *predict_params, const ddpm_cond_batch *cond,
 #                       int64_t n, float *out, int64_t count);
 lib.ddpm_model_sample.argtypes = [
     ddpm_model_p, POINTER(ddpm_sample_params),
-    POINTER(ddpm_predict_params), POINTER(c_int32),
+    POINTER(ddpm_predict_params), POINTER(ddpm_cond_batch),
     c_int64, POINTER(c_float), c_int64,
 ]
 lib.ddpm_model_sample.restype = c_int
 # int ddpm_model_nll(ddpm_model *model, const ddpm_vlb_params *params, const ddpm_predict_params *predict_params,
-#                    const int32_t *labels, const float *x0, int64_t n, float *total_out, float *prior_out,
+#                    const ddpm_cond_batch *cond, const float *x0, int64_t n, float *total_out, float *prior_out,
 #                    float *terms_out, int64_t count);
 lib.ddpm_model_nll.argtypes = [
-    ddpm_model_p, POINTER(ddpm_vlb_params), POINTER(ddpm_predict_params), POINTER(c_int32),
+    ddpm_model_p, POINTER(ddpm_vlb_params), POINTER(ddpm_predict_params), POINTER(ddpm_cond_batch),
     POINTER(c_float), c_int64, POINTER(c_float), POINTER(c_float), POINTER(c_float), c_int64,
 ]
 lib.ddpm_model_nll.restype = c_int
@@ -593,9 +620,9 @@ lib.ddpm_model_load.restype = c_int
 DDPM_PREDICT_CHUNK = 256
 
 # int ddpm_model_compute_gradients(ddpm_model *model, const float *x0, int64_t batch, int64_t count,
-#                                  const int32_t *labels, int64_t sample_offset, int64_t global_batch,
+#                                  const ddpm_cond_batch *cond, int64_t sample_offset, int64_t global_batch,
 #                                  float *loss_out);
-lib.ddpm_model_compute_gradients.argtypes = [ddpm_model_p, POINTER(c_float), c_int64, c_int64, POINTER(c_int32),
+lib.ddpm_model_compute_gradients.argtypes = [ddpm_model_p, POINTER(c_float), c_int64, c_int64, POINTER(ddpm_cond_batch),
                                              c_int64, c_int64, POINTER(c_float)]
 lib.ddpm_model_compute_gradients.restype = c_int
 # int ddpm_model_gradients(ddpm_model *model, float **grads_out, int64_t *count_out);
@@ -611,11 +638,11 @@ lib.ddpm_model_get_parameters.restype = c_int
 lib.ddpm_model_parameter_hash.argtypes = [ddpm_model_p, POINTER(c_uint64)]
 lib.ddpm_model_parameter_hash.restype = c_int
 # int ddpm_model_sample_shard(ddpm_model *model, const ddpm_sample_params *sample_params,
-#                             const ddpm_predict_params *predict_params, const int32_t *labels,
+#                             const ddpm_predict_params *predict_params, const ddpm_cond_batch *cond,
 #                             int64_t n, int64_t sample_offset, int64_t global_n, float *out, int64_t count);
 lib.ddpm_model_sample_shard.argtypes = [
     ddpm_model_p, POINTER(ddpm_sample_params),
-    POINTER(ddpm_predict_params), POINTER(c_int32),
+    POINTER(ddpm_predict_params), POINTER(ddpm_cond_batch),
     c_int64, c_int64, c_int64, POINTER(c_float), c_int64,
 ]
 lib.ddpm_model_sample_shard.restype = c_int

@@ -38,7 +38,8 @@ SCHEDULE_KINDS = {
     "sigmoid": _lib.DDPM_SCHEDULE_SIGMOID,
     "custom": _lib.DDPM_SCHEDULE_CUSTOM,
 }
-COND_KINDS = {"none": _lib.DDPM_COND_NONE, "classes": _lib.DDPM_COND_CLASSES}
+COND_KINDS = {"none": _lib.DDPM_COND_NONE, "classes": _lib.DDPM_COND_CLASSES, "vector": _lib.DDPM_COND_VECTOR,
+              "sequence": _lib.DDPM_COND_SEQUENCE, "tokens": _lib.DDPM_COND_TOKENS}
 LOSS_WEIGHTINGS = {"uniform": _lib.DDPM_LOSS_UNIFORM, "min_snr": _lib.DDPM_LOSS_MIN_SNR, "vlb": _lib.DDPM_LOSS_VLB}
 TIMESTEP_SAMPLINGS = {"uniform": _lib.DDPM_TIMESTEPS_UNIFORM, "importance": _lib.DDPM_TIMESTEPS_IMPORTANCE}
 
@@ -176,6 +177,8 @@ class UNetConfig(_Mirror):
         (1 to DDPM_UNET_MAX_LEVELS).
     attention_levels: the levels (indices into channel_mult) with self-attention; the C
         field is the bit mask of these indices.
+    cross_attention_levels: the levels with cross-attention to a sequence or token
+        condition (the middle always has one when the model has such a condition).
     """
 
     channels: int = _UNET.channels
@@ -189,9 +192,10 @@ class UNetConfig(_Mirror):
     groups: int = _UNET.groups  # GroupNorm groups; must divide every channel count
     dropout: float = _f32(_UNET.dropout)
     time_embed_dim: int = _UNET.time_embed_dim
+    cross_attention_levels: tuple[int, ...] = _levels(_UNET.cross_attention_levels)
 
     _c_default = staticmethod(_lib.lib.ddpm_unet_params_default)
-    _special = ("channel_mult", "attention_levels")
+    _special = ("channel_mult", "attention_levels", "cross_attention_levels")
 
     def __post_init__(self) -> None:
         # Any sequence is accepted; stored as tuples so that configs compare by value.
@@ -223,12 +227,17 @@ class UNetConfig(_Mirror):
         for level in self.attention_levels:
             mask |= 1 << C.as_int(level, "attention_levels entries", minimum=0, maximum=31)
         struct.attention_levels = mask
+        mask = 0
+        for level in self.cross_attention_levels:
+            mask |= 1 << C.as_int(level, "cross_attention_levels entries", minimum=0, maximum=31)
+        struct.cross_attention_levels = mask
         return struct
 
     @classmethod
     def _special_from_c(cls, struct) -> dict[str, Any]:
         levels = max(0, min(struct.num_levels, _lib.DDPM_UNET_MAX_LEVELS))
-        return {"channel_mult": tuple(struct.channel_mult[:levels]), "attention_levels": _levels(struct.attention_levels)}
+        return {"channel_mult": tuple(struct.channel_mult[:levels]), "attention_levels": _levels(struct.attention_levels),
+                "cross_attention_levels": _levels(struct.cross_attention_levels)}
 
 
 NETWORK_KINDS = {"mlp": _lib.DDPM_NETWORK_MLP, "unet": _lib.DDPM_NETWORK_UNET}  # ddpm_network_kind
@@ -273,11 +282,20 @@ _COND = _lib.lib.ddpm_cond_params_default()
 
 @dataclass
 class Conditioning(_Mirror):
-    """ddpm_cond_params: what a sample is conditioned on. kind "none", or "classes" with
-    num_classes = K (labels 0..K-1; K is the null label, "no class")."""
+    """ddpm_cond_params: what a sample is conditioned on. kind "none"; "classes" with
+    num_classes = K (labels 0..K-1; K is the null label, "no class"); or "vector" with
+    dim = Dc (a float vector per sample, e.g. an embedding from your own encoder; a learned
+    null vector stands for "no condition"); "sequence" with dim and max_length (up to
+    max_length vectors per sample, e.g. a text encoder's output, with a length each); or
+    "tokens" with vocab_size, max_length and dim (integer ids, 0 = padding, embedded by
+    learned token and position tables). A sequence of length 0 is the null condition. The MLP
+    reads a sequence through its masked mean only."""
 
     kind: str = C.enum_name(COND_KINDS, _COND.kind)
     num_classes: int = _COND.num_classes
+    dim: int = _COND.dim
+    max_length: int = _COND.max_length
+    vocab_size: int = _COND.vocab_size
 
     _c_default = staticmethod(_lib.lib.ddpm_cond_params_default)
     _enums = {"kind": COND_KINDS}
@@ -285,9 +303,24 @@ class Conditioning(_Mirror):
     @classmethod
     def none(cls) -> "Conditioning":
         """Unconditional."""
-        return cls(kind="none", num_classes=0)
+        return cls(kind="none", num_classes=0, dim=0, max_length=0, vocab_size=0)
 
     @classmethod
     def classes(cls, num_classes: int) -> "Conditioning":
         """A class label per sample, 0..num_classes-1."""
-        return cls(kind="classes", num_classes=num_classes)
+        return cls(kind="classes", num_classes=num_classes, dim=0, max_length=0, vocab_size=0)
+
+    @classmethod
+    def vector(cls, dim: int) -> "Conditioning":
+        """A vector of `dim` floats per sample, projected into the time embedding."""
+        return cls(kind="vector", num_classes=0, dim=dim, max_length=0, vocab_size=0)
+
+    @classmethod
+    def sequence(cls, dim: int, max_length: int) -> "Conditioning":
+        """Up to max_length vectors of dim floats per sample, with a length each."""
+        return cls(kind="sequence", num_classes=0, dim=dim, max_length=max_length, vocab_size=0)
+
+    @classmethod
+    def tokens(cls, vocab_size: int, max_length: int, dim: int = 32) -> "Conditioning":
+        """Up to max_length token ids per sample (0 = padding), embedded in dim features."""
+        return cls(kind="tokens", num_classes=0, dim=dim, max_length=max_length, vocab_size=vocab_size)

@@ -104,7 +104,7 @@ def _gradient_view(model: Model) -> np.ndarray:
     return np.ctypeslib.as_array(ptr, shape=(count.value,))
 
 
-def fit(model: Model, data: Any, steps: int, batch_size: int = 256, *, comm: Any = None, labels: Any = None,
+def fit(model: Model, data: Any, steps: int, batch_size: int = 256, *, comm: Any = None, cond: Any = None, labels: Any = None,
         seed: int = 0, data_sharded: bool = False, checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int = 0, check_every: int = 10, log_every: int = 0,
         lr_schedule: Callable[[int], float] | None = None,
@@ -117,7 +117,7 @@ def fit(model: Model, data: Any, steps: int, batch_size: int = 256, *, comm: Any
             rank trains on its contiguous shard of that batch. With data_sharded=True each
             rank passes only its own part of the data and draws its shard's rows from it
             (then the run no longer equals a one-process run).
-        labels: (N,) class labels of data, or None.
+        cond (or its alias labels): (N,) class labels or (N, dim) conditioning vectors of data, or None.
         steps: train steps (global batches) in this call.  batch_size: the global batch B >= size.
         seed: keys the batch choice with the model's step, so a run resumed from a
             checkpoint picks the very batches the uninterrupted run picks.
@@ -142,11 +142,13 @@ def fit(model: Model, data: Any, steps: int, batch_size: int = 256, *, comm: Any
     check_every = C.as_int(check_every, "check_every", minimum=0)
     n, S = data.shape[0], model._sample_size
     flat = data.reshape(n, S)
-    label_arr = None if labels is None else C.int32_vector(labels, n, "labels")
+    cond_arr, len_arr = C.cond_batch(model._conditioning, cond, labels, n)[1]  # (N, ...) and (N,) or None
     lo, hi = shard_bounds(batch_size, rank, size)
     rows = hi - lo
     batch = np.empty((rows, S), dtype=np.float32)
-    batch_labels = None if label_arr is None else np.empty(rows, dtype=np.int32)
+    batch_cond = None if cond_arr is None else np.empty((rows, *cond_arr.shape[1:]), dtype=cond_arr.dtype)
+    batch_len = None if len_arr is None else np.empty(rows, dtype=np.int32)
+    cbatch = None if cond_arr is None else C.cond_batch(model._conditioning, batch_cond, None, rows, batch_len)[0]
     grads = _gradient_view(model)
     loss_c = ctypes.c_float()
     loss_sum = np.zeros(1, dtype=np.float32)
@@ -161,14 +163,16 @@ def fit(model: Model, data: Any, steps: int, batch_size: int = 256, *, comm: Any
         else:
             index = np.random.default_rng([seed, step]).integers(0, n, batch_size)[lo:hi]
         np.take(flat, index, axis=0, out=batch)
-        if batch_labels is not None:
-            np.take(label_arr, index, out=batch_labels)
+        if batch_cond is not None:
+            np.take(cond_arr, index, axis=0, out=batch_cond)  # in place: cbatch points into it
+            if batch_len is not None:
+                np.take(len_arr, index, out=batch_len)
         if lr_schedule is not None:
             lr = float(lr_schedule(i))
             if lr != last_lr:
                 model.set_learning_rate(lr)
                 last_lr = lr
-        status = compute(handle, C.float_ptr(batch), rows, batch.size, C.int32_ptr(batch_labels), lo, batch_size,
+        status = compute(handle, C.float_ptr(batch), rows, batch.size, C.cond_ref(cbatch), lo, batch_size,
                          ctypes.byref(loss_c))
         # A failed rank still joins the loss reduction, with NaN, so that every rank stops here.
         loss_sum[0] = loss_c.value if status == _lib.DDPM_OK else np.nan
@@ -207,7 +211,8 @@ def load(path: str | os.PathLike, comm: Any = None) -> Model:
     return model
 
 
-def sample(model: Model, n: int, *, comm: Any = None, root: int = 0, labels: Any = None, method: str = "ddpm",
+def sample(model: Model, n: int, *, comm: Any = None, root: int = 0, cond: Any = None, labels: Any = None,
+           method: str = "ddpm",
            steps: int = 0, eta: float = 0.0, variance: str = "beta", clip: Any = None, seed: int = 0,
            timesteps: Any = None, guidance_scale: float = C.PREDICT_DEFAULTS.guidance_scale,
            use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema)) -> np.ndarray | None:
@@ -229,13 +234,14 @@ def sample(model: Model, n: int, *, comm: Any = None, root: int = 0, labels: Any
     error = None
     if hi > lo:
         try:
-            label_arr = None if labels is None else np.ascontiguousarray(
-                C.int32_vector(labels, n, "labels", broadcast=True)[lo:hi])
+            whole, whole_len = C.cond_batch(model._conditioning, cond, labels, n)[1]
+            cbatch, _keep = C.cond_batch(model._conditioning, None if whole is None else whole[lo:hi], None, hi - lo,
+                                         None if whole_len is None else whole_len[lo:hi])
             params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
                                      timesteps=timesteps)
             predict = C.predict_params(guidance_scale, use_ema)
             check(_lib.lib.ddpm_model_sample_shard(handle, ctypes.byref(params), ctypes.byref(predict),
-                                                   C.int32_ptr(label_arr), hi - lo, lo, n, C.float_ptr(local),
+                                                   C.cond_ref(cbatch), hi - lo, lo, n, C.float_ptr(local),
                                                    local.size))
         except DDPMError as e:
             error = e

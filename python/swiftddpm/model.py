@@ -129,7 +129,9 @@ class Model(C.HandleOwner):
         self._labels_cache: tuple = (_NOT_CACHED,)
         self._loss = ctypes.c_float()
         self._loss_ptr = ctypes.pointer(self._loss)
-        self._null_labels = _lib.INT32_P()
+        self._conditioning = self.conditioning
+        self._label_batch = _lib.lib.ddpm_cond_batch_default()  # train_step's labels, pointed at the cached array
+        self._label_batch_ref = ctypes.byref(self._label_batch)
         self._train_step_fn = _lib.lib.ddpm_model_train_step
 
     # ---- Lifetime ------------------------------------------------------------------
@@ -225,10 +227,14 @@ class Model(C.HandleOwner):
             self._labels_cache = entry
         return entry
 
-    def train_step(self, x0: Any, labels: Any = None) -> float:
+    def train_step(self, x0: Any, labels: Any = None, *, cond: Any = None, lengths: Any = None) -> float:
         """One training step (DDPM Algorithm 1) on a batch x0 (B, *sample_shape); returns the loss.
 
-        labels: (B,) ints in 0..K (K = no class) for a conditional model, else None.
+        cond (or its alias labels): (B,) ints in 0..K (K = no class) for a class-conditional
+        model, (B, dim) floats for a vector-conditioned one, (B, max_length, dim) floats (and
+        lengths (B,)) or (B, max_length) token ids (0 = padding) for a sequence- or
+        token-conditioned one, else None. With condition
+        dropout (TrainConfig.label_dropout) a row is trained on the null condition instead.
         Passing the same float32 C-contiguous array each step (refilled in place) takes
         a fast path with no conversion; any change of its dtype, shape, strides or data
         address since the last step takes the full path again.
@@ -239,25 +245,36 @@ class Model(C.HandleOwner):
         cache = self._x0_cache
         entry = cache if _is_cached(x0, cache) else self._prepare_x0(x0)
         batch = entry[6]
-        if labels is None:
-            label_ptr = self._null_labels
-        else:
+        keep = None
+        if cond is None and labels is None:
+            cond_ref = None
+        elif self._conditioning.kind in ("none", "classes") and (cond is None or labels is None) and lengths is None:
+            labels = labels if cond is None else cond
             lcache = self._labels_cache
             lentry = lcache if (_is_cached(labels, lcache) and lcache[2] == (batch,)) else self._prepare_labels(labels, batch)
-            label_ptr = lentry[5]
-        status = self._train_step_fn(handle, entry[5], batch, entry[7], label_ptr, self._loss_ptr)
+            self._label_batch.labels = lentry[5]
+            cond_ref = self._label_batch_ref
+        else:
+            cbatch, keep = C.cond_batch(self._conditioning, cond, labels, batch, lengths)
+            cond_ref = C.cond_ref(cbatch)
+        status = self._train_step_fn(handle, entry[5], batch, entry[7], cond_ref, self._loss_ptr)
+        del keep
         if status:
             raise error_for_status(status)
         return self._loss.value
 
-    def fit(self, data: Any, steps: int, batch_size: int = 256, *, labels: Any = None, seed: int = 0,
+    def fit(self, data: Any, steps: int, batch_size: int = 256, *, cond: Any = None, labels: Any = None,
+            lengths: Any = None, seed: int = 0,
             progress: bool = True, lr_schedule: Callable[[int], float] | None = None,
             callback: Callable[[int, float, float, "Model"], Any] | None = None, callback_every: int = 1,
             log: str | os.PathLike | None = None) -> np.ndarray:
         """Trains for `steps` steps on minibatches drawn (with replacement) from data.
 
         Args:
-            data: (N, *sample_shape) training set.  labels: (N,) class labels or None.
+            data: (N, *sample_shape) training set.
+            cond (or its alias labels): (N,) class labels, (N, dim) conditioning vectors,
+                (N, max_length, dim) sequences (lengths (N,) or None for full), (N, max_length)
+                token ids (0 = padding), or None.
             steps: number of train steps.  batch_size: rows per step.
             seed: seeds the numpy RNG that picks the minibatches.
             progress: show a tqdm bar (silently none if tqdm is not installed).
@@ -280,10 +297,11 @@ class Model(C.HandleOwner):
             raise InvalidArgumentError(f"callback must be callable (got {callback!r})")
         n = data.shape[0]
         flat = data.reshape(n, self._sample_size)
-        label_arr = None if labels is None else C.int32_vector(labels, n, "labels")
+        cond_arr, len_arr = C.cond_batch(self._conditioning, cond, labels, n, lengths)[1]  # (N, ...) and (N,) or None
         rng = np.random.default_rng(seed)
         batch = np.empty((batch_size, self._sample_size), dtype=np.float32)
-        batch_labels = None if label_arr is None else np.empty(batch_size, dtype=np.int32)
+        batch_cond = None if cond_arr is None else np.empty((batch_size, *cond_arr.shape[1:]), dtype=cond_arr.dtype)
+        batch_len = None if len_arr is None else np.empty(batch_size, dtype=np.int32)
         losses = np.empty(steps, dtype=np.float32)
         first_step = self.step
         lr = self.train_config.learning_rate
@@ -297,14 +315,16 @@ class Model(C.HandleOwner):
                 for i in range(steps):
                     index = rng.integers(0, n, batch_size)
                     np.take(flat, index, axis=0, out=batch)
-                    if batch_labels is not None:
-                        np.take(label_arr, index, out=batch_labels)
+                    if batch_cond is not None:
+                        np.take(cond_arr, index, axis=0, out=batch_cond)
+                    if batch_len is not None:
+                        np.take(len_arr, index, out=batch_len)
                     if lr_schedule is not None:
                         new_lr = float(lr_schedule(i))
                         if new_lr != lr:
                             self.set_learning_rate(new_lr)
                             lr = new_lr
-                    losses[i] = loss = self.train_step(batch, batch_labels)
+                    losses[i] = loss = self.train_step(batch, cond=batch_cond, lengths=batch_len)
                     done = i + 1
                     if log_file is not None:
                         log_file.write(f"{first_step + done},{loss!r},{lr!r}\n")
@@ -335,10 +355,10 @@ class Model(C.HandleOwner):
         return self.predict(x_t, t, labels, output="variance", **options)
 
     def score(self, x_t: Any, t: int, labels: Any = None, **options: Any) -> np.ndarray:
-        """The score s_θ(x_t, t) = −ε̂/√(1−ᾱ_t) (with guidance when labels are given): predict(output="score")."""
+        """The score s_θ(x_t, t) = −ε̂/√(1−ᾱ_t) (with guidance when a condition is given): predict(output="score")."""
         return self.predict(x_t, t, labels, output="score", **options)
 
-    def predict(self, x_t: Any, t: int, labels: Any = None, *, output: str = "eps",
+    def predict(self, x_t: Any, t: int, labels: Any = None, *, cond: Any = None, lengths: Any = None, output: str = "eps",
                 guidance_scale: float = C.PREDICT_DEFAULTS.guidance_scale,
                 use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema)) -> np.ndarray:
         """The model's prediction for a batch x_t (B, *sample_shape) at one timestep t for every row.
@@ -346,24 +366,27 @@ class Model(C.HandleOwner):
         output: "eps" (ε̂), "x0" (x̂_0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t), "v" (√ᾱ_t·ε̂ − √(1−ᾱ_t)·x̂_0)
             or "score" (−ε̂/√(1−ᾱ_t), the score of q(x_t)), whatever the model's target; or
             "variance", the learned σ_t² of a model trained with learned_variance.
-        labels: (B,) (or one int) for a conditional model, with classifier-free guidance
-        ε̂_uncond + w·(ε̂_cond − ε̂_uncond), w = guidance_scale; or None.
+        cond (or its alias labels): (B,) labels (or one int) for a class-conditional model,
+        (B, dim) vectors (or one (dim,) vector) for a vector-conditioned one, with
+        classifier-free guidance ε̂_uncond + w·(ε̂_cond − ε̂_uncond), w = guidance_scale
+        (ε̂_uncond with the null condition); or None.
         use_ema: predict with the EMA weights (default) or the live ones.
         Returns float32 with x_t's shape.
         """
         handle = self._h()
         x = self._batch(x_t, "x_t")
         t = C.as_int32(t, "t")
-        label_arr = None if labels is None else C.int32_vector(labels, x.shape[0], "labels", broadcast=True)
+        cbatch, _keep = C.cond_batch(self._conditioning, cond, labels, x.shape[0], lengths)
         params = C.predict_params(guidance_scale, use_ema)
         out = np.empty_like(x)
         check(_lib.lib.ddpm_model_predict(handle, ctypes.byref(params), C.enum_value(C.PREDICTIONS, output, "output"),
-                                          C.float_ptr(x), x.shape[0], t, C.int32_ptr(label_arr),
+                                          C.float_ptr(x), x.shape[0], t, C.cond_ref(cbatch),
                                           C.float_ptr(out), out.size))
         return out
 
     def sample(self, n: int, *, method: str = "ddpm", steps: int = 0, eta: float = 0.0, variance: str = "beta",
-               clip: Any = None, seed: int = 0, timesteps: Any = None, labels: Any = None,
+               clip: Any = None, seed: int = 0, timesteps: Any = None, cond: Any = None, labels: Any = None,
+               lengths: Any = None,
                guidance_scale: float = C.PREDICT_DEFAULTS.guidance_scale,
                use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema), progress: Any = None,
                return_trajectory: Any = False, **solver_options: Any):
@@ -381,7 +404,8 @@ class Model(C.HandleOwner):
             clip: None, True for (-1, 1), or (lo, hi): clip the predicted x_0 each step.
             seed: seeds x_T and every noise draw (same seed, same samples).
             timesteps: your own timesteps, strictly decreasing in 0..T-1 (overrides steps).
-            labels: (n,) class labels or one int (conditional models), None for unconditional.
+            cond (or its alias labels): (n,) class labels or one int (class-conditional models),
+                (n, dim) vectors or one (dim,) vector (vector-conditioned), None for unconditional.
             guidance_scale: classifier-free guidance w (1 = plain conditional).
             use_ema: sample with the EMA weights (default) or the live ones.
             progress: None, True (tqdm bar) or progress(step, total, t, x) called after each
@@ -400,16 +424,16 @@ class Model(C.HandleOwner):
         handle = self._h()
         n = C.as_int64_count(n, "n")
         C.elements(n, self._sample_shape)
-        label_arr = None if labels is None else C.int32_vector(labels, n, "labels", broadcast=True)
+        cbatch, _keep = C.cond_batch(self._conditioning, cond, labels, n, lengths)
         params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
                                  timesteps=timesteps, **solver_options)
         predict = C.predict_params(guidance_scale, use_ema)
         return C.run_sampling(C.CallbackState(), params, (n, *self._sample_shape), progress, return_trajectory,
                               lambda out: _lib.lib.ddpm_model_sample(handle, ctypes.byref(params), ctypes.byref(predict),
-                                                                     C.int32_ptr(label_arr), n, C.float_ptr(out),
+                                                                     C.cond_ref(cbatch), n, C.float_ptr(out),
                                                                      out.size))
 
-    def nll(self, x0: Any, labels: Any = None, *, variance: str = "beta", decoder: str = "continuous", bits: int = 8,
+    def nll(self, x0: Any, labels: Any = None, *, cond: Any = None, lengths: Any = None, variance: str = "beta", decoder: str = "continuous", bits: int = 8,
             seed: int = 0, guidance_scale: float = C.PREDICT_DEFAULTS.guidance_scale,
             use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema)) -> C.Likelihood:
         """The variational bound on −log p(x0) of each sample, term by term (one network
@@ -422,14 +446,14 @@ class Model(C.HandleOwner):
         handle = self._h()
         x = self._batch(x0, "x0")
         n = x.shape[0]
-        label_arr = None if labels is None else C.int32_vector(labels, n, "labels", broadcast=True)
+        cbatch, _keep = C.cond_batch(self._conditioning, cond, labels, n, lengths)
         params = C.vlb_params(variance, decoder, bits, seed, "eps")
         predict = C.predict_params(guidance_scale, use_ema)
         with self.schedule as schedule:
             T = schedule.num_timesteps
         return C.run_vlb(C.CallbackState(), params, x, T, decoder,
                          lambda total, prior, terms: _lib.lib.ddpm_model_nll(
-                             handle, ctypes.byref(params), ctypes.byref(predict), C.int32_ptr(label_arr),
+                             handle, ctypes.byref(params), ctypes.byref(predict), C.cond_ref(cbatch),
                              C.float_ptr(x), n, total, prior, terms, x.size))
 
     # ---- Files ---------------------------------------------------------------------
@@ -458,8 +482,12 @@ class Model(C.HandleOwner):
         use_ema: export the EMA weights (default) or the live ones. Returns path.
 
         swiftddpm.torch.from_export(path) builds the equivalent torch.nn.Module;
-        Model.from_export(path) builds a model here again.
+        Model.from_export(path) builds a model here again. Unconditional and class-conditional
+        models only: swiftddpm.torch has no mirror of the vector projection yet.
         """
+        if self.conditioning.kind not in ("none", "classes"):
+            raise InvalidArgumentError(f"export supports unconditional and class-conditional models; this one is "
+                                       f"conditioned on {self.conditioning.kind!r}, which swiftddpm.torch does not mirror")
         weights = _export.model_weights(self, use_ema)
         with self.schedule as schedule:
             config = _export.make_config(self.network, self.conditioning, schedule.params, schedule.betas,

@@ -59,7 +59,7 @@ def oracles(path):
         for r in range(2):  # the shards of a 2-rank run, summed in rank order (what MPI_SUM of 2 gives)
             lo, hi = dist.shard_bounds(BATCH, r, 2)
             xs, ys = np.ascontiguousarray(xb[lo:hi]), np.ascontiguousarray(yb[lo:hi])
-            status = _lib.lib.ddpm_model_compute_gradients(h, C.float_ptr(xs), hi - lo, xs.size, C.int32_ptr(ys), lo,
+            status = _lib.lib.ddpm_model_compute_gradients(h, C.float_ptr(xs), hi - lo, xs.size, C.cond_ref(C.cond_batch(plain._conditioning, ys, None, hi - lo)[0]), lo,
                                                            BATCH, _lib.ctypes.byref(loss))
             assert status == 0, _lib.last_error()
             total = grads.copy() if total is None else total + grads

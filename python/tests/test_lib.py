@@ -69,8 +69,8 @@ def header_functions() -> dict[str, tuple[str, int]]:
 
 
 def test_library_version_matches_package():
-    assert _lib.lib.ddpm_version_number() == _lib.EXPECTED_VERSION_NUMBER == 200
-    assert sd.library_version() == sd.__version__ == "0.2.0"
+    assert _lib.lib.ddpm_version_number() == _lib.EXPECTED_VERSION_NUMBER == 300
+    assert sd.library_version() == sd.__version__ == "0.3.0"
 
 
 @pytest.mark.skipif(not VERSION_HEADER.is_file(), reason="no include/ddpm_version.h (an installed package)")
@@ -96,7 +96,7 @@ def test_every_enum_constant_and_define_matches_the_header():
 def test_every_struct_of_the_header_is_mirrored():
     structs = header_structs()
     assert set(structs) == {"ddpm_schedule_params", "ddpm_sample_params", "ddpm_network_params", "ddpm_mlp_params",
-                            "ddpm_unet_params", "ddpm_train_params", "ddpm_cond_params", "ddpm_predict_params",
+                            "ddpm_unet_params", "ddpm_train_params", "ddpm_cond_params", "ddpm_cond_batch", "ddpm_predict_params",
                             "ddpm_vlb_params"}
     for name in structs:
         assert issubclass(getattr(_lib, name), ctypes.Structure), name
@@ -118,6 +118,8 @@ def test_struct_fields_match_the_header_in_order(struct):
             assert mtype is _lib.ddpm_network_params
         elif ctype == "const int32_t *":
             assert mtype is ctypes.POINTER(ctypes.c_int32), name
+        elif ctype == "const float *":
+            assert mtype is ctypes.POINTER(ctypes.c_float), name
         else:
             assert ctype == "void *" and mtype is ctypes.c_void_p, name
 
@@ -140,7 +142,7 @@ def test_every_function_is_bound_with_the_header_arity():
         fn = getattr(_lib.lib, name)
         assert fn.argtypes is not None, f"{name} has no argtypes"
         assert len(fn.argtypes) == arity, name
-        expected = getattr(_lib, ret) if ret.endswith("_params") else returns[ret]
+        expected = getattr(_lib, ret) if ret.endswith(("_params", "_batch")) else returns[ret]
         assert fn.restype is expected, (name, ret)
 
 

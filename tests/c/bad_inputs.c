@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -28,11 +29,17 @@ enum { OK = DDPM_OK, INV = DDPM_ERR_INVALID_ARGUMENT, SHAPE = DDPM_ERR_SHAPE, NO
 static ddpm_schedule *sched;      /* linear, T = 100 */
 static ddpm_model *mlp;           /* D = 2 */
 static ddpm_model *cond;          /* D = 2, 3 classes */
+static ddpm_model *vec;           /* D = 2, conditioned on vectors of 3 floats */
+static ddpm_model *tok;           /* D = 2, conditioned on up to 3 tokens of a vocabulary of 5 */
 static ddpm_model *unet;          /* 1×8×8 */
 static ddpm_sampler *smp;         /* n = 4, dim = 2 over sched */
 static char dir[1024], ckpt[2048];
 static float buf[4096], buf2[4096], buf3[4096];
 static int32_t ts[64], labels[64];
+/* A ddpm_cond_batch of labels, or of vectors with their count. */
+#define LBL(l) (&(ddpm_cond_batch){sizeof(ddpm_cond_batch), (l), NULL, 0, NULL, 0, NULL})
+#define VEC(v, n) (&(ddpm_cond_batch){sizeof(ddpm_cond_batch), NULL, (v), (n), NULL, 0, NULL})
+#define TOK(t, n, l) (&(ddpm_cond_batch){sizeof(ddpm_cond_batch), NULL, NULL, 0, (t), (n), (l)})
 static double betas[128];
 
 #define T 100
@@ -98,6 +105,13 @@ static int train_with(ddpm_train_params t) { ddpm_mlp_params p = mlp_p(2, 8, 1, 
 static int cond_with(int32_t kind, int32_t k) {
     ddpm_cond_params c = ddpm_cond_params_default();
     c.kind = kind; c.num_classes = k;
+    ddpm_mlp_params p = mlp_p(2, 8, 1, 4);
+    return model_with(sched, &p.base, NULL, &c);
+}
+
+static int vec_with(int32_t dim, int32_t k) {
+    ddpm_cond_params c = ddpm_cond_params_default();
+    c.kind = DDPM_COND_VECTOR; c.dim = dim; c.num_classes = k;
     ddpm_mlp_params p = mlp_p(2, 8, 1, 4);
     return model_with(sched, &p.base, NULL, &c);
 }
@@ -562,6 +576,41 @@ static void models(void) {
     CASE("cond classes -1", INV, cond_with(DDPM_COND_CLASSES, -1));
     CASE("cond none with classes", INV, cond_with(DDPM_COND_NONE, 3));
     CASE("cond classes INT32_MAX", INV, cond_with(DDPM_COND_CLASSES, INT32_MAX));
+    CASE("cond vector dim 3 ok", OK, vec_with(3, 0));
+    CASE("cond vector dim 0", INV, vec_with(0, 0));
+    CASE("cond vector dim -1", INV, vec_with(-1, 0));
+    CASE("cond vector dim DDPM_MAX_WIDTH + 1", INV, vec_with(DDPM_MAX_WIDTH + 1, 0));
+    CASE("cond vector with num_classes", INV, vec_with(3, 2));
+    {
+        ddpm_cond_params ct = ddpm_cond_params_default();
+        ct.kind = DDPM_COND_TOKENS; ct.vocab_size = 5; ct.max_length = 3; ct.dim = 4;
+        CASE("cond tokens ok", OK, model_with(sched, &mp.base, NULL, &ct));
+        ct.vocab_size = 0;
+        CASE("cond tokens vocab_size 0", INV, model_with(sched, &mp.base, NULL, &ct));
+        ct.vocab_size = 5; ct.max_length = 4097;
+        CASE("cond tokens max_length 4097", INV, model_with(sched, &mp.base, NULL, &ct));
+        ct.kind = DDPM_COND_SEQUENCE; ct.max_length = 3;
+        CASE("cond sequence with vocab_size", INV, model_with(sched, &mp.base, NULL, &ct));
+        ct.vocab_size = 0; ct.max_length = 0;
+        CASE("cond sequence max_length 0", INV, model_with(sched, &mp.base, NULL, &ct));
+        ddpm_unet_params uu = unet_p(1, 8, 8);
+        ct.max_length = 3;
+        uu.cross_attention_levels = 1;
+        CASE("cond sequence on a UNet with cross-attention ok", OK, model_with(sched, &uu.base, NULL, &ct));
+        uu.cross_attention_levels = 1u << 5;
+        CASE("cross_attention_levels past the last level", INV, model_with(sched, &uu.base, NULL, &ct));
+    }
+    {
+        ddpm_cond_params cd = ddpm_cond_params_default();
+        cd.kind = DDPM_COND_CLASSES; cd.num_classes = 3; cd.dim = 4;
+        CASE("cond classes with dim", INV, model_with(sched, &mp.base, NULL, &cd));
+        cd = ddpm_cond_params_default(); cd.dim = 4;
+        CASE("cond none with dim", INV, model_with(sched, &mp.base, NULL, &cd));
+        /* A caller built against 0.2 (no dim field) still gets class conditioning. */
+        cd = ddpm_cond_params_default(); cd.kind = DDPM_COND_CLASSES; cd.num_classes = 3; cd.dim = 99;
+        cd.struct_size = offsetof(ddpm_cond_params, dim);
+        CASE("cond struct without dim (0.2 caller)", OK, model_with(sched, &mp.base, NULL, &cd));
+    }
     ddpm_cond_params c = ddpm_cond_params_default(); c.struct_size = 1;
     CASE("cond struct_size 1", INV, model_with(sched, &mp.base, NULL, &c));
     {
@@ -617,10 +666,52 @@ static void training_prediction_sampling(void) {
     float nanx0[8] = {0, 0, 0, 0, 0, NAN, 0, 0};
     CASE("train_step NaN x0", NONFIN, train_count(mlp, nanx0, 4, 8));
     int32_t big[4] = {0, 1, 4, 0}, neg[4] = {0, -1, 0, 0}, okl[4] = {0, 1, 2, 3};
-    CASE("train_step labels for an unconditional model", INV, ddpm_model_train_step(mlp, buf, 4, 8, okl, NULL));
-    CASE("train_step label K + 1", INV, ddpm_model_train_step(cond, buf, 4, 8, big, NULL));
-    CASE("train_step label -1", INV, ddpm_model_train_step(cond, buf, 4, 8, neg, NULL));
-    CASE("train_step label K (null) ok", OK, ddpm_model_train_step(cond, buf, 4, 8, okl, NULL));
+    CASE("train_step labels for an unconditional model", INV, ddpm_model_train_step(mlp, buf, 4, 8, LBL(okl), NULL));
+    CASE("train_step label K + 1", INV, ddpm_model_train_step(cond, buf, 4, 8, LBL(big), NULL));
+    CASE("train_step label -1", INV, ddpm_model_train_step(cond, buf, 4, 8, LBL(neg), NULL));
+    CASE("train_step label K (null) ok", OK, ddpm_model_train_step(cond, buf, 4, 8, LBL(okl), NULL));
+    float vs[12] = {0.5f, -1, 2, 0, 0, 0, 1, 1, 1, -3, 0.25f, 0}, nanv[12] = {0, 0, 0, 0, NAN, 0, 0, 0, 0, 0, 0, 0};
+    ddpm_cond_batch cb = ddpm_cond_batch_default();
+    CASE("train_step vectors ok", OK, ddpm_model_train_step(vec, buf, 4, 8, VEC(vs, 12), NULL));
+    CASE("train_step empty cond batch (null condition) ok", OK, ddpm_model_train_step(vec, buf, 4, 8, &cb, NULL));
+    CASE("train_step vectors count wrong", SHAPE, ddpm_model_train_step(vec, buf, 4, 8, VEC(vs, 11), NULL));
+    CASE("train_step vectors count -1", SHAPE, ddpm_model_train_step(vec, buf, 4, 8, VEC(vs, -1), NULL));
+    CASE("train_step vectors NULL with a count", INV, ddpm_model_train_step(vec, buf, 4, 8, VEC(NULL, 12), NULL));
+    CASE("train_step NaN vector", NONFIN, ddpm_model_train_step(vec, buf, 4, 8, VEC(nanv, 12), NULL));
+    CASE("train_step vectors for a class model", INV, ddpm_model_train_step(cond, buf, 4, 8, VEC(vs, 12), NULL));
+    CASE("train_step vectors for an unconditional model", INV, ddpm_model_train_step(mlp, buf, 4, 8, VEC(vs, 12), NULL));
+    CASE("train_step labels for a vector model", INV, ddpm_model_train_step(vec, buf, 4, 8, LBL(okl), NULL));
+    cb.struct_size = 3;
+    CASE("train_step cond struct_size 3", INV, ddpm_model_train_step(vec, buf, 4, 8, &cb, NULL));
+    cb = ddpm_cond_batch_default();
+    CASE("compute_gradients vectors count wrong", SHAPE,
+         ddpm_model_compute_gradients(vec, buf, 4, 8, VEC(vs, 13), 0, 0, NULL));
+    ddpm_predict_params gp = ddpm_predict_params_default(); gp.guidance_scale = 2;
+    CASE("predict guided vectors ok", OK, ddpm_model_predict(vec, &gp, 0, buf, 4, 5, VEC(vs, 12), buf3, 8));
+    CASE("predict NaN vector", NONFIN, ddpm_model_predict(vec, &gp, 0, buf, 4, 5, VEC(nanv, 12), buf3, 8));
+    CASE("predict vectors count wrong", SHAPE, ddpm_model_predict(vec, &gp, 0, buf, 4, 5, VEC(vs, 8), buf3, 8));
+    ddpm_sample_params vsp = ddpm_sample_params_default(); vsp.steps = 3;
+    CASE("model_sample guided vectors ok", OK, ddpm_model_sample(vec, &vsp, &gp, VEC(vs, 12), 4, buf3, 8));
+    CASE("model_sample vectors count wrong", SHAPE, ddpm_model_sample(vec, &vsp, &gp, VEC(vs, 4), 4, buf3, 8));
+    CASE("model_sample_shard vectors count wrong", SHAPE,
+         ddpm_model_sample_shard(vec, &vsp, &gp, VEC(vs, 6), 4, 0, 4, buf3, 8));
+    CASE("nll vectors ok", OK, ddpm_model_nll(vec, NULL, NULL, VEC(vs, 12), buf, 4, buf2, NULL, NULL, 8));
+    int32_t ids[12] = {1, 4, 0, 2, 2, 0, 3, 3, 3, 4, 1, 0}, badids[12] = {1, 4, 0, 5, 2, 0, 3, 3, 3, 4, 1, 0};
+    int32_t lens[4] = {3, 2, 0, 1}, longl[4] = {3, 4, 0, 1}, negl[4] = {3, -1, 0, 1};
+    CASE("train_step tokens ok", OK, ddpm_model_train_step(tok, buf, 4, 8, TOK(ids, 12, lens), NULL));
+    CASE("train_step tokens, lengths NULL (all max_length) ok", OK, ddpm_model_train_step(tok, buf, 4, 8, TOK(ids, 12, NULL), NULL));
+    CASE("train_step tokens count wrong", SHAPE, ddpm_model_train_step(tok, buf, 4, 8, TOK(ids, 11, lens), NULL));
+    CASE("train_step tokens NULL with a count", INV, ddpm_model_train_step(tok, buf, 4, 8, TOK(NULL, 12, lens), NULL));
+    CASE("train_step token = vocab_size", INV, ddpm_model_train_step(tok, buf, 4, 8, TOK(badids, 12, lens), NULL));
+    CASE("train_step length > max_length", INV, ddpm_model_train_step(tok, buf, 4, 8, TOK(ids, 12, longl), NULL));
+    CASE("train_step length -1", INV, ddpm_model_train_step(tok, buf, 4, 8, TOK(ids, 12, negl), NULL));
+    CASE("train_step tokens for a vector model", INV, ddpm_model_train_step(vec, buf, 4, 8, TOK(ids, 12, NULL), NULL));
+    CASE("train_step lengths for a vector model", INV,
+         ddpm_model_train_step(vec, buf, 4, 8, &(ddpm_cond_batch){sizeof(ddpm_cond_batch), NULL, vs, 12, NULL, 0, lens}, NULL));
+    CASE("train_step vectors for a token model", INV, ddpm_model_train_step(tok, buf, 4, 8, VEC(vs, 12), NULL));
+    CASE("predict guided tokens ok", OK, ddpm_model_predict(tok, &gp, 0, buf, 4, 5, TOK(ids, 12, lens), buf3, 8));
+    CASE("model_sample guided tokens ok", OK, ddpm_model_sample(tok, &vsp, &gp, TOK(ids, 12, lens), 4, buf3, 8));
+    CASE("nll vectors count wrong", SHAPE, ddpm_model_nll(vec, NULL, NULL, VEC(vs, 3), buf, 4, buf2, NULL, NULL, 8));
     CASE("train_step lr = 3e38 is refused, nothing changes, then recovers (regression)", NONFIN, huge_lr_step());
 
     ddpm_predict_params pp = ddpm_predict_params_default();
@@ -654,12 +745,12 @@ static void training_prediction_sampling(void) {
              ddpm_model_predict(learned, &pp, 0, buf, (int64_t)1 << 31, 5, NULL, buf3, (int64_t)1 << 32));
     ddpm_model_free(learned);
     ddpm_predict_params bp = pp; bp.guidance_scale = NAN;
-    CASE("predict guidance NaN", INV, ddpm_model_predict(cond, &bp, 0, buf, 4, 5, okl, buf3, 8));
+    CASE("predict guidance NaN", INV, ddpm_model_predict(cond, &bp, 0, buf, 4, 5, LBL(okl), buf3, 8));
     bp = pp; bp.struct_size = 2;
     CASE("predict struct_size 2", INV, ddpm_model_predict(mlp, &bp, 0, buf, 4, 5, NULL, buf3, 8));
     bp = pp; bp.guidance_scale = 3;
-    CASE("predict guided ok", OK, ddpm_model_predict(cond, &bp, 0, buf, 4, 5, okl, buf3, 8));
-    CASE("predict label out of range", INV, ddpm_model_predict(cond, &bp, 0, buf, 4, 5, big, buf3, 8));
+    CASE("predict guided ok", OK, ddpm_model_predict(cond, &bp, 0, buf, 4, 5, LBL(okl), buf3, 8));
+    CASE("predict label out of range", INV, ddpm_model_predict(cond, &bp, 0, buf, 4, 5, LBL(big), buf3, 8));
 
     ddpm_sample_params sp_ = ddpm_sample_params_default();
     sp_.steps = 5;
@@ -679,9 +770,9 @@ static void training_prediction_sampling(void) {
     CASE("model_sample method 77", INV, ddpm_model_sample(mlp, &sx, NULL, NULL, 4, buf3, 8));
     sx = sp_; sx.progress = cancel_progress;
     CASE("model_sample progress cancels", CANCEL, ddpm_model_sample(mlp, &sx, NULL, NULL, 4, buf3, 8));
-    CASE("model_sample label out of range", INV, ddpm_model_sample(cond, &sp_, NULL, big, 4, buf3, 8));
+    CASE("model_sample label out of range", INV, ddpm_model_sample(cond, &sp_, NULL, LBL(big), 4, buf3, 8));
     ddpm_predict_params bad_pp = pp; bad_pp.guidance_scale = INFINITY;
-    CASE("model_sample guidance Inf", INV, ddpm_model_sample(cond, &sp_, &bad_pp, okl, 4, buf3, 8));
+    CASE("model_sample guidance Inf", INV, ddpm_model_sample(cond, &sp_, &bad_pp, LBL(okl), 4, buf3, 8));
 }
 
 static void files(void) {
@@ -733,10 +824,14 @@ int main(int argc, char **argv) {
     ddpm_mlp_params mp = mlp_p(2, 16, 2, 8);
     ddpm_cond_params c = ddpm_cond_params_default();
     c.kind = DDPM_COND_CLASSES; c.num_classes = 3;
+    ddpm_cond_params vc = ddpm_cond_params_default(), tc = ddpm_cond_params_default();
+    vc.kind = DDPM_COND_VECTOR; vc.dim = 3;
+    tc.kind = DDPM_COND_TOKENS; tc.vocab_size = 5; tc.max_length = 3; tc.dim = 4;
     ddpm_unet_params up = unet_p(1, 8, 8);
     ddpm_sample_params sp0 = ddpm_sample_params_default();
     if (ddpm_schedule_create(&p, &sched) || ddpm_model_create(sched, &mp.base, NULL, NULL, &mlp) ||
         ddpm_model_create(sched, &mp.base, NULL, &c, &cond) || ddpm_model_create(sched, &up.base, NULL, NULL, &unet) ||
+        ddpm_model_create(sched, &mp.base, NULL, &vc, &vec) || ddpm_model_create(sched, &mp.base, NULL, &tc, &tok) ||
         ddpm_sampler_create(sched, &sp0, 4, 2, &smp) || ddpm_model_save(mlp, ckpt)) {
         fprintf(stderr, "fixtures: %s\n", ddpm_last_error());
         return 2;
@@ -751,6 +846,8 @@ int main(int argc, char **argv) {
     ddpm_sampler_free(smp);
     ddpm_model_free(unet);
     ddpm_model_free(cond);
+    ddpm_model_free(vec);
+    ddpm_model_free(tok);
     ddpm_model_free(mlp);
     ddpm_schedule_free(sched);
     return summary("bad_inputs");

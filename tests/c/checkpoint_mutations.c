@@ -352,11 +352,13 @@ int main(int argc, char **argv) {
     int32_t labels[32];
     for (int i = 0; i < 64; i++) x[i] = (float)((i * 37) % 17) / 8 - 1;
     for (int i = 0; i < 32; i++) labels[i] = i % 4;
+    ddpm_cond_batch cb = ddpm_cond_batch_default();
+    cb.labels = labels;
     char path[1200];
     snprintf(path, sizeof path, "%s/original.safetensors", dir);
     int st = ddpm_schedule_create(&sp, &s);
     if (st == DDPM_OK) st = ddpm_model_create(s, &net.base, NULL, &cond, &m);
-    for (int i = 0; i < 8 && st == DDPM_OK; i++) st = ddpm_model_train_step(m, x, 32, 64, labels, NULL);
+    for (int i = 0; i < 8 && st == DDPM_OK; i++) st = ddpm_model_train_step(m, x, 32, 64, &cb, NULL);
     if (st == DDPM_OK) st = ddpm_model_save(m, path);
     ddpm_model_free(m);
     ddpm_schedule_free(s);

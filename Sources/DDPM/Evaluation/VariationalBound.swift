@@ -57,9 +57,9 @@ public struct VLBResult: Sendable {
 
 extension NoiseSchedule {
     /// The variational bound of x_0 (B, S) under a denoiser (one evaluation per timestep).
-    /// - Parameter labels: (B,) passed through to the denoiser, or nil.
+    /// - Parameter cond: the condition of each row, passed through to the denoiser.
     public func variationalBound(x0: UnsafePointer<Float>, batch B: Int, denoiser: Denoiser,
-                                 labels: UnsafePointer<Int32>? = nil, options: VLBOptions = .init()) throws -> VLBResult {
+                                 cond: ConditionBatch = .none, options: VLBOptions = .init()) throws -> VLBResult {
         try options.validate()
         try require(B >= 1, "batch must be >= 1 (got \(B))")
         let S = denoiser.sampleSize, T = count
@@ -81,7 +81,7 @@ extension NoiseSchedule {
             rng.fillNormal(eps.pointer, count: N)
             ts.fill(Int32(t))
             try addNoise(xt.pointer, x0: x0, noise: eps.pointer, t: ts.pointer, batch: B, dim: S)
-            try denoiser.predict(output.pointer, x: xt.pointer, t: t, labels: labels, batch: B)
+            try denoiser.predict(output.pointer, x: xt.pointer, t: t, cond: cond, batch: B)
             try requireFinite(output.pointer, count: N, "the model output at t = \(t)")
             let x0Hat = denoise(output: output.pointer, type: denoiser.predictionType, x: xt.pointer, t: t, batch: B,
                                 sampleSize: S, limit: X0Limit(), scratch: scratch).x0

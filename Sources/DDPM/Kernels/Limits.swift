@@ -28,6 +28,8 @@ public enum Limits {
     public static let resBlocks = 64
     /// Most classes K: 2^24.
     public static let numClasses = 1 << 24
+    /// Most context positions Lmax of a sequence or token condition: 2^12.
+    public static let contextLength = 1 << 12
     /// The smallest ᾱ_t a schedule may reach: 1e-30 (1/√ᾱ stays far from Float's range end).
     public static let minAlphaBar = 1e-30
 

@@ -10,7 +10,7 @@
 /// The arguments of the train step in progress, for its chunk jobs.
 struct TrainCall {
     let x0: UnsafePointer<Float>  // (B, S)
-    let labels: UnsafePointer<Int32>?  // (B,) after label dropout, or nil for an unconditional network
+    let cond: ConditionBatch  // the batch's conditioning after condition dropout
     let plan: ChunkPlan
     let sampleOffset: Int, globalBatch: Int
     /// ∂L/∂out (B, O) of the backward pass.
@@ -60,7 +60,7 @@ extension DiffusionModel {
         // Dropout of sample i from its own stream (Layers/Dropout.swift), as in one pass over the batch.
         var dropoutKey = Philox.keyed(seed: rng.seed, step: step, sample: call.sampleOffset + r0, stream: 3)
         net.forward(learned ? buf.full.pointer + r0 * O : buf.output.pointer + x, x: buf.xt.pointer + x, t: buf.t.pointer + r0,
-                    labels: call.labels.map { $0 + r0 }, batch: rows, params: network.parameters.values.pointer,
+                    cond: call.cond.rows(from: r0, count: rows), batch: rows, params: network.parameters.values.pointer,
                     training: true, rng: &dropoutKey)
         if learned { split(buf.full.pointer + r0 * O, into: buf.output.pointer + x, buf.variance.pointer + x, batch: rows, sampleSize: S) }
         // L = Σ w(t)·‖out − target‖²/(B_global·S) (Objective.swift; L_simple for ε with uniform weights)

@@ -2,7 +2,8 @@
 // guidance (Ho & Salimans 2022):
 //   ε̂ = ε̂_uncond + w·(ε̂_cond − ε̂_uncond)
 // w = 1 is the plain conditional prediction, w = 0 the unconditional one. Both predictions
-// run as one batch of 2B rows.  B = batch, S = floats per sample.
+// run as one batch of 2B rows: the given condition, then the null one (label K or the
+// learned null vector or context).  B = batch, S = floats per sample, Dc = conditioning-vector size.
 //
 // The network runs on fixed chunks of `predictionChunk` samples (the last one shorter),
 // never on the whole batch at once: a BLAS may round a row of a product differently with the
@@ -19,7 +20,7 @@ import Darwin
 /// The weights and guidance of a prediction (ddpm_predict_params in C). Checked once, in
 /// `DiffusionModel.denoiser(_:batch:)`.
 public struct PredictOptions: Sendable, Equatable {
-    /// Classifier-free guidance scale w (1 = conditional, 0 = unconditional); used when labels are given.
+    /// Classifier-free guidance scale w (1 = conditional, 0 = unconditional); used when a condition is given.
     public var guidanceScale: Float = 1
     /// Predict with the EMA weights (default) or the live ones.
     public var useEMA = true
@@ -54,18 +55,27 @@ final class GuidedDenoiser: Denoiser {
 
     /// A worker's buffers for one chunk.
     final class Scratch {
-        let labels2: Buffer<Int32>  // (2C,) cond labels then null labels
+        let labels2: Buffer<Int32>  // (2C,) cond labels then null labels (class conditioning)
+        let vectors2: Buffer<Float>  // (2C, Dc) or (2C, Lmax, Dc): cond vectors or context, then unread rows
+        let null2: Buffer<UInt8>  // (2C,) 0 then 1: the second half takes the null vector or context
+        let tokens2: Buffer<Int32>  // (2C, Lmax) cond token ids then unread rows (token conditioning)
+        let lengths2: Buffer<Int32>  // (2C,) cond lengths then unread rows (sequence and token conditioning)
         let x2: Buffer<Float>  // (2C, S)
         let out2: Buffer<Float>  // (2C, O) the network's outputs, O = S or 2S with a learned variance
         init(rows: Int, guided: Bool, network: DenoisingNetwork) throws {
             let doubled = guided ? 2 * rows : 0
-            labels2 = try Buffer(count: doubled, zero: 0)
+            let c = network.conditioning
+            labels2 = try Buffer(count: c.numClasses > 0 ? doubled : 0, zero: 0)
+            vectors2 = try Buffer(count: doubled * max(c.vectorDim, c.maxLength * c.contextDim), zero: 0)
+            null2 = try Buffer(count: c.numClasses == 0 ? doubled : 0, zero: 0)
+            tokens2 = try Buffer(count: c.vocabulary > 0 ? doubled * c.maxLength : 0, zero: 0)
+            lengths2 = try Buffer(count: c.maxLength > 0 ? doubled : 0, zero: 0)
             x2 = try Buffer(count: doubled * network.sampleSize)
             out2 = try Buffer(count: (network.learnsVariance ? max(doubled, rows) : doubled) * network.outputSize)
         }
-        /// Floats per row of a chunk.
-        static func floatsPerRow(sampleSize S: Int, outputSize O: Int, guided: Bool) -> Double {
-            guided ? Double(2 + 2 * S + 2 * O) : Double(O == S ? 0 : O)
+        /// Floats (and 4-byte integers) per row of a chunk; `conditionFloats` per row of the doubled batch.
+        static func floatsPerRow(sampleSize S: Int, outputSize O: Int, conditionFloats: Int, guided: Bool) -> Double {
+            guided ? Double(4 + 2 * S + 2 * O + 2 * conditionFloats) : Double(O == S ? 0 : O)
         }
     }
 
@@ -98,7 +108,7 @@ final class GuidedDenoiser: Denoiser {
     struct Call {
         let out: UnsafeMutablePointer<Float>  // (B, S)
         let x: UnsafePointer<Float>  // (B, S)
-        let labels: UnsafePointer<Int32>?  // (B,)
+        let cond: ConditionBatch  // the batch's conditioning
         let plan: ChunkPlan
     }
     var call: Call?
@@ -106,10 +116,10 @@ final class GuidedDenoiser: Denoiser {
     private(set) var job: (Int, Int) -> Void = { _, _ in }
 
     func predict(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: Int,
-                 labels: UnsafePointer<Int32>?, batch: Int) throws {
+                 cond: ConditionBatch, batch: Int) throws {
         ts.fill(Int32(t))
         let plan = ChunkPlan(batch: batch, rows: rows)
-        call = Call(out: out, x: x, labels: labels, plan: plan)
+        call = Call(out: out, x: x, cond: cond, plan: plan)
         defer { call = nil }
         if WorkPool.shared.threads > scratch.count {
             // The pool grew past the workers prepared: every chunk here, on worker 0.
@@ -125,31 +135,58 @@ final class GuidedDenoiser: Denoiser {
         let S = sampleSize
         let (r0, n) = call.plan.range(c)
         predictChunk(call.out + r0 * S, variance: variance.pointer + (network.learnsVariance ? r0 * S : 0), x: call.x + r0 * S,
-                     labels: call.labels.map { $0 + r0 }, batch: n, network: replicas[w], scratch: scratch[w])
+                     cond: call.cond.rows(from: r0, count: n), batch: n, network: replicas[w], scratch: scratch[w])
     }
 
     /// predict for one chunk of B ≤ rows samples; v (B, S) too when the variance is learned.
     func predictChunk(_ out: UnsafeMutablePointer<Float>, variance v: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
-                      labels: UnsafePointer<Int32>?, batch B: Int, network: DenoisingNetwork, scratch: Scratch) {
+                      cond: ConditionBatch, batch B: Int, network: DenoisingNetwork, scratch: Scratch) {
         let S = sampleSize
         let w = guidanceScale
-        guard let labels, network.numClasses > 0, w != 1 else {
-            // Plain prediction: conditional if labels were given, else null labels.
-            forward(out, variance: v, x: x, labels: labels, batch: B, network: network, scratch: scratch)
+        guard cond.isGiven, network.conditioning.isConditional, w != 1 else {
+            // Plain prediction: conditional if a condition was given, else the null one.
+            forward(out, variance: v, x: x, cond: cond, batch: B, network: network, scratch: scratch)
             return
         }
         if w == 0 {
-            forward(out, variance: v, x: x, labels: nil, batch: B, network: network, scratch: scratch)
+            forward(out, variance: v, x: x, cond: .none, batch: B, network: network, scratch: scratch)
             return
         }
-        let K = Int32(network.numClasses)
-        let (x2, labels2, out2) = (scratch.x2.pointer, scratch.labels2.pointer, scratch.out2.pointer)
+        let (x2, out2) = (scratch.x2.pointer, scratch.out2.pointer)
         x2.update(from: x, count: B * S)
         (x2 + B * S).update(from: x, count: B * S)
-        labels2.update(from: labels, count: B)
-        (labels2 + B).update(repeating: K, count: B)
+        // The doubled batch: rows 0..<B with the condition, rows B..<2B with the null one.
+        var cond2 = ConditionBatch.none
+        if let vectors = cond.vectors {
+            let Dc = cond.vectorDim
+            scratch.vectors2.pointer.update(from: vectors, count: B * Dc)  // rows B..<2B are not read
+            scratch.null2.pointer.update(repeating: 0, count: B)
+            (scratch.null2.pointer + B).update(repeating: 1, count: B)
+            cond2 = ConditionBatch(vectors: scratch.vectors2.pointer, vectorDim: Dc, null: scratch.null2.pointer)
+        } else if cond.context != nil || cond.tokens != nil {
+            let L = cond.maxLength
+            cond2 = ConditionBatch(null: scratch.null2.pointer)
+            (cond2.maxLength, cond2.contextDim) = (L, cond.contextDim)
+            if let context = cond.context {
+                scratch.vectors2.pointer.update(from: context, count: B * L * cond.contextDim)  // rows B..<2B are not read
+                cond2.context = UnsafePointer(scratch.vectors2.pointer)
+            }
+            if let tokens = cond.tokens {
+                scratch.tokens2.pointer.update(from: tokens, count: B * L)
+                cond2.tokens = UnsafePointer(scratch.tokens2.pointer)
+            }
+            if let lengths = cond.lengths { scratch.lengths2.pointer.update(from: lengths, count: B) }
+            else { scratch.lengths2.pointer.update(repeating: Int32(L), count: B) }
+            cond2.lengths = UnsafePointer(scratch.lengths2.pointer)
+            scratch.null2.pointer.update(repeating: 0, count: B)
+            (scratch.null2.pointer + B).update(repeating: 1, count: B)
+        } else if let labels = cond.labels {
+            scratch.labels2.pointer.update(from: labels, count: B)
+            (scratch.labels2.pointer + B).update(repeating: Int32(network.numClasses), count: B)
+            cond2 = ConditionBatch(labels: scratch.labels2.pointer)
+        }
         var rng = Philox(seed: 0)  // the forward pass takes one; inference draws nothing from it
-        network.forward(out2, x: x2, t: ts.pointer, labels: labels2, batch: 2 * B,
+        network.forward(out2, x: x2, t: ts.pointer, cond: cond2, batch: 2 * B,
                         params: params, training: false, rng: &rng)
         // Guidance mixes the outputs; a learned variance is the conditional prediction's (as GLIDE).
         let O = network.outputSize
@@ -167,13 +204,13 @@ final class GuidedDenoiser: Denoiser {
 
     /// One forward pass at ts[0..<B]: the output to `out` (B, S), v to `variance` when learned.
     func forward(_ out: UnsafeMutablePointer<Float>, variance v: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
-                 labels: UnsafePointer<Int32>?, batch B: Int, network: DenoisingNetwork, scratch: Scratch) {
+                 cond: ConditionBatch, batch B: Int, network: DenoisingNetwork, scratch: Scratch) {
         var rng = Philox(seed: 0)  // the forward pass takes one; inference draws nothing from it
         guard network.learnsVariance else {
-            network.forward(out, x: x, t: ts.pointer, labels: labels, batch: B, params: params, training: false, rng: &rng)
+            network.forward(out, x: x, t: ts.pointer, cond: cond, batch: B, params: params, training: false, rng: &rng)
             return
         }
-        network.forward(scratch.out2.pointer, x: x, t: ts.pointer, labels: labels, batch: B, params: params, training: false, rng: &rng)
+        network.forward(scratch.out2.pointer, x: x, t: ts.pointer, cond: cond, batch: B, params: params, training: false, rng: &rng)
         split(scratch.out2.pointer, into: out, v, batch: B, sampleSize: sampleSize)
     }
 }
@@ -181,14 +218,14 @@ final class GuidedDenoiser: Denoiser {
 extension DiffusionModel {
     /// The model's prediction (B, S) for x (B, S) at timestep t, as `output` (ε̂, x̂_0, v̂ or the score).
     /// - Parameters:
-    ///   - labels: (B,) in 0...K, or nil for unconditional.
+    ///   - cond: labels (B,) in 0...K or vectors (B, Dc), or none for unconditional.
     ///   - options: the weights and the guidance scale.
     public func predict(_ out: UnsafeMutablePointer<Float>, output: PredictOutput = .epsilon, x: UnsafePointer<Float>,
-                        t: Int, labels: UnsafePointer<Int32>?, batch: Int, options: PredictOptions = .init()) throws {
-        let denoiser = try denoiser(options, labels: labels, batch: batch)
+                        t: Int, cond: ConditionBatch, batch: Int, options: PredictOptions = .init()) throws {
+        let denoiser = try denoiser(options, cond: cond, batch: batch)
         try schedule.check(t: t)
         try requireFinite(x, count: batch * network.sampleSize, "x")
-        try denoiser.predict(out, x: x, t: t, labels: labels, batch: batch)
+        try denoiser.predict(out, x: x, t: t, cond: cond, batch: batch)
         if output == .variance {
             guard let v = denoiser.lastVariance else {
                 throw DDPMError.invalidArgument("output 'variance' needs a model trained with learned_variance")
@@ -200,26 +237,35 @@ extension DiffusionModel {
                              count: batch * network.sampleSize)
     }
 
+    /// `predict` conditioned on labels (B,) in 0...K, or nil.
+    public func predict(_ out: UnsafeMutablePointer<Float>, output: PredictOutput = .epsilon, x: UnsafePointer<Float>,
+                        t: Int, labels: UnsafePointer<Int32>?, batch: Int, options: PredictOptions = .init()) throws {
+        try predict(out, output: output, x: x, t: t, cond: ConditionBatch(labels: labels), batch: batch, options: options)
+    }
+
     /// The network as a Denoiser with the weights and guidance of `options`, after checking
-    /// them, the labels (B,) and the memory of the call once, and reserving the network's
-    /// buffers. `extraFloatsPerRow`: what the caller holds besides (a sampler's buffers).
-    func denoiser(_ options: PredictOptions, labels: UnsafePointer<Int32>?, batch: Int, extraFloatsPerRow: Double = 0,
+    /// them, the condition of the batch and the memory of the call once, and reserving the
+    /// networks' buffers. `extraFloatsPerRow`: what the caller holds besides (a sampler's buffers).
+    func denoiser(_ options: PredictOptions, cond: ConditionBatch, batch: Int, extraFloatsPerRow: Double = 0,
                   _ what: @autoclosure () -> String = "a prediction") throws -> GuidedDenoiser {
         try require(batch >= 1, "batch must be >= 1 (got \(batch))")
         try options.validate()
         let S = network.sampleSize
-        let guided = labels != nil && network.numClasses > 0 && options.guidanceScale != 1 && options.guidanceScale != 0
+        let c = network.conditioning
+        let conditionFloats = max(c.vectorDim, c.maxLength * (c.contextDim + 1))  // per row of the doubled batch
+        let guided = cond.isGiven && c.isConditional && options.guidanceScale != 1 && options.guidanceScale != 0
         // The network runs on chunks of at most `inferenceRows` samples (twice that guided),
         // one chunk per worker at a time, each worker on its own replica.
         let rows = min(batch, network.config.inferenceRows) * (guided ? 2 : 1)
         let workers = min(WorkPool.shared.threads, ChunkPlan.inference(batch: batch, network.config).count)
         let O = network.outputSize
         let perWorker = network.activationFloats(batch: rows, training: false)
-            + Double(rows) * GuidedDenoiser.Scratch.floatsPerRow(sampleSize: S, outputSize: O, guided: guided)
+            + Double(rows) * GuidedDenoiser.Scratch.floatsPerRow(sampleSize: S, outputSize: O, conditionFloats: conditionFloats,
+                                                                guided: guided)
         try requireMemory("\(what()) for a batch of \(batch)", floats: Double(workers) * perWorker
                           + Double(workers - 1) * (Double(network.parameters.count) + Double(schedule.count) * Double(network.config.timeEmbedDim))
                           + Double(batch) * (GuidedDenoiser.floatsPerRow(sampleSize: S, outputSize: O) + extraFloatsPerRow))
-        try validate(labels: labels, batch: batch)
+        try validate(cond: cond, batch: batch)
         try replicas.reserve(workers)
         for w in 0..<workers { try replicas[w].reserve(batch: rows, training: false) }
         return try GuidedDenoiser(replicas: replicas, workers: workers,

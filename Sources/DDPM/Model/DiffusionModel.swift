@@ -42,10 +42,11 @@ public final class DiffusionModel {
         let t, labels: Buffer<Int32>  // (B,)
         let importance: Buffer<Float>  // (B,) 1/(T·p_t) of importance-sampled t, else 1
         let perSample: Buffer<Double>  // (B,) each sample's loss, for the resampler's history
-        let coin: Buffer<Float>  // (B,) uniforms for label dropout
+        let coin: Buffer<Float>  // (B,) uniforms for condition dropout
+        let null: Buffer<UInt8>  // (B,) 1 where a conditioning vector is dropped for the null vector
         /// Floats (and 4-byte integers) per row.
         static func floatsPerRow(sampleSize S: Int, target: PredictionType, learnedVariance: Bool) -> Double {
-            Double(4 * S + 6 + (target == .v ? S : 0) + (learnedVariance ? 7 * S : 0))
+            Double(4 * S + 7 + (target == .v ? S : 0) + (learnedVariance ? 7 * S : 0))
         }
         init(batch: Int, sampleSize: Int, target: PredictionType, learnedVariance: Bool) throws {
             capacity = batch
@@ -57,6 +58,7 @@ public final class DiffusionModel {
             (variance, dvariance, x0Hat) = (try Buffer(count: extra), try Buffer(count: extra), try Buffer(count: extra))
             t = try Buffer(count: batch, zero: 0); labels = try Buffer(count: batch, zero: 0)
             coin = try Buffer(count: batch)
+            null = try Buffer(count: batch, zero: 0)
             importance = try Buffer(count: batch)
             perSample = try Buffer(count: batch, zero: 0)
         }
@@ -127,13 +129,46 @@ public final class DiffusionModel {
         optimizer.config = c
     }
 
-    /// Checks that labels are in 0...K (K = null) for a conditional network.
-    func validate(labels: UnsafePointer<Int32>?, batch: Int) throws {
-        guard let labels else { return }
-        let K = network.numClasses
-        try require(K > 0, "labels were given but the model is unconditional (num_classes = 0)")
-        for b in 0..<batch where labels[b] < 0 || Int(labels[b]) > K {
-            throw DDPMError.invalidArgument("label[\(b)] = \(labels[b]) is outside 0..<\(K) (or \(K) for no class)")
+    /// Checks a batch's condition against the network's conditioning: labels in 0...K
+    /// (K = null) for a class-conditional network, finite vectors of Dc floats for a
+    /// vector-conditioned one, nothing the network does not read.
+    func validate(cond: ConditionBatch, batch: Int) throws {
+        if let labels = cond.labels {
+            let K = network.numClasses
+            try require(K > 0, network.conditioning == .none ? "labels were given but the model is unconditional (num_classes = 0)"
+                                                             : "labels were given but the model is conditioned on vectors, not classes")
+            for b in 0..<batch where labels[b] < 0 || Int(labels[b]) > K {
+                throw DDPMError.invalidArgument("label[\(b)] = \(labels[b]) is outside 0..<\(K) (or \(K) for no class)")
+            }
+        }
+        if let vectors = cond.vectors {
+            let Dc = network.conditioning.vectorDim
+            try require(Dc > 0, "conditioning vectors were given but the model is not conditioned on vectors")
+            try require(cond.vectorDim == Dc, "conditioning vectors have \(cond.vectorDim) floats each, the model expects \(Dc)")
+            try requireFinite(vectors, count: batch * Dc, "conditioning vectors")
+        }
+        let c = network.conditioning
+        let (L, V) = (c.maxLength, c.vocabulary)
+        if let context = cond.context {
+            guard case .sequence(let Dc, _) = c else {
+                throw DDPMError.invalidArgument("a context sequence was given but the model is not conditioned on sequences")
+            }
+            try require(cond.maxLength == L && cond.contextDim == Dc,
+                        "the context is \(cond.maxLength) × \(cond.contextDim) per row, the model expects \(L) × \(Dc)")
+            try requireFinite(context, count: batch * L * Dc, "the context")
+        }
+        if let tokens = cond.tokens {
+            try require(V > 0, "tokens were given but the model is not conditioned on tokens")
+            try require(cond.maxLength == L, "tokens have \(cond.maxLength) positions per row, the model expects \(L)")
+            for i in 0..<batch * L where tokens[i] < 0 || Int(tokens[i]) >= V {
+                throw DDPMError.invalidArgument("token[\(i / L)][\(i % L)] = \(tokens[i]) is outside 0..<\(V) (vocab_size)")
+            }
+        }
+        if let lengths = cond.lengths {
+            try require(L > 0, "lengths were given but the model is not conditioned on sequences or tokens")
+            for b in 0..<batch where lengths[b] < 0 || Int(lengths[b]) > L {
+                throw DDPMError.invalidArgument("length[\(b)] = \(lengths[b]) is outside 0...\(L) (max_length)")
+            }
         }
     }
 
@@ -146,10 +181,22 @@ public final class DiffusionModel {
     ///   moment or EMA weight would not be finite: the step is then not applied (parameters,
     ///   EMA, moments and step counters unchanged; the draws of the step are spent), so that
     ///   training can go on, e.g. with a lower learning rate.
-    public func trainStep(x0: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch B: Int) throws -> Float {
-        let loss = try computeGradients(x0: x0, labels: labels, batch: B)
+    public func trainStep(x0: UnsafePointer<Float>, cond: ConditionBatch, batch B: Int) throws -> Float {
+        let loss = try computeGradients(x0: x0, cond: cond, batch: B)
         try applyGradients()
         return loss
+    }
+
+    /// `trainStep` conditioned on labels (B,) only.
+    public func trainStep(x0: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch B: Int) throws -> Float {
+        try trainStep(x0: x0, cond: ConditionBatch(labels: labels), batch: B)
+    }
+
+    /// `computeGradients` conditioned on labels (B,) only.
+    public func computeGradients(x0: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch B: Int,
+                                 sampleOffset: Int = 0, globalBatch: Int? = nil) throws -> Float {
+        try computeGradients(x0: x0, cond: ConditionBatch(labels: labels), batch: B, sampleOffset: sampleOffset,
+                             globalBatch: globalBatch)
     }
 
     /// The first half of a train step, up to the gradients: draws t, ε, label dropout and
@@ -161,10 +208,11 @@ public final class DiffusionModel {
     ///
     /// Random draws are keyed, never sequential: the draws of global sample i at step n come
     /// from `Philox.keyed(seed, n, i, stream)` with stream 0 = t, 1 = ε, 2 = the label-dropout
-    /// coin, 3 + l = the dropout mask of the l-th dropout layer. A shard thus draws exactly what
+    /// coin (labels or vectors: a dropped row takes the null label K or the learned null
+    /// vector), 3 + l = the dropout mask of the l-th dropout layer. A shard thus draws exactly what
     /// one process draws for those samples of the whole batch.
     /// - Throws: on bad arguments, non-finite data or a non-finite loss (nothing is then pending).
-    public func computeGradients(x0: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch B: Int,
+    public func computeGradients(x0: UnsafePointer<Float>, cond: ConditionBatch, batch B: Int,
                                  sampleOffset: Int = 0, globalBatch: Int? = nil) throws -> Float {
         gradientsPending = false
         try require(B >= 1, "batch must be >= 1 (got \(B))")
@@ -180,7 +228,7 @@ public final class DiffusionModel {
                           + Double(max(B, buffers.capacity)) * TrainBuffers.floatsPerRow(sampleSize: S, target: training.target,
                                                                                       learnedVariance: training.learnedVariance))
         try requireFinite(x0, count: B * S, "x0")
-        try validate(labels: labels, batch: B)
+        try validate(cond: cond, batch: B)
         if buffers.capacity < B {
             buffers = try TrainBuffers(batch: B, sampleSize: S, target: training.target, learnedVariance: training.learnedVariance)
         }
@@ -188,6 +236,7 @@ public final class DiffusionModel {
         for c in 0..<plan.count { try replicas[c].reserve(batch: plan.range(c).rows, training: true) }
         let buf = buffers
         let K = Int32(network.numClasses)
+        let conditional = network.conditioning.isConditional
         for b in 0..<B {
             // t ~ U{0..T−1}, ε ~ N(0, I) and the label coin, each from its own stream of sample i.
             let i = sampleOffset + b
@@ -204,21 +253,26 @@ public final class DiffusionModel {
             }
             var epsStream = Philox.keyed(seed: rng.seed, step: step, sample: i, stream: 1)
             epsStream.fillNormal(buf.eps.pointer + b * S, count: S)
-            if K > 0 {
-                // Label dropout: a row keeps its label with probability 1 − p, else gets the null label K.
+            if conditional {
+                // Condition dropout: a row keeps its condition with probability 1 − p, else gets
+                // the null one (label K, or the learned null vector).
                 var coinStream = Philox.keyed(seed: rng.seed, step: step, sample: i, stream: 2)
                 coinStream.fillUniform(buf.coin.pointer + b, count: 1)
-                let given = labels?[b] ?? K
-                buf.labels.pointer[b] = buf.coin.pointer[b] < training.labelDropout ? K : given
+                let dropped = buf.coin.pointer[b] < training.labelDropout
+                if K > 0 { buf.labels.pointer[b] = dropped ? K : cond.labels?[b] ?? K }
+                buf.null.pointer[b] = dropped ? 1 : 0
             }
         }
         // x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε
         try schedule.addNoise(buf.xt.pointer, x0: x0, noise: buf.eps.pointer, t: buf.t.pointer, batch: B, dim: S)
+        var netCond = cond
+        netCond.labels = K > 0 ? UnsafePointer(buf.labels.pointer) : nil
+        netCond.null = K == 0 && conditional ? UnsafePointer(buf.null.pointer) : nil
         let params = network.parameters
         let learned = network.learnsVariance
         // Forward and loss per chunk, each on its own replica (DiffusionModel+Chunks.swift).
-        chunks.call = TrainCall(x0: x0, labels: K > 0 ? UnsafePointer(buf.labels.pointer) : nil, plan: plan,
-                                sampleOffset: sampleOffset, globalBatch: globalBatch, dout: nil)
+        chunks.call = TrainCall(x0: x0, cond: netCond, plan: plan, sampleOffset: sampleOffset, globalBatch: globalBatch,
+                                dout: nil)
         WorkPool.shared.parallelFor(chunks: plan.count, chunks.forwardJob)
         try chunkErrors.throwFirst(plan.count)
         // The chunks' losses summed in chunk order.
@@ -284,14 +338,13 @@ public final class DiffusionModel {
         return h
     }
 
-    /// Array form of `trainStep` for Swift callers: x0 is (B, S) flattened.
-    public func trainStep(x0: [Float], labels: [Int32]? = nil) throws -> Float {
+    /// Array form of `trainStep` for Swift callers: x0 is (B, S) flattened, vectors (B, Dc).
+    public func trainStep(x0: [Float], labels: [Int32]? = nil, vectors: [Float]? = nil) throws -> Float {
         let S = network.sampleSize
         try require(!x0.isEmpty && x0.count % S == 0, "x0 has \(x0.count) floats, not a multiple of \(S)")
         let B = x0.count / S
-        if let labels { try require(labels.count == B, "labels has \(labels.count) entries, expected \(B)") }
-        return try x0.withUnsafeBufferPointer { x in
-            try withOptionalPointer(labels) { try trainStep(x0: x.baseAddress!, labels: $0, batch: B) }
+        return try withConditionArrays(labels: labels, vectors: vectors, batch: B) { cond in
+            try x0.withUnsafeBufferPointer { x in try trainStep(x0: x.baseAddress!, cond: cond, batch: B) }
         }
     }
 

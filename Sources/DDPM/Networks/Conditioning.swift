@@ -1,34 +1,95 @@
 // What a sample is conditioned on (ddpm_cond_params in C, Conditioning in Python).
-// Stored in checkpoints as {"kind": "none"} or {"kind": "classes", "num_classes": K}.
+// Stored in checkpoints as {"kind": "none"}, {"kind": "classes", "num_classes": K} or
+// {"kind": "vector", "dim": Dc}, {"kind": "sequence", "dim": Dc, "max_length": Lmax} or
+// {"kind": "tokens", "vocab_size": V, "max_length": Lmax, "dim": Dc}.
 
 public enum Conditioning: Sendable, Equatable {
     /// Unconditional.
     case none
     /// A class label per sample in 0..<K; label K means "no class" (classifier-free guidance).
     case classes(Int)
+    /// A vector c ∈ R^Dc per sample (an embedding from the user's encoder, side information),
+    /// projected into the time embedding; a learned null vector stands for "no condition".
+    case vector(Int)
+    /// A sequence of up to `maxLength` vectors of `dim` floats per sample (a text encoder's
+    /// output), with a length per sample; 0 = no condition (the learned null context).
+    /// The UNet reads it through cross-attention and its masked mean; the MLP through the mean only.
+    case sequence(dim: Int, maxLength: Int)
+    /// Up to `maxLength` token ids in 0..<vocabulary per sample, embedded by a learned token
+    /// and position table of `dim` features (a small text encoder trained with the model);
+    /// then as `sequence`.
+    case tokens(vocabulary: Int, maxLength: Int, dim: Int)
 
-    /// K, or 0 when unconditional.
+    /// K, or 0 when not conditioned on classes.
     public var numClasses: Int {
         if case .classes(let k) = self { return k }
         return 0
     }
 
+    /// Dc, or 0 when not conditioned on vectors.
+    public var vectorDim: Int {
+        if case .vector(let d) = self { return d }
+        return 0
+    }
+
+    /// Dc of a sequence or token context (0 otherwise).
+    public var contextDim: Int {
+        switch self {
+        case .sequence(let d, _), .tokens(_, _, let d): return d
+        default: return 0
+        }
+    }
+
+    /// Lmax of a sequence or token context (0 otherwise).
+    public var maxLength: Int {
+        switch self {
+        case .sequence(_, let l), .tokens(_, let l, _): return l
+        default: return 0
+        }
+    }
+
+    /// V of a token context (0 otherwise).
+    public var vocabulary: Int {
+        if case .tokens(let v, _, _) = self { return v }
+        return 0
+    }
+
+    /// Whether the network has a null condition to guide against.
+    public var isConditional: Bool { self != .none }
+
     func validate() throws {
-        if case .classes(let k) = self {
+        switch self {
+        case .none: break
+        case .classes(let k):
             try require(k >= 1, "num_classes must be >= 1 for class conditioning (got \(k))")
             try Limits.requireField("num_classes", k, cap: Limits.numClasses)
+        case .vector(let d):
+            try require(d >= 1, "dim must be >= 1 for vector conditioning (got \(d))")
+            try Limits.requireField("cond dim", d, cap: Limits.width)
+        case .sequence(let d, let l):
+            try Limits.requireField("cond dim", d, cap: Limits.width)
+            try Limits.requireField("max_length", l, cap: Limits.contextLength)
+        case .tokens(let v, let l, let d):
+            try Limits.requireField("vocab_size", v, cap: Limits.numClasses)
+            try Limits.requireField("max_length", l, cap: Limits.contextLength)
+            try Limits.requireField("cond dim", d, cap: Limits.width)
         }
     }
 }
 
 extension Conditioning: Codable {
-    enum CodingKeys: String, CodingKey { case kind, numClasses = "num_classes" }
+    enum CodingKeys: String, CodingKey { case kind, numClasses = "num_classes", dim, maxLength = "max_length", vocabulary = "vocab_size" }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         switch try c.decode(String.self, forKey: .kind) {
         case "none": self = .none
         case "classes": self = .classes(try c.decode(Int.self, forKey: .numClasses))
+        case "vector": self = .vector(try c.decode(Int.self, forKey: .dim))
+        case "sequence": self = .sequence(dim: try c.decode(Int.self, forKey: .dim), maxLength: try c.decode(Int.self, forKey: .maxLength))
+        case "tokens":
+            self = .tokens(vocabulary: try c.decode(Int.self, forKey: .vocabulary), maxLength: try c.decode(Int.self, forKey: .maxLength),
+                           dim: try c.decode(Int.self, forKey: .dim))
         case let other:
             throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown conditioning '\(other)'")
         }
@@ -39,6 +100,12 @@ extension Conditioning: Codable {
         switch self {
         case .none: try c.encode("none", forKey: .kind)
         case .classes(let k): try c.encode("classes", forKey: .kind); try c.encode(k, forKey: .numClasses)
+        case .vector(let d): try c.encode("vector", forKey: .kind); try c.encode(d, forKey: .dim)
+        case .sequence(let d, let l):
+            try c.encode("sequence", forKey: .kind); try c.encode(d, forKey: .dim); try c.encode(l, forKey: .maxLength)
+        case .tokens(let v, let l, let d):
+            try c.encode("tokens", forKey: .kind); try c.encode(v, forKey: .vocabulary)
+            try c.encode(l, forKey: .maxLength); try c.encode(d, forKey: .dim)
         }
     }
 }

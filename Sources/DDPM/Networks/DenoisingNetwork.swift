@@ -3,7 +3,8 @@
 // prediction target says what the output means; see Sampling/Prediction.swift).
 //
 // S = floats per sample (D for vectors, C·H·W for images), B = batch,
-// K = number of classes (0 = unconditional); label K is the null ("no class") label.
+// K = number of classes (0 = unconditional); label K is the null ("no class") label,
+// Dc = conditioning-vector size. The condition of each row comes in a `ConditionBatch`.
 
 public protocol DenoisingNetwork: AnyObject {
     /// Parameters and their gradients, one flat vector.
@@ -20,12 +21,13 @@ public protocol DenoisingNetwork: AnyObject {
     /// Everything needed to rebuild the network, conditioning apart (stored in checkpoints).
     var config: NetworkConfig { get }
 
-    /// out (B, outputSize) = f_θ(x (B, S), t (B,), labels (B,)) with parameters `params` (the live
+    /// out (B, outputSize) = f_θ(x (B, S), t (B,), c) with parameters `params` (the live
     /// ones or the EMA): per sample S floats of the model output, then S of the variance when learned.
-    /// Labels nil means the null label for every row. Activations are kept for `backward`
-    /// when `training`; `rng` drives dropout while training.
+    /// c is the row's condition in `cond` (labels (B,) or vectors (B, Dc), as `conditioning`
+    /// says); a field left nil, or a row flagged in `cond.null`, takes the null condition.
+    /// Activations are kept for `backward` when `training`; `rng` drives dropout while training.
     func forward(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: UnsafePointer<Int32>,
-                 labels: UnsafePointer<Int32>?, batch: Int, params: UnsafePointer<Float>,
+                 cond: ConditionBatch, batch: Int, params: UnsafePointer<Float>,
                  training: Bool, rng: inout Philox)
 
     /// An upper bound of the floats `reserve` holds for `batch` rows (in Double: it never overflows).
@@ -50,6 +52,12 @@ public protocol DenoisingNetwork: AnyObject {
 }
 
 extension DenoisingNetwork {
+    /// `forward` conditioned on labels (B,) only (nil = the null label).
+    public func forward(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: UnsafePointer<Int32>,
+                        labels: UnsafePointer<Int32>?, batch: Int, params: UnsafePointer<Float>,
+                        training: Bool, rng: inout Philox) {
+        forward(out, x: x, t: t, cond: ConditionBatch(labels: labels), batch: batch, params: params, training: training, rng: &rng)
+    }
     /// K; labels are in 0...K where K means "no class". 0 for an unconditional network.
     public var numClasses: Int { conditioning.numClasses }
     /// Floats per sample of the output: S, or 2·S with a learned variance.

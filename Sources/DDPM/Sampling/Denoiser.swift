@@ -7,9 +7,9 @@ public protocol Denoiser {
     var sampleSize: Int { get }
     /// What `predict` writes: ε̂ or x̂_0.
     var predictionType: PredictionType { get }
-    /// The output (B, S) for x_t (B, S) at one timestep t shared by the batch; labels (B,) or nil.
+    /// The output (B, S) for x_t (B, S) at one timestep t shared by the batch, conditioned on `cond`.
     func predict(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: Int,
-                 labels: UnsafePointer<Int32>?, batch: Int) throws
+                 cond: ConditionBatch, batch: Int) throws
     /// The learned variance's v (B, S) of the last `predict`, or nil when the model has none.
     var lastVariance: UnsafePointer<Float>? { get }
 }
@@ -18,7 +18,8 @@ extension Denoiser {
     public var lastVariance: UnsafePointer<Float>? { nil }
 }
 
-/// A denoiser backed by a closure; a thrown error aborts sampling with that error.
+/// A denoiser backed by a closure; a thrown error aborts sampling with that error. The
+/// closure sees the labels of the condition (a user callback knows no other kind).
 public struct ClosureDenoiser: Denoiser {
     public typealias Body = (_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ t: Int,
                              _ labels: UnsafePointer<Int32>?, _ batch: Int) throws -> Void
@@ -31,7 +32,7 @@ public struct ClosureDenoiser: Denoiser {
         self.body = body
     }
     public func predict(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: Int,
-                        labels: UnsafePointer<Int32>?, batch: Int) throws {
-        try body(out, x, t, labels, batch)
+                        cond: ConditionBatch, batch: Int) throws {
+        try body(out, x, t, cond.labels, batch)
     }
 }

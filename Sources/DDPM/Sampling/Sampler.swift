@@ -172,10 +172,10 @@ public final class Sampler {
 
     /// Runs every step with `denoiser` from x_T, writing x_0 to `x` (N,).
     /// - Parameters:
-    ///   - labels: (batch,) passed through to the denoiser, or nil.
+    ///   - cond: the condition of each row, passed through to the denoiser.
     ///   - progress: see `SamplingProgress`; returning false throws `.cancelled`.
     /// - Complexity: one denoiser call per step; no allocation inside the loop.
-    public func run(_ denoiser: Denoiser, into x: UnsafeMutablePointer<Float>, labels: UnsafePointer<Int32>? = nil,
+    public func run(_ denoiser: Denoiser, into x: UnsafeMutablePointer<Float>, cond: ConditionBatch = .none,
                     progress: SamplingProgress? = nil) throws {
         try require(denoiser.sampleSize == sampleSize,
                     "the denoiser gives \(denoiser.sampleSize) floats per sample, the sampler expects \(sampleSize)")
@@ -185,7 +185,7 @@ public final class Sampler {
             throw DDPMError.cancelled("sampling cancelled by the progress callback before the first step")
         }
         for (i, s) in plan.enumerated() {
-            try denoiser.predict(modelOutput.pointer, x: x, t: s.t, labels: labels, batch: batch)
+            try denoiser.predict(modelOutput.pointer, x: x, t: s.t, cond: cond, batch: batch)
             try step(output: modelOutput.pointer, type: denoiser.predictionType, x: x, noise: nil, x0Out: nil,
                      learnedVariance: denoiser.lastVariance)
             if let progress, !progress(i + 1, plan.count, s.prevT, x) {
@@ -199,9 +199,9 @@ extension NoiseSchedule {
     /// Draws N samples with `denoiser`, writing x_0 to `out` (N, S): a Sampler run once.
     public func sample(
         into out: UnsafeMutablePointer<Float>, count n: Int, denoiser: Denoiser,
-        labels: UnsafePointer<Int32>? = nil, options: SamplerOptions = .init(), progress: SamplingProgress? = nil
+        cond: ConditionBatch = .none, options: SamplerOptions = .init(), progress: SamplingProgress? = nil
     ) throws {
         let sampler = try Sampler(schedule: self, options: options, batch: n, sampleSize: denoiser.sampleSize)
-        try sampler.run(denoiser, into: out, labels: labels, progress: progress)
+        try sampler.run(denoiser, into: out, cond: cond, progress: progress)
     }
 }

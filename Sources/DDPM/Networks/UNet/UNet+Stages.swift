@@ -9,6 +9,7 @@ extension UNet {
     struct Stage {
         var res: ResBlock? = nil
         var attention: Attention? = nil
+        var crossAttention: CrossAttention? = nil
         var down: Downsample? = nil
         var up: Upsample? = nil
         var skipChannels = 0  // Cs (decoder only)
@@ -39,6 +40,7 @@ extension UNet {
             let cat: UnsafeMutablePointer<Float>  // (Ci, B, N) concat(h, skip) for a decoder stage; 0 floats otherwise
             let res: ResBlock.Activations?
             let attention: Attention.Activations?
+            let crossAttention: CrossAttention.Activations?
             let down: Downsample.Activations?
             let up: Upsample.Activations?
             /// The stage's result, (Co, B, Ho, Wo): the out of its last layer.
@@ -48,18 +50,23 @@ extension UNet {
                 cat = arena.take(s.skipChannels > 0 ? s.inChannels * B * s.pixels : 0)
                 res = s.res.map { ResBlock.Activations($0, batch: B, &arena) }
                 attention = s.attention.map { Attention.Activations($0, batch: B, &arena) }
+                crossAttention = s.crossAttention.map { CrossAttention.Activations($0, batch: B, &arena) }
                 down = s.down.map { Downsample.Activations($0, batch: B, &arena) }
                 up = s.up.map { Upsample.Activations($0, batch: B, &arena) }
-                out = down?.out ?? up?.out ?? attention?.out ?? res!.out
+                out = down?.out ?? up?.out ?? crossAttention?.out ?? attention?.out ?? res!.out
             }
         }
 
         /// a.out = stage(inp); inp is (Ci, B, N) (already concatenated for a decoder stage).
         func forward(_ a: Activations, _ inp: UnsafePointer<Float>, temb: UnsafePointer<Float>, _ pass: Pass,
-                     rng: inout Philox) {
+                     context: ContextPass?, rng: inout Philox) {
             var h = inp
             if let res, let r = a.res { res.forward(r, h, temb: temb, pass, rng: &rng); h = UnsafePointer(r.out) }
             if let attention, let at = a.attention { attention.forward(at, h, pass); h = UnsafePointer(at.out) }
+            if let crossAttention, let ca = a.crossAttention, let context {
+                crossAttention.forward(ca, h, context: context.context, pass)
+                h = UnsafePointer(ca.out)
+            }
             if let down, let d = a.down { down.forward(d, h, pass) }
             if let up, let u = a.up { up.forward(u, h, pass) }
         }
@@ -68,20 +75,33 @@ extension UNet {
         /// given dout = ∂L/∂out, which is consumed (overwritten). dinp and dout are distinct buffers.
         func backward(dinp: UnsafeMutablePointer<Float>, dout: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
                       temb: UnsafePointer<Float>, dtemb: UnsafeMutablePointer<Float>, _ a: Activations, _ pass: Pass,
-                      accumulate: Bool) {
+                      context: ContextPass?, accumulate: Bool) {
             if let down, let d = a.down {
                 down.backward(dinp: dinp, dout: dout, inp: inp, d, pass, accumulate: accumulate)
                 return
             }
             guard let res, let r = a.res else { return }
             if let up, let u = a.up { up.backward(dinp: dout, dout: dout, u, pass) }  // in place: (Co, B, 4N) → (Co, B, N)
+            if let crossAttention, let ca = a.crossAttention, let context {
+                let inp = UnsafePointer(a.attention?.out ?? r.out)
+                crossAttention.backward(dinp: dout, dout: dout, inp: inp, context: context.context, dcontext: context.dcontext,
+                                        ca, context.scratch, pass)
+            }
             if let attention, let at = a.attention { attention.backward(dinp: dout, dout: dout, inp: r.out, at, pass) }
             res.backward(dinp: dinp, dtemb: dtemb, dout: dout, inp: inp, temb: temb, r, pass, accumulate: accumulate)
         }
     }
 
     /// The stages of `config`, their parameters declared in `layout` in order: encoder, middle, decoder.
-    static func makeStages(_ config: UNetConfig, _ layout: inout ParameterLayout) -> (encoder: [Stage], middle: [Stage], decoder: [Stage]) {
+    /// What the cross-attention stages share in a pass: the context c̃, its gradient and scratch.
+    struct ContextPass {
+        let context: CrossAttention.Context
+        let dcontext: UnsafeMutablePointer<Float>?  // (B, Lmax, Dc) ∂L/∂c̃ (backward only)
+        let scratch: CrossAttention.Scratch
+    }
+
+    static func makeStages(_ config: UNetConfig, _ conditioning: Conditioning,
+                           _ layout: inout ParameterLayout) -> (encoder: [Stage], middle: [Stage], decoder: [Stage]) {
         let (c, L, R, T, G) = (config.baseChannels, config.levels, config.resBlocks, config.timeDim, config.groups)
         let heads = config.attentionHeads
         var ch = c * config.channelMult[0]
@@ -92,6 +112,12 @@ extension UNet {
         func attention(_ name: String, _ channels: Int) -> Attention {
             Attention(&layout, name + ".attn", channels: channels, heads: heads, groups: G, pixels: h * w)
         }
+        let (Dc, Lmax) = (conditioning.contextDim, conditioning.maxLength)
+        func crossAttention(_ name: String, _ channels: Int, level: Int?) -> CrossAttention? {
+            guard Dc > 0, level.map({ config.crossLevels.contains($0) }) ?? true else { return nil }
+            return CrossAttention(&layout, name + ".xattn", channels: channels, heads: heads, groups: G, pixels: h * w,
+                                  contextDim: Dc, maxLength: Lmax)
+        }
         var skipChannels = [ch]
         var encoder: [Stage] = []
         for level in 0..<L {
@@ -100,6 +126,7 @@ extension UNet {
                 let name = "encoder.\(encoder.count)"
                 encoder.append(Stage(res: resBlock(name, in: ch, out: co),
                                      attention: config.attentionLevels.contains(level) ? attention(name, co) : nil,
+                                     crossAttention: crossAttention(name, co, level: level),
                                      height: h, width: w))
                 ch = co
                 skipChannels.append(ch)
@@ -111,7 +138,8 @@ extension UNet {
                 (h, w) = (h / 2, w / 2)
             }
         }
-        let middle = [Stage(res: resBlock("middle.0", in: ch, out: ch), attention: attention("middle.0", ch), height: h, width: w),
+        let middle = [Stage(res: resBlock("middle.0", in: ch, out: ch), attention: attention("middle.0", ch),
+                            crossAttention: crossAttention("middle.0", ch, level: nil), height: h, width: w),
                       Stage(res: resBlock("middle.1", in: ch, out: ch), height: h, width: w)]
         var decoder: [Stage] = []
         for level in (0..<L).reversed() {
@@ -121,6 +149,7 @@ extension UNet {
                 let skip = skipChannels.removeLast()
                 decoder.append(Stage(res: resBlock(name, in: ch + skip, out: co),
                                      attention: config.attentionLevels.contains(level) ? attention(name, co) : nil,
+                                     crossAttention: crossAttention(name, co, level: level),
                                      up: level > 0 && i == R ? Upsample(&layout, name + ".up", channels: co, height: h, width: w) : nil,
                                      skipChannels: skip, height: h, width: w))
                 ch = co

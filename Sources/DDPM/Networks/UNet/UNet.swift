@@ -2,10 +2,11 @@
 //
 //   B = batch, C = image channels, H×W = image size, N = pixels at the current level,
 //   c = base channels, c_l = c·mult[l] channels at level l (l = 0..<L), R = ResBlocks per level,
-//   E = timestep-encoding size, T = 4c time-embedding width, K = classes (label K = null).
+//   E = timestep-encoding size, T = 4c time-embedding width, K = classes (label K = null),
+//   Dc = conditioning-vector size.
 //
 //   e       = sinusoid(t)                                              (B, E)
-//   temb    = W_t2·SiLU(W_t1·e) [+ classEmbedding[label]]              (B, T)
+//   temb    = W_t2·SiLU(W_t1·e) [+ classEmbedding[label] | + W_c·c + b_c]   (B, T)
 //   h       = Conv3×3(x)                                               (c_0, B, H, W)
 //   encoder: level l = 0..<L: R × [ResBlock(→ c_l) (+ Attention if l is flagged)],
 //            then Downsample (stride-2 conv) unless l is the last level;
@@ -36,6 +37,9 @@ public final class UNet: DenoisingNetwork {
 
     let time: TimeEmbedding  // E → T
     let classEmbedding: Embedding?  // (K + 1, T)
+    let vectorEmbedding: VectorEmbedding?  // Dc → T, with the learned null vector
+    let contextEmbedding: ContextEmbedding?  // the context c̃ (B, Lmax, Dc) of a sequence or token condition
+    let pooledProj: Linear?  // Dc → T, of the context's masked mean
     let inConv: Conv2d  // 3×3, C → c_0
     let encoder: [Stage]
     let middle: [Stage]  // [ResBlock + Attention, ResBlock]
@@ -69,9 +73,15 @@ public final class UNet: DenoisingNetwork {
         time = try TimeEmbedding(&layout, "time", encoding: config.timeEmbedDim, width: T, timesteps: timesteps)
         classEmbedding = conditioning.numClasses > 0
             ? Embedding(&layout, "class_embedding", rows: conditioning.numClasses + 1, features: T) : nil
+        vectorEmbedding = conditioning.vectorDim > 0
+            ? VectorEmbedding(&layout, "cond_vector", dim: conditioning.vectorDim, features: T) : nil
+        let Dx = conditioning.contextDim
+        contextEmbedding = Dx > 0 ? ContextEmbedding(&layout, "context", dim: Dx, maxLength: conditioning.maxLength,
+                                                     vocabulary: conditioning.vocabulary) : nil
+        pooledProj = Dx > 0 ? Linear(&layout, "context_pool", in: Dx, out: T) : nil
         let c0 = config.baseChannels * config.channelMult[0]
         inConv = Conv2d(&layout, "in_conv", in: config.channels, out: c0, kernel: 3)
-        (encoder, middle, decoder) = Self.makeStages(config, &layout)  // UNet+Stages.swift
+        (encoder, middle, decoder) = Self.makeStages(config, conditioning, &layout)  // UNet+Stages.swift
         outNorm = GroupNorm(&layout, "out_norm", channels: c0, groups: config.groups)
         outConv = Conv2d(&layout, "out_conv", in: c0, out: (learnsVariance ? 2 : 1) * config.channels, kernel: 3, zeroInit: true)
         try checkLayout(layout)
@@ -133,34 +143,44 @@ public final class UNet: DenoisingNetwork {
     // MARK: - Forward and backward
 
     public func forward(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: UnsafePointer<Int32>,
-                        labels: UnsafePointer<Int32>?, batch B: Int, params p: UnsafePointer<Float>,
+                        cond: ConditionBatch, batch B: Int, params p: UnsafePointer<Float>,
                         training: Bool, rng: inout Philox) {
         guard !training && B > inferenceRows else {
-            forwardPass(out, x: x, t: t, labels: labels, batch: B, params: p, training: training, rng: &rng)
+            forwardPass(out, x: x, t: t, cond: cond, batch: B, params: p, training: training, rng: &rng)
             return
         }
         let (S, O) = (sampleSize, outputSize)
         for r0 in Swift.stride(from: 0, to: B, by: inferenceRows) {
             let rows = min(inferenceRows, B - r0)
-            forwardPass(out + r0 * O, x: x + r0 * S, t: t + r0, labels: labels.map { $0 + r0 }, batch: rows, params: p,
+            forwardPass(out + r0 * O, x: x + r0 * S, t: t + r0, cond: cond.rows(from: r0, count: rows), batch: rows, params: p,
                         training: false, rng: &rng)
         }
     }
 
     /// One forward pass over B rows, keeping every activation.
     func forwardPass(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: UnsafePointer<Int32>,
-                     labels: UnsafePointer<Int32>?, batch B: Int, params p: UnsafePointer<Float>,
+                     cond: ConditionBatch, batch B: Int, params p: UnsafePointer<Float>,
                      training: Bool, rng: inout Philox) {
         // A caller that did not reserve (a Swift test) gets the buffers here; the model always reserves.
         if B > acts?.capacity ?? 0 || (training && !work!.backward) { try! reserve(batch: B, training: training) }
         let (a, w) = (acts!, work!)
         let pass = Pass(params: p, grads: parameters.grads.pointer, batch: B, training: training, scratch: w.scratch)
         let (C, H, W, N, T) = (settings.channels, settings.height, settings.width, settings.height * settings.width, settings.timeDim)
-        // temb (B, T) = W_t2·SiLU(W_t1·sinusoid(t)) [+ class embedding]; every ResBlock reads SiLU(temb).
+        // temb (B, T) = W_t2·SiLU(W_t1·sinusoid(t)) [+ class or vector embedding]; every ResBlock reads SiLU(temb).
         time.forward(a.time, t: t, p, batch: B)
         if let classEmbedding {
-            for b in 0..<B { a.labels.pointer[b] = labels?[b] ?? Int32(numClasses) }
+            for b in 0..<B { a.labels.pointer[b] = cond.labels?[b] ?? Int32(numClasses) }
             classEmbedding.forward(accumulateInto: a.time.out, ids: a.labels.pointer, p, batch: B)
+        }
+        vectorEmbedding?.forward(accumulateInto: a.time.out, inp: a.cond, isNull: a.condNull, cond, p, batch: B)
+        var context: ContextPass? = nil
+        if let contextEmbedding, let pooledProj {
+            // c̃ for the cross-attention stages; temb += W_p·mean(c̃) + b_p
+            contextEmbedding.forward(a.context, lengths: a.contextLengths.pointer, isNull: a.contextNull, cond, p, batch: B)
+            if let tokens = cond.tokens, training { a.tokens.pointer.update(from: tokens, count: B * contextEmbedding.maxLength) }
+            contextEmbedding.pool(a.pooled, a.context, lengths: a.contextLengths.pointer, batch: B)
+            pooledProj.forward(a.time.out, a.pooled, p, batch: B, accumulate: true)
+            context = ContextPass(context: .init(values: a.context, lengths: a.contextLengths.pointer), dcontext: nil, scratch: w.cross)
         }
         SiLU.forward(a.tembAct, a.time.out, count: B * T)
         // x (B, C, H, W) → (C, B, H, W)
@@ -168,11 +188,11 @@ public final class UNet: DenoisingNetwork {
         inConv.forward(a.h0, a.x, p, columns: pass.scratch.columns, batch: B, height: H, width: W)
         var h = UnsafePointer(a.h0)
         for (k, stage) in encoder.enumerated() {
-            stage.forward(a.encoder[k], h, temb: a.tembAct, pass, rng: &rng)
+            stage.forward(a.encoder[k], h, temb: a.tembAct, pass, context: context, rng: &rng)
             h = UnsafePointer(a.encoder[k].out)
         }
         for (k, stage) in middle.enumerated() {
-            stage.forward(a.middle[k], h, temb: a.tembAct, pass, rng: &rng)
+            stage.forward(a.middle[k], h, temb: a.tembAct, pass, context: context, rng: &rng)
             h = UnsafePointer(a.middle[k].out)
         }
         for (k, stage) in decoder.enumerated() {
@@ -180,7 +200,7 @@ public final class UNet: DenoisingNetwork {
             let cat = a.decoder[k].cat, hCount = (stage.inChannels - stage.skipChannels) * B * stage.pixels
             cat.update(from: h, count: hCount)
             (cat + hCount).update(from: a.skip(encoder.count - k), count: stage.skipChannels * B * stage.pixels)
-            stage.forward(a.decoder[k], cat, temb: a.tembAct, pass, rng: &rng)
+            stage.forward(a.decoder[k], cat, temb: a.tembAct, pass, context: context, rng: &rng)
             h = UnsafePointer(a.decoder[k].out)
         }
         // ε̂ = Conv3×3(SiLU(GroupNorm(h)))
@@ -199,6 +219,12 @@ public final class UNet: DenoisingNetwork {
         let (tembAct, dtembAct) = (UnsafePointer(a.tembAct), w.dtembAct)  // every ResBlock reads SiLU(temb), adds to its gradient
         for (k, d) in w.dskips.enumerated() { d.update(repeating: 0, count: skipFloats[k] * B) }
         dtembAct.update(repeating: 0, count: B * T)
+        var context: ContextPass? = nil
+        if let contextEmbedding {
+            w.dcontext.update(repeating: 0, count: B * contextEmbedding.maxLength * contextEmbedding.dim)
+            context = ContextPass(context: .init(values: a.context, lengths: a.contextLengths.pointer), dcontext: w.dcontext,
+                                  scratch: w.cross)
+        }
         // ε̂ = Conv3×3(SiLU(GroupNorm(h)))
         let (dAct, dOut) = (w.scratch.a, w.scratch.b)
         swapLeadingAxes(dOut, dout, outer: B, inner: outputChannels, run: N)  // (B, C', H, W) → (C', B, H, W)
@@ -211,7 +237,7 @@ public final class UNet: DenoisingNetwork {
         for k in decoder.indices.reversed() {  // ReversedCollection: no array is built
             let stage = decoder[k]
             stage.backward(dinp: spare, dout: d, inp: a.decoder[k].cat, temb: tembAct, dtemb: dtembAct, a.decoder[k], pass,
-                           accumulate: false)
+                           context: context, accumulate: false)
             let hCount = (stage.inChannels - stage.skipChannels) * B * stage.pixels
             let dskip = w.dskips[encoder.count - k]
             for i in 0..<stage.skipChannels * B * stage.pixels { dskip[i] += spare[hCount + i] }
@@ -219,19 +245,27 @@ public final class UNet: DenoisingNetwork {
         }
         // middle: the first stage's input is the last skip
         middle[1].backward(dinp: spare, dout: d, inp: a.middle[0].out, temb: tembAct, dtemb: dtembAct, a.middle[1], pass,
-                           accumulate: false)
+                           context: context, accumulate: false)
         swap(&d, &spare)
         middle[0].backward(dinp: w.dskips[encoder.count], dout: d, inp: a.skip(encoder.count), temb: tembAct, dtemb: dtembAct,
-                           a.middle[0], pass, accumulate: true)
+                           a.middle[0], pass, context: context, accumulate: true)
         // encoder: stage k maps skip k to skip k+1
         for k in encoder.indices.reversed() {
             encoder[k].backward(dinp: w.dskips[k], dout: w.dskips[k + 1], inp: a.skip(k), temb: tembAct, dtemb: dtembAct,
-                                a.encoder[k], pass, accumulate: true)
+                                a.encoder[k], pass, context: context, accumulate: true)
         }
         inConv.backward(dinp: nil, g, dout: w.dskips[0], inp: a.x, p, columns: w.scratch.columns, batch: B, height: H, width: W)
         // temb: tembAct = SiLU(temb), temb = W_t2·SiLU(W_t1·e) [+ class embedding]
         SiLU.backward(dinp: w.dtemb, dout: dtembAct, inp: a.time.out, count: B * T)
         if let classEmbedding { classEmbedding.backward(g, dout: w.dtemb, ids: a.labels.pointer, batch: B) }
+        vectorEmbedding?.backward(g, dout: w.dtemb, inp: a.cond, dinp: w.dcond, isNull: a.condNull, p, batch: B)
+        if let contextEmbedding, let pooledProj {
+            // temb += W_p·mean(c̃) + b_p; c̃ also fed every cross-attention (their ∂L/∂c̃ is in dcontext)
+            pooledProj.backward(dinp: w.dpooled, g, dout: w.dtemb, inp: a.pooled, p, batch: B)
+            contextEmbedding.poolBackward(w.dcontext, dpooled: w.dpooled, lengths: a.contextLengths.pointer, batch: B)
+            contextEmbedding.backward(g, dout: w.dcontext, lengths: a.contextLengths.pointer, isNull: a.contextNull,
+                                      tokens: contextEmbedding.vocabulary > 0 ? UnsafePointer(a.tokens.pointer) : nil, batch: B)
+        }
         time.backward(dout: w.dtemb, a.time, dhidden: w.dtimeHidden, g, p, batch: B)
     }
 }

@@ -19,6 +19,10 @@ public struct UNetConfig: Codable, Sendable, Equatable {
     public var resBlocks: Int
     /// Levels (0-based) that get self-attention after each ResBlock; the middle always has one.
     public var attentionLevels: [Int]
+    /// Levels (0-based) that get cross-attention to a sequence condition after each ResBlock
+    /// (and its self-attention); the middle always has one when the model has a context.
+    /// nil (stored so, and absent from checkpoints written before it) means none.
+    public var crossAttentionLevels: [Int]? = nil
     /// Heads of every attention layer; must divide the channels there.
     public var attentionHeads: Int
     /// GroupNorm groups; must divide every level's channel count.
@@ -50,6 +54,15 @@ public struct UNetConfig: Codable, Sendable, Equatable {
     public var attentionLevelMask: Int {
         get { attentionLevels.reduce(0) { mask, l in (0..<63).contains(l) ? mask | (1 << l) : mask } }
         set { attentionLevels = (0..<63).filter { newValue & (1 << $0) != 0 } }
+    }
+
+    /// `crossAttentionLevels`, [] for nil.
+    public var crossLevels: [Int] { crossAttentionLevels ?? [] }
+
+    /// `crossAttentionLevels` as a bit mask (the C header's form); 0 stores nil.
+    public var crossAttentionLevelMask: Int {
+        get { crossLevels.reduce(0) { mask, l in (0..<63).contains(l) ? mask | (1 << l) : mask } }
+        set { crossAttentionLevels = newValue == 0 ? nil : (0..<63).filter { newValue & (1 << $0) != 0 } }
     }
 
     /// Throws `DDPMError.invalidArgument` naming the first inconsistent field.
@@ -90,6 +103,12 @@ public struct UNetConfig: Codable, Sendable, Equatable {
             let c = baseChannels * channelMult[l]
             try require(c % attentionHeads == 0,
                         "attention_heads (\(attentionHeads)) must divide the \(c) channels of attention level \(l)")
+        }
+        for l in crossLevels {
+            try require(l >= 0 && l < levels, "cross-attention level \(l) is outside 0..<\(levels)")
+            let c = baseChannels * channelMult[l]
+            try require(c % attentionHeads == 0,
+                        "attention_heads (\(attentionHeads)) must divide the \(c) channels of cross-attention level \(l)")
         }
         let middle = baseChannels * channelMult[levels - 1]
         try require(middle % attentionHeads == 0,

@@ -1,0 +1,98 @@
+// The cross-attention layer (Layers/CrossAttention.swift): finite-difference gradients of
+// its parameters, the image and the context together, masking by length (positions past a
+// row's length neither change the output nor get a gradient), and the zero-initialised
+// output projection (a fresh layer is the identity).
+import XCTest
+@testable import DDPM
+
+final class CrossAttentionTests: XCTestCase {
+    let (C, G, B, Dc, L) = (4, 2, 3, 3, 4)
+    let lengths: [Int32] = [4, 1, 2]
+
+    func make(heads: Int, pixels N: Int) -> (CrossAttention, ParameterLayout) {
+        var layout = ParameterLayout()
+        let layer = CrossAttention(&layout, "xattn", channels: C, heads: heads, groups: G, pixels: N, contextDim: Dc, maxLength: L)
+        return (layer, layout)
+    }
+
+    func testCrossAttentionGradients() {
+        for (heads, N) in [(1, 4), (2, 6)] {
+            let (layer, layout) = make(heads: heads, pixels: N)
+            let a = Held { CrossAttention.Activations(layer, batch: B, &$0) }
+            let s = Held { CrossAttention.Scratch(layer, batch: B, &$0) }
+            let scratch = Held { Scratch(&$0, columns: 0, activation: 0, probs: 0, rows: 0) }
+            let unused = try! Buffer<Float>(count: layout.count)
+            let (xCount, cCount) = (C * B * N, B * L * Dc)
+            // The layer's input is [x (C, B, N); context (B, Lmax, Dc)], so that one check covers both gradients.
+            UNetGradientCheck.checkLayer("cross-attention, \(heads) heads, N = \(N)", layout: layout, inputCount: xCount + cCount,
+                                         outputCount: xCount, seed: 60, inputSamples: 40) { out, inp, p in
+                lengths.withUnsafeBufferPointer { l in
+                    layer.forward(a.views, inp, context: .init(values: inp + xCount, lengths: l.baseAddress!),
+                                  testPass(p, unused.pointer, batch: B, scratch: scratch))
+                }
+                out.update(from: a.views.out, count: xCount)
+            } backward: { dinp, g, dout, inp, p in
+                (dinp + xCount).update(repeating: 0, count: cCount)
+                lengths.withUnsafeBufferPointer { l in
+                    layer.backward(dinp: dinp, dout: dout, inp: inp, context: .init(values: inp + xCount, lengths: l.baseAddress!),
+                                   dcontext: dinp + xCount, a.views, s.views, testPass(p, g, batch: B, scratch: scratch))
+                }
+            }
+        }
+    }
+
+    /// Context positions at j ≥ ℓ_b: changing them changes nothing, and their gradient is zero.
+    func testMaskingByLength() {
+        let N = 4
+        let (layer, layout) = make(heads: 2, pixels: N)
+        let params = UNetGradientCheck.randomParameters(layout, seed: 7)  // proj no longer zero
+        let a = Held { CrossAttention.Activations(layer, batch: B, &$0) }
+        let s = Held { CrossAttention.Scratch(layer, batch: B, &$0) }
+        let scratch = Held { Scratch(&$0, columns: 0, activation: 0, probs: 0, rows: 0) }
+        let grads = try! Buffer<Float>(count: layout.count, zero: 0)
+        let x = UNetGradientCheck.normals(C * B * N, seed: 8)
+        let context = UNetGradientCheck.normals(B * L * Dc, seed: 9)
+        func run(_ c: [Float]) -> [Float] {
+            lengths.withUnsafeBufferPointer { l in
+                layer.forward(a.views, x, context: .init(values: c, lengths: l.baseAddress!),
+                              testPass(params, grads.pointer, batch: B, scratch: scratch))
+            }
+            return Array(UnsafeBufferPointer(start: a.views.out, count: C * B * N))
+        }
+        var padded = context
+        for b in 0..<B {
+            for j in Int(lengths[b])..<L { for i in 0..<Dc { padded[(b * L + j) * Dc + i] = 100 } }
+        }
+        let before = run(context)
+        XCTAssertEqual(run(padded), before, "positions past the length are not read")
+        XCTAssertNotEqual(before, x, "the layer does something")
+        var dcontext = [Float](repeating: 0, count: B * L * Dc), dx = [Float](repeating: 0, count: C * B * N)
+        let w = UNetGradientCheck.normals(C * B * N, seed: 10)
+        lengths.withUnsafeBufferPointer { l in
+            layer.backward(dinp: &dx, dout: w, inp: x, context: .init(values: padded, lengths: l.baseAddress!), dcontext: &dcontext,
+                           a.views, s.views, testPass(params, grads.pointer, batch: B, scratch: scratch))
+        }
+        for b in 0..<B {
+            let row = dcontext[(b * L * Dc)..<((b + 1) * L * Dc)]
+            XCTAssertTrue(row.dropFirst(Int(lengths[b]) * Dc).allSatisfy { $0 == 0 }, "row \(b): zero gradient past the length")
+            XCTAssertTrue(row.prefix(Int(lengths[b]) * Dc).contains { $0 != 0 }, "row \(b): gradient inside the length")
+        }
+    }
+
+    /// A fresh layer (W_o = 0, b_o = 0) is the identity on x.
+    func testFreshLayerIsTheIdentity() throws {
+        let N = 4
+        let (layer, layout) = make(heads: 1, pixels: N)
+        var rng = Philox(seed: 1)
+        let params = try ParameterSet(layout: layout, rng: &rng)
+        let a = Held { CrossAttention.Activations(layer, batch: B, &$0) }
+        let scratch = Held { Scratch(&$0, columns: 0, activation: 0, probs: 0, rows: 0) }
+        let x = UNetGradientCheck.normals(C * B * N, seed: 2)
+        let context = UNetGradientCheck.normals(B * L * Dc, seed: 3)
+        lengths.withUnsafeBufferPointer { l in
+            layer.forward(a.views, x, context: .init(values: context, lengths: l.baseAddress!),
+                          testPass(params.values.pointer, params.grads.pointer, batch: B, scratch: scratch))
+        }
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: a.views.out, count: C * B * N)), x)
+    }
+}
