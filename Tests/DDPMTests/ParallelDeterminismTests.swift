@@ -134,4 +134,28 @@ final class ParallelDeterminismTests: XCTestCase {
         XCTAssertGreaterThan(norm, 0)
         XCTAssertLessThan(diff.squareRoot(), 1e-5 * norm.squareRoot())
     }
+
+    /// The sampler's noise draw, cut into chunks of Sampler.noiseChunk floats on the pool, writes
+    /// the bits of one pass over the stream on 1, 2 and 3 threads, also for a shard that starts
+    /// inside a Philox block (offset 3 samples of 7 floats) and a last chunk that is short.
+    func testChunkedNoiseDrawIsOnePassOfTheStream() throws {
+        let (B, S, offset, global) = (2_500, 7, 3, 2_600)  // N = 17 500: three chunks
+        XCTAssertGreaterThan(B * S, 2 * Sampler.noiseChunk)
+        var options = SamplerOptions()
+        options.seed = 77
+        options.sampleOffset = offset
+        options.globalBatch = global
+        let schedule = try NoiseSchedule.cosine(steps: 30)
+        let blocks = UInt64((global * S + 3) / 4)
+        var expected = [Float](repeating: 0, count: B * S)
+        Philox.fillNormal(&expected, count: B * S, seed: 77, base: blocks, from: offset * S)  // the first z after x_T
+        for threads in [1, 2, 3] {
+            setBLASThreads(threads)
+            let sampler = try Sampler(schedule: schedule, options: options, batch: B, sampleSize: S)
+            var z = [Float](repeating: .nan, count: B * S)
+            z.withUnsafeMutableBufferPointer { sampler.drawNoise($0.baseAddress!) }
+            XCTAssertEqual(z.map(\.bitPattern), expected.map(\.bitPattern), "\(threads) threads")
+            XCTAssertEqual(sampler.rng.counter, 2 * blocks)
+        }
+    }
 }

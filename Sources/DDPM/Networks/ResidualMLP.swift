@@ -195,16 +195,19 @@ public final class ResidualMLP: DenoisingNetwork {
         // h_0 = W_in·x  (x is kept for the backward pass)
         if training { a.x.update(from: x, count: B * settings.dataDim) }
         inProj.forward(a.h[0], x, p, batch: B)
+        // Inference keeps nothing for a backward pass: the residual stream stays in h_0 (fc2
+        // accumulates into it: no copy of h_l). The same operations in the same order, so the
+        // same bits as training's forward. (SiLU in place in u_l was 50% slower: the loop's
+        // runtime overlap check sends an aliased call to its scalar version.)
         for (l, block) in blocks.enumerated() {
-            let (hIn, hOut, n) = (a.h[l], a.h[l + 1], a.normed[l])
-            block.norm.forward(n, mean: a.mean[l], rstd: a.rstd[l], hIn, p, batch: B)
-            for i in 0..<B * H { n[i] += temb[i] }
+            let (hIn, hOut, n) = (a.h[training ? l : 0], a.h[training ? l + 1 : 0], a.normed[l])
+            block.norm.forward(n, mean: a.mean[l], rstd: a.rstd[l], hIn, p, batch: B, adding: temb)  // LN(h_l) + temb
             block.fc1.forward(a.u[l], n, p, batch: B)
             SiLU.forward(a.s[l], a.u[l], count: B * H)
-            hOut.update(from: hIn, count: B * H)  // residual: h_{l+1} = h_l + fc2(...)
+            if training { hOut.update(from: hIn, count: B * H) }  // residual: h_{l+1} = h_l + fc2(...)
             block.fc2.forward(hOut, a.s[l], p, batch: B, accumulate: true)
         }
-        outProj.forward(out, a.h[blocks.count], p, batch: B)
+        outProj.forward(out, a.h[training ? blocks.count : 0], p, batch: B)
     }
 
     public func backward(dout: UnsafePointer<Float>, batch B: Int) {
