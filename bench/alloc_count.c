@@ -7,7 +7,8 @@
  *   - the cost of a trivial library call (ddpm_model_step),
  *   - every cblas_sgemm the engine makes (interposed like malloc): calls, FLOPs and time
  *     inside a train step and a sampling step, and the same calls replayed back to back
- *     outside the engine (the sgemm speed on exactly our shapes, same library and threads).
+ *     outside the engine (the sgemm speed on exactly our shapes, same library, OpenBLAS on as
+ *     many threads as the engine).
  *
  * The allocator is interposed by defining malloc & co. in this executable (linked with
  * -rdynamic, so libddpm, the Swift runtime and OpenBLAS all resolve to these); each counts
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "ddpm.h"
@@ -89,6 +91,7 @@ typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int
 static sgemm_fn real_sgemm;
 static volatile int gemm_timing, gemm_recording;
 static double gemm_seconds, gemm_flops;
+static pthread_mutex_t gemm_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t gemm_calls;
 
 typedef struct { int order, ta, tb, m, n, k, lda, ldb, ldc; float alpha, beta; } gemm_call;
@@ -100,14 +103,24 @@ static double now(void);
 void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                  const float *b, int ldb, float beta, float *c, int ldc) {
     if (!real_sgemm) real_sgemm = (sgemm_fn)dlsym(RTLD_NEXT, "cblas_sgemm");
-    if (gemm_recording && n_recorded < cap_recorded)
-        recorded[n_recorded++] = (gemm_call){order, ta, tb, m, n, k, lda, ldb, ldc, alpha, beta};
+    /* The engine calls sgemm from each of its worker threads at once: the shared counters
+       and the recording are updated under a lock (only inside measured windows). Time in
+       BLAS is then summed over threads (thread-seconds). */
+    if (gemm_recording) {
+        pthread_mutex_lock(&gemm_lock);
+        if (n_recorded < cap_recorded)
+            recorded[n_recorded++] = (gemm_call){order, ta, tb, m, n, k, lda, ldb, ldc, alpha, beta};
+        pthread_mutex_unlock(&gemm_lock);
+    }
     if (!gemm_timing) { real_sgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); return; }
     double t0 = now();
     real_sgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    gemm_seconds += now() - t0;
+    double dt = now() - t0;
+    pthread_mutex_lock(&gemm_lock);
+    gemm_seconds += dt;
     gemm_flops += 2.0 * m * n * k;
     gemm_calls++;
+    pthread_mutex_unlock(&gemm_lock);
 }
 
 static void gemm_window_start(void) { gemm_seconds = gemm_flops = 0; gemm_calls = 0; gemm_timing = 1; }
@@ -119,8 +132,13 @@ static size_t size_b(const gemm_call *g) { return (size_t)(g->tb == 111 ? g->k :
 static size_t size_c(const gemm_call *g) { return (size_t)g->m * g->ldc; }
 
 /* Replays the recorded calls on scratch operands: seconds per replay of the whole list
-   (median of 5), outside the engine. */
-static double replay_recorded(void) {
+   (median of 5), outside the engine, with OpenBLAS itself on `threads` threads (the engine
+   keeps OpenBLAS on one thread and splits the batch over its own pool instead: this is the
+   sgemm speed that splitting is measured against). */
+static double replay_recorded(int threads) {
+    typedef void (*set_threads_fn)(int);
+    set_threads_fn set_threads = (set_threads_fn)dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
+    if (set_threads) set_threads(threads);
     size_t ma = 1, mb = 1, mc = 1;
     for (size_t i = 0; i < n_recorded; i++) {
         if (size_a(&recorded[i]) > ma) ma = size_a(&recorded[i]);
@@ -140,6 +158,7 @@ static double replay_recorded(void) {
         if (rep >= 0) times[rep] = now() - t0;
     }
     free(a); free(b); free(c);
+    if (set_threads) set_threads(1);  /* back to the engine's setting */
     for (int i = 0; i < 5; i++)  /* median */
         for (int j = i + 1; j < 5; j++)
             if (times[j] < times[i]) { double t = times[i]; times[i] = times[j]; times[j] = t; }
@@ -285,7 +304,7 @@ int main(int argc, char **argv) {
     CHECK(ddpm_model_train_step(model, x0, B, B * S, with_labels(&lcb, labels), &loss));
     gemm_recording = 0;
     size_t train_recorded = n_recorded;
-    double train_replay_s = replay_recorded();
+    double train_replay_s = replay_recorded((int)threads);
 
     /* A trivial call, for the fixed cost of crossing into the library. */
     long noop_n = 1000000;
@@ -336,7 +355,7 @@ int main(int argc, char **argv) {
         gemm_recording = 1;
         CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, tlabels), time_n, tout, time_n * S));
         gemm_recording = 0;
-        sample_replay_s = replay_recorded();
+        sample_replay_s = replay_recorded((int)threads);
         free(tout); free(tlabels);
     }
 
