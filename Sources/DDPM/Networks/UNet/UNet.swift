@@ -69,10 +69,11 @@ public final class UNet: DenoisingNetwork {
         classEmbedding = conditioning.numClasses > 0
             ? Embedding(&layout, "class_embedding", rows: conditioning.numClasses + 1, features: T) : nil
         let c0 = config.baseChannels * config.channelMult[0]
-        inConv = Conv2d(&layout, "in_conv", in: config.channels, out: c0, kernel: 3)
+        inConv = Conv2d(&layout, "in_conv", in: config.channels, out: c0, kernel: 3, kernelHeight: config.isSignal ? 1 : 3)
         (encoder, middle, decoder) = Self.makeStages(config, &layout)  // UNet+Stages.swift
         outNorm = GroupNorm(&layout, "out_norm", channels: c0, groups: config.groups)
-        outConv = Conv2d(&layout, "out_conv", in: c0, out: (learnsVariance ? 2 : 1) * config.channels, kernel: 3, zeroInit: true)
+        outConv = Conv2d(&layout, "out_conv", in: c0, out: (learnsVariance ? 2 : 1) * config.channels, kernel: 3,
+                         kernelHeight: config.isSignal ? 1 : 3, zeroInit: true)
         try checkLayout(layout)
         parameters = try ParameterSet(layout: layout, rng: &rng)
 
