@@ -97,11 +97,11 @@ final class UNetTests: XCTestCase {
 
     /// Signals need only the width divisible by 2^(L−1): length 50 takes 2 levels, not 3.
     func testSignalConfigValidation() throws {
-        var c = UNetConfig(channels: 1, height: 1, width: 50, baseChannels: 8, channelMult: [1, 2], groups: 4)
+        var c = UNetConfig(channels: 1, height: 1, width: 50, baseChannels: 8, channelMult: [1, 2], attentionLevels: [1], groups: 4)
         XCTAssertNoThrow(try c.validate())
         c.channelMult = [1, 2, 2]
         XCTAssertThrowsError(try c.validate())
-        c = UNetConfig(channels: 1, height: 2, width: 8, baseChannels: 8, channelMult: [1, 2, 2], groups: 4)
+        c = UNetConfig(channels: 1, height: 2, width: 8, baseChannels: 8, channelMult: [1, 2, 2], attentionLevels: [1], groups: 4)
         XCTAssertThrowsError(try c.validate())  // a 2-D image still needs H divisible
     }
 
