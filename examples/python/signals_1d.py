@@ -45,6 +45,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--network", choices=("unet", "mlp"), default="unet")
     p.add_argument("--channels", type=int, default=16, help="UNet base channels")
     p.add_argument("--res-blocks", type=int, default=1, help="UNet ResBlocks per level")
+    p.add_argument("--attention", type=int, nargs="*", default=[1], help="UNet levels with self-attention (0: width 50, 1: 25)")
     p.add_argument("--hidden", type=int, default=256, help="MLP width")
     p.add_argument("--depth", type=int, default=3, help="MLP residual blocks")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
@@ -184,9 +185,9 @@ def plot_samples(real: np.ndarray, generated: np.ndarray, path: Path) -> None:
 def network_config(args: argparse.Namespace):
     if args.network == "mlp":
         return sd.MLPConfig(data_dim=DIM, hidden=args.hidden, depth=args.depth)
-    # widths 50 and 25; attention over the 25 positions of the coarse level
+    # widths 50 and 25; the middle always attends over the 25 positions of the coarse level
     return sd.UNetConfig.signal(DIM, base_channels=args.channels, channel_mult=(1, 2), res_blocks=args.res_blocks,
-                                attention_levels=(1,), attention_heads=1, groups=8, time_embed_dim=64)
+                                attention_levels=tuple(args.attention), attention_heads=1, groups=8, time_embed_dim=64)
 
 
 def main() -> None:

@@ -14,11 +14,11 @@ struct ResBlock: Sendable {
     let inChannels: Int, outChannels: Int
     let height: Int, width: Int  // H×W of the input and the output
     let norm1: GroupNorm
-    let conv1: Conv2d  // 3×3, Ci → Co
+    let conv1: Conv2d  // 3×3 (kernelHeight × 3; 1×3 for signals), Ci → Co
     let timeProj: Linear  // T → Co
     let norm2: GroupNorm
     let dropout: Dropout?
-    let conv2: Conv2d  // 3×3, Co → Co, zero-initialised
+    let conv2: Conv2d  // 3×3 (kernelHeight × 3), Co → Co, zero-initialised
     let skip: Conv2d?  // 1×1, Ci → Co, when Ci ≠ Co
 
     init(_ layout: inout ParameterLayout, _ name: String, in inChannels: Int, out outChannels: Int,

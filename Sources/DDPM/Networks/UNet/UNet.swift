@@ -15,6 +15,8 @@
 //            the last one of each level but level 0 followed by Upsample (nearest ×2, conv)
 //   ε̂       = Conv3×3(SiLU(GroupNorm(h)))   (starts at zero)           (B, C, H, W)
 // Every ResBlock gets SiLU(temb) through its own linear time projection.
+// A 1-D UNet over signals is the same network with H = 1 (`UNetConfig.isSignal`): every 3×3
+// kernel is 1×3 and Downsample / Upsample halve / double the width only.
 //
 // The network's input and output are (B, C, H, W); inside, images are channel-major
 // (C, B, H, W), so that every convolution of the batch is one GEMM and concatenating along
