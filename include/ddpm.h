@@ -440,6 +440,8 @@ ddpm_mlp_params ddpm_mlp_params_default(void);
 typedef struct ddpm_unet_params {
     ddpm_network_params base; /* { sizeof(ddpm_unet_params), DDPM_NETWORK_UNET }          */
     int32_t channels, height, width; /* C (1), H, W (0 = unset): H, W divisible by 2^(levels-1) */
+                                     /* H = 1: a 1-D UNet over signals of length W (1×3 kernels,
+                                        resampling along W, only W divisible)                   */
     int32_t base_channels;    /* channels at the first level (32)                         */
     int32_t num_levels;       /* resolutions (3), 1..DDPM_UNET_MAX_LEVELS                 */
     int32_t channel_mult[DDPM_UNET_MAX_LEVELS]; /* per level multiplier of base_channels

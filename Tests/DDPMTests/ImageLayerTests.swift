@@ -1,5 +1,5 @@
 // The UNet's layers: Conv2d against a direct convolution, and finite-difference gradient
-// checks of Conv2d (3×3, 1×1, 3×3 stride 2), GroupNorm, Attention, Downsample, Upsample,
+// checks of Conv2d (3×3, 1×1, 3×3 stride 2, 1×3 and 1×5 on height-1 signals), GroupNorm, Attention, Downsample, Upsample,
 // ResBlock (with and without dropout). Images are channel-major (C, B, H, W).
 import XCTest
 @testable import DDPM
@@ -22,8 +22,9 @@ func testPass(_ params: UnsafePointer<Float>, _ grads: UnsafeMutablePointer<Floa
 final class ImageLayerTests: XCTestCase {
     /// out[o, b, y, x] = bias[o] + Σ W[o, ci, ky, kx]·inp[ci, b, y·s + ky − p, x·s + kx − p], in Double.
     static func directConvolution(_ inp: [Float], _ params: [Float], _ conv: Conv2d, batch B: Int, height H: Int, width W: Int) -> [Float] {
-        let (Ci, Co, k, s, p) = (conv.inChannels, conv.outChannels, conv.kernel, conv.stride, conv.kernel / 2)
-        let (Ho, Wo) = ((H + 2 * p - k) / s + 1, (W + 2 * p - k) / s + 1)
+        let (Ci, Co, kh, kw, s) = (conv.inChannels, conv.outChannels, conv.kernelHeight, conv.kernelWidth, conv.stride)
+        let (py, px) = (kh / 2, kw / 2)
+        let (Ho, Wo) = ((H + 2 * py - kh) / s + 1, (W + 2 * px - kw) / s + 1)
         var out = [Float](repeating: 0, count: Co * B * Ho * Wo)
         for o in 0..<Co {
             for b in 0..<B {
@@ -31,11 +32,11 @@ final class ImageLayerTests: XCTestCase {
                     for x in 0..<Wo {
                         var acc = Double(params[conv.bias + o])
                         for ci in 0..<Ci {
-                            for ky in 0..<k {
-                                for kx in 0..<k {
-                                    let (iy, ix) = (y * s + ky - p, x * s + kx - p)
+                            for ky in 0..<kh {
+                                for kx in 0..<kw {
+                                    let (iy, ix) = (y * s + ky - py, x * s + kx - px)
                                     guard iy >= 0, iy < H, ix >= 0, ix < W else { continue }
-                                    let wv = params[conv.weight + ((o * Ci + ci) * k + ky) * k + kx]
+                                    let wv = params[conv.weight + ((o * Ci + ci) * kh + ky) * kw + kx]
                                     acc += Double(wv) * Double(inp[((ci * B + b) * H + iy) * W + ix])
                                 }
                             }
@@ -48,17 +49,19 @@ final class ImageLayerTests: XCTestCase {
         return out
     }
 
-    static let convCases: [(kernel: Int, stride: Int, height: Int, width: Int)] = [
-        (3, 1, 5, 4), (1, 1, 5, 4), (3, 2, 6, 4), (3, 2, 5, 3), (3, 1, 1, 1), (3, 1, 2, 7),
+    /// kernelHeight nil = square kernel; 1 = a 1×k kernel over height-1 signals.
+    static let convCases: [(kernel: Int, stride: Int, height: Int, width: Int, kernelHeight: Int?)] = [
+        (3, 1, 5, 4, nil), (1, 1, 5, 4, nil), (3, 2, 6, 4, nil), (3, 2, 5, 3, nil), (3, 1, 1, 1, nil), (3, 1, 2, 7, nil),
+        (3, 1, 1, 10, 1), (5, 1, 1, 9, 1), (3, 2, 1, 10, 1), (3, 2, 1, 7, 1), (5, 1, 3, 6, 1),
     ]
 
     /// Conv2d with the default chunking (the whole batch in one chunk here) or chunks of 2 images
     /// out of 3 (the last chunk shorter), so that both paths are checked.
-    static func makeConv(_ layout: inout ParameterLayout, in Ci: Int, out Co: Int, kernel k: Int, stride s: Int,
-                         height H: Int, width W: Int, chunked: Bool) -> Conv2d {
+    static func makeConv(_ layout: inout ParameterLayout, in Ci: Int, out Co: Int, kernel k: Int, kernelHeight: Int? = nil,
+                         stride s: Int, height H: Int, width W: Int, chunked: Bool) -> Conv2d {
         let (Ho, Wo) = ((H - 1) / s + 1, (W - 1) / s + 1)
-        return Conv2d(&layout, "conv", in: Ci, out: Co, kernel: k, stride: s,
-                      columnsTarget: chunked ? Ci * k * k * Ho * Wo * 2 : 1 << 17)
+        return Conv2d(&layout, "conv", in: Ci, out: Co, kernel: k, kernelHeight: kernelHeight, stride: s,
+                      columnsTarget: chunked ? Ci * (kernelHeight ?? k) * k * Ho * Wo * 2 : 1 << 17)
     }
 
     func testConv2dMatchesDirectConvolution() {
@@ -66,8 +69,8 @@ final class ImageLayerTests: XCTestCase {
             for chunked in [false, true] {
                 let (Ci, Co, B) = (3, 4, 3)
                 var layout = ParameterLayout()
-                let conv = Self.makeConv(&layout, in: Ci, out: Co, kernel: c.kernel, stride: c.stride, height: c.height,
-                                         width: c.width, chunked: chunked)
+                let conv = Self.makeConv(&layout, in: Ci, out: Co, kernel: c.kernel, kernelHeight: c.kernelHeight,
+                                         stride: c.stride, height: c.height, width: c.width, chunked: chunked)
                 let params = UNetGradientCheck.randomParameters(layout, seed: UInt64(10 + n))
                 let inp = UNetGradientCheck.normals(Ci * B * c.height * c.width, seed: UInt64(20 + n))
                 let (Ho, Wo) = conv.outputSize(height: c.height, width: c.width)
@@ -95,8 +98,8 @@ final class ImageLayerTests: XCTestCase {
             for (chunked, accumulate) in [(false, false), (false, true), (true, false), (true, true)] {
                 let (Ci, Co, B, H, W) = (3, 4, 3, c.height, c.width)
                 var layout = ParameterLayout()
-                let conv = Self.makeConv(&layout, in: Ci, out: Co, kernel: c.kernel, stride: c.stride, height: H, width: W,
-                                         chunked: chunked)
+                let conv = Self.makeConv(&layout, in: Ci, out: Co, kernel: c.kernel, kernelHeight: c.kernelHeight,
+                                         stride: c.stride, height: H, width: W, chunked: chunked)
                 let (Ho, Wo) = conv.outputSize(height: H, width: W)
                 let columns = try! Buffer<Float>(count: conv.columnsCount(batch: B, height: H, width: W))
                 UNetGradientCheck.checkLayer("conv \(c) chunked \(chunked) accumulate \(accumulate)", layout: layout,
@@ -214,6 +217,49 @@ final class ImageLayerTests: XCTestCase {
         } backward: { dinp, g, dout, inp, p in
             upsample.backward(dinp: dinp, dout: dout, a.views, testPass(p, g, batch: B, scratch: scratch))
         }
+    }
+
+    /// The 1-D resampling of a signal UNet: 1×3 kernels, only the width halves or doubles.
+    func testSignalResampleGradients() {
+        let (C, B, W) = (3, 2, 10)
+        var layout = ParameterLayout()
+        let down = Downsample(&layout, "down", channels: C, height: 1, width: W, signal: true)
+        XCTAssertEqual(down.outSize.height, 1)
+        XCTAssertEqual(down.outSize.width, W / 2)
+        XCTAssertEqual(down.conv.kernelHeight, 1)
+        let a = Held { Downsample.Activations(down, batch: B, &$0) }
+        let scratch = Held { Scratch(&$0, columns: down.columnsCount(batch: B), activation: 0, probs: 0, rows: 0) }
+        let unused = try! Buffer<Float>(count: layout.count)
+        UNetGradientCheck.checkLayer("signal downsample", layout: layout, inputCount: C * B * W, outputCount: C * B * W / 2,
+                                     seed: 61) { out, inp, p in
+            down.forward(a.views, inp, testPass(p, unused.pointer, batch: B, scratch: scratch))
+            out.update(from: a.views.out, count: C * B * W / 2)
+        } backward: { dinp, g, dout, inp, p in
+            down.backward(dinp: dinp, dout: dout, inp: inp, a.views, testPass(p, g, batch: B, scratch: scratch), accumulate: true)
+        }
+
+        var upLayout = ParameterLayout()
+        let up = Upsample(&upLayout, "up", channels: C, height: 1, width: W / 2, signal: true)
+        XCTAssertEqual(up.outSize.height, 1)
+        XCTAssertEqual(up.outSize.width, W)
+        let ua = Held { Upsample.Activations(up, batch: B, &$0) }
+        let uscratch = Held { Scratch(&$0, columns: up.columnsCount(batch: B), activation: C * B * W, probs: 0, rows: 0) }
+        let uunused = try! Buffer<Float>(count: upLayout.count)
+        UNetGradientCheck.checkLayer("signal upsample", layout: upLayout, inputCount: C * B * W / 2, outputCount: C * B * W,
+                                     seed: 71) { out, inp, p in
+            up.forward(ua.views, inp, testPass(p, uunused.pointer, batch: B, scratch: uscratch))
+            out.update(from: ua.views.out, count: C * B * W)
+        } backward: { dinp, g, dout, inp, p in
+            up.backward(dinp: dinp, dout: dout, ua.views, testPass(p, g, batch: B, scratch: uscratch))
+        }
+        // nearest ×2 along the width only
+        let p = try! Buffer<Float>(count: upLayout.count)
+        var one = ParameterLayout()
+        let up1 = Upsample(&one, "up", channels: 1, height: 1, width: 3, signal: true)
+        let a1 = Held { Upsample.Activations(up1, batch: 1, &$0) }
+        let s1 = Held { Scratch(&$0, columns: up1.columnsCount(batch: 1), activation: 0, probs: 0, rows: 0) }
+        up1.forward(a1.views, [1, 2, 3], testPass(p.pointer, uunused.pointer, batch: 1, scratch: s1))
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: a1.views.up, count: 6)), [1, 1, 2, 2, 3, 3])
     }
 
     func testUpsampleIsNearestNeighbour() {

@@ -84,6 +84,27 @@ final class UNetTests: XCTestCase {
         try checkNetworkGradients(c, conditioning: .none, labels: nil, seed: 200, directional: true)
     }
 
+    /// A 1-D UNet over 2-channel signals of length 12 (height 1): 1×3 kernels, widths 12, 6, 3.
+    func testUNetGradientsSignal() throws {
+        let c = UNetConfig(channels: 2, height: 1, width: 12, baseChannels: 8, channelMult: [1, 2, 2], resBlocks: 1,
+                           attentionLevels: [1], attentionHeads: 2, groups: 4, timeEmbedDim: 8)
+        let net = try Self.makeTiny(c, conditioning: .none)
+        XCTAssertEqual(net.inConv.kernelHeight, 1)
+        XCTAssertEqual(net.sampleShape, [2, 1, 12])
+        try checkNetworkGradients(c, conditioning: .none, labels: nil, seed: 400, directional: false)
+        try checkNetworkGradients(c, conditioning: .none, labels: nil, seed: 401, directional: true)
+    }
+
+    /// Signals need only the width divisible by 2^(L−1): length 50 takes 2 levels, not 3.
+    func testSignalConfigValidation() throws {
+        var c = UNetConfig(channels: 1, height: 1, width: 50, baseChannels: 8, channelMult: [1, 2], attentionLevels: [1], groups: 4)
+        XCTAssertNoThrow(try c.validate())
+        c.channelMult = [1, 2, 2]
+        XCTAssertThrowsError(try c.validate())
+        c = UNetConfig(channels: 1, height: 2, width: 8, baseChannels: 8, channelMult: [1, 2, 2], attentionLevels: [1], groups: 4)
+        XCTAssertThrowsError(try c.validate())  // a 2-D image still needs H divisible
+    }
+
     /// With the output convolution initialised to zero, a fresh network predicts ε̂ = 0.
     func testFreshNetworkPredictsZero() throws {
         let net = try Self.makeTiny()

@@ -210,6 +210,13 @@ class UNetConfig(_Mirror):
         """The number of resolutions: len(channel_mult)."""
         return len(self.channel_mult)
 
+    @classmethod
+    def signal(cls, length: int, channels: int = 1, **kwargs: Any) -> "UNetConfig":
+        """A 1-D UNet over signals of `length` points: height 1, so 1×3 kernels and resampling
+        along the width only (only `length` must be divisible by 2^(num_levels-1)). fit takes
+        (N, length) data for one channel; samples come back (n, channels, 1, length)."""
+        return cls(channels=channels, height=1, width=length, **kwargs)
+
     @property
     def sample_shape(self) -> tuple[int, ...]:
         """The shape of one sample: (channels, height, width)."""

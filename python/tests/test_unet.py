@@ -120,3 +120,19 @@ def test_res_blocks_reaches_the_library(schedule):
     with unet(schedule, res_blocks=1) as one, unet(schedule, res_blocks=3) as three:
         assert one.network.res_blocks == 1 and three.network.res_blocks == 3
         assert one.num_parameters < three.num_parameters
+
+
+def test_signal_unet_takes_flat_signals(schedule):
+    """A 1-D UNet (height 1): only the length must divide by 2^(levels-1) (50 = 2·25 with two
+    levels); fit takes (N, length) and samples come back (n, 1, 1, length)."""
+    config = sd.UNetConfig.signal(50, base_channels=4, channel_mult=(1, 2), attention_levels=(1,), groups=2,
+                                  time_embed_dim=8)
+    assert (config.channels, config.height, config.width) == (1, 1, 50)
+    data = np.sin(np.linspace(0, 6, 50, dtype=np.float32))[None].repeat(16, 0)
+    with sd.Model(schedule, network=config) as m:
+        losses = m.fit(data, 3, batch_size=8, seed=1)
+        assert np.isfinite(losses).all()
+        assert m.sample(2, method="ddim", steps=2).shape == (2, 1, 1, 50)
+    with pytest.raises(sd.InvalidArgumentError, match=r"width 50 is not divisible by 2\^\(levels-1\) = 4"):
+        sd.Model(schedule, network=sd.UNetConfig.signal(50, base_channels=4, channel_mult=(1, 2, 2),
+                                                        attention_levels=(), groups=2, time_embed_dim=8))

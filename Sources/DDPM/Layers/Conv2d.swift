@@ -1,8 +1,10 @@
-// 2-D convolution with zero padding k/2 and stride 1 or 2, by im2col + GEMM.
+// 2-D convolution with zero padding kh/2 × kw/2 and stride 1 or 2, by im2col + GEMM.
 //
-//   B = batch, Ci = in channels, Co = out channels, k = kernel size (odd), s = stride,
-//   H×W = input size, Ho×Wo = output size (H×W for s = 1, ⌈H/2⌉×⌈W/2⌉ for s = 2),
-//   P = Ho·Wo, K = Ci·k·k (one column of the unrolled input), M = B·P.
+//   B = batch, Ci = in channels, Co = out channels, kh×kw = kernel size (odd; k×k, or 1×k
+//   for 1-D signals stored as height-1 images), s = stride,
+//   H×W = input size, Ho×Wo = output size (H×W for s = 1, ⌈H/2⌉×⌈W/2⌉ for s = 2; a height
+//   of 1 stays 1 under a 1×k kernel), P = Ho·Wo, K = Ci·kh·kw (one column of the unrolled
+//   input), M = B·P.
 //
 // Layout. Images inside the UNet are stored channel-major, (C, B, H, W): channel c of
 // image b is the plane at offset (c·B + b)·H·W. For B = 1 this is NCHW. With it the
@@ -10,58 +12,67 @@
 //
 //   out[:, b0·P..<b1·P] (Co, nb·P) = W (Co, K) · columns (K, nb·P) + b,
 //
-// where row (ci, ky, kx) of columns = im2col(inp) is channel ci shifted by (ky − k/2, kx − k/2),
+// where row (ci, ky, kx) of columns = im2col(inp) is channel ci shifted by (ky − kh/2, kx − kw/2),
 // zero outside the image. The batch is processed in such runs ("chunks") sized so that the
-// unrolled columns (k·k times the input) stay in cache between im2col and the GEMM; the
+// unrolled columns (kh·kw times the input) stay in cache between im2col and the GEMM; the
 // backward pass recomputes them chunk by chunk rather than keeping one copy per layer.
 // `columns` is caller-provided scratch of `columnsCount(...)` floats. 1×1 convolutions with
 // stride 1 need no im2col: the input is its own column matrix, one GEMM for the batch.
 import CBLAS
 
 public struct Conv2d: Sendable {
-    public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int
-    let weight: Int  // offset of W, (Co, Ci, k, k)
+    public let inChannels: Int, outChannels: Int, stride: Int
+    /// kh × kw, both odd.
+    public let kernelHeight: Int, kernelWidth: Int
+    let weight: Int  // offset of W, (Co, Ci, kh, kw)
     let bias: Int  // offset of b, (Co,)
     /// Floats of unrolled columns per chunk of images. The default, 2^17 (512 KiB), was among the
     /// fastest of 2^15...2^21 for a UNet on 8×8 images at batch 128 (the whole batch in one
     /// chunk was about 20% slower: its columns no longer stay in cache).
     let columnsTarget: Int
 
-    /// Declares W and b, initialised U(±1/√(Ci·k·k)) (PyTorch's default), or zero when
-    /// `zeroInit` (the last convolution of a residual branch, as in DDPM).
+    /// Declares W and b, initialised U(±1/√(Ci·kh·kw)) (PyTorch's default), or zero when
+    /// `zeroInit` (the last convolution of a residual branch, as in DDPM). The kernel is
+    /// kernel × kernel, or kernelHeight × kernel when kernelHeight is given (1 for signals).
     public init(_ layout: inout ParameterLayout, _ name: String, in inChannels: Int, out outChannels: Int,
-                kernel: Int, stride: Int = 1, zeroInit: Bool = false, columnsTarget: Int = 1 << 17) {
-        (self.inChannels, self.outChannels, self.kernel, self.stride) = (inChannels, outChannels, kernel, stride)
+                kernel: Int, kernelHeight: Int? = nil, stride: Int = 1, zeroInit: Bool = false,
+                columnsTarget: Int = 1 << 17) {
+        (self.inChannels, self.outChannels, self.stride) = (inChannels, outChannels, stride)
+        (self.kernelHeight, self.kernelWidth) = (kernelHeight ?? kernel, kernel)
         self.columnsTarget = columnsTarget
-        let bound = 1 / Float(inChannels * kernel * kernel).squareRoot()
+        let bound = 1 / Float(inChannels * self.kernelHeight * kernel).squareRoot()
         let initializer: Initializer = zeroInit ? .zeros : .uniform(bound: bound)
-        weight = layout.add(name + ".weight", [outChannels, inChannels, kernel, kernel], initializer)
+        weight = layout.add(name + ".weight", [outChannels, inChannels, self.kernelHeight, kernel], initializer)
         bias = layout.add(name + ".bias", [outChannels], initializer)
     }
 
-    var padding: Int { kernel / 2 }
+    /// Padding above/below (kh/2) and left/right (kw/2).
+    var padY: Int { kernelHeight / 2 }
+    var padX: Int { kernelWidth / 2 }
+    /// Taps per input channel, kh·kw.
+    var taps: Int { kernelHeight * kernelWidth }
     /// 1×1 with stride 1: the input is its own column matrix.
-    var isPointwise: Bool { kernel == 1 && stride == 1 }
+    var isPointwise: Bool { taps == 1 && stride == 1 }
 
     /// Ho × Wo for an H × W input.
     func outputSize(height: Int, width: Int) -> (height: Int, width: Int) {
-        ((height + 2 * padding - kernel) / stride + 1, (width + 2 * padding - kernel) / stride + 1)
+        ((height + 2 * padY - kernelHeight) / stride + 1, (width + 2 * padX - kernelWidth) / stride + 1)
     }
 
     /// Images per im2col chunk: the convolution runs over chunks of the batch whose unrolled
     /// columns (about `columnsTarget` floats) stay in cache between im2col and the GEMM.
     func imagesPerChunk(batch B: Int, height H: Int, width W: Int) -> Int {
         let (Ho, Wo) = outputSize(height: H, width: W)
-        return max(1, min(B, columnsTarget / (inChannels * kernel * kernel * Ho * Wo)))
+        return max(1, min(B, columnsTarget / (inChannels * taps * Ho * Wo)))
     }
 
     /// Floats of `columns` scratch that forward and backward need: K·(images per chunk)·Ho·Wo,
-    /// plus k·k·H·W for the padding masks of a stride-1 conv; 0 for a pointwise convolution.
+    /// plus kh·kw·H·W for the padding masks of a stride-1 conv; 0 for a pointwise convolution.
     func columnsCount(batch B: Int, height H: Int, width W: Int) -> Int {
         if isPointwise { return 0 }
         let (Ho, Wo) = outputSize(height: H, width: W)
-        let masks = stride == 1 ? kernel * kernel * H * W : 0  // tap masks after the columns (stride 1)
-        return inChannels * kernel * kernel * imagesPerChunk(batch: B, height: H, width: W) * Ho * Wo + masks
+        let masks = stride == 1 ? taps * H * W : 0  // tap masks after the columns (stride 1)
+        return inChannels * taps * imagesPerChunk(batch: B, height: H, width: W) * Ho * Wo + masks
     }
 
     /// out (Co, B, Ho, Wo) = conv(inp (Ci, B, H, W)) + b, or out += … when `accumulate`.
@@ -70,7 +81,7 @@ public struct Conv2d: Sendable {
                  columns: UnsafeMutablePointer<Float>, batch B: Int, height H: Int, width W: Int,
                  accumulate: Bool = false) {
         let (Ho, Wo) = outputSize(height: H, width: W)
-        let (P, Co, K) = (Ho * Wo, outChannels, inChannels * kernel * kernel)
+        let (P, Co, K) = (Ho * Wo, outChannels, inChannels * taps)
         let M = B * P
         let b = params + bias
         for o in 0..<Co {
@@ -100,7 +111,7 @@ public struct Conv2d: Sendable {
                   columns: UnsafeMutablePointer<Float>, batch B: Int, height H: Int, width W: Int,
                   accumulate: Bool = false) {
         let (Ho, Wo) = outputSize(height: H, width: W)
-        let (P, Co, K) = (Ho * Wo, outChannels, inChannels * kernel * kernel)
+        let (P, Co, K) = (Ho * Wo, outChannels, inChannels * taps)
         let M = B * P
         let (db, dW, w) = (grads + bias, grads + weight, params + weight)
         for o in 0..<Co { db[o] += sumOf(dout + o * M, M) }
@@ -127,10 +138,10 @@ public struct Conv2d: Sendable {
     // MARK: - im2col / col2im
 
     /// columns (K, nb, Ho, Wo) for the images b0..<b1 (nb = b1 − b0) of inp (Ci, B, H, W):
-    /// row (ci, ky, kx) at (b, oy, ox) = inp[ci, b0 + b, oy·s + ky − p, ox·s + kx − p], 0 outside.
+    /// row (ci, ky, kx) at (b, oy, ox) = inp[ci, b0 + b, oy·s + ky − py, ox·s + kx − px], 0 outside.
     func im2col(_ columns: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, images: Range<Int>,
                 batch B: Int, height H: Int, width W: Int) {
-        let (k, p, nb) = (kernel, padding, images.count)
+        let (kh, kw, py, px, nb) = (kernelHeight, kernelWidth, padY, padX, images.count)
         if stride == 1 {
             // Row (ci, ky, kx) is channel ci's run of nb·H·W floats read at the flat offset
             // dy·W + dx, with the entries whose source pixel is outside the image set to 0.
@@ -138,9 +149,9 @@ public struct Conv2d: Sendable {
             let keep = tapMasks(after: columns, batch: B, height: H, width: W)
             for ci in 0..<inChannels {
                 let src = inp + (ci * B + images.lowerBound) * HW
-                for tap in 0..<k * k {
-                    let offset = (tap / k - p) * W + (tap % k - p)
-                    let dst = columns + (ci * k * k + tap) * total, mask = keep + tap * HW
+                for tap in 0..<taps {
+                    let offset = (tap / kw - py) * W + (tap % kw - px)
+                    let dst = columns + (ci * taps + tap) * total, mask = keep + tap * HW
                     let lo = min(max(0, -offset), total), hi = max(min(total, total - offset), lo)
                     for plane in 0..<nb {
                         let (d, s) = (dst + plane * HW, src + plane * HW + offset)
@@ -156,17 +167,17 @@ public struct Conv2d: Sendable {
         let (Ho, Wo) = outputSize(height: H, width: W)
         let s = stride
         for ci in 0..<inChannels {
-            for ky in 0..<k {
-                for kx in 0..<k {
-                    let row = columns + ((ci * k + ky) * k + kx) * nb * Ho * Wo
+            for ky in 0..<kh {
+                for kx in 0..<kw {
+                    let row = columns + ((ci * kh + ky) * kw + kx) * nb * Ho * Wo
                     for (j, b) in images.enumerated() {
                         let src = inp + (ci * B + b) * H * W, dst = row + j * Ho * Wo
                         for oy in 0..<Ho {
-                            let iy = oy * s + ky - p, d = dst + oy * Wo
+                            let iy = oy * s + ky - py, d = dst + oy * Wo
                             guard iy >= 0 && iy < H else { for ox in 0..<Wo { d[ox] = 0 }; continue }
                             let srcRow = src + iy * W
                             for ox in 0..<Wo {
-                                let ix = ox * s + kx - p
+                                let ix = ox * s + kx - px
                                 d[ox] = ix >= 0 && ix < W ? srcRow[ix] : 0
                             }
                         }
@@ -176,24 +187,24 @@ public struct Conv2d: Sendable {
         }
     }
 
-    /// In im2col this was: columns[ci, ky, kx][b, oy, ox] = inp[ci, b0 + b, oy·s + ky − p, ox·s + kx − p],
+    /// In im2col this was: columns[ci, ky, kx][b, oy, ox] = inp[ci, b0 + b, oy·s + ky − py, ox·s + kx − px],
     /// so dinp[ci, b0 + b, iy, ix] += dcolumns[…] for every in-image source pixel.
     /// With `overwrite` (stride 1 only) the images' dinp is assigned rather than added to:
     /// the centre tap, which reaches every pixel, goes first and assigns.
     func col2im(_ dinp: UnsafeMutablePointer<Float>, _ columns: UnsafeMutablePointer<Float>, images: Range<Int>,
                 batch B: Int, height H: Int, width W: Int, overwrite: Bool = false) {
-        let (k, p, nb) = (kernel, padding, images.count)
+        let (kh, kw, py, px, nb) = (kernelHeight, kernelWidth, padY, padX, images.count)
         if stride == 1 {
             let (HW, total) = (H * W, nb * H * W)
-            let centre = p * k + p
+            let centre = py * kw + px
             let keep = tapMasks(after: columns, batch: B, height: H, width: W)
             for ci in 0..<inChannels {
                 let dst = dinp + (ci * B + images.lowerBound) * HW
-                let first = columns + (ci * k * k + centre) * total
+                let first = columns + (ci * taps + centre) * total
                 if overwrite { dst.update(from: first, count: total) } else { for i in 0..<total { dst[i] += first[i] } }
-                for tap in 0..<k * k where tap != centre {
-                    let offset = (tap / k - p) * W + (tap % k - p)
-                    let src = columns + (ci * k * k + tap) * total, mask = keep + tap * HW
+                for tap in 0..<taps where tap != centre {
+                    let offset = (tap / kw - py) * W + (tap % kw - px)
+                    let src = columns + (ci * taps + tap) * total, mask = keep + tap * HW
                     let lo = min(max(0, -offset), total), hi = max(min(total, total - offset), lo)
                     for plane in 0..<nb {
                         let (d, s) = (dst + plane * HW + offset, src + plane * HW)
@@ -207,17 +218,17 @@ public struct Conv2d: Sendable {
         let (Ho, Wo) = outputSize(height: H, width: W)
         let s = stride
         for ci in 0..<inChannels {
-            for ky in 0..<k {
-                for kx in 0..<k {
-                    let row = columns + ((ci * k + ky) * k + kx) * nb * Ho * Wo
+            for ky in 0..<kh {
+                for kx in 0..<kw {
+                    let row = columns + ((ci * kh + ky) * kw + kx) * nb * Ho * Wo
                     for (j, b) in images.enumerated() {
                         let dst = dinp + (ci * B + b) * H * W, src = row + j * Ho * Wo
                         for oy in 0..<Ho {
-                            let iy = oy * s + ky - p
+                            let iy = oy * s + ky - py
                             guard iy >= 0 && iy < H else { continue }
                             let dstRow = dst + iy * W, srcRow = src + oy * Wo
                             for ox in 0..<Wo {
-                                let ix = ox * s + kx - p
+                                let ix = ox * s + kx - px
                                 if ix >= 0 && ix < W { dstRow[ix] += srcRow[ox] }
                             }
                         }
@@ -227,15 +238,14 @@ public struct Conv2d: Sendable {
         }
     }
 
-    /// keep (k·k, H·W), stored in the scratch right after the columns of a full chunk:
-    /// keep[tap][y·W + x] has all bits set when pixel (y, x) shifted by tap (ky − p, kx − p) is
+    /// keep (kh·kw, H·W), stored in the scratch right after the columns of a full chunk:
+    /// keep[tap][y·W + x] has all bits set when pixel (y, x) shifted by tap (ky − py, kx − px) is
     /// still inside the image, else 0 — a bit mask, so that `value & keep` selects without a
-    /// branch and the loops vectorise. Rewritten by every call (k·k·H·W stores, no allocation).
+    /// branch and the loops vectorise. Rewritten by every call (kh·kw·H·W stores, no allocation).
     private func tapMasks(after columns: UnsafeMutablePointer<Float>, batch B: Int, height H: Int, width W: Int) -> UnsafePointer<Float> {
-        let (k, p) = (kernel, padding)
-        let m = columns + inChannels * k * k * imagesPerChunk(batch: B, height: H, width: W) * H * W
-        for tap in 0..<k * k {
-            let (dy, dx) = (tap / k - p, tap % k - p)
+        let m = columns + inChannels * taps * imagesPerChunk(batch: B, height: H, width: W) * H * W
+        for tap in 0..<taps {
+            let (dy, dx) = (tap / kernelWidth - padY, tap % kernelWidth - padX)
             for y in 0..<H {
                 for x in 0..<W {
                     let inside = y + dy >= 0 && y + dy < H && x + dx >= 0 && x + dx < W

@@ -14,22 +14,23 @@ struct ResBlock: Sendable {
     let inChannels: Int, outChannels: Int
     let height: Int, width: Int  // H×W of the input and the output
     let norm1: GroupNorm
-    let conv1: Conv2d  // 3×3, Ci → Co
+    let conv1: Conv2d  // 3×3 (kernelHeight × 3; 1×3 for signals), Ci → Co
     let timeProj: Linear  // T → Co
     let norm2: GroupNorm
     let dropout: Dropout?
-    let conv2: Conv2d  // 3×3, Co → Co, zero-initialised
+    let conv2: Conv2d  // 3×3 (kernelHeight × 3), Co → Co, zero-initialised
     let skip: Conv2d?  // 1×1, Ci → Co, when Ci ≠ Co
 
     init(_ layout: inout ParameterLayout, _ name: String, in inChannels: Int, out outChannels: Int,
-         timeDim: Int, groups: Int, dropout: Float, height: Int, width: Int) {
+         timeDim: Int, groups: Int, dropout: Float, height: Int, width: Int, kernelHeight: Int = 3) {
         (self.inChannels, self.outChannels, self.height, self.width) = (inChannels, outChannels, height, width)
         norm1 = GroupNorm(&layout, name + ".norm1", channels: inChannels, groups: groups)
-        conv1 = Conv2d(&layout, name + ".conv1", in: inChannels, out: outChannels, kernel: 3)
+        conv1 = Conv2d(&layout, name + ".conv1", in: inChannels, out: outChannels, kernel: 3, kernelHeight: kernelHeight)
         timeProj = Linear(&layout, name + ".time_proj", in: timeDim, out: outChannels)
         norm2 = GroupNorm(&layout, name + ".norm2", channels: outChannels, groups: groups)
         self.dropout = dropout > 0 ? Dropout(probability: dropout) : nil
-        conv2 = Conv2d(&layout, name + ".conv2", in: outChannels, out: outChannels, kernel: 3, zeroInit: true)
+        conv2 = Conv2d(&layout, name + ".conv2", in: outChannels, out: outChannels, kernel: 3, kernelHeight: kernelHeight,
+                       zeroInit: true)
         skip = inChannels == outChannels ? nil
             : Conv2d(&layout, name + ".skip", in: inChannels, out: outChannels, kernel: 1)
     }

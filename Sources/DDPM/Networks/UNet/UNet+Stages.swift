@@ -20,15 +20,15 @@ extension UNet {
         var outChannels: Int { res?.outChannels ?? down!.conv.outChannels }
         /// Output resolution.
         var outSize: (height: Int, width: Int) {
-            if down != nil { return (height / 2, width / 2) }
-            if up != nil { return (2 * height, 2 * width) }
+            if let down { return down.outSize }
+            if let up { return up.outSize }
             return (height, width)
         }
         /// The most floats per image of any tensor inside the stage (concat, qkv, upsampled).
         var maxActivation: Int {
             let N = pixels
             return max(max(inChannels, outChannels) * N, attention == nil ? 0 : 3 * outChannels * N,
-                       up == nil ? 0 : 4 * outChannels * N)
+                       up.map { $0.outSize.height * $0.outSize.width * outChannels } ?? 0)
         }
 
         func columnsCount(batch B: Int) -> Int {
@@ -106,8 +106,10 @@ extension UNet {
         let heads = config.attentionHeads
         var ch = c * config.channelMult[0]
         var (h, w) = (config.height, config.width)
+        let signal = config.isSignal  // 1-D: height 1, 1×3 kernels, resampling along the width only
         func resBlock(_ name: String, in ci: Int, out co: Int) -> ResBlock {
-            ResBlock(&layout, name + ".res", in: ci, out: co, timeDim: T, groups: G, dropout: config.dropout, height: h, width: w)
+            ResBlock(&layout, name + ".res", in: ci, out: co, timeDim: T, groups: G, dropout: config.dropout, height: h, width: w,
+                     kernelHeight: signal ? 1 : 3)
         }
         func attention(_ name: String, _ channels: Int) -> Attention {
             Attention(&layout, name + ".attn", channels: channels, heads: heads, groups: G, pixels: h * w)
@@ -133,9 +135,10 @@ extension UNet {
             }
             if level < L - 1 {
                 let name = "encoder.\(encoder.count)"
-                encoder.append(Stage(down: Downsample(&layout, name + ".down", channels: ch, height: h, width: w), height: h, width: w))
+                let down = Downsample(&layout, name + ".down", channels: ch, height: h, width: w, signal: signal)
+                encoder.append(Stage(down: down, height: h, width: w))
                 skipChannels.append(ch)
-                (h, w) = (h / 2, w / 2)
+                (h, w) = down.outSize
             }
         }
         let middle = [Stage(res: resBlock("middle.0", in: ch, out: ch), attention: attention("middle.0", ch),
@@ -150,10 +153,10 @@ extension UNet {
                 decoder.append(Stage(res: resBlock(name, in: ch + skip, out: co),
                                      attention: config.attentionLevels.contains(level) ? attention(name, co) : nil,
                                      crossAttention: crossAttention(name, co, level: level),
-                                     up: level > 0 && i == R ? Upsample(&layout, name + ".up", channels: co, height: h, width: w) : nil,
+                                     up: level > 0 && i == R ? Upsample(&layout, name + ".up", channels: co, height: h, width: w, signal: signal) : nil,
                                      skipChannels: skip, height: h, width: w))
                 ch = co
-                if level > 0 && i == R { (h, w) = (2 * h, 2 * w) }
+                if let up = decoder.last!.up { (h, w) = up.outSize }
             }
         }
         return (encoder, middle, decoder)

@@ -16,6 +16,8 @@
 //            the last one of each level but level 0 followed by Upsample (nearest ×2, conv)
 //   ε̂       = Conv3×3(SiLU(GroupNorm(h)))   (starts at zero)           (B, C, H, W)
 // Every ResBlock gets SiLU(temb) through its own linear time projection.
+// A 1-D UNet over signals is the same network with H = 1 (`UNetConfig.isSignal`): every 3×3
+// kernel is 1×3 and Downsample / Upsample halve / double the width only.
 //
 // The network's input and output are (B, C, H, W); inside, images are channel-major
 // (C, B, H, W), so that every convolution of the batch is one GEMM and concatenating along
@@ -80,10 +82,11 @@ public final class UNet: DenoisingNetwork {
                                                      vocabulary: conditioning.vocabulary) : nil
         pooledProj = Dx > 0 ? Linear(&layout, "context_pool", in: Dx, out: T) : nil
         let c0 = config.baseChannels * config.channelMult[0]
-        inConv = Conv2d(&layout, "in_conv", in: config.channels, out: c0, kernel: 3)
+        inConv = Conv2d(&layout, "in_conv", in: config.channels, out: c0, kernel: 3, kernelHeight: config.isSignal ? 1 : 3)
         (encoder, middle, decoder) = Self.makeStages(config, conditioning, &layout)  // UNet+Stages.swift
         outNorm = GroupNorm(&layout, "out_norm", channels: c0, groups: config.groups)
-        outConv = Conv2d(&layout, "out_conv", in: c0, out: (learnsVariance ? 2 : 1) * config.channels, kernel: 3, zeroInit: true)
+        outConv = Conv2d(&layout, "out_conv", in: c0, out: (learnsVariance ? 2 : 1) * config.channels, kernel: 3,
+                         kernelHeight: config.isSignal ? 1 : 3, zeroInit: true)
         try checkLayout(layout)
         parameters = try original.map { try ParameterSet(layout: layout, sharingValuesOf: $0) }
             ?? ParameterSet(layout: layout, rng: &rng)

@@ -7,7 +7,8 @@
 public struct UNetConfig: Codable, Sendable, Equatable {
     /// C, channels of an image.
     public var channels: Int
-    /// H and W; both divisible by 2^(levels − 1).
+    /// H and W; both divisible by 2^(levels − 1). H = 1 makes a 1-D UNet over signals of
+    /// length W (`isSignal`): 1×3 kernels, resampling along the width only, W alone divisible.
     public var height: Int
     public var width: Int
     /// c, channels at the first level.
@@ -41,6 +42,11 @@ public struct UNetConfig: Codable, Sendable, Equatable {
         (self.attentionLevels, self.attentionHeads, self.groups) = (attentionLevels, attentionHeads, groups)
         (self.dropout, self.timeEmbedDim) = (dropout, timeEmbedDim)
     }
+
+    /// Height 1: a 1-D UNet over C-channel signals of length W.
+    public var isSignal: Bool { height == 1 }
+    /// The height at level l: H / 2^l, or 1 for a signal.
+    func height(atLevel l: Int) -> Int { isSignal ? 1 : height >> l }
 
     /// L, the number of resolutions.
     public var levels: Int { channelMult.count }
@@ -86,7 +92,7 @@ public struct UNetConfig: Codable, Sendable, Equatable {
                         "level \(l) has base_channels \(baseChannels) × channel_mult[\(l)] \(m) channels, more than \(Limits.width)")
         }
         let factor = 1 << (levels - 1)
-        try require(height % factor == 0,
+        try require(isSignal || height % factor == 0,
                     "height \(height) is not divisible by 2^(levels-1) = \(factor) (levels = \(levels))")
         try require(width % factor == 0,
                     "width \(width) is not divisible by 2^(levels-1) = \(factor) (levels = \(levels))")
@@ -120,9 +126,9 @@ public struct UNetConfig: Codable, Sendable, Equatable {
         // The attention probabilities of one image, heads × N² at each attention level (and the
         // middle, at the last level), are the one size that grows with N²: bound it here.
         for l in Set(attentionLevels + [levels - 1]) {
-            let pixels = Double(height >> l) * Double(width >> l)
+            let pixels = Double(height(atLevel: l)) * Double(width >> l)
             try Limits.requireFloats(Double(attentionHeads) * pixels * pixels,
-                                     "the attention at level \(l) (\(attentionHeads) heads over \(height >> l)×\(width >> l) pixels, per image)")
+                                     "the attention at level \(l) (\(attentionHeads) heads over \(height(atLevel: l))×\(width >> l) pixels, per image)")
         }
     }
 }
