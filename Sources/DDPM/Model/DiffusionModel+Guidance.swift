@@ -121,12 +121,8 @@ final class GuidedDenoiser: Denoiser {
         let plan = ChunkPlan(batch: batch, rows: rows)
         call = Call(out: out, x: x, cond: cond, plan: plan)
         defer { call = nil }
-        if WorkPool.shared.threads > scratch.count {
-            // The pool grew past the workers prepared: every chunk here, on worker 0.
-            for c in 0..<plan.count { chunk(c, worker: 0) }
-        } else {
-            WorkPool.shared.parallelFor(chunks: plan.count, job)
-        }
+        // At most scratch.count workers: the pool may have grown since the scratch was made.
+        WorkPool.shared.parallelFor(chunks: plan.count, workers: scratch.count, job)
     }
 
     /// Chunk c of the current call, on worker w's network and scratch.

@@ -17,8 +17,16 @@
 // about 0.1 ms) before it sleeps: the jobs of a sampling loop come back to back, a fraction
 // of a millisecond apart, and waking a sleeping thread costs about as much.
 //
-// A call made while another job runs (a second model on another thread) runs its chunks
-// serially on the caller, as worker 0.
+// A call made while another job runs (a second model on another thread), or while the pool
+// is being resized, runs its chunks serially on the caller, as worker 0.
+//
+// Two condition variables, each with its own waiters (issue 19: one variable for both let a
+// worker's single wake-up reach a waiting resize instead of the job's caller, which then
+// slept forever): `done` wakes the one caller waiting for its job's chunks; `idle` wakes
+// whoever waits for the pool to be free (a resize, or a job that will run serially anyway
+// does not wait). A job names the most workers it may use (`workers:`), so that a resize that
+// grows the pool between a caller's sizing of per-worker scratch and its job cannot hand a
+// chunk to a worker index the caller has no scratch for.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -26,13 +34,14 @@ import Darwin
 #endif
 import Synchronization
 
-final class WorkPool {
+final class WorkPool: @unchecked Sendable {  // thread-safe: every shared field is guarded by `mutex`
     /// The process's pool (ddpm_set_num_threads sets its size).
     nonisolated(unsafe) static let shared = WorkPool(threads: BLASThreads.initial)
 
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)  // workers wait for a job
-    private let done = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)  // the caller waits for the chunks
+    private let done = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)  // the job's caller waits for its chunks
+    private let idle = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)  // a resize waits for the pool to be free
     private var workers: [pthread_t] = []
     /// Threads a job runs on, the caller included.
     private(set) var threads = 1
@@ -41,6 +50,8 @@ final class WorkPool {
     private var job: (Int, Int) -> Void = WorkPool.idle
     nonisolated(unsafe) private static let idle: (Int, Int) -> Void = { _, _ in }
     private var chunkCount = 0, nextChunk = 0, finished = 0
+    /// Workers with an index below this take chunks of the current job.
+    private var workerLimit = 0
     private var busy = false, stopping = false
     /// Counts the jobs published (and the stops), for spinning workers to notice without the lock.
     private let generation = Atomic<Int>(0)
@@ -51,20 +62,22 @@ final class WorkPool {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(wake, nil)
         pthread_cond_init(done, nil)
+        pthread_cond_init(idle, nil)
         BLASThreads.prepare()
         resize(threads)
     }
 
-    /// Runs body(chunk, worker) for every chunk in 0..<n; returns when all are done.
-    func parallelFor(chunks n: Int, _ body: @escaping (_ chunk: Int, _ worker: Int) -> Void) {
+    /// Runs body(chunk, worker) for every chunk in 0..<n; returns when all are done. The
+    /// worker index passed is below `maxWorkers` (and below `threads`).
+    func parallelFor(chunks n: Int, workers maxWorkers: Int = .max, _ body: @escaping (_ chunk: Int, _ worker: Int) -> Void) {
         guard n > 0 else { return }
         pthread_mutex_lock(mutex)
-        guard threads > 1, n > 1, !busy else {
+        guard threads > 1, maxWorkers > 1, n > 1, !busy else {
             pthread_mutex_unlock(mutex)
             for c in 0..<n { body(c, 0) }
             return
         }
-        (job, chunkCount, nextChunk, finished, busy) = (body, n, 0, 0, true)
+        (job, chunkCount, nextChunk, finished, busy, workerLimit) = (body, n, 0, 0, true, maxWorkers)
         generation.add(1, ordering: .releasing)
         pthread_cond_broadcast(wake)
         while nextChunk < chunkCount {
@@ -76,8 +89,8 @@ final class WorkPool {
             finished += 1
         }
         while finished < chunkCount { pthread_cond_wait(done, mutex) }
-        (job, busy) = (WorkPool.idle, false)
-        pthread_cond_broadcast(done)  // a resize may wait for the job to end
+        (job, busy, workerLimit) = (WorkPool.idle, false, 0)
+        pthread_cond_broadcast(idle)  // resizes may wait for the job to end
         pthread_mutex_unlock(mutex)
     }
 
@@ -91,14 +104,14 @@ final class WorkPool {
     private func workerLoop(_ index: Int) {
         pthread_mutex_lock(mutex)
         while true {
-            if !stopping && nextChunk >= chunkCount {
+            if !stopping && !hasChunk(for: index) {
                 // Nothing to do: spin until a job is published, or sleep.
                 let seen = generation.load(ordering: .relaxed)
                 pthread_mutex_unlock(mutex)
                 var spins = 0
                 while generation.load(ordering: .acquiring) == seen && spins < WorkPool.spinLimit { spins += 1 }
                 pthread_mutex_lock(mutex)
-                while !stopping && nextChunk >= chunkCount { pthread_cond_wait(wake, mutex) }
+                while !stopping && !hasChunk(for: index) { pthread_cond_wait(wake, mutex) }
             }
             if stopping { break }
             let c = nextChunk
@@ -107,18 +120,22 @@ final class WorkPool {
             run(c, worker: index)
             pthread_mutex_lock(mutex)
             finished += 1
-            if finished == chunkCount { pthread_cond_signal(done) }
+            if finished == chunkCount { pthread_cond_signal(done) }  // only the job's caller waits on `done`
         }
         pthread_mutex_unlock(mutex)
     }
 
+    /// Whether worker `index` may take a chunk now (under `mutex`).
+    private func hasChunk(for index: Int) -> Bool { nextChunk < chunkCount && index < workerLimit }
+
     /// Sets the number of threads (the caller included); joins or starts workers as needed.
-    /// Waits for a running job to finish first.
+    /// Waits for a running job to finish first; jobs started meanwhile run serially on their callers.
     func resize(_ n: Int) {
         let n = max(1, n)
         pthread_mutex_lock(mutex)
-        while busy { pthread_cond_wait(done, mutex) }
+        while busy { pthread_cond_wait(idle, mutex) }
         guard n != threads || workers.count != n - 1 else { pthread_mutex_unlock(mutex); return }
+        busy = true  // the pool is ours until the new workers run
         stopping = true
         generation.add(1, ordering: .releasing)
         pthread_cond_broadcast(wake)
@@ -140,6 +157,8 @@ final class WorkPool {
             workers.append(thread)
         }
         threads = workers.count + 1
+        busy = false
+        pthread_cond_broadcast(idle)
         pthread_mutex_unlock(mutex)
     }
 
