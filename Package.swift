@@ -38,7 +38,13 @@ let package = Package(
         ),
         // include/ddpm_version.h, the one source of the version, for the engine.
         .systemLibrary(name: "DDPMVersion", path: "Sources/DDPMVersion"),
-        .target(name: "DDPM", dependencies: ["CBLAS", "DDPMVersion"], swiftSettings: optimize, linkerSettings: blasLink),
+        // The hot loops in C, one build per ISA path chosen at run time (Sources/DDPMKernels/isa.h);
+        // no -march: the library runs on any x86-64. Contraction off: a multiply-add is fused only
+        // where a kernel says so, the same on every path, so every path gives the same bits.
+        .target(name: "DDPMKernels", path: "Sources/DDPMKernels",
+                cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off", "-fno-math-errno"])]),
+        .target(name: "DDPM", dependencies: ["CBLAS", "DDPMVersion", "DDPMKernels"], swiftSettings: optimize,
+                linkerSettings: blasLink),
         // include/ddpm.h as a Swift module, so the exports match the header's types.
         .systemLibrary(name: "CDDPM", path: "include"),
         .target(name: "DDPMC", dependencies: ["DDPM", "CDDPM"], linkerSettings: sonameLink),  // -O: checks kept

@@ -36,7 +36,7 @@ import Synchronization
 
 final class WorkPool: @unchecked Sendable {  // thread-safe: every shared field is guarded by `mutex`
     /// The process's pool (ddpm_set_num_threads sets its size).
-    nonisolated(unsafe) static let shared = WorkPool(threads: BLASThreads.initial)
+    static let shared = WorkPool(threads: BLASThreads.initial)
 
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)  // workers wait for a job
