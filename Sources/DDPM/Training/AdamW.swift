@@ -110,24 +110,36 @@ final class AdamW {
     /// What `update` (then an EMA step θ_ema += (1 − d)·(θ' − θ_ema)) would make non-finite:
     /// the first index and which of the values, or nil when every new parameter, moment and
     /// EMA value is finite. Reads what `update` reads, computes the same lanes, writes nothing,
-    /// so that a step can be refused before anything changes.
+    /// so that a step can be refused before anything changes. `sizes` receives Σ(θ' − θ)² and
+    /// Σθ² (summed in Float: they only size the update against the weights).
     func firstNonFinite(_ params: UnsafePointer<Float>, grads: UnsafePointer<Float>, gradScale: Float,
-                        ema: UnsafePointer<Float>, emaDecay: Float) -> (index: Int, value: String)? {
+                        ema: UnsafePointer<Float>, emaDecay: Float,
+                        sizes: inout (update: Double, params: Double)) -> (index: Int, value: String)? {
         let k = Coefficients(config, update: step + 1)
         let (m, v, count) = (self.m.pointer, self.v.pointer, self.m.count)
         typealias V = SIMD8<Float>
         let (vg, keep) = (V(repeating: gradScale), V(repeating: 1 - emaDecay))
         // x − x is 0 for a finite x and NaN otherwise: one running sum flags the whole vector.
         var flags = V(repeating: 0)
+        var (updateSquares, paramSquares) = (V(repeating: 0), V(repeating: 0))
         var i = 0
         while i + 8 <= count {
             let g = UnsafeRawPointer(grads + i).loadUnaligned(as: V.self) * vg
+            let p = UnsafeRawPointer(params + i).loadUnaligned(as: V.self)
             let r = Self.lanes(k, g: g, m: UnsafeRawPointer(m + i).loadUnaligned(as: V.self),
-                              v: UnsafeRawPointer(v + i).loadUnaligned(as: V.self), p: UnsafeRawPointer(params + i).loadUnaligned(as: V.self))
+                              v: UnsafeRawPointer(v + i).loadUnaligned(as: V.self), p: p)
             let e = UnsafeRawPointer(ema + i).loadUnaligned(as: V.self)
             let en = e + keep * (r.p - e)
             flags += (r.m - r.m) + (r.v - r.v) + (r.p - r.p) + (en - en)
+            updateSquares += (r.p - p) * (r.p - p)
+            paramSquares += p * p
             i += 8
+        }
+        sizes = (Double(updateSquares.sum()), Double(paramSquares.sum()))
+        for j in i..<count {
+            let d = Double(Self.lane(k, g: grads[j] * gradScale, m: m[j], v: v[j], p: params[j]).p) - Double(params[j])
+            sizes.update += d * d
+            sizes.params += Double(params[j]) * Double(params[j])
         }
         func scalar(_ j: Int) -> (index: Int, value: String)? {
             let r = Self.lane(k, g: grads[j] * gradScale, m: m[j], v: v[j], p: params[j])
