@@ -80,14 +80,18 @@ test-c: build
 
 # Issue 10: every export with every class of bad input, and a saved checkpoint damaged every
 # way we could think of; each case in a forked child; any crash, hang or wrong status fails.
-HARDENING := tests/c/bad_inputs tests/c/checkpoint_mutations
+# Issue 19: thread_stress runs the header's threading rules at once (own models on a shared
+# schedule, a shared model behind the caller's lock, ddpm_set_num_threads throughout) under
+# an alarm() watchdog, every result checked bitwise against one thread's.
+HARDENING := tests/c/bad_inputs tests/c/checkpoint_mutations tests/c/thread_stress
 tests/c/%: tests/c/%.c tests/c/harness.h include/ddpm.h build
-	$(CC) -O2 -g -Wall -Wextra -std=c11 $< -Iinclude -L$(BUILD) -lddpm -Wl,-rpath,'$$ORIGIN/../../$(BUILD)' -lm -o $@
+	$(CC) -O2 -g -Wall -Wextra -std=c11 -pthread $< -Iinclude -L$(BUILD) -lddpm -Wl,-rpath,'$$ORIGIN/../../$(BUILD)' -lm -o $@
 
 test-c-hardening: $(HARDENING)
 	rm -rf $(BUILD)/hardening && mkdir -p $(BUILD)/hardening
 	OPENBLAS_NUM_THREADS=1 tests/c/bad_inputs $(BUILD)/hardening
 	OPENBLAS_NUM_THREADS=1 tests/c/checkpoint_mutations $(BUILD)/hardening
+	OPENBLAS_NUM_THREADS=1 tests/c/thread_stress $(BUILD)/hardening
 
 test-python: setup-python setup-mpi build
 	$(PYTHON) -m pytest -q python/tests
