@@ -43,9 +43,10 @@ extension DiffusionModel {
         let G = Self.maxUpdateGrowth
         guard !(sizes.update <= G * G * max(sizes.params, Double(params.count))) else { return }
         let P = Double(params.count)
-        throw DDPMError.nonFinite("the update at step \(step) would move the parameters by \((sizes.update / P).squareRoot()) (RMS), "
-                                  + "more than \(Int(G)) × max(their RMS \((sizes.params / P).squareRoot()), 1): an exploding step, "
-                                  + "not applied; lower the learning rate (now \(training.optimizer.learningRate))")
+        let (update, weights) = (Float((sizes.update / P).squareRoot()), Float((sizes.params / P).squareRoot()))
+        throw DDPMError.nonFinite("the update at step \(step) would move the parameters by \(update) (RMS), more than "
+                                  + "\(Int(G)) × max(their RMS \(weights), 1): an exploding step, not applied; "
+                                  + "lower the learning rate (now \(training.optimizer.learningRate))")
     }
 
     /// A step whose update is larger than this many times the weights (by RMS, weights
