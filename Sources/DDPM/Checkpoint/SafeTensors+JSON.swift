@@ -70,7 +70,9 @@ extension SafeTensors {
 
     struct JSONError: Error {
         var message: String
-        init(_ message: String) { self.message = message }
+        /// An array passed `maxArrayCount`: valid JSON, but over the caller's limit.
+        var tooLong = false
+        init(_ message: String, tooLong: Bool = false) { (self.message, self.tooLong) = (message, tooLong) }
     }
 
     /// Appends `s` as a JSON string literal: quotes, backslashes and control characters
@@ -173,7 +175,11 @@ private struct JSONParser {
         skipWhitespace()
         if i < bytes.count, bytes[i] == 0x5d { i += 1; return .array(elements) }
         while true {
-            guard elements.count < maxArrayCount else { throw fail("an array of more than \(maxArrayCount) elements") }
+            guard elements.count < maxArrayCount else {
+                var error = fail("an array of more than \(maxArrayCount) elements")
+                error.tooLong = true
+                throw error
+            }
             elements.append(try value(depth: depth + 1))
             skipWhitespace()
             guard i < bytes.count else { throw fail("expected ',' or ']'") }

@@ -114,7 +114,10 @@ extension SafeTensors {
         func bad(_ message: String) -> DDPMError { .format("'\(path)': \(message)") }
         guard header.first == 0x7b else { throw bad("the header does not start with '{'") }
         let root: JSON
-        do { root = try parseJSON(header, maxArrayCount: maxRank) } catch { throw bad("the header is not valid JSON: \(error.message)") }
+        do { root = try parseJSON(header, maxArrayCount: maxRank) } catch {
+            throw bad(error.tooLong ? "the header has \(error.message) (a shape has at most \(maxRank) dimensions)"
+                                    : "the header is not valid JSON: \(error.message)")
+        }
         guard case .object(let entries) = root else { throw bad("the header is not a JSON object") }
 
         var metadata: [String: String] = [:]
