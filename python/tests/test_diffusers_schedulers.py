@@ -4,7 +4,7 @@ DDPMScheduler / DDIMScheduler / DPMSolverMultistepScheduler config, diffusers' �
 timesteps for a few step counts, and one trajectory driven by the exact ε* of Gaussian data with
 every noise diffusers drew. We read each config with swiftddpm.diffusers and check:
 
-  * our β and ᾱ (float64) equal diffusers' (float32) to float32 rounding: β to 2 ulp; ᾱ, a
+  * our β and ᾱ (float64) equal diffusers' (float32) to float32 rounding: β to 4 ulp; ᾱ, a
     float32 cumprod of up to 1000 factors in diffusers, to 2e-6 relative plus the rounding of
     each α = 1 − β in float32 (2^-24·Σ β/(1 − β), which matters only where β nears 1);
   * our timesteps equal diffusers' for every recorded step count;
@@ -77,8 +77,8 @@ def test_schedule_equals_diffusers(name):
     case, _, read = load(name)
     with read.schedule as schedule:
         betas, ac = TABLES[f"{case['schedule']}/betas"], TABLES[f"{case['schedule']}/alphas_cumprod"]
-        # float32 β from float64 ones: within 2 ulp (torch.linspace in float32 rounds its steps too)
-        np.testing.assert_allclose(schedule.betas, betas, rtol=2 * 2**-23, atol=0)
+        # float32 β from a few float32 operations in diffusers (linspace, sigmoid, scale): ≤ 4 ulp
+        np.testing.assert_allclose(schedule.betas, betas, rtol=4 * 2**-23, atol=0)
         # ᾱ: diffusers' float32 cumprod (2e-6 over 1000 factors) of α = 1 − β rounded to float32,
         # whose relative error ε·β/(1 − β) grows where β nears 1 (cosine's β = 0.999 at the end)
         bound = 2e-6 + 2**-24 * np.cumsum(betas / (1 - betas.astype(np.float64)))
@@ -311,3 +311,77 @@ def test_scheduler_from_diffusers_folder():
     finally:
         scheduler.close()
         scheduler.schedule.close()
+
+
+# ---- timesteps for every (T, S), against diffusers' own numpy lines -------------------------
+
+def diffusers_timesteps(scheduler: str, spacing: str, T: int, S: int, offset: int) -> np.ndarray:
+    """set_timesteps of diffusers 0.42, line for line (scheduling_ddim.py / _ddpm.py and
+    scheduling_dpmsolver_multistep.py with lambda_min_clipped = -inf, so last_timestep = T)."""
+    if scheduler == "dpm":
+        if spacing == "linspace":
+            return np.linspace(0, T - 1, S + 1).round()[::-1][:-1].copy().astype(np.int64)
+        if spacing == "leading":
+            step_ratio = T // (S + 1)
+            return (np.arange(0, S + 1) * step_ratio).round()[::-1][:-1].copy().astype(np.int64) + offset
+        return np.arange(T, 0, -T / S).round().copy().astype(np.int64) - 1
+    if spacing == "linspace":
+        return np.linspace(0, T - 1, S).round()[::-1].copy().astype(np.int64)
+    if spacing == "leading":
+        step_ratio = T // S
+        return (np.arange(0, S) * step_ratio).round()[::-1].copy().astype(np.int64) + offset
+    return np.round(np.arange(T, 0, -T / S)).astype(np.int64) - 1
+
+
+OURS = {("ddim", "leading"): "leading", ("ddim", "trailing"): "trailing", ("ddim", "linspace"): "linspace",
+        ("dpm", "leading"): "dpm_leading", ("dpm", "trailing"): "trailing", ("dpm", "linspace"): "dpm_linspace"}
+
+
+@pytest.mark.parametrize("T", [10, 64, 100, 999, 1000])
+@pytest.mark.parametrize("scheduler, spacing", sorted(OURS))
+def test_timesteps_equal_diffusers_for_every_step_count(T, scheduler, spacing):
+    """Ours equal diffusers' for every S (up to 200), or both are unusable: diffusers' repeat a
+    timestep or leave 0..T-1 where ours refuse. The documented exceptions: S = 1 with DDIM's
+    linspace (diffusers [0], ours [T-1]) and the (T, S) where numpy's arange gives S + 1 trailing
+    points (diffusers' last is -1; ours are the first S)."""
+    checked = 0
+    with sd.NoiseSchedule.linear(T) as schedule:
+        for offset in ([0, 1] if spacing == "leading" else [0]):
+            for S in range(1, min(T, 200) + 1):
+                theirs = diffusers_timesteps(scheduler, spacing, T, S, offset)
+                if spacing == "linspace" and scheduler == "ddim" and S == 1:
+                    theirs = np.array([T - 1])
+                if spacing == "trailing" and len(theirs) == S + 1 and theirs[-1] == -1:
+                    theirs = theirs[:S]
+                usable = len(theirs) == S and np.all(np.diff(theirs) < 0) and theirs.min() >= 0 and theirs.max() < T
+                try:
+                    ours = sd.Sampler(schedule, 1, 1, method="ddim", steps=S, spacing=OURS[scheduler, spacing],
+                                      steps_offset=offset)
+                except sd.InvalidArgumentError:
+                    assert not usable, (T, S, offset, theirs)
+                    continue
+                with ours:
+                    assert usable, (T, S, offset, theirs, ours.timesteps)
+                    np.testing.assert_array_equal(ours.timesteps, theirs, err_msg=f"T={T} S={S} offset={offset}")
+                    checked += 1
+    assert checked > 0
+
+
+def test_ddpm_leading_with_steps_offset_constructs():
+    """sd.Scheduler probed T steps at construction, which with leading and steps_offset 1 reach
+    timestep T (as diffusers' would for S = T): it now waits for set_timesteps."""
+    with sd.NoiseSchedule.linear(1000) as schedule:
+        scheduler = sd.Scheduler(schedule, method="ddpm", spacing="leading", steps_offset=1)
+        with pytest.raises(sd.InvalidArgumentError, match="set_timesteps"):
+            scheduler.timesteps
+        with pytest.raises(sd.InvalidArgumentError, match="set_timesteps"):
+            scheduler.init_noise((1, 2))
+        scheduler.set_timesteps(10)
+        assert list(scheduler.timesteps) == [901, 801, 701, 601, 501, 401, 301, 201, 101, 1]
+        x = scheduler.init_noise((1, 2))
+        for t in scheduler.timesteps:
+            x, _ = scheduler.step(np.zeros_like(x), int(t), x)
+        assert np.isfinite(x).all()
+        # a wrong option is still refused at construction
+        with pytest.raises(sd.InvalidArgumentError, match="steps_offset"):
+            sd.Scheduler(schedule, method="ddpm", spacing="leading", steps_offset=1000)
