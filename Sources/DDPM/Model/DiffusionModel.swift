@@ -223,7 +223,7 @@ public final class DiffusionModel {
                     "the shard's samples \(sampleOffset)..<\(sampleOffset + B) are not inside the global batch of \(globalBatch)")
         try require(globalBatch <= Int(UInt32.max), "global batch \(globalBatch) is too large (at most 2^32 - 1)")
         let S = network.sampleSize
-        let plan = ChunkPlan.training(batch: B, network.config)
+        let plan = ChunkPlan.training(batch: B, network.config, parameters: network.parameters.count)
         try requireMemory("a train step on a batch of \(B)", floats: trainingFloats(plan)
                           + Double(max(B, buffers.capacity)) * TrainBuffers.floatsPerRow(sampleSize: S, target: training.target,
                                                                                       learnedVariance: training.learnedVariance))
