@@ -48,6 +48,7 @@ import targets
 from c_driver import build_c_driver, profile_c_driver, run_c_driver
 from peak import best_peak, measure_fma_peak, openblas_version
 from quiet import RunMeter, describe, loadavg, machine_busy
+from flops import train_flops
 from configs import CONFIGS, TINY, TINY_NAME, config_timing, default_names, sample_steps, timing
 from report import ok
 from workers import mpirun_prefix, run_worker
@@ -98,7 +99,7 @@ def measure_config(name: str, args, times: dict, exe: str | None, rep: dict, pyt
             if capped:  # a compile that ran out of time at one thread count will at the next too
                 r = {"error": f"skipped: {capped[0]['error']} at another thread count"}
             else:
-                r = run_worker(engine, spec, python)
+                r = run_worker(engine, spec, python, timeout=1800 if train_flops(cfg) > 20e9 else 600)
             r.update(config=name, engine=engine, threads=t)
             rows[(engine, t)] = r
             rep["runs"].append(r)

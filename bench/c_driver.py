@@ -71,7 +71,7 @@ def run_c_driver(exe: str, cfg: dict, threads: int, quick: bool) -> dict:
     if isinstance(args, str):
         return {"error": args}
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
-    proc, quiet = run_measured(args, env, timeout=600)
+    proc, quiet = run_measured(args, env, timeout=1800 if train_flops(cfg) > 20e9 else 600)
     if proc is None:
         return {"error": "timed out", "quiet": quiet}
     if proc.returncode != 0:
