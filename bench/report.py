@@ -90,6 +90,7 @@ def summarize(name: str, rows: dict, cdrv: dict, threads: list[int]) -> dict:
             s["sample_scaling"] = mine[1]["sample_s"] / mine[2]["sample_s"]
     engines = {"torch": tt, "compiled": tc, "ours": mine}
     s["effective"] = effective_gflops(name, engines)
+    s["cpu_ratio_1t"] = cpu_ratios(tt.get(1), mine.get(1))
     s["sample_at"] = sampling_at_batches(name, engines)
     for t in threads:
         r, c = rows.get(("ours", t)), cdrv.get(t)
@@ -142,6 +143,32 @@ def effective_gflops(name: str, engines: dict) -> dict:
                 e["sample"][n] = forward_flops(cfg, int(n)) * T / m["s"] / 1e9
             out.setdefault(engine, {})[str(t)] = e
     return out
+
+
+def cpu_ratios(theirs: dict | None, ours: dict | None) -> dict:
+    """PyTorch eager's CPU seconds over ours at 1 thread, per train step and per sampling call at
+    each batch: the speed ratio a busy machine disturbs least (a thread waiting for a core
+    uses no CPU), shown beside the wall-time ratios."""
+    if not theirs or not ours:
+        return {}
+    out = {}
+    if theirs["train"].get("cpu_s_median") and ours["train"].get("cpu_s_median"):
+        out["train"] = theirs["train"]["cpu_s_median"] / ours["train"]["cpu_s_median"]
+    for n, m in ours.get("sample_by_batch", {}).items():
+        t = theirs.get("sample_by_batch", {}).get(n, {})
+        if t.get("cpu_s") and m.get("cpu_s"):
+            out[f"sample_{n}"] = t["cpu_s"] / m["cpu_s"]
+    return out
+
+
+def cpu_ratio_lines(report: dict) -> list[str]:
+    lines = []
+    for s in report["summary"]:
+        r = s.get("cpu_ratio_1t")
+        if r:
+            lines.append(f"{s['config']}: train ×{fmt(r.get('train'), '.2f')}, " + ", ".join(
+                f"sampling B={k[len('sample_'):]} ×{v:.2f}" for k, v in r.items() if k.startswith("sample_")))
+    return lines
 
 
 def sampling_at_batches(name: str, engines: dict) -> dict:
@@ -269,6 +296,10 @@ def markdown(report: dict) -> str:
               "forward + backward for a train step, one forward per sampling step; elementwise work not counted), "
               "against the FMA peak at that thread count. " + peak_line(report), "", "```"]
     lines += effective_lines(report) or ["(no runs)"]
+    lines += ["```", "", "Ours against PyTorch eager at 1 thread by CPU time (their CPU seconds per train step and "
+              "per sampling call over ours): on a busy machine, where a thread waits for a core without using CPU, "
+              "the ratio least disturbed.", "", "```"]
+    lines += cpu_ratio_lines(report) or ["(no 1-thread runs of both)"]
     lines += ["```", "", "## Runs", "",
               "Train: steps/s from Python (Model.train_step / the PyTorch reference's step), median of timed "
               "chunks after warm-up. Sample: seconds for 1000 DDPM ancestral steps (σ² = β_t, EMA weights) "
@@ -435,6 +466,8 @@ def print_table(report: dict) -> None:
     print(peak_line(report))
     for line in effective_lines(report):
         print(line)
+    for line in cpu_ratio_lines(report):
+        print("1-thread CPU-time ratio, " + line)
     print()
     for row in report.get("targets") or []:
         print(f"{row['config']:8} {row['target']:55} {targets.figure(row):>22}  {targets.verdict(row)}")

@@ -76,9 +76,10 @@ def peak_rss_mb() -> float:
 
 def time_steps(step, warmup: int, target_s: float, chunks: int = 5) -> dict:
     """Runs `warmup` calls, sizes chunks to about target_s/chunks seconds each, and returns
-    the median and minimum seconds per call over the chunks, and the process's CPU time over
-    the timed chunks per second of wall time (≈ the threads kept busy; < 1 at 1 thread: the
-    process waited for a core)."""
+    the median and minimum seconds per call over the chunks, the median CPU seconds per call
+    (all threads; at 1 thread the figure a busy machine disturbs least), and the process's CPU
+    time over the timed chunks per second of wall time (≈ the threads kept busy; < 1 at 1
+    thread: the process waited for a core)."""
     for _ in range(warmup):
         step()
     t0 = time.perf_counter()
@@ -88,16 +89,17 @@ def time_steps(step, warmup: int, target_s: float, chunks: int = 5) -> dict:
         probe += 1
     per_call = (time.perf_counter() - t0) / probe
     per_chunk = max(1, int(target_s / chunks / per_call))
-    times = []
+    times, cpu = [], []
     c0, w0 = time.process_time(), time.perf_counter()
     for _ in range(chunks):
-        t0 = time.perf_counter()
+        t0, p0 = time.perf_counter(), time.process_time()
         for _ in range(per_chunk):
             step()
         times.append((time.perf_counter() - t0) / per_chunk)
+        cpu.append((time.process_time() - p0) / per_chunk)
     cpu_per_wall = (time.process_time() - c0) / (time.perf_counter() - w0)
     return {"s_median": statistics.median(times), "s_min": min(times), "calls": per_chunk * chunks,
-            "cpu_per_wall": cpu_per_wall}
+            "cpu_per_wall": cpu_per_wall, "cpu_s_median": statistics.median(cpu)}
 
 
 def budget_steps(sample, wanted: int, budget_s: float | None) -> int:
@@ -120,10 +122,10 @@ def time_sampling(result: dict, sample, cfg: dict, spec: dict) -> None:
     result["sample_by_batch"] = {}
     for n in sample_batches(cfg):
         steps = budget_steps(lambda k: sample(n, k), spec["sample_steps"], spec.get("sample_budget_s"))
-        t0 = time.perf_counter()
+        t0, p0 = time.perf_counter(), time.process_time()
         finite = sample(n, steps)
         result["sample_by_batch"][str(n)] = {"s": (time.perf_counter() - t0) * T / steps, "steps_run": steps,
-                                             "finite": finite}
+                                             "finite": finite, "cpu_s": (time.process_time() - p0) * T / steps}
     first = result["sample_by_batch"][str(cfg["sample_n"])]
     result.update(sample_s=first["s"], sample_steps_run=first["steps_run"], sample_finite=first["finite"])
 
