@@ -98,6 +98,27 @@ final class ParallelDeterminismTests: XCTestCase {
         for config in [mlp, wide, unet, cifar, small, mid] { XCTAssertEqual(predictionChunk % config.inferenceRows, 0) }
     }
 
+    /// A replica that only predicts holds no gradient block (P floats: 143 MB for Ho et al.'s
+    /// network); one that trains a chunk gets it.
+    func testPredictingReplicasHoldNoGradients() throws {
+        setBLASThreads(2)
+        let network = NetworkConfig.unet(UNetConfig(channels: 1, height: 32, width: 32, baseChannels: 4, channelMult: [1, 2],
+                                                    resBlocks: 1, attentionLevels: [], groups: 2, timeEmbedDim: 8))
+        let model = try DiffusionModel(schedule: try NoiseSchedule.cosine(steps: 30), network: network, training: TrainingConfig())
+        let (S, P) = (model.network.sampleSize, model.network.parameters.count)
+        var out = [Float](repeating: 0, count: 3 * S)
+        try uniforms(3 * S, seed: 3).withUnsafeBufferPointer { x in
+            try out.withUnsafeMutableBufferPointer {
+                try model.predict($0.baseAddress!, x: x.baseAddress!, t: 5, labels: nil, batch: 3)
+            }
+        }
+        XCTAssertEqual(model.replicas.copies.count, 1, "3 one-image chunks on 2 workers: one replica")
+        XCTAssertEqual(model.replicas[1].parameters.grads.count, 0)
+        _ = try model.trainStep(x0: uniforms(3 * S, seed: 4), labels: nil)  // 2 chunks
+        XCTAssertEqual(model.replicas[1].parameters.grads.count, P)
+        XCTAssertEqual(model.network.parameters.grads.count, P)
+    }
+
     /// A UNet on 32×32 images: a batch of 3 trains in 2 chunks and samples in 3.
     func testLargeImageUNetSplitsSmallBatchesBitwiseTheSame() throws {
         var training = TrainingConfig()

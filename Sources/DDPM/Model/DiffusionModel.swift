@@ -232,7 +232,7 @@ public final class DiffusionModel {
         if buffers.capacity < B {
             buffers = try TrainBuffers(batch: B, sampleSize: S, target: training.target, learnedVariance: training.learnedVariance)
         }
-        try replicas.reserve(plan.count)
+        try replicas.reserve(plan.count, gradients: true)
         for c in 0..<plan.count { try replicas[c].reserve(batch: plan.range(c).rows, training: true) }
         let buf = buffers
         let K = Int32(network.numClasses)

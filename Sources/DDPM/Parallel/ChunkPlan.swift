@@ -127,16 +127,15 @@ final class Replicas {
 
     init(_ network: DenoisingNetwork) { self.network = network }
 
-    /// Makes sure there are `n` networks (the original included).
-    func reserve(_ n: Int) throws {
+    /// Makes sure there are `n` networks (the original included), the first n with gradient
+    /// blocks when they are to train (a replica that only predicts holds no P gradient floats).
+    func reserve(_ n: Int, gradients: Bool) throws {
         while copies.count + 1 < n { copies.append(try network.replica()) }
+        if gradients { for copy in copies.prefix(n - 1) { try copy.parameters.reserveGradients() } }
     }
 
     /// Network i (0 = the original); i < the count reserved.
     subscript(i: Int) -> DenoisingNetwork { i == 0 ? network : copies[i - 1] }
-
-    /// Floats a replica holds beyond its activations: gradients (P) and the timestep table.
-    func floatsPerCopy(timestepTable: Double) -> Double { Double(network.parameters.count) + timestepTable }
 }
 
 /// One error slot per chunk, for chunks that can fail (a job's body cannot throw).
