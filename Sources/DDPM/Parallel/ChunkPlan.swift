@@ -23,10 +23,10 @@
 //   64 (a 32×32 image a chunk; 16 rows of 8×8). Rows do not interact in inference: any thread may
 //   take any chunk.
 //
-// Chunks or GEMMs split over the threads (the engine's SGEMM, Kernels/Gemm.swift, splits a GEMM into tiles when the
-// pool is free: a batch of one chunk)? Chunks parallelise everything, a split GEMM only the
-// GEMM (about 75% of a CIFAR-size UNet's prediction on the engine's own SGEMM), so for any batch
-// of 2 or more images chunks win. Measured as the busiest thread's CPU time at 2 threads (the
+// Chunks, or GEMMs split over the threads (the engine's SGEMM, Kernels/Gemm.swift, cuts a GEMM
+// into tiles when the pool is free: in a batch of one chunk)? Chunks parallelise everything, a
+// split GEMM only the GEMM (about 75% of a CIFAR-size UNet's prediction on the engine's own
+// SGEMM), so for any batch of 2 or more images chunks win. Measured as the busiest thread's CPU time at 2 threads (the
 // machine was too busy for wall times), against the CPU time at 1 thread: a prediction of 4
 // 32×32 images 0.059 s in 4 chunks against 0.083 s in one with split GEMMs (1 thread: 0.107 s);
 // a train step of Ho et al.'s network on 8 images 1.25 s in 2 chunks against 1.88 s in one
