@@ -12,6 +12,12 @@
 //
 // For one image b and head h, Q, K, V are (d, N) blocks of qkv with row stride B·N,
 // so every product below is one strided GEMM; nothing is transposed in memory.
+//
+// The scores of an image and head are materialised: at 16×16 (N = 256) the (N, N) block is
+// 256 KB and stays in L2 between its GEMM, the softmax (Softmax.swift, eight lanes) and the
+// next GEMM. A blocked, flash-style kernel would not pay there: on a CIFAR-size UNet the
+// attention GEMMs ran at the convolutions' GEMM rate, and the softmax was left at about 1%
+// of a prediction (issue 18).
 
 struct Attention: Sendable {
     let channels: Int, heads: Int, pixels: Int  // C, h, N
