@@ -6,7 +6,7 @@
 set -e
 cd "$(dirname "$0")/.."
 out=${TMPDIR:-/tmp}/gemm_bench.$$
-${CC:-clang} -O3 -ffp-contract=off -fno-math-errno -std=gnu11 -ISources/DDPMKernels/include -ISources/DDPMKernels \
+${CC:-clang} -O3 ${CFLAGS:-} -ffp-contract=off -fno-math-errno -std=gnu11 -ISources/DDPMKernels/include -ISources/DDPMKernels \
   bench/gemm_bench.c Sources/DDPMKernels/*.c $(pkg-config --cflags --libs openblas) -lpthread -lm -o "$out"
 echo "# $(uptime)"
 "$out" "$@"

@@ -1,5 +1,6 @@
-// The GEMM's AVX2 + FMA path: a 6 × 16 micro-tile, 12 ymm accumulators (6 rows × 2 vectors of
-// 8 columns); each step over k loads two vectors of B and broadcasts 6 values of A.
+// The GEMM's AVX2 + FMA path: an MR × NR micro-tile (6 × 16, gemm_blocking.h), one ymm accumulator
+// per row and 8 columns (12 of the 16 registers); each step over k loads NR/8 vectors of B and
+// broadcasts MR values of A.
 #include "isa.h"
 #if DDPM_X86
 #include <immintrin.h>
@@ -18,41 +19,40 @@ DDPM_TARGET_BEGIN("avx2,fma")
 static inline __attribute__((always_inline)) void DDPM_FN(sgemm_micro)(size_t kc, const float *restrict ap,
                                                                      const float *restrict bp, float *restrict c,
                                                                      size_t ldc, int start, float beta) {
-    __m256 acc[MR][2];
+    enum { NV = NR / 8 };  // vectors per row of the tile
+    __m256 acc[MR][NV];
     if (start == 0) {
 #pragma unroll
-        for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+        for (int i = 0; i < MR; i++)
+#pragma unroll
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm256_setzero_ps();
     } else {
+        const __m256 vb = _mm256_set1_ps(beta);
 #pragma unroll
-        for (int i = 0; i < MR; i++) {
-            acc[i][0] = _mm256_loadu_ps(c + i * ldc);
-            acc[i][1] = _mm256_loadu_ps(c + i * ldc + 8);
-        }
-        if (start == 2) {
-            const __m256 vb = _mm256_set1_ps(beta);
+        for (int i = 0; i < MR; i++)
 #pragma unroll
-            for (int i = 0; i < MR; i++) {
-                acc[i][0] = _mm256_mul_ps(vb, acc[i][0]);
-                acc[i][1] = _mm256_mul_ps(vb, acc[i][1]);
+            for (int v = 0; v < NV; v++) {
+                acc[i][v] = _mm256_loadu_ps(c + i * ldc + 8 * v);
+                if (start == 2) acc[i][v] = _mm256_mul_ps(vb, acc[i][v]);
             }
-        }
     }
     for (size_t p = 0; p < kc; p++) {
-        const __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8);
+        __m256 b[NV];
+#pragma unroll
+        for (int v = 0; v < NV; v++) b[v] = _mm256_load_ps(bp + 8 * v);
 #pragma unroll
         for (int i = 0; i < MR; i++) {
             const __m256 a = _mm256_broadcast_ss(ap + i);
-            acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
+#pragma unroll
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm256_fmadd_ps(a, b[v], acc[i][v]);
         }
         ap += MR;
         bp += NR;
     }
 #pragma unroll
-    for (int i = 0; i < MR; i++) {
-        _mm256_storeu_ps(c + i * ldc, acc[i][0]);
-        _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
-    }
+    for (int i = 0; i < MR; i++)
+#pragma unroll
+        for (int v = 0; v < NV; v++) _mm256_storeu_ps(c + i * ldc + 8 * v, acc[i][v]);
 }
 
 /// The packing's block transpose: dst[c·ldd + r] = alpha · src[r·lds + c] for 8 columns c and

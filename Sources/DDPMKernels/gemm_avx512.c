@@ -1,5 +1,5 @@
-// The GEMM's AVX-512 path: a 12 × 32 micro-tile, 24 zmm accumulators (12 rows × 2 vectors of
-// 16 columns); each step over k loads two vectors of B and broadcasts 12 values of A.
+// The GEMM's AVX-512 path: an MR × NR micro-tile (8 × 32, gemm_blocking.h), one zmm accumulator
+// per row and 16 columns; each step over k loads NR/16 vectors of B and broadcasts MR values of A.
 #include "isa.h"
 #if DDPM_X86
 #include <immintrin.h>
@@ -18,41 +18,40 @@ DDPM_TARGET_BEGIN("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
 static inline __attribute__((always_inline)) void DDPM_FN(sgemm_micro)(size_t kc, const float *restrict ap,
                                                                      const float *restrict bp, float *restrict c,
                                                                      size_t ldc, int start, float beta) {
-    __m512 acc[MR][2];
+    enum { NV = NR / 16 };  // vectors per row of the tile
+    __m512 acc[MR][NV];
     if (start == 0) {
 #pragma unroll
-        for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        for (int i = 0; i < MR; i++)
+#pragma unroll
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
     } else {
+        const __m512 vb = _mm512_set1_ps(beta);
 #pragma unroll
-        for (int i = 0; i < MR; i++) {
-            acc[i][0] = _mm512_loadu_ps(c + i * ldc);
-            acc[i][1] = _mm512_loadu_ps(c + i * ldc + 16);
-        }
-        if (start == 2) {
-            const __m512 vb = _mm512_set1_ps(beta);
+        for (int i = 0; i < MR; i++)
 #pragma unroll
-            for (int i = 0; i < MR; i++) {
-                acc[i][0] = _mm512_mul_ps(vb, acc[i][0]);
-                acc[i][1] = _mm512_mul_ps(vb, acc[i][1]);
+            for (int v = 0; v < NV; v++) {
+                acc[i][v] = _mm512_loadu_ps(c + i * ldc + 16 * v);
+                if (start == 2) acc[i][v] = _mm512_mul_ps(vb, acc[i][v]);
             }
-        }
     }
     for (size_t p = 0; p < kc; p++) {
-        const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+        __m512 b[NV];
+#pragma unroll
+        for (int v = 0; v < NV; v++) b[v] = _mm512_load_ps(bp + 16 * v);
 #pragma unroll
         for (int i = 0; i < MR; i++) {
             const __m512 a = _mm512_set1_ps(ap[i]);
-            acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+#pragma unroll
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(a, b[v], acc[i][v]);
         }
         ap += MR;
         bp += NR;
     }
 #pragma unroll
-    for (int i = 0; i < MR; i++) {
-        _mm512_storeu_ps(c + i * ldc, acc[i][0]);
-        _mm512_storeu_ps(c + i * ldc + 16, acc[i][1]);
-    }
+    for (int i = 0; i < MR; i++)
+#pragma unroll
+        for (int v = 0; v < NV; v++) _mm512_storeu_ps(c + i * ldc + 16 * v, acc[i][v]);
 }
 
 /// The packing's block transpose: dst[c·ldd + r] = alpha · src[r·lds + c] for 16 columns c and
