@@ -16,43 +16,52 @@
 
 DDPM_TARGET_BEGIN("avx2,fma")
 
-static inline __attribute__((always_inline)) void DDPM_FN(sgemm_micro)(size_t kc, const float *restrict ap,
-                                                                     const float *restrict bp, float *restrict c,
-                                                                     size_t ldc, int start, float beta) {
-    enum { NV = NR / 8 };  // vectors per row of the tile
-    __m256 acc[MR][NV];
+/// Panels a kernel of R < MR rows takes at once: more accumulators (R · G · 2) for the FMA
+/// latency, within the 16 registers (with 2·G of B and a broadcast).
+#define GEMM_MAX_G 3
+#define GEMM_GROUP(R) ((R) == 1 ? 3 : (R) == 2 ? 2 : 1)
+
+/// The micro-kernel (gemm_driver.inc): R ≤ MR rows × G panels of NR columns, R and G constants.
+static inline __attribute__((always_inline)) void DDPM_FN(sgemm_kernel)(const int R, const int G, size_t kc,
+                                                                      const float *restrict ap, const float *restrict bp,
+                                                                      size_t bstride, size_t panel, float *restrict c,
+                                                                      size_t ldc, int start, float beta) {
+    enum { NV = NR / 8 };  // vectors per panel row
+    __m256 acc[MR][GEMM_MAX_G * NV];
     if (start == 0) {
 #pragma unroll
-        for (int i = 0; i < MR; i++)
+        for (int i = 0; i < R; i++)
 #pragma unroll
-            for (int v = 0; v < NV; v++) acc[i][v] = _mm256_setzero_ps();
+            for (int v = 0; v < G * NV; v++) acc[i][v] = _mm256_setzero_ps();
     } else {
         const __m256 vb = _mm256_set1_ps(beta);
 #pragma unroll
-        for (int i = 0; i < MR; i++)
+        for (int i = 0; i < R; i++)
 #pragma unroll
-            for (int v = 0; v < NV; v++) {
+            for (int v = 0; v < G * NV; v++) {
                 acc[i][v] = _mm256_loadu_ps(c + i * ldc + 8 * v);
                 if (start == 2) acc[i][v] = _mm256_mul_ps(vb, acc[i][v]);
             }
     }
     for (size_t p = 0; p < kc; p++) {
-        __m256 b[NV];
+        __m256 b[GEMM_MAX_G * NV];
 #pragma unroll
-        for (int v = 0; v < NV; v++) b[v] = _mm256_load_ps(bp + 8 * v);
+        for (int g = 0; g < G; g++)
 #pragma unroll
-        for (int i = 0; i < MR; i++) {
+            for (int v = 0; v < NV; v++) b[g * NV + v] = _mm256_loadu_ps(bp + g * panel + 8 * v);
+#pragma unroll
+        for (int i = 0; i < R; i++) {
             const __m256 a = _mm256_broadcast_ss(ap + i);
 #pragma unroll
-            for (int v = 0; v < NV; v++) acc[i][v] = _mm256_fmadd_ps(a, b[v], acc[i][v]);
+            for (int v = 0; v < G * NV; v++) acc[i][v] = _mm256_fmadd_ps(a, b[v], acc[i][v]);
         }
         ap += MR;
-        bp += NR;
+        bp += bstride;
     }
 #pragma unroll
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < R; i++)
 #pragma unroll
-        for (int v = 0; v < NV; v++) _mm256_storeu_ps(c + i * ldc + 8 * v, acc[i][v]);
+        for (int v = 0; v < G * NV; v++) _mm256_storeu_ps(c + i * ldc + 8 * v, acc[i][v]);
 }
 
 /// The packing's block transpose: dst[c·ldd + r] = alpha · src[r·lds + c] for 8 columns c and
@@ -62,8 +71,13 @@ static inline void DDPM_FN(sgemm_transpose_block)(float *restrict dst, size_t ld
                                                   size_t rows, float alpha) {
     const __m256 va = _mm256_set1_ps(alpha);
     __m256 r[8], t[8];
+    if (rows == 8) {  // the common case, without a test per row
 #pragma unroll
-    for (size_t i = 0; i < 8; i++) r[i] = i < rows ? _mm256_mul_ps(va, _mm256_loadu_ps(src + i * lds)) : _mm256_setzero_ps();
+        for (size_t i = 0; i < 8; i++) r[i] = _mm256_mul_ps(va, _mm256_loadu_ps(src + i * lds));
+    } else {
+#pragma unroll
+        for (size_t i = 0; i < 8; i++) r[i] = i < rows ? _mm256_mul_ps(va, _mm256_loadu_ps(src + i * lds)) : _mm256_setzero_ps();
+    }
 #pragma unroll
     for (int i = 0; i < 8; i += 2) {
         t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);

@@ -15,43 +15,52 @@
 
 DDPM_TARGET_BEGIN("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
 
-static inline __attribute__((always_inline)) void DDPM_FN(sgemm_micro)(size_t kc, const float *restrict ap,
-                                                                     const float *restrict bp, float *restrict c,
-                                                                     size_t ldc, int start, float beta) {
-    enum { NV = NR / 16 };  // vectors per row of the tile
-    __m512 acc[MR][NV];
+/// Panels a kernel of R < MR rows takes at once: enough accumulators (R · G · 2 ≥ 8) to hide
+/// the FMA latency, few enough (≤ 18, plus 2·G of B) to stay in the 32 registers.
+#define GEMM_MAX_G 4
+#define GEMM_GROUP(R) ((R) <= 2 ? 4 : (R) == 3 ? 3 : (R) == 4 ? 2 : 1)
+
+/// The micro-kernel (gemm_driver.inc): R ≤ MR rows × G panels of NR columns, R and G constants.
+static inline __attribute__((always_inline)) void DDPM_FN(sgemm_kernel)(const int R, const int G, size_t kc,
+                                                                      const float *restrict ap, const float *restrict bp,
+                                                                      size_t bstride, size_t panel, float *restrict c,
+                                                                      size_t ldc, int start, float beta) {
+    enum { NV = NR / 16 };  // vectors per panel row
+    __m512 acc[MR][GEMM_MAX_G * NV];
     if (start == 0) {
 #pragma unroll
-        for (int i = 0; i < MR; i++)
+        for (int i = 0; i < R; i++)
 #pragma unroll
-            for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+            for (int v = 0; v < G * NV; v++) acc[i][v] = _mm512_setzero_ps();
     } else {
         const __m512 vb = _mm512_set1_ps(beta);
 #pragma unroll
-        for (int i = 0; i < MR; i++)
+        for (int i = 0; i < R; i++)
 #pragma unroll
-            for (int v = 0; v < NV; v++) {
+            for (int v = 0; v < G * NV; v++) {
                 acc[i][v] = _mm512_loadu_ps(c + i * ldc + 16 * v);
                 if (start == 2) acc[i][v] = _mm512_mul_ps(vb, acc[i][v]);
             }
     }
     for (size_t p = 0; p < kc; p++) {
-        __m512 b[NV];
+        __m512 b[GEMM_MAX_G * NV];
 #pragma unroll
-        for (int v = 0; v < NV; v++) b[v] = _mm512_load_ps(bp + 16 * v);
+        for (int g = 0; g < G; g++)
 #pragma unroll
-        for (int i = 0; i < MR; i++) {
+            for (int v = 0; v < NV; v++) b[g * NV + v] = _mm512_loadu_ps(bp + g * panel + 16 * v);
+#pragma unroll
+        for (int i = 0; i < R; i++) {
             const __m512 a = _mm512_set1_ps(ap[i]);
 #pragma unroll
-            for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(a, b[v], acc[i][v]);
+            for (int v = 0; v < G * NV; v++) acc[i][v] = _mm512_fmadd_ps(a, b[v], acc[i][v]);
         }
         ap += MR;
-        bp += NR;
+        bp += bstride;
     }
 #pragma unroll
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < R; i++)
 #pragma unroll
-        for (int v = 0; v < NV; v++) _mm512_storeu_ps(c + i * ldc + 16 * v, acc[i][v]);
+        for (int v = 0; v < G * NV; v++) _mm512_storeu_ps(c + i * ldc + 16 * v, acc[i][v]);
 }
 
 /// The packing's block transpose: dst[c·ldd + r] = alpha · src[r·lds + c] for 16 columns c and
@@ -61,8 +70,13 @@ static inline void DDPM_FN(sgemm_transpose_block)(float *restrict dst, size_t ld
                                                   size_t rows, float alpha) {
     const __m512 va = _mm512_set1_ps(alpha);
     __m512 r[16], t[16];
+    if (rows == 16) {  // the common case, without a test per row
 #pragma unroll
-    for (size_t i = 0; i < 16; i++) r[i] = i < rows ? _mm512_mul_ps(va, _mm512_loadu_ps(src + i * lds)) : _mm512_setzero_ps();
+        for (size_t i = 0; i < 16; i++) r[i] = _mm512_mul_ps(va, _mm512_loadu_ps(src + i * lds));
+    } else {
+#pragma unroll
+        for (size_t i = 0; i < 16; i++) r[i] = i < rows ? _mm512_mul_ps(va, _mm512_loadu_ps(src + i * lds)) : _mm512_setzero_ps();
+    }
     // 2×2 blocks of floats, then of pairs, then of 128-bit lanes, then of 256-bit halves.
 #pragma unroll
     for (int i = 0; i < 16; i += 2) {

@@ -13,19 +13,25 @@
 #define MC GEMM_BASELINE_MC
 #define NC GEMM_BASELINE_NC
 
-static void DDPM_FN(sgemm_micro)(size_t kc, const float *restrict ap, const float *restrict bp, float *restrict c,
-                                 size_t ldc, int start, float beta) {
+#define GEMM_MAX_G 1
+#define GEMM_GROUP(R) 1
+
+/// The micro-kernel (gemm_driver.inc): R ≤ MR rows × one panel of NR columns.
+static inline void DDPM_FN(sgemm_kernel)(const int R, const int G, size_t kc, const float *restrict ap,
+                                         const float *restrict bp, size_t bstride, size_t panel, float *restrict c,
+                                         size_t ldc, int start, float beta) {
+    (void)G, (void)panel;
     float acc[MR][NR];
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < R; i++)
         for (int j = 0; j < NR; j++)
             acc[i][j] = start == 0 ? 0 : start == 1 ? c[i * ldc + j] : beta * c[i * ldc + j];
     for (size_t p = 0; p < kc; p++) {
-        for (int i = 0; i < MR; i++)
+        for (int i = 0; i < R; i++)
             for (int j = 0; j < NR; j++) acc[i][j] = fmaf(ap[i], bp[j], acc[i][j]);
         ap += MR;
-        bp += NR;
+        bp += bstride;
     }
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < R; i++)
         for (int j = 0; j < NR; j++) c[i * ldc + j] = acc[i][j];
 }
 

@@ -126,13 +126,15 @@ func firstBitDifference(_ x: [Float], _ y: [Float]) -> Int? {
 }
 
 final class GemmTests: XCTestCase {
-    /// Shapes at and around the paths' micro-tiles (MR 4/6/12, NR 8/16/32) and blocks (KC 256,
+    /// Shapes at and around the paths' micro-tiles (MR 4/6/8, NR 8/16/32) and blocks (KC 256,
     /// MC 64/144/240, NC 1024/2048), primes, vectors, and the engine's own shapes.
     static let shapes: [(Int, Int, Int)] = [
         (1, 1, 1), (2, 3, 5), (7, 13, 17), (31, 37, 41), (1, 100, 50), (100, 1, 50), (5, 17, 2),
         (4, 8, 1), (6, 16, 3), (11, 31, 9), (12, 32, 256), (13, 33, 257), (25, 65, 255), (24, 64, 512),
         (65, 20, 9), (145, 17, 5), (241, 20, 9), (3, 1025, 4), (2, 2049, 3), (19, 40, 513),
         (64, 128, 128), (32, 64, 576),
+        // thin: n < NR/2 runs transposed (alpha 1), m < MR runs the short-row kernels
+        (128, 2, 128), (300, 7, 20), (70, 12, 31), (64, 15, 513), (3, 200, 64), (2, 128, 256), (7, 100, 30),
     ]
 
     /// The path in use before a test that switches paths; restored after it.
@@ -201,8 +203,9 @@ final class GemmTests: XCTestCase {
         for isa in KernelISA.supported {
             KernelISA.use(isa)
             for (alpha, beta) in [(Float(0.37), Float(-1.5)), (-2, 1), (1, 0.5), (0.125, 0)] {
-                for t in 0..<4 {
-                    let g = GemmCase(29, 45, 300, transA: t & 1 != 0, transB: t & 2 != 0, alpha: alpha, beta: beta, seed: 7)
+                for t in 0..<8 {  // 0..<4: a square-ish product; 4..<8: a thin one (transposed when alpha is 1)
+                    let (m, n) = t < 4 ? (29, 45) : (90, 3)
+                    let g = GemmCase(m, n, 300, transA: t & 1 != 0, transB: t & 2 != 0, alpha: alpha, beta: beta, seed: 7)
                     let out = g.run()
                     checkAgainstFloat64(g, out)
                     assertSameBits(out, g.chain(), "\(isa.name) path, \(g)")
