@@ -75,12 +75,14 @@
 #include "ddpm_gemm.h"
 
 // Each path's driver: computes C[m0 ..< m1][n0 ..< n1] of `call` with the given buffers
-// (GEMM_A_FLOATS and GEMM_B_FLOATS floats, 64-byte aligned). k > 0 and alpha != 0.
-void ddpm_sgemm_range_baseline(const ddpm_sgemm_call *call, size_t m0, size_t m1, size_t n0, size_t n1, float *abuf,
-                               float *bbuf);
-void ddpm_sgemm_range_avx2(const ddpm_sgemm_call *call, size_t m0, size_t m1, size_t n0, size_t n1, float *abuf,
-                           float *bbuf);
-void ddpm_sgemm_range_avx512(const ddpm_sgemm_call *call, size_t m0, size_t m1, size_t n0, size_t n1, float *abuf,
-                             float *bbuf);
+// (GEMM_A_FLOATS and GEMM_B_FLOATS floats, 64-byte aligned). k > 0 and alpha != 0. Internal to
+// the library (not exported from libddpm.so).
+#define GEMM_INTERNAL __attribute__((visibility("hidden")))
+GEMM_INTERNAL void ddpm_sgemm_range_baseline(const ddpm_sgemm_call *call, size_t m0, size_t m1, size_t n0, size_t n1,
+                                             float *abuf, float *bbuf);
+GEMM_INTERNAL void ddpm_sgemm_range_avx2(const ddpm_sgemm_call *call, size_t m0, size_t m1, size_t n0, size_t n1,
+                                         float *abuf, float *bbuf);
+GEMM_INTERNAL void ddpm_sgemm_range_avx512(const ddpm_sgemm_call *call, size_t m0, size_t m1, size_t n0, size_t n1,
+                                           float *abuf, float *bbuf);
 
 #endif
