@@ -15,7 +15,10 @@ static pthread_key_t bufferKey;
 static pthread_once_t bufferKeyOnce = PTHREAD_ONCE_INIT;
 static _Thread_local float *threadBuffer;
 
-static void freeBuffer(void *buffer) { free(buffer); }
+static void freeBuffer(void *buffer) {
+    free(buffer);
+    threadBuffer = NULL;  // a GEMM in a later thread-exit destructor would allocate again
+}
 static void makeBufferKey(void) { (void)pthread_key_create(&bufferKey, freeBuffer); }
 
 static float *packingBuffer(void) {
