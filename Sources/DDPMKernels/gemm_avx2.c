@@ -21,48 +21,15 @@ DDPM_TARGET_BEGIN("avx2,fma")
 #define GEMM_MAX_G 3
 #define GEMM_GROUP(R) ((R) == 1 ? 3 : (R) == 2 ? 2 : 1)
 
-/// The micro-kernel (gemm_driver.inc): R ≤ MR rows × G panels of NR columns, R and G constants.
-static inline __attribute__((always_inline)) void DDPM_FN(sgemm_kernel)(const int R, const int G, size_t kc,
-                                                                      const float *restrict ap, const float *restrict bp,
-                                                                      size_t bstride, size_t panel, float *restrict c,
-                                                                      size_t ldc, int start, float beta) {
-    enum { NV = NR / 8 };  // vectors per panel row
-    __m256 acc[MR][GEMM_MAX_G * NV];
-    if (start == 0) {
-#pragma unroll
-        for (int i = 0; i < R; i++)
-#pragma unroll
-            for (int v = 0; v < G * NV; v++) acc[i][v] = _mm256_setzero_ps();
-    } else {
-        const __m256 vb = _mm256_set1_ps(beta);
-#pragma unroll
-        for (int i = 0; i < R; i++)
-#pragma unroll
-            for (int v = 0; v < G * NV; v++) {
-                acc[i][v] = _mm256_loadu_ps(c + i * ldc + 8 * v);
-                if (start == 2) acc[i][v] = _mm256_mul_ps(vb, acc[i][v]);
-            }
-    }
-    for (size_t p = 0; p < kc; p++) {
-        __m256 b[GEMM_MAX_G * NV];
-#pragma unroll
-        for (int g = 0; g < G; g++)
-#pragma unroll
-            for (int v = 0; v < NV; v++) b[g * NV + v] = _mm256_loadu_ps(bp + g * panel + 8 * v);
-#pragma unroll
-        for (int i = 0; i < R; i++) {
-            const __m256 a = _mm256_broadcast_ss(ap + i);
-#pragma unroll
-            for (int v = 0; v < G * NV; v++) acc[i][v] = _mm256_fmadd_ps(a, b[v], acc[i][v]);
-        }
-        ap += MR;
-        bp += bstride;
-    }
-#pragma unroll
-    for (int i = 0; i < R; i++)
-#pragma unroll
-        for (int v = 0; v < G * NV; v++) _mm256_storeu_ps(c + i * ldc + 8 * v, acc[i][v]);
-}
+/// The path's vector (gemm_driver.inc): 8 floats.
+typedef __m256 gemm_vec;
+#define GEMM_VW 8
+#define gemm_zero() _mm256_setzero_ps()
+#define gemm_set1(x) _mm256_set1_ps(x)
+#define gemm_load(p) _mm256_loadu_ps(p)
+#define gemm_store(p, v) _mm256_storeu_ps(p, v)
+#define gemm_mul(a, b) _mm256_mul_ps(a, b)
+#define gemm_fma(a, b, c) _mm256_fmadd_ps(a, b, c)
 
 /// The packing's block transpose: dst[c·ldd + r] = alpha · src[r·lds + c] for 8 columns c and
 /// rows r < rows ≤ 8 (rows past `rows` are neither read nor written).
