@@ -31,46 +31,25 @@ typedef __m256 gemm_vec;
 #define gemm_mul(a, b) _mm256_mul_ps(a, b)
 #define gemm_fma(a, b, c) _mm256_fmadd_ps(a, b, c)
 
-/// The packing's block transpose: dst[c·ldd + r] = alpha · src[r·lds + c] for 8 columns c and
-/// rows r < rows ≤ 8 (rows past `rows` are neither read nor written).
+/// The packing's transposes (gemm_driver.inc's sgemm_transpose_block), 8 × 8.
 #define GEMM_TB 8
-static inline void DDPM_FN(sgemm_transpose_block)(float *restrict dst, size_t ldd, const float *restrict src, size_t lds,
-                                                  size_t rows, float alpha) {
-    const __m256 va = _mm256_set1_ps(alpha);
-    __m256 r[8], t[8];
-    if (rows == 8) {  // the common case, without a test per row
-#pragma unroll
-        for (size_t i = 0; i < 8; i++) r[i] = _mm256_mul_ps(va, _mm256_loadu_ps(src + i * lds));
-    } else {
-#pragma unroll
-        for (size_t i = 0; i < 8; i++) r[i] = i < rows ? _mm256_mul_ps(va, _mm256_loadu_ps(src + i * lds)) : _mm256_setzero_ps();
-    }
-#pragma unroll
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-#pragma unroll
-    for (int i = 0; i < 8; i += 4) {
-        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
+#define gemm_unpacklo(a, b) _mm256_unpacklo_ps(a, b)
+#define gemm_unpackhi(a, b) _mm256_unpackhi_ps(a, b)
+#define gemm_shuffle(a, b, imm) _mm256_shuffle_ps(a, b, imm)
+#define gemm_store_first(p, v, n) \
+    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), v)
+
+/// Completes the transpose of 8 rows whose 128-bit lanes each hold a transposed 4 × 4 block:
+/// the halves are exchanged between rows 4 apart.
+static inline void DDPM_FN(sgemm_transpose_lanes)(__m256 r[8]) {
+    __m256 t[8];
 #pragma unroll
     for (int j = 0; j < 4; j++) {
         t[j] = _mm256_permute2f128_ps(r[j], r[j + 4], 0x20);
         t[j + 4] = _mm256_permute2f128_ps(r[j], r[j + 4], 0x31);
     }
-    if (rows == 8) {
 #pragma unroll
-        for (int c = 0; c < 8; c++) _mm256_storeu_ps(dst + c * ldd, t[c]);
-    } else {
-        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rows), lane);
-#pragma unroll
-        for (int c = 0; c < 8; c++) _mm256_maskstore_ps(dst + c * ldd, keep, t[c]);
-    }
+    for (int j = 0; j < 8; j++) r[j] = t[j];
 }
 
 #include "gemm_driver.inc"

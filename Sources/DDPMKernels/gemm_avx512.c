@@ -30,33 +30,17 @@ typedef __m512 gemm_vec;
 #define gemm_mul(a, b) _mm512_mul_ps(a, b)
 #define gemm_fma(a, b, c) _mm512_fmadd_ps(a, b, c)
 
-/// The packing's block transpose: dst[c·ldd + r] = alpha · src[r·lds + c] for 16 columns c and
-/// rows r < rows ≤ 16 (rows past `rows` are neither read nor written).
+/// The packing's transposes (gemm_driver.inc's sgemm_transpose_block), 16 × 16.
 #define GEMM_TB 16
-static inline void DDPM_FN(sgemm_transpose_block)(float *restrict dst, size_t ldd, const float *restrict src, size_t lds,
-                                                  size_t rows, float alpha) {
-    const __m512 va = _mm512_set1_ps(alpha);
-    __m512 r[16], t[16];
-    if (rows == 16) {  // the common case, without a test per row
-#pragma unroll
-        for (size_t i = 0; i < 16; i++) r[i] = _mm512_mul_ps(va, _mm512_loadu_ps(src + i * lds));
-    } else {
-#pragma unroll
-        for (size_t i = 0; i < 16; i++) r[i] = i < rows ? _mm512_mul_ps(va, _mm512_loadu_ps(src + i * lds)) : _mm512_setzero_ps();
-    }
-    // 2×2 blocks of floats, then of pairs, then of 128-bit lanes, then of 256-bit halves.
-#pragma unroll
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-#pragma unroll
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
+#define gemm_unpacklo(a, b) _mm512_unpacklo_ps(a, b)
+#define gemm_unpackhi(a, b) _mm512_unpackhi_ps(a, b)
+#define gemm_shuffle(a, b, imm) _mm512_shuffle_ps(a, b, imm)
+#define gemm_store_first(p, v, n) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (n)) - 1), v)
+
+/// Completes the transpose of 16 rows whose 128-bit lanes each hold a transposed 4 × 4 block:
+/// lanes are exchanged between rows 4 apart, then between rows 8 apart.
+static inline void DDPM_FN(sgemm_transpose_lanes)(__m512 r[16]) {
+    __m512 t[16];
 #pragma unroll
     for (int i = 0; i < 16; i += 8) {
 #pragma unroll
@@ -70,9 +54,6 @@ static inline void DDPM_FN(sgemm_transpose_block)(float *restrict dst, size_t ld
         r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
         r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xDD);
     }
-    const __mmask16 keep = (__mmask16)((1u << rows) - 1);
-#pragma unroll
-    for (int c = 0; c < 16; c++) _mm512_mask_storeu_ps(dst + c * ldd, keep, r[c]);
 }
 
 #include "gemm_driver.inc"
