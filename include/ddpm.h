@@ -109,7 +109,8 @@ const char *ddpm_version_string(void);
  * (5 floats per parameter) and its timestep table (T × time_embed_dim floats), plus the
  * buffers of any one call (a train step, a prediction, a sampling run: activations and the
  * batch's own buffers). A ddpm_sampler and ddpm_schedule_sample have the same ceiling for
- * their buffers (4 floats per float of the batch). */
+ * their buffers (at most 6 floats per float of the batch) and their plan of model
+ * evaluations (24 bytes each; timesteps × (corrector_steps + 1) for PC). */
 #define DDPM_MAX_MODEL_BYTES ((int64_t)1 << 33)  /* 8 GiB */
 /* Caps on single fields, so that every size computes exactly; the byte ceiling is the
  * limit that usually binds. */

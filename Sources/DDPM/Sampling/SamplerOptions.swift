@@ -13,7 +13,7 @@ public enum SamplingMethod: Int32, Sendable, CaseIterable {
     case sdeDPMSolverPP = 3
     /// Annealed Langevin dynamics with the score (Song & Ermon 2019): K steps at each level.
     case langevin = 4
-    /// Predictor–corrector (Song et al. 2021): a DDPM step, then K Langevin corrector steps.
+    /// Predictor–corrector (Song et al. 2021): at each timestep K Langevin corrector steps, then a DDPM step.
     case predictorCorrector = 5
 }
 
