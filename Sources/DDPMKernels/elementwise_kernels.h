@@ -7,9 +7,6 @@
     K(void, ddpm_exp, (float *out, const float *inp, int64_t n), (out, inp, n))                                        \
     K(void, ddpm_silu_forward, (float *out, const float *inp, int64_t n), (out, inp, n))                               \
     K(void, ddpm_silu_backward, (float *dinp, const float *dout, const float *inp, int64_t n), (dinp, dout, inp, n))   \
-    K(void, ddpm_dropout_forward, (float *out, float *mask, const float *inp, float p, float keep, int64_t n),         \
-      (out, mask, inp, p, keep, n))                                                                                     \
-    K(void, ddpm_mul, (float *out, const float *a, const float *b, int64_t n), (out, a, b, n))                         \
     K(void, ddpm_add_inplace, (float *out, const float *a, int64_t n), (out, a, n))                                    \
     K(float, ddpm_sum, (const float *x, int64_t n), (x, n))                                                            \
     K(void, ddpm_sum_dot, (const float *a, const float *b, int64_t n, float *sum, float *dot), (a, b, n, sum, dot))    \

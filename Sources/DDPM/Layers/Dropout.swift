@@ -2,9 +2,8 @@
 // survivors are scaled by 1/(1 − p), so that inference is the identity.  N = elements.
 // The mask is drawn per sample from keyed Philox streams (see DiffusionModel.trainStep) and
 // kept for the backward pass.  C = channels, B = batch, N = pixels.
-// The mask and product loops are C kernels (Sources/DDPMKernels/activation.inc); a ResBlock
-// folds them into its GroupNorm pass (GroupNorm.Fusion).
-import DDPMKernels
+// The mask is formed and applied inside the GroupNorm pass before it (GroupNorm.Fusion), and
+// its backward there too.
 
 struct Dropout: Sendable {
     let probability: Float  // p in [0, 1)
@@ -21,18 +20,5 @@ struct Dropout: Sendable {
             for c in 0..<C { sample.fillUniform(mask + (c * B + b) * N, count: N) }
         }
         rng.high &+= 1 << 32
-    }
-
-    /// mask (C, B, N) = [u ≥ p]/(1 − p) with u from `drawUniforms`; out (C, B, N) = inp·mask.
-    /// `out` may alias `inp`.
-    func forward(_ out: UnsafeMutablePointer<Float>, mask: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
-                 channels C: Int, batch B: Int, pixels N: Int, rng: inout Philox) {
-        drawUniforms(mask, channels: C, batch: B, pixels: N, rng: &rng)
-        ddpm_dropout_forward(out, mask, inp, probability, keep, Int64(C * B * N))
-    }
-
-    /// In the forward pass this was: out = inp·mask, so dinp = dout·mask (overwritten; may alias dout).
-    func backward(dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, mask: UnsafePointer<Float>, count: Int) {
-        ddpm_mul(dinp, dout, mask, Int64(count))
     }
 }

@@ -54,11 +54,6 @@ void ddpm_exp(float *out, const float *inp, int64_t n);
 void ddpm_silu_forward(float *out, const float *inp, int64_t n);
 /// dinp = dout·σ(x)·(1 + x·(1 − σ(x))), x = inp. dinp may alias dout.
 void ddpm_silu_backward(float *dinp, const float *dout, const float *inp, int64_t n);
-/// Inverted dropout: mask holds uniforms u on entry and [u ≥ p]·keep on return (keep = 1/(1 − p));
-/// out = inp·mask. out may alias inp.
-void ddpm_dropout_forward(float *out, float *mask, const float *inp, float p, float keep, int64_t n);
-/// out = a·b. out may alias a or b.
-void ddpm_mul(float *out, const float *a, const float *b, int64_t n);
 /// out += a.
 void ddpm_add_inplace(float *out, const float *a, int64_t n);
 
