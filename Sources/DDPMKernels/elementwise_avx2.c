@@ -7,13 +7,12 @@
 #define DDPM_ISA_SUFFIX avx2
 #define DDPM_VW 8
 #include "isa.h"
-// (isa.h's DDPM_TARGET_BEGIN does not expand: _Pragma needs one string literal)
-#pragma clang attribute push (__attribute__((target("avx2,fma"))), apply_to = function)
+DDPM_TARGET_BEGIN("avx2,fma")
 #include "simd.h"
 #include "activation.inc"
 #include "reduce.inc"
 #include "groupnorm.inc"
 #include "layernorm.inc"
 #include "optimizer.inc"
-#pragma clang attribute pop
+DDPM_TARGET_END
 #endif

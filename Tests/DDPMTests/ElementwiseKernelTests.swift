@@ -393,4 +393,46 @@ final class ElementwiseKernelTests: XCTestCase {
             XCTAssertNil(opt.firstNonFinite(params, grads: normals(P, seed: 3), gradScale: 1, ema: ema, emaDecay: 0.9), isa.name)
         }
     }
+
+    // MARK: - Passes cut on the pool
+
+    /// A pass large enough to be cut (KernelSplit) gives the same bits on 1, 2 and 3 threads:
+    /// the fused GroupNorm forward and backward and SiLU, on every ISA path.
+    func testPassesCutOnThePoolGiveTheSameBits() {
+        defer { setBLASThreads(BLASThreads.initial) }
+        let k = GroupNormCase(C: 16, G: 8, B: 4, N: 1030, bias: true, silu: true, dropout: 0.2)
+        XCTAssertGreaterThanOrEqual(k.C * k.B * k.N, KernelSplit.minimumFloats, "large enough to be cut")
+        let (gn, params, inp, bias, u) = groupNormSetup(k, seed: 500)
+        let count = k.C * k.B * k.N
+        let w = normals(count, seed: 501)
+        func run() -> [UInt32] {
+            var (y, mask) = ([Float](repeating: 0, count: count), u)
+            var (mean, rstd) = ([Float](repeating: 0, count: k.B * k.G), [Float](repeating: 0, count: k.B * k.G))
+            var grads = [Float](repeating: 0, count: params.count), dbias = [Float](repeating: 0, count: k.B * k.C)
+            var (dinp, dout, s, ds) = ([Float](repeating: 0, count: count), w, [Float](repeating: 0, count: count), w)
+            bias.withUnsafeBufferPointer { bp in
+                mask.withUnsafeMutableBufferPointer { mp in
+                    dbias.withUnsafeMutableBufferPointer { db in
+                        let f = fusion(k, bias: bp.baseAddress!, mask: mp.baseAddress!)
+                        gn.forward(&y, mean: &mean, rstd: &rstd, inp, params, batch: k.B, spatial: k.N, fusing: f)
+                        gn.backward(dinp: &dinp, &grads, dout: &dout, dbias: db.baseAddress!, inp: inp, mean: mean, rstd: rstd,
+                                    params, batch: k.B, spatial: k.N, accumulate: false, fusing: f)
+                    }
+                }
+            }
+            SiLU.forward(&s, inp, count: count)
+            SiLU.backward(dinp: &ds, dout: ds, inp: inp, count: count)
+            return bits(y + mask + mean + rstd + grads + dbias + dinp + dout + s + ds)
+        }
+        onEveryISAPath { isa in
+            setBLASThreads(1)
+            let one = run()
+            for threads in [2, 3] {
+                setBLASThreads(threads)
+                let before = KernelSplit.passesOnPool
+                XCTAssertEqual(run(), one, "\(isa.name): \(threads) threads")
+                if blasThreads() > 1 { XCTAssertEqual(KernelSplit.passesOnPool - before, 4, "\(isa.name): 4 passes cut on the pool") }
+            }
+        }
+    }
 }

@@ -8,7 +8,8 @@
 // The loops are one C kernel (Sources/DDPMKernels/groupnorm.inc) that can also take what a
 // ResBlock does around the normalisation into the same pass (`Fusion`): a per-(image, channel)
 // bias added to x first, SiLU and dropout after. The pass goes group by group, so the group's
-// values are read from memory once and stay in cache for the statistics and the output.
+// values are read from memory once and stay in cache for the statistics and the output; ranges
+// of groups go to the WorkPool when it is free (KernelSplit).
 import DDPMKernels
 
 public struct GroupNorm: Sendable {
@@ -49,8 +50,8 @@ public struct GroupNorm: Sendable {
     func forward(_ out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                  _ inp: UnsafePointer<Float>, _ params: UnsafePointer<Float>, batch B: Int, spatial N: Int,
                  fusing fusion: Fusion = .none) {
-        var k = kernel(params, batch: B, spatial: N, fusion)
-        KernelSplit.run(groups) { lo, hi in ddpm_groupnorm_forward(&k, out, mean, rstd, inp, Int64(lo), Int64(hi)) }
+        KernelSplit.run(.groupNormForward(kernel(params, batch: B, spatial: N, fusion), out: out, mean: mean, rstd: rstd, inp: inp),
+                        units: groups, floatsPerUnit: channels / groups * B * N)
     }
 
     /// In the forward pass this was: y = x̂·γ + β with x̂ = (x − μ)·rstd, so
@@ -71,10 +72,9 @@ public struct GroupNorm: Sendable {
                   dbias: UnsafeMutablePointer<Float>?, inp: UnsafePointer<Float>, mean: UnsafePointer<Float>,
                   rstd: UnsafePointer<Float>, _ params: UnsafePointer<Float>, batch B: Int, spatial N: Int,
                   accumulate: Bool, fusing fusion: Fusion) {
-        var k = kernel(params, batch: B, spatial: N, fusion)
-        let (dg, db) = (grads + gamma, grads + beta)
-        KernelSplit.run(groups) { lo, hi in
-            ddpm_groupnorm_backward(&k, dinp, accumulate ? 1 : 0, dg, db, dbias, dout, inp, mean, rstd, Int64(lo), Int64(hi))
-        }
+        KernelSplit.run(.groupNormBackward(kernel(params, batch: B, spatial: N, fusion), dinp: dinp, accumulate: accumulate,
+                                           dgamma: grads + gamma, dbeta: grads + beta, dbias: dbias, dout: dout, inp: inp,
+                                           mean: mean, rstd: rstd),
+                        units: groups, floatsPerUnit: channels / groups * B * N)
     }
 }

@@ -22,10 +22,8 @@ public struct LayerNorm: Sendable {
     func forward(_ out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                  _ inp: UnsafePointer<Float>, _ params: UnsafePointer<Float>, batch: Int,
                  adding add: UnsafePointer<Float>? = nil) {
-        let (C, eps) = (Int64(features), epsilon)
-        KernelSplit.run(batch) { lo, hi in
-            ddpm_layernorm_forward(out, mean, rstd, inp, params + gamma, params + beta, add, C, eps, Int64(lo), Int64(hi))
-        }
+        // One range: the MLP's LayerNorms run inside the chunk jobs, and a pass is a few microseconds.
+        ddpm_layernorm_forward(out, mean, rstd, inp, params + gamma, params + beta, add, Int64(features), epsilon, 0, Int64(batch))
     }
 
     /// In the forward pass this was: y = x̂·γ + β with x̂ = (x − μ)·rstd, so
