@@ -1,6 +1,7 @@
 // The work split over threads (Parallel/): a seed gives bitwise the same losses, weights,
 // EMA and samples on 1, 2 and 3 threads (fixed chunks, fixed reduction order), for the MLP
-// and the UNet, with and without a learned variance; and the chunks add up to the batch.
+// and the UNet, with and without a learned variance; and the chunks add up to the batch. Also
+// the same bits on every ISA path of the C kernels.
 import XCTest
 @testable import DDPM
 
@@ -156,6 +157,24 @@ final class ParallelDeterminismTests: XCTestCase {
         training.seed = 34
         training.learnedVariance = true
         try assertSameOnEveryThreadCount(network: unet, training: training, batch: 36, steps: 2, samples: 66)
+    }
+
+    /// Every ISA path of the C kernels (KernelISA: baseline, AVX2, AVX-512 where the CPU has
+    /// them) gives the same bits: the UNet with dropout (GroupNorm, SiLU, reductions, AdamW, EMA)
+    /// and the MLP (LayerNorm), trained and sampled.
+    func testEveryKernelISAPathGivesTheSameBits() throws {
+        var training = TrainingConfig()
+        training.seed = 35
+        var reference: [String: [String: UInt64]] = [:]
+        try onEveryISAPath { isa in
+            let runs = ["unet": try run(threads: 1, network: unet, training: training, classes: 2, batch: 20, steps: 2, samples: 6),
+                        "mlp": try run(threads: 1, network: mlp, training: training, classes: 0, batch: 100, steps: 2, samples: 50)]
+            for (net, hashes) in runs {
+                guard let first = reference[net] else { reference[net] = hashes; continue }
+                for (name, hash) in hashes { XCTAssertEqual(first[name], hash, "\(net) \(name) on \(isa.name)") }
+            }
+        }
+        if KernelISA.supported.count < 2 { print("[isa] only \(KernelISA.best.name) on this CPU: nothing to compare") }
     }
 
     /// The chunks' gradients add up to the batch's: two data-parallel shards of 300 (2 chunks
