@@ -23,6 +23,7 @@ public func ddpm_sample_params_default() -> ddpm_sample_params {
     (p.thresholding, p.threshold_quantile, p.threshold_max) = (0, 0.995, o.thresholdMax)
     (p.solver_order, p.lower_order_final) = (Int32(o.solverOrder), o.lowerOrderFinal ? 1 : 0)
     (p.corrector_steps, p.snr, p.langevin_step_size) = (Int32(o.correctorSteps), o.snr, o.langevinStepSize)
+    p.set_alpha_to_one = o.setAlphaToOne ? 1 : 0
     return p
 }
 
@@ -70,6 +71,7 @@ func samplerOptions(_ params: UnsafePointer<ddpm_sample_params>?) throws -> Samp
     o.thresholdMax = p.threshold_max
     (o.solverOrder, o.lowerOrderFinal) = (Int(p.solver_order), p.lower_order_final != 0)
     (o.correctorSteps, o.snr, o.langevinStepSize) = (Int(p.corrector_steps), p.snr, p.langevin_step_size)
+    o.setAlphaToOne = p.set_alpha_to_one != 0
     return o
 }
 

@@ -1,7 +1,7 @@
 // Issue 19, the engine's findings: a refused step leaves importance sampling's loss history
 // as it was and a loaded history is bounded (3); one exploding update is refused so that
 // training can go on (9); step counters stop at what a checkpoint holds, gradients beyond
-// √Float.max are clipped rather than refused (10). Each test has a control that trains, so a
+// √Float.max are clipped rather than refused (10; main's Double sum of squares now does it). Each test has a control that trains, so a
 // refusal cannot come from a broken fixture, and each failed before its fix.
 import XCTest
 @testable import DDPM
@@ -164,9 +164,29 @@ final class HardeningRound2Tests: TemporaryFolderTestCase {
             let moved = zip(before, after).map { Double($1 - $0) }
             XCTAssertEqual(moved.map(abs).max()!, 1e-3, accuracy: 1e-4, "gradients of \(g)")
         }
-        // The norm itself, in Double: √(P·g²) = g·√P, against the blockwise Float sum.
+        // The norm itself: √(P·g²) = g·√P, finite although g² is not a Float.
         let values = [Float](repeating: 2e19, count: 10_000)
-        XCTAssertEqual(norm2(values, values.count) / (2e19 * 100), 1, accuracy: 1e-6)
-        XCTAssertFalse(sumOfSquares(values, values.count).isFinite, "control: the blockwise Float sum overflows")
+        let clip = values.withUnsafeBufferPointer { GradientClipping.scale($0.baseAddress!, count: 10_000, maxNorm: 1) }
+        XCTAssertEqual(clip.norm / (2e19 * 100), 1, accuracy: 1e-6)
+        XCTAssertFalse((Float(2e19) * Float(2e19)).isFinite, "control: the square overflows Float")
+    }
+
+    // MARK: - 9. The sizes the update check returns
+
+    /// Σ(θ' − θ)² and Σθ² from the check's pass (ddpm_adamw_first_nonfinite) against the update
+    /// applied to a copy and summed in Double (P = 1005: whole vectors and a tail).
+    func testUpdateSizesAreThoseOfTheAppliedUpdate() throws {
+        let P = 1005
+        let optimizer = try AdamW(config: AdamWConfig(learningRate: 0.3, weightDecay: 0.01), count: P)
+        let (params, grads, ema) = (normals(P, seed: 1), normals(P, seed: 2), normals(P, seed: 3))
+        var sizes = (update: 0.0, params: 0.0)
+        XCTAssertNil(optimizer.firstNonFinite(params, grads: grads, gradScale: 0.7, ema: ema, emaDecay: 0.9, sizes: &sizes))
+        var updated = params
+        optimizer.update(&updated, grads: grads, gradScale: 0.7)
+        let update = zip(updated, params).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }
+        let weights = params.reduce(0.0) { $0 + Double($1) * Double($1) }
+        XCTAssertGreaterThan(update, 0)
+        XCTAssertEqual(sizes.update / update, 1, accuracy: 1e-5)
+        XCTAssertEqual(sizes.params / weights, 1, accuracy: 1e-5)
     }
 }

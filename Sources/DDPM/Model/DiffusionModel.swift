@@ -129,47 +129,9 @@ public final class DiffusionModel {
         optimizer.config = c
     }
 
-    /// Checks a batch's condition against the network's conditioning: labels in 0...K
-    /// (K = null) for a class-conditional network, finite vectors of Dc floats for a
-    /// vector-conditioned one, nothing the network does not read.
+    /// Checks a batch's condition against the network's conditioning (ConditionBatch.swift).
     func validate(cond: ConditionBatch, batch: Int) throws {
-        if let labels = cond.labels {
-            let K = network.numClasses
-            try require(K > 0, network.conditioning == .none ? "labels were given but the model is unconditional (num_classes = 0)"
-                                                             : "labels were given but the model is conditioned on vectors, not classes")
-            for b in 0..<batch where labels[b] < 0 || Int(labels[b]) > K {
-                throw DDPMError.invalidArgument("label[\(b)] = \(labels[b]) is outside 0..<\(K) (or \(K) for no class)")
-            }
-        }
-        if let vectors = cond.vectors {
-            let Dc = network.conditioning.vectorDim
-            try require(Dc > 0, "conditioning vectors were given but the model is not conditioned on vectors")
-            try require(cond.vectorDim == Dc, "conditioning vectors have \(cond.vectorDim) floats each, the model expects \(Dc)")
-            try requireFinite(vectors, count: batch * Dc, "conditioning vectors")
-        }
-        let c = network.conditioning
-        let (L, V) = (c.maxLength, c.vocabulary)
-        if let context = cond.context {
-            guard case .sequence(let Dc, _) = c else {
-                throw DDPMError.invalidArgument("a context sequence was given but the model is not conditioned on sequences")
-            }
-            try require(cond.maxLength == L && cond.contextDim == Dc,
-                        "the context is \(cond.maxLength) × \(cond.contextDim) per row, the model expects \(L) × \(Dc)")
-            try requireFinite(context, count: batch * L * Dc, "the context")
-        }
-        if let tokens = cond.tokens {
-            try require(V > 0, "tokens were given but the model is not conditioned on tokens")
-            try require(cond.maxLength == L, "tokens have \(cond.maxLength) positions per row, the model expects \(L)")
-            for i in 0..<batch * L where tokens[i] < 0 || Int(tokens[i]) >= V {
-                throw DDPMError.invalidArgument("token[\(i / L)][\(i % L)] = \(tokens[i]) is outside 0..<\(V) (vocab_size)")
-            }
-        }
-        if let lengths = cond.lengths {
-            try require(L > 0, "lengths were given but the model is not conditioned on sequences or tokens")
-            for b in 0..<batch where lengths[b] < 0 || Int(lengths[b]) > L {
-                throw DDPMError.invalidArgument("length[\(b)] = \(lengths[b]) is outside 0...\(L) (max_length)")
-            }
-        }
+        try cond.validate(against: network.conditioning, batch: batch)
     }
 
     /// One step of DDPM Algorithm 1 on a batch x_0 (B, S) with optional labels (B,):
@@ -223,7 +185,7 @@ public final class DiffusionModel {
                     "the shard's samples \(sampleOffset)..<\(sampleOffset + B) are not inside the global batch of \(globalBatch)")
         try require(globalBatch <= Int(UInt32.max), "global batch \(globalBatch) is too large (at most 2^32 - 1)")
         let S = network.sampleSize
-        let plan = ChunkPlan.training(batch: B, network.config)
+        let plan = ChunkPlan.training(batch: B, network.config, parameters: network.parameters.count)
         try requireMemory("a train step on a batch of \(B)", floats: trainingFloats(plan)
                           + Double(max(B, buffers.capacity)) * TrainBuffers.floatsPerRow(sampleSize: S, target: training.target,
                                                                                       learnedVariance: training.learnedVariance))
@@ -232,7 +194,7 @@ public final class DiffusionModel {
         if buffers.capacity < B {
             buffers = try TrainBuffers(batch: B, sampleSize: S, target: training.target, learnedVariance: training.learnedVariance)
         }
-        try replicas.reserve(plan.count)
+        try replicas.reserve(plan.count, gradients: true)
         for c in 0..<plan.count { try replicas[c].reserve(batch: plan.range(c).rows, training: true) }
         let buf = buffers
         let K = Int32(network.numClasses)

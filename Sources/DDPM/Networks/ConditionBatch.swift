@@ -5,7 +5,7 @@
 // Which field is read depends on the network's `Conditioning`: labels for `.classes`,
 // vectors for `.vector`. A field left nil means the null condition for every row; `null`
 // marks single rows as null (condition dropout while training, the unconditional half of a
-// guided batch).
+// guided batch). `validate(against:)` checks a batch against the network's conditioning.
 
 public struct ConditionBatch {
     /// (B,) labels in 0...K (K = the null label), or nil.
@@ -50,4 +50,47 @@ public struct ConditionBatch {
 
     /// Whether row b takes the null condition: no vectors, or flagged in `null`.
     func vectorIsNull(_ b: Int) -> Bool { vectors == nil || (null?[b] ?? 0) != 0 }
+
+    /// Checks the condition of `batch` rows against a network's conditioning `c`: labels in
+    /// 0...K (K = null) for classes, finite vectors of Dc floats for vectors, a finite context
+    /// or token ids in 0..<V of the network's Lmax × Dc, lengths in 0...Lmax; nothing the
+    /// network does not read.
+    func validate(against c: Conditioning, batch: Int) throws {
+        if let labels {
+            let K = c.numClasses
+            try require(K > 0, c == .none ? "labels were given but the model is unconditional (num_classes = 0)"
+                                          : "labels were given but the model is conditioned on vectors, not classes")
+            for b in 0..<batch where labels[b] < 0 || Int(labels[b]) > K {
+                throw DDPMError.invalidArgument("label[\(b)] = \(labels[b]) is outside 0..<\(K) (or \(K) for no class)")
+            }
+        }
+        if let vectors {
+            let Dc = c.vectorDim
+            try require(Dc > 0, "conditioning vectors were given but the model is not conditioned on vectors")
+            try require(vectorDim == Dc, "conditioning vectors have \(vectorDim) floats each, the model expects \(Dc)")
+            try requireFinite(vectors, count: batch * Dc, "conditioning vectors")
+        }
+        let (L, V) = (c.maxLength, c.vocabulary)
+        if let context {
+            guard case .sequence(let Dc, _) = c else {
+                throw DDPMError.invalidArgument("a context sequence was given but the model is not conditioned on sequences")
+            }
+            try require(maxLength == L && contextDim == Dc,
+                        "the context is \(maxLength) × \(contextDim) per row, the model expects \(L) × \(Dc)")
+            try requireFinite(context, count: batch * L * Dc, "the context")
+        }
+        if let tokens {
+            try require(V > 0, "tokens were given but the model is not conditioned on tokens")
+            try require(maxLength == L, "tokens have \(maxLength) positions per row, the model expects \(L)")
+            for i in 0..<batch * L where tokens[i] < 0 || Int(tokens[i]) >= V {
+                throw DDPMError.invalidArgument("token[\(i / L)][\(i % L)] = \(tokens[i]) is outside 0..<\(V) (vocab_size)")
+            }
+        }
+        if let lengths {
+            try require(L > 0, "lengths were given but the model is not conditioned on sequences or tokens")
+            for b in 0..<batch where lengths[b] < 0 || Int(lengths[b]) > L {
+                throw DDPMError.invalidArgument("length[\(b)] = \(lengths[b]) is outside 0...\(L) (max_length)")
+            }
+        }
+    }
 }

@@ -1,12 +1,13 @@
 // The ε-network for vector data: a residual MLP with a sinusoidal timestep embedding.
 //
 //   B = batch, D = data dims, H = hidden width, E = timestep-encoding size,
-//   L = residual blocks, K = classes (label K = null), Dc = conditioning-vector size.
+//   L = residual blocks, c = the row's condition.
 //
 //   e    = sinusoid(t)                                     (B, E)
-//   temb = W_t2·SiLU(W_t1·e) [+ classEmbedding[label] | + W_c·c + b_c | + W_p·pooled(c̃) + b_p]   (B, H)
-//   (a sequence or token condition reaches the MLP through its masked mean only, see
-//   Layers/ContextEmbedding.swift; the UNet also cross-attends to it)
+//   temb = W_t2·SiLU(W_t1·e) + condition(c)                (B, H)
+//   (condition: the class, vector or pooled-context embedding, Networks/ConditionEncoder.swift;
+//   a sequence or token condition reaches the MLP through its masked mean only, the UNet also
+//   cross-attends to it)
 //   h_0  = W_in·x                                          (B, H)
 //   h_{l+1} = h_l + W2_l·SiLU(W1_l·(LN_l(h_l) + temb))     (B, H)   l = 0..<L
 //   ε̂    = W_out·h_L                                       (B, D)
@@ -39,10 +40,7 @@ public final class ResidualMLP: DenoisingNetwork {
     public var config: NetworkConfig { .mlp(settings) }
 
     let time: TimeEmbedding  // E → H
-    let classEmbedding: Embedding?  // (K + 1, H)
-    let vectorEmbedding: VectorEmbedding?  // Dc → H, with the learned null vector
-    let contextEmbedding: ContextEmbedding?  // the context c̃ (B, Lmax, Dc) of a sequence or token condition
-    let pooledProj: Linear?  // Dc → H, of the context's masked mean
+    let condition: ConditionEncoder  // the condition's embeddings, added into temb (B, H)
     let inProj: Linear
     let blocks: [Block]
     let outProj: Linear
@@ -55,7 +53,7 @@ public final class ResidualMLP: DenoisingNetwork {
     public init(_ config: Config, conditioning: Conditioning = .none, learnsVariance: Bool = false, timesteps: Int,
                 rng: inout Philox, checkLayout: (ParameterLayout) throws -> Void = { _ in },
                 sharingValuesOf original: ParameterSet? = nil) throws {
-        let (D, H, E, L, K) = (config.dataDim, config.hidden, config.timeEmbedDim, config.depth, conditioning.numClasses)
+        let (D, H, E, L) = (config.dataDim, config.hidden, config.timeEmbedDim, config.depth)
         // The field caps keep every size below exact in Int; the byte limit is checked on the layout.
         try Limits.requireField("data_dim", D, cap: Limits.sampleFloats)
         try Limits.requireField("hidden", H, cap: Limits.width)
@@ -69,13 +67,7 @@ public final class ResidualMLP: DenoisingNetwork {
         self.learnsVariance = learnsVariance
         var layout = ParameterLayout()
         time = try TimeEmbedding(&layout, "time", encoding: E, width: H, timesteps: timesteps)
-        classEmbedding = K > 0 ? Embedding(&layout, "class_embedding", rows: K + 1, features: H) : nil
-        let Dc = conditioning.vectorDim
-        vectorEmbedding = Dc > 0 ? VectorEmbedding(&layout, "cond_vector", dim: Dc, features: H) : nil
-        let Dx = conditioning.contextDim
-        contextEmbedding = Dx > 0 ? ContextEmbedding(&layout, "context", dim: Dx, maxLength: conditioning.maxLength,
-                                                     vocabulary: conditioning.vocabulary) : nil
-        pooledProj = Dx > 0 ? Linear(&layout, "context_pool", in: Dx, out: H) : nil
+        condition = ConditionEncoder(&layout, conditioning, width: H)
         inProj = Linear(&layout, "in_proj", in: D, out: H)
         blocks = (0..<L).map { l in
             Block(norm: LayerNorm(&layout, "blocks.\(l).norm", features: H),
@@ -86,11 +78,12 @@ public final class ResidualMLP: DenoisingNetwork {
         try checkLayout(layout)
         parameters = try original.map { try ParameterSet(layout: layout, sharingValuesOf: $0) }
             ?? ParameterSet(layout: layout, rng: &rng)
-        // Every view is B × (a width): the floats of B rows are B times those of one, plus B labels.
-        floatsPerRow = try Arena.floats { [time] in try Activations(config, time, conditioning, batch: 1, &$0) }
-            + Arena.floats { Workspace(config, conditioning, batch: 1, &$0) } + 2 + conditioning.maxLength
-        acts = try Arena.allocate { [time] in try Activations(config, time, conditioning, batch: 0, &$0) }
-        work = try Arena.allocate { Workspace(config, conditioning, batch: 0, &$0) }
+        // Every view is B × (a width): the floats of B rows are B times those of one, plus the
+        // condition's side buffers (labels, lengths, token ids).
+        floatsPerRow = try Arena.floats { [time, condition] in try Activations(config, time, condition, batch: 1, &$0) }
+            + Arena.floats { [condition] in Workspace(config, condition, batch: 1, &$0) } + condition.sideElementsPerRow
+        acts = try Arena.allocate { [time, condition] in try Activations(config, time, condition, batch: 0, &$0) }
+        work = try Arena.allocate { [condition] in Workspace(config, condition, batch: 0, &$0) }
     }
 
     public func replica() throws -> DenoisingNetwork {
@@ -99,7 +92,7 @@ public final class ResidualMLP: DenoisingNetwork {
                            timesteps: time.sinusoid.table.count / time.sinusoid.dim, rng: &unused, sharingValuesOf: parameters)
     }
 
-    /// Floats of the activation block and workspace per row (the labels counted as one).
+    /// Floats of the activation block and workspace per row (each side buffer's Int32 counted as one).
     let floatsPerRow: Int
 
 
@@ -107,8 +100,8 @@ public final class ResidualMLP: DenoisingNetwork {
 
     public func reserve(batch B: Int, training: Bool) throws {
         guard acts.capacity < B else { return }
-        acts = try Arena.allocate { [settings, time, conditioning] in try Activations(settings, time, conditioning, batch: B, &$0) }
-        work = try Arena.allocate { [settings, conditioning] in Workspace(settings, conditioning, batch: B, &$0) }
+        acts = try Arena.allocate { [settings, time, condition] in try Activations(settings, time, condition, batch: B, &$0) }
+        work = try Arena.allocate { [settings, condition] in Workspace(settings, condition, batch: B, &$0) }
     }
 
     /// Every tensor of a forward pass, for `capacity` rows.
@@ -121,17 +114,9 @@ public final class ResidualMLP: DenoisingNetwork {
         let normed: [UnsafeMutablePointer<Float>]  // L × (B, H): LN(h_l) + temb
         let mean, rstd: [UnsafeMutablePointer<Float>]  // L × (B,)
         let u, s: [UnsafeMutablePointer<Float>]  // L × (B, H): fc1(normed), SiLU of it
-        let labels: Buffer<Int32>  // (B,) labels with nil resolved to K
-        let cond: UnsafeMutablePointer<Float>  // (B, Dc) the conditioning vectors, null rows resolved
-        let condNull: UnsafeMutablePointer<Float>  // (B,) 1 where the row took the null vector (vector conditioning)
-        let context: UnsafeMutablePointer<Float>  // (B, Lmax, Dc) c̃ (sequence or token conditioning)
-        let pooled: UnsafeMutablePointer<Float>  // (B, Dc) its masked mean
-        let contextNull: UnsafeMutablePointer<Float>  // (B,) 1 where the row took the null context
-        let contextLengths: Buffer<Int32>  // (B,) ℓ_b, null rows resolved to 1
-        let tokens: Buffer<Int32>  // (B, Lmax) the token ids, kept for the backward pass
+        let condition: ConditionEncoder.Activations  // resolved labels, vectors, context c̃ (B, Lmax, Dx), ...
 
-        init(_ c: Config, _ time: TimeEmbedding, _ cond: Conditioning, batch B: Int, _ arena: inout Arena) throws {
-            let (Dc, Dx, Lx) = (cond.vectorDim, cond.contextDim, cond.maxLength)
+        init(_ c: Config, _ time: TimeEmbedding, _ condition: ConditionEncoder, batch B: Int, _ arena: inout Arena) throws {
             (block, capacity) = (arena.block, B)
             let (H, L) = (c.hidden, c.depth)
             x = arena.take(B * c.dataDim)
@@ -142,12 +127,7 @@ public final class ResidualMLP: DenoisingNetwork {
             rstd = (0..<L).map { _ in arena.take(B) }
             u = (0..<L).map { _ in arena.take(B * H) }
             s = (0..<L).map { _ in arena.take(B * H) }
-            labels = try Buffer(count: arena.isCounting ? 0 : B, zero: 0)
-            self.cond = arena.take(B * Dc)
-            condNull = arena.take(Dc > 0 ? B : 0)
-            (context, pooled, contextNull) = (arena.take(B * Lx * Dx), arena.take(B * Dx), arena.take(Dx > 0 ? B : 0))
-            contextLengths = try Buffer(count: arena.isCounting || Dx == 0 ? 0 : B, zero: 0)
-            tokens = try Buffer(count: arena.isCounting || cond.vocabulary == 0 ? 0 : B * Lx, zero: 0)
+            self.condition = try ConditionEncoder.Activations(condition, batch: B, &arena)
         }
     }
 
@@ -156,16 +136,14 @@ public final class ResidualMLP: DenoisingNetwork {
         let block: Buffer<Float>?  // the arena's block: keeps the views alive
         let dh, da, ds: UnsafeMutablePointer<Float>  // (B, H) ∂L/∂h_l, ∂L/∂normed_l, ∂L/∂u_l
         let dtemb, dtimeHidden: UnsafeMutablePointer<Float>  // (B, H) ∂L/∂temb, ∂L/∂(W_t1·e) (TimeEmbedding.backward scratch)
-        let dcond: UnsafeMutablePointer<Float>  // (B, Dc) ∂L/∂c̃ (VectorEmbedding.backward scratch)
-        let dcontext, dpooled: UnsafeMutablePointer<Float>  // (B, Lmax, Dc), (B, Dc) ∂L/∂c̃, ∂L/∂pooled
+        let condition: ConditionEncoder.Workspace  // the condition embeddings' backward scratch
 
-        init(_ c: Config, _ cond: Conditioning, batch B: Int, _ arena: inout Arena) {
+        init(_ c: Config, _ condition: ConditionEncoder, batch B: Int, _ arena: inout Arena) {
             block = arena.block
             let H = c.hidden
             (dh, da, ds) = (arena.take(B * H), arena.take(B * H), arena.take(B * H))
             (dtemb, dtimeHidden) = (arena.take(B * H), arena.take(B * H))
-            dcond = arena.take(B * cond.vectorDim)
-            (dcontext, dpooled) = (arena.take(B * cond.maxLength * cond.contextDim), arena.take(B * cond.contextDim))
+            self.condition = ConditionEncoder.Workspace(condition, batch: B, &arena)
         }
     }
 
@@ -176,22 +154,11 @@ public final class ResidualMLP: DenoisingNetwork {
         if acts.capacity < B { try! reserve(batch: B, training: training) }
         let a = acts
         let H = settings.hidden
-        // temb (B, H) = W_t2·SiLU(W_t1·sinusoid(t)) [+ class or vector embedding]. While sampling every
-        // row shares t: one row is computed and copied.
+        // temb (B, H) = W_t2·SiLU(W_t1·sinusoid(t)) + condition(c). While sampling every row
+        // shares t: one row is computed and copied. (The MLP reads a context through its mean only.)
         let temb = a.time.out
         time.forward(a.time, t: t, p, batch: B, sharedT: !training && (0..<B).allSatisfy { t[$0] == t[0] })
-        if let classEmbedding {
-            for b in 0..<B { a.labels.pointer[b] = cond.labels?[b] ?? Int32(numClasses) }
-            classEmbedding.forward(accumulateInto: temb, ids: a.labels.pointer, p, batch: B)
-        }
-        vectorEmbedding?.forward(accumulateInto: temb, inp: a.cond, isNull: a.condNull, cond, p, batch: B)
-        if let contextEmbedding, let pooledProj {
-            // temb += W_p·mean(c̃) + b_p
-            contextEmbedding.forward(a.context, lengths: a.contextLengths.pointer, isNull: a.contextNull, cond, p, batch: B)
-            if let tokens = cond.tokens, training { a.tokens.pointer.update(from: tokens, count: B * contextEmbedding.maxLength) }
-            contextEmbedding.pool(a.pooled, a.context, lengths: a.contextLengths.pointer, batch: B)
-            pooledProj.forward(temb, a.pooled, p, batch: B, accumulate: true)
-        }
+        condition.forward(accumulateInto: temb, a.condition, cond, p, batch: B, training: training)
         // h_0 = W_in·x  (x is kept for the backward pass)
         if training { a.x.update(from: x, count: B * settings.dataDim) }
         inProj.forward(a.h[0], x, p, batch: B)
@@ -229,17 +196,8 @@ public final class ResidualMLP: DenoisingNetwork {
                                 rstd: a.rstd[l], p, batch: B)
         }
         inProj.backward(dinp: nil, g, dout: dh, inp: a.x, p, batch: B)
-        // temb = W_t2·SiLU(W_t1·e) [+ class embedding]
-        if let classEmbedding { classEmbedding.backward(g, dout: w.dtemb, ids: a.labels.pointer, batch: B) }
-        vectorEmbedding?.backward(g, dout: w.dtemb, inp: a.cond, dinp: w.dcond, isNull: a.condNull, p, batch: B)
-        if let contextEmbedding, let pooledProj {
-            let n = B * contextEmbedding.maxLength * contextEmbedding.dim
-            pooledProj.backward(dinp: w.dpooled, g, dout: w.dtemb, inp: a.pooled, p, batch: B)
-            w.dcontext.update(repeating: 0, count: n)
-            contextEmbedding.poolBackward(w.dcontext, dpooled: w.dpooled, lengths: a.contextLengths.pointer, batch: B)
-            contextEmbedding.backward(g, dout: w.dcontext, lengths: a.contextLengths.pointer, isNull: a.contextNull,
-                                      tokens: contextEmbedding.vocabulary > 0 ? UnsafePointer(a.tokens.pointer) : nil, batch: B)
-        }
+        // temb = W_t2·SiLU(W_t1·e) + condition(c)  (the pool is the context's only reader)
+        condition.backward(dtemb: w.dtemb, dcontext: nil, a.condition, w.condition, g, p, batch: B)
         time.backward(dout: w.dtemb, a.time, dhidden: w.dtimeHidden, g, p, batch: B)
     }
 }

@@ -18,6 +18,8 @@
 // The last step goes to x_0 (α = 1, σ = 0, λ = ∞), where every order gives x̂_0: it is taken
 // at first order. With lowerOrderFinal and fewer than 15 steps, the step before it is at
 // most second order (diffusers' rule). The first steps use the order the history allows.
+// Without setAlphaToOne the last step goes to ᾱ_0 instead (diffusers' final_sigmas_type
+// "sigma_min"), at first order only with lowerOrderFinal and fewer than 15 steps.
 //
 // N = number of floats in x; every buffer is (N,).
 #if canImport(Glibc)
@@ -32,19 +34,23 @@ final class DPMSolverPP: Solver {
     let stochastic: Bool
     let timesteps: [Int]
     let lowerOrderFinal: Bool
+    /// The last step goes to x_0 (true) or to ᾱ_0, timestep 0's level (false).
+    let setAlphaToOne: Bool
     let count: Int  // N
     let m1, m2: Buffer<Float>  // (N,) x̂_0 at s₁ and s₂, the timesteps of the previous two steps
     var s1 = 0, s2 = 0
     var taken = 0  // steps so far
 
-    init(schedule: NoiseSchedule, order: Int, stochastic: Bool, timesteps: [Int], lowerOrderFinal: Bool, count: Int) throws {
+    init(schedule: NoiseSchedule, order: Int, stochastic: Bool, timesteps: [Int], lowerOrderFinal: Bool,
+         setAlphaToOne: Bool, count: Int) throws {
         (self.schedule, self.order, self.stochastic) = (schedule, order, stochastic)
         (self.timesteps, self.lowerOrderFinal, self.count) = (timesteps, lowerOrderFinal, count)
+        self.setAlphaToOne = setAlphaToOne
         m1 = try Buffer(count: count)
         m2 = try Buffer(count: order >= 3 ? count : 0)
     }
 
-    func addsNoise(_ step: Sampler.Step) -> Bool { stochastic && step.prevT >= 0 }
+    func addsNoise(_ step: Sampler.Step) -> Bool { stochastic && (step.prevT >= 0 || !setAlphaToOne) }
 
     /// α_t = √ᾱ_t.
     func alpha(_ t: Int) -> Double { schedule.sqrtAlphaBar[t] }
@@ -55,17 +61,21 @@ final class DPMSolverPP: Solver {
 
     /// The order of step `i`: limited by the history and, near the end, by the rules above.
     func effectiveOrder(_ i: Int) -> Int {
-        let last = i == timesteps.count - 1
-        let secondLast = i == timesteps.count - 2 && lowerOrderFinal && timesteps.count < 15
-        return min(order, i + 1, last ? 1 : (secondLast ? 2 : order))
+        let few = lowerOrderFinal && timesteps.count < 15
+        let firstOrderLast = i == timesteps.count - 1 && (setAlphaToOne || few)
+        let secondLast = i == timesteps.count - 2 && few
+        return min(order, i + 1, firstOrderLast ? 1 : (secondLast ? 2 : order))
     }
 
     /// The step from s₀ = step.t to t = step.prevT with m0 = x̂_0 at (x, s₀), at the order the
     /// history allows; then m0 joins the history.
     func update(_ x: UnsafeMutablePointer<Float>, denoised: Denoised, _ step: Sampler.Step, noise: UnsafePointer<Float>?) {
-        let (s0, t, m0) = (step.t, step.prevT, denoised.x0)
+        // The target: the next timestep, or after the last one x_0 (−1) or timestep 0's level.
+        let (s0, t, m0) = (step.t, step.prevT >= 0 || setAlphaToOne ? step.prevT : 0, denoised.x0)
         if t < 0 {
             x.update(from: m0, count: count)  // to x_0: α_t = 1, σ_t = 0, so x_0 = x̂_0 at every order
+        } else if t == s0 {
+            // already at ᾱ_0 (h = 0): x stays
         } else {
             switch (stochastic, effectiveOrder(taken)) {
             case (false, 1): firstOrderUpdate(x, m0: m0, s0: s0, t: t)

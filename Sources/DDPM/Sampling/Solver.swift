@@ -32,10 +32,11 @@ extension SamplerOptions {
         case .ddpm:
             return DDPMSolver(schedule: schedule, options: self, count: count)
         case .ddim:
-            return DDIMSolver(schedule: schedule, eta: eta, count: count)
+            return DDIMSolver(schedule: schedule, eta: eta, setAlphaToOne: setAlphaToOne, count: count)
         case .dpmSolverPP, .sdeDPMSolverPP:
             return try DPMSolverPP(schedule: schedule, order: solverOrder, stochastic: method == .sdeDPMSolverPP,
-                                   timesteps: timesteps, lowerOrderFinal: lowerOrderFinal, count: count)
+                                   timesteps: timesteps, lowerOrderFinal: lowerOrderFinal, setAlphaToOne: setAlphaToOne,
+                                   count: count)
         case .langevin:
             return LangevinSolver(schedule: schedule, options: self, timesteps: timesteps, batch: batch, sampleSize: sampleSize)
         case .predictorCorrector:

@@ -13,14 +13,7 @@ extension UNet {
         let capacity: Int
         let time: TimeEmbedding.Activations  // e (B, E), ..., out = temb (B, T)
         let tembAct: UnsafeMutablePointer<Float>  // (B, T) SiLU(temb)
-        let labels: Buffer<Int32>  // (B,) labels with nil resolved to K
-        let cond: UnsafeMutablePointer<Float>  // (B, Dc) the conditioning vectors, null rows resolved
-        let condNull: UnsafeMutablePointer<Float>  // (B,) 1 where the row took the null vector (vector conditioning)
-        let context: UnsafeMutablePointer<Float>  // (B, Lmax, Dc) c̃ (sequence or token conditioning)
-        let pooled: UnsafeMutablePointer<Float>  // (B, Dc) its masked mean
-        let contextNull: UnsafeMutablePointer<Float>  // (B,) 1 where the row took the null context
-        let contextLengths: Buffer<Int32>  // (B,) ℓ_b, null rows resolved to 1
-        let tokens: Buffer<Int32>  // (B, Lmax) the token ids, kept for the backward pass
+        let condition: ConditionEncoder.Activations  // resolved labels, vectors, context c̃ (B, Lmax, Dc), ...
         let x: UnsafeMutablePointer<Float>  // (C, B, H, W) the input, channel-major
         let h0: UnsafeMutablePointer<Float>  // (c_0, B, H, W) inConv(x), the first skip
         let encoder, middle, decoder: [Stage.Activations]
@@ -34,14 +27,7 @@ extension UNet {
             let (T, N, c0) = (c.timeDim, c.height * c.width, net.inConv.outChannels)
             time = TimeEmbedding.Activations(net.time, batch: B, &arena)
             tembAct = arena.take(B * T)
-            labels = try Buffer(count: arena.isCounting ? 0 : B, zero: 0)
-            let Dc = net.conditioning.vectorDim
-            (cond, condNull) = (arena.take(B * Dc), arena.take(Dc > 0 ? B : 0))
-            let k = net.conditioning
-            let (Dx, Lx) = (k.contextDim, k.maxLength)
-            (context, pooled, contextNull) = (arena.take(B * Lx * Dx), arena.take(B * Dx), arena.take(Dx > 0 ? B : 0))
-            contextLengths = try Buffer(count: arena.isCounting || Dx == 0 ? 0 : B, zero: 0)
-            tokens = try Buffer(count: arena.isCounting || k.vocabulary == 0 ? 0 : B * Lx, zero: 0)
+            condition = try ConditionEncoder.Activations(net.condition, batch: B, &arena)
             x = arena.take(c.channels * B * N)
             h0 = arena.take(c0 * B * N)
             encoder = net.encoder.map { Stage.Activations($0, batch: B, &arena) }
@@ -66,8 +52,7 @@ extension UNet {
         let dskips: [UnsafeMutablePointer<Float>]  // like Activations.skip(k): ∂L/∂skip_k, (C_k, B, N_k)
         let streamA, streamB: UnsafeMutablePointer<Float>  // (M·B,) ∂L/∂h along the decoder, ping-pong
         let dtemb, dtembAct, dtimeHidden: UnsafeMutablePointer<Float>  // (B, T) ∂L/∂temb, ∂L/∂SiLU(temb), TimeEmbedding's scratch
-        let dcond: UnsafeMutablePointer<Float>  // (B, Dc) ∂L/∂c̃ (VectorEmbedding.backward scratch)
-        let dcontext, dpooled: UnsafeMutablePointer<Float>  // (B, Lmax, Dc), (B, Dc) ∂L/∂c̃, ∂L/∂pooled
+        let condition: ConditionEncoder.Workspace  // the condition embeddings' backward scratch, ∂L/∂c̃ (B, Lmax, Dc)
         let cross: CrossAttention.Scratch  // the cross-attention stages' backward temporaries
 
         init(_ net: UNet, batch B: Int, backward: Bool, _ arena: inout Arena) {
@@ -78,9 +63,8 @@ extension UNet {
             dskips = net.skipFloats.map { arena.take($0 * n) }
             (streamA, streamB) = (arena.take(net.maxActivation * n), arena.take(net.maxActivation * n))
             (dtemb, dtembAct, dtimeHidden) = (arena.take(n * T), arena.take(n * T), arena.take(n * T))
-            dcond = arena.take(n * net.conditioning.vectorDim)
+            condition = ConditionEncoder.Workspace(net.condition, batch: n, &arena)
             let k = net.conditioning
-            (dcontext, dpooled) = (arena.take(n * k.maxLength * k.contextDim), arena.take(n * k.contextDim))
             let crossStages = (net.encoder + net.middle + net.decoder).compactMap(\.crossAttention)
             cross = CrossAttention.Scratch(&arena, activation: n * (crossStages.map { $0.channels * $0.pixels }.max() ?? 0),
                                            keyValues: n * 2 * k.maxLength * (crossStages.map(\.channels).max() ?? 0),

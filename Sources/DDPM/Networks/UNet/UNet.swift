@@ -2,11 +2,10 @@
 //
 //   B = batch, C = image channels, H×W = image size, N = pixels at the current level,
 //   c = base channels, c_l = c·mult[l] channels at level l (l = 0..<L), R = ResBlocks per level,
-//   E = timestep-encoding size, T = 4c time-embedding width, K = classes (label K = null),
-//   Dc = conditioning-vector size.
+//   E = timestep-encoding size, T = 4c time-embedding width, c̃ = the condition's context.
 //
 //   e       = sinusoid(t)                                              (B, E)
-//   temb    = W_t2·SiLU(W_t1·e) [+ classEmbedding[label] | + W_c·c + b_c]   (B, T)
+//   temb    = W_t2·SiLU(W_t1·e) + condition(c)   (Networks/ConditionEncoder.swift)   (B, T)
 //   h       = Conv3×3(x)                                               (c_0, B, H, W)
 //   encoder: level l = 0..<L: R × [ResBlock(→ c_l) (+ Attention if l is flagged)],
 //            then Downsample (stride-2 conv) unless l is the last level;
@@ -15,7 +14,8 @@
 //   decoder: level l = L−1...0: R+1 × [ResBlock(concat(h, skip) → c_l) (+ Attention)],
 //            the last one of each level but level 0 followed by Upsample (nearest ×2, conv)
 //   ε̂       = Conv3×3(SiLU(GroupNorm(h)))   (starts at zero)           (B, C, H, W)
-// Every ResBlock gets SiLU(temb) through its own linear time projection.
+// Every ResBlock gets SiLU(temb) through its own linear time projection; with a sequence or
+// token condition every cross-attention stage (cross_attention_levels and the middle) reads c̃.
 // A 1-D UNet over signals is the same network with H = 1 (`UNetConfig.isSignal`): every 3×3
 // kernel is 1×3 and Downsample / Upsample halve / double the width only.
 //
@@ -38,10 +38,7 @@ public final class UNet: DenoisingNetwork {
     public var config: NetworkConfig { .unet(settings) }
 
     let time: TimeEmbedding  // E → T
-    let classEmbedding: Embedding?  // (K + 1, T)
-    let vectorEmbedding: VectorEmbedding?  // Dc → T, with the learned null vector
-    let contextEmbedding: ContextEmbedding?  // the context c̃ (B, Lmax, Dc) of a sequence or token condition
-    let pooledProj: Linear?  // Dc → T, of the context's masked mean
+    let condition: ConditionEncoder  // the condition's embeddings into temb (B, T), and its context c̃
     let inConv: Conv2d  // 3×3, C → c_0
     let encoder: [Stage]
     let middle: [Stage]  // [ResBlock + Attention, ResBlock]
@@ -73,14 +70,7 @@ public final class UNet: DenoisingNetwork {
         let T = config.timeDim
         var layout = ParameterLayout()
         time = try TimeEmbedding(&layout, "time", encoding: config.timeEmbedDim, width: T, timesteps: timesteps)
-        classEmbedding = conditioning.numClasses > 0
-            ? Embedding(&layout, "class_embedding", rows: conditioning.numClasses + 1, features: T) : nil
-        vectorEmbedding = conditioning.vectorDim > 0
-            ? VectorEmbedding(&layout, "cond_vector", dim: conditioning.vectorDim, features: T) : nil
-        let Dx = conditioning.contextDim
-        contextEmbedding = Dx > 0 ? ContextEmbedding(&layout, "context", dim: Dx, maxLength: conditioning.maxLength,
-                                                     vocabulary: conditioning.vocabulary) : nil
-        pooledProj = Dx > 0 ? Linear(&layout, "context_pool", in: Dx, out: T) : nil
+        condition = ConditionEncoder(&layout, conditioning, width: T)
         let c0 = config.baseChannels * config.channelMult[0]
         inConv = Conv2d(&layout, "in_conv", in: config.channels, out: c0, kernel: 3, kernelHeight: config.isSignal ? 1 : 3)
         (encoder, middle, decoder) = Self.makeStages(config, conditioning, &layout)  // UNet+Stages.swift
@@ -169,22 +159,11 @@ public final class UNet: DenoisingNetwork {
         let (a, w) = (acts!, work!)
         let pass = Pass(params: p, grads: parameters.grads.pointer, batch: B, training: training, scratch: w.scratch)
         let (C, H, W, N, T) = (settings.channels, settings.height, settings.width, settings.height * settings.width, settings.timeDim)
-        // temb (B, T) = W_t2·SiLU(W_t1·sinusoid(t)) [+ class or vector embedding]; every ResBlock reads SiLU(temb).
+        // temb (B, T) = W_t2·SiLU(W_t1·sinusoid(t)) + condition(c); every ResBlock reads SiLU(temb),
+        // every cross-attention stage the condition's context c̃.
         time.forward(a.time, t: t, p, batch: B)
-        if let classEmbedding {
-            for b in 0..<B { a.labels.pointer[b] = cond.labels?[b] ?? Int32(numClasses) }
-            classEmbedding.forward(accumulateInto: a.time.out, ids: a.labels.pointer, p, batch: B)
-        }
-        vectorEmbedding?.forward(accumulateInto: a.time.out, inp: a.cond, isNull: a.condNull, cond, p, batch: B)
-        var context: ContextPass? = nil
-        if let contextEmbedding, let pooledProj {
-            // c̃ for the cross-attention stages; temb += W_p·mean(c̃) + b_p
-            contextEmbedding.forward(a.context, lengths: a.contextLengths.pointer, isNull: a.contextNull, cond, p, batch: B)
-            if let tokens = cond.tokens, training { a.tokens.pointer.update(from: tokens, count: B * contextEmbedding.maxLength) }
-            contextEmbedding.pool(a.pooled, a.context, lengths: a.contextLengths.pointer, batch: B)
-            pooledProj.forward(a.time.out, a.pooled, p, batch: B, accumulate: true)
-            context = ContextPass(context: .init(values: a.context, lengths: a.contextLengths.pointer), dcontext: nil, scratch: w.cross)
-        }
+        let context = condition.forward(accumulateInto: a.time.out, a.condition, cond, p, batch: B, training: training)
+            .map { ContextPass(context: $0, dcontext: nil, scratch: w.cross) }
         SiLU.forward(a.tembAct, a.time.out, count: B * T)
         // x (B, C, H, W) → (C, B, H, W)
         swapLeadingAxes(a.x, x, outer: B, inner: C, run: N)
@@ -222,12 +201,8 @@ public final class UNet: DenoisingNetwork {
         let (tembAct, dtembAct) = (UnsafePointer(a.tembAct), w.dtembAct)  // every ResBlock reads SiLU(temb), adds to its gradient
         for (k, d) in w.dskips.enumerated() { d.update(repeating: 0, count: skipFloats[k] * B) }
         dtembAct.update(repeating: 0, count: B * T)
-        var context: ContextPass? = nil
-        if let contextEmbedding {
-            w.dcontext.update(repeating: 0, count: B * contextEmbedding.maxLength * contextEmbedding.dim)
-            context = ContextPass(context: .init(values: a.context, lengths: a.contextLengths.pointer), dcontext: w.dcontext,
-                                  scratch: w.cross)
-        }
+        let dcontext = condition.zeroedContextGradient(w.condition, batch: B)  // every cross-attention adds ∂L/∂c̃ into it
+        let context = condition.context(a.condition).map { ContextPass(context: $0, dcontext: dcontext, scratch: w.cross) }
         // ε̂ = Conv3×3(SiLU(GroupNorm(h)))
         let (dAct, dOut) = (w.scratch.a, w.scratch.b)
         swapLeadingAxes(dOut, dout, outer: B, inner: outputChannels, run: N)  // (B, C', H, W) → (C', B, H, W)
@@ -258,17 +233,10 @@ public final class UNet: DenoisingNetwork {
                                 a.encoder[k], pass, context: context, accumulate: true)
         }
         inConv.backward(dinp: nil, g, dout: w.dskips[0], inp: a.x, p, columns: w.scratch.columns, batch: B, height: H, width: W)
-        // temb: tembAct = SiLU(temb), temb = W_t2·SiLU(W_t1·e) [+ class embedding]
+        // temb: tembAct = SiLU(temb), temb = W_t2·SiLU(W_t1·e) + condition(c); c̃ also fed every
+        // cross-attention (their ∂L/∂c̃ is in dcontext)
         SiLU.backward(dinp: w.dtemb, dout: dtembAct, inp: a.time.out, count: B * T)
-        if let classEmbedding { classEmbedding.backward(g, dout: w.dtemb, ids: a.labels.pointer, batch: B) }
-        vectorEmbedding?.backward(g, dout: w.dtemb, inp: a.cond, dinp: w.dcond, isNull: a.condNull, p, batch: B)
-        if let contextEmbedding, let pooledProj {
-            // temb += W_p·mean(c̃) + b_p; c̃ also fed every cross-attention (their ∂L/∂c̃ is in dcontext)
-            pooledProj.backward(dinp: w.dpooled, g, dout: w.dtemb, inp: a.pooled, p, batch: B)
-            contextEmbedding.poolBackward(w.dcontext, dpooled: w.dpooled, lengths: a.contextLengths.pointer, batch: B)
-            contextEmbedding.backward(g, dout: w.dcontext, lengths: a.contextLengths.pointer, isNull: a.contextNull,
-                                      tokens: contextEmbedding.vocabulary > 0 ? UnsafePointer(a.tokens.pointer) : nil, batch: B)
-        }
+        condition.backward(dtemb: w.dtemb, dcontext: dcontext, a.condition, w.condition, g, p, batch: B)
         time.backward(dout: w.dtemb, a.time, dhidden: w.dtimeHidden, g, p, batch: B)
     }
 }
