@@ -5,16 +5,17 @@
  *   - allocations per ddpm_model_sample call and per reverse step inside it,
  *   - the engine's own time per train step (to compare with the same step called from Python),
  *   - the cost of a trivial library call (ddpm_model_step),
- *   - every cblas_sgemm the engine makes (interposed like malloc): calls, FLOPs and time
- *     inside a train step and a sampling step, and the same calls replayed back to back
- *     outside the engine (the sgemm speed on exactly our shapes, same library, OpenBLAS on as
- *     many threads as the engine).
+ *   - every GEMM the engine makes (its ddpm_sgemm_* entries, interposed like malloc): calls,
+ *     FLOPs and time inside a train step and a sampling step, and the same shapes replayed
+ *     back to back outside the engine on OpenBLAS's cblas_sgemm (the sgemm speed on exactly
+ *     our shapes, OpenBLAS on as many threads as the engine).
  *
  * The allocator is interposed by defining malloc & co. in this executable (linked with
- * -rdynamic, so libddpm, the Swift runtime and OpenBLAS all resolve to these); each counts
+ * -rdynamic, so libddpm, the Swift runtime and OpenBLAS all resolve to these; the GEMM entries
+ * likewise, which libddpm calls through its PLT); each counts
  * and forwards to glibc's __libc_* functions. Counting is on only inside measured windows.
  *
- * Build: cc -O2 -rdynamic bench/alloc_count.c -Iinclude -L<dir> -lddpm -Wl,-rpath,<dir> -o ddpm_cbench
+ * Build: cc -O2 -rdynamic bench/alloc_count.c -Iinclude -ISources/DDPMKernels/include -L<dir> -lddpm -Wl,-rpath,<dir> -o ddpm_cbench
  * Usage: ddpm_cbench key=value ...   (net=mlp D= H= L= | net=unet C= S= K= base= levels=
  *        res_blocks= attention_levels= ; B= threads= warmup= steps= sample_n= time_n= time_steps=)
  * Prints one JSON object on stdout. The model's parameters are filled in create_model() only.
@@ -31,6 +32,7 @@
 #include <time.h>
 
 #include "ddpm.h"
+#include "ddpm_gemm.h" /* the engine's GEMM entries (Sources/DDPMKernels/include), interposed below */
 
 /* ---- counting allocator -------------------------------------------------------------- */
 
@@ -84,8 +86,17 @@ static void window_start(void) { n_alloc = n_free = n_bytes = 0; counting = 1; }
 static void window_stop(void) { counting = 0; }
 
 
-/* ---- sgemm interposition ------------------------------------------------------------- */
+/* ---- GEMM interposition -------------------------------------------------------------- */
 
+/* The engine's GEMMs (Sources/DDPMKernels/include/ddpm_gemm.h) are interposed like malloc:
+   ddpm_sgemm_split, which the engine calls once per GEMM, counts the call and its FLOPs and
+   records its shape; ddpm_sgemm (a GEMM run whole) and ddpm_sgemm_tile (a tile of one split
+   over the pool) are timed. The replay runs the recorded shapes on OpenBLAS's cblas_sgemm,
+   the library libddpm links (a GEMM whose B came from a packing callback is replayed with a
+   plain B of the same shape). */
+typedef void (*split_fn)(ddpm_sgemm_call *, size_t);
+typedef void (*run_fn)(const ddpm_sgemm_call *);
+typedef void (*tile_fn)(const ddpm_sgemm_call *, size_t);
 typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int,
                          float, float *, int);
 static sgemm_fn real_sgemm;
@@ -100,27 +111,49 @@ static size_t n_recorded, cap_recorded;
 
 static double now(void);
 
-void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-                 const float *b, int ldb, float beta, float *c, int ldc) {
-    if (!real_sgemm) real_sgemm = (sgemm_fn)dlsym(RTLD_NEXT, "cblas_sgemm");
-    /* The engine calls sgemm from each of its worker threads at once: the shared counters
-       and the recording are updated under a lock (only inside measured windows). Time in
-       BLAS is then summed over threads (thread-seconds). */
-    if (gemm_recording) {
+void ddpm_sgemm_split(ddpm_sgemm_call *call, size_t threads) {
+    static split_fn real;
+    if (!real) real = (split_fn)dlsym(RTLD_NEXT, "ddpm_sgemm_split");
+    /* The engine runs GEMMs from each of its worker threads at once: the shared counters and
+       the recording are updated under a lock (only inside measured windows). */
+    if (gemm_recording || gemm_timing) {
         pthread_mutex_lock(&gemm_lock);
-        if (n_recorded < cap_recorded)
-            recorded[n_recorded++] = (gemm_call){order, ta, tb, m, n, k, lda, ldb, ldc, alpha, beta};
+        if (gemm_recording && n_recorded < cap_recorded) {
+            const int m = (int)call->m, n = (int)call->n, k = (int)call->k;
+            const int ta = call->trans_a ? 112 : 111, tb = !call->pack_b && call->trans_b ? 112 : 111;
+            const int ldb = call->pack_b ? n : (int)call->ldb;
+            recorded[n_recorded++] = (gemm_call){101, ta, tb, m, n, k, (int)call->lda, ldb, (int)call->ldc, call->alpha,
+                                                 call->beta};
+        }
+        if (gemm_timing) gemm_flops += 2.0 * call->m * call->n * call->k, gemm_calls++;
         pthread_mutex_unlock(&gemm_lock);
     }
-    if (!gemm_timing) { real_sgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); return; }
-    double t0 = now();
-    real_sgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    double dt = now() - t0;
+    real(call, threads);
+}
+
+/* Time inside the engine's GEMM, summed over threads (thread-seconds). */
+static void add_gemm_time(double dt) {
     pthread_mutex_lock(&gemm_lock);
     gemm_seconds += dt;
-    gemm_flops += 2.0 * m * n * k;
-    gemm_calls++;
     pthread_mutex_unlock(&gemm_lock);
+}
+
+void ddpm_sgemm(const ddpm_sgemm_call *call) {
+    static run_fn real;
+    if (!real) real = (run_fn)dlsym(RTLD_NEXT, "ddpm_sgemm");
+    if (!gemm_timing) { real(call); return; }
+    double t0 = now();
+    real(call);
+    add_gemm_time(now() - t0);
+}
+
+void ddpm_sgemm_tile(const ddpm_sgemm_call *call, size_t tile) {
+    static tile_fn real;
+    if (!real) real = (tile_fn)dlsym(RTLD_NEXT, "ddpm_sgemm_tile");
+    if (!gemm_timing) { real(call, tile); return; }
+    double t0 = now();
+    real(call, tile);
+    add_gemm_time(now() - t0);
 }
 
 static void gemm_window_start(void) { gemm_seconds = gemm_flops = 0; gemm_calls = 0; gemm_timing = 1; }
@@ -145,6 +178,7 @@ static double replay_recorded(int threads) {
         if (size_b(&recorded[i]) > mb) mb = size_b(&recorded[i]);
         if (size_c(&recorded[i]) > mc) mc = size_c(&recorded[i]);
     }
+    if (!real_sgemm) real_sgemm = (sgemm_fn)dlsym(RTLD_DEFAULT, "cblas_sgemm");
     float *a = calloc(ma, sizeof(float)), *b = calloc(mb, sizeof(float)), *c = calloc(mc, sizeof(float));
     for (size_t i = 0; i < ma; i++) a[i] = 0.001f * (float)(i % 97);
     for (size_t i = 0; i < mb; i++) b[i] = 0.001f * (float)(i % 89);

@@ -28,7 +28,7 @@ def build_c_driver(lib: str, out_dir: str) -> tuple[str | None, str | None]:
     exe = os.path.join(out_dir, "ddpm_cbench")
     libdir = os.path.dirname(os.path.abspath(lib))
     cmd = [cc, "-O2", "-std=c11", "-rdynamic", os.path.join(HERE, "alloc_count.c"), "-I", os.path.join(ROOT, "include"),
-           "-L", libdir, "-lddpm", f"-Wl,-rpath,{libdir}", "-o", exe]
+           "-I", os.path.join(ROOT, "Sources", "DDPMKernels", "include"), "-L", libdir, "-lddpm", f"-Wl,-rpath,{libdir}", "-o", exe]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         return None, proc.stderr.strip()[-500:]

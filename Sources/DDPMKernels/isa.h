@@ -28,7 +28,9 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #define DDPM_X86 1
-#define DDPM_TARGET_BEGIN(features) _Pragma("clang attribute push (__attribute__((target(" #features "))), apply_to = function)")
+#define DDPM_PRAGMA_(text) _Pragma(#text)
+/// DDPM_TARGET_BEGIN("avx2,fma"): the functions up to DDPM_TARGET_END get that target attribute.
+#define DDPM_TARGET_BEGIN(features) DDPM_PRAGMA_(clang attribute push(__attribute__((target(features))), apply_to = function))
 #define DDPM_TARGET_END _Pragma("clang attribute pop")
 #else
 #define DDPM_X86 0

@@ -74,6 +74,32 @@ final class WorkPoolTests: XCTestCase {
         })
         XCTAssertEqual(mismatches.load(), 0, "predictions must not depend on the thread count, even while it changes")
     }
+
+    func testParallelForIfFreeRunsOnlyOnAFreePool() {
+        let pool = WorkPool.shared
+        let ran = Counter(0), prepared = Counter(0), beforePrepare = Counter(0)
+        let job: @Sendable (Int, Int) -> Void = { _, _ in
+            if prepared.load() == 0 { beforePrepare.add(1) }
+            ran.add(1)
+        }
+        // One thread: nothing to share, the caller does the work itself.
+        setBLASThreads(1)
+        XCTAssertFalse(pool.parallelForIfFree(chunks: 4, prepare: { prepared.add(1) }, job))
+        XCTAssertEqual(ran.load() + prepared.load(), 0, "a refused call runs and prepares nothing")
+        // A free pool of two: every chunk once, after `prepare`.
+        setBLASThreads(2)
+        XCTAssertTrue(pool.parallelForIfFree(chunks: 4, prepare: { prepared.add(1) }, job))
+        XCTAssertEqual(ran.load(), 4)
+        XCTAssertEqual(prepared.load(), 1)
+        XCTAssertEqual(beforePrepare.load(), 0, "no chunk ran before prepare")
+        // From inside a job the pool is busy: refused, so a nested GEMM runs on its caller.
+        let refusedInside = Counter(0)
+        pool.parallelFor(chunks: 3) { _, _ in
+            if !pool.parallelForIfFree(chunks: 4, prepare: {}, job) { refusedInside.add(1) }
+        }
+        XCTAssertEqual(refusedInside.load(), 3)
+        XCTAssertEqual(ran.load(), 4, "the nested calls ran nothing themselves")
+    }
 }
 
 /// Hands a non-Sendable value to another thread in a test that serialises its use.

@@ -1,27 +1,30 @@
-// Row-major single-precision GEMM on the system BLAS.
+// Row-major single-precision GEMM on the engine's own kernels (Sources/DDPMKernels/include/ddpm_gemm.h).
 //
 //   C (m, n) = alpha · op(A) (m, k) · op(B) (k, n) + beta · C
 //
-// op(X) is X or Xᵀ; transposes are passed to BLAS, never materialised.
+// op(X) is X or Xᵀ; transposes are read by the packing, never materialised. Every element of C
+// is one chain of fused multiply-adds over k, the same on every ISA path (KernelISA) and for
+// any split of the output, so results are the same bits on every x86-64 CPU and at any thread
+// count. beta == 0 never reads C.
 //
-// Threads: every GEMM runs on one BLAS thread, on whichever thread calls it. The engine
-// splits its work itself, in fixed chunks run on the WorkPool (Parallel/), so that results
-// do not depend on the thread count; concurrent single-threaded calls are safe in OpenBLAS
-// (its buffers are taken under a lock). Splitting one GEMM over OpenBLAS's own threads cost
-// more than it gained on our shapes, allocated per call (39 allocations a step on the
-// large MLP) and could change the rounding with the thread count.
+// Threads: a GEMM called while the WorkPool is free and large enough to pay (ddpm_sgemm_split)
+// is cut into tiles of C run on the pool; one called from inside a pool job (the engine's
+// per-chunk work) runs whole on its caller. Each thread's packing buffers are allocated once.
+//
+// OpenBLAS stays linked: the tests use it as an oracle and bench/gemm_bench.sh as the
+// comparison. BLASThreads keeps it on one thread and gives the pool its default size.
 // (ddpm_blas_get/set_num_threads: Sources/CBLAS/shim.h; OpenBLAS's, or no-ops on Accelerate.)
 import CBLAS
+import DDPMKernels
 
 enum BLASThreads {
     /// OpenBLAS's thread count when the library loaded (OPENBLAS_NUM_THREADS or the cores):
     /// the pool's default size.
     static let initial = max(1, Int(ddpm_blas_get_num_threads()))
-    /// The count OpenBLAS is set to now (1 once the first GEMM ran).
+    /// The count OpenBLAS is set to now (1 once the pool started).
     nonisolated(unsafe) static var current = Int(ddpm_blas_get_num_threads())
 
-    /// Sets OpenBLAS to one thread, once (on the first GEMM of the process, or when the pool
-    /// starts).
+    /// Sets OpenBLAS to one thread, once (when the pool starts).
     @inline(__always)
     static func prepare() {
         if current != 1 {
@@ -31,6 +34,26 @@ enum BLASThreads {
     }
 }
 
+/// A GEMM split into tiles on the pool: the call (written by the caller that holds the pool,
+/// in parallelForIfFree's `prepare`, read by the tiles) and the stored job, so that running
+/// one allocates nothing.
+private enum GemmTiles {
+    nonisolated(unsafe) static let call = UnsafeMutablePointer<ddpm_sgemm_call>.allocate(capacity: 1)
+    nonisolated(unsafe) static let job: (Int, Int) -> Void = { tile, _ in ddpm_sgemm_tile(call, tile) }
+}
+
+/// Runs `call` (its `tiles` and `tile_axis` are set here): in tiles on the pool when it is free
+/// and the GEMM is large, else whole on this thread. Same bits either way.
+func runGemm(_ call: inout ddpm_sgemm_call) {
+    let pool = WorkPool.shared
+    ddpm_sgemm_split(&call, pool.threads)
+    if call.tiles > 1 {
+        let tiles = Int(call.tiles)
+        if pool.parallelForIfFree(chunks: tiles, prepare: { GemmTiles.call.pointee = call }, GemmTiles.job) { return }
+    }
+    ddpm_sgemm(&call)
+}
+
 /// GEMM with explicit leading dimensions (for sub-blocks of larger matrices).
 @inline(__always)
 func stridedGemm(
@@ -38,14 +61,11 @@ func stridedGemm(
     m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int,
     transA: Bool = false, transB: Bool = false, alpha: Float = 1, beta: Float = 0
 ) {
-    BLASThreads.prepare()
-    cblas_sgemm(
-        CblasRowMajor,
-        transA ? CblasTrans : CblasNoTrans,
-        transB ? CblasTrans : CblasNoTrans,
-        Int32(m), Int32(n), Int32(k),
-        alpha, a, Int32(lda), b, Int32(ldb),
-        beta, c, Int32(ldc))
+    var call = ddpm_sgemm_call(
+        m: m, n: n, k: k, alpha: alpha, beta: beta,
+        a: a, lda: lda, trans_a: transA ? 1 : 0, b: b, ldb: ldb, trans_b: transB ? 1 : 0,
+        pack_b: nil, pack_b_context: nil, c: c, ldc: ldc, tiles: 1, tile_axis: 0)
+    runGemm(&call)
 }
 
 /// Dense GEMM: A is stored (m, k), or (k, m) when transposed; B is (k, n), or (n, k).
@@ -58,6 +78,23 @@ func gemm(
 ) {
     stridedGemm(c, a, b, m: m, n: n, k: k, lda: transA ? m : k, ldb: transB ? k : n, ldc: n,
                 transA: transA, transB: transB, alpha: alpha, beta: beta)
+}
+
+/// GEMM whose op(B) (k, n) is written by `packB` straight from its own source (an image, for a
+/// convolution without im2col): packB(context, dst, k0, kc, j0, nc, nr) writes
+/// op(B)[k0 ..< k0+kc][j0 ..< j0+nc] as NR-column panels (ddpm_gemm.h's ddpm_sgemm_pack_b_fn).
+/// It may be called from several threads at once (tiles on the pool) and must only read `context`.
+func packedGemm(
+    _ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>,
+    packB: ddpm_sgemm_pack_b_fn, context: UnsafeRawPointer?,
+    m: Int, n: Int, k: Int, lda: Int, ldc: Int,
+    transA: Bool = false, alpha: Float = 1, beta: Float = 0
+) {
+    var call = ddpm_sgemm_call(
+        m: m, n: n, k: k, alpha: alpha, beta: beta,
+        a: a, lda: lda, trans_a: transA ? 1 : 0, b: nil, ldb: 0, trans_b: 0,
+        pack_b: packB, pack_b_context: context, c: c, ldc: ldc, tiles: 1, tile_axis: 0)
+    runGemm(&call)
 }
 
 /// Sets the number of threads the engine's work is split over (the WorkPool's size, the

@@ -18,7 +18,9 @@
 // of a millisecond apart, and waking a sleeping thread costs about as much.
 //
 // A call made while another job runs (a second model on another thread), or while the pool
-// is being resized, runs its chunks serially on the caller, as worker 0.
+// is being resized, runs its chunks serially on the caller, as worker 0. parallelForIfFree
+// instead returns false then, so that its caller runs the work whole (a GEMM called inside
+// the engine's per-chunk jobs, see Kernels/Gemm.swift).
 //
 // Two condition variables, each with its own waiters (issue 19: one variable for both let a
 // worker's single wake-up reach a waiting resize instead of the job's caller, which then
@@ -77,6 +79,30 @@ final class WorkPool: @unchecked Sendable {  // thread-safe: every shared field 
             for c in 0..<n { body(c, 0) }
             return
         }
+        runLocked(chunks: n, workers: maxWorkers, body)
+    }
+
+    /// Runs body(chunk, worker) for every chunk in 0..<n on the pool and returns true, if the
+    /// pool is free (more than one thread, no job running, not resizing); otherwise returns
+    /// false at once, having run nothing, and the caller does the work itself. `prepare` runs
+    /// once the pool is claimed and before any chunk starts: it may write the state a stored
+    /// `body` reads (state no other caller may then touch until this call returns). A call from
+    /// inside a job (a GEMM inside the engine's per-chunk work) always gets false.
+    func parallelForIfFree(chunks n: Int, prepare: () -> Void, _ body: @escaping (_ chunk: Int, _ worker: Int) -> Void) -> Bool {
+        guard n > 1 else { return false }
+        pthread_mutex_lock(mutex)
+        guard threads > 1, !busy else {
+            pthread_mutex_unlock(mutex)
+            return false
+        }
+        prepare()
+        runLocked(chunks: n, workers: .max, body)
+        return true
+    }
+
+    /// Publishes the job, runs chunks on the caller too, waits for the rest, frees the pool.
+    /// Called with `mutex` held and the pool free; returns with it released.
+    private func runLocked(chunks n: Int, workers maxWorkers: Int, _ body: @escaping (Int, Int) -> Void) {
         (job, chunkCount, nextChunk, finished, busy, workerLimit) = (body, n, 0, 0, true, maxWorkers)
         generation.add(1, ordering: .releasing)
         pthread_cond_broadcast(wake)

@@ -1,0 +1,87 @@
+// ddpm_gemm.h — the engine's single-precision GEMM (packed, BLIS/GotoBLAS structure), the same
+// bits on every ISA path and for any split of the output.
+//
+//   C (m, n) = alpha · op(A) (m, k) · op(B) (k, n) + beta · C        (row-major)
+//
+// op(A) is A, stored (m, k) with row stride lda, or Aᵀ with A stored (k, m); op(B) likewise,
+// (k, n) or (n, k) with row stride ldb. op(B) may instead come from a packing callback
+// (`pack_b`), which writes B's panels straight from its own source: a convolution packs its
+// columns from the image without materialising im2col (implicit GEMM).
+//
+// The determinism contract. Every element is one chain of fused multiply-adds over k in
+// ascending order, started from beta·C:
+//
+//   acc = beta == 0 ? 0 : beta == 1 ? C[i][j] : beta · C[i][j]     (C not read when beta == 0)
+//   for p in 0 ..< k:  acc = fma(alpha' · op(A)[i][p], op(B)[p][j], acc)
+//   C[i][j] = acc                                                  (alpha' · a: one rounded
+//                                                                   product, exact for alpha 1)
+//
+// The micro-kernels keep that chain whatever their tile (MR × NR), whatever the K blocking
+// (a block's chain continues from the partial result left in C by the block before), and
+// whatever part of the output a call or a thread computes. So every ISA path gives the same
+// bits, and splitting the output over threads by rows or columns never changes one.
+// (alpha == 0 or k == 0: C = beta·C, or 0 when beta == 0; nothing of A or B is read.)
+//
+// Memory: each thread that runs a GEMM gets its packing buffers once (aligned, kept until the
+// thread ends); no call allocates after that. If that one allocation fails, the call still
+// computes the same bits, with an unpacked loop (slowly).
+#ifndef DDPM_GEMM_H
+#define DDPM_GEMM_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Writes op(B)[k0 ..< k0+kc][j0 ..< j0+nc] into `dst` as ⌈nc/nr⌉ panels of nr columns, one
+/// after another, each kc × nr floats row by row:
+///
+///   dst[(q·kc + p)·nr + j] = op(B)[k0 + p][j0 + q·nr + j]     (0 where q·nr + j ≥ nc)
+///
+/// `dst` is 64-byte aligned. Called from several threads at once for different blocks: it
+/// must only read `context`. nr is the path's panel width (ddpm_sgemm_nr()), a multiple of 8.
+typedef void (*ddpm_sgemm_pack_b_fn)(const void *context, float *dst, size_t k0, size_t kc, size_t j0, size_t nc,
+                                     size_t nr);
+
+/// One GEMM's arguments. Fill every field (zero the unused ones), then call ddpm_sgemm, or
+/// ddpm_sgemm_split and ddpm_sgemm_tile to run it in tiles on several threads.
+typedef struct ddpm_sgemm_call {
+    size_t m, n, k;
+    float alpha, beta;
+    const float *a;
+    size_t lda;
+    int trans_a;                  /* nonzero: A is stored (k, m) */
+    const float *b;               /* used when pack_b is NULL */
+    size_t ldb;
+    int trans_b;                  /* nonzero: B is stored (n, k) */
+    ddpm_sgemm_pack_b_fn pack_b;  /* NULL, or the packer of op(B) (then b, ldb, trans_b unused) */
+    const void *pack_b_context;
+    float *c;
+    size_t ldc;
+    /* Set by ddpm_sgemm_split: the output is cut into `tiles` parts along `tile_axis`
+       (0: rows, 1: columns), each a whole number of the path's MR rows or NR columns. */
+    size_t tiles;
+    int tile_axis;
+} ddpm_sgemm_call;
+
+/// Runs the whole GEMM on the calling thread.
+void ddpm_sgemm(const ddpm_sgemm_call *call);
+
+/// Plans a split of the output for `threads` threads: sets call->tiles (1 when the GEMM is too
+/// small to be worth splitting) and call->tile_axis. The split changes no bit of the result.
+void ddpm_sgemm_split(ddpm_sgemm_call *call, size_t threads);
+
+/// Runs tile `tile` (0 ..< call->tiles) of a split GEMM; tiles write disjoint parts of C and
+/// may run on different threads at once.
+void ddpm_sgemm_tile(const ddpm_sgemm_call *call, size_t tile);
+
+/// The current path's micro-tile: MR rows × NR columns (NR is the `nr` packers are given).
+size_t ddpm_sgemm_mr(void);
+size_t ddpm_sgemm_nr(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
