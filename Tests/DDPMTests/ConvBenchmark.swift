@@ -35,6 +35,9 @@ final class ConvBenchmark: XCTestCase {
 
     func testConvolutionTimes() throws {
         try XCTSkipUnless(ProcessInfo.processInfo.environment["DDPM_CONV_BENCH"] == "1", "set DDPM_CONV_BENCH=1 to run")
+        let threads = blasThreads()
+        setBLASThreads(1)  // every GEMM on this thread: its CPU time is the layer's
+        defer { setBLASThreads(threads) }
         let shapes: [(Ci: Int, Co: Int, B: Int, H: Int)] = (ProcessInfo.processInfo.environment["DDPM_CONV_SHAPES"] ?? "")
             .split(separator: ";").map { s in
                 let v = s.split(separator: ",").map { Int($0)! }

@@ -8,7 +8,7 @@
 // U = G w Gᵀ (α × α) and the transformed input patch V = Bᵀ d B (the α × α pixels around the
 // tile); so per frequency ξ the sum over ci is one GEMM over the tiles of a block:
 //
-//   forward:          M[ξ] (T, Co) = V[ξ] (T, Ci) · U[ξ]ᵀ (Ci, Co);   out tile = Aᵀ M A + b
+//   forward:          M[ξ] (T, Co) = V[ξ] (T, Ci) · U[ξ] (Ci, Co);   out tile = Aᵀ M A + b
 //   backward-data:    the same convolution of dout with the kernel rotated by 180° and Ci, Co
 //                     swapped: U'[ξ] (Co, Ci) from w[co, ci, 2 − ky, 2 − kx]
 //   backward-weights: the exact gradient of the forward above:
@@ -95,8 +95,8 @@ extension Conv2d {
         let (ldu, ldi, ldo) = (plan.filterStride, plan.inStride, plan.outStride)
         let (H, W, plane) = (plan.height, plan.width, plan.batch * plan.height * plan.width)
         let (u, v, mm, stage) = (scratch + plan.filters, scratch + plan.blockA, scratch + plan.blockB, scratch + plan.stage)
-        // U[ξ] (Co, Ci; row stride cip) = G w[co, ci] Gᵀ
-        ddpm_wino_filter(m, u, ldu, cip, params + weight, Co, Ci, 0)
+        // U[ξ] (Ci, Co; row stride cop) = G w[co, ci] Gᵀ
+        ddpm_wino_filter(m, u, ldu, cop, params + weight, Ci, 9, Co, 9 * Ci, 0)
         for g0 in Swift.stride(from: 0, to: plan.tileRows, by: plan.rowsPerBlock) {
             let rows = g0..<min(g0 + plan.rowsPerBlock, plan.tileRows)
             let tiles = rows.count * plan.tilesX
@@ -106,10 +106,10 @@ extension Conv2d {
                                    plan.m * ty0 - 1)
                 ddpm_wino_input(m, v + t * cip, ldi, stage, cip, plan.stageColumns, count, plan.tilesX)
             }
-            // M[ξ] (tiles, Co) = V[ξ] · U[ξ]ᵀ
+            // M[ξ] (tiles, Co) = V[ξ] · U[ξ]
             for xi in 0..<X {
                 stridedGemm(mm + xi * ldo, v + xi * ldi, u + xi * ldu, m: tiles, n: Co, k: Ci,
-                            lda: cip, ldb: cip, ldc: cop, transB: true)
+                            lda: cip, ldb: cop, ldc: cop)
             }
             // out tile = Aᵀ M A + b
             plan.forEachSegment(rows) { b, ty0, count, t in
@@ -137,7 +137,7 @@ extension Conv2d {
         let (v, z, vOut, stage) = (scratch + plan.blockA, scratch + plan.blockB, scratch + plan.blockC, scratch + plan.stage)
         let mIn = v  // (tiles, Ci) products of the backward-data convolution, once V is used
         // U'[ξ] (Co, Ci; row stride cip) = G w[co, ci, 2 − ky, 2 − kx] Gᵀ
-        if dinp != nil { ddpm_wino_filter(m, uFlipped, ldu, cip, params + weight, Co, Ci, 1) }
+        if dinp != nil { ddpm_wino_filter(m, uFlipped, ldu, cip, params + weight, Co, 9 * Ci, Ci, 9, 1) }
         for g0 in Swift.stride(from: 0, to: plan.tileRows, by: plan.rowsPerBlock) {
             let rows = g0..<min(g0 + plan.rowsPerBlock, plan.tileRows)
             let tiles = rows.count * plan.tilesX

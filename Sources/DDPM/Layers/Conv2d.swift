@@ -13,10 +13,12 @@
 // convolution of a run of images is one GEMM into a column block of the output, and
 // concatenating along channels is placing two blocks one after the other.
 //
-// Two algorithms (`Algorithm`), chosen per call from the shape:
-//   - Winograd F(4×4, 3×3) (Conv2d+Winograd.swift) for 3×3 kernels with stride 1 on images
-//     of at least 4×4 and at least `winogradMinChannels` channels in and out: 2.25
-//     multiplications an output instead of 9, forward, backward-data and backward-weights;
+// Two algorithms (`Algorithm`), chosen from the layer's shape and the image size — never from
+// the batch, so that an image's result does not depend on the images beside it:
+//   - Winograd (Conv2d+Winograd.swift) for 3×3 kernels with stride 1 and at least
+//     `winogradMinChannels` channels in and out: F(4×4, 3×3) on images of at least 8×8 (2.25
+//     multiplications an output instead of 9), F(2×2, 3×3) on images of 4×4 to 7×7 (4); the
+//     transformed weights cost α²·Ci·Co floats a call, which few tiles an image do not repay;
 //   - im2col + GEMM (Conv2d+Im2col.swift) for everything else (stride 2, 1×1, 1×k, tiny
 //     images, few channels).
 // `columns` is caller-provided scratch of `columnsCount(...)` floats, for either.
@@ -84,14 +86,14 @@ public struct Conv2d: Sendable {
     }
 
     /// The algorithm a call on H × W images takes: the one requested (Winograd only where the
-    /// kernel is 3×3 with stride 1), or for `.automatic` Winograd F(4×4, 3×3) on images of at
-    /// least 4×4 with at least `winogradMinChannels` channels in and out, else im2col.
+    /// kernel is 3×3 with stride 1), or for `.automatic` with at least `winogradMinChannels`
+    /// channels in and out Winograd F(4×4, 3×3) on images of at least 8×8, F(2×2, 3×3) on
+    /// images of at least 4×4; else im2col.
     func algorithm(height H: Int, width W: Int) -> Algorithm {
         switch requested {
         case .winograd where isWinogradShape: return requested
-        case .automatic where isWinogradShape && H >= 4 && W >= 4
-            && min(inChannels, outChannels) >= Self.winogradMinChannels:
-            return .winograd(tile: 4)
+        case .automatic where isWinogradShape && min(inChannels, outChannels) >= Self.winogradMinChannels:
+            return min(H, W) >= 8 ? .winograd(tile: 4) : min(H, W) >= 4 ? .winograd(tile: 2) : .im2col
         default: return .im2col
         }
     }

@@ -51,13 +51,15 @@ void ddpm_wino_grad_output(int m, float *z, size_t ldxi, const float *stage, siz
                            size_t tiles_x);
 
 /// Filter transform: u[ξ·ldxi + r·ldr + l] = (G g Gᵀ)[ξ] for r < rows, l < lanes, with the
-/// 3 × 3 kernel g[tap] = w[(r·lanes + l)·9 + tap] (tap = ky·3 + kx), or w[… + 8 − tap] when
+/// 3 × 3 kernel g[tap] = w[r·w_row + l·w_lane + tap] (tap = ky·3 + kx), or w[… + 8 − tap] when
 /// `flip` (the kernel rotated by 180°: the backward-data convolution). For a convolution's
-/// weights (Co, Ci, 3, 3): rows = Co, lanes = Ci, and U[ξ] is (Co × Ci).
-void ddpm_wino_filter(int m, float *u, size_t ldxi, size_t ldr, const float *w, size_t rows, size_t lanes, int flip);
+/// weights (Co, Ci, 3, 3): rows = Ci (w_row 9), lanes = Co (w_lane 9·Ci) give U[ξ] (Ci × Co);
+/// rows = Co (w_row 9·Ci), lanes = Ci (w_lane 9) give (Co × Ci).
+void ddpm_wino_filter(int m, float *u, size_t ldxi, size_t ldr, const float *w, size_t rows, size_t w_row,
+                      size_t lanes, size_t w_lane, int flip);
 
-/// The filter transform's adjoint: w[(r·lanes + l)·9 + tap] += (Gᵀ dU G)[tap], dU[ξ] at
-/// du[ξ·ldxi + r·ldr + l].
+/// The filter transform's adjoint for dU[ξ] (Co × Ci) at du[ξ·ldxi + r·ldr + l]:
+/// w[(r·lanes + l)·9 + tap] += (Gᵀ dU G)[tap] for r < rows (Co), l < lanes (Ci).
 void ddpm_wino_filter_grad(int m, float *w, size_t rows, size_t lanes, const float *du, size_t ldxi, size_t ldr);
 
 #ifdef __cplusplus
