@@ -182,13 +182,15 @@ test-wheel-source: setup-system
 	env -u PYTHONPATH -u SWIFTDDPM_LIBRARY "$$tmp/venv/bin/pip" install -q --no-index ./python && \
 	cd "$$tmp" && env -u PYTHONPATH -u SWIFTDDPM_LIBRARY "$$tmp/venv/bin/python" $(CURDIR)/python/tests/installed_smoke.py
 
-# PyTorch interop (swiftddpm.torch, Model.export/from_export) in make bench's venv.
+# PyTorch interop (swiftddpm.torch, Model.export/from_export) and diffusers (swiftddpm.diffusers
+# against diffusers itself, live) in make bench's venv.
 bench-venv:
 	@bash bench/run.sh --setup-only
 
 test-torch: build bench-venv
 	@.bench-venv/bin/python -c 'import pytest' 2>/dev/null || .bench-venv/bin/pip install -q pytest
-	.bench-venv/bin/python -m pytest -q python/tests/test_torch.py python/tests/test_export.py
+	@.bench-venv/bin/python -c 'import diffusers' 2>/dev/null || .bench-venv/bin/pip install -q diffusers
+	.bench-venv/bin/python -m pytest -q python/tests/test_torch.py python/tests/test_export.py python/tests/test_diffusers_live.py
 
 clean:
 	rm -rf .build .build-wheel $(FUZZ_BUILD) dist examples/c/swiss_roll examples/c/mpi_train $(HARDENING) $(OUT)

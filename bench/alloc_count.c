@@ -16,8 +16,9 @@
  * and forwards to glibc's __libc_* functions. Counting is on only inside measured windows.
  *
  * Build: cc -O2 -rdynamic bench/alloc_count.c -Iinclude -ISources/DDPMKernels/include -L<dir> -lddpm -Wl,-rpath,<dir> -o ddpm_cbench
- * Usage: ddpm_cbench key=value ...   (net=mlp D= H= L= | net=unet C= S= K= base= levels=
- *        res_blocks= attention_levels= ; B= threads= warmup= steps= sample_n= time_n= time_steps=)
+ * Usage: ddpm_cbench key=value ...   (net=mlp D= H= L= | net=unet C= S= K= base= levels= mult=1,2,2
+ *        res_blocks= attention_levels= heads= groups= dropout= ; B= threads= warmup= steps= sample_n=
+ *        alloc_steps_lo= alloc_steps_hi= time_n= time_steps= chunks= replays=)
  * Prints one JSON object on stdout. The model's parameters are filled in create_model() only.
  */
 #define _GNU_SOURCE
@@ -110,6 +111,7 @@ static gemm_call *recorded;
 static size_t n_recorded, cap_recorded;
 
 static double now(void);
+static int cmp_double(const void *a, const void *b);
 
 void ddpm_sgemm_split(ddpm_sgemm_call *call, size_t threads) {
     static split_fn real;
@@ -168,6 +170,8 @@ static size_t size_c(const gemm_call *g) { return (size_t)g->m * g->ldc; }
    (median of 5), outside the engine, with OpenBLAS itself on `threads` threads (the engine
    keeps OpenBLAS on one thread and splits the batch over its own pool instead: this is the
    sgemm speed that splitting is measured against). */
+static int replays = 5;  /* replays= : timed replays of a recorded list (1...5), after warm-ups */
+
 static double replay_recorded(int threads) {
     typedef void (*set_threads_fn)(int);
     set_threads_fn set_threads = (set_threads_fn)dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
@@ -183,7 +187,7 @@ static double replay_recorded(int threads) {
     for (size_t i = 0; i < ma; i++) a[i] = 0.001f * (float)(i % 97);
     for (size_t i = 0; i < mb; i++) b[i] = 0.001f * (float)(i % 89);
     double times[5];
-    for (int rep = -2; rep < 5; rep++) {
+    for (int rep = replays >= 5 ? -2 : -1; rep < replays; rep++) {
         double t0 = now();
         for (size_t i = 0; i < n_recorded; i++) {
             const gemm_call *g = &recorded[i];
@@ -193,10 +197,8 @@ static double replay_recorded(int threads) {
     }
     free(a); free(b); free(c);
     if (set_threads) set_threads(1);  /* back to the engine's setting */
-    for (int i = 0; i < 5; i++)  /* median */
-        for (int j = i + 1; j < 5; j++)
-            if (times[j] < times[i]) { double t = times[i]; times[i] = times[j]; times[j] = t; }
-    return times[2];
+    qsort(times, (size_t)replays, sizeof(double), cmp_double);
+    return times[replays / 2];  /* the median */
 }
 
 /* ---- helpers ------------------------------------------------------------------------- */
@@ -266,6 +268,18 @@ static ddpm_model *create_model(const ddpm_schedule *sched, int argc, char **arg
         if (res >= 0) unet.res_blocks = (int32_t)res;
         long att = arg(argc, argv, "attention_levels", -1);
         if (att >= 0) unet.attention_levels = (uint32_t)att;
+        const char *mult = sarg(argc, argv, "mult", NULL);  /* e.g. mult=1,2,2,2 (sets levels too) */
+        for (int l = 0; mult && *mult && l < DDPM_UNET_MAX_LEVELS; l++) {
+            char *end;
+            unet.channel_mult[l] = (int32_t)strtol(mult, &end, 10);
+            unet.num_levels = l + 1;
+            mult = *end == ',' ? end + 1 : NULL;
+        }
+        long heads = arg(argc, argv, "heads", 0), groups = arg(argc, argv, "groups", 0);
+        if (heads > 0) unet.attention_heads = (int32_t)heads;
+        if (groups > 0) unet.groups = (int32_t)groups;
+        const char *dropout = sarg(argc, argv, "dropout", NULL);
+        if (dropout) unet.dropout = strtof(dropout, NULL);
         network = &unet.base;
     } else {
         mlp.data_dim = (int32_t)arg(argc, argv, "D", 2);
@@ -282,6 +296,8 @@ int main(int argc, char **argv) {
     long B = arg(argc, argv, "B", 256), threads = arg(argc, argv, "threads", 1);
     long warmup = arg(argc, argv, "warmup", 20), steps = arg(argc, argv, "steps", 100);
     long sample_n = arg(argc, argv, "sample_n", 16);
+    long replays_arg = arg(argc, argv, "replays", 5);
+    replays = replays_arg < 1 ? 1 : replays_arg > 5 ? 5 : (int)replays_arg;
     CHECK(ddpm_set_num_threads((int)threads));
     { void *f[2]; backtrace(f, 2); }  /* loads libgcc's unwinder now, outside any window */
     int trace = getenv("ALLOC_TRACE") ? atoi(getenv("ALLOC_TRACE")) : 0;
@@ -311,10 +327,12 @@ int main(int argc, char **argv) {
     trace_left = 0;
 
     /* Engine time per train step: median of chunks of the same loop. */
-    enum { CHUNKS = 5 };
-    double chunk[CHUNKS];
+    enum { MAX_CHUNKS = 5 };
+    long chunks_arg = arg(argc, argv, "chunks", MAX_CHUNKS);  /* chunks= : timed chunks, 1...5 */
+    const int CHUNKS = chunks_arg < 1 ? 1 : chunks_arg > MAX_CHUNKS ? MAX_CHUNKS : (int)chunks_arg;
+    double chunk[MAX_CHUNKS];
     long per = steps / CHUNKS > 0 ? steps / CHUNKS : 1;
-    double chunk_gemm[CHUNKS];
+    double chunk_gemm[MAX_CHUNKS];
     uint64_t calls_per_step = 0;
     double flops_per_step = 0;
     for (int c = 0; c < CHUNKS; c++) {
@@ -353,18 +371,20 @@ int main(int argc, char **argv) {
     int32_t *slabels = K > 0 ? malloc(sizeof(int32_t) * sample_n) : NULL;
     for (long b = 0; slabels && b < sample_n; b++) slabels[b] = (int32_t)(b % K);
     ddpm_sample_params smp = ddpm_sample_params_default();
-    smp.steps = 10;
+    long lo = arg(argc, argv, "alloc_steps_lo", 10), hi = arg(argc, argv, "alloc_steps_hi", 110);
+    if (lo < 1 || hi <= lo) { fprintf(stderr, "need 1 <= alloc_steps_lo < alloc_steps_hi\n"); return 2; }
+    smp.steps = (int32_t)lo;
     CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, slabels), sample_n, out, sample_n * S)); /* warm-up */
     window_start();
     CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, slabels), sample_n, out, sample_n * S));
     window_stop();
     uint64_t a10 = n_alloc, b10 = n_bytes;
-    smp.steps = 110;
+    smp.steps = (int32_t)hi;
     window_start();
     CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, slabels), sample_n, out, sample_n * S));
     window_stop();
     uint64_t a110 = n_alloc, b110 = n_bytes;
-    double per_step = (double)(a110 - a10) / 100.0;
+    double per_step = (double)(a110 - a10) / (double)(hi - lo);
 
     /* Sampling: time per reverse step for time_n samples (respaced DDPM, time_steps steps),
        time inside sgemm, and the step's GEMMs replayed. */
@@ -405,7 +425,7 @@ int main(int argc, char **argv) {
            net, B, ddpm_get_num_threads(), (long long)S, (long long)ddpm_model_num_parameters(model), steps,
            (double)train_alloc / steps, (double)train_free / steps, (double)train_bytes / steps,
            chunk[CHUNKS / 2], chunk[0], noop_s, sample_n, (unsigned long long)a10, (unsigned long long)a110,
-           per_step, (double)a10 - 10 * per_step, (double)b10 - 10.0 * (double)(b110 - b10) / 100.0,
+           per_step, (double)a10 - (double)lo * per_step, (double)b10 - (double)lo * (double)(b110 - b10) / (double)(hi - lo),
            loss, (long long)acc, (unsigned long long)calls_per_step, flops_per_step, chunk_gemm[CHUNKS / 2],
            train_recorded, train_replay_s, time_n, sample_step_s, sample_gemm_s, sample_flops, sample_replay_s);
     free(out); free(slabels); free(x0); free(labels);

@@ -48,7 +48,8 @@ import targets
 from c_driver import build_c_driver, profile_c_driver, run_c_driver
 from peak import best_peak, measure_fma_peak, openblas_version
 from quiet import RunMeter, describe, loadavg, machine_busy
-from configs import CONFIGS, TINY, TINY_NAME, sample_steps, timing
+from flops import train_flops
+from configs import CONFIGS, TINY, TINY_NAME, config_timing, default_names, sample_steps, timing
 from report import ok
 from workers import mpirun_prefix, run_worker
 
@@ -61,7 +62,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="short timings; sampling timed over 20 steps (digits 5) and scaled to 1000")
     ap.add_argument("--sample-steps", type=int,
                     help="time sampling over exactly this many steps for every config, no time budget (scaled to 1000)")
-    ap.add_argument("--config", action="append", help=f"only these ({', '.join(CONFIGS)}); repeat or comma-separate")
+    ap.add_argument("--config", action="append", help=f"only these ({', '.join(CONFIGS)}; default: all, "
+                    "without the full-bench-only ones under --quick); repeat or comma-separate")
     ap.add_argument("--threads", default="1,2", help="thread counts to measure (default 1,2)")
     ap.add_argument("--engines", default="torch,compiled,ours",
                     help="engines to measure (default torch,compiled,ours; compiled = PyTorch under torch.compile)")
@@ -72,7 +74,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--profile", action="store_true", help="also perf-record the C driver (1 thread) per config")
     ap.add_argument("--mpi", default="1,2", help="MPI rank counts for the data-parallel rows (default 1,2; '' = none)")
     args = ap.parse_args()
-    args.names = [n for c in (args.config or list(CONFIGS)) for n in c.split(",") if n]
+    args.names = [n for c in (args.config or default_names(args.quick)) for n in c.split(",") if n]
     unknown = [n for n in args.names if n not in CONFIGS]
     if unknown:
         ap.error(f"unknown config {unknown}; known: {list(CONFIGS)}")
@@ -90,14 +92,14 @@ def measure_config(name: str, args, times: dict, exe: str | None, rep: dict, pyt
     for engine in args.engines:
         for t in args.threads:
             print(f"  {name:7} {engine:8} {t} thread(s) ...", end=" ", flush=True)
-            spec = dict(cfg=cfg, threads=t, compile_cap_s=args.compile_cap, **times)
+            spec = dict(cfg=cfg, threads=t, compile_cap_s=args.compile_cap, **config_timing(cfg, times, args.quick))
             if not args.sample_steps:
                 spec["sample_steps"] = sample_steps(cfg, times, args.quick)
             capped = [r for (e, _), r in rows.items() if e == engine and "(capped" in r.get("error", "")]
             if capped:  # a compile that ran out of time at one thread count will at the next too
                 r = {"error": f"skipped: {capped[0]['error']} at another thread count"}
             else:
-                r = run_worker(engine, spec, python)
+                r = run_worker(engine, spec, python, timeout=1800 if train_flops(cfg) > 20e9 else 600)
             r.update(config=name, engine=engine, threads=t)
             rows[(engine, t)] = r
             rep["runs"].append(r)

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 
+from flops import train_flops
 from quiet import run_measured
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,21 +37,30 @@ def build_c_driver(lib: str, out_dir: str) -> tuple[str | None, str | None]:
 
 
 def c_driver_args(exe: str, cfg: dict, threads: int, quick: bool) -> list[str] | str:
-    """The C driver's command line for one configuration (or an error message)."""
-    args = [exe, f"B={cfg['B']}", f"threads={threads}", f"warmup={3 if quick else 10}"]
+    """The C driver's command line for one configuration (or an error message). Networks whose
+    train step is over 20 GFLOP (the CIFAR UNets: seconds a step) are timed over fewer steps,
+    chunks and replays, and count sampling allocations on 2 samples over 1 and 3 steps."""
+    big = train_flops(cfg) > 20e9
+    args = [exe, f"B={cfg['B']}", f"threads={threads}", f"warmup={1 if big else 3 if quick else 10}"]
     if cfg["kind"] == "mlp":
         args += ["net=mlp", f"D={cfg['D']}", f"H={cfg['H']}", f"L={cfg['L']}"]
         steps = 200 if cfg["H"] * cfg["B"] <= 128 * 256 else 50
     else:
         u = cfg["unet"]
-        if tuple(u["channel_mult"]) != (1, 2, 2, 2)[:len(u["channel_mult"])] or u["attention_heads"] != 1 or u["groups"] != 8:
-            return "the C driver only sets base_channels, levels, res_blocks and attention_levels"
+        if u.get("cross_attention_levels"):
+            return "the C driver sets no cross-attention (nor its condition)"
         mask = sum(1 << level for level in u["attention_levels"])
         args += ["net=unet", f"C={cfg['C']}", f"S={cfg['S']}", f"K={cfg['K']}", f"base={u['base_channels']}",
-                 f"levels={len(u['channel_mult'])}", f"res_blocks={u['res_blocks']}", f"attention_levels={mask}"]
+                 "mult=" + ",".join(str(m) for m in u["channel_mult"]), f"res_blocks={u['res_blocks']}",
+                 f"attention_levels={mask}", f"heads={u.get('attention_heads', 1)}", f"groups={u.get('groups', 8)}",
+                 f"dropout={u.get('dropout', 0.0)}"]
         steps = 10
-    args += [f"steps={max(5, steps // (4 if quick else 1))}", f"time_n={cfg['sample_n']}",
-             f"time_steps={5 if quick or cfg['kind'] == 'unet' else 20}"]
+    if big:
+        args += [f"steps={2 if quick else 5}", f"chunks={2 if quick else 5}", f"replays={1 if quick else 3}",
+                 "sample_n=2", "alloc_steps_lo=1", "alloc_steps_hi=3"]
+    else:
+        args += [f"steps={max(5, steps // (4 if quick else 1))}"]
+    args += [f"time_n={cfg['sample_n']}", f"time_steps={2 if big and quick else 5 if quick or cfg['kind'] == 'unet' else 20}"]
     return args
 
 
@@ -61,7 +71,7 @@ def run_c_driver(exe: str, cfg: dict, threads: int, quick: bool) -> dict:
     if isinstance(args, str):
         return {"error": args}
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
-    proc, quiet = run_measured(args, env, timeout=600)
+    proc, quiet = run_measured(args, env, timeout=1800 if train_flops(cfg) > 20e9 else 600)
     if proc is None:
         return {"error": "timed out", "quiet": quiet}
     if proc.returncode != 0:

@@ -44,11 +44,17 @@ static const shape shapes[] = {
     {"mlp fwd   rows 512 H 512", 512, 512, 512, 0, 1},
     {"mlp dW    rows 512 H 512", 512, 512, 512, 1, 0},
     {"mlp din   rows 512 H 512", 512, 512, 512, 0, 0},
-    /* UNet 3×3 convolutions as whole GEMMs: out (Co, B·H·W) = W (Co, Ci·9) · columns (Ci·9, B·H·W) */
+    /* UNet 3×3 convolutions as whole GEMMs: out (Co, B·H·W) = W (Co, Ci·9) · columns (Ci·9, B·H·W)
+       (the CIFAR UNets: base 64 mult (1, 2, 2), base 128 mult (1, 2, 2, 2); the output conv to 3 channels),
+       then as the engine runs them today, one image's im2col at a time */
     {"conv fwd  64->64 32x32 b8", 64, 8192, 576, 0, 0},
     {"conv fwd  128->128 16x16 b8", 128, 2048, 1152, 0, 0},
     {"conv fwd  128->128 16x16 b32", 128, 8192, 1152, 0, 0},
     {"conv fwd  256->256 8x8 b32", 256, 2048, 2304, 0, 0},
+    {"conv fwd  64->64 32x32 b32", 64, 32768, 576, 0, 0},
+    {"conv fwd  128->128 32x32 b8", 128, 8192, 1152, 0, 0},
+    {"conv fwd  256->256 16x16 b32", 256, 8192, 2304, 0, 0},
+    {"conv fwd  128->3 32x32 b8", 3, 8192, 1152, 0, 0},
     {"conv fwd  64->64 32x32 1img", 64, 1024, 576, 0, 0},
     {"conv fwd  256->256 8x8 1img", 256, 64, 2304, 0, 0},
     /* backward: dW (Co, Ci·9) += dout (Co, M) · columnsᵀ; dcolumns (Ci·9, M) = Wᵀ · dout */

@@ -18,7 +18,8 @@ import platform
 import subprocess
 
 import targets
-from configs import T
+from configs import CONFIGS, T, sample_batches
+from flops import forward_flops, train_flops
 from quiet import busy_reasons, describe, loadavg, machine_busy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,6 +88,10 @@ def summarize(name: str, rows: dict, cdrv: dict, threads: list[int]) -> dict:
         if 1 in mine and 2 in mine:
             s["train_scaling"] = mine[1]["train"]["s_median"] / mine[2]["train"]["s_median"]
             s["sample_scaling"] = mine[1]["sample_s"] / mine[2]["sample_s"]
+    engines = {"torch": tt, "compiled": tc, "ours": mine}
+    s["effective"] = effective_gflops(name, engines)
+    s["cpu_ratio_1t"] = cpu_ratios(tt.get(1), mine.get(1))
+    s["sample_at"] = sampling_at_batches(name, engines)
     for t in threads:
         r, c = rows.get(("ours", t)), cdrv.get(t)
         entry = {}
@@ -120,6 +125,102 @@ def summarize(name: str, rows: dict, cdrv: dict, threads: list[int]) -> dict:
         if entry:
             s[f"ours_{t}"] = entry
     return s
+
+
+def effective_gflops(name: str, engines: dict) -> dict:
+    """{engine: {threads: {train, sample: {batch: GFLOP/s}}}}: the configuration's counted
+    FLOPs (flops.py: direct convolution, forward + backward) over each run's median train step
+    and over its sampling time (one forward a step; a guided configuration makes one pass too,
+    as it samples with w = 1)."""
+    cfg = CONFIGS.get(name)
+    if cfg is None:
+        return {}
+    out = {}
+    for engine, runs in engines.items():
+        for t, r in runs.items():
+            e = {"train": train_flops(cfg) / r["train"]["s_median"] / 1e9, "sample": {}}
+            for n, m in r.get("sample_by_batch", {}).items():
+                e["sample"][n] = forward_flops(cfg, int(n)) * T / m["s"] / 1e9
+            out.setdefault(engine, {})[str(t)] = e
+    return out
+
+
+def cpu_ratios(theirs: dict | None, ours: dict | None) -> dict:
+    """PyTorch eager's CPU seconds over ours at 1 thread, per train step and per sampling call at
+    each batch: the speed ratio a busy machine disturbs least (a thread waiting for a core
+    uses no CPU), shown beside the wall-time ratios."""
+    if not theirs or not ours:
+        return {}
+    out = {}
+    if theirs["train"].get("cpu_s_median") and ours["train"].get("cpu_s_median"):
+        out["train"] = theirs["train"]["cpu_s_median"] / ours["train"]["cpu_s_median"]
+    for n, m in ours.get("sample_by_batch", {}).items():
+        t = theirs.get("sample_by_batch", {}).get(n, {})
+        if t.get("cpu_s") and m.get("cpu_s"):
+            out[f"sample_{n}"] = t["cpu_s"] / m["cpu_s"]
+    return out
+
+
+def cpu_ratio_lines(report: dict) -> list[str]:
+    lines = []
+    for s in report["summary"]:
+        r = s.get("cpu_ratio_1t")
+        if r:
+            lines.append(f"{s['config']}: train ×{fmt(r.get('train'), '.2f')}, " + ", ".join(
+                f"sampling B={k[len('sample_'):]} ×{v:.2f}" for k, v in r.items() if k.startswith("sample_")))
+    return lines
+
+
+def sampling_at_batches(name: str, engines: dict) -> dict:
+    """{batch: {ratio, ratio_compiled, scaling}} for every sampling batch of the configuration:
+    ours at its best thread count against PyTorch eager (and compiled) at theirs, and our
+    1-thread time over our 2-thread time."""
+    cfg = CONFIGS.get(name)
+    if cfg is None:
+        return {}
+
+    def best(runs: dict, n: str):
+        times = [r["sample_by_batch"][n]["s"] for r in runs.values() if n in r.get("sample_by_batch", {})]
+        return min(times) if times else None
+    out = {}
+    for n in map(str, sample_batches(cfg)):
+        ours, eager, compiled = best(engines["ours"], n), best(engines["torch"], n), best(engines["compiled"], n)
+        e = {}
+        if ours and eager:
+            e["ratio"] = eager / ours
+        if ours and compiled:
+            e["ratio_compiled"] = compiled / ours
+        mine = engines["ours"]
+        if 1 in mine and 2 in mine and n in mine[1].get("sample_by_batch", {}) and n in mine[2].get("sample_by_batch", {}):
+            e["scaling"] = mine[1]["sample_by_batch"][n]["s"] / mine[2]["sample_by_batch"][n]["s"]
+        out[n] = e
+    return out
+
+
+def effective_lines(report: dict) -> list[str]:
+    """One line per configuration and engine: effective GFLOP/s of train steps and sampling at
+    each thread count, against the FMA peak at that thread count."""
+    peak = report.get("fma_peak", {})
+    lines = []
+    for s in report["summary"]:
+        for engine, per_t in s.get("effective", {}).items():
+            cells = []
+            for t, e in sorted(per_t.items()):
+                pt = peak.get(t, {}).get("gflops_best") if ok(peak) else None
+                share = f" ({e['train'] / pt:.0%} of peak)" if pt else ""
+                samp = ", ".join(f"B={n} {fmt(g, '.0f')}" for n, g in e["sample"].items())
+                cells.append(f"{t}T train {e['train']:.0f}{share}, sampling {samp}")
+            lines.append(f"{s['config']} {engine}: " + " | ".join(cells))
+    return lines
+
+
+def peak_line(report: dict) -> str:
+    peak = report.get("fma_peak", {})
+    if not ok(peak):
+        return f"FMA peak: {peak.get('error', 'not measured')}"
+    return "FMA peak (GFLOP/s): " + "; ".join(
+        f"{t} thread(s) {p['gflops_best']:.0f} (AVX2 {fmt(p.get('gflops_avx2'), '.0f')}, AVX-512 {fmt(p.get('gflops_avx512'), '.0f')})"
+        for t, p in peak.items() if ok(p))
 
 
 def run_busy(r: dict) -> list[str]:
@@ -189,6 +290,16 @@ def markdown(report: dict) -> str:
               "ours/sgemm: our train step's GFLOP/s over sgemm's on its own calls (large's target at 2 threads: ≥ 70%).",
               "", "```"]
     lines += roofline_lines(report) or ["(no C driver results)"]
+    lines += ["```", "", "## Effective GFLOP/s", "",
+              "Every engine's train step and sampling against the configuration's direct-convolution FLOPs (bench/flops.py: "
+              "multiply-adds of the convolutions, linear layers and attention products as a direct convolution does them, "
+              "forward + backward for a train step, one forward per sampling step; elementwise work not counted), "
+              "against the FMA peak at that thread count. " + peak_line(report), "", "```"]
+    lines += effective_lines(report) or ["(no runs)"]
+    lines += ["```", "", "Ours against PyTorch eager at 1 thread by CPU time (their CPU seconds per train step and "
+              "per sampling call over ours): on a busy machine, where a thread waits for a core without using CPU, "
+              "the ratio least disturbed.", "", "```"]
+    lines += cpu_ratio_lines(report) or ["(no 1-thread runs of both)"]
     lines += ["```", "", "## Runs", "",
               "Train: steps/s from Python (Model.train_step / the PyTorch reference's step), median of timed "
               "chunks after warm-up. Sample: seconds for 1000 DDPM ancestral steps (σ² = β_t, EMA weights) "
@@ -289,7 +400,7 @@ def targets_markdown(report: dict) -> list[str]:
     if not rows:
         return []
     busy = " (machine BUSY: see above)" if busy_banner(report) else ""
-    lines = ["## Targets (issue 11)" + busy, "",
+    lines = ["## Targets (issue 18)" + busy, "",
              "Ours and PyTorch eager each at their best thread count; torch.compile beside it where it ran.", "",
              "| config | target | figure (bound) | verdict | vs torch.compile |", "|---|---|---:|---|---:|"]
     by_config = {s["config"]: s for s in report["summary"]}
@@ -299,7 +410,9 @@ def targets_markdown(report: dict) -> list[str]:
         if row["target"].startswith("train speed"):
             beside = fmt(s.get("best_train_ratio_compiled"), ".2f") + ("×" if "best_train_ratio_compiled" in s else "")
         elif row["target"].startswith("sampling speed"):
-            beside = fmt(s.get("best_sample_ratio_compiled"), ".2f") + ("×" if "best_sample_ratio_compiled" in s else "")
+            at = row.get("batch")
+            c = s.get("sample_at", {}).get(str(at), {}).get("ratio_compiled") if at else s.get("best_sample_ratio_compiled")
+            beside = fmt(c, ".2f") + ("×" if c is not None else "")
         lines.append(f"| {row['config']} | {row['target']} | {targets.figure(row)} | {targets.verdict(row)} | {beside} |")
     return lines
 
@@ -350,6 +463,11 @@ def print_table(report: dict) -> None:
     print()
     for line in roofline_lines(report):
         print(line)
+    print(peak_line(report))
+    for line in effective_lines(report):
+        print(line)
+    for line in cpu_ratio_lines(report):
+        print("1-thread CPU-time ratio, " + line)
     print()
     for row in report.get("targets") or []:
         print(f"{row['config']:8} {row['target']:55} {targets.figure(row):>22}  {targets.verdict(row)}")
@@ -388,8 +506,9 @@ def progress_run(r: dict) -> str:
         return "error: " + r.get("error", "?")[:300]
     comp = (f", compiled in {r['compile_train_s']:.0f} + {r['compile_sample_s']:.0f} s"
             if "compile_sample_s" in r else "")
+    more = "".join(f", B={n} {m['s']:.2f} s" for n, m in list(r.get("sample_by_batch", {}).items())[1:])
     return (f"train {1 / r['train']['s_median']:.1f} steps/s, sample {r['sample_s']:.2f} s"
-            f"{'' if r.get('sample_steps_run', T) == T else ' (scaled)'}, "
+            f"{'' if r.get('sample_steps_run', T) == T else ' (scaled)'}{more}, "
             f"RSS {r['peak_rss_mb']:.0f} MB ({r['wall_s']:.0f} s, CPU {r['quiet']['cpu_s']:.0f} s{comp})"
             f"{flag(r)}")
 
@@ -405,7 +524,7 @@ def progress_c_driver(c: dict) -> str:
 def progress_peak(peak: dict) -> str:
     if not ok(peak):
         return f"error: {peak.get('error', '?')}"
-    return ", ".join(f"{t} thread(s) {p['gflops_best']:.0f} GFLOP/s" if ok(p) else f"{t}: {p.get('error')}"
+    return ", ".join(f"{t} thread(s) {p['gflops_best']:.0f} GFLOP/s ({p.get('isa', '?')})" if ok(p) else f"{t}: {p.get('error')}"
                      for t, p in peak.items())
 
 

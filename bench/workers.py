@@ -26,7 +26,7 @@ import statistics
 import sys
 import time
 
-from configs import E, T
+from configs import E, T, sample_batches
 from quiet import run_measured
 
 # ---- the engines' models ----------------------------------------------------------------
@@ -76,9 +76,10 @@ def peak_rss_mb() -> float:
 
 def time_steps(step, warmup: int, target_s: float, chunks: int = 5) -> dict:
     """Runs `warmup` calls, sizes chunks to about target_s/chunks seconds each, and returns
-    the median and minimum seconds per call over the chunks, and the process's CPU time over
-    the timed chunks per second of wall time (≈ the threads kept busy; < 1 at 1 thread: the
-    process waited for a core)."""
+    the median and minimum seconds per call over the chunks, the median CPU seconds per call
+    (all threads; at 1 thread the figure a busy machine disturbs least), and the process's CPU
+    time over the timed chunks per second of wall time (≈ the threads kept busy; < 1 at 1
+    thread: the process waited for a core)."""
     for _ in range(warmup):
         step()
     t0 = time.perf_counter()
@@ -88,16 +89,17 @@ def time_steps(step, warmup: int, target_s: float, chunks: int = 5) -> dict:
         probe += 1
     per_call = (time.perf_counter() - t0) / probe
     per_chunk = max(1, int(target_s / chunks / per_call))
-    times = []
+    times, cpu = [], []
     c0, w0 = time.process_time(), time.perf_counter()
     for _ in range(chunks):
-        t0 = time.perf_counter()
+        t0, p0 = time.perf_counter(), time.process_time()
         for _ in range(per_chunk):
             step()
         times.append((time.perf_counter() - t0) / per_chunk)
+        cpu.append((time.process_time() - p0) / per_chunk)
     cpu_per_wall = (time.process_time() - c0) / (time.perf_counter() - w0)
     return {"s_median": statistics.median(times), "s_min": min(times), "calls": per_chunk * chunks,
-            "cpu_per_wall": cpu_per_wall}
+            "cpu_per_wall": cpu_per_wall, "cpu_s_median": statistics.median(cpu)}
 
 
 def budget_steps(sample, wanted: int, budget_s: float | None) -> int:
@@ -110,6 +112,22 @@ def budget_steps(sample, wanted: int, budget_s: float | None) -> int:
     if not budget_s:
         return wanted
     return max(probe, min(wanted, int(budget_s / per_step)))
+
+
+def time_sampling(result: dict, sample, cfg: dict, spec: dict) -> None:
+    """Times sample(n, steps) (→ whether the samples are finite) at each sampling batch n of the
+    configuration, over spec["sample_steps"] steps or what fits in the budget, scaled to T steps:
+    result["sample_by_batch"][str(n)] = {s, steps_run, finite}; sample_s, sample_steps_run and
+    sample_finite are those of sample_n."""
+    result["sample_by_batch"] = {}
+    for n in sample_batches(cfg):
+        steps = budget_steps(lambda k: sample(n, k), spec["sample_steps"], spec.get("sample_budget_s"))
+        t0, p0 = time.perf_counter(), time.process_time()
+        finite = sample(n, steps)
+        result["sample_by_batch"][str(n)] = {"s": (time.perf_counter() - t0) * T / steps, "steps_run": steps,
+                                             "finite": finite, "cpu_s": (time.process_time() - p0) * T / steps}
+    first = result["sample_by_batch"][str(cfg["sample_n"])]
+    result.update(sample_s=first["s"], sample_steps_run=first["steps_run"], sample_finite=first["finite"])
 
 
 def mlp_gemms(D: int, H: int, L: int, B: int, train: bool = True) -> list[tuple]:
@@ -190,7 +208,8 @@ def worker_torch(spec: dict) -> dict:
             result["compile_train_s"] = compile_capped(lambda: trainer.train_step(x0, labels), cap, "train step")
         except Exception as e:  # the cap, or inductor's failures: no compiler, unsupported op, ...
             return {"error": compile_error(e, "train step", cap), "torch_version": torch.__version__}
-    result["train"] = time_steps(lambda: trainer.train_step(x0, labels), spec["warmup"], spec["target_s"])
+    result["train"] = time_steps(lambda: trainer.train_step(x0, labels), spec["warmup"], spec["target_s"],
+                                 spec.get("chunks", 5))
     if not compile_:
         try:  # FLOPs of one train step as PyTorch counts them (mm/addmm/conv, forward + backward)
             from torch.utils.flop_counter import FlopCounterMode
@@ -200,25 +219,24 @@ def worker_torch(spec: dict) -> dict:
         except Exception as e:  # pragma: no cover
             result["torch_counted_flops_per_step"] = None
             result["flop_counter_error"] = str(e)
-    n, steps = cfg["sample_n"], spec["sample_steps"]
     trainer.net = net  # ema_net() copies the eager network
     ema = trainer.ema_net()
-    shape = (n,) + tuple(x0.shape[1:])
-    slabels = torch.arange(n) % cfg["K"] if cfg.get("K") else None
     if compile_:
         ema = torch.compile(ema, dynamic=False)
-        try:
-            result["compile_sample_s"] = compile_capped(
-                lambda: ref.ddpm_sample(ema, sched, shape, labels=slabels, steps=1), cap, "sampling forward")
-        except Exception as e:
-            return {"error": compile_error(e, "sampling forward", cap), "torch_version": torch.__version__}
-    steps = budget_steps(lambda k: ref.ddpm_sample(ema, sched, shape, labels=slabels, steps=k), steps,
-                         spec.get("sample_budget_s"))
-    t0 = time.perf_counter()
-    x = ref.ddpm_sample(ema, sched, shape, labels=slabels, steps=steps)
-    result["sample_s"] = (time.perf_counter() - t0) * T / steps
-    result["sample_steps_run"] = steps
-    result["sample_finite"] = bool(torch.isfinite(x).all())
+
+    def sample(n: int, steps: int):
+        shape = (n,) + tuple(x0.shape[1:])
+        slabels = torch.arange(n) % cfg["K"] if cfg.get("K") else None
+        return bool(torch.isfinite(ref.ddpm_sample(ema, sched, shape, labels=slabels, steps=steps)).all())
+    for n in sample_batches(cfg):
+        if compile_:  # static shapes: each batch compiles apart
+            try:
+                result[f"compile_sample_s_{n}"] = compile_capped(lambda: sample(n, 1), cap, f"sampling forward (batch {n})")
+            except Exception as e:
+                return {"error": compile_error(e, f"sampling forward (batch {n})", cap), "torch_version": torch.__version__}
+            if n == cfg["sample_n"]:
+                result["compile_sample_s"] = result[f"compile_sample_s_{n}"]
+    time_sampling(result, sample, cfg, spec)
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 
@@ -239,18 +257,15 @@ def worker_ours(spec: dict) -> dict:
     result = {"library": sd.library_path(), "library_version": sd.library_version(),
               "threads_in_library": sd.get_num_threads(), "base_rss_mb": base_rss,
               "parameters": model.num_parameters}
-    result["train"] = time_steps(lambda: model.train_step(x0, labels), spec["warmup"], spec["target_s"])
+    result["train"] = time_steps(lambda: model.train_step(x0, labels), spec["warmup"], spec["target_s"],
+                                 spec.get("chunks", 5))
     if cfg["kind"] == "mlp":
         result["analytic_gemm_flops_per_step"] = gemm_flops(mlp_gemms(cfg["D"], cfg["H"], cfg["L"], cfg["B"]))
-    n, steps = cfg["sample_n"], spec["sample_steps"]
-    slabels = (np.arange(n) % cfg["K"]).astype(np.int32) if cfg.get("K") else None
-    steps = budget_steps(lambda k: model.sample(n, steps=k, labels=slabels), steps,  # respaced: k steps
-                         spec.get("sample_budget_s"))
-    t0 = time.perf_counter()
-    x = model.sample(n, steps=0 if steps == T else steps, labels=slabels)
-    result["sample_s"] = (time.perf_counter() - t0) * T / steps
-    result["sample_steps_run"] = steps
-    result["sample_finite"] = bool(np.isfinite(x).all())
+
+    def sample(n: int, steps: int):  # respaced DDPM: `steps` steps (0: all T)
+        slabels = (np.arange(n) % cfg["K"]).astype(np.int32) if cfg.get("K") else None
+        return bool(np.isfinite(model.sample(n, steps=0 if steps == T else steps, labels=slabels)).all())
+    time_sampling(result, sample, cfg, spec)
     result["peak_rss_mb"] = peak_rss_mb()
     model.close()
     sched.close()

@@ -109,7 +109,8 @@ const char *ddpm_version_string(void);
  * (5 floats per parameter) and its timestep table (T × time_embed_dim floats), plus the
  * buffers of any one call (a train step, a prediction, a sampling run: activations and the
  * batch's own buffers). A ddpm_sampler and ddpm_schedule_sample have the same ceiling for
- * their buffers (4 floats per float of the batch). */
+ * their buffers (at most 6 floats per float of the batch) and their plan of model
+ * evaluations (24 bytes each; timesteps × (corrector_steps + 1) for PC). */
 #define DDPM_MAX_MODEL_BYTES ((int64_t)1 << 33)  /* 8 GiB */
 /* Caps on single fields, so that every size computes exactly; the byte ceiling is the
  * limit that usually binds. */
@@ -166,15 +167,16 @@ typedef enum {
     DDPM_SCHEDULE_LINEAR = 0,  /* β linear from beta_start to beta_end                   */
     DDPM_SCHEDULE_COSINE = 1,  /* Nichol & Dhariwal, offset cosine_s, β <= max_beta      */
     DDPM_SCHEDULE_SIGMOID = 2, /* β = beta_start + (beta_end - beta_start)·sigmoid(linspace(sigmoid_start, sigmoid_end, T)) */
-    DDPM_SCHEDULE_CUSTOM = 3   /* caller-given β (ddpm_schedule_create_custom); reported, not created, by params */
+    DDPM_SCHEDULE_CUSTOM = 3,  /* caller-given β (ddpm_schedule_create_custom); reported, not created, by params */
+    DDPM_SCHEDULE_SCALED_LINEAR = 4 /* √β linear from √beta_start to √beta_end (diffusers' "scaled_linear") */
 } ddpm_schedule_kind;
 
 typedef struct ddpm_schedule_params {
     size_t struct_size;     /* sizeof(ddpm_schedule_params)                             */
     int32_t kind;           /* ddpm_schedule_kind; default LINEAR                         */
     int32_t num_timesteps;  /* T >= 1; default 1000                                       */
-    double beta_start;      /* linear: first β (1e-4); sigmoid: β_min                     */
-    double beta_end;        /* linear: last β (0.02); sigmoid: β_max                      */
+    double beta_start;      /* linear, scaled_linear: first β (1e-4); sigmoid: β_min       */
+    double beta_end;        /* linear, scaled_linear: last β (0.02); sigmoid: β_max        */
     int32_t scale_to_steps; /* linear: nonzero multiplies both ends by 1000/T (default 0) */
     double cosine_s;        /* cosine offset s (0.008)                                    */
     double max_beta;        /* cosine clip (0.999)                                        */
@@ -256,8 +258,12 @@ typedef enum {
     DDPM_SPACING_LEADING = 1,   /* (S-1-i)·⌊T/S⌋ + steps_offset                                */
     DDPM_SPACING_TRAILING = 2,  /* round(T - i·T/S) - 1                                        */
     DDPM_SPACING_LINSPACE = 3,  /* round((S-1-i)·(T-1)/(S-1)): from T-1 down to 0              */
-    DDPM_SPACING_KARRAS = 4     /* Karras et al. σ spacing (ρ = 7) mapped to the nearest t;
+    DDPM_SPACING_KARRAS = 4,    /* Karras et al. σ spacing (ρ = 7) mapped to the nearest t;
                                    repeats dropped, so fewer than S steps can result            */
+    DDPM_SPACING_DPM_LEADING = 5,  /* (S-i)·⌊T/(S+1)⌋ + steps_offset: S+1 leading points, the last
+                                   dropped (DPMSolverMultistepScheduler's "leading")             */
+    DDPM_SPACING_DPM_LINSPACE = 6  /* round((S-i)·(T-1)/S): S+1 linspace points, the last (0)
+                                   dropped (DPMSolverMultistepScheduler's "linspace")            */
 } ddpm_spacing;
 
 typedef enum {
@@ -321,6 +327,11 @@ typedef struct ddpm_sample_params {
     float snr;              /* PC corrector signal-to-noise ratio r; 0.16. The step is
                                2(1-β_t)(r·‖z‖/‖s‖)², norms averaged over the batch        */
     float langevin_step_size; /* LANGEVIN ε; 2e-5                                          */
+    /* ABI 0.3 (appended; older callers get the default): */
+    int32_t set_alpha_to_one; /* DDIM, DPM-Solver++: nonzero (default) takes the step after the
+                               last timestep to x_0 (ᾱ = 1); 0 takes it to ᾱ_0 (diffusers' DDIM
+                               set_alpha_to_one=False, DPM-Solver's final_sigmas_type
+                               "sigma_min"). 0 is refused for the other methods             */
 } ddpm_sample_params;
 
 ddpm_sample_params ddpm_sample_params_default(void);

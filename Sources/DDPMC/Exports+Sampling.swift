@@ -8,7 +8,7 @@ public func ddpm_sample_params_default() -> ddpm_sample_params {
     let o = SamplerOptions()
     var p = ddpm_sample_params()
     p.struct_size = MemoryLayout<ddpm_sample_params>.size
-    p.method = Int32(DDPM_METHOD_DDPM.rawValue)
+    p.method = o.method.rawValue
     p.steps = Int32(o.steps)
     p.eta = o.eta
     p.variance = Int32(DDPM_VARIANCE_BETA.rawValue)
@@ -17,13 +17,27 @@ public func ddpm_sample_params_default() -> ddpm_sample_params {
     p.prediction_type = Int32(DDPM_OUTPUT_EPS.rawValue)
     (p.timesteps, p.num_timesteps) = (nil, 0)
     (p.progress, p.progress_user_data) = (nil, nil)
-    p.spacing = Int32(DDPM_SPACING_DEFAULT.rawValue)
+    p.spacing = o.spacing.rawValue
     p.steps_offset = Int32(o.stepsOffset)
     p.use_clipped_model_output = o.useClippedModelOutput ? 1 : 0
     (p.thresholding, p.threshold_quantile, p.threshold_max) = (0, 0.995, o.thresholdMax)
     (p.solver_order, p.lower_order_final) = (Int32(o.solverOrder), o.lowerOrderFinal ? 1 : 0)
     (p.corrector_steps, p.snr, p.langevin_step_size) = (Int32(o.correctorSteps), o.snr, o.langevinStepSize)
+    p.set_alpha_to_one = o.setAlphaToOne ? 1 : 0
     return p
+}
+
+extension RawRepresentable where Self: CaseIterable, RawValue == Int32 {
+    /// The case whose raw value is `value`: the engine's enums carry the values of the header's
+    /// (ddpm_method, ddpm_spacing), so a C value converts by raw value, checked.
+    /// - Throws: `.invalidArgument` naming `name` and every valid value.
+    init(checked value: Int32, _ name: String) throws {
+        guard let known = Self(rawValue: value) else {
+            let valid = Self.allCases.map { "\($0.rawValue) \($0)" }.joined(separator: ", ")
+            throw DDPMError.invalidArgument("unknown \(name) \(value) (\(valid))")
+        }
+        self = known
+    }
 }
 
 /// The engine's options from a caller's params (NULL means the defaults). Only what C can
@@ -31,23 +45,8 @@ public func ddpm_sample_params_default() -> ddpm_sample_params {
 func samplerOptions(_ params: UnsafePointer<ddpm_sample_params>?) throws -> SamplerOptions {
     let p = params == nil ? ddpm_sample_params_default() : try readParams(params, defaults: ddpm_sample_params_default(), "params")
     var o = SamplerOptions()
-    switch ddpm_method(rawValue: UInt32(bitPattern: p.method)) {
-    case DDPM_METHOD_DDPM: o.method = .ddpm
-    case DDPM_METHOD_DDIM: o.method = .ddim
-    case DDPM_METHOD_DPM_SOLVER_PP: o.method = .dpmSolverPP
-    case DDPM_METHOD_SDE_DPM_SOLVER_PP: o.method = .sdeDPMSolverPP
-    case DDPM_METHOD_LANGEVIN: o.method = .langevin
-    case DDPM_METHOD_PC: o.method = .predictorCorrector
-    default: throw DDPMError.invalidArgument("unknown method \(p.method) (0 DDPM, 1 DDIM, 2 DPM-Solver++, 3 SDE-DPM-Solver++, 4 Langevin, 5 PC)")
-    }
-    switch ddpm_spacing(rawValue: UInt32(bitPattern: p.spacing)) {
-    case DDPM_SPACING_DEFAULT: o.spacing = .default
-    case DDPM_SPACING_LEADING: o.spacing = .leading
-    case DDPM_SPACING_TRAILING: o.spacing = .trailing
-    case DDPM_SPACING_LINSPACE: o.spacing = .linspace
-    case DDPM_SPACING_KARRAS: o.spacing = .karras
-    default: throw DDPMError.invalidArgument("unknown spacing \(p.spacing) (0 default, 1 leading, 2 trailing, 3 linspace, 4 karras)")
-    }
+    o.method = try SamplingMethod(checked: p.method, "method")
+    o.spacing = try TimestepSpacing(checked: p.spacing, "spacing")
     o.variance = try reverseVariance(p.variance)
     o.predictionType = try predictionType(p.prediction_type, "prediction_type")
     if p.clip_x0 != 0 {
@@ -72,6 +71,7 @@ func samplerOptions(_ params: UnsafePointer<ddpm_sample_params>?) throws -> Samp
     o.thresholdMax = p.threshold_max
     (o.solverOrder, o.lowerOrderFinal) = (Int(p.solver_order), p.lower_order_final != 0)
     (o.correctorSteps, o.snr, o.langevinStepSize) = (Int(p.corrector_steps), p.snr, p.langevin_step_size)
+    o.setAlphaToOne = p.set_alpha_to_one != 0
     return o
 }
 

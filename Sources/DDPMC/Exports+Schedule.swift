@@ -18,10 +18,11 @@ public func ddpm_schedule_create(_ params: UnsafePointer<ddpm_schedule_params>?,
             let T = Int(p.num_timesteps)
             switch ddpm_schedule_kind(rawValue: UInt32(bitPattern: p.kind)) {
             case DDPM_SCHEDULE_LINEAR: return ScheduleHandle(try .linear(steps: T, betaStart: p.beta_start, betaEnd: p.beta_end, scaleToSteps: p.scale_to_steps != 0))
+            case DDPM_SCHEDULE_SCALED_LINEAR: return ScheduleHandle(try .scaledLinear(steps: T, betaStart: p.beta_start, betaEnd: p.beta_end))
             case DDPM_SCHEDULE_COSINE: return ScheduleHandle(try .cosine(steps: T, offset: p.cosine_s, maxBeta: p.max_beta))
             case DDPM_SCHEDULE_SIGMOID: return ScheduleHandle(try .sigmoid(steps: T, betaMin: p.beta_start, betaMax: p.beta_end,
                                                        start: p.sigmoid_start, end: p.sigmoid_end))
-            default: throw DDPMError.invalidArgument("unknown schedule kind \(p.kind) (0 linear, 1 cosine, 2 sigmoid; custom betas go through ddpm_schedule_create_custom)")
+            default: throw DDPMError.invalidArgument("unknown schedule kind \(p.kind) (0 linear, 1 cosine, 2 sigmoid, 4 scaled_linear; custom betas go through ddpm_schedule_create_custom)")
             }
         }
     }
@@ -49,6 +50,8 @@ public func ddpm_schedule_get_params(_ handle: OpaquePointer?, _ out: UnsafeMuta
         switch s.kind {
         case .linear(let a, let b):
             (p.kind, p.beta_start, p.beta_end) = (Int32(DDPM_SCHEDULE_LINEAR.rawValue), a, b)
+        case .scaledLinear(let a, let b):
+            (p.kind, p.beta_start, p.beta_end) = (Int32(DDPM_SCHEDULE_SCALED_LINEAR.rawValue), a, b)
         case .cosine(let offset, let maxBeta):
             (p.kind, p.cosine_s, p.max_beta) = (Int32(DDPM_SCHEDULE_COSINE.rawValue), offset, maxBeta)
         case .sigmoid(let lo, let hi, let start, let end):

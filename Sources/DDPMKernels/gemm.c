@@ -15,7 +15,10 @@ static pthread_key_t bufferKey;
 static pthread_once_t bufferKeyOnce = PTHREAD_ONCE_INIT;
 static _Thread_local float *threadBuffer;
 
-static void freeBuffer(void *buffer) { free(buffer); }
+static void freeBuffer(void *buffer) {
+    free(buffer);
+    threadBuffer = NULL;  // a GEMM in a later thread-exit destructor would allocate again
+}
 static void makeBufferKey(void) { (void)pthread_key_create(&bufferKey, freeBuffer); }
 
 static float *packingBuffer(void) {
@@ -102,12 +105,13 @@ void ddpm_sgemm_split(ddpm_sgemm_call *call, size_t threads) {
     call->tile_axis = 0;
     const double work = (double)call->m * (double)call->n * (double)call->k;
     if (threads <= 1 || work < minSplitWork || call->alpha == 0) return;
-    // Cut the longer side, in whole micro-tiles, into up to 2 tiles a thread (the spare ones
-    // even out threads slowed by other work).
+    // Cut the longer side, in whole micro-tiles, into up to 4 tiles a thread: threads take
+    // tiles as they come free, so one slowed by other work on its core holds back at most a
+    // small tile (each tile packs the other operand whole again: cheap next to its product).
     const int axis = call->n >= call->m ? 1 : 0;
     const size_t unit = axis ? ddpm_sgemm_nr() : ddpm_sgemm_mr();
     const size_t units = ((axis ? call->n : call->m) + unit - 1) / unit;
-    size_t tiles = 2 * threads;
+    size_t tiles = 4 * threads;
     const size_t byWork = (size_t)(work / minTileWork);
     if (tiles > byWork) tiles = byWork;
     if (tiles > units) tiles = units;

@@ -16,23 +16,15 @@
 #define GEMM_MAX_G 1
 #define GEMM_GROUP(R) 1
 
-/// The micro-kernel (gemm_driver.inc): R ≤ MR rows × one panel of NR columns.
-static inline void DDPM_FN(sgemm_kernel)(const int R, const int G, size_t kc, const float *restrict ap,
-                                         const float *restrict bp, size_t bstride, size_t panel, float *restrict c,
-                                         size_t ldc, int start, float beta) {
-    (void)G, (void)panel;
-    float acc[MR][NR];
-    for (int i = 0; i < R; i++)
-        for (int j = 0; j < NR; j++)
-            acc[i][j] = start == 0 ? 0 : start == 1 ? c[i * ldc + j] : beta * c[i * ldc + j];
-    for (size_t p = 0; p < kc; p++) {
-        for (int i = 0; i < R; i++)
-            for (int j = 0; j < NR; j++) acc[i][j] = fmaf(ap[i], bp[j], acc[i][j]);
-        ap += MR;
-        bp += bstride;
-    }
-    for (int i = 0; i < R; i++)
-        for (int j = 0; j < NR; j++) c[i * ldc + j] = acc[i][j];
-}
+/// The path's "vector" (gemm_driver.inc): one float; its multiply-add is fmaf, correctly
+/// rounded (a libm call where the CPU has no FMA instruction).
+typedef float gemm_vec;
+#define GEMM_VW 1
+#define gemm_zero() 0.0f
+#define gemm_set1(x) (x)
+#define gemm_load(p) (*(p))
+#define gemm_store(p, v) (*(p) = (v))
+#define gemm_mul(a, b) ((a) * (b))
+#define gemm_fma(a, b, c) fmaf(a, b, c)
 
 #include "gemm_driver.inc"

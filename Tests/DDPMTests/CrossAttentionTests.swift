@@ -9,15 +9,25 @@ final class CrossAttentionTests: XCTestCase {
     let (C, G, B, Dc, L) = (4, 2, 3, 3, 4)
     let lengths: [Int32] = [4, 1, 2]
 
-    func make(heads: Int, pixels N: Int) -> (CrossAttention, ParameterLayout) {
+    func make(heads: Int, pixels N: Int, maxLength: Int? = nil) -> (CrossAttention, ParameterLayout) {
         var layout = ParameterLayout()
-        let layer = CrossAttention(&layout, "xattn", channels: C, heads: heads, groups: G, pixels: N, contextDim: Dc, maxLength: L)
+        let layer = CrossAttention(&layout, "xattn", channels: C, heads: heads, groups: G, pixels: N, contextDim: Dc,
+                                   maxLength: maxLength ?? L)
         return (layer, layout)
     }
 
     func testCrossAttentionGradients() {
-        for (heads, N) in [(1, 4), (2, 6)] {
-            let (layer, layout) = make(heads: heads, pixels: N)
+        checkGradients(configs: [(1, 4), (2, 6)], maxLength: L, lengths: lengths)
+    }
+
+    /// Contexts of 9 and 10 positions: the softmax rows run through its 8-lane body and its tail.
+    func testCrossAttentionGradientsOverLongContexts() {
+        checkGradients(configs: [(2, 4)], maxLength: 10, lengths: [10, 1, 9])
+    }
+
+    func checkGradients(configs: [(heads: Int, pixels: Int)], maxLength L: Int, lengths: [Int32]) {
+        for (heads, N) in configs {
+            let (layer, layout) = make(heads: heads, pixels: N, maxLength: L)
             let a = Held { CrossAttention.Activations(layer, batch: B, &$0) }
             let s = Held { CrossAttention.Scratch(layer, batch: B, &$0) }
             let scratch = Held { Scratch(&$0, columns: 0, activation: 0, probs: 0, rows: 0) }

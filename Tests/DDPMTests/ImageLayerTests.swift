@@ -148,7 +148,8 @@ final class ImageLayerTests: XCTestCase {
     }
 
     func testAttentionGradients() {
-        for (heads, H, W) in [(1, 2, 2), (2, 3, 2)] {
+        // 4 and 6 pixels: the softmax's scalar tail only; 16: two 8-lane vectors; 15: a vector and a tail.
+        for (heads, H, W) in [(1, 2, 2), (2, 3, 2), (1, 4, 4), (2, 3, 5)] {
             let (C, G, B, N) = (4, 2, 2, H * W)
             var layout = ParameterLayout()
             let attention = Attention(&layout, "attn", channels: C, heads: heads, groups: G, pixels: N)

@@ -1,6 +1,7 @@
 // The work split over threads (Parallel/): a seed gives bitwise the same losses, weights,
 // EMA and samples on 1, 2 and 3 threads (fixed chunks, fixed reduction order), for the MLP
-// and the UNet, with and without a learned variance; and the chunks add up to the batch.
+// and the UNet, with and without a learned variance; and the chunks add up to the batch. Also
+// the same bits on every ISA path of the C kernels.
 import XCTest
 @testable import DDPM
 
@@ -52,26 +53,82 @@ final class ParallelDeterminismTests: XCTestCase {
     let mlp = NetworkConfig.mlp(ResidualMLP.Config(dataDim: 3, hidden: 32, depth: 2, timeEmbedDim: 16))
     let unet = NetworkConfig.unet(UNetConfig(channels: 1, height: 8, width: 8, baseChannels: 8, channelMult: [1, 2], resBlocks: 1,
                                              attentionLevels: [1], attentionHeads: 2, groups: 4, dropout: 0.1, timeEmbedDim: 16))
+    /// The CIFAR-size UNet of issue 18 (6.47 M parameters).
+    let cifar = NetworkConfig.unet(UNetConfig(channels: 3, height: 32, width: 32, baseChannels: 64, attentionLevels: [1]))
 
     func testChunkPlansDependOnlyOnBatchAndNetwork() {
+        func rows(_ plan: ChunkPlan) -> [Int] { (0..<plan.count).map { plan.range($0).rows } }
+        let P = 100_000  // few parameters: up to 4 training chunks
         // 550 rows of the narrow MLP: 3 chunks, the last shorter; 200 rows: 1 chunk (at least 256 rows a chunk at H = 32).
-        let plan = ChunkPlan.training(batch: 550, mlp)
-        XCTAssertEqual((0..<plan.count).map { plan.range($0).rows }, [184, 184, 182])
-        XCTAssertEqual(ChunkPlan.training(batch: 200, mlp).count, 1)
+        XCTAssertEqual(rows(ChunkPlan.training(batch: 550, mlp, parameters: P)), [184, 184, 182])
+        XCTAssertEqual(ChunkPlan.training(batch: 200, mlp, parameters: P).count, 1)
         // A wide MLP (H = 512, at least 32 rows): 2 chunks up to 512 rows, then chunks of about 256, at most 4.
         let wide = NetworkConfig.mlp(ResidualMLP.Config(dataDim: 2, hidden: 512))
-        XCTAssertEqual((0..<ChunkPlan.training(batch: 100, wide).count).map { ChunkPlan.training(batch: 100, wide).range($0).rows }, [50, 50])
-        XCTAssertEqual(ChunkPlan.training(batch: 512, wide).count, 2)
-        XCTAssertEqual(ChunkPlan.training(batch: 768, wide).count, 3)
-        XCTAssertEqual(ChunkPlan.training(batch: 4096, wide).range(0).rows, 1024)
-        XCTAssertEqual(ChunkPlan.training(batch: 40, wide).count, 2)
-        XCTAssertEqual(ChunkPlan.training(batch: 63, wide).count, 2)
-        XCTAssertEqual(ChunkPlan.training(batch: 32, wide).count, 1)
-        // The UNet (at least 16 rows): 70 rows in 2 chunks of 35.
-        let odd = ChunkPlan.training(batch: 70, unet)
-        XCTAssertEqual((0..<odd.count).map { odd.range($0).rows }, [35, 35])
-        XCTAssertEqual(predictionChunk % mlp.inferenceRows, 0)
-        XCTAssertEqual(predictionChunk % unet.inferenceRows, 0)
+        XCTAssertEqual(rows(ChunkPlan.training(batch: 100, wide, parameters: P)), [50, 50])
+        XCTAssertEqual(ChunkPlan.training(batch: 512, wide, parameters: P).count, 2)
+        XCTAssertEqual(ChunkPlan.training(batch: 768, wide, parameters: P).count, 3)
+        XCTAssertEqual(ChunkPlan.training(batch: 4096, wide, parameters: P).range(0).rows, 1024)
+        XCTAssertEqual(ChunkPlan.training(batch: 40, wide, parameters: P).count, 2)
+        XCTAssertEqual(ChunkPlan.training(batch: 63, wide, parameters: P).count, 2)
+        XCTAssertEqual(ChunkPlan.training(batch: 32, wide, parameters: P).count, 1)
+        // The 8×8 UNet (at least 16 rows): 70 rows in 2 chunks of 35; inference in chunks of 16 (1024 pixels).
+        XCTAssertEqual(rows(ChunkPlan.training(batch: 70, unet, parameters: P)), [35, 35])
+        XCTAssertEqual(ChunkPlan.training(batch: 16, unet, parameters: P).count, 1)
+        XCTAssertEqual(unet.inferenceRows, 16)
+        // 32×32 images: work is rows × pixels, so one image is a chunk's least, 16 rows its most
+        // before a batch is cut in more than two; one image an inference chunk.
+        XCTAssertEqual(rows(ChunkPlan.training(batch: 2, cifar, parameters: P)), [1, 1])
+        XCTAssertEqual(rows(ChunkPlan.training(batch: 8, cifar, parameters: P)), [4, 4])
+        XCTAssertEqual(rows(ChunkPlan.training(batch: 7, cifar, parameters: P)), [4, 3])
+        XCTAssertEqual(rows(ChunkPlan.training(batch: 32, cifar, parameters: P)), [16, 16])
+        XCTAssertEqual(rows(ChunkPlan.training(batch: 64, cifar, parameters: P)), [16, 16, 16, 16])
+        XCTAssertEqual(ChunkPlan.training(batch: 1, cifar, parameters: P).count, 1)
+        XCTAssertEqual(cifar.inferenceRows, 1)
+        XCTAssertEqual(rows(ChunkPlan.inference(batch: 4, cifar)), [1, 1, 1, 1])
+        // The replicas' gradients are bounded: Ho et al.'s 35.7 M parameters get one replica (2
+        // chunks), a 6.5 M network three (4 chunks), 30 M two.
+        XCTAssertEqual(ChunkPlan.maxTrainingChunks(parameters: 35_713_539), 2)
+        XCTAssertEqual(ChunkPlan.maxTrainingChunks(parameters: 6_472_195), 4)
+        XCTAssertEqual(ChunkPlan.maxTrainingChunks(parameters: 30_000_000), 3)
+        XCTAssertEqual(ChunkPlan.maxTrainingChunks(parameters: 1 << 27), 1)
+        XCTAssertEqual(rows(ChunkPlan.training(batch: 64, cifar, parameters: 35_713_539)), [32, 32])
+        // Inference rows divide predictionChunk: 4×4 images take 64 a chunk, 16×16 four.
+        let small = NetworkConfig.unet(UNetConfig(channels: 1, height: 4, width: 4))
+        let mid = NetworkConfig.unet(UNetConfig(channels: 1, height: 16, width: 16))
+        XCTAssertEqual([small.inferenceRows, mid.inferenceRows], [64, 4])
+        for config in [mlp, wide, unet, cifar, small, mid] { XCTAssertEqual(predictionChunk % config.inferenceRows, 0) }
+    }
+
+    /// A replica that only predicts holds no gradient block (P floats: 143 MB for Ho et al.'s
+    /// network); one that trains a chunk gets it.
+    func testPredictingReplicasHoldNoGradients() throws {
+        setBLASThreads(2)
+        let network = NetworkConfig.unet(UNetConfig(channels: 1, height: 32, width: 32, baseChannels: 4, channelMult: [1, 2],
+                                                    resBlocks: 1, attentionLevels: [], groups: 2, timeEmbedDim: 8))
+        let model = try DiffusionModel(schedule: try NoiseSchedule.cosine(steps: 30), network: network, training: TrainingConfig())
+        let (S, P) = (model.network.sampleSize, model.network.parameters.count)
+        var out = [Float](repeating: 0, count: 3 * S)
+        try uniforms(3 * S, seed: 3).withUnsafeBufferPointer { x in
+            try out.withUnsafeMutableBufferPointer {
+                try model.predict($0.baseAddress!, x: x.baseAddress!, t: 5, labels: nil, batch: 3)
+            }
+        }
+        XCTAssertEqual(model.replicas.copies.count, 1, "3 one-image chunks on 2 workers: one replica")
+        XCTAssertEqual(model.replicas[1].parameters.grads.count, 0)
+        _ = try model.trainStep(x0: uniforms(3 * S, seed: 4), labels: nil)  // 2 chunks
+        XCTAssertEqual(model.replicas[1].parameters.grads.count, P)
+        XCTAssertEqual(model.network.parameters.grads.count, P)
+    }
+
+    /// A UNet on 32×32 images: a batch of 3 trains in 2 chunks and samples in 3.
+    func testLargeImageUNetSplitsSmallBatchesBitwiseTheSame() throws {
+        var training = TrainingConfig()
+        training.seed = 36
+        let small = NetworkConfig.unet(UNetConfig(channels: 2, height: 32, width: 32, baseChannels: 4, channelMult: [1, 2],
+                                                  resBlocks: 1, attentionLevels: [1], attentionHeads: 2, groups: 2,
+                                                  dropout: 0.1, timeEmbedDim: 8))
+        XCTAssertEqual(ChunkPlan.training(batch: 3, small, parameters: 1000).count, 2)
+        try assertSameOnEveryThreadCount(network: small, training: training, classes: 2, batch: 3, steps: 2, samples: 3)
     }
 
     func testMLPIsBitwiseTheSameOnOneTwoAndThreeThreads() throws {
@@ -100,6 +157,24 @@ final class ParallelDeterminismTests: XCTestCase {
         training.seed = 34
         training.learnedVariance = true
         try assertSameOnEveryThreadCount(network: unet, training: training, batch: 36, steps: 2, samples: 66)
+    }
+
+    /// Every ISA path of the C kernels (KernelISA: baseline, AVX2, AVX-512 where the CPU has
+    /// them) gives the same bits: the UNet with dropout (GroupNorm, SiLU, reductions, AdamW, EMA)
+    /// and the MLP (LayerNorm), trained and sampled.
+    func testEveryKernelISAPathGivesTheSameBits() throws {
+        var training = TrainingConfig()
+        training.seed = 35
+        var reference: [String: [String: UInt64]] = [:]
+        try onEveryISAPath { isa in
+            let runs = ["unet": try run(threads: 1, network: unet, training: training, classes: 2, batch: 20, steps: 2, samples: 6),
+                        "mlp": try run(threads: 1, network: mlp, training: training, classes: 0, batch: 100, steps: 2, samples: 50)]
+            for (net, hashes) in runs {
+                guard let first = reference[net] else { reference[net] = hashes; continue }
+                for (name, hash) in hashes { XCTAssertEqual(first[name], hash, "\(net) \(name) on \(isa.name)") }
+            }
+        }
+        if KernelISA.supported.count < 2 { print("[isa] only \(KernelISA.best.name) on this CPU: nothing to compare") }
     }
 
     /// The chunks' gradients add up to the batch's: two data-parallel shards of 300 (2 chunks

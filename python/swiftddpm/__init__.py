@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from . import _lib
 from . import datasets
+from . import diffusers
 from .errors import (
     CancelledError,
     ClosedError,

@@ -24,7 +24,8 @@ METHODS = {"ddpm": _lib.DDPM_METHOD_DDPM, "ddim": _lib.DDPM_METHOD_DDIM, "dpm_so
            "pc": _lib.DDPM_METHOD_PC}
 SPACINGS = {"default": _lib.DDPM_SPACING_DEFAULT, "leading": _lib.DDPM_SPACING_LEADING,
             "trailing": _lib.DDPM_SPACING_TRAILING, "linspace": _lib.DDPM_SPACING_LINSPACE,
-            "karras": _lib.DDPM_SPACING_KARRAS}
+            "karras": _lib.DDPM_SPACING_KARRAS, "dpm_leading": _lib.DDPM_SPACING_DPM_LEADING,
+            "dpm_linspace": _lib.DDPM_SPACING_DPM_LINSPACE}
 VARIANCES = {"beta": _lib.DDPM_VARIANCE_BETA, "posterior": _lib.DDPM_VARIANCE_POSTERIOR,
              "learned": _lib.DDPM_VARIANCE_LEARNED}
 OUTPUTS = {"eps": _lib.DDPM_OUTPUT_EPS, "x0": _lib.DDPM_OUTPUT_X0, "v": _lib.DDPM_OUTPUT_V}  # ddpm_output of a model
@@ -318,6 +319,7 @@ SOLVER_OPTIONS = {
     "corrector_steps": _SAMPLE_DEFAULTS.corrector_steps,  # Langevin steps per timestep ("langevin", "pc")
     "snr": float(_SAMPLE_DEFAULTS.snr),  # "pc" corrector signal-to-noise ratio
     "langevin_step_size": float(_SAMPLE_DEFAULTS.langevin_step_size),  # "langevin" epsilon
+    "set_alpha_to_one": bool(_SAMPLE_DEFAULTS.set_alpha_to_one),  # DDIM, DPM-Solver++: False ends at alpha_bar_0
 }
 
 
@@ -376,6 +378,7 @@ def sample_params(
     p.corrector_steps = as_int(o["corrector_steps"], "corrector_steps", minimum=1, maximum=2**31 - 1)
     p.snr = float(o["snr"])
     p.langevin_step_size = float(o["langevin_step_size"])
+    p.set_alpha_to_one = 1 if o["set_alpha_to_one"] else 0
     if timesteps is not None:
         ts = np.asarray(timesteps)
         if ts.ndim != 1:

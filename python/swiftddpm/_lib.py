@@ -142,6 +142,7 @@ DDPM_SCHEDULE_LINEAR = 0  # β linear from beta_start to beta_end
 DDPM_SCHEDULE_COSINE = 1  # Nichol & Dhariwal, offset cosine_s, β <= max_beta
 DDPM_SCHEDULE_SIGMOID = 2  # β = beta_start + (beta_end - beta_start)·sigmoid(linspace(sigmoid_start, sigmoid_end, T))
 DDPM_SCHEDULE_CUSTOM = 3  # caller-given β (ddpm_schedule_create_custom); reported, not created, by params
+DDPM_SCHEDULE_SCALED_LINEAR = 4  # √β linear from √beta_start to √beta_end (diffusers' "scaled_linear")
 
 
 class ddpm_schedule_params(Structure):
@@ -227,6 +228,8 @@ DDPM_SPACING_LEADING = 1  # (S-1-i)·floor(T/S) + steps_offset
 DDPM_SPACING_TRAILING = 2  # round(T - i·T/S) - 1
 DDPM_SPACING_LINSPACE = 3  # round((S-1-i)·(T-1)/(S-1))
 DDPM_SPACING_KARRAS = 4  # Karras et al. sigma spacing mapped to the nearest t
+DDPM_SPACING_DPM_LEADING = 5  # (S-i)·floor(T/(S+1)) + steps_offset (DPMSolverMultistepScheduler's leading)
+DDPM_SPACING_DPM_LINSPACE = 6  # round((S-i)·(T-1)/S) (DPMSolverMultistepScheduler's linspace)
 
 # ddpm_variance
 DDPM_VARIANCE_BETA = 0  # σ_t² = β_t
@@ -272,6 +275,7 @@ class ddpm_sample_params(Structure):
         ("corrector_steps", c_int32),  # Langevin steps per timestep (LANGEVIN, PC); 1
         ("snr", c_float),  # PC corrector signal-to-noise ratio; 0.16
         ("langevin_step_size", c_float),  # LANGEVIN epsilon; 2e-5
+        ("set_alpha_to_one", c_int32),  # DDIM, DPM-Solver++: 1 ends at x_0, 0 at alpha_bar_0 (1)
     ]
 
 

@@ -37,6 +37,7 @@ SCHEDULE_KINDS = {
     "cosine": _lib.DDPM_SCHEDULE_COSINE,
     "sigmoid": _lib.DDPM_SCHEDULE_SIGMOID,
     "custom": _lib.DDPM_SCHEDULE_CUSTOM,
+    "scaled_linear": _lib.DDPM_SCHEDULE_SCALED_LINEAR,
 }
 COND_KINDS = {"none": _lib.DDPM_COND_NONE, "classes": _lib.DDPM_COND_CLASSES, "vector": _lib.DDPM_COND_VECTOR,
               "sequence": _lib.DDPM_COND_SEQUENCE, "tokens": _lib.DDPM_COND_TOKENS}
@@ -120,7 +121,8 @@ _SCHEDULE = _lib.lib.ddpm_schedule_params_default()
 @dataclass
 class ScheduleConfig(_Mirror):
     """ddpm_schedule_params: a β schedule. Which fields matter depends on kind:
-    linear (beta_start, beta_end, scale_to_steps), cosine (cosine_s, max_beta), sigmoid
+    linear (beta_start, beta_end, scale_to_steps), scaled_linear (beta_start, beta_end),
+    cosine (cosine_s, max_beta), sigmoid
     (beta_start = β_min, beta_end = β_max, sigmoid_start, sigmoid_end). "custom" is only
     read back (NoiseSchedule.custom makes one)."""
 

@@ -152,7 +152,31 @@ class Scheduler:
         self._options = options
         self._steps: dict[str, Any] = {"steps": 0}
         self._sampler: Sampler | None = None
-        self._timesteps = self._probe().timesteps
+        self._timesteps: np.ndarray | None = None
+        self._unset_reason = ""
+        try:
+            self._timesteps = self._probe().timesteps
+        except InvalidArgumentError as error:
+            # The default count (T for "ddpm" and "pc") may not fit the spacing: "leading" with
+            # steps_offset 1 reaches timestep T, as in diffusers. Check every other option with one
+            # step (raising what is wrong there), and wait for set_timesteps.
+            with Sampler(self._schedule, 1, 1, steps=1, **self._options):
+                pass
+            self._unset_reason = str(error)
+
+    @classmethod
+    def from_diffusers(cls, source: Any, **overrides: Any) -> "Scheduler":
+        """A Scheduler from a diffusers scheduler_config.json (a file, a folder or a dict):
+        DDPMScheduler, DDIMScheduler or DPMSolverMultistepScheduler, with `overrides` (seed,
+        eta, ...) on top; see swiftddpm.diffusers. `schedule` is the NoiseSchedule it made."""
+        from .diffusers import read_scheduler_config
+
+        return read_scheduler_config(source).scheduler(**overrides)
+
+    @property
+    def schedule(self) -> NoiseSchedule:
+        """The NoiseSchedule this scheduler samples over."""
+        return self._schedule
 
     def _probe(self) -> Sampler:
         with Sampler(self._schedule, 1, 1, **self._steps, **self._options) as probe:
@@ -167,6 +191,9 @@ class Scheduler:
     @property
     def timesteps(self) -> np.ndarray:
         """The timestep of every step's model evaluation, in order (read-only int32)."""
+        if self._timesteps is None:
+            raise InvalidArgumentError("call set_timesteps first: the default number of steps does not fit these "
+                                       f"options ({self._unset_reason})")
         return self._timesteps
 
     def _sampler_for(self, shape: tuple[int, ...]) -> Sampler:
@@ -179,11 +206,13 @@ class Scheduler:
 
     def init_noise(self, batch_shape: Any) -> np.ndarray:
         """x_T ~ N(0, I) from the seed for a batch of this shape (n, *sample_shape)."""
+        self.timesteps  # noqa: B018 - raises until set_timesteps when the default steps do not fit
         return self._sampler_for(C.shape_tuple(batch_shape)).init_noise()
 
     def step(self, model_output: Any, t: int, x: Any, noise: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """The step at timestep t (which must be the next one): returns (x_prev, x0)."""
         x = C.float32_array(x, "x")
+        self.timesteps  # noqa: B018 - raises until set_timesteps when the default steps do not fit
         sampler = self._sampler_for(x.shape)
         expected = sampler.timestep
         if C.as_int(t, "t") != expected:

@@ -47,7 +47,8 @@ def _paired_rows(x0: Any, other: Any, t: Any, other_name: str):
 class NoiseSchedule(C.HandleOwner):
     """A forward-process noise schedule (owns a ddpm_schedule handle).
 
-    Build one with `linear`, `cosine`, `sigmoid`, `custom` or `from_config`; `Model.schedule`
+    Build one with `linear`, `scaled_linear`, `cosine`, `sigmoid`, `custom` or `from_config`
+    (or `swiftddpm.diffusers.read_scheduler_config` from a diffusers scheduler_config.json); `Model.schedule`
     returns a copy of a model's. `params` reads back how it was made. Use it as a context
     manager or call `close()` (idempotent).
     """
@@ -55,7 +56,8 @@ class NoiseSchedule(C.HandleOwner):
     def __init__(self, _handle: Any) -> None:
         # Private: use the classmethods. Takes ownership of a ddpm_schedule* handle.
         if not isinstance(_handle, _lib.ddpm_schedule_p) or not _handle:
-            raise InvalidArgumentError("use NoiseSchedule.linear/cosine/sigmoid/custom/from_config to build a schedule")
+            raise InvalidArgumentError("use NoiseSchedule.linear/scaled_linear/cosine/sigmoid/custom/from_config "
+                                       "to build a schedule")
         self._handle = _handle
         self._tables: dict[str, np.ndarray] = {}
         self._description = _describe(self.params)  # kept for repr after close()
@@ -83,6 +85,14 @@ class NoiseSchedule(C.HandleOwner):
         """
         return cls.from_config(ScheduleConfig(kind="linear", num_timesteps=num_timesteps, beta_start=beta_start,
                                               beta_end=beta_end, scale_to_steps=1 if scale_to_steps else 0))
+
+    @classmethod
+    def scaled_linear(cls, num_timesteps: int = 1000, beta_start: float = 0.00085,
+                      beta_end: float = 0.012) -> "NoiseSchedule":
+        """√β linear from √beta_start to √beta_end (diffusers' "scaled_linear", the latent
+        diffusion schedule): β_t = (√β_start + (√β_end − √β_start)·t/(T−1))²."""
+        return cls.from_config(ScheduleConfig(kind="scaled_linear", num_timesteps=num_timesteps,
+                                              beta_start=beta_start, beta_end=beta_end))
 
     @classmethod
     def cosine(cls, num_timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> "NoiseSchedule":
@@ -131,7 +141,7 @@ class NoiseSchedule(C.HandleOwner):
 
     @property
     def kind(self) -> str:
-        """"linear", "cosine", "sigmoid" or "custom"."""
+        """"linear", "scaled_linear", "cosine", "sigmoid" or "custom"."""
         return self.params.kind
 
     # ---- Tables --------------------------------------------------------------------
@@ -265,10 +275,11 @@ class NoiseSchedule(C.HandleOwner):
             progress: None, True (tqdm bar) or progress(step, total, t, x) returning
                 truthy to cancel (raises CancelledError).
             return_trajectory: False, True or a list of t; see `Model.sample`.
-            solver_options: spacing ("default", "leading", "trailing", "linspace", "karras"),
-                steps_offset, use_clipped_model_output, thresholding (None, True or the
-                quantile p), threshold_max, solver_order, lower_order_final, corrector_steps,
-                snr, langevin_step_size (see swiftddpm._common.SOLVER_OPTIONS and ddpm.h).
+            solver_options: spacing ("default", "leading", "trailing", "linspace", "karras",
+                "dpm_leading", "dpm_linspace"), steps_offset, use_clipped_model_output,
+                thresholding (None, True or the quantile p), threshold_max, solver_order,
+                lower_order_final, set_alpha_to_one, corrector_steps, snr, langevin_step_size
+                (see swiftddpm._common.SOLVER_OPTIONS and ddpm.h).
         Returns (n, *shape) float32, or (samples, {t: x_t}) with return_trajectory.
         """
         handle = self._h()
@@ -335,6 +346,7 @@ def _model_callback(model_fn: Callable, full_shape: tuple[int, ...], label_arr: 
 # The fields of each kind that NoiseSchedule's repr shows.
 _SHOWN = {
     "linear": ("beta_start", "beta_end"),
+    "scaled_linear": ("beta_start", "beta_end"),
     "cosine": ("cosine_s", "max_beta"),
     "sigmoid": ("beta_start", "beta_end", "sigmoid_start", "sigmoid_end"),
     "custom": (),

@@ -806,6 +806,64 @@ static void files(void) {
     case_seconds = 30;
 }
 
+/* ---- sampling plans (issue 19, finding 5) ------------------------------------------- */
+/* The plan of model evaluations (timesteps × (corrector_steps + 1) for PC) was allocated
+ * unchecked: 2^20 steps × 10000 correctors asked for 251 GB and aborted the process. Now it is
+ * sized and counted against DDPM_MAX_MODEL_BYTES before anything is allocated. */
+
+/* A schedule of 2^20 timesteps (the most), betas small enough that ᾱ stays above its floor. */
+static ddpm_schedule *longest_schedule(void) {
+    ddpm_schedule_params p = ddpm_schedule_params_default();
+    p.num_timesteps = 1 << 20; p.beta_start = 1e-6; p.beta_end = 2e-5;
+    ddpm_schedule *s = NULL;
+    return ddpm_schedule_create(&p, &s) == OK ? s : NULL;
+}
+
+/* ddpm_sampler_create over the longest schedule; OK also needs ddpm_sampler_num_steps = expect. */
+static int plan_sampler(int32_t method, int32_t steps, int32_t correctors, int64_t expect) {
+    ddpm_schedule *s = longest_schedule();
+    if (s == NULL) return -100;
+    ddpm_sample_params p = ddpm_sample_params_default();
+    p.method = method; p.steps = steps; p.corrector_steps = correctors;
+    ddpm_sampler *smp_ = NULL;
+    int st = ddpm_sampler_create(s, &p, 1, 2, &smp_);
+    if (st == OK && ddpm_sampler_num_steps(smp_) != expect) st = -102;
+    if (st != OK && smp_ != NULL) st = -101;
+    ddpm_sampler_free(smp_);
+    ddpm_schedule_free(s);
+    return st;
+}
+
+/* ddpm_model_sample of an MLP over the longest schedule. */
+static int plan_model_sample(int32_t method, int32_t steps, int32_t correctors) {
+    ddpm_schedule *s = longest_schedule();
+    ddpm_mlp_params mp = mlp_p(2, 8, 1, 4);
+    ddpm_model *m = NULL;
+    if (s == NULL || ddpm_model_create(s, &mp.base, NULL, NULL, &m) != OK) return -100;
+    ddpm_sample_params p = ddpm_sample_params_default();
+    p.method = method; p.steps = steps; p.corrector_steps = correctors;
+    int st = ddpm_model_sample(m, &p, NULL, NULL, 1, buf3, 2);
+    ddpm_model_free(m);
+    ddpm_schedule_free(s);
+    return st;
+}
+
+static void sampling_plans(void) {
+    const int32_t most = 1 << 20;
+    CASE_MSG("sampler_create PC 2^20 steps x 10000 correctors: plan over the memory limit (was an abort)", INV, "bytes",
+             plan_sampler(DDPM_METHOD_PC, most, 10000, 0));
+    CASE_MSG("sampler_create Langevin 2^20 steps x 10000: plan over the memory limit (was an abort)", INV, "bytes",
+             plan_sampler(DDPM_METHOD_LANGEVIN, most, 10000, 0));
+    CASE_MSG("model_sample PC 2^20 steps x 10000 correctors: plan over the memory limit (was an abort)", INV, "bytes",
+             plan_model_sample(DDPM_METHOD_PC, most, 10000));
+    CASE_MSG("model_sample Langevin 2^20 steps x 10000: plan over the memory limit (was an abort)", INV, "bytes",
+             plan_model_sample(DDPM_METHOD_LANGEVIN, most, 10000));
+    CASE("sampler_create PC 4 steps x 10000 correctors: 40004 evaluations", OK,
+         plan_sampler(DDPM_METHOD_PC, 4, 10000, 4 * 10001));
+    CASE("sampler_create Langevin 2^20 steps x 3: 3 x 2^20 evaluations", OK,
+         plan_sampler(DDPM_METHOD_LANGEVIN, most, 3, (int64_t)3 * most));
+}
+
 int main(int argc, char **argv) {
     int a = 1;
     if (a < argc && strcmp(argv[a], "-v") == 0) { verbose = 1; a++; }
@@ -843,6 +901,7 @@ int main(int argc, char **argv) {
     models();
     training_prediction_sampling();
     files();
+    sampling_plans();
     ddpm_sampler_free(smp);
     ddpm_model_free(unet);
     ddpm_model_free(cond);

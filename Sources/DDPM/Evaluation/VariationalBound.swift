@@ -5,8 +5,13 @@
 //   L_{t−1} = KL(q(x_{t−1}|x_t, x_0) ‖ p_θ(x_{t−1}|x_t))  for our t = 1..T−1, with x_t ~ q(x_t|x_0):
 //             q = N(μ̃ = c0_t·x_0 + ct_t·x_t, β̃_t),  p_θ = N(μ_θ = c0_t·x̂_0 + ct_t·x_t, σ_t²),
 //             per dimension ½(log σ_t² − log β̃_t + β̃_t/σ_t² − 1 + (μ̃ − μ_θ)²/σ_t²)
-//   L_0     = −log p_θ(x_0|x_1) at our t = 0, with μ_θ = x̂_0 and σ_0² = β_0 (fixed β) or β̃_1
-//             (fixed β̃: the clipped log variance, as improved-diffusion): a Gaussian density for
+//   L_0     = −log p_θ(x_0|x_1) at our t = 0, with μ_θ = x̂_0 and σ_0² = β̃_1 for both fixed
+//             variances (β̃_0 = 0 cannot be used). This follows Ho et al.'s and Nichol & Dhariwal's
+//             code, whose "fixedlarge" variance is np.append(posterior_variance[1], betas[1:]) and
+//             "fixedsmall" the clipped log of β̃, so our bits/dim compare with published ones
+//             (σ_0² = β_0 instead moves L_0 by up to 1.3 nats/dim per sample).
+//             A learned variance keeps frac·log β_0 + (1 − frac)·log β̃_1 there, as
+//             improved-diffusion's learned_range. A Gaussian density for
 //             vector data (the total is then in nats per dimension), or for image data in [−1, 1]
 //             on 2^bits levels the discretized Gaussian (the mass of the bin around x_0, the
 //             outermost bins open to ±∞; the total is then in bits per dimension).
@@ -115,13 +120,14 @@ extension NoiseSchedule {
         return total / Double(S)
     }
 
-    /// log σ_t² of p_θ for one element: fixed, or learned from v.
+    /// log σ_t² of p_θ for one element: fixed (β_t, or β̃_t; both β̃_1 at t = 0, see the file
+    /// header), or learned from v.
     func reverseLogVariance(_ t: Int, _ variance: ReverseVariance, learned v: Float?) -> Double {
         if let v {
             let frac = (Double(v) + 1) / 2
             return frac * log(betas[t]) + (1 - frac) * posteriorLogVarianceClipped[t]
         }
-        return variance == .beta ? log(betas[t]) : posteriorLogVarianceClipped[t]
+        return variance == .beta && t > 0 ? log(betas[t]) : posteriorLogVarianceClipped[t]
     }
 
     /// L_{t−1} per dimension (t ≥ 1), averaged over the S dims; μ̃ − μ_θ = c0_t·(x_0 − x̂_0)

@@ -47,7 +47,7 @@ public struct ParameterLayout {
 public final class ParameterSet {
     public let layout: ParameterLayout
     let values: Buffer<Float>  // (P,)
-    let grads: Buffer<Float>  // (P,)
+    private(set) var grads: Buffer<Float>  // (P,); a replica's is empty until it trains (reserveGradients)
 
     public var count: Int { layout.count }
 
@@ -73,13 +73,19 @@ public final class ParameterSet {
     }
 
     /// The parameters of a replica (Parallel/ChunkPlan.swift): the values of `other`, shared
-    /// (its (P,) block, not a copy), and a gradient block of its own.
-    /// - Throws: if the (P,) gradient block cannot be allocated.
+    /// (its (P,) block, not a copy), and no gradients until `reserveGradients` (a replica that
+    /// only predicts never needs them).
     init(layout: ParameterLayout, sharingValuesOf other: ParameterSet) throws {
         precondition(layout.count == other.count, "a replica has the layout of its original")
         self.layout = layout
         values = other.values
-        grads = try Buffer(count: layout.count)
+        grads = try Buffer(count: 0)
+    }
+
+    /// Allocates the (P,) gradient block if it is not there (a replica's, before it trains).
+    /// - Throws: if it cannot be allocated.
+    func reserveGradients() throws {
+        if grads.count < layout.count { grads = try Buffer(count: layout.count) }
     }
 
     public func zeroGrads() { grads.fill(0) }

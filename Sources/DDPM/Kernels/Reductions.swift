@@ -1,77 +1,42 @@
-// Reductions over float vectors. Swift keeps floating-point order strict, so a plain
-// `sum += x[i]` loop never vectorises; these keep eight partial sums in SIMD lanes.
+// Reductions over float vectors, in the C kernels (Sources/DDPMKernels/reduce.inc): 16 partial
+// sums (element i into partial i mod 16) combined in one fixed tree, so every ISA path and
+// every thread count gives the same bits.
+import DDPMKernels
 
-/// Σ x[0..<n], in eight independent lanes so that the loop vectorises.
+/// Σ x[0..<n]
 @inline(__always)
-func sumOf(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-    var acc = SIMD8<Float>.zero
-    var i = 0
-    while i + 8 <= n {
-        acc += UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
-        i += 8
-    }
-    var sum = acc.sum()
-    while i < n { sum += x[i]; i += 1 }
-    return sum
-}
+func sumOf(_ x: UnsafePointer<Float>, _ n: Int) -> Float { ddpm_sum(x, Int64(n)) }
 
-/// (Σ a, Σ a·b) over [0..<n], in eight lanes.
+/// (Σ a, Σ a·b) over [0..<n]
 @inline(__always)
 func sumAndDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> (Float, Float) {
-    var sum = SIMD8<Float>.zero, dot = SIMD8<Float>.zero
-    var i = 0
-    while i + 8 <= n {
-        let va = UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self)
-        let vb = UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
-        sum += va
-        dot += va * vb
-        i += 8
-    }
-    var (s, d) = (sum.sum(), dot.sum())
-    while i < n { s += a[i]; d += a[i] * b[i]; i += 1 }
-    return (s, d)
+    var (sum, dot): (Float, Float) = (0, 0)
+    ddpm_sum_dot(a, b, Int64(n), &sum, &dot)
+    return (sum, dot)
 }
 
-/// Σ (x − m)² over x[0..<n], in eight lanes.
+/// Σ (x − m)² over x[0..<n]
 @inline(__always)
-func squaredDeviations(_ x: UnsafePointer<Float>, _ n: Int, from m: Float) -> Float {
-    var acc = SIMD8<Float>.zero
-    let mv = SIMD8<Float>(repeating: m)
-    var i = 0
-    while i + 8 <= n {
-        let d = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self) - mv
-        acc += d * d
-        i += 8
-    }
-    var sum = acc.sum()
-    while i < n { let d = x[i] - m; sum += d * d; i += 1 }
-    return sum
-}
+func squaredDeviations(_ x: UnsafePointer<Float>, _ n: Int, from m: Float) -> Float { ddpm_squared_deviations(x, Int64(n), m) }
 
-/// Σ a·b over [0..<n], in eight lanes.
+/// Σ a·b over [0..<n]
 @inline(__always)
-func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-    var acc = SIMD8<Float>.zero
-    var i = 0
-    while i + 8 <= n {
-        acc += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self)
-            * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
-        i += 8
-    }
-    var sum = acc.sum()
-    while i < n { sum += a[i] * b[i]; i += 1 }
-    return sum
-}
+func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float { ddpm_dot(a, b, Int64(n)) }
 
-/// Σ x² over [0..<n] accumulated in Double across 4096-element chunks (for large vectors:
-/// gradient norms, losses).
+/// Σ x² over [0..<n] in Double (each square and every partial sum): for large vectors,
+/// gradient norms, losses. Blocks of `sumOfSquaresBlock` values are summed on their own and
+/// the block sums added in order, so a split of the vector by blocks (onto threads) gives the
+/// same bits.
 func sumOfSquares(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
     var total: Double = 0
     var start = 0
     while start < n {
-        let len = min(4096, n - start)
-        total += Double(dot(x + start, x + start, len))
+        let len = min(sumOfSquaresBlock, n - start)
+        total += ddpm_sum_squares_f64(x + start, Int64(len))
         start += len
     }
     return total
 }
+
+/// Values per block of `sumOfSquares`.
+let sumOfSquaresBlock = 1 << 16

@@ -12,6 +12,12 @@
 //
 // For one image b and head h, Q, K, V are (d, N) blocks of qkv with row stride B·N,
 // so every product below is one strided GEMM; nothing is transposed in memory.
+//
+// The scores of an image and head are materialised: at 16×16 (N = 256) the (N, N) block is
+// 256 KB and stays in L2 between its GEMM, the softmax (Softmax.swift, eight lanes) and the
+// next GEMM. A blocked, flash-style kernel would not pay there: on a CIFAR-size UNet the
+// attention GEMMs ran at the convolutions' GEMM rate, and the softmax was left at about 1%
+// of a prediction (issue 18).
 
 struct Attention: Sendable {
     let channels: Int, heads: Int, pixels: Int  // C, h, N
@@ -91,12 +97,7 @@ struct Attention: Sendable {
                 stridedGemm(dv, da, p, m: d, n: N, k: N, lda: ld, ldb: N, ldc: ld)
                 stridedGemm(dprobs, da, v, m: N, n: N, k: d, lda: ld, ldb: ld, ldc: N, transA: true)
                 // P = softmax(S):  dS_ij = P_ij·(dP_ij − Σ_j' P_ij'·dP_ij')   (in place in dprobs)
-                for i in 0..<N {
-                    let pr = p + i * N, dr = dprobs + i * N
-                    var dot: Float = 0
-                    for j in 0..<N { dot += pr[j] * dr[j] }
-                    for j in 0..<N { dr[j] = pr[j] * (dr[j] - dot) }
-                }
+                softmaxRowsBackward(dprobs, probs: p, rows: N, columns: N)
                 // S = Qᵀ·K/√d:  dQ (d, N) = K·dSᵀ/√d,  dK (d, N) = Q·dS/√d
                 stridedGemm(dq, k, dprobs, m: d, n: N, k: N, lda: ld, ldb: N, ldc: ld, transB: true, alpha: scale)
                 stridedGemm(dk, q, dprobs, m: d, n: N, k: N, lda: ld, ldb: N, ldc: ld, alpha: scale)
@@ -107,18 +108,5 @@ struct Attention: Sendable {
         qkv.backward(dinp: dnormed, grads, dout: dqkv, inp: a.normed, params, columns: columns, batch: B, height: N, width: 1)
         norm.backward(dinp: dinp, grads, dout: dnormed, inp: inp, mean: a.mean, rstd: a.rstd, params, batch: B, spatial: N,
                       accumulate: true)
-    }
-}
-
-/// Each row of x (rows, columns) becomes softmax(row), in place.
-func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, columns n: Int) {
-    for r in 0..<rows {
-        let row = x + r * n
-        var m = -Float.infinity
-        for j in 0..<n { m = max(m, row[j]) }
-        var sum: Float = 0
-        for j in 0..<n { let e = fastExp(row[j] - m); row[j] = e; sum += e }
-        let inv = 1 / sum
-        for j in 0..<n { row[j] *= inv }
     }
 }

@@ -132,12 +132,7 @@ struct CrossAttention: Sendable {
                 stridedGemm(dv, p, da, m: l, n: d, k: N, lda: l, ldb: ld, ldc: 2 * C, transA: true, transB: true)
                 stridedGemm(dp, da, v, m: N, n: l, k: d, lda: ld, ldb: 2 * C, ldc: l, transA: true, transB: true)
                 // P = softmax(S):  dS_ij = P_ij·(dP_ij − Σ_j' P_ij'·dP_ij')   (in place in dp)
-                for i in 0..<N {
-                    let pr = p + i * l, dr = dp + i * l
-                    var dot: Float = 0
-                    for j in 0..<l { dot += pr[j] * dr[j] }
-                    for j in 0..<l { dr[j] = pr[j] * (dr[j] - dot) }
-                }
+                softmaxRowsBackward(dp, probs: p, rows: N, columns: l)
                 // S = Qᵀ·Kᵀ/√d:  dQ (d, N) = Kᵀ·dSᵀ/√d,  dK (ℓ, d) = dSᵀ·Qᵀ/√d
                 stridedGemm(dq, k, dp, m: d, n: N, k: l, lda: 2 * C, ldb: l, ldc: ld, transA: true, transB: true, alpha: scale)
                 stridedGemm(dk, dp, q, m: l, n: d, k: N, lda: l, ldb: ld, ldc: 2 * C, transA: true, transB: true, alpha: scale)

@@ -1,5 +1,7 @@
 // Layer normalisation over the last dimension.  B = rows, C = features.
 //   y = (x − μ)·rstd·γ + β,  rstd = 1/√(σ² + ε)
+// The loops are C kernels (Sources/DDPMKernels/layernorm.inc).
+import DDPMKernels
 
 public struct LayerNorm: Sendable {
     public let features: Int
@@ -20,65 +22,18 @@ public struct LayerNorm: Sendable {
     func forward(_ out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                  _ inp: UnsafePointer<Float>, _ params: UnsafePointer<Float>, batch: Int,
                  adding add: UnsafePointer<Float>? = nil) {
-        let C = features
-        let (g, b) = (params + gamma, params + beta)
-        for r in 0..<batch {
-            let x = inp + r * C, y = out + r * C
-            let m = sumOf(x, C) / Float(C)
-            let s = 1 / (squaredDeviations(x, C, from: m) / Float(C) + epsilon).squareRoot()
-            if let add {
-                let a = add + r * C
-                for i in 0..<C { y[i] = (x[i] - m) * s * g[i] + b[i] + a[i] }
-            } else {
-                for i in 0..<C { y[i] = (x[i] - m) * s * g[i] + b[i] }
-            }
-            mean[r] = m
-            rstd[r] = s
-        }
+        // One range: the MLP's LayerNorms run inside the chunk jobs, and a pass is a few microseconds.
+        ddpm_layernorm_forward(out, mean, rstd, inp, params + gamma, params + beta, add, Int64(features), epsilon, 0, Int64(batch))
     }
 
     /// In the forward pass this was: y = x̂·γ + β with x̂ = (x − μ)·rstd, so
     /// dγ += Σ dy·x̂,  dβ += Σ dy,  dx += rstd·(dy·γ − mean(dy·γ) − x̂·mean(dy·γ·x̂)).
     /// `dinp` always accumulates (it is the residual stream's gradient in our networks).
+    /// One range: dγ and dβ take the rows in order.
     func backward(dinp: UnsafeMutablePointer<Float>, _ grads: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
                   inp: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
                   _ params: UnsafePointer<Float>, batch: Int) {
-        let C = features
-        let g = params + gamma
-        let (dg, db) = (grads + gamma, grads + beta)
-        for r in 0..<batch {
-            let x = inp + r * C, dy = dout + r * C, dx = dinp + r * C
-            let (m, s) = (mean[r], rstd[r])
-            // Σ dy·γ and Σ dy·γ·x̂ in eight lanes; dγ and dβ accumulate on the way.
-            typealias V = SIMD8<Float>
-            var sumDyGv = V.zero, sumDyGXhatv = V.zero
-            let (mv, sv) = (V(repeating: m), V(repeating: s))
-            var i = 0
-            while i + 8 <= C {
-                let xhat = (UnsafeRawPointer(x + i).loadUnaligned(as: V.self) - mv) * sv
-                let dyv = UnsafeRawPointer(dy + i).loadUnaligned(as: V.self)
-                let dyg = dyv * UnsafeRawPointer(g + i).loadUnaligned(as: V.self)
-                sumDyGv += dyg
-                sumDyGXhatv += dyg * xhat
-                UnsafeMutableRawPointer(dg + i).storeBytes(of: UnsafeRawPointer(dg + i).loadUnaligned(as: V.self) + dyv * xhat, as: V.self)
-                UnsafeMutableRawPointer(db + i).storeBytes(of: UnsafeRawPointer(db + i).loadUnaligned(as: V.self) + dyv, as: V.self)
-                i += 8
-            }
-            var (sumDyG, sumDyGXhat) = (sumDyGv.sum(), sumDyGXhatv.sum())
-            while i < C {
-                let xhat = (x[i] - m) * s
-                let dyg = dy[i] * g[i]
-                sumDyG += dyg
-                sumDyGXhat += dyg * xhat
-                dg[i] += dy[i] * xhat
-                db[i] += dy[i]
-                i += 1
-            }
-            let (meanDyG, meanDyGXhat) = (sumDyG / Float(C), sumDyGXhat / Float(C))
-            for i in 0..<C {
-                let xhat = (x[i] - m) * s
-                dx[i] += s * (dy[i] * g[i] - meanDyG - xhat * meanDyGXhat)
-            }
-        }
+        ddpm_layernorm_backward(dinp, grads + gamma, grads + beta, dout, inp, mean, rstd, params + gamma, Int64(features), 0,
+                                Int64(batch))
     }
 }

@@ -168,6 +168,7 @@ extension SafeTensors.File {
             switch schedule.kind {
             case .custom: return
             case .linear(let a, let b): expected = try .linear(steps: T, betaStart: a, betaEnd: b)
+            case .scaledLinear(let a, let b): expected = try .scaledLinear(steps: T, betaStart: a, betaEnd: b)
             case .cosine(let s, let m): expected = try .cosine(steps: T, offset: s, maxBeta: m)
             case .sigmoid(let lo, let hi, let start, let end): expected = try .sigmoid(steps: T, betaMin: lo, betaMax: hi, start: start, end: end)
             }

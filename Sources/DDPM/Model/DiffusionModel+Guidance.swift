@@ -258,11 +258,12 @@ extension DiffusionModel {
         let perWorker = network.activationFloats(batch: rows, training: false)
             + Double(rows) * GuidedDenoiser.Scratch.floatsPerRow(sampleSize: S, outputSize: O, conditionFloats: conditionFloats,
                                                                 guided: guided)
+        // Each worker but the first on a replica: its timestep table (no gradients to predict).
         try requireMemory("\(what()) for a batch of \(batch)", floats: Double(workers) * perWorker
-                          + Double(workers - 1) * (Double(network.parameters.count) + Double(schedule.count) * Double(network.config.timeEmbedDim))
+                          + Double(workers - 1) * Double(schedule.count) * Double(network.config.timeEmbedDim)
                           + Double(batch) * (GuidedDenoiser.floatsPerRow(sampleSize: S, outputSize: O) + extraFloatsPerRow))
         try validate(cond: cond, batch: batch)
-        try replicas.reserve(workers)
+        try replicas.reserve(workers, gradients: false)
         for w in 0..<workers { try replicas[w].reserve(batch: rows, training: false) }
         return try GuidedDenoiser(replicas: replicas, workers: workers,
                                   params: options.useEMA ? ema.pointer : network.parameters.values.pointer,

@@ -223,7 +223,7 @@ public final class DiffusionModel {
                     "the shard's samples \(sampleOffset)..<\(sampleOffset + B) are not inside the global batch of \(globalBatch)")
         try require(globalBatch <= Int(UInt32.max), "global batch \(globalBatch) is too large (at most 2^32 - 1)")
         let S = network.sampleSize
-        let plan = ChunkPlan.training(batch: B, network.config)
+        let plan = ChunkPlan.training(batch: B, network.config, parameters: network.parameters.count)
         try requireMemory("a train step on a batch of \(B)", floats: trainingFloats(plan)
                           + Double(max(B, buffers.capacity)) * TrainBuffers.floatsPerRow(sampleSize: S, target: training.target,
                                                                                       learnedVariance: training.learnedVariance))
@@ -232,7 +232,7 @@ public final class DiffusionModel {
         if buffers.capacity < B {
             buffers = try TrainBuffers(batch: B, sampleSize: S, target: training.target, learnedVariance: training.learnedVariance)
         }
-        try replicas.reserve(plan.count)
+        try replicas.reserve(plan.count, gradients: true)
         for c in 0..<plan.count { try replicas[c].reserve(batch: plan.range(c).rows, training: true) }
         let buf = buffers
         let K = Int32(network.numClasses)

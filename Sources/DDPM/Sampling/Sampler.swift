@@ -1,12 +1,11 @@
-// One reverse process for a batch: the plan of model evaluations, the solver and its
-// state, the noise stream, and the loop that drives a Denoiser through it. Also steppable
-// from outside (a diffusers-style scheduler): `initNoise`, then `step` with each model output
-// at `timestep`, until `timestep` is −1.
+// One reverse process for a batch: the solver and its plan of model evaluations, the noise
+// stream, and the loop that drives a Denoiser through the plan. Also steppable from outside
+// (a diffusers-style scheduler): `initNoise`, then `step` with each model output at
+// `timestep`, until `timestep` is −1.
 //
-//   Plan: one entry per model evaluation at x (B, S) and timestep t, followed by an update:
-//     a solver step t → prevT (the next timestep, −1 = x_0) for DDPM, DDIM, DPM-Solver++;
-//     for PC, at every timestep K Langevin corrector steps, then the DDPM predictor step
-//     (score_sde's order); for annealed Langevin, K Langevin steps at every timestep.
+//   Plan (SamplingPlan.swift): one entry per model evaluation at x (B, S) and timestep t,
+//   whose (x̂_0, ε̂) feed one update of the solver (Solver.swift); the solver says which.
+//   The sampler knows no solver by name: every step is the same three sub-steps.
 //
 //   B = batch, S = floats per sample, N = B·S; every buffer is (N,).
 //
@@ -22,14 +21,6 @@
 public typealias SamplingProgress = (_ step: Int, _ total: Int, _ t: Int, _ x: UnsafePointer<Float>) -> Bool
 
 public final class Sampler {
-    /// One model evaluation at `t` and the update after it.
-    public struct Step: Equatable, Sendable {
-        public let t: Int
-        /// The timestep of x after the update: the next timestep (−1 = x_0), or t for a Langevin step.
-        public let prevT: Int
-        public let isLangevin: Bool
-    }
-
     public let schedule: NoiseSchedule
     public let options: SamplerOptions
     /// The timesteps (noise levels) visited, noisiest first.
@@ -39,8 +30,7 @@ public final class Sampler {
     public let batch: Int, sampleSize: Int
     /// Steps taken so far.
     public private(set) var stepsTaken = 0
-    var solver: (any Solver)?
-    let langevin: LangevinStep
+    var solver: any Solver
     let limit: X0Limit
     var rng: Philox  // the noise z of the steps; starts after the draws of x_T
     let noiseBlocks: UInt64  // counters one draw of the global batch's noise takes: ⌈N_global/4⌉
@@ -48,29 +38,24 @@ public final class Sampler {
     let modelOutput: Buffer<Float>  // (N,) for `run`
     let scratch: DenoiseScratch  // (N,) x̂_0 and ε̂
 
-    /// - Throws: `.invalidArgument` on bad options or sizes.
+    /// - Throws: `.invalidArgument` on bad options or sizes (the buffers and the plan are
+    ///   bounded by DDPM_MAX_MODEL_BYTES before anything is allocated).
     public init(schedule: NoiseSchedule, options: SamplerOptions, batch: Int, sampleSize: Int) throws {
         try options.validate(for: schedule)
         try require(batch >= 1, "number of samples must be >= 1 (got \(batch))")
         try require(sampleSize >= 1, "sample size must be >= 1 (got \(sampleSize))")
         let (N, overflow) = batch.multipliedReportingOverflow(by: sampleSize)
         try require(!overflow, "\(batch) samples of \(sampleSize) floats overflow")
-        try Limits.requireFloats(Double(Sampler.floatsPerSampleFloat) * Double(N),
-                                 "a sampler for \(batch) samples of \(sampleSize) floats")
+        let heldFloats = Double(Sampler.floatsPerSampleFloat) * Double(N)
+        try Limits.requireFloats(heldFloats, "a sampler for \(batch) samples of \(sampleSize) floats")
         self.schedule = schedule
         self.options = options
         let timesteps = try options.samplingTimesteps(schedule)
         self.timesteps = timesteps
-        plan = Self.plan(timesteps, method: options.method, corrector: options.correctorSteps)
         (self.batch, self.sampleSize) = (batch, sampleSize)
-        solver = try options.makeSolver(schedule, timesteps: timesteps, count: N)
-        switch options.method {
-        case .langevin:
-            let lastNoise = 1 - schedule.alphaBar[timesteps.last!]
-            langevin = LangevinStep(schedule: schedule, rule: .annealed(epsilon: Double(options.langevinStepSize), lastNoise: lastNoise))
-        default:
-            langevin = LangevinStep(schedule: schedule, rule: .signalToNoise(Double(options.snr)))
-        }
+        solver = try options.makeSolver(schedule, timesteps: timesteps, batch: batch, sampleSize: sampleSize)
+        plan = try Self.plan(timesteps, updates: solver.updatesPerTimestep, heldFloats: heldFloats,
+                             "a sampler for \(batch) samples of \(sampleSize) floats")
         limit = options.x0Limit
         // x_T takes the first ⌈N/4⌉ counters of the stream (fillNormal uses one per 4 floats);
         // N counts the global batch when this batch is a shard of one.
@@ -87,19 +72,6 @@ public final class Sampler {
         noiseJob = { [unowned self] c, _ in self.drawNoise(chunk: c) }
     }
 
-    static func plan(_ timesteps: [Int], method: SamplingMethod, corrector K: Int) -> [Step] {
-        var plan: [Step] = []
-        plan.reserveCapacity(timesteps.count * (method == .langevin || method == .predictorCorrector ? K + 1 : 1))
-        for (i, t) in timesteps.enumerated() {
-            let next = i + 1 < timesteps.count ? timesteps[i + 1] : -1
-            if method == .langevin || method == .predictorCorrector {
-                for _ in 0..<K { plan.append(Step(t: t, prevT: t, isLangevin: true)) }
-            }
-            if method != .langevin { plan.append(Step(t: t, prevT: next, isLangevin: false)) }
-        }
-        return plan
-    }
-
     /// Floats a sampler holds per float of its batch: noise, model output, x̂_0 and ε̂, and the
     /// two earlier x̂_0 of DPM-Solver++ (at most).
     static let floatsPerSampleFloat = 6
@@ -113,8 +85,7 @@ public final class Sampler {
     /// Whether the next step adds noise (uses z), or nil once every step is taken.
     public var nextStepAddsNoise: Bool? {
         guard stepsTaken < plan.count else { return nil }
-        let s = plan[stepsTaken]
-        return s.isLangevin || solver!.needsNoise(t: s.t, prevT: s.prevT)
+        return solver.addsNoise(plan[stepsTaken])
     }
 
     /// Writes x_T (N,), drawn from the seed: where `run` starts.
@@ -173,7 +144,7 @@ public final class Sampler {
         try requireFinite(output, count: N, "the model output at t = \(s.t)")
         // 1. z, when the update adds noise.
         var z: UnsafePointer<Float>? = nil
-        if s.isLangevin || solver!.needsNoise(t: s.t, prevT: s.prevT) {
+        if solver.addsNoise(s) {
             if let given { z = given } else {
                 drawNoise(noise.pointer)
                 z = UnsafePointer(noise.pointer)
@@ -186,12 +157,8 @@ public final class Sampler {
                                         limit: limit, scratch: scratch)
         denoised.variance = learnedVariance
         if let x0Out { x0Out.update(from: denoised.x0, count: N) }
-        // 3. the update.
-        if s.isLangevin {
-            langevin.step(x, eps: denoised.eps, t: s.t, noise: z!, batch: batch, sampleSize: sampleSize)
-        } else {
-            solver!.step(x, denoised: denoised, t: s.t, prevT: s.prevT, noise: z, count: N)
-        }
+        // 3. the solver's update.
+        solver.update(x, denoised: denoised, s, noise: z)
         stepsTaken += 1
     }
 

@@ -13,7 +13,7 @@ public enum SamplingMethod: Int32, Sendable, CaseIterable {
     case sdeDPMSolverPP = 3
     /// Annealed Langevin dynamics with the score (Song & Ermon 2019): K steps at each level.
     case langevin = 4
-    /// Predictor–corrector (Song et al. 2021): a DDPM step, then K Langevin corrector steps.
+    /// Predictor–corrector (Song et al. 2021): at each timestep K Langevin corrector steps, then a DDPM step.
     case predictorCorrector = 5
 }
 
@@ -56,6 +56,12 @@ public struct SamplerOptions: Sendable, Equatable {
     /// DPM-Solver++: first order on the last step and at most second order on the one before
     /// when there are fewer than 15 steps (diffusers' lower_order_final).
     public var lowerOrderFinal = true
+    /// DDIM and DPM-Solver++: the step after the last timestep goes to x_0 (ᾱ = 1; true) or to
+    /// ᾱ_0, the level of the first timestep (false): diffusers' DDIM set_alpha_to_one and
+    /// DPMSolverMultistepScheduler's final_sigmas_type "zero" (true) or "sigma_min" (false).
+    /// With false, DPM-Solver++ takes that step at its full order unless lowerOrderFinal and
+    /// fewer than 15 steps (diffusers' rule), and a stochastic solver adds noise on it.
+    public var setAlphaToOne = true
     /// Langevin steps per level (annealed Langevin) or corrector steps per step (PC).
     public var correctorSteps = 1
     /// PC corrector: the signal-to-noise ratio r of the step size 2α_t(r‖z‖/‖s‖)² (Song et al.).
@@ -88,6 +94,8 @@ public struct SamplerOptions: Sendable, Equatable {
         }
         let maxOrder = method == .sdeDPMSolverPP ? 2 : 3
         try require(solverOrder >= 1 && solverOrder <= maxOrder, "solver order must be in 1...\(maxOrder) (got \(solverOrder))")
+        try require(setAlphaToOne || [.ddim, .dpmSolverPP, .sdeDPMSolverPP].contains(method),
+                    "set_alpha_to_one = false applies to DDIM and DPM-Solver++ only (method \(method))")
         try require(correctorSteps >= 1 && correctorSteps <= 10_000, "corrector steps must be in 1...10000 (got \(correctorSteps))")
         try require(snr.isFinite && snr > 0, "snr must be > 0 (got \(snr))")
         try require(langevinStepSize.isFinite && langevinStepSize > 0, "Langevin step size must be > 0 (got \(langevinStepSize))")

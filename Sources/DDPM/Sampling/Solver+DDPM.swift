@@ -14,16 +14,22 @@ struct DDPMSolver: Solver {
     let variance: ReverseVariance
     /// x̂_0 was clipped or thresholded: form the mean from it rather than from ε̂.
     let clipped: Bool
+    let count: Int  // N
 
-    func needsNoise(t: Int, prevT: Int) -> Bool { prevT >= 0 }
+    init(schedule: NoiseSchedule, options: SamplerOptions, count: Int) {
+        (self.schedule, self.variance, self.count) = (schedule, options.variance, count)
+        clipped = options.clipX0 != nil || options.thresholdQuantile != nil
+    }
+
+    func addsNoise(_ step: Sampler.Step) -> Bool { step.prevT >= 0 }
 
     /// From t to prevT (t − 1 for the ordinary step; −1 means to x_0). With α' = ᾱ_t/ᾱ_prev
     /// and β' = 1 − α' (α_t and β_t when prevT = t − 1):
     ///   x_prev = 1/√α'·(x_t − β'/√(1−ᾱ_t)·ε̂) + σ·z,  σ² = β' or β̃' = (1−ᾱ_prev)/(1−ᾱ_t)·β',
     /// and no noise on the last step. With clipping the mean is the posterior mean
     /// c0·x̂_0 + ct·x_t, c0 = √ᾱ_prev·β'/(1−ᾱ_t), ct = √α'·(1−ᾱ_prev)/(1−ᾱ_t) (equal unclipped).
-    func step(_ x: UnsafeMutablePointer<Float>, denoised: Denoised, t: Int, prevT: Int,
-              noise: UnsafePointer<Float>?, count: Int) {
+    func update(_ x: UnsafeMutablePointer<Float>, denoised: Denoised, _ step: Sampler.Step, noise: UnsafePointer<Float>?) {
+        let (t, prevT) = (step.t, step.prevT)
         // 1. α', β' between the two timesteps.
         let a = schedule.alphaBar[t], aPrev = prevT >= 0 ? schedule.alphaBar[prevT] : 1
         let alpha = a / aPrev, beta = 1 - alpha

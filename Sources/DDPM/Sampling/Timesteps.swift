@@ -1,16 +1,23 @@
 // Which timesteps a reverse process visits: S of the T training steps, noisiest first.
 // The step after the last one goes to x_0. diffusers' names and definitions, plus ours:
 //
-//   default   τ_i = ⌊(S−i)·T/S⌋ − 1              evenly spaced, ending at T−1 (S = T: every step)
-//   trailing  τ_i = round(T − i·T/S) − 1          diffusers "trailing" (= default when S divides T)
-//   leading   τ_i = (S−1−i)·⌊T/S⌋ + steps_offset  diffusers "leading" (DDIM's original spacing)
-//   linspace  τ_i = round((S−1−i)·(T−1)/(S−1))    diffusers "linspace" (from T−1 down to 0)
-//   karras    τ_i = the t whose σ_t = √((1−ᾱ_t)/ᾱ_t) is nearest (in log σ) to Karras et al.'s
-//             σ_i = (σ_max^{1/ρ} + i/(S−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, ρ = 7, between the
-//             schedule's own σ_max = σ_{T−1} and σ_min = σ_0; repeats are dropped, so fewer
-//             than S steps can come out. (diffusers then uses the Karras σ themselves; we use
-//             the schedule's σ at the chosen t, so that the model and the solver agree.)
-// Rounding is half to even, as numpy's np.round, on values computed in Double.
+//   default       τ_i = ⌊(S−i)·T/S⌋ − 1              evenly spaced, ending at T−1 (S = T: every step)
+//   trailing      τ_i = round(T − i·T/S) − 1          diffusers "trailing" (= default when S divides T)
+//   leading       τ_i = (S−1−i)·⌊T/S⌋ + steps_offset  diffusers "leading" (DDIM's original spacing)
+//   linspace      τ_i = round((S−1−i)·(T−1)/(S−1))    diffusers "linspace" (from T−1 down to 0)
+//   dpm_leading   τ_i = (S−i)·⌊T/(S+1)⌋ + steps_offset   DPMSolverMultistepScheduler's "leading" and
+//   dpm_linspace  τ_i = round((S−i)·(T−1)/S)              "linspace": S + 1 points laid out as above,
+//                 the one at or nearest 0 dropped (10 of 1000: [900, 810, …, 90] and [999, 899, …, 100])
+//   karras        τ_i = the t whose σ_t = √((1−ᾱ_t)/ᾱ_t) is nearest (in log σ) to Karras et al.'s
+//                 σ_i = (σ_max^{1/ρ} + i/(S−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, ρ = 7, between the
+//                 schedule's own σ_max = σ_{T−1} and σ_min = σ_0; repeats are dropped, so fewer
+//                 than S steps can come out. (diffusers then uses the Karras σ themselves; we use
+//                 the schedule's σ at the chosen t, so that the model and the solver agree.)
+// The real-valued ones are computed in Double with numpy's own arithmetic, so that they round
+// as diffusers' do (half to even, as np.round): np.linspace(0, stop, n) is k·(stop/(n−1)) with the
+// last point exactly stop, and np.arange(T, 0, −T/S) is T + i·Δ with Δ = (T − T/S) − T. (Where
+// numpy's arange gives S + 1 points, diffusers' trailing ends at timestep −1; we keep the first
+// S. For S = 1, diffusers' linspace is [0]; ours stays [T−1], where sampling can start.)
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -23,6 +30,8 @@ public enum TimestepSpacing: Int32, Sendable, CaseIterable {
     case trailing = 2
     case linspace = 3
     case karras = 4
+    case dpmLeading = 5
+    case dpmLinspace = 6
 }
 
 extension NoiseSchedule {
@@ -38,14 +47,15 @@ extension NoiseSchedule {
         case .default:
             ts = (0..<S).map { (S - $0) * T / S - 1 }
         case .trailing:
-            let ratio = Double(T) / Double(S)
-            ts = (0..<S).map { Int((Double(T) - Double($0) * ratio).rounded(.toNearestOrEven)) - 1 }
+            ts = numpyArange(from: Double(T), step: -Double(T) / Double(S), count: S).map { roundHalfEven($0) - 1 }
         case .leading:
             ts = (0..<S).map { (S - 1 - $0) * (T / S) + stepsOffset }
         case .linspace:
-            ts = S == 1 ? [T - 1] : (0..<S).map { i in
-                Int((Double(S - 1 - i) * Double(T - 1) / Double(S - 1)).rounded(.toNearestOrEven))
-            }
+            ts = S == 1 ? [T - 1] : numpyLinspace(to: Double(T - 1), count: S).reversed().map(roundHalfEven)
+        case .dpmLeading:
+            ts = (0..<S).map { (S - $0) * (T / (S + 1)) + stepsOffset }
+        case .dpmLinspace:
+            ts = numpyLinspace(to: Double(T - 1), count: S + 1).dropFirst().reversed().map(roundHalfEven)
         case .karras:
             ts = karrasTimesteps(S)
         }
@@ -55,6 +65,22 @@ extension NoiseSchedule {
         }
         return ts
     }
+
+    /// np.linspace(0, stop, count): k·(stop/(count−1)), the last point exactly `stop` (count ≥ 2).
+    func numpyLinspace(to stop: Double, count: Int) -> [Double] {
+        let step = stop / Double(count - 1)
+        return (0..<count).map { $0 == count - 1 ? stop : Double($0) * step }
+    }
+
+    /// The first `count` values of np.arange(start, ·, step): start, start + step, then start + i·Δ
+    /// with Δ = (start + step) − start, as numpy's fill writes them.
+    func numpyArange(from start: Double, step: Double, count: Int) -> [Double] {
+        let second = start + step
+        let delta = second - start
+        return (0..<count).map { $0 == 0 ? start : ($0 == 1 ? second : start + Double($0) * delta) }
+    }
+
+    func roundHalfEven(_ x: Double) -> Int { Int(x.rounded(.toNearestOrEven)) }
 
     /// Karras et al. (2022) σ spacing mapped to the nearest timesteps (see the file header).
     func karrasTimesteps(_ S: Int) -> [Int] {

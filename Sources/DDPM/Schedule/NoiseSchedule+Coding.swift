@@ -1,5 +1,6 @@
 // The schedule's kind as checkpoint JSON, named as ddpm_schedule_params' fields:
 //   {"kind": "linear", "beta_start": 1e-4, "beta_end": 0.02}
+//   {"kind": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
 //   {"kind": "cosine", "cosine_s": 0.008, "max_beta": 0.999}
 //   {"kind": "sigmoid", "beta_start": 0, "beta_end": 0.1, "sigmoid_start": -6, "sigmoid_end": 6}
 //   {"kind": "custom"}
@@ -15,6 +16,7 @@ extension NoiseSchedule.Kind: Codable {
     public var name: String {
         switch self {
         case .linear: return "linear"
+        case .scaledLinear: return "scaled_linear"
         case .cosine: return "cosine"
         case .sigmoid: return "sigmoid"
         case .custom: return "custom"
@@ -26,6 +28,7 @@ extension NoiseSchedule.Kind: Codable {
         func d(_ key: CodingKeys) throws -> Double { try c.decode(Double.self, forKey: key) }
         switch try c.decode(String.self, forKey: .kind) {
         case "linear": self = .linear(betaStart: try d(.betaStart), betaEnd: try d(.betaEnd))
+        case "scaled_linear": self = .scaledLinear(betaStart: try d(.betaStart), betaEnd: try d(.betaEnd))
         case "cosine": self = .cosine(offset: try d(.cosineS), maxBeta: try d(.maxBeta))
         case "sigmoid": self = .sigmoid(betaMin: try d(.betaStart), betaMax: try d(.betaEnd),
                                         start: try d(.sigmoidStart), end: try d(.sigmoidEnd))
@@ -39,7 +42,7 @@ extension NoiseSchedule.Kind: Codable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(name, forKey: .kind)
         switch self {
-        case .linear(let a, let b):
+        case .linear(let a, let b), .scaledLinear(let a, let b):
             try c.encode(a, forKey: .betaStart); try c.encode(b, forKey: .betaEnd)
         case .cosine(let s, let m):
             try c.encode(s, forKey: .cosineS); try c.encode(m, forKey: .maxBeta)

@@ -14,6 +14,7 @@ public struct NoiseSchedule: Sendable, Equatable {
     /// How β was produced; recorded in checkpoints (see NoiseSchedule+Coding.swift).
     public enum Kind: Sendable, Equatable {
         case linear(betaStart: Double, betaEnd: Double)
+        case scaledLinear(betaStart: Double, betaEnd: Double)
         case cosine(offset: Double, maxBeta: Double)
         case sigmoid(betaMin: Double, betaMax: Double, start: Double, end: Double)
         case custom

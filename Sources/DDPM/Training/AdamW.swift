@@ -2,7 +2,8 @@
 //   θ ← θ − lr·λ·θ
 //   m ← β1·m + (1−β1)·g,  v ← β2·v + (1−β2)·g²
 //   θ ← θ − lr·(m/(1−β1ᵗ)) / (√(v/(1−β2ᵗ)) + ε)
-// P = number of parameters.
+// P = number of parameters. The loop is a C kernel (Sources/DDPMKernels/optimizer.inc).
+import DDPMKernels
 
 public struct AdamWConfig: Codable, Sendable, Equatable {
     public var learningRate: Float = 1e-3
@@ -49,29 +50,16 @@ final class AdamW {
         }
     }
 
-    /// (m', v', θ') of eight lanes: the one formula that `update` writes and `firstNonFinite` checks.
-    ///   m' = β1·m + (1−β1)·g,  v' = β2·v + (1−β2)·g²,  θ' = θ·(1 − lr·λ) − (lr/bias1)·m' / (√v'/√bias2 + ε)
-    @inline(__always)
-    static func lanes(_ k: Coefficients, g: SIMD8<Float>, m: SIMD8<Float>, v: SIMD8<Float>, p: SIMD8<Float>)
-        -> (m: SIMD8<Float>, v: SIMD8<Float>, p: SIMD8<Float>) {
-        typealias V = SIMD8<Float>
-        let mi = V(repeating: k.beta1) * m + V(repeating: k.oneMinusBeta1) * g
-        let vi = V(repeating: k.beta2) * v + V(repeating: k.oneMinusBeta2) * g * g
-        let pi = p * V(repeating: k.decay) - V(repeating: k.stepSize) * mi / (vi.squareRoot() * V(repeating: k.rBias2) + V(repeating: k.epsilon))
-        return (mi, vi, pi)
-    }
-
-    /// The same formula for one lane (the tail).
-    @inline(__always)
-    static func lane(_ k: Coefficients, g: Float, m: Float, v: Float, p: Float) -> (m: Float, v: Float, p: Float) {
-        let mi = k.beta1 * m + k.oneMinusBeta1 * g
-        let vi = k.beta2 * v + k.oneMinusBeta2 * g * g
-        return (mi, vi, p * k.decay - k.stepSize * mi / (vi.squareRoot() * k.rBias2 + k.epsilon))
+    /// The kernel's constants for update `k` with gradient scale `gradScale`, and the EMA step
+    /// θ_ema += (1 − d)·(θ' − θ_ema) after it (emaDecay d).
+    static func kernelStep(_ k: Coefficients, gradScale: Float, emaDecay: Float = 1) -> ddpm_adamw_step {
+        ddpm_adamw_step(step_size: k.stepSize, decay: k.decay, rbias2: k.rBias2, beta1: k.beta1, beta2: k.beta2,
+                        one_minus_beta1: k.oneMinusBeta1, one_minus_beta2: k.oneMinusBeta2, epsilon: k.epsilon,
+                        grad_scale: gradScale, ema_keep: 1 - emaDecay)
     }
 
     /// One update of `params` (P,) from `gradScale`·`grads` (P,); the scale carries gradient
-    /// clipping so that the gradients are read once. Eight lanes at a time (the scalar loop
-    /// does not vectorise), then a scalar tail.
+    /// clipping so that the gradients are read once.
     func update(_ params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, gradScale: Float = 1) {
         update(params, grads: grads, gradScale: gradScale, range: 0..<m.count, nextStep())
     }
@@ -84,64 +72,27 @@ final class AdamW {
         return Coefficients(config, update: step)
     }
 
-    /// The update with constants `k` of the parameters in `range` only.
+    /// The update with constants `k` of the parameters in `range` only; with `ema`, the EMA step
+    /// of decay `emaDecay` on the same range in the same pass (the values EMA.update would give).
     func update(_ params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, gradScale: Float, range: Range<Int>,
-                _ k: Coefficients) {
-        let (m, v) = (self.m.pointer + range.lowerBound, self.v.pointer + range.lowerBound)
-        let (params, grads, count) = (params + range.lowerBound, grads + range.lowerBound, range.count)
-        typealias V = SIMD8<Float>
-        let vg = V(repeating: gradScale)
-        var i = 0
-        while i + 8 <= count {
-            let g = UnsafeRawPointer(grads + i).loadUnaligned(as: V.self) * vg
-            let r = Self.lanes(k, g: g, m: UnsafeRawPointer(m + i).loadUnaligned(as: V.self),
-                              v: UnsafeRawPointer(v + i).loadUnaligned(as: V.self), p: UnsafeRawPointer(params + i).loadUnaligned(as: V.self))
-            UnsafeMutableRawPointer(m + i).storeBytes(of: r.m, as: V.self)
-            UnsafeMutableRawPointer(v + i).storeBytes(of: r.v, as: V.self)
-            UnsafeMutableRawPointer(params + i).storeBytes(of: r.p, as: V.self)
-            i += 8
-        }
-        while i < count {
-            (m[i], v[i], params[i]) = Self.lane(k, g: grads[i] * gradScale, m: m[i], v: v[i], p: params[i])
-            i += 1
-        }
+                _ k: Coefficients, ema: UnsafeMutablePointer<Float>? = nil, emaDecay: Float = 1) {
+        let lo = range.lowerBound
+        var step = Self.kernelStep(k, gradScale: gradScale, emaDecay: emaDecay)
+        ddpm_adamw_update(&step, params + lo, m.pointer + lo, v.pointer + lo, grads + lo, ema.map { $0 + lo }, Int64(range.count))
     }
 
     /// What `update` (then an EMA step θ_ema += (1 − d)·(θ' − θ_ema)) would make non-finite:
     /// the first index and which of the values, or nil when every new parameter, moment and
-    /// EMA value is finite. Reads what `update` reads, computes the same lanes, writes nothing,
+    /// EMA value is finite. Reads what `update` reads, computes the same values, writes nothing,
     /// so that a step can be refused before anything changes.
     func firstNonFinite(_ params: UnsafePointer<Float>, grads: UnsafePointer<Float>, gradScale: Float,
                         ema: UnsafePointer<Float>, emaDecay: Float) -> (index: Int, value: String)? {
-        let k = Coefficients(config, update: step + 1)
-        let (m, v, count) = (self.m.pointer, self.v.pointer, self.m.count)
-        typealias V = SIMD8<Float>
-        let (vg, keep) = (V(repeating: gradScale), V(repeating: 1 - emaDecay))
-        // x − x is 0 for a finite x and NaN otherwise: one running sum flags the whole vector.
-        var flags = V(repeating: 0)
-        var i = 0
-        while i + 8 <= count {
-            let g = UnsafeRawPointer(grads + i).loadUnaligned(as: V.self) * vg
-            let r = Self.lanes(k, g: g, m: UnsafeRawPointer(m + i).loadUnaligned(as: V.self),
-                              v: UnsafeRawPointer(v + i).loadUnaligned(as: V.self), p: UnsafeRawPointer(params + i).loadUnaligned(as: V.self))
-            let e = UnsafeRawPointer(ema + i).loadUnaligned(as: V.self)
-            let en = e + keep * (r.p - e)
-            flags += (r.m - r.m) + (r.v - r.v) + (r.p - r.p) + (en - en)
-            i += 8
-        }
-        func scalar(_ j: Int) -> (index: Int, value: String)? {
-            let r = Self.lane(k, g: grads[j] * gradScale, m: m[j], v: v[j], p: params[j])
-            let en = ema[j] + (1 - emaDecay) * (r.p - ema[j])
-            if !r.m.isFinite { return (j, "the first moment exp_avg (\(r.m))") }
-            if !r.v.isFinite { return (j, "the second moment exp_avg_sq (\(r.v))") }
-            if !r.p.isFinite { return (j, "the parameter (\(r.p))") }
-            if !en.isFinite { return (j, "the EMA weight (\(en))") }
-            return nil
-        }
-        for j in i..<count { if let bad = scalar(j) { return bad } }  // the tail
-        guard flags.sum() != 0 else { return nil }
-        for j in 0..<i { if let bad = scalar(j) { return bad } }  // the slow path: which value
-        return nil
+        var k = Self.kernelStep(Coefficients(config, update: step + 1), gradScale: gradScale, emaDecay: emaDecay)
+        var (which, value): (Int32, Float) = (0, 0)
+        let index = ddpm_adamw_first_nonfinite(&k, params, m.pointer, v.pointer, grads, ema, Int64(m.count), &which, &value)
+        guard index >= 0 else { return nil }
+        let names = ["the first moment exp_avg", "the second moment exp_avg_sq", "the parameter", "the EMA weight"]
+        return (Int(index), "\(names[Int(which)]) (\(value))")
     }
 }
 
