@@ -7,7 +7,7 @@
 //       --skip-build --filter ConvBenchmark
 //
 // DDPM_CONV_SHAPES="Ci,Co,B,H;..." and DDPM_CONV_ALGORITHMS="im2col,winograd4,winograd2" choose what
-// runs. Each figure is the best of several runs of the calling thread's CPU time (one thread).
+// runs, DDPM_CONV_BLOCK the tiles of a Winograd block. Each figure is the best of several runs of the calling thread's CPU time (one thread).
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -46,6 +46,9 @@ final class ConvBenchmark: XCTestCase {
         let only = ProcessInfo.processInfo.environment["DDPM_CONV_ALGORITHMS"]?.split(separator: ",").map(String.init)
         let algorithms: [(String, Conv2d.Algorithm)] = [("im2col", .im2col), ("winograd4", .winograd(tile: 4)),
                                                         ("winograd2", .winograd(tile: 2))].filter { only?.contains($0.0) ?? true }
+        if let target = ProcessInfo.processInfo.environment["DDPM_CONV_BLOCK"].flatMap({ Int($0) }) {
+            WinogradPlan.blockTarget = target
+        }
         let repeats = Int(ProcessInfo.processInfo.environment["DDPM_CONV_REPEATS"] ?? "") ?? 5
         for s in shapes.isEmpty ? [(64, 64, 32, 32), (128, 128, 32, 16), (128, 128, 32, 8), (256, 256, 32, 8)] : shapes {
             let (Ci, Co, B, H) = s
