@@ -87,7 +87,7 @@ final class WinogradTests: XCTestCase {
         -> (out: Double, dinp: Double, dW: Double, db: Double) {
         var layout = ParameterLayout()
         let conv = Self.conv(&layout, in: Ci, out: Co, algorithm)
-        XCTAssertEqual(conv.algorithm(height: H, width: W), algorithm, "the path taken")
+        XCTAssertEqual(conv.algorithm(batch: B, height: H, width: W), algorithm, "the path taken")
         let params = UNetGradientCheck.randomParameters(layout, seed: seed)
         let inp = UNetGradientCheck.normals(Ci * B * H * W, seed: seed &+ 1)
         let dout = UNetGradientCheck.normals(Co * B * H * W, seed: seed &+ 2)
@@ -225,6 +225,36 @@ final class WinogradTests: XCTestCase {
                 } else {
                     first[m] = result
                 }
+            }
+        }
+    }
+
+    /// The automatic choice on the shapes its documentation names, and scratch for any batch
+    /// up to the one a workspace was sized for, whichever algorithm each takes.
+    func testAutomaticChoiceAndItsScratch() {
+        func conv(_ Ci: Int, _ Co: Int, kernel: Int = 3, stride: Int = 1) -> Conv2d {
+            var layout = ParameterLayout()
+            return Conv2d(&layout, "c", in: Ci, out: Co, kernel: kernel, stride: stride)
+        }
+        XCTAssertEqual(conv(64, 64).algorithm(batch: 1, height: 32, width: 32), .winograd(tile: 4))
+        XCTAssertEqual(conv(256, 256).algorithm(batch: 8, height: 8, width: 8), .winograd(tile: 2))
+        XCTAssertEqual(conv(128, 128).algorithm(batch: 1, height: 8, width: 8), .im2col)
+        XCTAssertEqual(conv(128, 128).algorithm(batch: 16, height: 8, width: 8), .winograd(tile: 4))
+        XCTAssertEqual(conv(3, 64).algorithm(batch: 32, height: 32, width: 32), .im2col, "few channels")
+        XCTAssertEqual(conv(64, 64).algorithm(batch: 32, height: 2, width: 2), .im2col, "tiny images")
+        XCTAssertEqual(conv(64, 64, stride: 2).algorithm(batch: 32, height: 32, width: 32), .im2col, "stride 2")
+        XCTAssertEqual(conv(64, 64, kernel: 1).algorithm(batch: 32, height: 32, width: 32), .im2col, "1×1")
+        for (Ci, Co, H) in [(128, 128, 8), (256, 256, 4), (64, 64, 32), (32, 96, 16)] {
+            let c = conv(Ci, Co), capacity = 32
+            let scratch = c.columnsCount(batch: capacity, height: H, width: H)
+            for B in 1...capacity {
+                let need: Int
+                if case .winograd(let m) = c.algorithm(batch: B, height: H, width: H) {
+                    need = WinogradPlan(c, tile: m, batch: B, height: H, width: H).scratchCount
+                } else {
+                    need = c.im2colScratchCount(batch: B, height: H, width: H)
+                }
+                XCTAssertLessThanOrEqual(need, scratch, "\(Ci)→\(Co) at \(H)×\(H), batch \(B) of \(capacity)")
             }
         }
     }

@@ -13,15 +13,16 @@
 // convolution of a run of images is one GEMM into a column block of the output, and
 // concatenating along channels is placing two blocks one after the other.
 //
-// Two algorithms (`Algorithm`), chosen from the layer's shape and the image size — never from
-// the batch, so that an image's result does not depend on the images beside it:
-//   - Winograd (Conv2d+Winograd.swift) for 3×3 kernels with stride 1 and at least
-//     `winogradMinChannels` channels in and out: F(4×4, 3×3) on images of at least 8×8 (2.25
-//     multiplications an output instead of 9), F(2×2, 3×3) on images of 4×4 to 7×7 (4); the
-//     transformed weights cost α²·Ci·Co floats a call, which few tiles an image do not repay;
-//   - im2col + GEMM (Conv2d+Im2col.swift) for everything else (stride 2, 1×1, 1×k, tiny
-//     images, few channels).
-// `columns` is caller-provided scratch of `columnsCount(...)` floats, for either.
+// Two algorithms (`Algorithm`), chosen per call from the shape and the batch (`algorithm`):
+//   - Winograd (Conv2d+Winograd.swift) for 3×3 kernels with stride 1: F(4×4, 3×3) (2.25
+//     multiplications an output instead of 9) or F(2×2, 3×3) (4), forward, backward-data and
+//     backward-weights; each call transforms the weights (α²·Ci·Co floats), which a call
+//     with few tiles does not repay;
+//   - im2col + GEMM (Conv2d+Im2col.swift) for everything else (stride 2, 1×1, 1×k) and for
+//     calls too small for Winograd's fixed cost.
+// The choice depends on the shape and the batch of the call only (never on the thread count
+// or the timing of a run), so a chunk of a batch computes the same bits every time.
+// `columns` is caller-provided scratch of `columnsCount(...)` floats, for any of them.
 import CBLAS
 
 public struct Conv2d: Sendable {
@@ -34,7 +35,7 @@ public struct Conv2d: Sendable {
     /// fastest of 2^15...2^21 for a UNet on 8×8 images at batch 128 (the whole batch in one
     /// chunk was about 20% slower: its columns no longer stay in cache).
     let columnsTarget: Int
-    /// The algorithm asked for: `.automatic` picks per call (see `algorithm(height:width:)`).
+    /// The algorithm asked for: `.automatic` picks per call (see `algorithm(batch:height:width:)`).
     let requested: Algorithm
 
     enum Algorithm: Equatable, Sendable {
@@ -85,25 +86,61 @@ public struct Conv2d: Sendable {
         ((height + 2 * padY - kernelHeight) / stride + 1, (width + 2 * padX - kernelWidth) / stride + 1)
     }
 
-    /// The algorithm a call on H × W images takes: the one requested (Winograd only where the
-    /// kernel is 3×3 with stride 1), or for `.automatic` with at least `winogradMinChannels`
-    /// channels in and out Winograd F(4×4, 3×3) on images of at least 8×8, F(2×2, 3×3) on
-    /// images of at least 4×4; else im2col.
-    func algorithm(height H: Int, width W: Int) -> Algorithm {
+    /// The algorithms `.automatic` may take for H × W images: im2col, and Winograd F(4×4, 3×3)
+    /// and F(2×2, 3×3) for a 3×3 kernel with stride 1 on images of at least 4×4 with at least
+    /// `winogradMinChannels` channels in and out.
+    func candidates(height H: Int, width W: Int) -> [Algorithm] {
         switch requested {
-        case .winograd where isWinogradShape: return requested
-        case .automatic where isWinogradShape && min(inChannels, outChannels) >= Self.winogradMinChannels:
-            return min(H, W) >= 8 ? .winograd(tile: 4) : min(H, W) >= 4 ? .winograd(tile: 2) : .im2col
-        default: return .im2col
+        case .winograd where isWinogradShape: return [requested]
+        case .automatic where isWinogradShape && min(H, W) >= 4 && min(inChannels, outChannels) >= Self.winogradMinChannels:
+            return [.im2col, .winograd(tile: 4), .winograd(tile: 2)]
+        default: return [.im2col]
         }
     }
 
-    /// Floats of `columns` scratch that forward and backward need for a batch of B H × W images.
-    func columnsCount(batch B: Int, height H: Int, width W: Int) -> Int {
-        if case .winograd(let m) = algorithm(height: H, width: W) {
-            return WinogradPlan(self, tile: m, batch: B, height: H, width: W).scratchCount
+    /// The algorithm a call on a batch of B H × W images takes: the requested one, or for
+    /// `.automatic` the candidate of least estimated cost.
+    func algorithm(batch B: Int, height H: Int, width W: Int) -> Algorithm {
+        candidates(height: H, width: W).min {
+            estimatedCost($0, batch: B, height: H, width: W) < estimatedCost($1, batch: B, height: H, width: W)
+        }!
+    }
+
+    /// A call's CPU time in ns per (input, output) channel pair, as measured on one core (AMD
+    /// EPYC, AVX-512, issue 18) for 8 to 256 channels, 4×4 to 32×32 images and batches 1 to 32:
+    ///   im2col: P·(0.1 + 2/Co), P = B·H·W pixels (GEMM, and im2col's copy of each input pixel)
+    ///   F(m×m): f + T·(g + t·(Ci + Co)/(Ci·Co)), T = B·⌈H/m⌉·⌈W/m⌉ tiles:
+    ///     f = the weight transform (10 ns for m = 4 while the α²·Ci·Co transformed weights
+    ///         fit in 2.5 MiB, 35 beyond; 6 for m = 2), g = the GEMM per tile (0.2; 0.09),
+    ///     t = the data transforms per tile and channel (10; 5).
+    /// Only the order of the estimates matters; they decide, e.g., F(4×4) for 64 channels at
+    /// 32×32 from one image on, F(2×2) for 256 channels at 8×8 × 8 images, im2col for 128
+    /// channels at 8×8 × 1 image.
+    func estimatedCost(_ algorithm: Algorithm, batch B: Int, height H: Int, width W: Int) -> Double {
+        let (ci, co) = (Double(inChannels), Double(outChannels))
+        let perChannel = (ci + co) / (ci * co)
+        switch algorithm {
+        case .winograd(let m):
+            let tiles = Double(B * ((H + m - 1) / m) * ((W + m - 1) / m))
+            let filterBytes = (m + 2) * (m + 2) * inChannels * outChannels * 4
+            let f = m == 2 ? 6.0 : filterBytes <= 5 << 19 ? 10.0 : 35.0
+            let (g, t) = m == 2 ? (0.09, 5.0) : (0.2, 10.0)
+            return f + tiles * (g + t * perChannel)
+        default:
+            return Double(B * H * W) * (0.1 + 2 / co)
         }
-        return im2colScratchCount(batch: B, height: H, width: W)
+    }
+
+    /// Floats of `columns` scratch that forward and backward need for a batch of B H × W images:
+    /// the most any candidate algorithm needs (so that any smaller batch fits too, whichever
+    /// algorithm it takes).
+    func columnsCount(batch B: Int, height H: Int, width W: Int) -> Int {
+        candidates(height: H, width: W).map { algorithm in
+            if case .winograd(let m) = algorithm {
+                return WinogradPlan(self, tile: m, batch: B, height: H, width: W).scratchCount
+            }
+            return im2colScratchCount(batch: B, height: H, width: W)
+        }.max()!
     }
 
     /// out (Co, B, Ho, Wo) = conv(inp (Ci, B, H, W)) + b, or out += … when `accumulate`.
@@ -111,7 +148,7 @@ public struct Conv2d: Sendable {
     func forward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ params: UnsafePointer<Float>,
                  columns: UnsafeMutablePointer<Float>, batch B: Int, height H: Int, width W: Int,
                  accumulate: Bool = false) {
-        if case .winograd(let m) = algorithm(height: H, width: W) {
+        if case .winograd(let m) = algorithm(batch: B, height: H, width: W) {
             let plan = WinogradPlan(self, tile: m, batch: B, height: H, width: W)
             forwardWinograd(out, inp, params, scratch: columns, plan, accumulate: accumulate)
         } else {
@@ -129,7 +166,7 @@ public struct Conv2d: Sendable {
                   dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, _ params: UnsafePointer<Float>,
                   columns: UnsafeMutablePointer<Float>, batch B: Int, height H: Int, width W: Int,
                   accumulate: Bool = false) {
-        if case .winograd(let m) = algorithm(height: H, width: W) {
+        if case .winograd(let m) = algorithm(batch: B, height: H, width: W) {
             let plan = WinogradPlan(self, tile: m, batch: B, height: H, width: W)
             backwardWinograd(dinp: dinp, grads, dout: dout, inp: inp, params, scratch: columns, plan, accumulate: accumulate)
         } else {
