@@ -125,13 +125,13 @@ extension DiffusionModel {
         }
     }
 
-    /// AdamW, then the EMA step, of parameters [r·span, (r+1)·span): elementwise, so every
-    /// value is what one pass over all of them gives.
+    /// AdamW, then the EMA step, of parameters [r·span, (r+1)·span), in one pass: elementwise,
+    /// so every value is what one pass over all of them (and EMA.update after it) gives.
     func updateParameters(span r: Int) {
         let u = chunks.update!
         let params = network.parameters
         let (lo, hi) = (r * TrainChunks.span, min(params.count, (r + 1) * TrainChunks.span))
-        optimizer.update(params.values.pointer, grads: params.grads.pointer, gradScale: u.gradScale, range: lo..<hi, u.adam)
-        EMA.update(ema.pointer + lo, params: params.values.pointer + lo, count: hi - lo, decay: u.emaDecay)
+        optimizer.update(params.values.pointer, grads: params.grads.pointer, gradScale: u.gradScale, range: lo..<hi, u.adam,
+                         ema: ema.pointer, emaDecay: u.emaDecay)
     }
 }
