@@ -67,7 +67,14 @@ struct WinogradPlan {
         blockB = blockA + frequencies * max(inStride, outStride)
         blockC = blockB + frequencies * outStride
         stage = blockC + frequencies * outStride
-        scratchCount = stage + stageRows * stageColumns * wide
+        scratchCount = stage + stageRows * stageColumns * wide + 16  // + 16: room to align the start
+    }
+
+    /// The start of the plan's scratch inside `scratch`: the first 64-byte boundary, so that
+    /// every matrix row and staged pixel (all multiples of 16 floats) starts a cache line.
+    func aligned(_ scratch: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+        let address = UInt(bitPattern: scratch)
+        return scratch + Int(((address + 63) & ~63) - address) / MemoryLayout<Float>.stride
     }
 
     /// Rows of tiles of the batch: row g is image g / tilesY, tile row g % tilesY.
@@ -94,6 +101,7 @@ extension Conv2d {
         let (Ci, Co, cip, cop) = (plan.inChannels, plan.outChannels, plan.inPadded, plan.outPadded)
         let (ldu, ldi, ldo) = (plan.filterStride, plan.inStride, plan.outStride)
         let (H, W, plane) = (plan.height, plan.width, plan.batch * plan.height * plan.width)
+        let scratch = plan.aligned(scratch)
         let (u, v, mm, stage) = (scratch + plan.filters, scratch + plan.blockA, scratch + plan.blockB, scratch + plan.stage)
         // U[ξ] (Ci, Co; row stride cop) = G w[co, ci] Gᵀ
         ddpm_wino_filter(m, u, ldu, cop, params + weight, Ci, 9, Co, 9 * Ci, 0)
@@ -133,6 +141,7 @@ extension Conv2d {
         let M = plane
         let (db, dW) = (grads + bias, grads + weight)
         for o in 0..<Co { db[o] += sumOf(dout + o * M, M) }
+        let scratch = plan.aligned(scratch)
         let (uFlipped, du) = (scratch + plan.filters, scratch + plan.filterGrads)
         let (v, z, vOut, stage) = (scratch + plan.blockA, scratch + plan.blockB, scratch + plan.blockC, scratch + plan.stage)
         let mIn = v  // (tiles, Ci) products of the backward-data convolution, once V is used
