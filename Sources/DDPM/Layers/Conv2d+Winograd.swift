@@ -80,6 +80,14 @@ struct WinogradPlan {
     /// Rows of tiles of the batch: row g is image g / tilesY, tile row g % tilesY.
     var tileRows: Int { batch * tilesY }
 
+    /// Calls body(rows, tiles) for each block in order: its rows of tiles and their tile count.
+    func forEachBlock(_ body: (_ rows: Range<Int>, _ tiles: Int) -> Void) {
+        for g0 in Swift.stride(from: 0, to: tileRows, by: rowsPerBlock) {
+            let rows = g0..<min(g0 + rowsPerBlock, tileRows)
+            body(rows, rows.count * tilesX)
+        }
+    }
+
     /// Calls body(image, first tile row, tile rows, first tile of the block) for each image's
     /// part of the block of tile rows `rows`, in order.
     func forEachSegment(_ rows: Range<Int>, _ body: (_ image: Int, _ ty0: Int, _ count: Int, _ tile: Int) -> Void) {
@@ -91,6 +99,26 @@ struct WinogradPlan {
             g += count
         }
     }
+
+    /// Stages image b's rows of tiles ty0 ..< ty0 + count of `images` (C, B, H, W), with their
+    /// one-pixel border, pixel-major (cp floats a pixel) into `stage`.
+    func stage(_ stage: UnsafeMutablePointer<Float>, _ images: UnsafePointer<Float>, channels C: Int, padded cp: Int,
+               image b: Int, ty0: Int, count: Int) {
+        ddpm_wino_stage_in(stage, cp, m * count + 2, stageColumns, images + b * height * width, C,
+                           batch * height * width, height, width, m * ty0 - 1)
+    }
+
+    /// Image b's output tiles of rows ty0 ..< ty0 + count, Aᵀ M A with M[ξ] at products + ξ·ld
+    /// (cp floats a tile), into `out` (C, B, H, W): assigned, or added when `accumulate`, with
+    /// `bias` added when given. `stage` holds them pixel-major on the way.
+    func writeTiles(_ out: UnsafeMutablePointer<Float>, channels C: Int, padded cp: Int, products: UnsafePointer<Float>,
+                    ld: Int, image b: Int, ty0: Int, count: Int, stage: UnsafeMutablePointer<Float>,
+                    bias: UnsafePointer<Float>?, accumulate: Bool) {
+        let (wq, y0) = (m * tilesX, m * ty0)
+        ddpm_wino_output(Int32(m), stage, cp, wq, products, ld, count, tilesX)
+        ddpm_wino_stage_out(out + (b * height + y0) * width, C, batch * height * width, width, stage, cp, wq,
+                            min(m * (ty0 + count), height) - y0, bias, accumulate ? 1 : 0)
+    }
 }
 
 extension Conv2d {
@@ -100,18 +128,14 @@ extension Conv2d {
         let (m, X) = (Int32(plan.m), plan.frequencies)
         let (Ci, Co, cip, cop) = (plan.inChannels, plan.outChannels, plan.inPadded, plan.outPadded)
         let (ldu, ldi, ldo) = (plan.filterStride, plan.inStride, plan.outStride)
-        let (H, W, plane) = (plan.height, plan.width, plan.batch * plan.height * plan.width)
         let scratch = plan.aligned(scratch)
         let (u, v, mm, stage) = (scratch + plan.filters, scratch + plan.blockA, scratch + plan.blockB, scratch + plan.stage)
         // U[ξ] (Ci, Co; row stride cop) = G w[co, ci] Gᵀ
         ddpm_wino_filter(m, u, ldu, cop, params + weight, Ci, 9, Co, 9 * Ci, 0)
-        for g0 in Swift.stride(from: 0, to: plan.tileRows, by: plan.rowsPerBlock) {
-            let rows = g0..<min(g0 + plan.rowsPerBlock, plan.tileRows)
-            let tiles = rows.count * plan.tilesX
+        plan.forEachBlock { rows, tiles in
             // V[ξ] (tiles, Ci) = Bᵀ d B of every tile's patch
             plan.forEachSegment(rows) { b, ty0, count, t in
-                ddpm_wino_stage_in(stage, cip, plan.m * count + 2, plan.stageColumns, inp + b * H * W, Ci, plane, H, W,
-                                   plan.m * ty0 - 1)
+                plan.stage(stage, inp, channels: Ci, padded: cip, image: b, ty0: ty0, count: count)
                 ddpm_wino_input(m, v + t * cip, ldi, stage, cip, plan.stageColumns, count, plan.tilesX)
             }
             // M[ξ] (tiles, Co) = V[ξ] · U[ξ]
@@ -121,11 +145,8 @@ extension Conv2d {
             }
             // out tile = Aᵀ M A + b
             plan.forEachSegment(rows) { b, ty0, count, t in
-                let wq = plan.m * plan.tilesX
-                ddpm_wino_output(m, stage, cop, wq, mm + t * cop, ldo, count, plan.tilesX)
-                let y0 = plan.m * ty0, outRows = min(plan.m * (ty0 + count), H) - y0
-                ddpm_wino_stage_out(out + b * H * W + y0 * W, Co, plane, W, stage, cop, wq, outRows, params + bias,
-                                    accumulate ? 1 : 0)
+                plan.writeTiles(out, channels: Co, padded: cop, products: mm + t * cop, ld: ldo, image: b, ty0: ty0,
+                                count: count, stage: stage, bias: params + bias, accumulate: accumulate)
             }
         }
     }
@@ -137,8 +158,7 @@ extension Conv2d {
         let (m, X) = (Int32(plan.m), plan.frequencies)
         let (Ci, Co, cip, cop) = (plan.inChannels, plan.outChannels, plan.inPadded, plan.outPadded)
         let (ldu, ldi, ldo) = (plan.filterStride, plan.inStride, plan.outStride)
-        let (H, W, plane) = (plan.height, plan.width, plan.batch * plan.height * plan.width)
-        let M = plane
+        let M = plan.batch * plan.height * plan.width
         let (db, dW) = (grads + bias, grads + weight)
         for o in 0..<Co { db[o] += sumOf(dout + o * M, M) }
         let scratch = plan.aligned(scratch)
@@ -147,36 +167,30 @@ extension Conv2d {
         let mIn = v  // (tiles, Ci) products of the backward-data convolution, once V is used
         // U'[ξ] (Co, Ci; row stride cip) = G w[co, ci, 2 − ky, 2 − kx] Gᵀ
         if dinp != nil { ddpm_wino_filter(m, uFlipped, ldu, cip, params + weight, Co, 9 * Ci, Ci, 9, 1) }
-        for g0 in Swift.stride(from: 0, to: plan.tileRows, by: plan.rowsPerBlock) {
-            let rows = g0..<min(g0 + plan.rowsPerBlock, plan.tileRows)
-            let tiles = rows.count * plan.tilesX
+        plan.forEachBlock { rows, tiles in
             plan.forEachSegment(rows) { b, ty0, count, t in
                 // V[ξ] (tiles, Ci) = Bᵀ d B of the input's patches
-                ddpm_wino_stage_in(stage, cip, plan.m * count + 2, plan.stageColumns, inp + b * H * W, Ci, plane, H, W,
-                                   plan.m * ty0 - 1)
+                plan.stage(stage, inp, channels: Ci, padded: cip, image: b, ty0: ty0, count: count)
                 ddpm_wino_input(m, v + t * cip, ldi, stage, cip, plan.stageColumns, count, plan.tilesX)
                 // Z[ξ] (tiles, Co) = A dout Aᵀ of the output tiles; V'[ξ] (tiles, Co) = Bᵀ dout B of its patches
-                ddpm_wino_stage_in(stage, cop, plan.m * count + 2, plan.stageColumns, dout + b * H * W, Co, plane, H, W,
-                                   plan.m * ty0 - 1)
+                plan.stage(stage, dout, channels: Co, padded: cop, image: b, ty0: ty0, count: count)
                 ddpm_wino_grad_output(m, z + t * cop, ldo, stage, cop, plan.stageColumns, count, plan.tilesX)
                 if dinp != nil { ddpm_wino_input(m, vOut + t * cop, ldo, stage, cop, plan.stageColumns, count, plan.tilesX) }
             }
             // dU[ξ] (Co, Ci) (+)= Z[ξ]ᵀ · V[ξ]   (the first block assigns)
             for xi in 0..<X {
                 stridedGemm(du + xi * ldu, z + xi * ldo, v + xi * ldi, m: Co, n: Ci, k: tiles,
-                            lda: cop, ldb: cip, ldc: cip, transA: true, beta: g0 == 0 ? 0 : 1)
+                            lda: cop, ldb: cip, ldc: cip, transA: true, beta: rows.lowerBound == 0 ? 0 : 1)
             }
-            guard let dinp else { continue }
+            guard let dinp else { return }
             // M'[ξ] (tiles, Ci) = V'[ξ] · U'[ξ];  dinp tile = Aᵀ M' A
             for xi in 0..<X {
                 stridedGemm(mIn + xi * ldi, vOut + xi * ldo, uFlipped + xi * ldu, m: tiles, n: Ci, k: Co,
                             lda: cop, ldb: cip, ldc: cip)
             }
             plan.forEachSegment(rows) { b, ty0, count, t in
-                let wq = plan.m * plan.tilesX
-                ddpm_wino_output(m, stage, cip, wq, mIn + t * cip, ldi, count, plan.tilesX)
-                let y0 = plan.m * ty0, outRows = min(plan.m * (ty0 + count), H) - y0
-                ddpm_wino_stage_out(dinp + b * H * W + y0 * W, Ci, plane, W, stage, cip, wq, outRows, nil, accumulate ? 1 : 0)
+                plan.writeTiles(dinp, channels: Ci, padded: cip, products: mIn + t * cip, ld: ldi, image: b, ty0: ty0,
+                                count: count, stage: stage, bias: nil, accumulate: accumulate)
             }
         }
         // dW[co, ci] += Gᵀ dU[co, ci] G
