@@ -1,9 +1,10 @@
 // Pinned values: for fixed seeds and settings, the exact bits of losses, samples and
 // checkpoint tensors that the engine produced before the ABI 0.2 refactor (issue 7), re-pinned
 // once when training draws became keyed by (seed, step, global sample index) (issue 12), and
-// once when the engine's own GEMM (Sources/DDPMKernels, ddpm_gemm.h) replaced OpenBLAS's
-// (issue 18): its results are the same bits on every CPU and ISA path, so these hashes hold on
-// any x86-64 (DDPM_KERNEL_ISA=baseline|avx2|avx512), without OPENBLAS_CORETYPE.
+// once for issue 18's kernels (the engine's own GEMM, Sources/DDPMKernels/ddpm_gemm.h, in
+// place of OpenBLAS's; SiLU, GroupNorm, LayerNorm and sums in C; Winograd convolutions; the
+// SIMD softmax): their results are the same bits on every CPU and ISA path, so these hashes
+// hold on any x86-64 (DDPM_KERNEL_ISA=baseline|avx2|avx512).
 // A refactor that is meant to change nothing must leave every hash here unchanged; a
 // change of numerics must update them on purpose, saying why in the commit.
 //
