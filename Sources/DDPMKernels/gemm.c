@@ -65,6 +65,46 @@ size_t ddpm_sgemm_nr(void) {
     }
 }
 
+size_t ddpm_sgemm_kc(void) {
+    switch (ddpm_kernels_isa()) {
+    case DDPM_ISA_AVX512: return GEMM_AVX512_KC;
+    case DDPM_ISA_AVX2: return GEMM_AVX2_KC;
+    default: return GEMM_BASELINE_KC;
+    }
+}
+
+size_t ddpm_sgemm_packed_a_floats(size_t m, size_t k) {
+    const size_t mr = ddpm_sgemm_mr();
+    return (m + mr - 1) / mr * mr * k;
+}
+
+size_t ddpm_sgemm_packed_b_floats(size_t k, size_t n) {
+    const size_t nr = ddpm_sgemm_nr();
+    return k * ((n + nr - 1) / nr * nr);
+}
+
+void ddpm_sgemm_pack_a(const ddpm_sgemm_call *call, float *dst) {
+    if (call->m == 0 || call->k == 0) return;
+    switch (ddpm_kernels_isa()) {
+#if DDPM_X86
+    case DDPM_ISA_AVX512: ddpm_sgemm_pack_a_whole_avx512(call, dst); return;
+    case DDPM_ISA_AVX2: ddpm_sgemm_pack_a_whole_avx2(call, dst); return;
+#endif
+    default: ddpm_sgemm_pack_a_whole_baseline(call, dst); return;
+    }
+}
+
+void ddpm_sgemm_pack_b(const ddpm_sgemm_call *call, float *dst) {
+    if (call->n == 0 || call->k == 0) return;
+    switch (ddpm_kernels_isa()) {
+#if DDPM_X86
+    case DDPM_ISA_AVX512: ddpm_sgemm_pack_b_whole_avx512(call, dst); return;
+    case DDPM_ISA_AVX2: ddpm_sgemm_pack_b_whole_avx2(call, dst); return;
+#endif
+    default: ddpm_sgemm_pack_b_whole_baseline(call, dst); return;
+    }
+}
+
 /// C[m0 ..< m1][n0 ..< n1] = beta · C (0 when beta == 0): the whole result when k == 0 or alpha == 0.
 static void scaleRange(const ddpm_sgemm_call *call, size_t m0, size_t m1, size_t n0, size_t n1) {
     for (size_t i = m0; i < m1; i++) {

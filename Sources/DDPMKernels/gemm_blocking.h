@@ -84,5 +84,12 @@ GEMM_INTERNAL void ddpm_sgemm_range_avx2(const ddpm_sgemm_call *call, size_t m0,
                                          float *abuf, float *bbuf);
 GEMM_INTERNAL void ddpm_sgemm_range_avx512(const ddpm_sgemm_call *call, size_t m0, size_t m1, size_t n0, size_t n1,
                                            float *abuf, float *bbuf);
+// Each path's whole-operand packing (ddpm_sgemm_pack_a / ddpm_sgemm_pack_b).
+#define GEMM_PACK_WHOLE_(path)                                                                    \
+    GEMM_INTERNAL void ddpm_sgemm_pack_a_whole_##path(const ddpm_sgemm_call *call, float *dst); \
+    GEMM_INTERNAL void ddpm_sgemm_pack_b_whole_##path(const ddpm_sgemm_call *call, float *dst);
+GEMM_PACK_WHOLE_(baseline)
+GEMM_PACK_WHOLE_(avx2)
+GEMM_PACK_WHOLE_(avx512)
 
 #endif

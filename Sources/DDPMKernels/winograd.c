@@ -16,6 +16,7 @@ WINO_PATHS(ddpm_wino_input, (int, float *, size_t, const float *, size_t, size_t
 WINO_PATHS(ddpm_wino_output, (int, float *, size_t, size_t, const float *, size_t, size_t, size_t))
 WINO_PATHS(ddpm_wino_grad_output, (int, float *, size_t, const float *, size_t, size_t, size_t, size_t))
 WINO_PATHS(ddpm_wino_filter, (int, float *, size_t, size_t, const float *, size_t, size_t, size_t, size_t, int))
+WINO_PATHS(ddpm_wino_filter_packed, (int, float *, size_t, const float *, size_t, size_t, size_t, size_t, int, size_t, size_t))
 WINO_PATHS(ddpm_wino_filter_grad, (int, float *, size_t, size_t, const float *, size_t, size_t))
 
 #if DDPM_X86
@@ -57,6 +58,11 @@ void ddpm_wino_grad_output(int m, float *z, size_t ldxi, const float *stage, siz
 void ddpm_wino_filter(int m, float *u, size_t ldxi, size_t ldr, const float *w, size_t rows, size_t w_row,
                       size_t lanes, size_t w_lane, int flip) {
     WINO_CALL(ddpm_wino_filter, (m, u, ldxi, ldr, w, rows, w_row, lanes, w_lane, flip))
+}
+
+void ddpm_wino_filter_packed(int m, float *u, size_t ldxi, const float *w, size_t rows, size_t w_row, size_t lanes,
+                             size_t w_lane, int flip, size_t nr, size_t kc) {
+    WINO_CALL(ddpm_wino_filter_packed, (m, u, ldxi, w, rows, w_row, lanes, w_lane, flip, nr, kc))
 }
 
 void ddpm_wino_filter_grad(int m, float *w, size_t rows, size_t lanes, const float *du, size_t ldxi, size_t ldr) {

@@ -12,6 +12,7 @@
 #ifndef DDPM_WINOGRAD_SIMD_H
 #define DDPM_WINOGRAD_SIMD_H
 
+#include <stdint.h>
 #include <string.h>
 
 #ifndef WINO_VW
@@ -28,6 +29,25 @@ typedef double wd __attribute__((ext_vector_type(WINO_VW)));
 static inline wf wload(const float *p) { wf v; memcpy(&v, p, sizeof v); return v; }
 static inline void wstore(float *p, wf v) { memcpy(p, &v, sizeof v); }
 static inline wf wsplat(float x) { wf v = x; return v; }
+/// *p = v bypassing the caches (p aligned to the vector's size): for output written once and read
+/// much later, so that it costs no read of the line it replaces. Callers end with wstream_fence().
+static inline void wstream(float *p, wf v) {
+#if WINO_VW == 16 && (defined(__x86_64__) || defined(__i386__))
+    _mm512_stream_ps(p, (__m512)v);
+#elif WINO_VW == 8 && (defined(__x86_64__) || defined(__i386__))
+    _mm256_stream_ps(p, (__m256)v);
+#elif WINO_VW == 4 && (defined(__x86_64__) || defined(__i386__))
+    _mm_stream_ps(p, (__m128)v);
+#else
+    wstore(p, v);
+#endif
+}
+static inline void wstream_fence(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    _mm_sfence();
+#endif
+}
+
 /// a·b + c, rounded once.
 static inline wf wfma(float a, wf b, wf c) { return __builtin_elementwise_fma(wsplat(a), b, c); }
 

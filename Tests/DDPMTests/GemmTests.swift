@@ -105,7 +105,7 @@ struct GemmCase: CustomStringConvertible {
                     var call = ddpm_sgemm_call(
                         m: m, n: n, k: k, alpha: alpha, beta: beta, a: a.baseAddress, lda: lda, trans_a: transA ? 1 : 0,
                         b: b.baseAddress, ldb: ldb, trans_b: transB ? 1 : 0, pack_b: nil, pack_b_context: nil,
-                        c: c.baseAddress, ldc: ldc, tiles: 1, tile_axis: 0)
+                        packed_a: nil, packed_b: nil, c: c.baseAddress, ldc: ldc, tiles: 1, tile_axis: 0)
                     return body(&call)
                 }
             }
@@ -299,6 +299,60 @@ final class GemmTests: XCTestCase {
                 assertSameBits(out, g.chain(), "\(isa.name), op(B) from the packing callback, \(g)")
             }
         }
+    }
+
+    func testPrePackedOperandsGiveTheBitsOfTheCall() {
+        // op(A) and op(B) packed whole beforehand (ddpm_sgemm_pack_a / _b) and handed to calls
+        // whose own a and b are NaN (a read of them would show): the contract's bits, on every
+        // path, whole and split into tiles. Shapes cross KC (256), MR, NR and the thin and
+        // single-panel cases the driver treats apart.
+        let cases = [GemmCase(37, 70, 300, alpha: 0.5, beta: 1), GemmCase(61, 150, 270, transA: true, transB: true),
+                     GemmCase(5, 33, 40), GemmCase(130, 47, 513, transB: true, beta: 1), GemmCase(8, 64, 20, beta: 1),
+                     GemmCase(128, 2, 128), GemmCase(3, 200, 600, transA: true, alpha: -2)]
+        for isa in KernelISA.supported {
+            KernelISA.use(isa)
+            for g in cases {
+                let chain = g.chain()
+                var packedA = [Float](repeating: .nan, count: ddpm_sgemm_packed_a_floats(g.m, g.k))
+                var packedB = [Float](repeating: .nan, count: ddpm_sgemm_packed_b_floats(g.k, g.n))
+                var scratch = g.c
+                g.withCall(&scratch) { call in
+                    ddpm_sgemm_pack_a(&call, &packedA)
+                    ddpm_sgemm_pack_b(&call, &packedB)
+                }
+                let nanA = [Float](repeating: .nan, count: g.a.count), nanB = [Float](repeating: .nan, count: g.b.count)
+                for (useA, useB) in [(true, false), (false, true), (true, true)] {
+                    var h = g
+                    if useA { h.a = nanA }
+                    if useB { h.b = nanB }
+                    for tiles in [1, 3] {
+                        for axis in tiles == 1 ? [0] : [0, 1] {
+                            var out = g.c
+                            packedA.withUnsafeBufferPointer { pa in
+                                packedB.withUnsafeBufferPointer { pb in
+                                    h.withCall(&out) { call in
+                                        call.packed_a = useA ? pa.baseAddress : nil
+                                        call.packed_b = useB ? pb.baseAddress : nil
+                                        (call.tiles, call.tile_axis) = (tiles, Int32(axis))
+                                        for t in 0..<tiles { ddpm_sgemm_tile(&call, t) }
+                                    }
+                                }
+                            }
+                            assertSameBits(out, chain, "\(isa.name), \(g), packed A \(useA) B \(useB), \(tiles) tiles axis \(axis)")
+                        }
+                    }
+                }
+            }
+        }
+        // Negative control: B packed from other values gives other bits.
+        let g = GemmCase(37, 70, 300, beta: 1)
+        let other = GemmCase(37, 70, 300, beta: 1, seed: 77)
+        var packedB = [Float](repeating: 0, count: ddpm_sgemm_packed_b_floats(g.k, g.n))
+        var scratch = other.c
+        other.withCall(&scratch) { call in ddpm_sgemm_pack_b(&call, &packedB) }
+        var out = g.c
+        packedB.withUnsafeBufferPointer { pb in g.withCall(&out) { call in call.packed_b = pb.baseAddress; ddpm_sgemm(&call) } }
+        XCTAssertNotNil(firstBitDifference(out, g.chain()), "a wrong packed B would be told apart")
     }
 
     func testOpenBLASAgreesWithinRounding() {

@@ -71,20 +71,21 @@ final class ParallelDeterminismTests: XCTestCase {
         XCTAssertEqual(ChunkPlan.training(batch: 40, wide, parameters: P).count, 2)
         XCTAssertEqual(ChunkPlan.training(batch: 63, wide, parameters: P).count, 2)
         XCTAssertEqual(ChunkPlan.training(batch: 32, wide, parameters: P).count, 1)
-        // The 8×8 UNet (at least 16 rows): 70 rows in 2 chunks of 35; inference in chunks of 16 (1024 pixels).
+        // The 8×8 UNet (at least 16 rows): 70 rows in 2 chunks of 35; inference in chunks of 32 (2048 pixels).
         XCTAssertEqual(rows(ChunkPlan.training(batch: 70, unet, parameters: P)), [35, 35])
         XCTAssertEqual(ChunkPlan.training(batch: 16, unet, parameters: P).count, 1)
-        XCTAssertEqual(unet.inferenceRows, 16)
+        XCTAssertEqual(unet.inferenceRows, 32)
         // 32×32 images: work is rows × pixels, so one image is a chunk's least, 16 rows its most
-        // before a batch is cut in more than two; one image an inference chunk.
+        // before a batch is cut in more than two; two images an inference chunk.
         XCTAssertEqual(rows(ChunkPlan.training(batch: 2, cifar, parameters: P)), [1, 1])
         XCTAssertEqual(rows(ChunkPlan.training(batch: 8, cifar, parameters: P)), [4, 4])
         XCTAssertEqual(rows(ChunkPlan.training(batch: 7, cifar, parameters: P)), [4, 3])
         XCTAssertEqual(rows(ChunkPlan.training(batch: 32, cifar, parameters: P)), [16, 16])
         XCTAssertEqual(rows(ChunkPlan.training(batch: 64, cifar, parameters: P)), [16, 16, 16, 16])
         XCTAssertEqual(ChunkPlan.training(batch: 1, cifar, parameters: P).count, 1)
-        XCTAssertEqual(cifar.inferenceRows, 1)
-        XCTAssertEqual(rows(ChunkPlan.inference(batch: 4, cifar)), [1, 1, 1, 1])
+        XCTAssertEqual(cifar.inferenceRows, 2)
+        XCTAssertEqual(rows(ChunkPlan.inference(batch: 4, cifar)), [2, 2])
+        XCTAssertEqual(rows(ChunkPlan.inference(batch: 5, cifar)), [2, 2, 1])
         // The replicas' gradients are bounded: Ho et al.'s 35.7 M parameters get one replica (2
         // chunks), a 6.5 M network three (4 chunks), 30 M two.
         XCTAssertEqual(ChunkPlan.maxTrainingChunks(parameters: 35_713_539), 2)
@@ -92,10 +93,10 @@ final class ParallelDeterminismTests: XCTestCase {
         XCTAssertEqual(ChunkPlan.maxTrainingChunks(parameters: 30_000_000), 3)
         XCTAssertEqual(ChunkPlan.maxTrainingChunks(parameters: 1 << 27), 1)
         XCTAssertEqual(rows(ChunkPlan.training(batch: 64, cifar, parameters: 35_713_539)), [32, 32])
-        // Inference rows divide predictionChunk: 4×4 images take 64 a chunk, 16×16 four.
+        // Inference rows divide predictionChunk: 4×4 images take 64 a chunk, 16×16 eight.
         let small = NetworkConfig.unet(UNetConfig(channels: 1, height: 4, width: 4))
         let mid = NetworkConfig.unet(UNetConfig(channels: 1, height: 16, width: 16))
-        XCTAssertEqual([small.inferenceRows, mid.inferenceRows], [64, 4])
+        XCTAssertEqual([small.inferenceRows, mid.inferenceRows], [64, 8])
         for config in [mlp, wide, unet, cifar, small, mid] { XCTAssertEqual(predictionChunk % config.inferenceRows, 0) }
     }
 

@@ -59,7 +59,7 @@ struct Attention: Sendable {
         let (params, columns, ld) = (pass.params, pass.scratch.columns, B * N)
         let scale = 1 / Float(d).squareRoot()
         norm.forward(a.normed, mean: a.mean, rstd: a.rstd, inp, params, batch: B, spatial: N)
-        qkv.forward(a.qkv, a.normed, params, columns: columns, batch: B, height: N, width: 1)
+        qkv.forward(a.qkv, a.normed, params, columns: columns, batch: B, height: N, width: 1, prepared: pass.prepared)
         for b in 0..<B {
             for h in 0..<heads {
                 let q = a.qkv + (h * d) * ld + b * N  // (d, N), row stride ld
@@ -73,7 +73,8 @@ struct Attention: Sendable {
             }
         }
         a.out.update(from: inp, count: C * B * N)  // residual
-        proj.forward(a.out, a.att, params, columns: columns, batch: B, height: N, width: 1, accumulate: true)
+        proj.forward(a.out, a.att, params, columns: columns, batch: B, height: N, width: 1, accumulate: true,
+                     prepared: pass.prepared)
     }
 
     /// Backward of `forward` for x = inp. `dinp` receives ∂L/∂x, overwritten; it may be the

@@ -28,10 +28,11 @@ extension Conv2d {
     }
 
     /// Conv2d.forward by im2col + GEMM. `columns` is scratch of `im2colScratchCount` floats
-    /// (unused by a pointwise convolution).
+    /// (unused by a pointwise convolution). `packedWeights`: W packed as the GEMM's A beforehand
+    /// (Conv2d+Prepared.swift), or nil to pack it in each GEMM.
     func forwardIm2col(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ params: UnsafePointer<Float>,
                        columns: UnsafeMutablePointer<Float>, batch B: Int, height H: Int, width W: Int,
-                       accumulate: Bool) {
+                       accumulate: Bool, packedWeights: UnsafePointer<Float>? = nil) {
         let (Ho, Wo) = outputSize(height: H, width: W)
         let (P, Co, K) = (Ho * Wo, outChannels, inChannels * taps)
         let M = B * P
@@ -41,7 +42,7 @@ extension Conv2d {
             if accumulate { for i in 0..<M { row[i] += bo } } else { row.update(repeating: bo, count: M) }
         }
         if isPointwise {
-            gemm(out, params + weight, inp, m: Co, n: M, k: K, beta: 1)
+            gemm(out, params + weight, inp, m: Co, n: M, k: K, beta: 1, packedA: packedWeights)
             return
         }
         // out[:, b0..<b1] (Co, nb·P; row stride M) += W (Co, K) · columns (K, nb·P)
@@ -49,7 +50,8 @@ extension Conv2d {
         for b0 in Swift.stride(from: 0, to: B, by: chunk) {
             let nb = min(chunk, B - b0)
             im2col(columns, inp, images: b0..<b0 + nb, batch: B, height: H, width: W)
-            stridedGemm(out + b0 * P, params + weight, columns, m: Co, n: nb * P, k: K, lda: K, ldb: nb * P, ldc: M, beta: 1)
+            stridedGemm(out + b0 * P, params + weight, columns, m: Co, n: nb * P, k: K, lda: K, ldb: nb * P, ldc: M, beta: 1,
+                        packedA: packedWeights)
         }
     }
 

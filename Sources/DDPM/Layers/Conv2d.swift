@@ -16,13 +16,18 @@
 // Two algorithms (`Algorithm`), chosen per call from the shape and the batch (`algorithm`):
 //   - Winograd (Conv2d+Winograd.swift) for 3×3 kernels with stride 1: F(4×4, 3×3) (2.25
 //     multiplications an output instead of 9) or F(2×2, 3×3) (4), forward, backward-data and
-//     backward-weights; each call transforms the weights (α²·Ci·Co floats), which a call
-//     with few tiles does not repay;
+//     backward-weights; the weights' transform (α²·Ci·Co floats) is made by each call in
+//     training, and once per prediction for all its chunks (Conv2d+Prepared.swift); either
+//     way it is read per block of tiles, which a call with few tiles does not repay;
 //   - im2col + GEMM (Conv2d+Im2col.swift) for everything else (stride 2, 1×1, 1×k) and for
 //     calls too small for Winograd's fixed cost.
-// The choice depends on the shape and the batch of the call only (never on the thread count
-// or the timing of a run), so a chunk of a batch computes the same bits every time.
-// `columns` is caller-provided scratch of `columnsCount(...)` floats, for any of them.
+// The choice depends on the shape and the batch of the call only (never on the thread count,
+// the timing of a run, or whether the weights came prepared), so a chunk of a batch computes
+// the same bits every time. In inference a row's result does not depend on the other rows of
+// its chunk either: every reduction runs within an image (or a tile), so only the chunk's
+// batch, through the choice, matters. `columns` is caller-provided scratch of
+// `columnsCount(...)` floats, for any of them: im2col's columns, or Winograd's transformed
+// weights, tiles and staged images.
 import CBLAS
 
 public struct Conv2d: Sendable {
@@ -115,7 +120,12 @@ public struct Conv2d: Sendable {
     ///     t = the data transforms per tile and channel (10; 5).
     /// Only the order of the estimates matters; they decide, e.g., F(4×4) for 64 channels at
     /// 32×32 from one image on, F(2×2) for 256 channels at 8×8 × 8 images, im2col for 128
-    /// channels at 8×8 × 1 image.
+    /// channels at 8×8 × 1 image. With the weights prepared once per prediction, f is instead
+    /// the reading of the transformed weights from memory per block of tiles (about 144 and 64
+    /// bytes a channel pair: the same order of magnitude), and the same estimates hold: on
+    /// chunks of two 32×32 images, Ho et al.'s network took 0.43 s per prediction of 8 with
+    /// their choice (F(4×4) at 32×32, F(2×2) at 16×16 and 8×8, im2col at 4×4), 0.45–0.48 s with
+    /// F(4×4) at 16×16 or im2col at 8×8, 0.75–0.92 s with F(4×4) below.
     func estimatedCost(_ algorithm: Algorithm, batch B: Int, height H: Int, width W: Int) -> Double {
         let (ci, co) = (Double(inChannels), Double(outChannels))
         let perChannel = (ci + co) / (ci * co)
@@ -137,22 +147,28 @@ public struct Conv2d: Sendable {
     func columnsCount(batch B: Int, height H: Int, width W: Int) -> Int {
         candidates(height: H, width: W).map { algorithm in
             if case .winograd(let m) = algorithm {
-                return WinogradPlan(self, tile: m, batch: B, height: H, width: W).scratchCount
+                return [false, true].map {
+                    WinogradPlan(self, tile: m, batch: B, height: H, width: W, preparedFilters: $0).scratchCount
+                }.max()!
             }
             return im2colScratchCount(batch: B, height: H, width: W)
         }.max()!
     }
 
     /// out (Co, B, Ho, Wo) = conv(inp (Ci, B, H, W)) + b, or out += … when `accumulate`.
-    /// `columns` is scratch of `columnsCount` floats.
+    /// `columns` is scratch of `columnsCount` floats. The weights come from `prepared` when it
+    /// holds them for this call's algorithm and `params` (Conv2d+Prepared.swift): the same bits.
     func forward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ params: UnsafePointer<Float>,
                  columns: UnsafeMutablePointer<Float>, batch B: Int, height H: Int, width W: Int,
-                 accumulate: Bool = false) {
-        if case .winograd(let m) = algorithm(batch: B, height: H, width: W) {
-            let plan = WinogradPlan(self, tile: m, batch: B, height: H, width: W)
-            forwardWinograd(out, inp, params, scratch: columns, plan, accumulate: accumulate)
+                 accumulate: Bool = false, prepared: PreparedConvolutions? = nil) {
+        let algorithm = algorithm(batch: B, height: H, width: W)
+        let weights = prepared?.weights(self, algorithm, params: params)
+        if case .winograd(let m) = algorithm {
+            let plan = WinogradPlan(self, tile: m, batch: B, height: H, width: W, preparedFilters: weights != nil)
+            forwardWinograd(out, inp, params, scratch: columns, plan, accumulate: accumulate, filters: weights)
         } else {
-            forwardIm2col(out, inp, params, columns: columns, batch: B, height: H, width: W, accumulate: accumulate)
+            forwardIm2col(out, inp, params, columns: columns, batch: B, height: H, width: W, accumulate: accumulate,
+                          packedWeights: weights?.pointer)
         }
     }
 

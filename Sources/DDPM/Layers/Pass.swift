@@ -28,6 +28,9 @@ struct Pass {
     let batch: Int  // B, at most the capacity the buffers were sized for
     let training: Bool  // dropout is on (forward only)
     let scratch: Scratch
+    /// The convolutions' weights prepared once for every chunk of the call, or nil
+    /// (Conv2d+Prepared.swift; a convolution checks that they are for `params`).
+    var prepared: PreparedConvolutions? = nil
 }
 
 /// Temporaries of one layer call, shared by every layer of a network; nothing in them

@@ -87,18 +87,19 @@ struct ResBlock: Sendable {
         norm1.forward(a.s1, mean: a.mean1, rstd: a.rstd1, inp, params, batch: B, spatial: N, fusing: fusion1)
         // h1 = conv1(s1) + timeProj(SiLU(temb)): conv1 writes h1', the time term is GroupNorm2's bias.
         timeProj.forward(a.timeBias, temb, params, batch: B)
-        conv1.forward(a.h1, a.s1, params, columns: columns, batch: B, height: H, width: W)
+        conv1.forward(a.h1, a.s1, params, columns: columns, batch: B, height: H, width: W, prepared: pass.prepared)
         let dropping = dropout != nil && pass.training
         if let dropout, dropping { dropout.drawUniforms(a.mask, channels: Co, batch: B, pixels: N, rng: &rng) }
         norm2.forward(a.s2, mean: a.mean2, rstd: a.rstd2, a.h1, params, batch: B, spatial: N,
                       fusing: fusion2(a, dropping: dropping))
         // out = skip(x) + conv2(s2)
         if let skip {
-            skip.forward(a.out, inp, params, columns: columns, batch: B, height: H, width: W)
+            skip.forward(a.out, inp, params, columns: columns, batch: B, height: H, width: W, prepared: pass.prepared)
         } else {
             a.out.update(from: inp, count: Ci * B * N)
         }
-        conv2.forward(a.out, a.s2, params, columns: columns, batch: B, height: H, width: W, accumulate: true)
+        conv2.forward(a.out, a.s2, params, columns: columns, batch: B, height: H, width: W, accumulate: true,
+                      prepared: pass.prepared)
     }
 
     /// Backward of the last training forward, for x = inp. Accumulates parameter gradients

@@ -33,7 +33,8 @@ struct Downsample: Sendable {
 
     /// a.out (C, B, H/2, W/2) = strided conv of inp (C, B, H, W).
     func forward(_ a: Activations, _ inp: UnsafePointer<Float>, _ pass: Pass) {
-        conv.forward(a.out, inp, pass.params, columns: pass.scratch.columns, batch: pass.batch, height: height, width: width)
+        conv.forward(a.out, inp, pass.params, columns: pass.scratch.columns, batch: pass.batch, height: height, width: width,
+                     prepared: pass.prepared)
     }
 
     /// dinp (C, B, H, W) (+)= ∂L/∂inp, overwritten unless `accumulate`.
@@ -81,7 +82,8 @@ struct Upsample: Sendable {
                 if r == 2 { (d + W2).update(from: d, count: W2) }  // row 2y + 1 repeats row 2y
             }
         }
-        conv.forward(a.out, a.up, pass.params, columns: pass.scratch.columns, batch: B, height: r * H, width: W2)
+        conv.forward(a.out, a.up, pass.params, columns: pass.scratch.columns, batch: B, height: r * H, width: W2,
+                     prepared: pass.prepared)
     }
 
     /// In the forward pass this was: up[r·y + i, 2x + j] = inp[y, x], so dinp[y, x] = Σ_ij dup[r·y + i, 2x + j].

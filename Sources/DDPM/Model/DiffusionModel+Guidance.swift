@@ -49,6 +49,7 @@ final class GuidedDenoiser: Denoiser {
     let sampleSize: Int
     let predictionType: PredictionType  // the model's training target
     let rows: Int  // C, samples per chunk
+    let networkRows: Int  // rows of the network's chunk passes: C, or 2C guided
     let ts: Buffer<Int32>  // (2C,) the shared timestep
     let scratch: [Scratch]  // one per worker
     let variance: Buffer<Float>  // (B, S) the learned variance's v of the last prediction (conditional), or empty
@@ -99,6 +100,7 @@ final class GuidedDenoiser: Denoiser {
         variance = try Buffer(count: network.learnsVariance ? batch * network.sampleSize : 0)
         let rows = min(batch, network.config.inferenceRows)
         self.rows = rows
+        networkRows = guided ? 2 * rows : rows
         ts = try Buffer(count: 2 * rows, zero: 0)
         scratch = try (0..<workers).map { _ in try Scratch(rows: rows, guided: guided, network: network) }
         job = { [unowned self] c, w in self.chunk(c, worker: w) }
@@ -120,7 +122,10 @@ final class GuidedDenoiser: Denoiser {
         ts.fill(Int32(t))
         let plan = ChunkPlan(batch: batch, rows: rows)
         call = Call(out: out, x: x, cond: cond, plan: plan)
-        defer { call = nil }
+        // The weights are fixed within the call: what every chunk would make of them is made once.
+        let prepared = network.preparedConvolutions
+        defer { call = nil; prepared?.release() }
+        try prepared?.prepare(params, batch: networkRows)
         // At most scratch.count workers: the pool may have grown since the scratch was made.
         WorkPool.shared.parallelFor(chunks: plan.count, workers: scratch.count, job)
     }
@@ -259,7 +264,8 @@ extension DiffusionModel {
             + Double(rows) * GuidedDenoiser.Scratch.floatsPerRow(sampleSize: S, outputSize: O, conditionFloats: conditionFloats,
                                                                 guided: guided)
         // Each worker but the first on a replica: its timestep table (no gradients to predict).
-        try requireMemory("\(what()) for a batch of \(batch)", floats: Double(workers) * perWorker
+        let prepared = Double(network.preparedConvolutions?.floats(batch: rows) ?? 0)
+        try requireMemory("\(what()) for a batch of \(batch)", floats: Double(workers) * perWorker + prepared
                           + Double(workers - 1) * Double(schedule.count) * Double(network.config.timeEmbedDim)
                           + Double(batch) * (GuidedDenoiser.floatsPerRow(sampleSize: S, outputSize: O) + extraFloatsPerRow))
         try validate(cond: cond, batch: batch)

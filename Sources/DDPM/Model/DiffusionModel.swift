@@ -186,7 +186,9 @@ public final class DiffusionModel {
         try require(globalBatch <= Int(UInt32.max), "global batch \(globalBatch) is too large (at most 2^32 - 1)")
         let S = network.sampleSize
         let plan = ChunkPlan.training(batch: B, network.config, parameters: network.parameters.count)
+        // The prepared convolution weights of the last prediction stay allocated (Conv2d+Prepared.swift).
         try requireMemory("a train step on a batch of \(B)", floats: trainingFloats(plan)
+                          + Double(network.preparedConvolutions?.heldFloats ?? 0)
                           + Double(max(B, buffers.capacity)) * TrainBuffers.floatsPerRow(sampleSize: S, target: training.target,
                                                                                       learnedVariance: training.learnedVariance))
         try requireFinite(x0, count: B * S, "x0")

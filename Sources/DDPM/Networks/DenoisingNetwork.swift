@@ -44,6 +44,9 @@ public protocol DenoisingNetwork: AnyObject {
     /// forward call made with `training: true` and the live parameters.
     func backward(dout: UnsafePointer<Float>, batch: Int)
 
+    /// Its convolutions' weights prepared once per prediction for every chunk (the UNet), or nil.
+    var preparedConvolutions: PreparedConvolutions? { get }
+
     /// A network of the same configuration whose parameter values are this network's (the same
     /// block, not a copy), with gradients and activations of its own: what one chunk of a
     /// batch runs on (Parallel/ChunkPlan.swift). Its `backward` accumulates into its own gradients.
@@ -58,6 +61,7 @@ extension DenoisingNetwork {
                         training: Bool, rng: inout Philox) {
         forward(out, x: x, t: t, cond: ConditionBatch(labels: labels), batch: batch, params: params, training: training, rng: &rng)
     }
+    public var preparedConvolutions: PreparedConvolutions? { nil }
     /// K; labels are in 0...K where K means "no class". 0 for an unconditional network.
     public var numClasses: Int { conditioning.numClasses }
     /// Floats per sample of the output: S, or 2·S with a learned variance.

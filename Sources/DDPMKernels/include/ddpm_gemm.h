@@ -22,6 +22,13 @@
 // bits, and splitting the output over threads by rows or columns never changes one.
 // (alpha == 0 or k == 0: C = beta·C, or 0 when beta == 0; nothing of A or B is read.)
 //
+// Pre-packed operands. An operand used by many calls (a layer's weights, the same in every chunk
+// of a batch) can be packed once, whole, into the current path's panel layout
+// (ddpm_sgemm_pack_a / ddpm_sgemm_pack_b) and given to each call as `packed_a` / `packed_b`:
+// the calls then skip packing it, and compute the same bits. A packed operand is only valid on
+// the path that packed it (ddpm_kernels_isa() at the time: its MR, NR and KC) and for the same
+// op(·) shape; a packed A holds alpha·op(A) (a call must have the packing's alpha).
+//
 // Memory: each thread that runs a GEMM gets its packing buffers once (aligned, kept until the
 // thread ends); no call allocates after that. If that one allocation fails, the call still
 // computes the same bits, with an unpacked loop (slowly).
@@ -57,6 +64,8 @@ typedef struct ddpm_sgemm_call {
     int trans_b;                  /* nonzero: B is stored (n, k) */
     ddpm_sgemm_pack_b_fn pack_b;  /* NULL, or the packer of op(B) (then b, ldb, trans_b unused) */
     const void *pack_b_context;
+    const float *packed_a;        /* NULL, or alpha·op(A) from ddpm_sgemm_pack_a (then a, lda, trans_a unused) */
+    const float *packed_b;        /* NULL, or op(B) from ddpm_sgemm_pack_b (then b, pack_b, ... unused) */
     float *c;
     size_t ldc;
     /* Set by ddpm_sgemm_split: the output is cut into `tiles` parts along `tile_axis`
@@ -75,6 +84,24 @@ void ddpm_sgemm_split(ddpm_sgemm_call *call, size_t threads);
 /// Runs tile `tile` (0 ..< call->tiles) of a split GEMM; tiles write disjoint parts of C and
 /// may run on different threads at once.
 void ddpm_sgemm_tile(const ddpm_sgemm_call *call, size_t tile);
+
+/// Floats of alpha·op(A) (m × k) packed whole on the current path: ⌈m/MR⌉·MR·k.
+size_t ddpm_sgemm_packed_a_floats(size_t m, size_t k);
+/// Floats of op(B) (k × n) packed whole on the current path: k·⌈n/NR⌉·NR.
+size_t ddpm_sgemm_packed_b_floats(size_t k, size_t n);
+
+/// Packs alpha·op(A) of `call` (its m, k, alpha, a, lda, trans_a) whole into `dst`
+/// (ddpm_sgemm_packed_a_floats(m, k) floats) for `packed_a` in calls of the same shape and alpha.
+void ddpm_sgemm_pack_a(const ddpm_sgemm_call *call, float *dst);
+/// Packs op(B) of `call` (its k, n, and b, ldb, trans_b or pack_b) whole into `dst`
+/// (ddpm_sgemm_packed_b_floats(k, n) floats) for `packed_b` in calls of the same shape.
+void ddpm_sgemm_pack_b(const ddpm_sgemm_call *call, float *dst);
+
+/// The layout of a whole packed operand, for producers that write one directly (the Winograd
+/// filter transform): op(B)[p][j] of a (k × n) B packed whole is at
+///   (p − p0)·NR + j % NR + (j − j % NR)·kc + p0·⌈n/NR⌉·NR,  p0 = p − p % KC, kc = min(KC, k − p0);
+/// the columns past n of the last panel are 0. KC is the current path's depth block.
+size_t ddpm_sgemm_kc(void);
 
 /// The current path's micro-tile: MR rows × NR columns (NR is the `nr` packers are given).
 size_t ddpm_sgemm_mr(void);

@@ -58,6 +58,14 @@ void ddpm_wino_grad_output(int m, float *z, size_t ldxi, const float *stage, siz
 void ddpm_wino_filter(int m, float *u, size_t ldxi, size_t ldr, const float *w, size_t rows, size_t w_row,
                       size_t lanes, size_t w_lane, int flip);
 
+/// ddpm_wino_filter with each frequency's (rows × lanes) matrix written as the GEMM's whole packed
+/// op(B) (ddpm_gemm.h's layout, with the current path's nr = ddpm_sgemm_nr() and kc =
+/// ddpm_sgemm_kc(); the padding lanes of the last panel 0), frequency ξ at u + ξ·ldxi
+/// (ldxi ≥ ddpm_sgemm_packed_b_floats(rows, lanes)): what `packed_b` of the per-frequency
+/// products takes, without a packing per call.
+void ddpm_wino_filter_packed(int m, float *u, size_t ldxi, const float *w, size_t rows, size_t w_row, size_t lanes,
+                             size_t w_lane, int flip, size_t nr, size_t kc);
+
 /// The filter transform's adjoint for dU[ξ] (Co × Ci) at du[ξ·ldxi + r·ldr + l]:
 /// w[(r·lanes + l)·9 + tap] += (Gᵀ dU G)[tap] for r < rows (Co), l < lanes (Ci).
 void ddpm_wino_filter_grad(int m, float *w, size_t rows, size_t lanes, const float *du, size_t ldxi, size_t ldr);

@@ -31,6 +31,16 @@ extension UNet {
                        up.map { $0.outSize.height * $0.outSize.width * outChannels } ?? 0)
         }
 
+        /// The stage's convolutions with the size of their input images, in the order they run.
+        var convolutions: [(conv: Conv2d, height: Int, width: Int)] {
+            var list: [(conv: Conv2d, height: Int, width: Int)] = []
+            if let res { list += [(res.conv1, height, width)] + (res.skip.map { [($0, height, width)] } ?? []) + [(res.conv2, height, width)] }
+            if let attention { list += [(attention.qkv, pixels, 1), (attention.proj, pixels, 1)] }
+            if let down { list.append((down.conv, height, width)) }
+            if let up { list.append((up.conv, up.outSize.height, up.outSize.width)) }
+            return list
+        }
+
         func columnsCount(batch B: Int) -> Int {
             max(res?.columnsCount(batch: B) ?? 0, down?.columnsCount(batch: B) ?? 0, up?.columnsCount(batch: B) ?? 0)
         }

@@ -48,6 +48,9 @@ public final class UNet: DenoisingNetwork {
     /// Per image: the most floats of any activation (the size of each big scratch buffer);
     /// N² of the largest attention; the most channels of any ResBlock; the floats of each skip.
     let maxActivation: Int, maxAttention: Int, maxChannels: Int, skipFloats: [Int]
+    /// The convolutions' weights prepared once per prediction for all its chunks; one instance
+    /// shared by the network and its replicas (Layers/Conv2d+Prepared.swift).
+    public let preparedConvolutions: PreparedConvolutions?
     /// The activation block and the workspace, sized for the largest batch so far; nil before the first forward.
     var acts: Activations?
     var work: Workspace?
@@ -61,7 +64,7 @@ public final class UNet: DenoisingNetwork {
     ///   size P is allocated (the model checks its memory, a checkpoint its tensors).
     public init(_ config: UNetConfig, conditioning: Conditioning = .none, learnsVariance: Bool = false, timesteps: Int,
                 rng: inout Philox, checkLayout: (ParameterLayout) throws -> Void = { _ in },
-                sharingValuesOf original: ParameterSet? = nil) throws {
+                sharingValuesOf original: ParameterSet? = nil, sharingPrepared: PreparedConvolutions? = nil) throws {
         try config.validate(timesteps: timesteps)
         try conditioning.validate()
         settings = config
@@ -83,6 +86,8 @@ public final class UNet: DenoisingNetwork {
 
         let stages = encoder + middle + decoder
         let N0 = config.height * config.width
+        preparedConvolutions = sharingPrepared ?? PreparedConvolutions(
+            [(inConv, config.height, config.width)] + stages.flatMap(\.convolutions) + [(outConv, config.height, config.width)])
         maxActivation = max(stages.map(\.maxActivation).max()!, max(outConv.outChannels, inConv.outChannels) * N0)
         maxAttention = stages.map { $0.attention == nil ? 0 : $0.pixels * $0.pixels }.max()!
         maxChannels = stages.map { $0.res?.outChannels ?? 0 }.max()!
@@ -91,6 +96,7 @@ public final class UNet: DenoisingNetwork {
         inferenceRows = max(1, min(256, Self.inferenceBudget / perImage))
         func floats(_ rows: Int, _ backward: Bool) throws -> Int {
             try Arena.floats { try Activations(self, batch: rows, &$0) } + Arena.floats { Workspace(self, batch: rows, backward: backward, &$0) }
+                - columnsCount(batch: rows)
         }
         floatsOfOneAndTwo = (training: (try floats(1, true), try floats(2, true)), inference: (try floats(1, false), try floats(2, false)))
     }
@@ -98,20 +104,22 @@ public final class UNet: DenoisingNetwork {
     public func replica() throws -> DenoisingNetwork {
         var unused = Philox(seed: 0)  // a replica draws no initial values
         return try UNet(settings, conditioning: conditioning, learnsVariance: learnsVariance,
-                           timesteps: time.sinusoid.table.count / time.sinusoid.dim, rng: &unused, sharingValuesOf: parameters)
+                           timesteps: time.sinusoid.table.count / time.sinusoid.dim, rng: &unused, sharingValuesOf: parameters,
+                           sharingPrepared: preparedConvolutions)
     }
 
-    /// Floats of the activation block and workspace for one and for two images. Every view
-    /// is linear in the batch but the im2col columns (which grow by chunks, then stop) and the
-    /// backward attention scratch (constant), so the line through these two points bounds
-    /// the floats of any batch from above.
+    /// Floats of the activation block and workspace for one and for two images, less the
+    /// convolutions' scratch (`columnsCount`). Every other view is linear in the batch but the
+    /// backward attention scratch (constant), so the line through these two points bounds them
+    /// for any batch from above; the scratch (the most of several convolutions' im2col columns
+    /// and Winograd blocks, each growing with the batch up to a cap) is counted exactly.
     var floatsOfOneAndTwo = (training: (0, 0), inference: (0, 0))
 
     public func activationFloats(batch B: Int, training: Bool) -> Double {
         // What is already held stays: a larger capacity, a backward workspace.
-        let rows = Double(max(training ? B : min(B, inferenceRows), acts?.capacity ?? 0))
+        let rows = max(training ? B : min(B, inferenceRows), acts?.capacity ?? 0)
         let (one, two) = training || work?.backward == true ? floatsOfOneAndTwo.training : floatsOfOneAndTwo.inference
-        return Double(one) + (rows - 1) * Double(two - one)
+        return Double(one) + Double(rows - 1) * Double(two - one) + Double(columnsCount(batch: rows))
     }
 
     public func reserve(batch B: Int, training: Bool) throws {
@@ -157,7 +165,8 @@ public final class UNet: DenoisingNetwork {
         // A caller that did not reserve (a Swift test) gets the buffers here; the model always reserves.
         if B > acts?.capacity ?? 0 || (training && !work!.backward) { try! reserve(batch: B, training: training) }
         let (a, w) = (acts!, work!)
-        let pass = Pass(params: p, grads: parameters.grads.pointer, batch: B, training: training, scratch: w.scratch)
+        let pass = Pass(params: p, grads: parameters.grads.pointer, batch: B, training: training, scratch: w.scratch,
+                        prepared: training ? nil : preparedConvolutions)
         let (C, H, W, N, T) = (settings.channels, settings.height, settings.width, settings.height * settings.width, settings.timeDim)
         // temb (B, T) = W_t2·SiLU(W_t1·sinusoid(t)) + condition(c); every ResBlock reads SiLU(temb),
         // every cross-attention stage the condition's context c̃.
@@ -167,7 +176,7 @@ public final class UNet: DenoisingNetwork {
         SiLU.forward(a.tembAct, a.time.out, count: B * T)
         // x (B, C, H, W) → (C, B, H, W)
         swapLeadingAxes(a.x, x, outer: B, inner: C, run: N)
-        inConv.forward(a.h0, a.x, p, columns: pass.scratch.columns, batch: B, height: H, width: W)
+        inConv.forward(a.h0, a.x, p, columns: pass.scratch.columns, batch: B, height: H, width: W, prepared: pass.prepared)
         var h = UnsafePointer(a.h0)
         for (k, stage) in encoder.enumerated() {
             stage.forward(a.encoder[k], h, temb: a.tembAct, pass, context: context, rng: &rng)
@@ -188,7 +197,8 @@ public final class UNet: DenoisingNetwork {
         // ε̂ = Conv3×3(SiLU(GroupNorm(h)))
         outNorm.forward(a.outNormed, mean: a.outMean, rstd: a.outRstd, h, p, batch: B, spatial: N)
         SiLU.forward(a.outAct, a.outNormed, count: outNorm.channels * B * N)
-        outConv.forward(a.out, a.outAct, p, columns: pass.scratch.columns, batch: B, height: H, width: W)
+        outConv.forward(a.out, a.outAct, p, columns: pass.scratch.columns, batch: B, height: H, width: W,
+                        prepared: pass.prepared)
         swapLeadingAxes(out, a.out, outer: outputChannels, inner: B, run: N)  // (C', B, H, W) → (B, C', H, W)
     }
 
