@@ -74,7 +74,7 @@ public struct UNetConfig: Codable, Sendable, Equatable {
     /// Throws `DDPMError.invalidArgument` naming the first inconsistent field.
     public func validate(timesteps: Int = 1) throws {
         // The field caps keep every size of the network exact in Int; the byte limit is
-        // checked on the parameter layout and on each batch (Kernels/Limits.swift).
+        // checked on the parameter layout and on each batch (Core/Limits.swift).
         try require(channels >= 1, "channels must be >= 1 (got \(channels))")
         try Limits.requireField("channels", channels, cap: Limits.width)
         try require(height >= 1 && width >= 1, "height and width must be >= 1 (got \(height)×\(width))")
