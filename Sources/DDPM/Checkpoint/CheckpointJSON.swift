@@ -22,7 +22,7 @@ struct CheckpointConfig {
     var scheduleKind: NoiseSchedule.Kind
 }
 
-/// NetworkConfig as checkpoint JSON: {"kind": "mlp" | "unet", <the config's fields in snake_case>}.
+/// NetworkConfig as checkpoint JSON: {"kind": "mlp" | "unet", <the config's fields>}.
 enum NetworkJSON {
     enum Key: String, CodingKey { case kind }
 
@@ -32,8 +32,8 @@ enum NetworkJSON {
         init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: Key.self)
             switch try c.decode(String.self, forKey: .kind) {
-            case "mlp": config = .mlp(try ResidualMLP.Config(from: decoder))
-            case "unet": config = .unet(try UNetConfig(from: decoder))
+            case "mlp": config = .mlp(try ResidualMLP.Config.fields.decode(from: decoder, others: ["kind"]))
+            case "unet": config = .unet(try UNetConfig.fields.decode(from: decoder, others: ["kind"]))
             case let other:
                 throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown network '\(other)'")
             }
@@ -47,19 +47,11 @@ enum NetworkJSON {
         }
     }
 
-    static func encode(_ config: NetworkConfig) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.keyEncodingStrategy = .convertToSnakeCase  // dataDim -> data_dim, as in C
-        return String(decoding: try encoder.encode(Tagged(config)), as: UTF8.self)
-    }
+    static func encode(_ config: NetworkConfig) throws -> String { try json(Tagged(config)) }
 
     static func decode(_ text: String) throws -> NetworkConfig {
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        do { return try decoder.decode(Tagged.self, from: Data(text.utf8)).config } catch {
-            throw DDPMError.format("checkpoint metadata 'network' cannot be read: \(error)")
-        }
+        let tagged: Tagged = try DDPM.decode(text, "network")
+        return tagged.config
     }
 }
 

@@ -116,7 +116,7 @@ extension UNet {
         }
         let (Dc, Lmax) = (conditioning.contextDim, conditioning.maxLength)
         func crossAttention(_ name: String, _ channels: Int, level: Int?) -> CrossAttention? {
-            guard Dc > 0, level.map({ config.crossLevels.contains($0) }) ?? true else { return nil }
+            guard Dc > 0, level.map({ config.crossAttentionLevels.contains($0) }) ?? true else { return nil }
             return CrossAttention(&layout, name + ".xattn", channels: channels, heads: heads, groups: G, pixels: h * w,
                                   contextDim: Dc, maxLength: Lmax)
         }
