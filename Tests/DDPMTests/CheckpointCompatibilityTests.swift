@@ -20,7 +20,7 @@ final class CheckpointCompatibilityTests: XCTestCase {
         XCTAssertEqual(mlp.step, 3)
         var o = SamplerOptions()
         (o.seed, o.method, o.steps) = (4, .ddim, 5)
-        XCTAssertEqual(bitHash(try mlp.sample(count: 2, labels: [1, 0], options: o)), 0x5fed_1262_962a_9ecf)
+        XCTAssertEqual(bitHash(try mlp.sample(count: 2, labels: [1, 0], options: o)), 0x1323_31e9_2968_6aa7)
 
         let unet = try DiffusionModel.load(from: fixtures.appendingPathComponent("v1-unet.safetensors").path)
         guard case .unet(let u) = unet.network.config else { return XCTFail("the fixture is a UNet") }
@@ -29,7 +29,7 @@ final class CheckpointCompatibilityTests: XCTestCase {
         XCTAssertEqual(u.attentionLevels, [1])
         XCTAssertEqual(unet.conditioning, .none)
         XCTAssertEqual(unet.schedule.kind, .sigmoid(betaMin: 0, betaMax: 0.1, start: -6, end: 6))
-        XCTAssertEqual(bitHash(try unet.sample(count: 2, options: o)), 0xc99c_d2d7_9f6a_8658)
+        XCTAssertEqual(bitHash(try unet.sample(count: 2, options: o)), 0x0564_e56e_9859_6668)
 
         // Saved again, they are format 2 and load to the same model.
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("v1-resaved-\(getpid()).safetensors").path
@@ -40,7 +40,7 @@ final class CheckpointCompatibilityTests: XCTestCase {
         XCTAssertEqual(again.network.config, mlp.network.config)
         XCTAssertEqual(again.training, mlp.training)
         XCTAssertEqual(again.conditioning, mlp.conditioning)
-        XCTAssertEqual(bitHash(try again.sample(count: 2, labels: [1, 0], options: o)), 0x5fed_1262_962a_9ecf)
+        XCTAssertEqual(bitHash(try again.sample(count: 2, labels: [1, 0], options: o)), 0x1323_31e9_2968_6aa7)
     }
 
     /// The metadata a person (or another language) reads: snake_case JSON named as in ddpm.h.
