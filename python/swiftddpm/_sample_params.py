@@ -4,10 +4,12 @@
                           timesteps=, prediction_type=, **solver_options)
     ddpm_predict_params   predict_params(guidance_scale, use_ema): classifier-free guidance
                           scale w (ε̂_uncond + w·(ε̂_cond − ε̂_uncond); 1 = plain conditional)
-                          and the weights (EMA or live); PREDICT_DEFAULTS holds the library's
-                          defaults, the defaults of every method that takes these options
+                          and the weights (EMA, or the live ones)
 
 Each struct starts from the library's _default(), so a field not named here keeps the C default.
+The keyword defaults of the methods that take these options are written out in their
+signatures (method="ddpm", guidance_scale=1.0, use_ema=True, ...); test_config checks that they
+are the C defaults.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def _clip_range(clip: Any) -> tuple[int, float, float]:
     return 1, lo, hi
 
 
-PREDICT_DEFAULTS = _lib.lib.ddpm_predict_params_default()  # the defaults of Model.predict and Model.sample
+PREDICT_DEFAULTS = _lib.lib.ddpm_predict_params_default()  # the library's: guidance_scale 1, use_ema 1
 
 
 def predict_params(guidance_scale: float, use_ema: bool) -> _lib.ddpm_predict_params:

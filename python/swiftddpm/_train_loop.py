@@ -31,6 +31,7 @@ from . import _files
 from ._conditions import cond_batch
 from ._interrupt import StopOnInterrupt
 from ._progress import TrainProgress
+from ._scalars import as_int
 from .errors import DDPMError, NonFiniteError
 
 LOG_FLUSH_EVERY = 100  # steps between flushes of the CSV log
@@ -62,7 +63,7 @@ class Minibatches:
             if array is not None and array.dtype.kind == "f" and not np.isfinite(array).all():
                 row = int(np.flatnonzero(~np.isfinite(array.reshape(array.shape[0], -1)).all(axis=1))[0])
                 raise NonFiniteError(f"fit: {what} row {row} holds NaN or infinity")
-        self.batch_size, self.seed, self.rank = batch_size, seed, rank
+        self.batch_size, self.seed, self.rank = batch_size, as_int(seed, "seed", minimum=0), rank
         self.lo, self.hi = shard if shard is not None else (0, batch_size)
         rows = self.hi - self.lo
         self.x = np.empty((rows, self.data.shape[1]), dtype=np.float32)  # (rows, S)

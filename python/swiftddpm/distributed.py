@@ -47,7 +47,7 @@ from ._arrays import float_ptr
 from ._conditions import cond_batch, cond_ref
 from ._interrupt import StopOnInterrupt
 from ._progress import TrainProgress
-from ._sample_params import PREDICT_DEFAULTS, predict_params, sample_params
+from ._sample_params import predict_params, sample_params
 from ._scalars import as_int
 from ._train_loop import Minibatches, TrainLoop
 from .errors import DDPMError, check, error_for_status
@@ -253,8 +253,8 @@ def load(path: str | os.PathLike, comm: Any = None) -> Model:
 def sample(model: Model, n: int, *, comm: Any = None, root: int = 0, cond: Any = None, labels: Any = None,
            method: str = "ddpm",
            steps: int = 0, eta: float = 0.0, variance: str = "beta", clip: Any = None, seed: int = 0,
-           timesteps: Any = None, guidance_scale: float = PREDICT_DEFAULTS.guidance_scale,
-           use_ema: bool = bool(PREDICT_DEFAULTS.use_ema)) -> np.ndarray | None:
+           timesteps: Any = None, guidance_scale: float = 1.0,
+           use_ema: bool = True) -> np.ndarray | None:
     """Model.sample(n, ...) split over the ranks: rank r draws samples lo:hi of the n
     (ddpm_model_sample_shard), and rank `root` gathers them. For a seed the result is
     bitwise what one process's Model.sample returns (DDPM and DDIM: each sample's x_T and

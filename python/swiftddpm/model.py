@@ -33,7 +33,7 @@ from ._files import path_bytes
 from ._handles import HandleOwner
 from ._likelihood import Likelihood, run_vlb, vlb_params
 from ._progress import TrainProgress
-from ._sample_params import PREDICT_DEFAULTS, predict_params, sample_params
+from ._sample_params import predict_params, sample_params
 from ._sampling import run_sampling
 from ._scalars import as_float, as_int, as_int32, as_int64_count
 from ._train_loop import Minibatches, TrainLoop
@@ -343,8 +343,8 @@ class Model(HandleOwner):
         return self.predict(x_t, t, labels, output="score", **options)
 
     def predict(self, x_t: Any, t: int, labels: Any = None, *, cond: Any = None, lengths: Any = None, output: str = "eps",
-                guidance_scale: float = PREDICT_DEFAULTS.guidance_scale,
-                use_ema: bool = bool(PREDICT_DEFAULTS.use_ema)) -> np.ndarray:
+                guidance_scale: float = 1.0,
+                use_ema: bool = True) -> np.ndarray:
         """The model's prediction for a batch x_t (B, *sample_shape) at one timestep t for every row.
 
         output: "eps" (ε̂), "x0" (x̂_0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t), "v" (√ᾱ_t·ε̂ − √(1−ᾱ_t)·x̂_0)
@@ -371,8 +371,8 @@ class Model(HandleOwner):
     def sample(self, n: int, *, method: str = "ddpm", steps: int = 0, eta: float = 0.0, variance: str = "beta",
                clip: Any = None, seed: int = 0, timesteps: Any = None, cond: Any = None, labels: Any = None,
                lengths: Any = None,
-               guidance_scale: float = PREDICT_DEFAULTS.guidance_scale,
-               use_ema: bool = bool(PREDICT_DEFAULTS.use_ema), progress: Any = None,
+               guidance_scale: float = 1.0,
+               use_ema: bool = True, progress: Any = None,
                return_trajectory: Any = False, **solver_options: Any):
         """Draws n samples: x_T ~ N(0, I), then reverse steps down to x_0.
 
@@ -418,8 +418,8 @@ class Model(HandleOwner):
                                                                    out.size))
 
     def nll(self, x0: Any, labels: Any = None, *, cond: Any = None, lengths: Any = None, variance: str = "beta", decoder: str = "continuous", bits: int = 8,
-            seed: int = 0, guidance_scale: float = PREDICT_DEFAULTS.guidance_scale,
-            use_ema: bool = bool(PREDICT_DEFAULTS.use_ema)) -> Likelihood:
+            seed: int = 0, guidance_scale: float = 1.0,
+            use_ema: bool = True) -> Likelihood:
         """The variational bound on −log p(x0) of each sample, term by term (one network
         evaluation per timestep, each at a fresh x_t ~ q(x_t|x_0) drawn from `seed`).
 

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,21 @@ def nearest_distance(samples: np.ndarray, data: np.ndarray) -> float:
     """Mean Euclidean distance from each sample to its nearest data point."""
     d2 = ((samples[:, None, :].astype(np.float64) - data[None, :, :]) ** 2).sum(-1)
     return float(np.sqrt(d2.min(axis=1)).mean())
+
+
+def sigint_from_another_thread() -> None:
+    """Sends the main thread a real SIGINT from another thread and returns once it is sent.
+    Called from the caller's own code inside a library callback (a model function, a progress
+    function), the KeyboardInterrupt comes out of the wait; from the library's own relay, or
+    in fit's loop, the handler keeps it as a flag seen after the step."""
+    sent = threading.Event()
+
+    def send():
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        sent.set()
+
+    threading.Thread(target=send).start()
+    sent.wait()
 
 
 @pytest.fixture

@@ -174,6 +174,12 @@ def test_sampling_keyword_defaults_are_the_c_defaults():
         "prediction_type": enum_name(OUTPUTS, sample.prediction_type),
         "guidance_scale": predict.guidance_scale, "use_ema": bool(predict.use_ema),
     }
-    for fn in (sd.Model.sample, sd.Model.predict, sd.NoiseSchedule.sample, sd.Sampler.__init__):
+    methods = [sd.Model.sample, sd.Model.predict, sd.Model.nll, sd.NoiseSchedule.sample, sd.Sampler.__init__]
+    try:
+        from swiftddpm import distributed
+        methods.append(distributed.sample)
+    except ImportError:  # no mpi4py
+        pass
+    for fn in methods:
         shown = {name: p.default for name, p in inspect.signature(fn).parameters.items() if name in expected}
         assert shown and shown == {name: expected[name] for name in shown}, fn.__qualname__

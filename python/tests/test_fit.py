@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import swiftddpm as sd
+from conftest import sigint_from_another_thread
 
 
 @pytest.fixture
@@ -81,18 +82,6 @@ def test_bad_callback_arguments(small_model, data):
         small_model.fit(data, steps=1, progress=False, callback=3)
     with pytest.raises(sd.InvalidArgumentError):
         small_model.fit(data, steps=1, progress=False, callback=print, callback_every=0)
-
-
-def sigint_from_another_thread() -> None:
-    """Sends the main thread a real SIGINT from another thread; returns once it is sent."""
-    sent = threading.Event()
-
-    def send():
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-        sent.set()
-
-    threading.Thread(target=send).start()
-    sent.wait()
 
 
 def test_ctrl_c_stops_after_the_step_in_progress(data):

@@ -16,7 +16,7 @@ import pytest
 
 import swiftddpm as sd
 from swiftddpm import _sampling
-from conftest import REPO
+from conftest import REPO, sigint_from_another_thread
 
 INT32_MAX, INT64_MAX, UINT64_MAX = 2**31 - 1, 2**63 - 1, 2**64 - 1
 
@@ -269,20 +269,6 @@ def test_ctrl_c_stops_sampling_in_a_subprocess(mode):
     assert child.returncode == -signal.SIGINT  # how Python exits on an uncaught KeyboardInterrupt
 
 
-def send_sigint_and_wait() -> None:
-    """Sends the main thread a real SIGINT from another thread and waits until it is sent.
-    Called from the caller's code inside a callback, the KeyboardInterrupt comes out of the
-    wait; from the library's own relay, the handler keeps it for after the call."""
-    sent = threading.Event()
-
-    def send():
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-        sent.set()
-
-    threading.Thread(target=send).start()
-    sent.wait()
-
-
 @pytest.fixture
 def no_lost_exceptions():
     """Checks afterwards that no exception was lost in a callback and that SIGINT is Python's again."""
@@ -313,7 +299,7 @@ def test_ctrl_c_during_model_sample_leaves_the_model_usable(slow_model, no_lost_
     def at_each_step(step):
         steps.append(step)
         if step == 3:
-            send_sigint_and_wait()
+            sigint_from_another_thread()
 
     if progress is None:  # the library's own relay, wrapped to see the steps
         relay_call = _sampling.ProgressRelay._call
@@ -341,7 +327,7 @@ def test_ctrl_c_during_schedule_sample_leaves_everything_usable(slow_model, no_l
     def model_fn(x, t, labels):
         calls.append(t)
         if len(calls) == 3:
-            send_sigint_and_wait()
+            sigint_from_another_thread()
         return model.predict(x, t)
 
     before = schedule.sample(lambda x, t, labels: model.predict(x, t), 3, 8, steps=4, seed=5)
