@@ -9,10 +9,11 @@ same Model with the same seed (so the same initial parameters, checked by hash),
                       checkpoint="run.safetensors", checkpoint_every=500)
     x = dist.sample(model, 1000, method="ddim", steps=50, seed=1)       # rank 0: (1000, D); others: None
 
-One train step on rank r of N: the global batch of B rows (the same indices on every rank,
-drawn from (seed, step)) is cut into N contiguous shards; rank r computes the gradients of
-its rows (ddpm_model_compute_gradients with its global sample offset), the ranks sum loss
-and gradients with MPI_Allreduce in place, and each applies the same update (clip, AdamW,
+fit is Model.fit's training loop (swiftddpm._train_loop) with its own train step. One train
+step on rank r of N: the global batch of B rows (the same indices on every rank, drawn from
+(seed, step) as Model.fit draws them) is cut into N contiguous shards; rank r computes the
+gradients of its rows (ddpm_model_compute_gradients with its global sample offset), the ranks
+sum loss and gradients with MPI_Allreduce in place, and each applies the same update (clip, AdamW,
 EMA: ddpm_model_apply_gradients). Every random draw of the engine is keyed by (seed, step,
 global sample index), so the N ranks draw exactly what one process draws for the whole
 batch; the result equals one process with batch B up to the order of the float sums over

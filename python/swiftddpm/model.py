@@ -401,7 +401,7 @@ class Model(HandleOwner):
             solver_options: spacing ("default", "leading", "trailing", "linspace", "karras"),
                 steps_offset, use_clipped_model_output, thresholding (None, True or the
                 quantile p), threshold_max, solver_order, lower_order_final, corrector_steps,
-                snr, langevin_step_size (see swiftddpm._common.SOLVER_OPTIONS and ddpm.h).
+                snr, langevin_step_size (see swiftddpm._sample_params.SOLVER_OPTIONS and ddpm.h).
         Returns (n, *sample_shape) float32; with return_trajectory, (samples, {t: x_t})
         ordered from noisiest to x_0.
         """

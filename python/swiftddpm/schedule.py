@@ -285,7 +285,7 @@ class NoiseSchedule(HandleOwner):
                 "dpm_leading", "dpm_linspace"), steps_offset, use_clipped_model_output,
                 thresholding (None, True or the quantile p), threshold_max, solver_order,
                 lower_order_final, set_alpha_to_one, corrector_steps, snr, langevin_step_size
-                (see swiftddpm._common.SOLVER_OPTIONS and ddpm.h).
+                (see swiftddpm._sample_params.SOLVER_OPTIONS and ddpm.h).
         Returns (n, *shape) float32, or (samples, {t: x_t}) with return_trajectory.
         """
         handle = self._h()

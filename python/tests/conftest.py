@@ -56,7 +56,7 @@ def small_model(linear100):
 
 @pytest.fixture(autouse=True)
 def _single_thread_determinism():
-    # Keep BLAS threads as they were after each test (some tests change them).
+    # Keep the library's thread count as it was after each test (some tests change it).
     n = sd.get_num_threads()
     yield
     sd.set_num_threads(n)
