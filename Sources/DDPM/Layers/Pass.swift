@@ -37,7 +37,7 @@ struct Pass {
 /// outlives the call. `a`, `b`, `probs` and `rows` are sized only once the network has made
 /// a training forward (backward uses them, forward does not).
 struct Scratch {
-    let columns: UnsafeMutablePointer<Float>  // im2col of the largest convolution
+    let columns: UnsafeMutablePointer<Float>  // the convolutions' scratch: the most any needs (Conv2d.columnsCount)
     let a, b: UnsafeMutablePointer<Float>  // (C, B, N) each: the largest activation of any layer
     let probs: UnsafeMutablePointer<Float>  // (N, N) ∂L/∂P of the largest attention
     let rows: UnsafeMutablePointer<Float>  // (B, C) per-image channel sums (ResBlock's ∂L/∂timeBias)

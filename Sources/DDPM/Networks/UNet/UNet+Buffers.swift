@@ -17,7 +17,7 @@ extension UNet {
         let x: UnsafeMutablePointer<Float>  // (C, B, H, W) the input, channel-major
         let h0: UnsafeMutablePointer<Float>  // (c_0, B, H, W) inConv(x), the first skip
         let encoder, middle, decoder: [Stage.Activations]
-        let outNormed, outAct: UnsafeMutablePointer<Float>  // (c_0, B, H, W)
+        let outAct: UnsafeMutablePointer<Float>  // (c_0, B, H, W) SiLU(GroupNorm(h)), the output convolution's input
         let outMean, outRstd: UnsafeMutablePointer<Float>  // (B, G)
         let out: UnsafeMutablePointer<Float>  // (C', B, H, W) the output (and variance), channel-major
 
@@ -33,7 +33,7 @@ extension UNet {
             encoder = net.encoder.map { Stage.Activations($0, batch: B, &arena) }
             middle = net.middle.map { Stage.Activations($0, batch: B, &arena) }
             decoder = net.decoder.map { Stage.Activations($0, batch: B, &arena) }
-            (outNormed, outAct) = (arena.take(c0 * B * N), arena.take(c0 * B * N))
+            outAct = arena.take(c0 * B * N)
             (outMean, outRstd) = (arena.take(B * c.groups), arena.take(B * c.groups))
             out = arena.take(net.outputChannels * B * N)
         }

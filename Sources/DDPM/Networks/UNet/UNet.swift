@@ -44,6 +44,8 @@ public final class UNet: DenoisingNetwork {
     let middle: [Stage]  // [ResBlock + Attention, ResBlock]
     let decoder: [Stage]
     let outNorm: GroupNorm  // c_0
+    /// The output head's GroupNorm is followed by SiLU, in the same pass.
+    private var outFusion: GroupNorm.Fusion { GroupNorm.Fusion(silu: true) }
     let outConv: Conv2d  // 3×3, c_0 → C, zero-initialised
     /// Per image: the most floats of any activation (the size of each big scratch buffer);
     /// N² of the largest attention; the most channels of any ResBlock; the floats of each skip.
@@ -134,7 +136,8 @@ public final class UNet: DenoisingNetwork {
         }
     }
 
-    /// Floats of im2col scratch for a batch of B: the most any convolution needs.
+    /// Floats of the convolutions' scratch for a batch of B (Conv2d.columnsCount: im2col's
+    /// columns or Winograd's blocks): the most any convolution needs.
     func columnsCount(batch B: Int) -> Int {
         let (H, W) = (settings.height, settings.width)
         return max((encoder + middle + decoder).map { $0.columnsCount(batch: B) }.max()!,
@@ -194,9 +197,8 @@ public final class UNet: DenoisingNetwork {
             stage.forward(a.decoder[k], cat, temb: a.tembAct, pass, context: context, rng: &rng)
             h = UnsafePointer(a.decoder[k].out)
         }
-        // ε̂ = Conv3×3(SiLU(GroupNorm(h)))
-        outNorm.forward(a.outNormed, mean: a.outMean, rstd: a.outRstd, h, p, batch: B, spatial: N)
-        SiLU.forward(a.outAct, a.outNormed, count: outNorm.channels * B * N)
+        // ε̂ = Conv3×3(SiLU(GroupNorm(h))), GroupNorm and SiLU in one pass
+        outNorm.forward(a.outAct, mean: a.outMean, rstd: a.outRstd, h, p, batch: B, spatial: N, fusing: outFusion)
         outConv.forward(a.out, a.outAct, p, columns: pass.scratch.columns, batch: B, height: H, width: W,
                         prepared: pass.prepared)
         swapLeadingAxes(out, a.out, outer: outputChannels, inner: B, run: N)  // (C', B, H, W) → (B, C', H, W)
@@ -217,10 +219,10 @@ public final class UNet: DenoisingNetwork {
         let (dAct, dOut) = (w.scratch.a, w.scratch.b)
         swapLeadingAxes(dOut, dout, outer: B, inner: outputChannels, run: N)  // (B, C', H, W) → (C', B, H, W)
         outConv.backward(dinp: dAct, g, dout: dOut, inp: a.outAct, p, columns: w.scratch.columns, batch: B, height: H, width: W)
-        SiLU.backward(dinp: dAct, dout: dAct, inp: a.outNormed, count: outNorm.channels * B * N)
         var (d, spare) = (w.streamA, w.streamB)
-        outNorm.backward(dinp: d, g, dout: dAct, inp: a.decoder[decoder.count - 1].out, mean: a.outMean, rstd: a.outRstd, p,
-                         batch: B, spatial: N, accumulate: false)
+        // through SiLU and GroupNorm in one pass (GroupNorm's output recomputed from h; dAct overwritten)
+        outNorm.backward(dinp: d, g, dout: dAct, dbias: nil, inp: a.decoder[decoder.count - 1].out, mean: a.outMean,
+                         rstd: a.outRstd, p, batch: B, spatial: N, accumulate: false, fusing: outFusion)
         // decoder: cat = [h; skip] → d(cat) lands in `spare`; its head is ∂L/∂h, its tail goes to the skip.
         for k in decoder.indices.reversed() {  // ReversedCollection: no array is built
             let stage = decoder[k]
