@@ -116,12 +116,16 @@ public final class UNet: DenoisingNetwork {
     /// for any batch from above; the scratch (the most of several convolutions' im2col columns
     /// and Winograd blocks, each growing with the batch up to a cap) is counted exactly.
     var floatsOfOneAndTwo = (training: (0, 0), inference: (0, 0))
+    /// columnsCount(batch: rows) of the last activationFloats: a train step's memory check asks
+    /// for the same batch every step, and working it out again allocates (the candidates' lists).
+    private var lastColumns = (rows: 0, floats: 0)
 
     public func activationFloats(batch B: Int, training: Bool) -> Double {
         // What is already held stays: a larger capacity, a backward workspace.
         let rows = max(training ? B : min(B, inferenceRows), acts?.capacity ?? 0)
         let (one, two) = training || work?.backward == true ? floatsOfOneAndTwo.training : floatsOfOneAndTwo.inference
-        return Double(one) + Double(rows - 1) * Double(two - one) + Double(columnsCount(batch: rows))
+        if lastColumns.rows != rows { lastColumns = (rows, columnsCount(batch: rows)) }
+        return Double(one) + Double(rows - 1) * Double(two - one) + Double(lastColumns.floats)
     }
 
     public func reserve(batch B: Int, training: Bool) throws {
