@@ -9,6 +9,9 @@ sampler options, and write ours as one that diffusers loads to the same schedule
 
     sdd.write_scheduler_config("out/scheduler", schedule, method="dpm_solver++")
 
+    model = sd.Model.from_diffusers("ddpm-cifar10-32")   # UNet2DModel + scheduler (_diffusers_unet.py)
+    model.export_diffusers("out/pipeline")               # a folder DDPMPipeline.from_pretrained loads
+
 Three scheduler classes are read: DDPMScheduler, DDIMScheduler and DPMSolverMultistepScheduler.
 A field left out takes that class's diffusers default (a Hub config often lists only a few);
 underscored fields (_class_name, _diffusers_version) and fields of the other two classes are
@@ -58,6 +61,8 @@ from typing import Any
 from .errors import InvalidArgumentError
 from .sampler import Scheduler
 from .schedule import NoiseSchedule
+
+from ._diffusers_unet import export_unet, load_unet, read_unet_config, unet_config  # noqa: F401  (the UNet half)
 
 CONFIG_NAME = "scheduler_config.json"
 
