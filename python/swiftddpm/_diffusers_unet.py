@@ -1,6 +1,6 @@
 """diffusers' UNet2DModel folders as our UNet, both ways (issue 21): the config fields, the
-weight names, and the pipeline folder DDPMPipeline loads. swiftddpm.diffusers re-exports
-`load_unet` and `export_unet`; Model.from_diffusers / Model.export_diffusers call them.
+weight names. swiftddpm.diffusers reads and writes the folders with them (load_unet,
+export_unet), which Model.from_diffusers / Model.export_diffusers call.
 
 UNet2DModel with DownBlock2D / AttnDownBlock2D / UpBlock2D / AttnUpBlock2D is our UNet:
 
@@ -40,15 +40,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import _export, _files, _safetensors
-from .config import Conditioning, TrainConfig, UNetConfig
+from . import _files
+from .config import Conditioning, UNetConfig
 from .errors import FormatError, InvalidArgumentError
 
 UNET_CONFIG = "config.json"
@@ -78,14 +76,14 @@ _DOWN = {"DownBlock2D": False, "AttnDownBlock2D": True}
 _UP = {"UpBlock2D": False, "AttnUpBlock2D": True}
 
 
-def _refuse(name: str, value: Any, why: str) -> InvalidArgumentError:
+def refuse_unet(name: str, value: Any, why: str) -> InvalidArgumentError:
     return InvalidArgumentError(f"UNet2DModel: {name} = {value!r} is not supported: {why}")
 
 
 def _int(c: dict[str, Any], name: str, minimum: int = 0) -> int:
     value = c[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < minimum:
-        raise _refuse(name, value, f"an integer >= {minimum} is needed")
+        raise refuse_unet(name, value, f"an integer >= {minimum} is needed")
     return int(value)
 
 
@@ -96,65 +94,65 @@ def read_unet_config(raw: dict[str, Any]) -> tuple[UNetConfig, Conditioning, int
     """Our UNetConfig and conditioning for a UNet2DModel config dict, and the null label
     our export wrote (None otherwise). Raises InvalidArgumentError naming a field we cannot express."""
     if raw.get("_class_name", "UNet2DModel") != "UNet2DModel":
-        raise _refuse("_class_name", raw.get("_class_name"), "only UNet2DModel is read")
+        raise refuse_unet("_class_name", raw.get("_class_name"), "only UNet2DModel is read")
     c = dict(_UNET_DEFAULTS)
     for key, value in raw.items():
         if key.startswith("_"):
             continue
         if key not in c:
-            raise _refuse(key, value, "a field this reader does not know")
+            raise refuse_unet(key, value, "a field this reader does not know")
         c[key] = value
     for key, allowed in _FIXED.items():
         if c[key] not in allowed:
-            raise _refuse(key, c[key], f"only {' or '.join(map(repr, allowed))} has an equivalent here")
+            raise refuse_unet(key, c[key], f"only {' or '.join(map(repr, allowed))} has an equivalent here")
     size = c["sample_size"]
     if isinstance(size, (list, tuple)) and len(size) == 2:
         height, width = size
     else:
         height = width = size
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (height, width)):
-        raise _refuse("sample_size", size, "an image size (an int or [height, width]) is needed")
+        raise refuse_unet("sample_size", size, "an image size (an int or [height, width]) is needed")
     channels = _int(c, "in_channels", 1)
     if c["out_channels"] != channels:
-        raise _refuse("out_channels", c["out_channels"], f"the output must have in_channels ({channels}) channels "
+        raise refuse_unet("out_channels", c["out_channels"], f"the output must have in_channels ({channels}) channels "
                       "(a learned variance's extra channels have no equivalent here)")
     boc = c["block_out_channels"]
     if not isinstance(boc, (list, tuple)) or not boc or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
                                                                    for v in boc):
-        raise _refuse("block_out_channels", boc, "a list of channel counts is needed")
+        raise refuse_unet("block_out_channels", boc, "a list of channel counts is needed")
     base = boc[0]
     if any(v % base for v in boc):
-        raise _refuse("block_out_channels", boc, f"every entry must be a multiple of the first ({base})")
+        raise refuse_unet("block_out_channels", boc, f"every entry must be a multiple of the first ({base})")
     downs, ups = list(c["down_block_types"]), list(c["up_block_types"])
     if len(downs) != len(boc):
-        raise _refuse("down_block_types", downs, f"one per block_out_channels entry ({len(boc)}) is needed")
+        raise refuse_unet("down_block_types", downs, f"one per block_out_channels entry ({len(boc)}) is needed")
     if len(ups) != len(boc):
-        raise _refuse("up_block_types", ups, f"one per block_out_channels entry ({len(boc)}) is needed")
+        raise refuse_unet("up_block_types", ups, f"one per block_out_channels entry ({len(boc)}) is needed")
     for name, types, known in (("down_block_types", downs, _DOWN), ("up_block_types", ups, _UP)):
         for t in types:
             if t not in known:
-                raise _refuse(name, types, f"{t} has no equivalent here (only {', '.join(known)})")
+                raise refuse_unet(name, types, f"{t} has no equivalent here (only {', '.join(known)})")
     attention = [_DOWN[t] for t in downs]
     if [_UP[t] for t in reversed(ups)] != attention:
-        raise _refuse("up_block_types", ups, "the attention of the up blocks must mirror the down blocks' "
+        raise refuse_unet("up_block_types", ups, "the attention of the up blocks must mirror the down blocks' "
                       f"({downs})")
     if c["time_embedding_dim"] is not None and c["time_embedding_dim"] != 4 * base:
-        raise _refuse("time_embedding_dim", c["time_embedding_dim"], f"only 4 × block_out_channels[0] = {4 * base}")
+        raise refuse_unet("time_embedding_dim", c["time_embedding_dim"], f"only 4 × block_out_channels[0] = {4 * base}")
     if c["attn_norm_num_groups"] is not None and c["attn_norm_num_groups"] != c["norm_num_groups"]:
-        raise _refuse("attn_norm_num_groups", c["attn_norm_num_groups"], "only None or norm_num_groups")
+        raise refuse_unet("attn_norm_num_groups", c["attn_norm_num_groups"], "only None or norm_num_groups")
     if c["norm_num_groups"] is None:
-        raise _refuse("norm_num_groups", None, "a group count is needed")
+        raise refuse_unet("norm_num_groups", None, "a group count is needed")
     head_dim = c["attention_head_dim"]
     if isinstance(head_dim, (list, tuple)):
-        raise _refuse("attention_head_dim", head_dim, "one head size for every block is needed")
+        raise refuse_unet("attention_head_dim", head_dim, "one head size for every block is needed")
     if c["downsample_padding"] not in (0, 1):
-        raise _refuse("downsample_padding", c["downsample_padding"], "only 0 (bottom and right) or 1 (every side)")
+        raise refuse_unet("downsample_padding", c["downsample_padding"], "only 0 (bottom and right) or 1 (every side)")
     freq_shift = c["freq_shift"]
     if isinstance(freq_shift, bool) or not isinstance(freq_shift, (int, float)):
-        raise _refuse("freq_shift", freq_shift, "a number is needed")
+        raise refuse_unet("freq_shift", freq_shift, "a number is needed")
     for flag in ("flip_sin_to_cos", "add_attention"):
         if not isinstance(c[flag], bool):
-            raise _refuse(flag, c[flag], "true or false is needed")
+            raise refuse_unet(flag, c[flag], "true or false is needed")
     classes = c["num_class_embeds"]
     null_label = raw.get(_NULL_LABEL)
     if classes is None:
@@ -162,10 +160,10 @@ def read_unet_config(raw: dict[str, Any]) -> tuple[UNetConfig, Conditioning, int
     else:
         k = _int(c, "num_class_embeds", 1)
         if null_label is not None and null_label != k - 1:
-            raise _refuse(_NULL_LABEL, null_label, f"our export writes num_class_embeds - 1 = {k - 1}")
+            raise refuse_unet(_NULL_LABEL, null_label, f"our export writes num_class_embeds - 1 = {k - 1}")
         cond = Conditioning.classes(k - 1 if null_label is not None and k > 1 else k)
         if null_label is not None and k == 1:
-            raise _refuse(_NULL_LABEL, null_label, "a null label needs at least one other class")
+            raise refuse_unet(_NULL_LABEL, null_label, "a null label needs at least one other class")
     config = UNetConfig(
         channels=channels, height=height, width=width, base_channels=base, channel_mult=tuple(v // base for v in boc),
         res_blocks=_int(c, "layers_per_block", 1), attention_levels=tuple(l for l, a in enumerate(attention) if a),
@@ -341,7 +339,7 @@ def weights_to_diffusers(weights: dict[str, np.ndarray], config: UNetConfig, con
 # ---- Folders -------------------------------------------------------------------------------
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
+def read_json(path: Path, what: str) -> dict[str, Any]:
     text = _files.read_regular(path, MAX_CONFIG_BYTES, what)
     try:
         value = json.loads(text.decode("utf-8"))
@@ -360,88 +358,3 @@ def unet_folder(folder: str | os.PathLike) -> Path:
             return candidate
     raise FormatError(f"'{root}' holds no diffusers UNet: no {UNET_CONFIG} and {UNET_WEIGHTS} in it or in its unet/ "
                       "(a .bin checkpoint must be converted to safetensors first)")
-
-
-def load_unet(model_class: Any, folder: str | os.PathLike, *, train: TrainConfig | None = None):
-    """(model, scheduler): a Model (of `model_class`) with the UNet of a diffusers folder, and
-    the DiffusersScheduler of its scheduler/scheduler_config.json (None without one; the model's
-    schedule is then DDPMScheduler's default, linear 1e-4..0.02 over 1000 steps)."""
-    from .diffusers import read_scheduler_config
-
-    unet = unet_folder(folder)
-    config, cond, null_label = read_unet_config(_read_json(unet / UNET_CONFIG, "UNet config"))
-    scheduler_file = Path(folder) / "scheduler" / "scheduler_config.json"
-    scheduler = read_scheduler_config(scheduler_file) if scheduler_file.is_file() else None
-    schedule = scheduler.schedule if scheduler else read_scheduler_config({"_class_name": "DDPMScheduler"}).schedule
-    options = scheduler.options if scheduler else {}
-    if options.get("variance") == "learned":
-        schedule.close()
-        raise _refuse("variance_type", "learned_range", "a learned variance's extra channels have no equivalent here")
-    if train is None:
-        train = TrainConfig(prediction_target=options.get("prediction_type", "eps"))
-    tensors, _ = _safetensors.read(unet / UNET_WEIGHTS, verify=False)
-    try:
-        model = model_class(schedule, network=config, cond=cond, train=train)
-    finally:
-        if scheduler is None:
-            schedule.close()
-    try:
-        ours = _export.model_weights(model, use_ema=False)
-        shapes = {k: v.shape for k, v in ours.items()}
-        model.import_weights(weights_from_diffusers(tensors, config, cond, null_label, shapes))
-    except BaseException:
-        model.close()
-        raise
-    return model, scheduler
-
-
-def export_unet(model: Any, folder: str | os.PathLike, *, use_ema: bool = True, **scheduler_options: Any) -> Path:
-    """Writes `model` as a diffusers pipeline folder: model_index.json (DDPMPipeline), unet/
-    (config.json, diffusion_pytorch_model.safetensors) and scheduler/scheduler_config.json
-    (the model's schedule and prediction target; `scheduler_options` as diffusers.scheduler_config
-    takes them, default a DDPMScheduler sampling as Model.sample does). The folder is built
-    beside `folder` and renamed over it, so a reader never finds half of it."""
-    from .diffusers import scheduler_config
-
-    network, cond, train = model.network, model.conditioning, model.train_config
-    if not isinstance(network, UNetConfig):
-        raise InvalidArgumentError("export_diffusers: only a UNet has a UNet2DModel equivalent (this model is an MLP)")
-    if train.learned_variance:
-        raise InvalidArgumentError("export_diffusers: a learned variance (our head, hybrid loss) has no UNet2DModel "
-                                   "equivalent diffusers would read correctly")
-    config = unet_config(network, cond)
-    weights = weights_to_diffusers(_export.model_weights(model, use_ema), network, cond)
-    with model.schedule as schedule:
-        options = {"method": "ddpm", "variance": "beta", "prediction_type": train.prediction_target, **scheduler_options}
-        scheduler = scheduler_config(schedule, **options)
-    scheduler["_diffusers_version"] = DIFFUSERS_VERSION
-    pipeline = {"_class_name": "DDPMPipeline", "_diffusers_version": DIFFUSERS_VERSION,
-                "scheduler": ["diffusers", scheduler["_class_name"]], "unet": ["diffusers", "UNet2DModel"]}
-    target = Path(folder)
-    if os.path.lexists(target) and not target.is_dir():
-        raise InvalidArgumentError(f"export_diffusers: '{target}' exists and is not a folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=_files.temporary_prefix(target.name), dir=target.parent))
-    try:
-        (staging / "unet").mkdir()
-        (staging / "scheduler").mkdir()
-        _safetensors.write(staging / "unet" / UNET_WEIGHTS, weights, {"format": "pt"})
-
-        def dump(path: Path, value: dict[str, Any]) -> None:
-            _files.write_atomic(path, [(json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8")], "config")
-
-        dump(staging / "unet" / UNET_CONFIG, config)
-        dump(staging / "scheduler" / "scheduler_config.json", scheduler)
-        dump(staging / "model_index.json", pipeline)
-        os.chmod(staging, 0o755)
-        if target.is_dir():  # swap: the old folder moves aside, then goes
-            old = Path(tempfile.mkdtemp(prefix=_files.temporary_prefix(target.name), dir=target.parent))
-            os.rename(target, old / "old")
-            os.rename(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target

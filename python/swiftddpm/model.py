@@ -508,16 +508,16 @@ class Model(HandleOwner):
         the UNet folder itself: config.json + diffusion_pytorch_model.safetensors) and the
         schedule of its scheduler/scheduler_config.json (DDPMScheduler's default without one).
         Anything we cannot express is refused, naming the field (see swiftddpm.diffusers)."""
-        from . import _diffusers_unet
-        return _diffusers_unet.load_unet(cls, folder, train=train)[0]
+        from . import diffusers
+        return diffusers.load_unet(cls, folder, train=train)[0]
 
     def export_diffusers(self, folder: str | os.PathLike, *, use_ema: bool = True, **scheduler_options: Any) -> str:
         """Writes the model as a diffusers DDPMPipeline folder (model_index.json, unet/,
         scheduler/) that UNet2DModel.from_pretrained and DDPMPipeline.from_pretrained load; the
         folder is replaced whole. Refuses what diffusers cannot hold (vector or token
         conditioning, a learned variance, a 1-D signal UNet). Returns folder."""
-        from . import _diffusers_unet
-        return str(_diffusers_unet.export_unet(self, folder, use_ema=use_ema, **scheduler_options))
+        from . import diffusers
+        return str(diffusers.export_unet(self, folder, use_ema=use_ema, **scheduler_options))
 
     def import_weights(self, source: Any, *, live: bool = True, ema: bool = True) -> None:
         """Replaces the network's weights (live and EMA, or one of them) with those of an

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import swiftddpm as sd
-from swiftddpm import _diffusers_unet, _safetensors
+from swiftddpm import _export, _safetensors
 from swiftddpm import diffusers as sdd
 from swiftddpm.config import UNetConfig
 
@@ -144,8 +144,8 @@ def test_export_then_import_is_bit_for_bit(cond, tmp_path):
             assert back.train_config.prediction_target == "v"
             with model.schedule as a, back.schedule as b:
                 np.testing.assert_allclose(b.betas, a.betas, rtol=1e-6)
-            ours = _diffusers_unet._export.model_weights(model, use_ema=True)
-            theirs = _diffusers_unet._export.model_weights(back, use_ema=True)
+            ours = _export.model_weights(model, use_ema=True)
+            theirs = _export.model_weights(back, use_ema=True)
             assert ours.keys() == theirs.keys()
             for k in ours:
                 assert np.array_equal(ours[k], theirs[k]), k
