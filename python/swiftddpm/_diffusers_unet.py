@@ -27,6 +27,7 @@ and the weights, by stage (k counts our encoder / decoder stages in order):
                                           *.res.{norm1, conv1, time_proj, norm2, conv2, skip}
     *.attentions.j.{group_norm, to_q + to_k + to_v, to_out.0}
                                           *.attn.{norm, qkv (stacked, as 1×1 convs), proj}
+      (early files' query, key, value, proj_attn are read as to_q, to_k, to_v, to_out.0)
     down_blocks.l.downsamplers.0.conv     encoder.k.down.conv
     up_blocks.i.upsamplers.0.conv         decoder.k.up.conv (the level's last stage)
     mid_block.resnets.0, attentions.0, resnets.1     middle.0.res, middle.0.attn, middle.1.res
@@ -300,9 +301,28 @@ def _as_ours(name: str, parts: list[np.ndarray], ours_shape: tuple[int, ...]) ->
     return value.reshape(ours_shape)
 
 
+_DEPRECATED = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
+
+
+def renamed_deprecated(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The attention weights of early diffusers files (google/ddpm-*: query, key, value,
+    proj_attn) under today's names, as diffusers renames them on load."""
+    out = {}
+    for name, value in tensors.items():
+        parts = name.split(".")
+        if len(parts) >= 4 and parts[-4] == "attentions" and parts[-2] in _DEPRECATED:
+            new = ".".join(parts[:-2] + [_DEPRECATED[parts[-2]], parts[-1]])
+            if new in tensors:
+                raise InvalidArgumentError(f"UNet2DModel weights: both {name} and {new}")
+            name = new
+        out[name] = value
+    return out
+
+
 def weights_from_diffusers(tensors: dict[str, np.ndarray], config: UNetConfig, cond: Conditioning,
                            null_label: int | None, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
     """Our weights by name from a UNet2DModel state dict; refuses any name left unmapped or missing."""
+    tensors = renamed_deprecated(tensors)
     out: dict[str, np.ndarray] = {}
     used: set[str] = set()
     for ours, theirs in weight_names(config, cond):

@@ -89,6 +89,27 @@ def test_a_swapped_weight_is_seen(tmp_path):
         assert relative(forward(model, io), io["output"]) > 10 * TOLERANCE
 
 
+def test_early_attention_names_are_read(tmp_path):
+    """google/ddpm-cifar10-32's file names its attention weights query, key, value, proj_attn
+    (diffusers renames them on load): the same model, the same output."""
+    folder = tmp_path / "u"
+    shutil.copytree(ROOT / "unets" / "attn_both_shift1_16x16", folder)
+    file = folder / "diffusion_pytorch_model.safetensors"
+    tensors, meta = _safetensors.read(file)
+    old = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+    renamed = {}
+    for name, value in tensors.items():
+        for new, early in old.items():
+            if ".attentions." in name and f".{new}." in name:
+                name = name.replace(f".{new}.", f".{early}.")
+        renamed[name] = value
+    assert "mid_block.attentions.0.proj_attn.weight" in renamed
+    _safetensors.write(file, renamed, meta)
+    io = dict(np.load(folder / "io.npz"))
+    with sd.Model.from_diffusers(folder) as model:
+        assert relative(forward(model, io), io["output"]) < TOLERANCE
+
+
 @pytest.mark.parametrize("name, field", REFUSED)
 def test_refused_configs_name_the_field(name, field):
     raw = json.loads((ROOT / "unets_refused" / name / "config.json").read_text())
