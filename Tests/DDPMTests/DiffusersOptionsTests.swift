@@ -8,37 +8,6 @@ import XCTest
 @testable import DDPM
 
 final class DiffusersOptionsTests: XCTestCase {
-    /// out[o, b, y, x] = bias[o] + Σ W[o, ci, ky, kx]·inp[ci, b, 2y + ky, 2x + kx] (zero past the
-    /// bottom and right edges; rows stay 0 for a signal's 1×3 kernel), in Double: the original
-    /// DDPM's pad (0, 1) then a valid stride-2 convolution, written out.
-    static func bottomRightConvolution(_ inp: [Float], _ params: [Float], _ conv: Conv2d, batch B: Int, height H: Int,
-                                       width W: Int) -> [Float] {
-        let (Ci, Co, kh, kw) = (conv.inChannels, conv.outChannels, conv.kernelHeight, conv.kernelWidth)
-        let (Ho, Wo) = (kh == 1 ? H : H / 2, W / 2)
-        var out = [Float](repeating: 0, count: Co * B * Ho * Wo)
-        for o in 0..<Co {
-            for b in 0..<B {
-                for y in 0..<Ho {
-                    for x in 0..<Wo {
-                        var acc = Double(params[conv.bias + o])
-                        for ci in 0..<Ci {
-                            for ky in 0..<kh {
-                                for kx in 0..<kw {
-                                    let (iy, ix) = (kh == 1 ? y : 2 * y + ky, 2 * x + kx)
-                                    guard iy < H, ix < W else { continue }
-                                    let wv = params[conv.weight + ((o * Ci + ci) * kh + ky) * kw + kx]
-                                    acc += Double(wv) * Double(inp[((ci * B + b) * H + iy) * W + ix])
-                                }
-                            }
-                        }
-                        out[((o * B + b) * Ho + y) * Wo + x] = Float(acc)
-                    }
-                }
-            }
-        }
-        return out
-    }
-
     func checkBottomRightDownsample(height H: Int, width W: Int, signal: Bool, seed: UInt64) {
         let (C, B) = (3, 2)
         var layout = ParameterLayout()
@@ -52,7 +21,8 @@ final class DiffusersOptionsTests: XCTestCase {
         let inp = UNetGradientCheck.normals(C * B * H * W, seed: seed &+ 1)
         down.forward(a.views, inp, testPass(params, unused.pointer, batch: B, scratch: scratch))
         let ours = Array(UnsafeBufferPointer(start: a.views.out, count: C * B * Ho * Wo))
-        let expected = Self.bottomRightConvolution(inp, params, down.conv, batch: B, height: H, width: W)
+        // out[y, x] = bias + Σ W·inp[2y + ky, 2x + kx], zero past the bottom and right edges
+        let expected = ImageLayerTests.directConvolution(inp, params, down.conv, batch: B, height: H, width: W, bottomRight: true)
         assertClose(ours, expected, abs: 1e-5, "bottom-right padded downsample")
         let symmetric = ImageLayerTests.directConvolution(inp, params, down.conv, batch: B, height: H, width: W)
         XCTAssertGreaterThan(zip(symmetric, expected).map { abs($0 - $1) }.max()!, 1e-2, "the two paddings differ")

@@ -96,6 +96,11 @@ def _field_names(config: Any) -> set[str]:
     return {f.name for f in dataclasses.fields(config)}
 
 
+# UNetConfig fields swiftddpm.torch does not mirror (diffusers' UNet2DModel options).
+_DIFFUSERS_OPTIONS = ("flip_sin_to_cos", "freq_shift", "norm_eps", "downsample_padding", "attention_head_dim",
+                      "middle_attention")
+
+
 class Model(HandleOwner):
     """A diffusion model: schedule + denoising network + AdamW + EMA (owns a ddpm_model handle).
 
@@ -472,6 +477,11 @@ class Model(HandleOwner):
         if self.conditioning.kind not in ("none", "classes"):
             raise InvalidArgumentError(f"export supports unconditional and class-conditional models; this one is "
                                        f"conditioned on {self.conditioning.kind!r}, which swiftddpm.torch does not mirror")
+        if isinstance(self.network, UNetConfig):
+            changed = [f for f in _DIFFUSERS_OPTIONS if getattr(self.network, f) != getattr(UNetConfig(), f)]
+            if changed:
+                raise InvalidArgumentError(f"export: swiftddpm.torch does not mirror the UNet options {changed}; "
+                                           "export_diffusers writes this model for diffusers")
         weights = _export.model_weights(self, use_ema)
         with self.schedule as schedule:
             config = _export.make_config(self.network, self.conditioning, schedule.params, schedule.betas,

@@ -192,3 +192,15 @@ def test_export_refuses_what_diffusers_cannot_hold(network, cond, train, words, 
         with pytest.raises(sd.InvalidArgumentError, match=words):
             model.export_diffusers(tmp_path / "pipe")
     assert not (tmp_path / "pipe").exists()
+
+
+def test_our_torch_export_refuses_the_diffusers_options(tmp_path):
+    """swiftddpm.torch does not mirror the options: Model.export says so rather than write a
+    folder its UNet would compute differently; a UNet without them still exports."""
+    with sd.NoiseSchedule.linear(100) as schedule:
+        with sd.Model(schedule, network=small_unet()) as model:
+            with pytest.raises(sd.InvalidArgumentError, match="downsample_padding"):
+                model.export(tmp_path / "ours")
+        plain = small_unet(flip_sin_to_cos=False, norm_eps=1e-5, downsample_padding=1, attention_head_dim=0)
+        with sd.Model(schedule, network=plain) as model:
+            model.export(tmp_path / "ours")
