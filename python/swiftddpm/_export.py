@@ -71,7 +71,8 @@ _CONDITIONING_INPUTS = {
                 "the UNet's xattn stages cross-attend to it",
     "tokens": "token ids (B, max_length) int in 0..vocab_size-1 (0 = padding; a row's length ends at its last "
               "nonzero id unless lengths are given); context = context.tokens[id] + context.positions[i], "
-              "then as 'sequence'",
+              "then with encoder_layers > 0 the text encoder context.encoder (pre-LN transformer blocks masked by "
+              "length, final LayerNorm; null rows skip it), then as 'sequence'",
 }
 
 
@@ -124,17 +125,6 @@ def conditioning_json(cond: Conditioning) -> dict[str, Any]:
         d["null_label"] = cond.num_classes
     d["input"] = _CONDITIONING_INPUTS.get(cond.kind, "")
     return d
-
-
-def export_refusal(cond: Conditioning) -> str | None:
-    """Why a model with this conditioning cannot be exported (a part swiftddpm.torch has no
-    twin of), or None. Today that is only a text encoder over the tokens (encoder_layers > 0,
-    where Conditioning has that field)."""
-    layers = getattr(cond, "encoder_layers", 0)
-    if layers:
-        return (f"this model cannot be exported: its token conditioning has a text encoder (encoder_layers={layers}), "
-                "which swiftddpm.torch has no twin of; export a model without one (encoder_layers=0)")
-    return None
 
 
 def make_config(network: MLPConfig | UNetConfig, cond: Conditioning, schedule: ScheduleConfig,

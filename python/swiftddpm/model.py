@@ -467,11 +467,8 @@ class Model(HandleOwner):
 
         swiftddpm.torch.from_export(path) builds the equivalent torch.nn.Module;
         Model.from_export(path) builds a model here again. Every network, objective and
-        conditioning exports, but a token condition with a text encoder (InvalidArgumentError).
+        conditioning exports.
         """
-        refusal = _export.export_refusal(self.conditioning)
-        if refusal:
-            raise InvalidArgumentError(refusal)
         weights = _export.model_weights(self, use_ema)
         train = self.train_config
         with self.schedule as schedule:

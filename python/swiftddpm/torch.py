@@ -51,7 +51,7 @@ from .schedule import NoiseSchedule
 
 __all__ = ["ResidualMLP", "UNet", "network", "from_export", "export", "state_dict_numpy",
            "SinusoidalEmbedding", "TimeMLP", "TimestepConditioned", "VectorEmbedding", "ContextEmbedding",
-           "CrossAttention", "init_uniform_"]
+           "CrossAttention", "TextEncoder", "init_uniform_"]
 
 
 # ---- Initialisation ---------------------------------------------------------------------
@@ -111,18 +111,92 @@ class VectorEmbedding(nn.Module):
         return self.proj(c)
 
 
+class SequenceAttention(nn.Module):
+    """proj(MHA(x)) over row-major sequences (B, Lmax, D), keys j < ℓ_b only
+    (Layers/SequenceAttention.swift): [q k v] = qkv(x), head-major inside each; proj zero-initialised."""
+
+    def __init__(self, D: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(D, 3 * D)
+        init_uniform_(self.qkv)
+        self.proj = nn.Linear(D, D)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x, lengths):  # x (B, Lmax, D), lengths (B,) in 1..Lmax
+        B, L, D = x.shape
+        h, d = self.heads, D // self.heads
+        q, k, v = (t.reshape(B, L, h, d).transpose(1, 2) for t in self.qkv(x).split(D, -1))  # (B, h, Lmax, d)
+        mask = (torch.arange(L, device=x.device)[None, :] < lengths[:, None])[:, None, None, :]
+        if hasattr(F, "scaled_dot_product_attention"):
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            a = torch.softmax((q @ k.transpose(-1, -2) / math.sqrt(d)).masked_fill(~mask, float("-inf")), -1) @ v
+        return self.proj(a.transpose(1, 2).reshape(B, L, D))
+
+
+class FeedForward(nn.Module):
+    """fc2(SiLU(fc1(x))), D -> 4D -> D, fc2 zero-initialised."""
+
+    def __init__(self, D: int):
+        super().__init__()
+        self.fc1 = nn.Linear(D, 4 * D)
+        init_uniform_(self.fc1)
+        self.fc2 = nn.Linear(4 * D, D)
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, x):
+        return self.fc2(F.silu(self.fc1(x)))
+
+
+class TransformerBlock(nn.Module):
+    """x1 = x + attn(LN1(x)); out = x1 + mlp(LN2(x1)) (Layers/TransformerBlock.swift, pre-LN, SiLU)."""
+
+    def __init__(self, D: int, heads: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(D, eps=1e-5)
+        self.attn = SequenceAttention(D, heads)
+        self.norm2 = nn.LayerNorm(D, eps=1e-5)
+        self.mlp = FeedForward(D)
+
+    def forward(self, x, lengths):
+        x = x + self.attn(self.norm1(x), lengths)
+        return x + self.mlp(self.norm2(x))
+
+
+class TextEncoder(nn.Module):
+    """c̃ = LN(block_n(... block_1(x_0))) (Layers/TextEncoder.swift); modules "0".."n-1" and "norm".
+    The caller keeps the null rows' x_0 and zeroes positions i ≥ ℓ_b."""
+
+    def __init__(self, D: int, layers: int, heads: int):
+        super().__init__()
+        for k in range(layers):
+            self.add_module(str(k), TransformerBlock(D, heads))
+        self.layers = layers
+        self.norm = nn.LayerNorm(D, eps=1e-5)
+
+    def forward(self, x, lengths):
+        for k in range(self.layers):
+            x = getattr(self, str(k))(x, lengths)
+        return self.norm(x)
+
+
 class ContextEmbedding(nn.Module):
     """The context c̃ (B, Lmax, Dc) and lengths ℓ (B,) of a sequence or token condition
-    (Layers/ContextEmbedding.swift): the given vectors, or tokens[id_i] + positions[i], for
-    i < ℓ_b (zero beyond); a null row (or ℓ_b = 0) takes [null] with ℓ_b = 1."""
+    (Layers/ContextEmbedding.swift): the given vectors, or tokens[id_i] + positions[i] (then
+    the text encoder, when the conditioning has one), for i < ℓ_b (zero beyond); a null row
+    (or ℓ_b = 0) takes [null] with ℓ_b = 1."""
 
-    def __init__(self, Dc: int, Lmax: int, V: int = 0):
+    def __init__(self, Dc: int, Lmax: int, V: int = 0, encoder_layers: int = 0, encoder_heads: int = 0):
         super().__init__()
         self.dim, self.max_length, self.vocab_size = Dc, Lmax, V
         self.null = nn.Parameter(torch.randn(Dc) * 0.02)
         if V > 0:
             self.tokens = nn.Parameter(torch.randn(V, Dc) * 0.02)
             self.positions = nn.Parameter(torch.randn(Lmax, Dc) * 0.02)
+        self.encoder = TextEncoder(Dc, encoder_layers, encoder_heads) if encoder_layers > 0 else None
 
     def forward(self, cond, lengths, null, B: int):
         L, D = self.max_length, self.dim
@@ -150,6 +224,9 @@ class ContextEmbedding(nn.Module):
         null_context = torch.zeros(L, D, dtype=self.null.dtype, device=device)
         null_context[0] = self.null
         values = torch.where(is_null[:, None, None], null_context, values * mask[..., None])
+        if self.encoder is not None:  # null rows keep [null, 0, ...] as it stands
+            encoded = self.encoder(values, lengths) * mask[..., None]
+            values = torch.where(is_null[:, None, None], values, encoded)
         return values, lengths
 
     @staticmethod
@@ -169,7 +246,8 @@ class TimestepConditioned(nn.Module):
         """Creates sinusoid, time (E -> W -> W) and the condition's embeddings: class_embedding
         ((K + 1, W), N(0, 0.02^2), row K = "no class"); cond_vector (null (Dc,), proj Dc -> W);
         context (null, and tokens (V, Dc), positions (Lmax, Dc) for tokens) and context_pool
-        (Dc -> W). reinit_time draws time.fc1 and time.fc2 again with init_uniform_ before
+        (Dc -> W), with context.encoder (a TextEncoder) for tokens with encoder_layers > 0
+        (where Conditioning has that field). reinit_time draws time.fc1 and time.fc2 again with init_uniform_ before
         the condition's embeddings (the UNet's order)."""
         self.conditioning = cond
         self.num_classes = cond.num_classes if cond.kind == "classes" else 0
@@ -184,8 +262,10 @@ class TimestepConditioned(nn.Module):
             nn.init.normal_(self.class_embedding.weight, std=0.02)
         self.cond_vector = VectorEmbedding(cond.dim, W) if cond.kind == "vector" else None
         has_context = cond.kind in ("sequence", "tokens")
-        self.context = ContextEmbedding(cond.dim, cond.max_length, cond.vocab_size if cond.kind == "tokens" else 0) \
-            if has_context else None
+        tokens = cond.kind == "tokens"
+        self.context = ContextEmbedding(cond.dim, cond.max_length, cond.vocab_size if tokens else 0,
+                                        getattr(cond, "encoder_layers", 0) if tokens else 0,
+                                        getattr(cond, "encoder_heads", 0) if tokens else 0) if has_context else None
         self.context_pool = nn.Linear(cond.dim, W) if has_context else None
         if self.context_pool is not None:
             init_uniform_(self.context_pool)
@@ -500,9 +580,6 @@ def from_export(path: str | os.PathLike) -> nn.Module:
     config = _export.read_config(path)
     with _export.format_errors(path):  # a malformed config.json or weights file: FormatError
         cond = _export.conditioning_from_json(config["conditioning"])
-        refusal = _export.export_refusal(cond)
-        if refusal:
-            raise _export.FormatError(f"'{os.fspath(path)}': {refusal}")
         target, learned = _export.objective_from_json(config)
         with _export.schedule_from_json(config["schedule"]) as schedule:
             timesteps = schedule.num_timesteps

@@ -280,6 +280,16 @@ KINDS = {  # name: (Model keywords, the condition of a batch of n rows)
                              lambda n: np.random.default_rng(6).normal(size=(n, 3, 5)).astype(np.float32)),
 }
 
+HAS_TEXT_ENCODER = "encoder_layers" in {f.name for f in dataclasses.fields(sd.Conditioning)}
+needs_text_encoder = pytest.mark.skipif(not HAS_TEXT_ENCODER, reason="this library's token conditioning has no "
+                                        "text encoder (Conditioning.encoder_layers, branch prompts)")
+if HAS_TEXT_ENCODER:
+    KINDS["tokens_text_encoder"] = (dict(MLP_NET, cond=sd.Conditioning.tokens(9, 4, 8, encoder_layers=2, encoder_heads=2)),
+                                    lambda n: np.random.default_rng(7).integers(0, 9, size=(n, 4)))
+    KINDS["unet_tokens_text_encoder"] = (dict(network=TINY_UNET, prediction_target="v",
+                                              cond=sd.Conditioning.tokens(9, 4, 8, encoder_layers=1, encoder_heads=2)),
+                                         lambda n: np.random.default_rng(8).integers(0, 9, size=(n, 4)))
+
 
 def trained_kind(schedule, name, steps=6):
     """A model of KINDS[name] after a few training steps (every zero-initialised layer moved,
@@ -366,11 +376,14 @@ def test_a_bad_objective_or_conditioning_is_a_format_error(trained, tmp_path, ed
         sd.Model.from_export(tmp_path)
 
 
-@pytest.mark.skipif("encoder_layers" not in {f.name for f in dataclasses.fields(sd.Conditioning)},
-                    reason="this library's token conditioning has no text encoder (Conditioning.encoder_layers)")
-def test_a_text_encoder_is_refused_at_export(linear100, tmp_path):
-    cond = sd.Conditioning.tokens(9, 4, 8, encoder_layers=1)
-    with sd.Model(linear100, cond=cond, **MLP_NET) as model:
-        with pytest.raises(sd.InvalidArgumentError, match="text encoder \\(encoder_layers=1\\)"):
-            model.export(tmp_path / "e")
-    assert not (tmp_path / "e").exists()
+@needs_text_encoder
+def test_the_text_encoder_is_exported(linear100, tmp_path):
+    """Its weights (context.encoder.*) and shape (encoder_layers, encoder_heads) are in the folder."""
+    model, _ = trained_kind(linear100, "tokens_text_encoder", steps=1)
+    with model:
+        model.export(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["conditioning"]["encoder_layers"] == 2 and config["conditioning"]["encoder_heads"] == 2
+    weights = sd._export.read_weights(tmp_path)
+    assert {"context.encoder.0.attn.qkv.weight", "context.encoder.1.mlp.fc2.bias", "context.encoder.norm.weight"} \
+        <= weights.keys()
