@@ -232,18 +232,27 @@ def test_every_kind_predicts_the_same_in_its_twin(tmp_path, name):
         assert scale > 1e-2 and worst <= TOL * max(1.0, scale)
 
 
-@pytest.mark.parametrize("kind", ["mlp", "unet"])
+@pytest.mark.parametrize("kind", ["mlp", "unet", "unet_text_encoder"])
 def test_a_twin_of_every_kind_exports_to_a_model_here(tmp_path, kind):
-    cond = sd.Conditioning.tokens(7, 3, 8) if kind == "unet" else sd.Conditioning.vector(4)
+    from test_export import HAS_TEXT_ENCODER
+
+    if kind == "unet_text_encoder" and not HAS_TEXT_ENCODER:
+        pytest.skip("this library's token conditioning has no text encoder (Conditioning.encoder_layers, branch prompts)")
+    cond = sd.Conditioning.tokens(7, 3, 8, **({"encoder_layers": 2, "encoder_heads": 2} if kind == "unet_text_encoder"
+                                              else {})) if kind != "mlp" else sd.Conditioning.vector(4)
     spec = (MLP if kind == "mlp" else UNET)["network"]
-    if kind == "unet":
+    if kind != "mlp":
         spec = sd.UNetConfig(**{**spec.__dict__, "cross_attention_levels": (0,)})
     net = randomised(sdt.network(spec, timesteps=T, cond=cond, learned_variance=True)).eval()
     with sd.NoiseSchedule.cosine(T) as schedule:
         sdt.export(net, tmp_path, schedule=schedule, prediction_target="v")
     rng = np.random.default_rng(3)
     x = rng.normal(size=(8, *spec.sample_shape)).astype(np.float32)
-    c = rng.integers(1, 7, size=(8, 3)) if kind == "unet" else rng.normal(size=(8, 4)).astype(np.float32)
+    if kind == "mlp":
+        c = rng.normal(size=(8, 4)).astype(np.float32)
+    else:
+        c = rng.integers(1, 7, size=(8, 3))
+        c[:3, 1:] = 0  # captions of one token: the masks matter
     with sd.Model.from_export(tmp_path) as model, model.schedule as s:
         assert model.conditioning == cond and model.train_config.prediction_target == "v"
         assert model.train_config.learned_variance
