@@ -462,35 +462,44 @@ class Model(HandleOwner):
     def export(self, path: str | os.PathLike, *, use_ema: bool = True) -> str:
         """Writes the network's weights alone to the folder `path` (created if needed):
         model.safetensors (F32 tensors named as swiftddpm.torch's state_dict keys) and
-        config.json (architecture, conditioning, schedule with every β, prediction target).
-        use_ema: export the EMA weights (default) or the live ones. Returns path.
+        config.json (architecture, conditioning, schedule with every β, prediction target,
+        learned variance). use_ema: export the EMA weights (default) or the live ones. Returns path.
 
         swiftddpm.torch.from_export(path) builds the equivalent torch.nn.Module;
-        Model.from_export(path) builds a model here again. Unconditional and class-conditional
-        models only: swiftddpm.torch has no mirror of the vector projection yet.
+        Model.from_export(path) builds a model here again. Every network, objective and
+        conditioning exports.
         """
-        if self.conditioning.kind not in ("none", "classes"):
-            raise InvalidArgumentError(f"export supports unconditional and class-conditional models; this one is "
-                                       f"conditioned on {self.conditioning.kind!r}, which swiftddpm.torch does not mirror")
         weights = _export.model_weights(self, use_ema)
+        train = self.train_config
         with self.schedule as schedule:
             config = _export.make_config(self.network, self.conditioning, schedule.params, schedule.betas,
-                                         weights="ema" if use_ema else "live", step=self.step)
+                                         weights="ema" if use_ema else "live", step=self.step,
+                                         prediction_target=train.prediction_target,
+                                         learned_variance=train.learned_variance)
         return str(_export.write_export(path, weights, config))
 
     @classmethod
     def from_export(cls, path: str | os.PathLike, *, train: TrainConfig | None = None) -> "Model":
         """A model built from an export folder (Model.export or swiftddpm.torch.export): its
-        network, conditioning and schedule, with the folder's weights as both the live and the
-        EMA weights; train (default TrainConfig()) is the recipe for further training."""
+        network, conditioning, schedule, prediction target and learned variance, with the
+        folder's weights as both the live and the EMA weights; train (default TrainConfig())
+        is the recipe for further training (its prediction_target and learned_variance are
+        the folder's: a train that asks for others is refused)."""
         config = _export.read_config(path)
         with _export.format_errors(path):  # a malformed config.json: FormatError, whatever it breaks
             network = _export.network_from_json(config["network"])
             cond = _export.conditioning_from_json(config["conditioning"])
+            target, learned = _export.objective_from_json(config)
             schedule = _export.schedule_from_json(config["schedule"])
+        recipe = dataclasses.replace(train or TrainConfig(), prediction_target=target, learned_variance=learned)
+        if train is not None and recipe != train:
+            schedule.close()
+            raise InvalidArgumentError(f"train asks for prediction_target={train.prediction_target!r}, learned_variance="
+                                       f"{train.learned_variance}; the export's network predicts {target!r} with "
+                                       f"learned_variance={learned}")
         with schedule:
             try:
-                model = cls(schedule, network=network, train=train, cond=cond)
+                model = cls(schedule, network=network, train=recipe, cond=cond)
             except InvalidArgumentError as e:
                 if train is not None:  # the caller's recipe may be what is refused
                     raise
