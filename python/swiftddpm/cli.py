@@ -271,7 +271,8 @@ def _check_settings(args: argparse.Namespace) -> None:
     """Every run setting the command uses, whether from its command line or from run.json:
     the right type and range (CommandError naming it)."""
     def bad(name: str, what: str) -> CommandError:
-        return CommandError(f"--{name.replace('_', '-')} {getattr(args, name)!r}: {what}")
+        flag = "total-steps" if name == "steps" else name.replace('_', '-')  # run.json's "steps" is the total
+        return CommandError(f"--{flag} {getattr(args, name)!r}: {what}")
 
     for name, default in RUN_DEFAULTS.items():
         if not hasattr(args, name):
