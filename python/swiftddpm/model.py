@@ -195,7 +195,8 @@ class Model(HandleOwner):
         """The training recipe (the current learning rate included)."""
         p = _lib.lib.ddpm_train_params_default()
         check(_lib.lib.ddpm_model_get_train_params(self._h(), ctypes.byref(p)))
-        return TrainConfig.from_c(p)
+        config = TrainConfig.from_c(p)
+        return config.for_unconditional() if self._conditioning.kind == "none" else config
 
     @property
     def conditioning(self) -> Conditioning:
