@@ -347,7 +347,13 @@ def test_class_grid_has_a_labelled_row_per_class(shapes, tmp_path):
     from swiftddpm import cli
 
     out = tmp_path / "run"
-    run_cli("train", "--data", shapes, *TINY, "--class-cond", "--total-steps", 1, "--sample-every", 0, "--out", out)
+    trained = run_cli("train", "--data", shapes, *TINY, "--class-cond", "--total-steps", 1, "--sample-every", 0,
+                      "--out", out)
+    # 1 step of 4 images over 2 classes is far below what conditioning needs: the run says what would do
+    needed = cli.IMAGES_PER_CLASS * 2 // 4
+    assert f"warning: --total-steps 1 at --batch-size 4" in trained.stdout and f"--total-steps {needed}" in trained.stdout
+    plain = run_cli("train", "--data", shapes, *TINY, "--total-steps", 1, "--sample-every", 0, "--out", tmp_path / "u")
+    assert "warning" not in plain.stdout  # unconditional: no such rule
     with sd.Model.load(out / "checkpoint.safetensors") as model:
         plan = cli.GridPlan(model, 5, ["circles", "squares"])
         assert plan.labels.tolist() == [0, 0, 0, 1, 1, 1] and plan.nrow == 3
