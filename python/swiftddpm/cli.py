@@ -56,15 +56,17 @@ RUN_INFO = "run.json"  # written beside the checkpoint: the data's size and clas
 # not given on its command line from the run.json beside the checkpoint, else these defaults.
 # "steps" is the model's total (--total-steps), named so in run.json since the first version.
 RUN_DEFAULTS: dict[str, Any] = {
-    "steps": 2000, "batch_size": 16, "lr": 1e-3, "warmup": 100, "seed": 0, "save_every": 500,
+    "steps": 2000, "batch_size": 32, "lr": 2e-3, "warmup": 100, "seed": 0, "save_every": 500,
     "sample_every": 500, "num_samples": 16, "sampler": "ddim", "sample_steps": 50, "guidance": 1.5, "sample_seed": 0,
 }
 _SHAPES_TRAINING = ("batch_size", "lr", "warmup", "seed")  # the settings that decide the steps taken
 # Training images a class-conditional model sees per class (total steps × batch / classes)
 # before its samples follow their labels. Measured on 400 digit images (sklearn's 8×8 digits
-# at 16×16, 10 classes, the default UNet): a classifier of real digits agreed with the asked
-# class for 6% of the samples at 1,600 images per class (1000 steps of 16; chance is 10%),
-# 23% at 3,200 (2000 of 16); examples/python/digits.py reaches 93% at 12,800 (2000 of 64).
+# at 16×16 grey, 40 per class, the default UNet, DDIM 50 steps, guidance 1.5): a classifier of
+# real digits (99% right on the images themselves) agreed with the asked class for
+#   batch 16, lr 1e-3 (the old defaults): 6% after 1000 steps, 23% after 2000 (3,200 per class);
+#   batch 32, lr 2e-3 (the defaults now): 27% after 1000 steps, 65% after 2000 (6,400 per class);
+# chance is 10%. examples/python/digits.py (batch 64, 8×8) reaches 93% at 12,800 per class.
 IMAGES_PER_CLASS = 10_000
 SAMPLERS = {"ddpm": "ddpm", "ddim": "ddim", "dpm_solver_pp": "dpm_solver++", "dpm_solver++": "dpm_solver++"}
 
