@@ -98,11 +98,12 @@ def main() -> None:
                 if learned:
                     # The learned σ_t² at held-out x_t, averaged over images and pixels, at t over
                     # the whole range: 25 geometric points for the small t (where β̃_t is far below
-                    # β_t) and 40 evenly spaced ones up to T-1 (where the cosine schedule's β_t
-                    # grows to its clip and β̃_t falls behind again), so no stretch is a bare line.
+                    # β_t), 40 evenly spaced ones up to T-1, and 11 in the last 50 steps (where the
+                    # cosine schedule's β_t climbs to its clip and β̃_t falls behind again), so no
+                    # stretch is a bare line.
                     last = len(schedule.betas) - 1
-                    ts = np.unique(np.round(np.concatenate([np.geomspace(1, last, 25),
-                                                            np.linspace(0, last, 40)])).astype(int))
+                    ts = np.unique(np.round(np.concatenate([np.geomspace(1, last, 25), np.linspace(0, last, 40),
+                                                            np.linspace(last - 50, last, 11)])).astype(int))
                     rng = np.random.default_rng(3)
                     variances = []
                     for t in ts:
