@@ -30,7 +30,7 @@ Where a Python field differs in form from its C field:
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -300,6 +300,22 @@ class TrainConfig(_Mirror):
     _c_default = staticmethod(_lib.lib.ddpm_train_params_default)
     _enums = {"prediction_target": OUTPUTS, "loss_weighting": LOSS_WEIGHTINGS, "timestep_sampling": TIMESTEP_SAMPLINGS}
     _flags = ("learned_variance",)
+    # Fields that only a conditional model uses. The recipe of a model without conditioning
+    # (Model.train_config) leaves them out of its repr, where they would only mislead; they
+    # are still fields (equality, to_c) with their values.
+    _conditioning_only = ("label_dropout",)
+
+    def for_unconditional(self) -> "TrainConfig":
+        """This recipe as an unconditional model's: the same fields, a repr without the
+        conditioning-only ones."""
+        config = replace(self)
+        config._unconditional = True
+        return config
+
+    def __repr__(self) -> str:
+        hidden = self._conditioning_only if getattr(self, "_unconditional", False) else ()
+        shown = (f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr and f.name not in hidden)
+        return f"{type(self).__name__}({', '.join(shown)})"
 
 
 _COND = _lib.lib.ddpm_cond_params_default()
