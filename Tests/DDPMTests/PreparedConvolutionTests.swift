@@ -176,7 +176,10 @@ final class PreparedConvolutionTests: XCTestCase {
         // (no preparation) must give the same bits, on every path.
         let config = UNetConfig(channels: 3, height: 8, width: 8, baseChannels: 16, channelMult: [1, 2], resBlocks: 1,
                                 attentionLevels: [1], groups: 4)
-        for isa in KernelISA.supported {
+        // and diffusers' options: the bottom-right padded Downsample (its convolution on the padded image), normEps
+        var diffusers = config
+        (diffusers.downsamplePadding, diffusers.normEps, diffusers.middleAttention) = (0, 1e-6, false)
+        for (isa, config) in KernelISA.supported.map({ ($0, config) }) + [(KernelISA.current, diffusers)] {
             XCTAssertTrue(KernelISA.use(isa))
             let model = try DiffusionModel(schedule: try .linear(steps: 50), network: .unet(config))
             // random weights everywhere (the last convolutions start at zero)
