@@ -163,7 +163,8 @@ def version_text() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m swiftddpm",
-        description="SwiftDDPM: train a diffusion model (a UNet) on a folder of images, and sample from it.",
+        description="SwiftDDPM: train a diffusion model (a UNet) on a folder of images, sample from it, or convert a "
+                    "diffusers folder to a checkpoint.",
         epilog="Run `python -m swiftddpm COMMAND --help` (train, sample, convert) for each command.")
     parser.add_argument("--version", action="version", version=version_text())
     commands = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,convert}")
@@ -635,8 +636,8 @@ def convert(args: argparse.Namespace) -> int:
         model.close()
     if scheduler is not None and scheduler.options:  # the checkpoint holds no sampler settings
         options = ", ".join(f"{k}={v!r}" for k, v in sorted(scheduler.options.items()))
-        print(f"  the scheduler's sampling options (not in the checkpoint: set them in ddpm_sample_params, or pass "
-              f"them to Model.sample): {options}", flush=True)
+        print(f"  the scheduler's sampling options (not in the checkpoint: to sample as the scheduler does, set "
+              f"the ddpm_sample_params fields of these names): {options}", flush=True)
     print(f"wrote {args.out}", flush=True)
     return 0
 
