@@ -24,7 +24,7 @@ ABI_MAJOR := $(firstword $(subst ., ,$(VERSION)))
 .PHONY: all setup setup-system setup-python build build-static demo test test-swift test-c test-c-hardening test-python bench install clean \
         wheel test-wheel test-wheel-source test-torch bench-venv \
         fuzz fuzz-setup fuzz-build fuzz-smoke test-fuzz-smoke
-.PHONY: setup-mpi test-mpi
+.PHONY: setup-mpi test-mpi test-c-diffusers
 
 all: build
 
@@ -58,12 +58,16 @@ examples/c/swiss_roll: examples/c/swiss_roll.c examples/c/swiss_roll_data.h incl
 	$(CC) -O2 -Wall -Wextra -std=c11 -D_DEFAULT_SOURCE $< -Iinclude -L$(BUILD) -lddpm \
 	  -Wl,-rpath,'$$ORIGIN/../../$(BUILD)' -lm -o $@
 
+examples/c/from_diffusers: examples/c/from_diffusers.c include/ddpm.h build
+	$(CC) -O2 -Wall -Wextra -std=c11 -D_DEFAULT_SOURCE $< -Iinclude -L$(BUILD) -lddpm \
+	  -Wl,-rpath,'$$ORIGIN/../../$(BUILD)' -lm -o $@
+
 # ---- the main job ----------------------------------------------------------------------
 demo: setup build
 	$(PYTHON) examples/python/signals_1d.py --out $(OUT)/signals_1d
 
 # ---- tests -----------------------------------------------------------------------------
-test: setup build test-swift test-c test-c-hardening test-fuzz-smoke test-mpi test-python test-wheel
+test: setup build test-swift test-c test-c-diffusers test-c-hardening test-fuzz-smoke test-mpi test-python test-wheel
 
 test-swift: setup-system
 	$(SWIFT) test
@@ -90,6 +94,17 @@ test-c: build-static
 	if echo "$$resolved" | grep -E "libswift|libFoundation|not found|$$toolchain"; then \
 	  echo "test-c: the installed swiss_roll resolves libraries from the Swift toolchain or misses some"; exit 1; fi && \
 	env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$$tmp/lib" "$$tmp/swiss_roll" 3000 "$$tmp/swiss_roll_c.safetensors"
+
+# Issue 21: a diffusers folder (a committed 16×16 fixture) converted by `python -m swiftddpm
+# convert`, sampled by examples/c/from_diffusers (DPM-Solver++, 20 steps); its samples must equal
+# Python's Model.sample bit for bit and its PPM grid must be theirs (tests/c/from_diffusers_check.py).
+DIFFUSERS_FIXTURE := python/tests/fixtures/diffusers/unets/ddpm_cifar10_style
+test-c-diffusers: examples/c/from_diffusers setup-python
+	@rm -rf $(BUILD)/from_diffusers && mkdir -p $(BUILD)/from_diffusers && d=$(BUILD)/from_diffusers && \
+	$(PYTHON) -m swiftddpm convert $(DIFFUSERS_FIXTURE) --out $$d/model.safetensors && \
+	OPENBLAS_NUM_THREADS=1 examples/c/from_diffusers $$d/model.safetensors --out $$d/grid.ppm --n 7 --steps 20 \
+	  --seed 7 --raw $$d/samples.f32 && \
+	$(PYTHON) tests/c/from_diffusers_check.py $$d/model.safetensors $$d/grid.ppm $$d/samples.f32 7 20 7
 
 # Issue 10: every export with every class of bad input, and a saved checkpoint damaged every
 # way we could think of; each case in a forked child; any crash, hang or wrong status fails.
@@ -245,7 +260,7 @@ test-torch: build bench-venv
 	.bench-venv/bin/python -m pytest -q python/tests/test_torch.py python/tests/test_export.py python/tests/test_diffusers_live.py
 
 clean:
-	rm -rf .build .build-wheel $(FUZZ_BUILD) dist examples/c/swiss_roll examples/c/mpi_train $(HARDENING) $(OUT)
+	rm -rf .build .build-wheel $(FUZZ_BUILD) dist examples/c/swiss_roll examples/c/from_diffusers examples/c/mpi_train $(HARDENING) $(OUT)
 
 # ---- MPI: data-parallel training and sharded sampling (issue 12) ---------------------------
 # mpirun on localhost: --oversubscribe (more ranks than free cores), --allow-run-as-root as root;

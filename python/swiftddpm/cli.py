@@ -2,6 +2,7 @@
 
     python -m swiftddpm train --data DIR --image-size 32 [--total-steps N] [--out DIR] [--resume CKPT] ...
     python -m swiftddpm sample --checkpoint CKPT --num-samples K --out grid.png
+    python -m swiftddpm convert DIFFUSERS_FOLDER --out model.safetensors
 
 `train` is the workflow of a training script: a folder of images (datasets.image_folder) →
 a UNet model (class-conditional on the sub-folders with --class-cond) → training with a
@@ -23,6 +24,11 @@ Every setting (given, or read from run.json) is checked before the first step, t
 ones by making the sampler the grids will use; an error after training began (a grid that
 cannot be written, a refused step) writes the checkpoint first. Every error is one line on
 stderr, exit status 2.
+
+`convert` reads a diffusers UNet2DModel folder (a pipeline folder with unet/ and scheduler/,
+or the UNet folder itself) with Model.from_diffusers and saves it as our checkpoint, which
+ddpm_model_load reads from C (examples/c/from_diffusers.c): the weight-name mapping is
+Python's, so this is the C user's way in.
 """
 
 from __future__ import annotations
@@ -157,10 +163,11 @@ def version_text() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m swiftddpm",
-        description="SwiftDDPM: train a diffusion model (a UNet) on a folder of images, and sample from it.",
-        epilog="Run `python -m swiftddpm train --help` or `python -m swiftddpm sample --help` for each command.")
+        description="SwiftDDPM: train a diffusion model (a UNet) on a folder of images, sample from it, or convert a "
+                    "diffusers folder to a checkpoint.",
+        epilog="Run `python -m swiftddpm COMMAND --help` (train, sample, convert) for each command.")
     parser.add_argument("--version", action="version", version=version_text())
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,sample}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,convert}")
     fmt = _HelpFormatter
 
     t = commands.add_parser(
@@ -231,6 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sample this class only (a name from the training folder, or an index)")
     _threads_argument(s)
     _sampling_arguments(s)
+
+    c = commands.add_parser("convert", formatter_class=fmt, help="save a diffusers UNet2DModel folder as a checkpoint",
+                            description="Load a diffusers folder (a DDPMPipeline folder with unet/ and "
+                                        "scheduler/, or a UNet2DModel folder: config.json + "
+                                        "diffusion_pytorch_model.safetensors) with Model.from_diffusers and save "
+                                        "it as our checkpoint, which ddpm_model_load reads (from C too). A config "
+                                        "we cannot express is refused, naming the field.",
+                            epilog="example: python -m swiftddpm convert ddpm-cifar10-32 --out cifar10.safetensors")
+    c.add_argument("folder", type=Path, metavar="DIFFUSERS_FOLDER", help="the diffusers folder to read")
+    c.add_argument("--out", type=Path, required=True, metavar="CKPT", help="the checkpoint to write (atomically)")
+    c.set_defaults(threads=None)
     return parser
 
 
@@ -596,6 +614,34 @@ def _class_index(text: str, model: Model) -> int:
     return int(text)
 
 
+# ---- convert ----------------------------------------------------------------------------
+
+def convert(args: argparse.Namespace) -> int:
+    from . import diffusers
+    if not args.folder.is_dir():
+        raise CommandError(f"no folder {str(args.folder)!r}")
+    if args.out.is_dir():
+        raise CommandError(f"--out {str(args.out)!r} is a folder; name the checkpoint file to write")
+    model, scheduler = diffusers.load_unet(Model, args.folder)
+    try:
+        if scheduler is not None:
+            scheduler.schedule.close()  # the model holds its own copy
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        model.save(args.out)  # atomic: a temporary file renamed over args.out
+        with model.schedule as schedule:
+            source = scheduler.class_name if scheduler else "DDPMScheduler's default (no scheduler/scheduler_config.json)"
+            print(f"{args.folder}: {model.network}\n  {model.num_parameters:,} parameters, predicting "
+                  f"{model.train_config.prediction_target}; {schedule!r} from {source}", flush=True)
+    finally:
+        model.close()
+    if scheduler is not None and scheduler.options:  # the checkpoint holds no sampler settings
+        options = ", ".join(f"{k}={v!r}" for k, v in sorted(scheduler.options.items()))
+        print(f"  the scheduler's sampling options (not in the checkpoint: to sample as the scheduler does, set "
+              f"the ddpm_sample_params fields of these names): {options}", flush=True)
+    print(f"wrote {args.out}", flush=True)
+    return 0
+
+
 # ---- main -------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -603,7 +649,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.threads is not None:
             set_num_threads(args.threads)
-        return train(args) if args.command == "train" else sample(args)
+        return {"train": train, "sample": sample, "convert": convert}[args.command](args)
     except (CommandError, DDPMError, OSError, ValueError, MemoryError, ImportError) as error:
         print(f"python -m swiftddpm {args.command}: error: {error}", file=sys.stderr)
         return 2
