@@ -1,4 +1,6 @@
-"""Typed configurations: one dataclass per params struct of include/ddpm.h.
+"""Typed configurations: a dataclass for each params struct of include/ddpm.h that describes a
+model or a schedule (the per-call structs — ddpm_sample_params, ddpm_predict_params,
+ddpm_vlb_params — are keyword arguments of the calls, see _sample_params.py):
 
     ScheduleConfig   ddpm_schedule_params   the β schedule (NoiseSchedule.from_config, .params)
     MLPConfig        ddpm_mlp_params        a residual MLP over vectors (Model(network=...))
