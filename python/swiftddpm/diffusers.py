@@ -109,7 +109,7 @@ class DiffusersScheduler:
     schedule: NoiseSchedule
     options: dict[str, Any] = field(default_factory=dict)
 
-    def scheduler(self, **overrides: Any):
+    def scheduler(self, **overrides: Any) -> Scheduler:
         """An sd.Scheduler over `schedule` with `options` (and your overrides: seed, eta, ...)."""
         return Scheduler(self.schedule, **{**self.options, **overrides})
 
