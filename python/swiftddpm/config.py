@@ -78,6 +78,13 @@ class _Mirror:
     _special: tuple[str, ...] = ()
     _flags: tuple[str, ...] = ()  # bool fields (int32 0/1 in C)
 
+    def __repr__(self) -> str:
+        """ClassName(field=value, ...) with the fields that differ from the defaults (the
+        library's), so TrainConfig() prints as TrainConfig(): short, and eval() of it gives the
+        config back. dataclasses.asdict(config) lists every field."""
+        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if getattr(self, f.name) != f.default]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
     def to_c(self) -> Any:
         """The C struct: its _default() with every field of this config written over it."""
         struct = type(self)._c_default()
@@ -126,7 +133,7 @@ class _Mirror:
 _SCHEDULE = _lib.lib.ddpm_schedule_params_default()
 
 
-@dataclass
+@dataclass(repr=False)  # _Mirror.__repr__: the fields that differ from the defaults
 class ScheduleConfig(_Mirror):
     """ddpm_schedule_params: a β schedule. Which fields matter depends on kind:
     linear (beta_start, beta_end, scale_to_steps), scaled_linear (beta_start, beta_end),
@@ -153,7 +160,7 @@ class ScheduleConfig(_Mirror):
 _MLP = _lib.lib.ddpm_mlp_params_default()
 
 
-@dataclass
+@dataclass(repr=False)  # _Mirror.__repr__: the fields that differ from the defaults
 class MLPConfig(_Mirror):
     """ddpm_mlp_params: a residual MLP over vectors of data_dim floats (data_dim is required)."""
 
@@ -178,7 +185,7 @@ def _levels(mask: int) -> tuple[int, ...]:
     return tuple(level for level in range(32) if mask >> level & 1)
 
 
-@dataclass
+@dataclass(repr=False)  # _Mirror.__repr__: the fields that differ from the defaults
 class UNetConfig(_Mirror):
     """ddpm_unet_params: a UNet over images of channels × height × width (height and width
     are required, divisible by 2^(num_levels-1)).
@@ -266,7 +273,7 @@ NETWORK_CONFIGS = {_lib.DDPM_NETWORK_MLP: MLPConfig, _lib.DDPM_NETWORK_UNET: UNe
 _TRAIN = _lib.lib.ddpm_train_params_default()
 
 
-@dataclass
+@dataclass(repr=False)  # _Mirror.__repr__: the fields that differ from the defaults
 class TrainConfig(_Mirror):
     """ddpm_train_params: the training recipe (AdamW, gradient clipping, EMA, label dropout,
     the seed of parameter initialisation and every training draw, and the objective:
@@ -297,7 +304,7 @@ class TrainConfig(_Mirror):
 _COND = _lib.lib.ddpm_cond_params_default()
 
 
-@dataclass
+@dataclass(repr=False)  # _Mirror.__repr__: the fields that differ from the defaults
 class Conditioning(_Mirror):
     """ddpm_cond_params: what a sample is conditioned on. kind "none"; "classes" with
     num_classes = K (labels 0..K-1; K is the null label, "no class"); or "vector" with
@@ -316,6 +323,15 @@ class Conditioning(_Mirror):
 
     _c_default = staticmethod(_lib.lib.ddpm_cond_params_default)
     _enums = {"kind": COND_KINDS}
+
+    def __repr__(self) -> str:
+        """The constructor that makes this conditioning: Conditioning.classes(10), ..."""
+        made = {"none": (self.none, ()), "classes": (self.classes, (self.num_classes,)),
+                "vector": (self.vector, (self.dim,)), "sequence": (self.sequence, (self.dim, self.max_length)),
+                "tokens": (self.tokens, (self.vocab_size, self.max_length, self.dim))}.get(self.kind)
+        if made is not None and made[0](*made[1]) == self:
+            return f"Conditioning.{self.kind}({', '.join(map(repr, made[1]))})"
+        return super().__repr__()  # fields no constructor sets (e.g. num_classes with kind "vector")
 
     @classmethod
     def none(cls) -> "Conditioning":
