@@ -120,7 +120,9 @@ def test_interrupting_the_kernel_stops_fit_with_the_losses_so_far():
             "print(len(losses), model.step, len(steps_seen), bool(np.isfinite(losses).all()), losses.dtype)")
         assert status == "ok", out
         n, step, seen, finite, dtype = out.split()
-        assert 5 <= int(n) < 1_000_000 and int(step) == int(n) == int(seen), out
+        assert 5 <= int(n) < 1_000_000 and int(step) == int(n), out
+        # The callback runs after each step unless Ctrl-C came during it (then the run just stops).
+        assert int(seen) in (int(n) - 1, int(n)), out
         assert finite == "True" and dtype == "float32"
         # The model is still usable after the interrupt: it trains on from where it stopped.
         status, out = kernel.execute("more = model.fit(data, steps=3, batch_size=64); print(len(more), model.step)")
