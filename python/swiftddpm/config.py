@@ -30,7 +30,7 @@ Where a Python field differs in form from its C field:
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -77,13 +77,6 @@ class _Mirror:
     _enums: dict[str, dict[str, int]] = {}
     _special: tuple[str, ...] = ()
     _flags: tuple[str, ...] = ()  # bool fields (int32 0/1 in C)
-
-    def __repr__(self) -> str:
-        """ClassName(field=value, ...) with the fields that differ from the defaults (the
-        library's), so TrainConfig() prints as TrainConfig(): short, and eval() of it gives the
-        config back. dataclasses.asdict(config) lists every field."""
-        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if getattr(self, f.name) != f.default]
-        return f"{type(self).__name__}({', '.join(changed)})"
 
     def to_c(self) -> Any:
         """The C struct: its _default() with every field of this config written over it."""
@@ -133,7 +126,7 @@ class _Mirror:
 _SCHEDULE = _lib.lib.ddpm_schedule_params_default()
 
 
-@dataclass(repr=False)  # _Mirror.__repr__: the fields that differ from the defaults
+@dataclass
 class ScheduleConfig(_Mirror):
     """ddpm_schedule_params: a β schedule. Which fields matter depends on kind:
     linear (beta_start, beta_end, scale_to_steps), scaled_linear (beta_start, beta_end),
@@ -160,7 +153,7 @@ class ScheduleConfig(_Mirror):
 _MLP = _lib.lib.ddpm_mlp_params_default()
 
 
-@dataclass(repr=False)  # _Mirror.__repr__: the fields that differ from the defaults
+@dataclass
 class MLPConfig(_Mirror):
     """ddpm_mlp_params: a residual MLP over vectors of data_dim floats (data_dim is required)."""
 
@@ -185,7 +178,7 @@ def _levels(mask: int) -> tuple[int, ...]:
     return tuple(level for level in range(32) if mask >> level & 1)
 
 
-@dataclass(repr=False)  # _Mirror.__repr__: the fields that differ from the defaults
+@dataclass
 class UNetConfig(_Mirror):
     """ddpm_unet_params: a UNet over images of channels × height × width (height and width
     are required, divisible by 2^(num_levels-1)).
@@ -273,7 +266,7 @@ NETWORK_CONFIGS = {_lib.DDPM_NETWORK_MLP: MLPConfig, _lib.DDPM_NETWORK_UNET: UNe
 _TRAIN = _lib.lib.ddpm_train_params_default()
 
 
-@dataclass(repr=False)  # _Mirror.__repr__: the fields that differ from the defaults
+@dataclass
 class TrainConfig(_Mirror):
     """ddpm_train_params: the training recipe (AdamW, gradient clipping, EMA, label dropout,
     the seed of parameter initialisation and every training draw, and the objective:
@@ -299,12 +292,28 @@ class TrainConfig(_Mirror):
     _c_default = staticmethod(_lib.lib.ddpm_train_params_default)
     _enums = {"prediction_target": OUTPUTS, "loss_weighting": LOSS_WEIGHTINGS, "timestep_sampling": TIMESTEP_SAMPLINGS}
     _flags = ("learned_variance",)
+    # Fields that only a conditional model uses. The recipe of a model without conditioning
+    # (Model.train_config) leaves them out of its repr, where they would only mislead; they
+    # are still fields (equality, to_c) with their values.
+    _conditioning_only = ("label_dropout",)
+
+    def for_unconditional(self) -> "TrainConfig":
+        """This recipe as an unconditional model's: the same fields, a repr without the
+        conditioning-only ones."""
+        config = replace(self)
+        config._unconditional = True
+        return config
+
+    def __repr__(self) -> str:
+        hidden = self._conditioning_only if getattr(self, "_unconditional", False) else ()
+        shown = (f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr and f.name not in hidden)
+        return f"{type(self).__name__}({', '.join(shown)})"
 
 
 _COND = _lib.lib.ddpm_cond_params_default()
 
 
-@dataclass(repr=False)  # _Mirror.__repr__: the fields that differ from the defaults
+@dataclass
 class Conditioning(_Mirror):
     """ddpm_cond_params: what a sample is conditioned on. kind "none"; "classes" with
     num_classes = K (labels 0..K-1; K is the null label, "no class"); or "vector" with
@@ -331,7 +340,8 @@ class Conditioning(_Mirror):
                 "tokens": (self.tokens, (self.vocab_size, self.max_length, self.dim))}.get(self.kind)
         if made is not None and made[0](*made[1]) == self:
             return f"Conditioning.{self.kind}({', '.join(map(repr, made[1]))})"
-        return super().__repr__()  # fields no constructor sets (e.g. num_classes with kind "vector")
+        # Fields no constructor sets (e.g. num_classes with kind "vector"): every field.
+        return f"Conditioning({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in fields(self))})"
 
     @classmethod
     def none(cls) -> "Conditioning":

@@ -18,7 +18,7 @@ from ._arrays import (batch_array, elements, float32_array, float_ptr, from_poin
 from ._callbacks import CallbackState
 from ._handles import HandleOwner
 from ._likelihood import Likelihood, run_vlb, vlb_params
-from ._sample_params import sample_params
+from ._sample_params import fresh_seed, sample_params
 from ._sampling import run_sampling
 from ._scalars import as_int32, as_int64_count
 from .config import ScheduleConfig
@@ -77,6 +77,7 @@ class NoiseSchedule(HandleOwner):
                                        "to build a schedule")
         self._handle = _handle
         self._tables: dict[str, np.ndarray] = {}
+        self.last_sample_seed: int | None = None  # the seed of the last sample() call
         self._description = _describe(self.params)  # kept for repr after close()
 
     # ---- Construction --------------------------------------------------------------
@@ -274,7 +275,7 @@ class NoiseSchedule(HandleOwner):
 
     def sample(self, model_fn: Callable[[np.ndarray, int, np.ndarray | None], Any], n: int, shape: Any, *,
                method: str = "ddpm", steps: int = 0, eta: float = 0.0, variance: str = "beta", clip: Any = None,
-               seed: int = 0, timesteps: Any = None, prediction_type: str = "eps", labels: Any = None,
+               seed: int | None = None, timesteps: Any = None, prediction_type: str = "eps", labels: Any = None,
                progress: Any = None, return_trajectory: Any = False,
                **solver_options: Any) -> np.ndarray | tuple[np.ndarray, dict[int, np.ndarray]]:
         """Draws n samples with your own model: x_T ~ N(0, I), then reverse steps to x_0.
@@ -285,7 +286,8 @@ class NoiseSchedule(HandleOwner):
                 yours to keep), t an int, labels the int32 (n,) array or None. An exception
                 inside model_fn stops sampling and is re-raised here.
             n: number of samples.  shape: the shape of one sample (int or tuple).
-            method, steps, eta, variance, clip, seed, timesteps: as in `Model.sample`.
+            method, steps, eta, variance, clip, seed, timesteps: as in `Model.sample` (seed=None
+                draws a fresh seed, kept as `schedule.last_sample_seed`; an int reproduces).
             prediction_type: what model_fn returns, "eps" or "x0".
             labels: (n,) ints passed through to model_fn, or None.
             progress: None, True (tqdm bar) or progress(step, total, t, x) returning
@@ -304,8 +306,10 @@ class NoiseSchedule(HandleOwner):
         dim = elements(n, sample_shape)
         full_shape = (n, *sample_shape)
         label_arr = None if labels is None else int32_vector(labels, n, "labels")
+        seed = fresh_seed() if seed is None else seed
         params = sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
                                timesteps=timesteps, prediction_type=prediction_type, **solver_options)
+        self.last_sample_seed = int(params.seed)
         state = CallbackState()
         c_model = _model_callback(model_fn, full_shape, label_arr, state)
         return run_sampling(state, params, full_shape, progress, return_trajectory,

@@ -180,6 +180,23 @@ def test_sampling_keyword_defaults_are_the_c_defaults():
         methods.append(distributed.sample)
     except ImportError:  # no mpi4py
         pass
+    # the sampling calls draw a fresh seed by default (seed=None, as numpy's generators; issue 22)
+    fresh = {"Model.sample", "NoiseSchedule.sample", "sample"}
     for fn in methods:
         shown = {name: p.default for name, p in inspect.signature(fn).parameters.items() if name in expected}
-        assert shown and shown == {name: expected[name] for name in shown}, fn.__qualname__
+        want = {name: None if name == "seed" and fn.__qualname__ in fresh else expected[name] for name in shown}
+        assert shown and shown == want, fn.__qualname__
+
+
+def test_an_unconditional_models_recipe_shows_no_conditioning_fields(linear100):
+    """Issue 22: model.train_config of an unconditional model printed label_dropout=0.1."""
+    conditioning_only = sd.TrainConfig._conditioning_only
+    assert conditioning_only and all(name in repr(sd.TrainConfig()) for name in conditioning_only)
+    with sd.Model(linear100, network=sd.MLPConfig(data_dim=2, hidden=8, depth=1)) as plain, \
+            sd.Model(linear100, network=sd.MLPConfig(data_dim=2, hidden=8, depth=1),
+                     cond=sd.Conditioning.classes(3)) as conditional:
+        shown = repr(plain.train_config)
+        assert not any(f"{name}=" in shown for name in conditioning_only), shown
+        assert "learning_rate=" in shown and "seed=" in shown
+        assert all(f"{name}=" in repr(conditional.train_config) for name in conditioning_only)
+        assert plain.train_config == conditional.train_config  # the same fields and values

@@ -1,10 +1,8 @@
-"""Useful reprs (issue 22): a config shows the fields that differ from the library's defaults and
-evaluates back to itself; a Conditioning shows its constructor; Sampler and Scheduler show their
-method, seed, the options given and where they are."""
+"""Useful reprs (issue 22): a config's repr evaluates back to the config; a Conditioning shows
+its constructor; Sampler and Scheduler show their method, seed, the options given and where they
+are. (TrainConfig's repr for an unconditional model: test_config.py.)"""
 
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import pytest
@@ -27,19 +25,18 @@ def test_config_repr_evaluates_back_to_the_config(config):
     assert eval(repr(config), NAMES) == config
 
 
-def test_config_repr_shows_only_what_differs_from_the_defaults():
-    assert repr(sd.TrainConfig()) == "TrainConfig()"  # no label_dropout=0.1 for an unconditional model
-    assert repr(sd.TrainConfig(learning_rate=2e-3, seed=7)) == "TrainConfig(learning_rate=0.002, seed=7)"
-    changed = dataclasses.replace(sd.MLPConfig(), data_dim=3)
-    assert repr(changed) == "MLPConfig(data_dim=3)"
+def test_conditioning_repr_is_its_constructor():
     assert repr(sd.Conditioning.classes(10)) == "Conditioning.classes(10)"
-    assert repr(sd.Conditioning(kind="vector", num_classes=3, dim=2)) == "Conditioning(kind='vector', num_classes=3, dim=2)"
+    assert repr(sd.Conditioning.none()) == "Conditioning.none()"
+    assert repr(sd.Conditioning.tokens(30, 5, dim=16)) == "Conditioning.tokens(30, 5, 16)"
+    assert repr(sd.Conditioning(kind="vector", num_classes=3, dim=2)) == \
+        "Conditioning(kind='vector', num_classes=3, dim=2, max_length=0, vocab_size=0)"
 
 
-def test_model_repr_uses_the_short_configs():
+def test_model_repr_shows_the_conditioning_constructor():
     with sd.NoiseSchedule.linear(100) as schedule, \
             sd.Model(schedule, network=sd.MLPConfig(data_dim=2), cond=sd.Conditioning.classes(3)) as model:
-        assert repr(model) == (f"Model(network=MLPConfig(data_dim=2), cond=Conditioning.classes(3), "
+        assert repr(model) == (f"Model(network={model.network!r}, cond=Conditioning.classes(3), "
                                f"num_parameters={model.num_parameters}, step=0)")
 
 
