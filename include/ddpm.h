@@ -503,6 +503,15 @@ typedef struct ddpm_unet_params {
     uint32_t cross_attention_levels; /* bit mask: bit l puts cross-attention to a SEQUENCE or
                                  TOKENS condition at level l (0; the middle always has one
                                  when the model has such a condition)  (since 0.3)        */
+    /* diffusers' UNet2DModel options (appended; older callers get the defaults, the network as before): */
+    int32_t flip_sin_to_cos;  /* sinusoid halves [cos, sin] instead of [sin, cos] (0)       */
+    float freq_shift;         /* s in ω_i = 10000^(−i/(E/2 − s)) (0; DDPM's code: 1), < E/2  */
+    float norm_eps;           /* ε of every GroupNorm (1e-5)                               */
+    int32_t downsample_padding; /* 1: stride-2 conv padded on every side (1); 0: one zero row
+                                   and column at the bottom and right only (original DDPM)  */
+    int32_t attention_head_dim; /* d > 0: every attention has channels/d heads of d channels,
+                                   overriding attention_heads (0: attention_heads)          */
+    int32_t middle_attention; /* the middle block's self-attention (1)                    */
 } ddpm_unet_params;
 
 ddpm_unet_params ddpm_unet_params_default(void);

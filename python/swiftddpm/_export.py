@@ -79,9 +79,18 @@ _CONDITIONING_INPUTS = {
 # ---- config.json -------------------------------------------------------------------------
 
 
+# Network fields added after the export format was first read by a released library: written
+# only when they differ from their default, so that a folder of a model that does not use them
+# still loads in that library.
+LATER_NETWORK_FIELDS = frozenset({"flip_sin_to_cos", "freq_shift", "norm_eps", "downsample_padding",
+                                  "attention_head_dim", "middle_attention", "cross_attention_positions"})
+
+
 def network_json(network: MLPConfig | UNetConfig) -> dict[str, Any]:
     kind = "mlp" if isinstance(network, MLPConfig) else "unet"
-    fields = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(network).items()}
+    defaults = {f.name: f.default for f in dataclasses.fields(network)}
+    fields = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(network).items()
+              if not (k in LATER_NETWORK_FIELDS and v == defaults[k])}
     return {"kind": kind, **fields}
 
 

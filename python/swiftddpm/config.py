@@ -203,9 +203,17 @@ class UNetConfig(_Mirror):
     dropout: float = _f32(_UNET.dropout)
     time_embed_dim: int = _UNET.time_embed_dim
     cross_attention_levels: tuple[int, ...] = _levels(_UNET.cross_attention_levels)
+    # diffusers' UNet2DModel options (swiftddpm.diffusers maps them); the defaults are our network.
+    flip_sin_to_cos: bool = bool(_UNET.flip_sin_to_cos)  # sinusoid halves [cos, sin] instead of [sin, cos]
+    freq_shift: float = _f32(_UNET.freq_shift)  # s in ω_i = 10000^(−i/(E/2 − s)); DDPM's code: 1
+    norm_eps: float = _f32(_UNET.norm_eps)  # ε of every GroupNorm
+    downsample_padding: int = _UNET.downsample_padding  # 1: padded on every side; 0: bottom and right only
+    attention_head_dim: int = _UNET.attention_head_dim  # d > 0: channels/d heads everywhere; 0: attention_heads
+    middle_attention: bool = bool(_UNET.middle_attention)  # the middle block's self-attention
 
     _c_default = staticmethod(_lib.lib.ddpm_unet_params_default)
     _special = ("channel_mult", "attention_levels", "cross_attention_levels")
+    _flags = ("flip_sin_to_cos", "middle_attention")
 
     def __post_init__(self) -> None:
         # Any sequence is accepted; stored as tuples so that configs compare by value.

@@ -96,6 +96,11 @@ def _field_names(config: Any) -> set[str]:
     return {f.name for f in dataclasses.fields(config)}
 
 
+# UNetConfig fields swiftddpm.torch does not mirror (diffusers' UNet2DModel options).
+_DIFFUSERS_OPTIONS = ("flip_sin_to_cos", "freq_shift", "norm_eps", "downsample_padding", "attention_head_dim",
+                      "middle_attention")
+
+
 class Model(HandleOwner):
     """A diffusion model: schedule + denoising network + AdamW + EMA (owns a ddpm_model handle).
 
@@ -492,8 +497,14 @@ class Model(HandleOwner):
 
         swiftddpm.torch.from_export(path) builds the equivalent torch.nn.Module;
         Model.from_export(path) builds a model here again. Every network, objective and
-        conditioning exports.
+        conditioning exports, but UNets with diffusers' options (flip_sin_to_cos, ...: see
+        export_diffusers), which swiftddpm.torch does not mirror.
         """
+        if isinstance(self.network, UNetConfig):
+            changed = [f for f in _DIFFUSERS_OPTIONS if getattr(self.network, f) != getattr(UNetConfig(), f)]
+            if changed:
+                raise InvalidArgumentError(f"export: swiftddpm.torch does not mirror the UNet options {changed}; "
+                                           "export_diffusers writes this model for diffusers")
         weights = _export.model_weights(self, use_ema)
         train = self.train_config
         with self.schedule as schedule:
@@ -535,6 +546,23 @@ class Model(HandleOwner):
             model.close()
             raise
         return model
+
+    @classmethod
+    def from_diffusers(cls, folder: str | os.PathLike, *, train: TrainConfig | None = None) -> "Model":
+        """A model with the UNet2DModel of a diffusers folder (a pipeline folder with unet/, or
+        the UNet folder itself: config.json + diffusion_pytorch_model.safetensors) and the
+        schedule of its scheduler/scheduler_config.json (DDPMScheduler's default without one).
+        Anything we cannot express is refused, naming the field (see swiftddpm.diffusers)."""
+        from . import diffusers
+        return diffusers.load_unet(cls, folder, train=train)[0]
+
+    def export_diffusers(self, folder: str | os.PathLike, *, use_ema: bool = True, **scheduler_options: Any) -> str:
+        """Writes the model as a diffusers DDPMPipeline folder (model_index.json, unet/,
+        scheduler/) that UNet2DModel.from_pretrained and DDPMPipeline.from_pretrained load; the
+        folder is replaced whole. Refuses what diffusers cannot hold (vector or token
+        conditioning, a learned variance, a 1-D signal UNet). Returns folder."""
+        from . import diffusers
+        return str(diffusers.export_unet(self, folder, use_ema=use_ema, **scheduler_options))
 
     def import_weights(self, source: Any, *, live: bool = True, ema: bool = True) -> None:
         """Replaces the network's weights (live and EMA, or one of them) with those of an

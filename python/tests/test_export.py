@@ -13,6 +13,7 @@ import pytest
 
 import swiftddpm as sd
 from swiftddpm import _safetensors
+from swiftddpm._export import LATER_NETWORK_FIELDS
 
 
 @pytest.fixture
@@ -125,6 +126,12 @@ def test_custom_schedule_and_unet_round_trip(tmp_path):
             assert s.kind == "custom"
             np.testing.assert_array_equal(s.betas, schedule.betas)
             np.testing.assert_array_equal(again.predict(x, 19), model.predict(x, 19))
+        # Fields newer than the format's first reader are written only when they are not at
+        # their default (an older library's from_export refuses keys it does not know).
+        network = json.loads((tmp_path / "config.json").read_text())["network"]
+        later = sorted(LATER_NETWORK_FIELDS & {f.name for f in dataclasses.fields(sd.UNetConfig)})
+        assert later and not set(later) & set(network), network
+        assert {"base_channels", "groups", "attention_levels"} <= set(network)
 
 
 # ---- Issue 19: the checkpoint's file rules for export folders -----------------------------

@@ -28,10 +28,10 @@ struct CrossAttention: Sendable {
 
     /// `heads` and `groups` must divide `channels` (checked by the network).
     init(_ layout: inout ParameterLayout, _ name: String, channels: Int, heads: Int, groups: Int, pixels: Int,
-         contextDim: Int, maxLength: Int) {
+         contextDim: Int, maxLength: Int, epsilon: Float = 1e-5) {
         (self.channels, self.heads, self.pixels) = (channels, heads, pixels)
         (self.contextDim, self.maxLength) = (contextDim, maxLength)
-        norm = GroupNorm(&layout, name + ".norm", channels: channels, groups: groups)
+        norm = GroupNorm(&layout, name + ".norm", channels: channels, groups: groups, epsilon: epsilon)
         query = Conv2d(&layout, name + ".q", in: channels, out: channels, kernel: 1)
         keyValue = Linear(&layout, name + ".kv", in: contextDim, out: 2 * channels)
         proj = Conv2d(&layout, name + ".proj", in: channels, out: channels, kernel: 1, zeroInit: true)
