@@ -12,6 +12,9 @@ comma-separated; such a block runs only where that is present and is reported as
     ```python needs=mpi          mpi4py importable (the block runs as one process, rank 0 of 1)
     ```python needs=photos       a folder photos/ of class sub-folders of PNGs, written here
                                  from scikit-learn's digits (real images) before the block runs
+    ```python needs=folder:NAME  a file or folder NAME that must be downloaded (nothing is
+                                 downloaded here): in the repository root, or in $README_BLOCKS_DATA;
+                                 linked into the scratch folder
 Blocks in other languages (```sh) are not run. A failing block stops the run: its README line,
 the traceback, exit status 1. --strict makes a block that could not run a failure too.
 """
@@ -68,8 +71,21 @@ def _photos(folder: Path) -> None:
             Image.fromarray(pixels).save(folder / str(label) / f"{i}.png")
 
 
+def data_path(name: str) -> Path | None:
+    """Where a needs=folder:NAME file or folder is: $README_BLOCKS_DATA/NAME or the repository's NAME."""
+    for base in filter(None, (os.environ.get("README_BLOCKS_DATA"), str(ROOT))):
+        if (Path(base) / name).exists():
+            return Path(base) / name
+    return None
+
+
 def missing(need: str) -> str | None:
     """Why a need is not met here, or None when it is."""
+    if need.startswith("folder:"):
+        name = need.split(":", 1)[1]
+        if data_path(name) is None:
+            return f"needs {name}/ (downloaded as the README says), found neither in $README_BLOCKS_DATA nor in {ROOT}"
+        return None
     modules = {"torch": "torch", "mpi": "mpi4py", "photos": "PIL"}
     if need not in modules:
         return f"unknown need {need!r} (known: {', '.join(modules)})"
@@ -123,6 +139,9 @@ def main() -> int:
                 continue
             if "photos" in block.needs and not (work / "photos").is_dir():
                 _photos(work / "photos")
+            for need in block.needs:
+                if need.startswith("folder:") and not (work / need[7:]).exists():
+                    (work / need[7:]).symlink_to(data_path(need[7:]))
             print(f"run     {where} ({block.code.count(chr(10))} lines)", flush=True)
             started = time.perf_counter()
             try:
