@@ -14,7 +14,7 @@ PREFIX   ?= /usr/local
 BUILD    := .build/release
 LIB      := $(BUILD)/libddpm.so
 OUT      ?= examples/out
-PY_DEPS  := numpy matplotlib tqdm scikit-learn pytest Pillow
+PY_DEPS  := numpy matplotlib tqdm scikit-learn pytest Pillow nbclient nbformat ipykernel
 export PYTHONPATH := $(CURDIR)/python
 export SWIFTDDPM_LIBRARY := $(CURDIR)/$(LIB)
 # MAJOR.MINOR.PATCH of include/ddpm_version.h (the one version source); the SONAME carries MAJOR.
@@ -24,7 +24,7 @@ ABI_MAJOR := $(firstword $(subst ., ,$(VERSION)))
 .PHONY: all setup setup-system setup-python build build-static demo test test-swift test-c test-c-hardening test-python bench install clean \
         wheel test-wheel test-wheel-source test-torch bench-venv \
         fuzz fuzz-setup fuzz-build fuzz-smoke test-fuzz-smoke
-.PHONY: setup-mpi test-mpi test-c-diffusers
+.PHONY: setup-mpi test-mpi test-c-diffusers test-readme
 
 all: build
 
@@ -41,7 +41,7 @@ setup-system:
 setup-python:
 	@missing=$$($(PYTHON) -c 'import importlib.util as u; \
 	  names = {"numpy": "numpy", "matplotlib": "matplotlib", "tqdm": "tqdm", "scikit-learn": "sklearn", "pytest": "pytest", \
-	           "Pillow": "PIL"}; \
+	           "Pillow": "PIL", "nbclient": "nbclient", "nbformat": "nbformat", "ipykernel": "ipykernel"}; \
 	  print(" ".join(p for p, m in names.items() if u.find_spec(m) is None))'); \
 	if [ -n "$$missing" ]; then echo "installing Python packages: $$missing"; \
 	  $(PYTHON) -m pip install -q $$missing; fi
@@ -67,7 +67,7 @@ demo: setup build
 	$(PYTHON) examples/python/signals_1d.py --out $(OUT)/signals_1d
 
 # ---- tests -----------------------------------------------------------------------------
-test: setup build test-swift test-c test-c-diffusers test-c-hardening test-fuzz-smoke test-mpi test-python test-wheel
+test: setup build test-swift test-c test-c-diffusers test-c-hardening test-fuzz-smoke test-mpi test-python test-readme test-wheel
 
 test-swift: setup-system
 	$(SWIFT) test
@@ -123,6 +123,13 @@ test-c-hardening: $(HARDENING)
 
 test-python: setup-python setup-mpi build
 	$(PYTHON) -m pytest -q python/tests
+
+# Issue 22: the README's ```python blocks run top to bottom as one script and its C quickstart is
+# compiled and run (tools/readme_blocks.py; a block marked needs=torch|mpi|photos runs where that
+# is present, else it is listed as NOT RUN). python/tests/test_notebook.py executes
+# examples/notebooks/quickstart.ipynb headless (nbclient; in test-python).
+test-readme: setup-python setup-mpi build
+	$(PYTHON) tools/readme_blocks.py
 
 # ---- benchmark (not part of test or CI) ------------------------------------------------
 bench: setup build
@@ -258,6 +265,7 @@ test-torch: build bench-venv
 	@.bench-venv/bin/python -c 'import pytest' 2>/dev/null || .bench-venv/bin/pip install -q pytest
 	@.bench-venv/bin/python -c 'import diffusers' 2>/dev/null || .bench-venv/bin/pip install -q diffusers
 	.bench-venv/bin/python -m pytest -q python/tests/test_torch.py python/tests/test_export.py python/tests/test_diffusers_live.py
+	.bench-venv/bin/python tools/readme_blocks.py  # the README's needs=torch block too
 
 clean:
 	rm -rf .build .build-wheel $(FUZZ_BUILD) dist examples/c/swiss_roll examples/c/from_diffusers examples/c/mpi_train $(HARDENING) $(OUT)

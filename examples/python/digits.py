@@ -61,10 +61,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))  # run from a checkout without installing
 
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from _plotting import plt  # noqa: E402 - matplotlib.pyplot, imported at first use (not by --help)
 
 import swiftddpm as sd  # noqa: E402
 
@@ -105,7 +102,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0,
                    help="seeds the split, the classifier, the model, the minibatches and the samples")
     p.add_argument("--threads", type=int, default=1,
-                   help="BLAS threads of libddpm (this UNet's matrices are too small to gain from more)")
+                   help="threads of libddpm (sd.set_num_threads; this UNet's matrices are too small to gain from more)")
     p.add_argument("--quick", action="store_true", help="a tiny run for smoke tests (< 1 minute)")
     p.add_argument("--no-save", action="store_true", help="do not write model.safetensors")
     p.add_argument("--load", type=Path, default=None,

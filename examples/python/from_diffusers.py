@@ -24,21 +24,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))  # run from a checkout without installing
 
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from _plotting import plt  # noqa: E402 - matplotlib.pyplot, imported at first use (not by --help)
 
 import swiftddpm as sd  # noqa: E402
 from swiftddpm import diffusers as sdd  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--folder", type=Path, help="a diffusers pipeline or UNet folder (default: export a random one)")
-    p.add_argument("--steps", type=int, default=20, help="DPM-Solver++ steps (default 20)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=ROOT / "examples" / "out" / "from_diffusers")
+    p.add_argument("--steps", type=int, default=20, help="DPM-Solver++ steps")
+    p.add_argument("--seed", type=int, default=0, help="seeds the random UNet (without --folder) and the samples")
+    p.add_argument("--out", type=Path, default=ROOT / "examples" / "out" / "from_diffusers", help="output folder")
     return p.parse_args()
 
 

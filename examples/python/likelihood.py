@@ -29,27 +29,25 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from _plotting import plt  # noqa: E402 - matplotlib.pyplot, imported at first use (not by --help)
 
 import swiftddpm as sd  # noqa: E402
 from digits import NUM_CLASSES, Judge, frechet_distance, load_data, train  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--steps", type=int, default=2000, help="training steps of each model (digits.py's budget)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--ema-decay", type=float, default=0.995)
+    p.add_argument("--batch-size", type=int, default=64, help="images per training step")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (warm-up, then cosine decay)")
+    p.add_argument("--ema-decay", type=float, default=0.995, help="EMA decay of the sampling weights")
     p.add_argument("--vlb-lambda", type=float, default=0.001, help="λ of L_simple + λ·L_vlb")
     p.add_argument("--eval", type=int, default=200, help="held-out images for the bound")
     p.add_argument("--samples", type=int, default=300, help="samples per sampler for the Fréchet distance")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the split, the models, the minibatches, the bound and the samples")
     p.add_argument("--quick", action="store_true", help="a tiny run for smoke tests")
-    p.add_argument("--out", type=Path, default=ROOT / "examples" / "out" / "likelihood")
+    p.add_argument("--out", type=Path, default=ROOT / "examples" / "out" / "likelihood", help="output folder")
     args = p.parse_args()
     if args.quick:
         args.steps, args.eval, args.samples = 30, 8, 16

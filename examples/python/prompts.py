@@ -50,10 +50,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))  # run from a checkout without installing
 
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from _plotting import plt  # noqa: E402 - matplotlib.pyplot, imported at first use (not by --help)
 
 import swiftddpm as sd  # noqa: E402
 

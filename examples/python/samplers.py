@@ -26,10 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from _plotting import plt  # noqa: E402 - matplotlib.pyplot, imported at first use (not by --help)
 
 import swiftddpm as sd  # noqa: E402
 from swiftddpm import datasets  # noqa: E402
@@ -48,12 +45,13 @@ STEP_COUNTS = [5, 10, 20, 50, 100]
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--train-steps", type=int, default=3000, help="training steps (default 3000)")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--train-steps", type=int, default=3000, help="training steps")
     p.add_argument("--load", type=Path, help="a saved swiss-roll model to compare instead of training one")
     p.add_argument("--samples", type=int, default=2000, help="points per sampler and step count")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=ROOT / "examples" / "out" / "samplers")
+    p.add_argument("--seed", type=int, default=0, help="seeds the data, the model and the samples")
+    p.add_argument("--out", type=Path, default=ROOT / "examples" / "out" / "samplers", help="output folder")
     return p.parse_args()
 
 

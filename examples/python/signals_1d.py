@@ -28,10 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))  # run from a checkout without installing
 
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from _plotting import plt  # noqa: E402 - matplotlib.pyplot, imported at first use (not by --help)
 
 import swiftddpm as sd  # noqa: E402
 from swiftddpm import datasets  # noqa: E402
@@ -40,10 +37,11 @@ DIM = 50  # points per signal
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--steps", type=int, default=6000, help="training steps")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--network", choices=("unet", "mlp"), default="unet")
+    p.add_argument("--batch-size", type=int, default=128, help="signals per training step")
+    p.add_argument("--network", choices=("unet", "mlp"), default="unet", help="the denoising network: a 1-D UNet or a residual MLP")
     p.add_argument("--channels", type=int, default=16, help="UNet base channels")
     p.add_argument("--res-blocks", type=int, default=1, help="UNet ResBlocks per level")
     p.add_argument("--attention", type=int, nargs="*", default=[1], help="UNet levels with self-attention (0: width 50, 1: 25)")
@@ -51,8 +49,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--depth", type=int, default=3, help="MLP residual blocks")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
     p.add_argument("--samples", type=int, default=1000, help="signals to generate")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=ROOT / "examples" / "out" / "signals_1d")
+    p.add_argument("--seed", type=int, default=0, help="seeds the data, the model and the samples")
+    p.add_argument("--out", type=Path, default=ROOT / "examples" / "out" / "signals_1d", help="output folder")
     return p.parse_args()
 
 

@@ -23,24 +23,22 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))  # run from a checkout without installing
 
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from _plotting import plt  # noqa: E402 - matplotlib.pyplot, imported at first use (not by --help)
 
 import swiftddpm as sd  # noqa: E402
 from swiftddpm import datasets  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=3000, help="training steps (default 3000)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--steps", type=int, default=3000, help="training steps")
+    p.add_argument("--batch-size", type=int, default=256, help="points per training step")
     p.add_argument("--hidden", type=int, default=128, help="MLP width")
     p.add_argument("--depth", type=int, default=3, help="MLP residual blocks")
     p.add_argument("--samples", type=int, default=2000, help="points to generate")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=ROOT / "examples" / "out" / "swiss_roll")
+    p.add_argument("--seed", type=int, default=0, help="seeds the data, the model and the samples")
+    p.add_argument("--out", type=Path, default=ROOT / "examples" / "out" / "swiss_roll", help="output folder")
     return p.parse_args()
 
 

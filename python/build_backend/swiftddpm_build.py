@@ -24,6 +24,8 @@ Environment variables (all optional):
   SWIFTDDPM_STATIC_STDLIB=0   link the Swift runtime dynamically (a small library with a RUNPATH
                               into this machine's toolchain: for local use only)
   SWIFTDDPM_SCRATCH           the SwiftPM scratch folder (default <root>/.build-wheel)
+  SWIFTDDPM_QUIET=1           report the build on stderr only (by default, when pip captures
+                              stderr, also on the terminal, /dev/tty: see _Terminal)
 
 The Swift sources: the checkout around this folder (python/..), or, in an sdist, its swift/
 folder (Package.swift, Sources/, include/, Tests/).
@@ -44,6 +46,7 @@ import tarfile
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 PROJECT = Path(__file__).resolve().parents[1]  # python/ (or the sdist's root)
 PACKAGE = "swiftddpm"
@@ -130,15 +133,76 @@ def _library() -> Path:
     cmd = [swift, "build", "-c", "release", "--product", "ddpm", "--scratch-path", str(scratch)]
     if os.environ.get("SWIFTDDPM_STATIC_STDLIB", "1") != "0":
         cmd += ["-Xswiftc", "-static-stdlib"]
-    print("swiftddpm: " + " ".join(cmd), file=sys.stderr)
     t0 = time.monotonic()
-    # SwiftPM's progress goes to stderr so that pip shows it with -v and keeps stdout clean.
-    subprocess.run(cmd, cwd=root, check=True, stdout=sys.stderr)
-    print(f"swiftddpm: libddpm built in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    with _Terminal() as terminal:
+        terminal.say(f"swiftddpm: building libddpm from the Swift sources in {root} (a few minutes on 2 cores; "
+                     "pip install -v shows every line):\n  " + " ".join(cmd))
+        _run_reporting(cmd, root, terminal)
+        terminal.say(f"swiftddpm: libddpm built in {time.monotonic() - t0:.0f} s")
     library = scratch / "release" / LIBRARY_FILE
     if not library.is_file():
         raise RuntimeError(f"swiftddpm: swift build succeeded but {library} is missing")
     return _stripped(library)
+
+
+class _Terminal:
+    """Where the build reports what it is doing. Every line goes to stderr (pip shows it with -v);
+    pip without -v captures the backend's output and shows a spinner, so where stderr is not a
+    terminal the same news also goes to the controlling terminal, /dev/tty, if there is one
+    (SwiftPM's "[k/n] Compiling …" lines as one line rewritten in place). SWIFTDDPM_QUIET=1
+    keeps it to stderr."""
+
+    def __init__(self, tty: Any = None) -> None:
+        self.tty = tty
+        self._opened = False
+        self._status = False  # a progress line is on the terminal, not yet ended
+
+    def __enter__(self) -> "_Terminal":
+        if self.tty is None and not sys.stderr.isatty() and os.environ.get("SWIFTDDPM_QUIET") != "1":
+            try:
+                self.tty, self._opened = open("/dev/tty", "w"), True
+            except OSError:
+                self.tty = None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._end_status()
+        if self._opened:
+            self.tty.close()
+
+    def _end_status(self) -> None:
+        if self._status:
+            self.tty.write("\n")
+            self.tty.flush()
+            self._status = False
+
+    def say(self, text: str) -> None:
+        """A message: stderr, and the terminal."""
+        print(text, file=sys.stderr, flush=True)
+        if self.tty is not None:
+            self._end_status()
+            self.tty.write(text + "\n")
+            self.tty.flush()
+
+    def progress(self, line: str) -> None:
+        """A line of the build's output: stderr; "[k/n] …" lines also on the terminal, in place."""
+        print(line, file=sys.stderr, flush=True)
+        if self.tty is not None and re.match(r"\[\d+/\d+\]", line):
+            self.tty.write("\r\033[K  " + line[:100])
+            self.tty.flush()
+            self._status = True
+
+
+def _run_reporting(cmd: list[str], cwd: Path, terminal: _Terminal) -> None:
+    """Runs cmd, passing each line of its output (stdout and stderr) to terminal.progress;
+    CalledProcessError if it fails."""
+    with subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace", bufsize=1) as process:
+        for line in process.stdout:
+            terminal.progress(line.rstrip("\n"))
+    if process.returncode != 0:
+        terminal.say(f"swiftddpm: the build failed (status {process.returncode}); its output is above")
+        raise subprocess.CalledProcessError(process.returncode, cmd)
 
 
 def _stripped(library: Path) -> Path:

@@ -80,7 +80,7 @@ class _Mirror:
     _special: tuple[str, ...] = ()
     _flags: tuple[str, ...] = ()  # bool fields (int32 0/1 in C)
 
-    def to_c(self):
+    def to_c(self) -> Any:
         """The C struct: its _default() with every field of this config written over it."""
         struct = type(self)._c_default()
         c_types = dict(type(struct)._fields_)
@@ -102,7 +102,7 @@ class _Mirror:
         return as_float(value, name)
 
     @classmethod
-    def from_c(cls, struct):
+    def from_c(cls, struct: Any) -> Any:
         """The config a C struct describes."""
         values = {}
         for f in fields(cls):
@@ -119,7 +119,7 @@ class _Mirror:
         return cls(**values, **cls._special_from_c(struct))
 
     @classmethod
-    def _special_from_c(cls, struct) -> dict[str, Any]:
+    def _special_from_c(cls, struct: Any) -> dict[str, Any]:
         return {}
 
 
@@ -242,7 +242,7 @@ class UNetConfig(_Mirror):
         """The shape of one sample: (channels, height, width)."""
         return (self.channels, self.height, self.width)
 
-    def to_c(self):
+    def to_c(self) -> Any:
         struct = super().to_c()
         mult = [self._c_value("channel_mult entries", m, ctypes.c_int32) for m in self.channel_mult]
         if not 1 <= len(mult) <= _lib.DDPM_UNET_MAX_LEVELS:
@@ -261,7 +261,7 @@ class UNetConfig(_Mirror):
         return struct
 
     @classmethod
-    def _special_from_c(cls, struct) -> dict[str, Any]:
+    def _special_from_c(cls, struct: Any) -> dict[str, Any]:
         levels = max(0, min(struct.num_levels, _lib.DDPM_UNET_MAX_LEVELS))
         return {"channel_mult": tuple(struct.channel_mult[:levels]), "attention_levels": _levels(struct.attention_levels),
                 "cross_attention_levels": _levels(struct.cross_attention_levels)}
@@ -342,6 +342,16 @@ class Conditioning(_Mirror):
 
     _c_default = staticmethod(_lib.lib.ddpm_cond_params_default)
     _enums = {"kind": COND_KINDS}
+
+    def __repr__(self) -> str:
+        """The constructor that makes this conditioning: Conditioning.classes(10), ..."""
+        made = {"none": (self.none, ()), "classes": (self.classes, (self.num_classes,)),
+                "vector": (self.vector, (self.dim,)), "sequence": (self.sequence, (self.dim, self.max_length)),
+                "tokens": (self.tokens, (self.vocab_size, self.max_length, self.dim))}.get(self.kind)
+        if made is not None and made[0](*made[1]) == self:
+            return f"Conditioning.{self.kind}({', '.join(map(repr, made[1]))})"
+        # Fields no constructor sets (e.g. num_classes with kind "vector"): every field.
+        return f"Conditioning({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in fields(self))})"
 
     @classmethod
     def none(cls) -> "Conditioning":

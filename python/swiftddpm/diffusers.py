@@ -118,7 +118,7 @@ class DiffusersScheduler:
     schedule: NoiseSchedule
     options: dict[str, Any] = field(default_factory=dict)
 
-    def scheduler(self, **overrides: Any):
+    def scheduler(self, **overrides: Any) -> Scheduler:
         """An sd.Scheduler over `schedule` with `options` (and your overrides: seed, eta, ...)."""
         return Scheduler(self.schedule, **{**self.options, **overrides})
 
@@ -350,7 +350,8 @@ def _clip_fields(clip: Any) -> dict[str, Any]:
 # ---- UNet2DModel folders (the mapping: _diffusers_unet.py) ------------------------------------
 
 
-def load_unet(model_class: Any, folder: str | os.PathLike, *, train: TrainConfig | None = None):
+def load_unet(model_class: Any, folder: str | os.PathLike, *,
+              train: TrainConfig | None = None) -> tuple[Any, DiffusersScheduler | None]:
     """(model, scheduler): a Model (of `model_class`) with the UNet of a diffusers folder, and
     the DiffusersScheduler of its scheduler/scheduler_config.json (None without one; the model's
     schedule is then DDPMScheduler's default, linear 1e-4..0.02 over 1000 steps)."""

@@ -380,7 +380,8 @@ class Model(HandleOwner):
                labels: Any = None, lengths: Any = None,
                guidance_scale: float = 1.0,
                use_ema: bool = True, progress: Any = True,
-               return_trajectory: Any = False, **solver_options: Any):
+               return_trajectory: Any = False,
+               **solver_options: Any) -> np.ndarray | tuple[np.ndarray, dict[int, np.ndarray]]:
         """Draws n samples: x_T ~ N(0, I), then reverse steps down to x_0.
 
         Args:

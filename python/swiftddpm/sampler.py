@@ -28,6 +28,20 @@ if TYPE_CHECKING:  # for the annotations only: schedule.py imports this module (
     from .schedule import NoiseSchedule
 
 
+# Sampler's options that are shown by its repr even at their default value.
+_ALWAYS_SHOWN = ("method", "seed")
+_DEFAULTS = {"eta": 0.0, "variance": "beta", "clip": None, "prediction_type": "eps"}
+
+
+def _given_options(**options: Any) -> dict[str, Any]:
+    """The sampling options worth showing: method and seed, and the others not at their default."""
+    return {k: v for k, v in options.items() if k in _ALWAYS_SHOWN or _DEFAULTS.get(k, object()) != v}
+
+
+def _format_options(options: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in options.items())
+
+
 def _schedule_handle(schedule: Any):
     """The live ddpm_schedule* of a NoiseSchedule (InvalidArgumentError for anything else)."""
     return handle_of(schedule, _lib.ddpm_schedule_p, "schedule", "NoiseSchedule")
@@ -62,6 +76,8 @@ class Sampler(HandleOwner):
         check(_lib.lib.ddpm_sampler_create(schedule_handle, ctypes.byref(params), self._n, dim,
                                            ctypes.byref(handle)))
         self._handle = handle
+        self._options = _given_options(method=method, eta=eta, variance=variance, clip=clip, seed=seed,
+                                       prediction_type=prediction_type, **solver_options)
         steps_total = int(_lib.lib.ddpm_sampler_num_steps(handle))
         self._timesteps = np.empty(steps_total, dtype=np.int32)
         check(_lib.lib.ddpm_sampler_timesteps(handle, int32_ptr(self._timesteps), steps_total))
@@ -73,8 +89,9 @@ class Sampler(HandleOwner):
     _handle_type = _lib.ddpm_sampler_p
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"next t={self.timestep}"
-        return f"Sampler(n={self._n}, shape={self._shape}, steps={len(self._timesteps)}, {state})"
+        state = "closed" if self.closed else "done" if self.timestep < 0 else f"next t={self.timestep}"
+        return (f"Sampler({_format_options(self._options)}, n={self._n}, shape={self._shape}, "
+                f"steps={len(self._timesteps)}: {state})")
 
     # ---- Stepping ------------------------------------------------------------------
 
@@ -171,6 +188,16 @@ class Scheduler:
             with Sampler(self._schedule, 1, 1, steps=1, **self._options):
                 pass
             self._unset_reason = str(error)
+
+    def __repr__(self) -> str:
+        options = _given_options(**{"method": "ddpm", "seed": 0, **self._options})
+        if self._timesteps is None:
+            steps = "timesteps not set"
+        elif len(self._timesteps) == 0:
+            steps = "no timesteps"
+        else:
+            steps = f"{len(self._timesteps)} timesteps {self._timesteps[0]}..{self._timesteps[-1]}"
+        return f"Scheduler({self._schedule!r}, {_format_options(options)}: {steps})"
 
     @classmethod
     def from_diffusers(cls, source: Any, **overrides: Any) -> "Scheduler":

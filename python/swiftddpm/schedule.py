@@ -41,6 +41,16 @@ _TABLES = {
 }
 
 
+def _table_property(name: str, doc: str) -> property:
+    """A read-only property returning the schedule's table `name`, float64 (T,)."""
+
+    def get(self: "NoiseSchedule") -> np.ndarray:
+        return self.table(name)
+
+    get.__name__ = name
+    return property(get, doc=doc)
+
+
 def _paired_rows(x0: Any, other: Any, t: Any, other_name: str):
     """x0 and a second array of the same (B, ...) shape, and t as (B,) int32 (one int is
     broadcast): the arguments of add_noise and posterior. Returns (x0, other, t, B, dim)."""
@@ -176,22 +186,21 @@ class NoiseSchedule(HandleOwner):
             self._tables[name] = out
         return self._tables[name]
 
-    betas = property(lambda self: self.table("betas"), doc="β_t, (T,)")
-    alphas = property(lambda self: self.table("alphas"), doc="α_t = 1 − β_t, (T,)")
-    alphas_cumprod = property(lambda self: self.table("alphas_cumprod"), doc="ᾱ_t = Π_{s≤t} α_s, (T,)")
-    alphas_cumprod_prev = property(lambda self: self.table("alphas_cumprod_prev"), doc="ᾱ_{t−1} with ᾱ_{−1} = 1, (T,)")
-    sqrt_alphas_cumprod = property(lambda self: self.table("sqrt_alphas_cumprod"), doc="√ᾱ_t, (T,)")
-    sqrt_one_minus_alphas_cumprod = property(lambda self: self.table("sqrt_one_minus_alphas_cumprod"),
-                                             doc="√(1 − ᾱ_t), (T,)")
-    sqrt_recip_alphas = property(lambda self: self.table("sqrt_recip_alphas"), doc="1/√α_t, (T,)")
-    posterior_variance = property(lambda self: self.table("posterior_variance"),
-                                  doc="β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t)·β_t, (T,); 0 at t = 0")
-    posterior_log_variance_clipped = property(lambda self: self.table("posterior_log_variance_clipped"),
-                                              doc="log β̃_t with β̃_0 replaced by β̃_1, (T,)")
-    posterior_mean_coef1 = property(lambda self: self.table("posterior_mean_coef1"),
-                                    doc="coefficient of x_0 in the posterior mean: √ᾱ_{t−1}·β_t/(1 − ᾱ_t), (T,)")
-    posterior_mean_coef2 = property(lambda self: self.table("posterior_mean_coef2"),
-                                    doc="coefficient of x_t in the posterior mean: √α_t·(1 − ᾱ_{t−1})/(1 − ᾱ_t), (T,)")
+    betas = _table_property("betas", doc="β_t, (T,)")
+    alphas = _table_property("alphas", doc="α_t = 1 − β_t, (T,)")
+    alphas_cumprod = _table_property("alphas_cumprod", doc="ᾱ_t = Π_{s≤t} α_s, (T,)")
+    alphas_cumprod_prev = _table_property("alphas_cumprod_prev", doc="ᾱ_{t−1} with ᾱ_{−1} = 1, (T,)")
+    sqrt_alphas_cumprod = _table_property("sqrt_alphas_cumprod", doc="√ᾱ_t, (T,)")
+    sqrt_one_minus_alphas_cumprod = _table_property("sqrt_one_minus_alphas_cumprod", doc="√(1 − ᾱ_t), (T,)")
+    sqrt_recip_alphas = _table_property("sqrt_recip_alphas", doc="1/√α_t, (T,)")
+    posterior_variance = _table_property("posterior_variance",
+                                         doc="β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t)·β_t, (T,); 0 at t = 0")
+    posterior_log_variance_clipped = _table_property("posterior_log_variance_clipped",
+                                                     doc="log β̃_t with β̃_0 replaced by β̃_1, (T,)")
+    posterior_mean_coef1 = _table_property("posterior_mean_coef1",
+                                           doc="coefficient of x_0 in the posterior mean: √ᾱ_{t−1}·β_t/(1 − ᾱ_t), (T,)")
+    posterior_mean_coef2 = _table_property("posterior_mean_coef2",
+                                           doc="coefficient of x_t in the posterior mean: √α_t·(1 − ᾱ_{t−1})/(1 − ᾱ_t), (T,)")
 
     # ---- Forward process and posterior ---------------------------------------------
 
@@ -267,7 +276,8 @@ class NoiseSchedule(HandleOwner):
     def sample(self, model_fn: Callable[[np.ndarray, int, np.ndarray | None], Any], n: int, shape: Any, *,
                method: str = "ddpm", steps: int = 0, eta: float = 0.0, variance: str = "beta", clip: Any = None,
                seed: int | None = None, timesteps: Any = None, prediction_type: str = "eps", labels: Any = None,
-               progress: Any = None, return_trajectory: Any = False, **solver_options: Any):
+               progress: Any = None, return_trajectory: Any = False,
+               **solver_options: Any) -> np.ndarray | tuple[np.ndarray, dict[int, np.ndarray]]:
         """Draws n samples with your own model: x_T ~ N(0, I), then reverse steps to x_0.
 
         Args:

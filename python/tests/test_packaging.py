@@ -78,3 +78,41 @@ def test_soname_carries_the_abi_major_version():
     out = subprocess.run(["readelf", "-d", str(LIBRARY)], capture_output=True, text=True, check=True).stdout
     soname = re.search(r"\(SONAME\)\s+Library soname: \[(.*)\]", out)
     assert soname and soname.group(1) == f"libddpm.so.{header_version().split('.')[0]}"
+
+
+def test_dependencies_and_the_extras_the_readme_names():
+    """Issue 22: tqdm (the progress bars) is a dependency; each extra the README names exists,
+    with what its part needs."""
+    metadata = backend._metadata()
+    assert "Requires-Dist: tqdm>=4.42\n" in metadata
+    needs = {"images": "Pillow", "examples": "matplotlib", "mpi": "mpi4py", "torch": "torch"}
+    readme = (REPO / "README.md").read_text()
+    for extra, package in needs.items():
+        assert f"Provides-Extra: {extra}\n" in metadata
+        assert re.search(rf'Requires-Dist: {package}\S*; extra == "{extra}"', metadata), (extra, package)
+        assert f"[{extra}]" in readme, extra
+
+
+def test_the_package_is_typed():
+    assert (REPO / "python" / "swiftddpm" / "py.typed").is_file()
+
+
+def test_the_build_reports_what_it_is_doing(tmp_path, capsys):
+    """Issue 22 (`pip install .` was silent for 90 s): every line of the build's output goes to
+    stderr, and its "[k/n]" progress to the terminal (pip without -v hides the backend's stderr)."""
+    import io
+
+    script = "print('Building for production...'); print('[1/2] Compiling DDPM a.swift'); print('[2/2] Linking libddpm.so')"
+    tty = io.StringIO()
+    with backend._Terminal(tty) as terminal:
+        terminal.say("swiftddpm: building")
+        backend._run_reporting([sys.executable, "-c", script], tmp_path, terminal)
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["swiftddpm: building", "Building for production...", "[1/2] Compiling DDPM a.swift",
+                                "[2/2] Linking libddpm.so"]
+    shown = tty.getvalue()
+    assert shown.startswith("swiftddpm: building\n") and "[1/2] Compiling DDPM a.swift" in shown
+    assert "[2/2] Linking libddpm.so" in shown and "Building for production" not in shown and shown.endswith("\n")
+    with pytest.raises(subprocess.CalledProcessError), backend._Terminal(io.StringIO()) as terminal:
+        backend._run_reporting([sys.executable, "-c", "import sys; print('error: x'); sys.exit(3)"], tmp_path, terminal)
+    assert "error: x" in capsys.readouterr().err
