@@ -524,7 +524,8 @@ typedef enum {
                                  one-vector null context                                  */
     DDPM_COND_TOKENS = 4      /* up to max_length token ids in 0..vocab_size-1 per sample,
                                  embedded by learned token + position tables of `dim`
-                                 features, then as SEQUENCE                               */
+                                 features, then (encoder_layers > 0) a transformer over
+                                 them trained with the model, then as SEQUENCE            */
 } ddpm_cond_kind;
 
 /** What a sample is conditioned on. */
@@ -535,6 +536,11 @@ typedef struct ddpm_cond_params {
     int32_t dim;              /* Dc >= 1 for VECTOR, SEQUENCE, TOKENS (0)  (since 0.3)    */
     int32_t max_length;       /* Lmax >= 1 for SEQUENCE, TOKENS (0)  (since 0.3)          */
     int32_t vocab_size;       /* V >= 1 for TOKENS (0)  (since 0.3)                       */
+    int32_t encoder_layers;   /* TOKENS: pre-LayerNorm transformer blocks over the token
+                                 embeddings (masked self-attention + 4·dim SiLU MLP), then a
+                                 LayerNorm; 0 (default) = the embeddings alone  (since 0.3) */
+    int32_t encoder_heads;    /* their attention heads, >= 1 dividing dim when
+                                 encoder_layers > 0, else 0 (0)  (since 0.3)              */
 } ddpm_cond_params;
 
 ddpm_cond_params ddpm_cond_params_default(void);

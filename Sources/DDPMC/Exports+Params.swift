@@ -187,16 +187,16 @@ public func ddpm_cond_params_default() -> ddpm_cond_params {
 
 func condParams(_ c: Conditioning) -> ddpm_cond_params {
     let size = MemoryLayout<ddpm_cond_params>.size
-    func make(_ kind: ddpm_cond_kind, k: Int = 0, d: Int = 0, l: Int = 0, v: Int = 0) -> ddpm_cond_params {
+    func make(_ kind: ddpm_cond_kind, k: Int = 0, d: Int = 0, l: Int = 0, v: Int = 0, e: TextEncoderShape = .none) -> ddpm_cond_params {
         ddpm_cond_params(struct_size: size, kind: Int32(kind.rawValue), num_classes: Int32(k), dim: Int32(d),
-                         max_length: Int32(l), vocab_size: Int32(v))
+                         max_length: Int32(l), vocab_size: Int32(v), encoder_layers: Int32(e.layers), encoder_heads: Int32(e.heads))
     }
     switch c {
     case .none: return make(DDPM_COND_NONE)
     case .classes(let k): return make(DDPM_COND_CLASSES, k: k)
     case .vector(let d): return make(DDPM_COND_VECTOR, d: d)
     case .sequence(let d, let l): return make(DDPM_COND_SEQUENCE, d: d, l: l)
-    case .tokens(let v, let l, let d): return make(DDPM_COND_TOKENS, d: d, l: l, v: v)
+    case .tokens(let v, let l, let d, let e): return make(DDPM_COND_TOKENS, d: d, l: l, v: v, e: e)
     }
 }
 
@@ -211,6 +211,8 @@ func conditioning(_ params: UnsafePointer<ddpm_cond_params>?) throws -> Conditio
         ("dim", p.dim, [DDPM_COND_VECTOR, DDPM_COND_SEQUENCE, DDPM_COND_TOKENS].contains(kind)),
         ("max_length", p.max_length, [DDPM_COND_SEQUENCE, DDPM_COND_TOKENS].contains(kind)),
         ("vocab_size", p.vocab_size, kind == DDPM_COND_TOKENS),
+        ("encoder_layers", p.encoder_layers, kind == DDPM_COND_TOKENS),
+        ("encoder_heads", p.encoder_heads, kind == DDPM_COND_TOKENS),
     ]
     let kindName = ["NONE", "CLASSES", "VECTOR", "SEQUENCE", "TOKENS"].indices.contains(Int(p.kind))
         ? ["NONE", "CLASSES", "VECTOR", "SEQUENCE", "TOKENS"][Int(p.kind)] : "\(p.kind)"
@@ -228,7 +230,8 @@ func conditioning(_ params: UnsafePointer<ddpm_cond_params>?) throws -> Conditio
     case DDPM_COND_SEQUENCE: return .sequence(dim: try positive("dim", p.dim), maxLength: try positive("max_length", p.max_length))
     case DDPM_COND_TOKENS:
         return .tokens(vocabulary: try positive("vocab_size", p.vocab_size), maxLength: try positive("max_length", p.max_length),
-                       dim: try positive("dim", p.dim))
+                       dim: try positive("dim", p.dim),
+                       encoder: TextEncoderShape(layers: Int(p.encoder_layers), heads: Int(p.encoder_heads)))
     default: throw DDPMError.invalidArgument("unknown conditioning kind \(p.kind) (0 none, 1 classes, 2 vector, 3 sequence, 4 tokens)")
     }
 }

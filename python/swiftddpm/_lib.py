@@ -502,6 +502,8 @@ class ddpm_cond_params(Structure):
         ("dim", c_int32),  # Dc >= 1 for VECTOR, SEQUENCE, TOKENS (0)  (since 0.3)
         ("max_length", c_int32),  # Lmax >= 1 for SEQUENCE, TOKENS (0)  (since 0.3)
         ("vocab_size", c_int32),  # V >= 1 for TOKENS (0)  (since 0.3)
+        ("encoder_layers", c_int32),  # TOKENS: transformer blocks over the token embeddings, 0 = none (0)  (since 0.3)
+        ("encoder_heads", c_int32),  # their attention heads, >= 1 dividing dim when encoder_layers > 0, else 0 (0)  (since 0.3)
     ]
 
 

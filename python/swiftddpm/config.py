@@ -297,14 +297,17 @@ class Conditioning(_Mirror):
     null vector stands for "no condition"); "sequence" with dim and max_length (up to
     max_length vectors per sample, e.g. a text encoder's output, with a length each); or
     "tokens" with vocab_size, max_length and dim (integer ids, 0 = padding, embedded by
-    learned token and position tables). A sequence of length 0 is the null condition. The MLP
-    reads a sequence through its masked mean only."""
+    learned token and position tables, then by encoder_layers transformer blocks of
+    encoder_heads heads when encoder_layers > 0). A sequence of length 0 is the null
+    condition. The MLP reads a sequence through its masked mean only."""
 
     kind: str = C.enum_name(COND_KINDS, _COND.kind)
     num_classes: int = _COND.num_classes
     dim: int = _COND.dim
     max_length: int = _COND.max_length
     vocab_size: int = _COND.vocab_size
+    encoder_layers: int = _COND.encoder_layers
+    encoder_heads: int = _COND.encoder_heads
 
     _c_default = staticmethod(_lib.lib.ddpm_cond_params_default)
     _enums = {"kind": COND_KINDS}
@@ -330,6 +333,12 @@ class Conditioning(_Mirror):
         return cls(kind="sequence", num_classes=0, dim=dim, max_length=max_length, vocab_size=0)
 
     @classmethod
-    def tokens(cls, vocab_size: int, max_length: int, dim: int = 32) -> "Conditioning":
-        """Up to max_length token ids per sample (0 = padding), embedded in dim features."""
-        return cls(kind="tokens", num_classes=0, dim=dim, max_length=max_length, vocab_size=vocab_size)
+    def tokens(cls, vocab_size: int, max_length: int, dim: int = 32, *, encoder_layers: int = 0,
+               encoder_heads: int = 0) -> "Conditioning":
+        """Up to max_length token ids per sample (0 = padding), embedded in dim features; with
+        encoder_layers > 0, a transformer of that many blocks (encoder_heads heads, which must
+        divide dim; 0 picks 4, or 1 when 4 does not divide dim) relates the words to each other."""
+        if encoder_layers and not encoder_heads:
+            encoder_heads = 4 if dim % 4 == 0 else 1
+        return cls(kind="tokens", num_classes=0, dim=dim, max_length=max_length, vocab_size=vocab_size,
+                   encoder_layers=encoder_layers, encoder_heads=encoder_heads)

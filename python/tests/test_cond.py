@@ -215,12 +215,15 @@ def test_sequences_with_lengths():
     model.close()
 
 
-def test_token_conditioned_unet_with_cross_attention(tmp_path):
+@pytest.mark.parametrize("encoder_layers", [0, 2])
+def test_token_conditioned_unet_with_cross_attention(tmp_path, encoder_layers):
     net = sd.UNetConfig(channels=1, height=8, width=8, base_channels=8, channel_mult=(1, 2), res_blocks=1,
                         attention_levels=(), cross_attention_levels=(0, 1), attention_heads=2, groups=4, time_embed_dim=8)
+    cond = sd.Conditioning.tokens(vocab_size=7, max_length=5, dim=8, encoder_layers=encoder_layers)
+    assert (cond.encoder_layers, cond.encoder_heads) == ((2, 4) if encoder_layers else (0, 0))
     with sd.NoiseSchedule.linear(20) as s:
-        model = sd.Model(s, network=net, cond=sd.Conditioning.tokens(vocab_size=7, max_length=5, dim=8), seed=0)
-    assert model.network.cross_attention_levels == (0, 1)
+        model = sd.Model(s, network=net, cond=cond, seed=0)
+    assert model.network.cross_attention_levels == (0, 1) and model.conditioning == cond
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)
     ids = np.array([[1, 2, 0, 0, 0], [3, 0, 0, 0, 0], [0, 0, 0, 0, 0], [6, 5, 4, 3, 2]], dtype=np.int32)
@@ -233,4 +236,21 @@ def test_token_conditioned_unet_with_cross_attention(tmp_path):
         assert loaded.network == model.network and loaded.conditioning == model.conditioning
         np.testing.assert_array_equal(loaded.predict(x, 3, cond=ids, guidance_scale=2),
                                       model.predict(x, 3, cond=ids, guidance_scale=2))
+    # A full-length caption (row 3) gets length max_length: its last word is read.
+    full = model.predict(x, 3, cond=ids, use_ema=False)
+    np.testing.assert_array_equal(full, model.predict(x, 3, cond=ids, lengths=[2, 1, 0, 5], use_ema=False))
+    cut = model.predict(x, 3, cond=ids, lengths=[2, 1, 0, 4], use_ema=False)
+    np.testing.assert_array_equal(cut[:3], full[:3])
+    assert np.abs(cut[3] - full[3]).max() > 1e-6
     model.close()
+
+
+def test_text_encoder_shape_is_checked():
+    with sd.NoiseSchedule.linear(20) as s:
+        for layers, heads, match in [(1, 3, "encoder_heads"), (0, 2, "encoder_heads"), (-1, 0, "encoder_layers")]:
+            cond = sd.Conditioning(kind="tokens", vocab_size=7, max_length=5, dim=8, encoder_layers=layers,
+                                   encoder_heads=heads)
+            with pytest.raises(sd.InvalidArgumentError, match=match):
+                sd.Model(s, data_dim=2, cond=cond)
+        with pytest.raises(sd.InvalidArgumentError, match="encoder_layers is 2 but kind is SEQUENCE"):
+            sd.Model(s, data_dim=2, cond=sd.Conditioning(kind="sequence", dim=8, max_length=5, encoder_layers=2))
