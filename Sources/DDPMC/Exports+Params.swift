@@ -147,12 +147,13 @@ public func ddpm_train_params_default() -> ddpm_train_params {
 
 func trainParams(_ t: TrainingConfig) -> ddpm_train_params {
     let o = t.optimizer
-    return ddpm_train_params(
-        struct_size: MemoryLayout<ddpm_train_params>.size, learning_rate: o.learningRate, beta1: o.beta1, beta2: o.beta2,
-        adam_eps: o.epsilon, weight_decay: o.weightDecay, grad_clip: t.gradClip, ema_decay: t.emaDecay,
-        label_dropout: t.labelDropout, seed: t.seed, prediction_target: t.target.rawValue,
-        loss_weighting: t.lossWeighting.rawValue, min_snr_gamma: t.minSNRGamma,
-        learned_variance: t.learnedVariance ? 1 : 0, vlb_lambda: t.vlbLambda, timestep_sampling: t.timestepSampling.rawValue)
+    var p = ddpm_train_params()  // field by field: condition_dropout is a union with its old name
+    (p.struct_size, p.learning_rate, p.beta1, p.beta2) = (MemoryLayout<ddpm_train_params>.size, o.learningRate, o.beta1, o.beta2)
+    (p.adam_eps, p.weight_decay, p.grad_clip, p.ema_decay) = (o.epsilon, o.weightDecay, t.gradClip, t.emaDecay)
+    (p.condition_dropout, p.seed, p.prediction_target) = (t.conditionDropout, t.seed, t.target.rawValue)
+    (p.loss_weighting, p.min_snr_gamma, p.learned_variance) = (t.lossWeighting.rawValue, t.minSNRGamma, t.learnedVariance ? 1 : 0)
+    (p.vlb_lambda, p.timestep_sampling) = (t.vlbLambda, t.timestepSampling.rawValue)
+    return p
 }
 
 /// The engine's training config (NULL means the defaults).
@@ -162,7 +163,7 @@ func trainingConfig(_ params: UnsafePointer<ddpm_train_params>?) throws -> Train
     var t = TrainingConfig()
     t.optimizer = AdamWConfig(learningRate: p.learning_rate, beta1: p.beta1, beta2: p.beta2, epsilon: p.adam_eps,
                               weightDecay: p.weight_decay)
-    (t.gradClip, t.emaDecay, t.labelDropout, t.seed) = (p.grad_clip, p.ema_decay, p.label_dropout, p.seed)
+    (t.gradClip, t.emaDecay, t.conditionDropout, t.seed) = (p.grad_clip, p.ema_decay, p.condition_dropout, p.seed)
     t.target = try predictionType(p.prediction_target, "prediction_target")
     switch ddpm_loss_weighting(rawValue: UInt32(bitPattern: p.loss_weighting)) {
     case DDPM_LOSS_UNIFORM: t.lossWeighting = .uniform

@@ -23,8 +23,9 @@ Where a Python field differs in form from its C field:
 from __future__ import annotations
 
 import ctypes
+import functools
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -260,10 +261,12 @@ _TRAIN = _lib.lib.ddpm_train_params_default()
 
 @dataclass
 class TrainConfig(_Mirror):
-    """ddpm_train_params: the training recipe (AdamW, gradient clipping, EMA, label dropout,
-    the seed of parameter initialisation and every training draw, and the objective:
+    """ddpm_train_params: the training recipe (AdamW, gradient clipping, EMA, condition
+    dropout, the seed of parameter initialisation and every training draw, and the objective:
     prediction_target "eps", "x0" or "v", loss_weighting "uniform" (L_simple), "min_snr"
-    (min-SNR-γ with min_snr_gamma) or "vlb" (the bound's weight of each term))."""
+    (min-SNR-γ with min_snr_gamma) or "vlb" (the bound's weight of each term)).
+    label_dropout is condition_dropout by its name before 0.3 (TrainConfig(label_dropout=0.2),
+    cfg.label_dropout)."""
 
     learning_rate: float = _f32(_TRAIN.learning_rate)
     beta1: float = _f32(_TRAIN.beta1)
@@ -272,7 +275,7 @@ class TrainConfig(_Mirror):
     weight_decay: float = _f32(_TRAIN.weight_decay)  # decoupled
     grad_clip: float = _f32(_TRAIN.grad_clip)  # global gradient norm; 0 = off
     ema_decay: float = _f32(_TRAIN.ema_decay)
-    label_dropout: float = _f32(_TRAIN.label_dropout)  # probability of training a row unconditionally
+    condition_dropout: float = _f32(_TRAIN.condition_dropout)  # probability of training a row on the null condition
     seed: int = _TRAIN.seed
     prediction_target: str = C.enum_name(C.OUTPUTS, _TRAIN.prediction_target)
     loss_weighting: str = C.enum_name(LOSS_WEIGHTINGS, _TRAIN.loss_weighting)
@@ -284,6 +287,32 @@ class TrainConfig(_Mirror):
     _c_default = staticmethod(_lib.lib.ddpm_train_params_default)
     _enums = {"prediction_target": C.OUTPUTS, "loss_weighting": LOSS_WEIGHTINGS, "timestep_sampling": TIMESTEP_SAMPLINGS}
     _flags = ("learned_variance",)
+
+    @property
+    def label_dropout(self) -> float:
+        """condition_dropout by its name before 0.3."""
+        return self.condition_dropout
+
+    @label_dropout.setter
+    def label_dropout(self, value: float) -> None:
+        self.condition_dropout = value
+
+
+def _accept_label_dropout(init: Callable) -> Callable:
+    """TrainConfig(label_dropout=p) is TrainConfig(condition_dropout=p), as before 0.3."""
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, label_dropout: float | None = None, **kwargs: Any) -> None:
+        if label_dropout is not None:
+            if "condition_dropout" in kwargs:
+                raise InvalidArgumentError("give condition_dropout or its old name label_dropout, not both")
+            kwargs["condition_dropout"] = label_dropout
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+TrainConfig.__init__ = _accept_label_dropout(TrainConfig.__init__)
 
 
 _COND = _lib.lib.ddpm_cond_params_default()

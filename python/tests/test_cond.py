@@ -242,6 +242,18 @@ def test_token_conditioned_unet_with_cross_attention(tmp_path, encoder_layers):
     cut = model.predict(x, 3, cond=ids, lengths=[2, 1, 0, 4], use_ema=False)
     np.testing.assert_array_equal(cut[:3], full[:3])
     assert np.abs(cut[3] - full[3]).max() > 1e-6
+    # The cross-attention maps: encoder level 0 (8×8), level 1 (4×4), middle, decoder 1, 1, 0, 0.
+    assert model.cross_attention_layers == [(8, 8), (4, 4), (4, 4), (4, 4), (4, 4), (8, 8), (8, 8)]
+    for layer, (h, w) in enumerate(model.cross_attention_layers):
+        maps = model.cross_attention(x, 3, layer, cond=ids, use_ema=False)
+        assert maps.shape == (4, h, w, 5)
+        lengths = np.array([2, 1, 1, 5])  # the all-padding row is the null context, one vector long
+        inside = np.arange(5)[None, :] < lengths[:, None]
+        np.testing.assert_allclose(maps.sum(-1), 1, atol=1e-5)
+        assert (maps.transpose(0, 3, 1, 2)[~inside] == 0).all() and (maps[:, :, :, 0][lengths == 1] == 1).all()
+    assert maps[3].std(axis=(0, 1)).max() > 0, "pixels differ in what they attend to"
+    with pytest.raises(sd.InvalidArgumentError, match="layer"):
+        model.cross_attention(x, 3, 7, cond=ids)
     model.close()
 
 

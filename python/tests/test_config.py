@@ -177,3 +177,17 @@ def test_sampling_keyword_defaults_are_the_c_defaults():
     for fn in (sd.Model.sample, sd.Model.predict, sd.NoiseSchedule.sample, sd.Sampler.__init__):
         shown = {name: p.default for name, p in inspect.signature(fn).parameters.items() if name in expected}
         assert shown and shown == {name: expected[name] for name in shown}, fn.__qualname__
+
+
+def test_condition_dropout_keeps_its_old_name(linear100):
+    """label_dropout (before 0.3) is condition_dropout: in TrainConfig, Model's options and the C struct."""
+    assert sd.TrainConfig(label_dropout=0.3) == sd.TrainConfig(condition_dropout=0.3)
+    config = sd.TrainConfig(condition_dropout=0.4)
+    assert config.label_dropout == config.condition_dropout == pytest.approx(0.4)
+    config.label_dropout = 0.25
+    assert config.condition_dropout == 0.25 and "label_dropout" not in repr(config)
+    assert config.to_c().label_dropout == config.to_c().condition_dropout == 0.25
+    with pytest.raises(sd.InvalidArgumentError, match="not both"):
+        sd.TrainConfig(condition_dropout=0.1, label_dropout=0.2)
+    with sd.Model(linear100, data_dim=2, num_classes=2, label_dropout=0.35) as model:
+        assert model.train_config.condition_dropout == pytest.approx(0.35)

@@ -1,5 +1,6 @@
 // The training recipe of a model (ddpm_train_params in C, TrainConfig in Python; stored
-// in checkpoints as JSON with the C field names).
+// in checkpoints as JSON with the C field names; condition dropout under its first name,
+// "label_dropout", so that checkpoints read the same either way).
 
 /// Optimisation settings of a model (stored in checkpoints).
 public struct TrainingConfig: Codable, Sendable, Equatable {
@@ -8,8 +9,14 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var gradClip: Float = 1
     /// EMA decay d in θ_ema ← d_n·θ_ema + (1−d_n)·θ, with warm-up d_n = min(d, (1+n)/(10+n)).
     public var emaDecay: Float = 0.995
-    /// Probability of replacing a label by the null label while training (classifier-free guidance).
-    public var labelDropout: Float = 0.1
+    /// Probability of training a row on the null condition instead of its own (the null label,
+    /// vector or context; classifier-free guidance's condition dropout).
+    public var conditionDropout: Float = 0.1
+    /// `conditionDropout` under its name before 0.3.
+    public var labelDropout: Float {
+        get { conditionDropout }
+        set { conditionDropout = newValue }
+    }
     /// Seeds parameter initialisation and every training draw.
     public var seed: UInt64 = 0
     /// What the network predicts (Objective.swift).
@@ -28,7 +35,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case learningRate = "learning_rate", beta1, beta2, adamEps = "adam_eps", weightDecay = "weight_decay"
-        case gradClip = "grad_clip", emaDecay = "ema_decay", labelDropout = "label_dropout", seed
+        case gradClip = "grad_clip", emaDecay = "ema_decay", conditionDropout = "label_dropout", seed
         case target = "prediction_target", lossWeighting = "loss_weighting", minSNRGamma = "min_snr_gamma"
         case learnedVariance = "learned_variance", vlbLambda = "vlb_lambda", timestepSampling = "timestep_sampling"
     }
@@ -46,7 +53,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
                                 weightDecay: try c.decode(Float.self, forKey: .weightDecay))
         gradClip = try c.decode(Float.self, forKey: .gradClip)
         emaDecay = try c.decode(Float.self, forKey: .emaDecay)
-        labelDropout = try c.decode(Float.self, forKey: .labelDropout)
+        conditionDropout = try c.decode(Float.self, forKey: .conditionDropout)
         seed = try c.decode(UInt64.self, forKey: .seed)
         // Absent in checkpoints before these fields existed: ε, uniform.
         func named<T>(_ key: CodingKeys, _ names: [T: String], _ fallback: T) throws -> T {
@@ -73,7 +80,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         try c.encode(optimizer.weightDecay, forKey: .weightDecay)
         try c.encode(gradClip, forKey: .gradClip)
         try c.encode(emaDecay, forKey: .emaDecay)
-        try c.encode(labelDropout, forKey: .labelDropout)
+        try c.encode(conditionDropout, forKey: .conditionDropout)
         try c.encode(seed, forKey: .seed)
         try c.encode(Self.targetNames[target], forKey: .target)
         try c.encode(Self.weightingNames[lossWeighting], forKey: .lossWeighting)
@@ -87,7 +94,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         try optimizer.validate()
         try require(gradClip.isFinite && gradClip >= 0, "grad_clip must be >= 0 (got \(gradClip))")
         try require(emaDecay >= 0 && emaDecay <= 1, "ema_decay must be in [0, 1] (got \(emaDecay))")
-        try require(labelDropout >= 0 && labelDropout <= 1, "label_dropout must be in [0, 1] (got \(labelDropout))")
+        try require(conditionDropout >= 0 && conditionDropout <= 1,
+                    "condition_dropout (label_dropout) must be in [0, 1] (got \(conditionDropout))")
         try require(minSNRGamma.isFinite && minSNRGamma > 0, "min_snr_gamma must be > 0 (got \(minSNRGamma))")
         try require(vlbLambda.isFinite && vlbLambda >= 0, "vlb_lambda must be >= 0 (got \(vlbLambda))")
     }
