@@ -56,6 +56,18 @@ static void sample_shard(int n, int r, int size, int *a, int *b) {
     *b = *b < n ? *b : n;
 }
 
+/* Gathers every rank's samples (its sample_shard of n points of 2 floats) into all on rank 0. */
+static void gather_shards(const float *mine, float *all, int n, int rank, int size) {
+    int counts[BATCH], offsets[BATCH];
+    for (int r = 0; r < size; r++) {
+        int a, b;
+        sample_shard(n, r, size, &a, &b);
+        offsets[r] = 2 * a;
+        counts[r] = 2 * (b - a);
+    }
+    MPI_Gatherv(mine, counts[rank], MPI_FLOAT, all, counts, offsets, MPI_FLOAT, 0, MPI_COMM_WORLD);
+}
+
 /* The condition of data point i for a conditioned run: which half of the plane it lies in,
  * as a one-hot vector (VECTOR), or as the caption [1 + half, 3] of length 2 for even i and
  * [1 + half] of length 1 for odd i (TOKENS, max_length 3, 0 = padding). */
@@ -145,14 +157,7 @@ static int conditioned_run(int kind, const ddpm_schedule *sched, const float *da
     shard.tokens_count = kind == DDPM_COND_TOKENS ? 3 * (b - a) : 0;
     shard.lengths = kind == DDPM_COND_TOKENS ? lengths + a : NULL;
     if (b > a) CHECK(ddpm_model_sample_shard(model, &smp, &guided, &shard, b - a, a, COND_SAMPLES, mine, 2 * (b - a)));
-    int counts[BATCH], offsets[BATCH];
-    for (int r = 0; r < size; r++) {
-        int ra, rb;
-        sample_shard(COND_SAMPLES, r, size, &ra, &rb);
-        offsets[r] = 2 * ra;
-        counts[r] = 2 * (rb - ra);
-    }
-    MPI_Gatherv(mine, counts[rank], MPI_FLOAT, samples, counts, offsets, MPI_FLOAT, 0, MPI_COMM_WORLD);
+    gather_shards(mine, samples, COND_SAMPLES, rank, size);
     int same = 1;
     if (rank == 0) {
         cond.vectors_count = kind == DDPM_COND_VECTOR ? 2 * COND_SAMPLES : 0;
@@ -220,23 +225,15 @@ int main(int argc, char **argv) {
 
     /* Sharded DDIM sampling: whole chunks of DDPM_PREDICT_CHUNK samples per rank. */
     static float samples[N_SAMPLES * 2], mine[N_SAMPLES * 2], alone[N_SAMPLES * 2];
-    int counts[BATCH], offsets[BATCH];
-    for (int r = 0; r < size; r++) {
-        int a, b;
-        sample_shard(N_SAMPLES, r, size, &a, &b);
-        offsets[r] = 2 * a;
-        counts[r] = 2 * (b - a);
-    }
     ddpm_sample_params smp = ddpm_sample_params_default();
     smp.method = DDPM_METHOD_DDIM;
     smp.steps = 50;
     smp.eta = 1;
     smp.seed = 7;
-    int n_mine = counts[rank] / 2;
-    if (n_mine > 0)
-        CHECK(ddpm_model_sample_shard(model, &smp, NULL, NULL, n_mine, offsets[rank] / 2, N_SAMPLES, mine,
-                                      n_mine * 2));
-    MPI_Gatherv(mine, counts[rank], MPI_FLOAT, samples, counts, offsets, MPI_FLOAT, 0, MPI_COMM_WORLD);
+    int a, b;
+    sample_shard(N_SAMPLES, rank, size, &a, &b);
+    if (b > a) CHECK(ddpm_model_sample_shard(model, &smp, NULL, NULL, b - a, a, N_SAMPLES, mine, 2 * (b - a)));
+    gather_shards(mine, samples, N_SAMPLES, rank, size);
 
     int ok = 1;
     if (rank == 0) {
