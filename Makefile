@@ -4,7 +4,8 @@
 # Also: make bench [BENCH_ARGS=--quick] (engine vs PyTorch), make install PREFIX=/usr/local, make clean,
 #       make wheel (dist/swiftddpm-*.whl), make test-torch (PyTorch interop, in .bench-venv).
 # MPI (data-parallel training, issue 12): make test also runs the MPI tests with mpirun -np 2.
-# Not part of test: make fuzz [FUZZ_SECONDS=600] / make fuzz-smoke (libFuzzer over the checkpoint loader, fuzz/README.md).
+# Not part of test: make fuzz [FUZZ_SECONDS=600] / make fuzz-smoke (libFuzzer over the checkpoint loader, fuzz/README.md);
+# make test compiles the fuzzer's harness and runs its smoke pass over the plain library (test-fuzz-smoke).
 
 PYTHON   ?= python3
 SWIFT    ?= swift
@@ -22,7 +23,7 @@ ABI_MAJOR := $(firstword $(subst ., ,$(VERSION)))
 
 .PHONY: all setup setup-system setup-python build demo test test-swift test-c test-c-hardening test-python bench install clean \
         wheel test-wheel test-wheel-source test-torch bench-venv \
-        fuzz fuzz-setup fuzz-build fuzz-smoke
+        fuzz fuzz-setup fuzz-build fuzz-smoke test-fuzz-smoke
 .PHONY: setup-mpi test-mpi
 
 all: build
@@ -62,7 +63,7 @@ demo: setup build
 	$(PYTHON) examples/python/signals_1d.py --out $(OUT)/signals_1d
 
 # ---- tests -----------------------------------------------------------------------------
-test: setup build test-swift test-c test-c-hardening test-mpi test-python test-wheel
+test: setup build test-swift test-c test-c-hardening test-fuzz-smoke test-mpi test-python test-wheel
 
 test-swift: setup-system
 	$(SWIFT) test
@@ -80,14 +81,18 @@ test-c: build
 
 # Issue 10: every export with every class of bad input, and a saved checkpoint damaged every
 # way we could think of; each case in a forked child; any crash, hang or wrong status fails.
-HARDENING := tests/c/bad_inputs tests/c/checkpoint_mutations
+# Issue 19: thread_stress runs the header's threading rules at once (own models on a shared
+# schedule, a shared model behind the caller's lock, ddpm_set_num_threads throughout) under
+# an alarm() watchdog, every result checked bitwise against one thread's.
+HARDENING := tests/c/bad_inputs tests/c/checkpoint_mutations tests/c/thread_stress
 tests/c/%: tests/c/%.c tests/c/harness.h include/ddpm.h build
-	$(CC) -O2 -g -Wall -Wextra -std=c11 $< -Iinclude -L$(BUILD) -lddpm -Wl,-rpath,'$$ORIGIN/../../$(BUILD)' -lm -o $@
+	$(CC) -O2 -g -Wall -Wextra -std=c11 -pthread $< -Iinclude -L$(BUILD) -lddpm -Wl,-rpath,'$$ORIGIN/../../$(BUILD)' -lm -o $@
 
 test-c-hardening: $(HARDENING)
 	rm -rf $(BUILD)/hardening && mkdir -p $(BUILD)/hardening
 	OPENBLAS_NUM_THREADS=1 tests/c/bad_inputs $(BUILD)/hardening
 	OPENBLAS_NUM_THREADS=1 tests/c/checkpoint_mutations $(BUILD)/hardening
+	OPENBLAS_NUM_THREADS=1 tests/c/thread_stress $(BUILD)/hardening
 
 test-python: setup-python setup-mpi build
 	$(PYTHON) -m pytest -q python/tests
@@ -145,6 +150,29 @@ fuzz: fuzz-build
 
 fuzz-smoke: fuzz-build
 	cd $(FUZZ_OUT) && $(CURDIR)/$(FUZZER) $(FUZZ_FLAGS) -runs=0 seeds $(CURDIR)/fuzz/regressions
+
+# make test (issue 19: the harness had rotted unseen): fuzz/load_fuzzer.cc compiled against the
+# plain library and run once on every seed and regression input, a few seconds. With libFuzzer
+# and ASan where $(FUZZ_CXX) links them (the Swift toolchain's clang does); else with ASan alone,
+# or plainly, through fuzz/standalone_main.cc (its own main() running each input once).
+SMOKE := $(BUILD)/fuzz-smoke
+test-fuzz-smoke: build setup-python
+	@rm -rf $(SMOKE) && mkdir -p $(SMOKE) && $(PYTHON) fuzz/make_corpus.py $(SMOKE)/seeds && \
+	cxx=$(FUZZ_CXX); command -v $$cxx >/dev/null 2>&1 || cxx=c++; \
+	link="-Iinclude fuzz/load_fuzzer.cc -L$(BUILD) -lddpm -Wl,-rpath,$(CURDIR)/$(BUILD)"; \
+	printf 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { return 0; }\n' > $(SMOKE)/probe.cc; \
+	if $$cxx -fsanitize=fuzzer,address $(SMOKE)/probe.cc -o $(SMOKE)/probe >/dev/null 2>&1; then \
+	  echo "fuzz smoke: libFuzzer + ASan ($$cxx)"; flags="-fsanitize=fuzzer,address"; run="$(FUZZ_FLAGS) -runs=0"; \
+	else \
+	  printf 'int main() { return 0; }\n' > $(SMOKE)/probe.cc; flags=; run=; \
+	  $$cxx -fsanitize=address $(SMOKE)/probe.cc -o $(SMOKE)/probe >/dev/null 2>&1 && flags=-fsanitize=address; \
+	  echo "fuzz smoke: no libFuzzer runtime for $$cxx: fuzz/standalone_main.cc, $${flags:-no sanitizer}"; \
+	  link="$$link fuzz/standalone_main.cc"; \
+	fi; \
+	$$cxx -std=c++17 -O1 -g $$flags $$link -o $(SMOKE)/load_fuzzer > $(SMOKE)/build.log 2>&1 \
+	  || { cat $(SMOKE)/build.log; exit 1; }; \
+	$(SMOKE)/load_fuzzer $$run $(SMOKE)/seeds fuzz/regressions > $(SMOKE)/run.log 2>&1 \
+	  && tail -2 $(SMOKE)/run.log || { cat $(SMOKE)/run.log; exit 1; }
 
 # ---- install ---------------------------------------------------------------------------
 # lib/libddpm.so.X.Y.Z with its SONAME link libddpm.so.X and the dev link libddpm.so,

@@ -73,6 +73,8 @@ static void write_file(const uint8_t *data, size_t size) {
 }
 
 // Uses a loaded model once; its shapes must be consistent with what the loader accepted.
+// The condition batch holds one null-or-zero row of whatever the model is conditioned on
+// (a label, a vector, a sequence or tokens of its loaded sizes), so every kind is run.
 static void exercise(ddpm_model *model) {
     int64_t size = ddpm_model_sample_size(model);
     int64_t parameters = ddpm_model_num_parameters(model);
@@ -81,15 +83,27 @@ static void exercise(ddpm_model *model) {
     if (size < 1 || size > 4096 || parameters < 1 || parameters > 100000) return;
     std::vector<float> x(size, 0.5f), out(size);
     ddpm_cond_params cond = ddpm_cond_params_default();
-    ddpm_model_get_cond_params(model, &cond);
-    int32_t label = 0;
-    const int32_t *labels = cond.kind == DDPM_COND_CLASSES ? &label : nullptr;
+    if (ddpm_model_get_cond_params(model, &cond) != DDPM_OK) { fprintf(stderr, "get_cond_params failed\n"); abort(); }
+    int64_t length = cond.max_length > 0 ? cond.max_length : 1, dim = cond.dim > 0 ? cond.dim : 1;
+    if (length * dim > 65536) return;
+    int32_t label = 0, row_length = (int32_t)length;
+    std::vector<float> vectors((size_t)(length * dim), 0.25f);
+    std::vector<int32_t> tokens((size_t)length, cond.vocab_size > 1 ? 1 : 0);
+    ddpm_cond_batch batch = ddpm_cond_batch_default();
+    switch (cond.kind) {
+    case DDPM_COND_CLASSES: batch.labels = &label; break;
+    case DDPM_COND_VECTOR: batch.vectors = vectors.data(); batch.vectors_count = dim; break;
+    case DDPM_COND_SEQUENCE: batch.vectors = vectors.data(); batch.vectors_count = length * dim; batch.lengths = &row_length; break;
+    case DDPM_COND_TOKENS: batch.tokens = tokens.data(); batch.tokens_count = length; break;
+    default: break;
+    }
+    const ddpm_cond_batch *c = cond.kind == DDPM_COND_NONE ? nullptr : &batch;
     ddpm_predict_params pp = ddpm_predict_params_default();
-    (void)ddpm_model_predict(model, &pp, DDPM_OUTPUT_EPS, x.data(), 1, 0, labels, out.data(), size);
+    (void)ddpm_model_predict(model, &pp, DDPM_OUTPUT_EPS, x.data(), 1, 0, c, out.data(), size);
     ddpm_sample_params sp = ddpm_sample_params_default();
     sp.method = DDPM_METHOD_DDIM;
     sp.steps = 2;
-    (void)ddpm_model_sample(model, &sp, &pp, labels, 1, out.data(), size);
+    (void)ddpm_model_sample(model, &sp, &pp, c, 1, out.data(), size);
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -310,6 +324,8 @@ const char *kStrings[] = {
     "mlp", "unet", "linear", "cosine", "sigmoid", "custom", "none", "classes",
     "9223372036854775807", "9223372036854775808", "18446744073709551615", "18446744073709551616", "-0", "nan", "inf",
     "00000000", "ffffffff", "FFFFFFFF", "0000000g", "{}", "[]", "{\"kind\":\"mlp\"}", "null",
+    "vector", "sequence", "tokens", "eps", "x0", "v", "epsilon", "uniform", "importance", "min_snr", "vlb",
+    "0.1.0", "0.2.0", "0.3.0", "0.3", "99.0.0",
 };
 const char *kKeys[] = {
     "__metadata__", "dtype", "shape", "data_offsets", "format", "format_version", "library_version",
@@ -320,6 +336,8 @@ const char *kKeys[] = {
     "grad_clip", "ema_decay", "label_dropout", "seed", "beta_start", "beta_end", "cosine_s", "max_beta",
     "sigmoid_start", "sigmoid_end", "schedule.betas", "model.x", "ema.x", "dataDim", "_0", "numClasses",
     "betaStart", "betaEnd", "offset", "maxBeta", "optimizer", "gradClip", "emaDecay", "labelDropout",
+    "cross_attention_levels", "prediction_target", "loss_weighting", "min_snr_gamma", "learned_variance",
+    "vlb_lambda", "timestep_sampling", "max_length", "vocab_size", "resampler.loss_history", "resampler.counts",
 };
 template <size_t N> const char *pick(std::mt19937 &rng, const char *(&table)[N]) { return table[rng() % N]; }
 

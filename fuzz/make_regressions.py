@@ -3,8 +3,9 @@
     python3 fuzz/make_regressions.py [OUT_DIR]     (default: fuzz/regressions next to this file)
 
 Each file is a valid safetensors container (the data region is one F64 schedule.betas
-vector, nothing else) whose metadata holds a format-2 configuration the loader builds a
-model from before it looks at any model tensor. Each configuration below crashed
+vector, nothing else, under its CRC-32C: format 2 requires the checksum since issue 19) whose
+metadata holds a format-2 configuration (library_version 0.3.0) the loader builds a model
+from before it looks at any model tensor. Each configuration below crashed
 ddpm_model_load (segfault or abort, ASan report under `make fuzz`) at the commit that
 added it; a fixed loader returns DDPM_ERR_FORMAT for every one. The files are committed
 (under 1 KB each, JSON text but for 8 bytes) so that `make fuzz` and `make fuzz-smoke`
@@ -62,7 +63,7 @@ def compact(value: dict) -> str:
 def checkpoint(network: dict) -> bytes:
     """A format-2 checkpoint header with `network`, a linear schedule of T = 1 and no model tensors."""
     return container({
-        "format": "swiftddpm-checkpoint", "format_version": "2", "library_version": "0.2.0",
+        "format": "swiftddpm-checkpoint", "format_version": "2", "library_version": "0.3.0",
         "network": compact(network), "training": compact(TRAINING), "conditioning": '{"kind":"none"}',
         "schedule": '{"beta_end":0.02,"beta_start":0.02,"kind":"linear"}',
         "step": "0", "optimizer_step": "0", "rng_seed": "0", "rng_counter": "0",
@@ -71,7 +72,7 @@ def checkpoint(network: dict) -> bytes:
 
 def checkpoint_v1(network: dict) -> bytes:
     """The same in format version 1 (library 0.1's Codable encoding of the configuration)."""
-    return container({
+    return container(checksum=False, metadata={  # 0.1 wrote no checksum
         "format": "swiftddpm-checkpoint", "format_version": "1", "library_version": "0.1.0",
         "network": compact(network), "training": compact(V1_TRAINING),
         "schedule_kind": '{"linear":{"betaEnd":0.02,"betaStart":0.02}}',
@@ -79,9 +80,21 @@ def checkpoint_v1(network: dict) -> bytes:
     })
 
 
-def container(metadata: dict) -> bytes:
-    """A safetensors file: metadata and one F64 schedule.betas = [0.02]."""
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli, reflected 0x82F63B78), bit by bit: the checksum the library verifies."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+def container(metadata: dict, checksum: bool = True) -> bytes:
+    """A safetensors file: metadata and one F64 schedule.betas = [0.02] (with its CRC-32C)."""
     betas = struct.pack("<d", 0.02)
+    if checksum:
+        metadata = {**metadata, "data_crc32c": f"{crc32c(betas):08x}"}
     header = {"__metadata__": metadata,
               "schedule.betas": {"dtype": "F64", "shape": [1], "data_offsets": [0, len(betas)]}}
     text = json.dumps(header, separators=(",", ":")).encode()

@@ -2,7 +2,7 @@
  * ddpm.h — SwiftDDPM, a CPU diffusion-model engine (DDPM family: train and sample).
  *
  * The library is libddpm.so, written in Swift and exported through a C ABI. This header
- * (with ddpm_version.h) is the whole public contract. ABI 0.2.
+ * (with ddpm_version.h) is the whole public contract. ABI 0.3.
  *
  * Overview
  * --------
@@ -41,10 +41,25 @@
  *     only ever appended.
  *   - Handles are opaque; every create or load function has a matching free function, and
  *     freeing NULL is a no-op.
- *   - Threading: distinct handles may be used from different threads at once. One handle
- *     must not be used by two threads at the same time (a schedule is read-only after
- *     creation and may be shared by threads). The library itself splits a call's work over
- *     its own threads; see ddpm_set_num_threads().
+ *   - Threading (tests/c/thread_stress.c runs each rule at once, under a watchdog):
+ *       * Distinct models and samplers: any calls at the same time from different threads,
+ *         create, load, save and free included (saves to one path: the last rename wins).
+ *       * One ddpm_schedule: read-only once created; every function taking a const
+ *         ddpm_schedule* (tables, add_noise, posterior, vlb, schedule_sample, model and
+ *         sampler creation) may run on it from several threads at once. Free it only when
+ *         none runs.
+ *       * One model or one sampler: its calls must not overlap, not even the read-only
+ *         ones (step, get_*); serialise them with your own lock. A handle may move between
+ *         threads, one call after another. The ddpm_model_gradients buffer belongs to its
+ *         model under the same rule.
+ *       * ddpm_set_num_threads / ddpm_get_num_threads: at any time, from any thread, while
+ *         other threads are inside any calls (a change waits for the parallel section
+ *         running, and a call in progress may continue on the new count). Results are
+ *         bitwise the same for every thread count, so a change never alters any result.
+ *       * ddpm_last_error() is per thread; ddpm_status_string and the version functions
+ *         may be called at any time. Callbacks (model_fn, progress) run on the thread that
+ *         made the call, one at a time.
+ *     The library splits a call's work over its own pool of threads; see ddpm_set_num_threads().
  *   - Random numbers come from a counter-based Philox generator: the same seed gives the
  *     same results from C, Python and Swift, whatever the thread count.
  *   - Sizes are bounded before anything is allocated (see Limits below): a configuration or
@@ -414,7 +429,8 @@ typedef struct ddpm_sampler ddpm_sampler;
  *  over a copy of the schedule. Its steps go through the timesteps of
  *  ddpm_sampler_timesteps() in order; its noise comes from params->seed, so that
  *  init_noise + the steps reproduce ddpm_schedule_sample exactly. params->progress is
- *  not used. */
+ *  not used. variance = DDPM_VARIANCE_LEARNED is DDPM_ERR_INVALID_ARGUMENT here and in
+ *  ddpm_schedule_sample: a caller's model output carries no learned variance. */
 int ddpm_sampler_create(const ddpm_schedule *schedule, const ddpm_sample_params *params,
                         int64_t n, int64_t dim, ddpm_sampler **out);
 
@@ -580,7 +596,10 @@ ddpm_cond_params ddpm_cond_params_default(void);
  *  CLASSES, vectors for VECTOR and SEQUENCE, tokens for TOKENS). Pass NULL, or leave a field
  *  NULL, for the null condition (unconditional rows; the unconditional branch of guidance).
  *  Everything given is checked: labels in 0..K (K = null), each count, lengths in
- *  0..max_length, token ids in 0..V-1, every float finite. */
+ *  0..max_length, token ids in 0..V-1, every float finite. struct_size must end at a field
+ *  boundary (an older, shorter struct) or cover the whole struct, and must include the
+ *  fields the model's conditioning reads (labels; vectors and vectors_count; tokens and
+ *  tokens_count; lengths may be left out): otherwise DDPM_ERR_INVALID_ARGUMENT. */
 typedef struct ddpm_cond_batch {
     size_t struct_size;       /* sizeof(ddpm_cond_batch)                                  */
     const int32_t *labels;    /* (rows,) class labels, or NULL                            */
@@ -649,9 +668,17 @@ int ddpm_model_set_learning_rate(ddpm_model *model, float learning_rate);
  *  norm or any updated parameter, AdamW moment or EMA weight would not be finite, it returns
  *  DDPM_ERR_NON_FINITE (naming the tensor) and the parameters, EMA, moments and step count
  *  are unchanged (the step's random draws are spent), so training can go on, e.g. after
- *  ddpm_model_set_learning_rate() with a lower rate. With gradient clipping on, a backward
- *  pass that overflows float is run again on a scaled loss gradient (only the direction of a
- *  clipped gradient matters), so such steps still go through. */
+ *  ddpm_model_set_learning_rate() with a lower rate. An exploding update is refused the same
+ *  way: one whose RMS is over 100 × max(RMS of the parameters, 1) (with AdamW an update's
+ *  RMS is about the learning rate, so only a rate of order 100 or more gets there; one such
+ *  step accepted used to leave weights so large that no later step could succeed). This
+ *  guards against one explosive step, not against a run that drifts away over many
+ *  accepted steps: keep checkpoints (ddpm_model_save) to go back to. With gradient clipping
+ *  on, a backward pass that overflows float is run again on a scaled loss gradient (only the
+ *  direction of a clipped gradient matters), and finite gradients of any size are clipped,
+ *  so such steps still go through. A step that would take the step counter past 2^53 (what
+ *  a checkpoint holds) is DDPM_ERR_INVALID_ARGUMENT. With importance-sampled timesteps only
+ *  an applied step adds its losses to the history. */
 int ddpm_model_train_step(ddpm_model *model, const float *x0, int64_t batch, int64_t count,
                           const ddpm_cond_batch *cond, float *loss_out);
 
@@ -694,16 +721,21 @@ int ddpm_model_nll(ddpm_model *model, const ddpm_vlb_params *params, const ddpm_
 
 /** Saves network, EMA, optimizer state, RNG, schedule and configuration as one safetensors
  *  file. The file is written to a temporary name beside `path` and renamed over it, so an
- *  existing file is never left half-written. */
+ *  existing file is never left half-written; a symbolic link at `path` is replaced, never
+ *  written through. The new file keeps the mode of the regular file it replaces; over a link
+ *  to a regular file it gets no more than the target's mode and 0644 less the umask; else
+ *  0644 less the umask. Any name a folder can hold (up to 255 bytes) can be saved to. */
 int ddpm_model_save(const ddpm_model *model, const char *path);
 
 /** Loads a model saved by ddpm_model_save (any checkpoint format version up to the
  *  current one); training resumes exactly where it stopped. Only a regular file is read,
  *  and it is validated whole before anything is built from it: the container (sizes,
- *  header, byte ranges, checksum), format_version exactly "1" or "2", the configuration
+ *  header, byte ranges, tensors of at most 8 dimensions, checksum: required in format 2,
+ *  which every writer since 0.2 has stored), format_version exactly "1" or "2", the configuration
  *  within the limits above, exactly the tensors of that model (none missing, none extra,
  *  F32 with the right shapes), every weight, EMA value and moment finite (second moments
- *  >= 0), counters decimal and <= 2^53, the schedule metadata agreeing with its β.
+ *  >= 0), counters decimal and <= 2^53, the schedule metadata agreeing with its β, an
+ *  importance-sampling loss history of values in [0, 1e100].
  *  Anything else is DDPM_ERR_FORMAT with a message naming the tensor or field (DDPM_ERR_IO
  *  for a file that cannot be read or is not a regular file). */
 int ddpm_model_load(const char *path, ddpm_model **out);
@@ -747,7 +779,7 @@ int ddpm_model_gradients(ddpm_model *model, float **grads_out, int64_t *count_ou
 /** The second half of a train step: clips the gradient buffer (as the caller left it),
  *  applies AdamW, updates the EMA, counts the step. DDPM_ERR_INVALID_ARGUMENT unless a
  *  compute_gradients came first; DDPM_ERR_NON_FINITE (parameters unchanged) if the
- *  gradients are not finite. */
+ *  gradients are not finite or the update explodes, as for ddpm_model_train_step. */
 int ddpm_model_apply_gradients(ddpm_model *model);
 
 /** Copies the parameters (ema = 0) or their EMA (ema != 0) into out: count = P floats. */

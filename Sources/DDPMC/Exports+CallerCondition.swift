@@ -11,7 +11,8 @@ import DDPM
 /// The caller's condition of `rows` rows (NULL: none), for a caller's model: counts must be
 /// multiples of the rows, lengths in 0...(ids a row) with tokens, >= 0 without.
 func callerConditionBatch(_ params: UnsafePointer<ddpm_cond_batch>?, rows: Int64) throws -> ConditionBatch {
-    guard params != nil else { return .none }
+    guard let params else { return .none }
+    try checkCondBatchSize(params, .none)  // struct_size on a field boundary
     let p = try readParams(params, defaults: ddpm_cond_batch_default(), "cond")
     func perRow(_ count: Int64, _ given: Bool, _ name: String) throws -> Int {
         guard given else {
@@ -84,6 +85,7 @@ public func ddpm_schedule_sample_cond(
     guarded("ddpm_schedule_sample") {
         let s = try schedule(handle)
         let options = try samplerOptions(params)
+        try requireCallerVariance(options)
         let fn = try nonNull(modelFn, "model_fn")
         let out = try nonNull(out, "out")
         let total = try checkCount(count, rows: n, cols: dim, "out")

@@ -248,7 +248,8 @@ public func ddpm_cond_batch_default() -> ddpm_cond_batch {
 /// conditioning's sizes. The values themselves (labels in 0...K, ids in 0..<V, lengths in
 /// 0...Lmax, finite floats) are the engine's to check.
 func conditionBatch(_ params: UnsafePointer<ddpm_cond_batch>?, rows: Int64, _ c: Conditioning) throws -> ConditionBatch {
-    guard params != nil else { return .none }
+    guard let params else { return .none }
+    try checkCondBatchSize(params, c)
     let p = try readParams(params, defaults: ddpm_cond_batch_default(), "cond")
     var batch = ConditionBatch(labels: p.labels)
     (batch.maxLength, batch.contextDim, batch.lengths) = (c.maxLength, c.contextDim, p.lengths)
@@ -277,6 +278,45 @@ func conditionBatch(_ params: UnsafePointer<ddpm_cond_batch>?, rows: Int64, _ c:
         throw DDPMError.invalidArgument("cond->lengths was given but the model is not conditioned on sequences or tokens")
     }
     return batch
+}
+
+/// The ends of ddpm_cond_batch's fields, in order: a struct_size must be one of them (an older,
+/// shorter struct ends at a field boundary; one that ends inside a pointer would hand us half
+/// of it) or at least the whole struct (a newer caller's tail is ignored).
+private let condBatchFieldEnds: [(end: Int, field: String)] = {
+    typealias B = ddpm_cond_batch
+    let fields: [(PartialKeyPath<B>, Int, String)] = [
+        (\B.labels, 8, "labels"), (\B.vectors, 8, "vectors"), (\B.vectors_count, 8, "vectors_count"),
+        (\B.tokens, 8, "tokens"), (\B.tokens_count, 8, "tokens_count"), (\B.lengths, 8, "lengths"),
+    ]
+    return fields.map { (MemoryLayout<B>.offset(of: $0.0)! + $0.1, $0.2) }
+}()
+
+/// Throws `.invalidArgument` unless cond->struct_size ends at a field boundary (or covers the
+/// whole struct) and covers every field a model conditioned on `c` reads: labels (CLASSES);
+/// vectors and vectors_count (VECTOR, SEQUENCE); tokens and tokens_count (TOKENS). lengths may
+/// be left out (NULL: every row has max_length).
+func checkCondBatchSize(_ params: UnsafePointer<ddpm_cond_batch>, _ c: Conditioning) throws {
+    let given = UnsafeRawPointer(params).load(as: Int.self)
+    let whole = MemoryLayout<ddpm_cond_batch>.size
+    guard given >= MemoryLayout<Int>.size, given <= 1 << 20 else { return }  // readParams names it
+    guard given >= whole || given == MemoryLayout<Int>.size || condBatchFieldEnds.contains(where: { $0.end == given }) else {
+        throw DDPMError.invalidArgument("cond->struct_size is \(given), which ends inside a field of ddpm_cond_batch "
+                                        + "(field ends: \(condBatchFieldEnds.map { "\($0.field) \($0.end)" }.joined(separator: ", ")), "
+                                        + "sizeof \(whole)); initialise it with ddpm_cond_batch_default()")
+    }
+    let needed: String
+    switch c {
+    case .none: return
+    case .classes: needed = "labels"
+    case .vector, .sequence: needed = "vectors_count"
+    case .tokens: needed = "tokens_count"
+    }
+    let end = condBatchFieldEnds.first { $0.field == needed }!.end
+    guard given >= end else {
+        throw DDPMError.invalidArgument("cond->struct_size is \(given), which leaves out cond->\(needed) (it ends at byte \(end)), "
+                                        + "a field the model's conditioning reads; initialise it with ddpm_cond_batch_default()")
+    }
 }
 
 @_cdecl("ddpm_predict_params_default")

@@ -75,6 +75,15 @@ func samplerOptions(_ params: UnsafePointer<ddpm_sample_params>?) throws -> Samp
     return o
 }
 
+/// A caller's model (a callback, or outputs fed to a ddpm_sampler) gives no learned variance:
+/// refuse LEARNED when the sampler is made rather than fail at its first step.
+func requireCallerVariance(_ o: SamplerOptions) throws {
+    guard o.variance != .learned else {
+        throw DDPMError.invalidArgument("variance LEARNED needs a model that outputs its variance (a ddpm_model trained with "
+                                        + "learned_variance); a caller's model output has none: use BETA or POSTERIOR")
+    }
+}
+
 /// The caller's progress callback as the engine's closure (nil when none).
 func progressClosure(_ params: UnsafePointer<ddpm_sample_params>?, count: Int) -> SamplingProgress? {
     guard let params, params.pointee.struct_size >= MemoryLayout<ddpm_sample_params>.size,
@@ -107,6 +116,7 @@ public func ddpm_sampler_create(
         try output(out) {
             let s = try schedule(sched)
             let options = try samplerOptions(params)
+            try requireCallerVariance(options)
             let total = try checkCount(Int64(n) &* Int64(dim), rows: n, cols: dim, "n × dim")
             return SamplerHandle(try Sampler(schedule: s, options: options, batch: Int(n), sampleSize: total / Int(n)))
         }

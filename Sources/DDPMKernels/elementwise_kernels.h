@@ -34,7 +34,7 @@
     K(void, ddpm_ema_update, (float *ema, const float *params, float keep, int64_t n), (ema, params, keep, n))         \
     K(int64_t, ddpm_adamw_first_nonfinite,                                                                              \
       (const ddpm_adamw_step *k, const float *params, const float *m, const float *v, const float *grads,              \
-       const float *ema, int64_t n, int32_t *which, float *value),                                                      \
-      (k, params, m, v, grads, ema, n, which, value))
+       const float *ema, int64_t n, int32_t *which, float *value, double *sizes),                                       \
+      (k, params, m, v, grads, ema, n, which, value, sizes))
 
 #endif

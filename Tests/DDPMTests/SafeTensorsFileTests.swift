@@ -128,7 +128,7 @@ final class SafeTensorsFileTests: TemporaryFolderTestCase {
         XCTAssertEqual(undetected, [], "each of the 480 single-bit flips of the data region is rejected by the checksum")
     }
 
-    func testAFileWithoutChecksumStillLoads() throws {
+    func testAFileWithoutChecksumStillReadsButNoFormat2Checkpoint() throws {
         // A file as written before the checksum existed: same layout, no reserved key.
         let path = dir + "/old.safetensors"
         let header = #"{"__metadata__":{"format":"old","network":"{\"a\":\/1}","emoji":"\ud83d\ude00 \u00e9"},"# + String(goodHeader.dropFirst())
@@ -163,7 +163,17 @@ final class SafeTensorsFileTests: TemporaryFolderTestCase {
         let legacy = dir + "/legacy.safetensors"
         try putBytes(legacy, container(json, data))
         XCTAssertFalse(String(decoding: try fileBytes(legacy), as: UTF8.self).contains(SafeTensors.checksumKey))
-        let loaded = try DiffusionModel.load(from: legacy)
+        // The container reads, but a format-2 checkpoint without it is refused (issue 19): every
+        // format-2 writer stored it, so its absence means an edit the checksum cannot vouch for.
+        XCTAssertNil(try SafeTensors.read(path: legacy).checksum)
+        XCTAssertThrowsError(try DiffusionModel.load(from: legacy)) { error in
+            guard case DDPMError.format(let m)? = error as? DDPMError else { return XCTFail("expected .format, got \(error)") }
+            XCTAssertTrue(m.contains(SafeTensors.checksumKey) && m.contains("format-2"), m)
+        }
+        // The same file with its checksum added back loads as the model (control).
+        let restored = dir + "/restored.safetensors"
+        try SafeTensors.write(path: restored, tensors: saved.rawTensors(), metadata: saved.metadata)
+        let loaded = try DiffusionModel.load(from: restored)
         XCTAssertEqual(loaded.network.parameters.valuesArray, model.network.parameters.valuesArray)
     }
 
@@ -334,7 +344,72 @@ final class SafeTensorsFileTests: TemporaryFolderTestCase {
         expectFormat(nul, ["unexpected bytes after"], "NUL padding")
     }
 
+    /// Issue 19: a shape of 199999 unit dimensions and an 8 took minutes to parse (the shape
+    /// was copied at every dimension). At most `maxRank` dimensions are allowed, and the
+    /// parser refuses a longer array when it reaches it. Event, not clock: before the fix
+    /// these files were accepted (a 32-byte tensor), now each is refused naming the limit.
+    func testShapesOfMoreThanEightDimensionsAreRefused() throws {
+        func file(_ shape: [Int]) -> [UInt8] {
+            let bytes = 4 * shape.reduce(1, *)
+            let header = "{\"x\":{\"dtype\":\"F32\",\"shape\":[\(shape.map(String.init).joined(separator: ","))],\"data_offsets\":[0,\(bytes)]}}"
+            return container(header, [UInt8](repeating: 0, count: bytes))
+        }
+        let path = dir + "/rank.safetensors"
+        try putBytes(path, file([1, 1, 1, 1, 1, 1, 1, 8]))
+        XCTAssertEqual(try SafeTensors.read(path: path).tensors["x"]?.shape, [1, 1, 1, 1, 1, 1, 1, 8], "control: 8 dimensions load")
+        for shape in [[1, 1, 1, 1, 1, 1, 1, 1, 8], [Int](repeating: 1, count: 20_000) + [8]] {
+            try putBytes(path, file(shape))
+            expectFormat(path, ["more than 8"], "a shape of \(shape.count) dimensions")
+        }
+        // The writer refuses what the reader would (nothing is created).
+        let nine = SafeTensors.Tensor(name: "x", dtype: .u8, shape: [Int](repeating: 1, count: 9), bytes: [1])
+        XCTAssertThrowsError(try SafeTensors.write(path: dir + "/nine.safetensors", tensors: [nine], metadata: [:]))
+        XCTAssertNil(kindOf(dir + "/nine.safetensors"))
+    }
+
     // MARK: - Saving
+
+    /// Issue 19: a destination name of 234 to 255 bytes could not be saved (the temporary
+    /// name ".<name>.tmp-<16 hex>" passed NAME_MAX). The temporary name is now cut to fit,
+    /// at a character boundary, and the cleanup of stale files still finds it.
+    func testNamesUpTo255BytesAreSaved() throws {
+        let names = [String(repeating: "a", count: 233), String(repeating: "b", count: 234), String(repeating: "c", count: 255),
+                     String(repeating: "é", count: 127) + "z"]  // 255 bytes: the cut falls inside a character
+        for name in names {
+            let path = dir + "/" + name
+            XCTAssertLessThanOrEqual(name.utf8.count, 255)
+            let stale = dir + "/" + SafeTensors.temporaryPrefix(name) + String(repeating: "0", count: SafeTensors.randomDigits)
+            XCTAssertLessThanOrEqual(SafeTensors.temporaryPrefix(name).utf8.count + SafeTensors.randomDigits, 255)
+            try putBytes(stale, [1, 2, 3])  // as a killed save would leave it
+            try SafeTensors.write(path: path, tensors: sampleTensors(), metadata: ["n": name])
+            XCTAssertEqual(try SafeTensors.read(path: path).metadata["n"], name, "\(name.utf8.count) bytes")
+            XCTAssertNil(kindOf(stale), "the stale temporary file of a \(name.utf8.count)-byte name is removed")
+            XCTAssertEqual(try folderEntries(dir).filter { $0.contains(".tmp-") }, [], "no temporary file is left")
+        }
+    }
+
+    /// Issue 19: saving onto a link to a 0600 file gave a 0644 file. The link is replaced (as
+    /// before) by a file no more open than its target, nor than 0644 less the umask.
+    func testSavingOverALinkKeepsTheTargetsPrivacy() throws {
+        let mask = umask(0o022)
+        umask(mask)
+        for (targetMode, expected) in [(mode_t(0o600), mode_t(0o600)), (0o640, 0o640 & ~mask), (0o666, 0o644 & ~mask)] {
+            let target = dir + "/secret-\(String(targetMode, radix: 8))"
+            let link = dir + "/link-\(String(targetMode, radix: 8)).safetensors"
+            try putBytes(target, Array("target".utf8))
+            XCTAssertEqual(chmod(target, targetMode), 0)
+            try symlinkOrFail(target, link)
+            try SafeTensors.write(path: link, tensors: sampleTensors(), metadata: [:])
+            XCTAssertEqual(kindOf(link), S_IFREG, "the link is replaced by a regular file")
+            XCTAssertEqual(modeOf(link), expected, "a link to a \(String(targetMode, radix: 8)) file")
+            XCTAssertEqual(try fileBytes(target), Array("target".utf8), "the target is untouched")
+            XCTAssertEqual(modeOf(target), targetMode)
+        }
+        // A dangling link: a new file's mode.
+        try symlinkOrFail(dir + "/nothing-here", dir + "/dangling.safetensors")
+        try SafeTensors.write(path: dir + "/dangling.safetensors", tensors: [], metadata: [:])
+        XCTAssertEqual(modeOf(dir + "/dangling.safetensors"), 0o644 & ~mask)
+    }
 
     func testSymlinkAtTheOldGuessableTempNameIsNotFollowed() throws {
         let path = dir + "/model.safetensors"
@@ -577,16 +652,16 @@ private func bitwiseCRC32C(_ bytes: [UInt8]) -> UInt32 {
 }
 
 /// The file type bits of `path` (not following a link), or nil if there is nothing there.
-private func modeOf(_ path: String) -> mode_t? {
+func modeOf(_ path: String) -> mode_t? {
     var st = stat()
     return lstat(path, &st) == 0 ? st.st_mode & 0o7777 : nil
 }
 
-private func symlinkOrFail(_ target: String, _ link: String) throws {
+func symlinkOrFail(_ target: String, _ link: String) throws {
     guard symlink(target, link) == 0 else { throw DDPMError.io("symlink \(link): \(String(cString: strerror(errno)))") }
 }
 
-private func fileBytes(_ path: String) throws -> [UInt8] {
+func fileBytes(_ path: String) throws -> [UInt8] {
     let fd = open(path, O_RDONLY)
     guard fd >= 0 else { throw DDPMError.io("open \(path): \(String(cString: strerror(errno)))") }
     defer { close(fd) }
@@ -600,7 +675,7 @@ private func fileBytes(_ path: String) throws -> [UInt8] {
     }
 }
 
-private func putBytes(_ path: String, _ bytes: [UInt8]) throws {
+func putBytes(_ path: String, _ bytes: [UInt8]) throws {
     let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     guard fd >= 0 else { throw DDPMError.io("create \(path): \(String(cString: strerror(errno)))") }
     defer { close(fd) }

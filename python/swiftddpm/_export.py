@@ -7,7 +7,10 @@
                               and prediction target, in plain names (see `make_config`)
 
 Model.export writes it, Model.from_export / Model.import_weights read it, and
-swiftddpm.torch.from_export / export are the PyTorch side. The weights come out of, and go
+swiftddpm.torch.from_export / export are the PyTorch side. Both files follow the rules of
+checkpoints (_files.py): written atomically (a link there is replaced, never written
+through), read only as regular files of bounded size; anything malformed in them is a
+FormatError (`format_errors`). The weights come out of, and go
 into, a model through its own checkpoint (Model.save / Model.load) and the tensors named
 model.<name> and ema.<name> in it, so nothing here knows the layout of the flat parameter
 vector and the library API needs no extra call.
@@ -15,23 +18,25 @@ vector and the library API needs no extra call.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from . import _lib, _safetensors
+from . import _files, _lib, _safetensors
 from .config import Conditioning, MLPConfig, ScheduleConfig, UNetConfig
-from .errors import FormatError, InvalidArgumentError, ShapeError
+from .errors import DDPMError, DDPMIOError, FormatError, InvalidArgumentError, ShapeError
 
 EXPORT_FORMAT = "swiftddpm-export"
 EXPORT_FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+MAX_CONFIG_BYTES = 1 << 28  # 256 MiB: the β of the longest schedule (2^20) take about 25 MB
 
 _ARCHITECTURE = {
     "mlp": "e = sinusoid(t) (time_embed_dim); temb = time.fc2(SiLU(time.fc1(e))) [+ class_embedding[label]]; "
@@ -53,8 +58,27 @@ def network_json(network: MLPConfig | UNetConfig) -> dict[str, Any]:
     return {"kind": kind, **fields}
 
 
+@contextlib.contextmanager
+def format_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turns what a malformed export makes the code below raise (a missing key, a value of the
+    wrong type, a configuration the library refuses) into the package's FormatError naming
+    the folder; I/O errors and FormatErrors pass through."""
+    try:
+        yield
+    except (FormatError, DDPMIOError, OSError, MemoryError):
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError, DDPMError) as e:
+        raise FormatError(f"'{os.fspath(path)}' is not a valid export: {type(e).__name__}: {e}") from None
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise FormatError(f"config.json: {what} must be an object (got {type(value).__name__})")
+    return value
+
+
 def network_from_json(d: Mapping[str, Any]) -> MLPConfig | UNetConfig:
-    d = dict(d)
+    d = dict(_object(d, "network"))
     kind = d.pop("kind", None)
     cls = {"mlp": MLPConfig, "unet": UNetConfig}.get(kind)
     if cls is None:
@@ -92,24 +116,34 @@ def make_config(network: MLPConfig | UNetConfig, cond: Conditioning, schedule: S
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
-    """config.json of an export folder, checked for format and version."""
+    """config.json of an export folder, checked for format and version (a regular file of at
+    most MAX_CONFIG_BYTES)."""
     file = Path(path) / CONFIG_FILE
+    if not os.path.lexists(file):
+        raise FormatError(f"'{path}' is not an export folder: {CONFIG_FILE} is missing")
+    text = _files.read_regular(file, MAX_CONFIG_BYTES, "export config")
     try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FormatError(f"'{path}' is not an export folder: {CONFIG_FILE} is missing") from None
-    except ValueError as e:
+        config = json.loads(text.decode("utf-8"))
+    except (ValueError, RecursionError) as e:
         raise FormatError(f"'{file}' is not valid JSON ({e})") from None
     if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
         raise FormatError(f"'{file}' is not a SwiftDDPM export (format = {config.get('format') if isinstance(config, dict) else None!r})")
     if config.get("format_version") != EXPORT_FORMAT_VERSION:
         raise FormatError(f"'{file}' has export format version {config.get('format_version')!r}; "
                           f"this package reads {EXPORT_FORMAT_VERSION}")
+    for key in ("network", "conditioning", "schedule"):
+        _object(config.get(key), key)
     return config
 
 
 def conditioning_from_json(d: Mapping[str, Any]) -> Conditioning:
-    return Conditioning.classes(int(d["num_classes"])) if d.get("kind") == "classes" else Conditioning.none()
+    kind = _object(d, "conditioning").get("kind")
+    if kind == "none":
+        return Conditioning.none()
+    k = d.get("num_classes")
+    if kind != "classes" or not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise FormatError(f"config.json: conditioning must be kind 'none', or 'classes' with num_classes >= 1 (got {d!r})"[:300])
+    return Conditioning.classes(k)
 
 
 def schedule_from_json(d: Mapping[str, Any]):
@@ -117,8 +151,12 @@ def schedule_from_json(d: Mapping[str, Any]):
     the β alone for kind "custom"."""
     from .schedule import NoiseSchedule
 
-    d = dict(d)
-    betas = np.asarray(d.pop("betas"), dtype=np.float64)
+    d = dict(_object(d, "schedule"))
+    listed = d.pop("betas", None)
+    if not isinstance(listed, list) or not listed or not all(isinstance(b, (int, float)) and not isinstance(b, bool)
+                                                             for b in listed):
+        raise FormatError("config.json: schedule.betas must be a non-empty list of numbers")
+    betas = np.asarray(listed, dtype=np.float64)
     if d.get("kind") == "custom":
         return NoiseSchedule.custom(betas)
     schedule = NoiseSchedule.from_config(ScheduleConfig(**d))
@@ -132,12 +170,14 @@ def schedule_from_json(d: Mapping[str, Any]):
 
 
 def write_export(path: str | os.PathLike, weights: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> Path:
+    """Writes the folder's two files, each atomically (weights first: a reader that finds the
+    new config.json finds the weights it describes)."""
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"format": EXPORT_FORMAT, "weights": str(config["weights"]),
             "library_version": str(config["library_version"])}
     _safetensors.write(folder / WEIGHTS_FILE, {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}, meta)
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    _files.write_atomic(folder / CONFIG_FILE, [(json.dumps(config, indent=1) + "\n").encode("utf-8")], "export config")
     return folder
 
 
@@ -154,7 +194,7 @@ def model_weights(model, use_ema: bool) -> dict[str, np.ndarray]:
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "model.safetensors")
         model.save(path)
-        tensors, _ = _safetensors.read(path)
+        tensors, _ = _safetensors.read(path, verify=False)  # the library's own file, just written
     prefix = "ema." if use_ema else "model."
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
@@ -164,8 +204,7 @@ def checkpoint_with_weights(model, weights: Mapping[str, np.ndarray], directory:
     name, exactly the model's shapes) into directory; returns the file's path."""
     path = os.path.join(directory, "model.safetensors")
     model.save(path)
-    tensors, meta = _safetensors.read(path)
-    meta.pop("data_crc32c", None)  # the container's checksum of the old data; optional on read
+    tensors, meta = _safetensors.read(path, verify=False)  # written again with the new data's checksum
     names = [k[len("model."):] for k in tensors if k.startswith("model.")]
     missing = [n for n in names if n not in weights]
     unexpected = sorted(set(weights) - set(names))

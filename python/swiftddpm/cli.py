@@ -14,26 +14,31 @@ until the model has taken that many steps.
 Minibatch k is drawn by an RNG seeded with (--seed, k), and the learning rate of step k is a
 function of k alone, so a run stopped and resumed takes the very steps of a run that never
 stopped. Ctrl-C stops after the step in progress, writes a checkpoint and exits with status 130.
+
+Every setting (given, or read from run.json) is checked before the first step, the sampling
+ones by making the sampler the grids will use; an error after training began (a grid that
+cannot be written, a refused step) writes the checkpoint first. Every error is one line on
+stderr, exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from . import datasets, set_num_threads
+from . import _files, datasets, set_num_threads
 from ._interrupt import StopOnInterrupt
 from .config import Conditioning, TrainConfig, UNetConfig
 from .errors import DDPMError
 from .model import Model
+from .sampler import Sampler
 from .schedule import NoiseSchedule
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -195,28 +200,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _write_json(path: Path, value: Any) -> None:
     """Writes JSON atomically (a temporary file in the same folder, renamed over path)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(value, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    _files.write_atomic(path, [(json.dumps(value, indent=2) + "\n").encode("utf-8")], "run description")
 
 
 def _read_run_info(checkpoint: Path) -> dict[str, Any]:
     """The run.json beside a checkpoint ({} if there is none)."""
     path = checkpoint.parent / RUN_INFO
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         return {}
-    except (OSError, ValueError) as error:
+    try:
+        info = json.loads(_files.read_regular(path, 1 << 24, "run description").decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as error:
         raise CommandError(f"cannot read {path}: {error}") from None
     if not isinstance(info, dict):
         raise CommandError(f"{path} is not a run description (a JSON object)")
+    if not isinstance(info.get("settings", {}), dict):
+        raise CommandError(f"{path}: 'settings' is {info['settings']!r}, not an object of settings")
+    if not isinstance(info.get("classes", []), list) or not all(isinstance(c, str) for c in info.get("classes", [])):
+        raise CommandError(f"{path}: 'classes' is not a list of class names")
     return info
 
 
@@ -234,6 +235,44 @@ def _settle(args: argparse.Namespace, run: dict[str, Any]) -> list[str]:
         elif name in _SHAPES_TRAINING and name in saved and getattr(args, name) != saved[name]:
             changed.append(f"--{name.replace('_', '-')} {getattr(args, name)} (the run had {saved[name]})")
     return changed
+
+
+def _check_settings(args: argparse.Namespace) -> None:
+    """Every run setting the command uses, whether from its command line or from run.json:
+    the right type and range (CommandError naming it)."""
+    def bad(name: str, what: str) -> CommandError:
+        return CommandError(f"--{name.replace('_', '-')} {getattr(args, name)!r}: {what}")
+
+    for name, default in RUN_DEFAULTS.items():
+        if not hasattr(args, name):
+            continue
+        value = getattr(args, name)
+        if isinstance(default, int) and (isinstance(value, bool) or not isinstance(value, int)):
+            raise bad(name, "must be an integer")
+        if isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                           or not math.isfinite(value)):
+            raise bad(name, "must be a finite number")
+    minimum = {"steps": 0, "batch_size": 1, "warmup": 0, "save_every": 1, "sample_every": 0, "num_samples": 1,
+               "sample_steps": 0}
+    for name, low in minimum.items():
+        if hasattr(args, name) and getattr(args, name) < low:
+            raise bad(name, f"must be >= {low}")
+    if hasattr(args, "lr") and not args.lr > 0:
+        raise bad("lr", "must be > 0")
+    if args.sampler not in SAMPLERS:
+        raise bad("sampler", f"is not one of {', '.join(sorted(SAMPLERS))}")
+
+
+def _check_sampling(model: Model, args: argparse.Namespace) -> None:
+    """Makes the sampler the sample grids will use (steps, method against the model's T), so
+    that a setting it refuses stops the command before it trains or samples."""
+    try:
+        with model.schedule as schedule, Sampler(schedule, args.num_samples, model.sample_shape,
+                                                 method=SAMPLERS[args.sampler], steps=args.sample_steps, clip=True,
+                                                 seed=args.sample_seed):
+            pass
+    except DDPMError as error:
+        raise CommandError(f"--sampler {args.sampler} --sample-steps {args.sample_steps}: {error}") from None
 
 
 def learning_rate(step: int, peak: float, warmup: int) -> float:
@@ -349,6 +388,9 @@ def train(args: argparse.Namespace) -> int:
         args.channels = args.channels or 3
         model = None
     try:
+        _check_settings(args)
+        if args.out.exists() and not args.out.is_dir():
+            raise CommandError(f"--out {str(args.out)!r} is a file, not a folder")
         loaded = datasets.image_folder(args.data, args.image_size, args.channels, labels=args.class_cond)
         images, labels, classes = loaded if args.class_cond else (loaded, None, [])
         if model is None:
@@ -356,6 +398,8 @@ def train(args: argparse.Namespace) -> int:
         elif classes and model.conditioning.num_classes != len(classes):
             raise CommandError(f"the checkpoint has {model.conditioning.num_classes} classes, {args.data} has "
                                f"{len(classes)} ({', '.join(classes)})")
+        if args.sample_every:
+            _check_sampling(model, args)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "samples").mkdir(exist_ok=True)
         _write_json(args.out / RUN_INFO, {
@@ -395,7 +439,7 @@ def _train_loop(model: Model, images: np.ndarray, labels: np.ndarray | None, arg
     interrupted, recent = False, []
     t0 = time.perf_counter()
     try:
-        with StopOnInterrupt() as interrupt:
+        with StopOnInterrupt() as interrupt, _saved_on_error(model, checkpoint, start, progress):
             if start >= total:
                 print(f"the model has taken {start} steps already (--steps {total}): nothing to train", flush=True)
             else:  # printed once Ctrl-C is caught: from here on it stops cleanly
@@ -429,6 +473,29 @@ def _train_loop(model: Model, images: np.ndarray, labels: np.ndarray | None, arg
     return 0
 
 
+class _saved_on_error:
+    """Around the training loop: an error once steps were taken saves the checkpoint first (one
+    line says so), then goes on up to main's one-line report."""
+
+    def __init__(self, model: Model, checkpoint: Path, start: int, progress: Progress) -> None:
+        self.model, self.checkpoint, self.start, self.progress = model, checkpoint, start, progress
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> bool:
+        if kind is None or not issubclass(kind, Exception) or self.model.step == self.start:
+            return False
+        try:
+            self.model.save(self.checkpoint)
+            note = f"stopped by an error at step {self.model.step}: saved {self.checkpoint}"
+        except Exception as failed:  # noqa: BLE001 - the first error is the one to report
+            note = f"stopped by an error at step {self.model.step}; saving {self.checkpoint} failed too: {failed}"
+        self.progress.close()
+        print(note, file=sys.stderr, flush=True)
+        return False
+
+
 # ---- sample -----------------------------------------------------------------------------
 
 def sample(args: argparse.Namespace) -> int:
@@ -436,10 +503,14 @@ def sample(args: argparse.Namespace) -> int:
         raise CommandError(f"--checkpoint: no file {str(args.checkpoint)!r}")
     run = _read_run_info(args.checkpoint)
     _settle(args, run)
+    _check_settings(args)
+    if args.out.is_dir():
+        raise CommandError(f"--out {str(args.out)!r} is a folder; name the PNG file to write")
     classes = run.get("classes", [])
     with Model.load(args.checkpoint) as model:
         if len(model.sample_shape) != 3:
             raise CommandError(f"{args.checkpoint} is not an image model (sample shape {model.sample_shape})")
+        _check_sampling(model, args)
         labels = _sample_labels(model, args.num_samples)
         if args.class_ is not None:
             if labels is None:
@@ -472,8 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         set_num_threads(args.threads)
         return train(args) if args.command == "train" else sample(args)
-    except (CommandError, DDPMError, FileNotFoundError, NotADirectoryError, ValueError, MemoryError,
-            ImportError) as error:
+    except (CommandError, DDPMError, OSError, ValueError, MemoryError, ImportError) as error:
         print(f"python -m swiftddpm {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # outside the training loop (loading images, sampling): nothing to save

@@ -9,15 +9,16 @@ images from a folder with their sample grids (Pillow, imported only when used).
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import InvalidArgumentError
+from . import _files
+from .errors import DDPMIOError, InvalidArgumentError
 
 __all__ = ["image_folder", "save_grid", "sinusoids", "swiss_roll"]
 
@@ -67,6 +68,16 @@ def swiss_roll(n: int, noise: float = 0.05, seed: int = 0) -> np.ndarray:
 # image_folder refuses to allocate more than this many bytes of float32 images unless told to.
 DEFAULT_MAX_BYTES = 4 * 2**30
 _MAX_IMAGE_SIZE = 4096  # size in pixels of the square images image_folder makes
+# The most pixels a source image may declare, by default, for output images of size×size:
+# 32 MP at any size (a 24-MP camera's photo; about 128 MB decoded as RGBA), and beyond that a
+# downscale of up to 64× per side. A 12000×12000 PNG of 424 KB would decode to 1.7 GB for 8×8.
+_MIN_PIXEL_BOUND = 1 << 25
+_MAX_DOWNSCALE = 64
+
+
+def max_source_pixels(size: int) -> int:
+    """The default bound on a source image's declared width × height for outputs of size×size."""
+    return max(_MIN_PIXEL_BOUND, (_MAX_DOWNSCALE * size) ** 2)
 
 
 def _pillow():
@@ -96,25 +107,41 @@ def _image_files(root: Path, extensions: set[str]) -> list[Path]:
     return found
 
 
-def _load_image(path: Path, size: int, channels: int) -> np.ndarray:
+def _load_image(path: Path, size: int, channels: int, max_pixels: int) -> np.ndarray:
     """One image file as float32 (channels, size, size) in [-1, 1]: EXIF orientation applied,
     transparency composited over white, the short side resized to `size` and the centre
-    square kept (one Lanczos resampling of the centre square of the source)."""
+    square kept (one Lanczos resampling of the centre square of the source).
+
+    Only a regular file is opened (without blocking: a FIFO or a device named x.png is refused
+    by its type, DDPMIOError), and the width × height its header declares is checked against
+    max_pixels before any pixel is decoded (ValueError)."""
     Image, ImageOps = _pillow()
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
-        if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):  # 16-bit grey: keep its precision
-            img, full_scale = img.convert("F"), 65535.0
-        else:
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-            img, full_scale = img.convert("L" if channels == 1 else "RGB"), 255.0
-        w, h = img.size
-        side = min(w, h)
-        left, top = (w - side) / 2, (h - side) / 2  # the centre square, in source pixels
-        img = img.resize((size, size), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side))
-        pixels = np.asarray(img, dtype=np.float32)  # (size, size) or (size, size, 3)
+    fd = _files.open_regular(path, os.O_RDONLY, "image")
+    with os.fdopen(fd, "rb") as f, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the bound below is ours
+        with Image.open(f) as img:  # reads the header only
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ValueError(f"its header declares {w}×{h} = {w * h} pixels, over the bound of {max_pixels} "
+                                 f"for {size}×{size} images (image_folder's max_pixels)")
+            return _decode(img, size, channels, Image, ImageOps)
+
+
+def _decode(img: Any, size: int, channels: int, Image: Any, ImageOps: Any) -> np.ndarray:
+    """An opened image as float32 (channels, size, size) in [-1, 1] (see _load_image)."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):  # 16-bit grey: keep its precision
+        img, full_scale = img.convert("F"), 65535.0
+    else:
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        img, full_scale = img.convert("L" if channels == 1 else "RGB"), 255.0
+    w, h = img.size
+    side = min(w, h)
+    left, top = (w - side) / 2, (h - side) / 2  # the centre square, in source pixels
+    img = img.resize((size, size), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side))
+    pixels = np.asarray(img, dtype=np.float32)  # (size, size) or (size, size, 3)
     pixels = pixels.reshape(size, size, -1).transpose(2, 0, 1)  # (c, size, size)
     if pixels.shape[0] != channels:  # a 16-bit grey image asked for in RGB
         pixels = np.repeat(pixels, channels, axis=0)
@@ -122,7 +149,7 @@ def _load_image(path: Path, size: int, channels: int) -> np.ndarray:
 
 
 def image_folder(path: str | os.PathLike, size: int = 32, channels: int = 3, labels: bool = False, *,
-                 on_error: str = "warn", max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
+                 on_error: str = "warn", max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int | None = None) -> Any:
     """Every image under the folder `path` (recursively) as one float32 array (N, C, size, size)
     in [-1, 1], ready for Model.fit with UNetConfig(channels=C, height=size, width=size).
 
@@ -139,8 +166,13 @@ def image_folder(path: str | os.PathLike, size: int = 32, channels: int = 3, lab
         image must then be inside a class sub-folder, and every class sub-folder must hold
         at least one image.
     on_error: what to do with a file that has an image extension but does not open or decode
-        (truncated, corrupt, not an image): "warn" skips it with a RuntimeWarning naming it
-        (the default; a large scraped folder often has a few), "raise" raises ValueError.
+        (truncated, corrupt, not an image, not a regular file — a FIFO or a device is refused
+        by its type, never read — or declaring more than max_pixels pixels): "warn" skips it
+        with a RuntimeWarning naming it (the default; a large scraped folder often has a
+        few), "raise" raises ValueError.
+    max_pixels: the most pixels (width × height, as the file's header declares them) a source
+        image may have, checked before it is decoded; default max_source_pixels(size): 32 MP,
+        or a 64× downscale per side for sizes over 90.
     max_bytes: the largest array (N·C·size²·4 bytes, N counting every candidate file)
         allocated; more raises MemoryError before anything is loaded (default 4 GiB).
 
@@ -156,7 +188,11 @@ def image_folder(path: str | os.PathLike, size: int = 32, channels: int = 3, lab
         raise InvalidArgumentError(f"on_error must be 'warn' or 'raise' (got {on_error!r})")
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
         raise InvalidArgumentError(f"max_bytes must be a positive int (got {max_bytes!r})")
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer))
+                                   or max_pixels < 1):
+        raise InvalidArgumentError(f"max_pixels must be a positive int or None (got {max_pixels!r})")
     size, channels = int(size), int(channels)
+    max_pixels = max_source_pixels(size) if max_pixels is None else int(max_pixels)
     Image, _ = _pillow()
     root = Path(path)
     if not root.exists():
@@ -192,7 +228,7 @@ def image_folder(path: str | os.PathLike, size: int = 32, channels: int = 3, lab
     kept: list[int] = []
     for i, file in enumerate(files):
         try:
-            images[len(kept)] = _load_image(file, size, channels)
+            images[len(kept)] = _load_image(file, size, channels, max_pixels)
         except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as error:
             message = f"cannot read image {str(file)!r}: {type(error).__name__}: {error}"
             if on_error == "raise":
@@ -229,7 +265,8 @@ def save_grid(images: Any, path: str | os.PathLike, nrow: int | None = None, *, 
     """Writes images (N, C, H, W) with values in [-1, 1] (C = 1 grey or 3 RGB; values outside
     are clipped) as one PNG grid of `nrow` images per row (default ⌈√N⌉), `padding` pixels of
     pad_value between them (1.0 = white). The file is written atomically: a temporary file in
-    the same folder, renamed over `path`, so a reader (or a crash) never sees half a PNG.
+    the same folder, renamed over `path`, so a reader (or a crash) never sees half a PNG (a
+    link at `path` is replaced, never written through; a folder there is DDPMIOError).
     Pixel values map as v = round((x + 1)·127.5). Returns the path."""
     Image, _ = _pillow()
     arr = np.asarray(images, dtype=np.float32)
@@ -245,15 +282,6 @@ def save_grid(images: Any, path: str | os.PathLike, nrow: int | None = None, *, 
         raise InvalidArgumentError(f"padding must be an int >= 0 (got {padding!r})")
     canvas = _grid(arr, min(int(nrow), n), int(padding), float(pad_value))
     picture = Image.fromarray(canvas[:, :, 0] if canvas.shape[2] == 1 else canvas)  # uint8: "L" or "RGB"
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            picture.save(f, format="PNG")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    png = io.BytesIO()
+    picture.save(png, format="PNG")
+    return _files.write_atomic(Path(path), [png.getbuffer()], "sample grid")

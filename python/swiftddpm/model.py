@@ -25,10 +25,10 @@ from typing import Any, Callable, Union
 import numpy as np
 
 from . import _common as C
-from . import _export, _lib
+from . import _export, _files, _lib
 from .config import NETWORK_CONFIGS, NETWORK_KINDS, Conditioning, MLPConfig, TrainConfig, UNetConfig
 from ._interrupt import StopOnInterrupt
-from .errors import ClosedError, InvalidArgumentError, check, error_for_status
+from .errors import ClosedError, DDPMError, FormatError, InvalidArgumentError, NonFiniteError, check, error_for_status
 from .schedule import NoiseSchedule
 
 NetworkConfig = Union[MLPConfig, UNetConfig]
@@ -285,9 +285,13 @@ class Model(C.HandleOwner):
                 this call: step is the model's step count (model.step), loss that step's loss,
                 lr the learning rate it used. Returning False (exactly) stops training there.
             log: a CSV file written as training goes (header "step,loss,lr", one row per step,
-                flushed every 100 steps and at the end); replaced if it exists.
+                flushed every 100 steps and at the end); replaced if it exists. It must be a
+                regular file (a FIFO or a device is refused with DDPMIOError, never waited on).
         Ctrl-C (SIGINT, in the main thread) stops training after the step in progress: the
         model stays usable and fit returns the losses so far (a RuntimeWarning says so).
+        Every row of data (and of a float condition) is checked for NaN and infinity before the
+        first step (NonFiniteError naming the row). A step that fails raises its DDPMError with
+        the losses of the steps before it as the error's `losses` attribute.
         Returns the float32 loss history: (steps,), or shorter if stopped early.
         """
         self._h()
@@ -300,6 +304,10 @@ class Model(C.HandleOwner):
         n = data.shape[0]
         flat = data.reshape(n, self._sample_size)
         cond_arr, len_arr = C.cond_batch(self._conditioning, cond, labels, n, lengths)[1]  # (N, ...) and (N,) or None
+        for what, array in (("data", flat), ("cond", cond_arr)):  # a bad row fails now, not at the step that draws it
+            if array is not None and array.dtype.kind == "f" and not np.isfinite(array).all():
+                row = int(np.flatnonzero(~np.isfinite(array.reshape(array.shape[0], -1)).all(axis=1))[0])
+                raise NonFiniteError(f"fit: {what} row {row} holds NaN or infinity")
         rng = np.random.default_rng(seed)
         batch = np.empty((batch_size, self._sample_size), dtype=np.float32)
         batch_cond = None if cond_arr is None else np.empty((batch_size, *cond_arr.shape[1:]), dtype=cond_arr.dtype)
@@ -307,7 +315,7 @@ class Model(C.HandleOwner):
         losses = np.empty(steps, dtype=np.float32)
         first_step = self.step
         lr = self.train_config.learning_rate
-        log_file = None if log is None else open(log, "w", encoding="utf-8")
+        log_file = None if log is None else _open_log(log)
         bar = _tqdm(steps, "training") if progress else None
         done = 0
         try:
@@ -326,7 +334,11 @@ class Model(C.HandleOwner):
                         if new_lr != lr:
                             self.set_learning_rate(new_lr)
                             lr = new_lr
-                    losses[i] = loss = self.train_step(batch, cond=batch_cond, lengths=batch_len)
+                    try:
+                        losses[i] = loss = self.train_step(batch, cond=batch_cond, lengths=batch_len)
+                    except DDPMError as error:
+                        error.losses = losses[:done].copy()  # the history so far is not lost
+                        raise
                     done = i + 1
                     if log_file is not None:
                         log_file.write(f"{first_step + done},{loss!r},{lr!r}\n")
@@ -532,10 +544,17 @@ class Model(C.HandleOwner):
         network, conditioning and schedule, with the folder's weights as both the live and the
         EMA weights; train (default TrainConfig()) is the recipe for further training."""
         config = _export.read_config(path)
-        network = _export.network_from_json(config["network"])
-        cond = _export.conditioning_from_json(config["conditioning"])
-        with _export.schedule_from_json(config["schedule"]) as schedule:
-            model = cls(schedule, network=network, train=train, cond=cond)
+        with _export.format_errors(path):  # a malformed config.json: FormatError, whatever it breaks
+            network = _export.network_from_json(config["network"])
+            cond = _export.conditioning_from_json(config["conditioning"])
+            schedule = _export.schedule_from_json(config["schedule"])
+        with schedule:
+            try:
+                model = cls(schedule, network=network, train=train, cond=cond)
+            except InvalidArgumentError as e:
+                if train is not None:  # the caller's recipe may be what is refused
+                    raise
+                raise FormatError(f"'{os.fspath(path)}' is not a valid export: {e}") from None
         try:
             model.import_weights(path)
         except BaseException:
@@ -557,6 +576,14 @@ class Model(C.HandleOwner):
         old = self._handle
         self._adopt(handle)
         _lib.lib.ddpm_model_free(old)
+
+
+def _open_log(log: str | os.PathLike):
+    """fit's CSV log, truncated: a regular file (created if missing), never a FIFO to wait on."""
+    C.path_bytes(log, "log")  # a str, bytes or PathLike without NUL
+    fd = _files.open_regular(log, os.O_WRONLY | os.O_CREAT, "log")
+    os.ftruncate(fd, 0)
+    return os.fdopen(fd, "w", encoding="utf-8")
 
 
 def _tqdm(total: int, desc: str):

@@ -330,10 +330,17 @@ def from_export(path: str | os.PathLike) -> nn.Module:
     parameter, no extra), in eval mode, on the CPU. The folder's config.json is kept as the
     module's `export_config` attribute (export() reuses its schedule)."""
     config = _export.read_config(path)
-    net = network(_export.network_from_json(config["network"]), int(config["conditioning"]["num_classes"]),
-                  len(config["schedule"]["betas"]))
-    state = {k: torch.from_numpy(v) for k, v in _export.read_weights(path).items()}
-    net.load_state_dict(state, strict=True)
+    with _export.format_errors(path):  # a malformed config.json or weights file: FormatError
+        cond = _export.conditioning_from_json(config["conditioning"])
+        with _export.schedule_from_json(config["schedule"]) as schedule:
+            timesteps = schedule.num_timesteps
+        net = network(_export.network_from_json(config["network"]), cond.num_classes if cond.kind == "classes" else 0,
+                      timesteps)
+        state = {k: torch.from_numpy(v) for k, v in _export.read_weights(path).items()}
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as e:  # missing, unexpected or misshapen tensors
+            raise _export.FormatError(f"'{os.fspath(path)}': the weights do not fit the config: {e}") from None
     net.export_config = config
     return net.eval()
 

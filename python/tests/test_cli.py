@@ -187,3 +187,67 @@ def test_ctrl_c_saves_a_checkpoint_and_leaves_no_partial_files(shapes, tmp_path)
     resumed = run_cli("train", "--data", shapes, "--steps", step + 1, "--out", out, "--resume",
                       out / "checkpoint.safetensors")
     assert f"training steps {step + 1}..{step + 1}" in resumed.stdout
+
+
+# ---- Issue 19: settings checked up front, training saved on an error, one-line errors ----------
+
+def test_every_setting_is_checked_before_the_first_step(shapes, tmp_path):
+    """--sample-steps 5000 (T = 50) used to fail at the first sample grid, after training, with
+    no checkpoint written: now nothing trains."""
+    for bad, message in ((["--sample-steps", "5000"], "--sample-steps 5000"), (["--guidance", "nan"], "--guidance"),
+                         (["--lr", "inf"], "--lr"), (["--sampler", "ddpm", "--sample-steps", "51"], "51")):
+        out = tmp_path / f"run{len(bad)}{bad[-1]}"
+        result = run_cli("train", "--data", shapes, *TINY, "--steps", 4, "--sample-every", 2, *bad, "--out", out,
+                         check=False)
+        assert result.returncode == 2, (bad, result.stdout, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr, (bad, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "training steps" not in result.stdout and not (out / "checkpoint.safetensors").exists(), bad
+
+
+def test_an_error_after_training_began_saves_the_checkpoint_first(shapes, tmp_path):
+    """The grid of step 2 cannot be written (a folder has its name): the run stops with one
+    line, after saving the 2 steps it trained (before the fix: a traceback, no checkpoint)."""
+    out = tmp_path / "run"
+    (out / "samples" / "step_000002.png").mkdir(parents=True)
+    result = run_cli("train", "--data", shapes, *TINY, "--steps", 6, "--save-every", 100, "--sample-every", 2,
+                     "--out", out, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and "saved" in lines[0] and "error:" in lines[1], lines
+    assert weights(out / "checkpoint.safetensors")[0] == 2
+    resumed = run_cli("train", "--data", shapes, "--resume", out / "checkpoint.safetensors", "--sample-every", 0)
+    assert "training steps 3..6" in resumed.stdout
+
+
+def test_file_and_run_description_mistakes_are_one_line_errors(shapes, tmp_path):
+    run = tmp_path / "run"
+    run_cli("train", "--data", shapes, *TINY, "--steps", 1, "--out", run)
+    checkpoint, info = run / "checkpoint.safetensors", json.loads((run / "run.json").read_text())
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+
+    def with_run_json(name, edit):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "checkpoint.safetensors").write_bytes(checkpoint.read_bytes())
+        (folder / "run.json").write_text(json.dumps(edit(json.loads(json.dumps(info)))))
+        return folder / "checkpoint.safetensors"
+
+    cases = [
+        (["train", "--data", shapes, *TINY, "--steps", 1, "--out", a_file], "is a file"),
+        (["sample", "--checkpoint", checkpoint, "--out", tmp_path], "is a folder"),
+        (["sample", "--checkpoint", with_run_json("null", lambda r: {**r, "settings": None})], "settings"),
+        (["sample", "--checkpoint", with_run_json("euler", lambda r: {**r, "settings": {**r["settings"],
+                                                                                        "sampler": "euler"}})],
+         "--sampler 'euler'"),
+        (["train", "--data", shapes, "--resume", with_run_json("many", lambda r: {**r, "settings": {**r["settings"],
+                                                                                                  "steps": "many"}})],
+         "--steps 'many': must be an integer"),
+        (["sample", "--checkpoint", with_run_json("classes", lambda r: {**r, "classes": 3})], "classes"),
+    ]
+    for args, message in cases:
+        result = run_cli(*args, check=False)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)

@@ -5,6 +5,7 @@ tensors), the round trip, and the refusals. The PyTorch side is test_torch.py.""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -121,3 +122,125 @@ def test_custom_schedule_and_unet_round_trip(tmp_path):
             assert s.kind == "custom"
             np.testing.assert_array_equal(s.betas, schedule.betas)
             np.testing.assert_array_equal(again.predict(x, 19), model.predict(x, 19))
+
+
+# ---- Issue 19: the checkpoint's file rules for export folders -----------------------------
+
+def test_export_replaces_links_atomically_and_keeps_the_targets_privacy(trained, tmp_path):
+    """Before the fix export wrote through both links (the victims were overwritten)."""
+    model, x = trained
+    folder = tmp_path / "e"
+    folder.mkdir()
+    victims = {}
+    for name in ("model.safetensors", "config.json"):
+        victim = tmp_path / f"victim-{name}"
+        victim.write_bytes(b"precious " + name.encode())
+        victim.chmod(0o600)
+        (folder / name).symlink_to(victim)
+        victims[name] = victim
+    model.export(folder)
+    for name, victim in victims.items():
+        assert victim.read_bytes() == b"precious " + name.encode(), f"{name}: the link's target is untouched"
+        assert not (folder / name).is_symlink() and (folder / name).stat().st_mode & 0o777 == 0o600
+    assert sorted(os.listdir(folder)) == ["config.json", "model.safetensors"], "no temporary file is left"
+    with sd.Model.from_export(folder) as again:
+        np.testing.assert_array_equal(again.predict(x, 7, labels=[0] * 32), model.predict(x, 7, labels=[0] * 32))
+
+
+def test_export_files_that_are_not_regular_files_are_refused_by_type(trained, tmp_path):
+    """config.json as a FIFO made from_export hang, model.safetensors as /dev/zero read until
+    MemoryError: both are refused by their type before any byte is read."""
+    model, _ = trained
+    model.export(tmp_path)
+    (tmp_path / "config.json").rename(tmp_path / "config.saved")
+    os.mkfifo(tmp_path / "config.json")
+    with pytest.raises(sd.DDPMIOError, match=r"not a regular file \(it is a FIFO\)"):
+        sd.Model.from_export(tmp_path)
+    os.unlink(tmp_path / "config.json")
+    (tmp_path / "config.saved").rename(tmp_path / "config.json")
+    os.unlink(tmp_path / "model.safetensors")
+    os.symlink("/dev/zero", tmp_path / "model.safetensors")
+    with pytest.raises(sd.DDPMIOError, match="character device"):
+        sd.Model.from_export(tmp_path)
+    with pytest.raises(sd.DDPMIOError, match="character device"):
+        model.import_weights(tmp_path / "model.safetensors")
+
+
+def _edit_config(folder, edit):
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(edit(config)))
+
+
+def _edit_header(folder, edit):
+    """Rewrites model.safetensors with its JSON header edited (the data region kept)."""
+    raw = (folder / "model.safetensors").read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    text = edit(raw[8:8 + n].decode()).encode()
+    (folder / "model.safetensors").write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+
+
+def _first_tensor(header, change):
+    h = json.loads(header)
+    name = next(k for k in h if k != "__metadata__")
+    change(h, name)
+    return json.dumps(h)
+
+
+MALFORMED = {  # each made the old code raise TypeError, KeyError, AttributeError or ValueError
+    "config a list": lambda f: (f / "config.json").write_text("[1, 2]"),
+    "network missing": lambda f: _edit_config(f, lambda c: {k: v for k, v in c.items() if k != "network"}),
+    "network a string": lambda f: _edit_config(f, lambda c: {**c, "network": "mlp"}),
+    "hidden a string": lambda f: _edit_config(f, lambda c: {**c, "network": {**c["network"], "hidden": "wide"}}),
+    "hidden -4": lambda f: _edit_config(f, lambda c: {**c, "network": {**c["network"], "hidden": -4}}),
+    "conditioning missing": lambda f: _edit_config(f, lambda c: {k: v for k, v in c.items() if k != "conditioning"}),
+    "conditioning kind vector": lambda f: _edit_config(f, lambda c: {**c, "conditioning": {"kind": "vector"}}),
+    "num_classes a string": lambda f: _edit_config(f, lambda c: {**c, "conditioning": {"kind": "classes",
+                                                                                       "num_classes": "2"}}),
+    "schedule null": lambda f: _edit_config(f, lambda c: {**c, "schedule": None}),
+    "betas missing": lambda f: _edit_config(f, lambda c: {**c, "schedule": {"kind": "linear"}}),
+    "betas of strings": lambda f: _edit_config(f, lambda c: {**c, "schedule": {**c["schedule"], "betas": ["a"]}}),
+    "unknown schedule field": lambda f: _edit_config(f, lambda c: {**c, "schedule": {**c["schedule"], "colour": 1}}),
+    "weights header a list": lambda f: _edit_header(f, lambda h: "[1]"),
+    "tensor without dtype": lambda f: _edit_header(f, lambda h: _first_tensor(h, lambda d, k: d[k].pop("dtype"))),
+    "shape a string": lambda f: _edit_header(f, lambda h: _first_tensor(h, lambda d, k: d[k].update(shape="3"))),
+    "three offsets": lambda f: _edit_header(f, lambda h: _first_tensor(
+        h, lambda d, k: d[k].update(data_offsets=d[k]["data_offsets"] + [0]))),
+    "nine dimensions": lambda f: _edit_header(f, lambda h: _first_tensor(
+        h, lambda d, k: d[k].update(shape=[1] * 8 + d[k]["shape"][:1]))),
+    "duplicate key": lambda f: _edit_header(f, lambda h: h[:-1] + ',"__metadata__":{}}'),
+    "metadata of numbers": lambda f: _edit_header(f, lambda h: _first_tensor(
+        h, lambda d, k: d.update(__metadata__={"x": 1}))),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_exports_raise_the_format_error(trained, tmp_path, case):
+    model, _ = trained
+    model.export(tmp_path)
+    MALFORMED[case](tmp_path)
+    with pytest.raises(sd.FormatError):
+        sd.Model.from_export(tmp_path)
+
+
+def test_a_damaged_weight_fails_the_checksum(trained, tmp_path):
+    model, _ = trained
+    model.export(tmp_path)
+    raw = bytearray((tmp_path / "model.safetensors").read_bytes())
+    raw[-3] ^= 0x10  # a bit of the last weight: still a finite float
+    (tmp_path / "model.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(sd.FormatError, match="CRC-32C"):
+        sd.Model.from_export(tmp_path)
+
+
+def test_crc32c_matches_the_library_and_the_standard_vector(trained, tmp_path):
+    """The package's CRC-32C (lanes joined by CRC linearity) against the published check value
+    and against the checksum the library wrote into a checkpoint."""
+    model, _ = trained
+    assert _safetensors.crc32c(b"123456789") == 0xE3069283
+    model.save(tmp_path / "ckpt.safetensors")
+    raw = (tmp_path / "ckpt.safetensors").read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    stored = json.loads(raw[8:8 + n])["__metadata__"]["data_crc32c"]
+    assert len(raw) - 8 - n > 4096, "more than one lane"
+    assert f"{_safetensors.crc32c(raw[8 + n:]):08x}" == stored
+    assert _safetensors.crc32c(raw[8 + n + 5000:], _safetensors.crc32c(raw[8 + n:8 + n + 5000])) == int(stored, 16)

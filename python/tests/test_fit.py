@@ -4,6 +4,7 @@ itself reports (the returned history, model.step), and Ctrl-C with a real SIGINT
 from __future__ import annotations
 
 import csv
+import os
 import signal
 import threading
 import time
@@ -112,3 +113,43 @@ def test_ctrl_c_outside_fit_still_raises():
     with pytest.raises(KeyboardInterrupt):
         signal.raise_signal(signal.SIGINT)
         time.sleep(1)
+
+
+# ---- Issue 19 -------------------------------------------------------------------------------
+
+def test_a_nan_row_is_found_before_the_first_step(small_model, data):
+    """Before the fix the NaN row failed the step that drew it, and the history was lost."""
+    bad = data.copy()
+    bad[37, 1] = np.nan
+    with pytest.raises(sd.NonFiniteError, match="data row 37"):
+        small_model.fit(bad, steps=50, batch_size=4, progress=False)
+    assert small_model.step == 0, "not one step was taken"
+    assert small_model.fit(data, steps=2, batch_size=4, progress=False).shape == (2,)  # control
+
+
+def test_a_failing_step_keeps_the_history_on_the_error(small_model, data):
+    def explode(step, loss, lr, model):
+        if step == 3:
+            model.set_learning_rate(1e6)  # the next update explodes and is refused
+    with pytest.raises(sd.NonFiniteError, match="exploding") as caught:
+        small_model.fit(data, steps=10, batch_size=16, progress=False, callback=explode)
+    assert caught.value.losses.shape == (3,) and np.isfinite(caught.value.losses).all()
+    assert small_model.step == 3
+
+
+def test_the_log_must_be_a_regular_file(small_model, data, tmp_path):
+    """A FIFO as the log is refused by its type. With a reader on it (so that the old code's
+    open did not block) it used to be written to; without one, open blocked forever."""
+    fifo = tmp_path / "loss.csv"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        with pytest.raises(sd.DDPMIOError, match=r"not a regular file \(it is a FIFO\)"):
+            small_model.fit(data, steps=2, batch_size=4, progress=False, log=fifo)
+    finally:
+        os.close(reader)
+    with pytest.raises(sd.DDPMIOError, match="FIFO"):
+        small_model.fit(data, steps=2, batch_size=4, progress=False, log=fifo)  # no reader at all
+    assert small_model.step == 0
+    with pytest.raises(sd.DDPMIOError, match="character device"):
+        small_model.fit(data, steps=2, batch_size=4, progress=False, log="/dev/null")

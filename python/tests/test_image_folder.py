@@ -237,3 +237,69 @@ def test_pillow_is_declared_where_it_is_installed():
     assert images_extra and '"Pillow' in images_extra.group(1)
     setup = re.search(r"^setup-python:\n(.*?)\n\n", (REPO / "Makefile").read_text(), re.M | re.S).group(1)
     assert '"Pillow": "PIL"' in setup
+
+
+# ---- Issue 19: files that are not images to decode ----------------------------------------
+
+def test_a_device_named_png_is_refused_by_its_type(tmp_path):
+    """A link to /dev/zero named c.png: refused because fstat says it is a device (before the
+    fix Pillow read from it and the warning said only "cannot identify image file")."""
+    solid(tmp_path / "a.png", (4, 4), RED)
+    os.symlink("/dev/zero", tmp_path / "c.png")
+    with pytest.warns(RuntimeWarning) as caught:
+        x = datasets.image_folder(tmp_path, size=4)
+    assert x.shape == (1, 3, 4, 4)
+    assert len(caught) == 1 and "c.png" in str(caught[0].message) and "character device" in str(caught[0].message)
+
+
+@pytest.mark.parametrize("on_error", ["warn", "raise"])
+def test_a_fifo_named_png_is_refused_by_its_type_not_waited_on(tmp_path, on_error):
+    """A FIFO named b.png (no writer: reading it would block forever) is opened without
+    blocking and refused because fstat says FIFO, in both on_error modes."""
+    solid(tmp_path / "a.png", (4, 4), RED)
+    os.mkfifo(tmp_path / "b.png")
+    if on_error == "raise":
+        with pytest.raises(ValueError, match=r"b\.png.*not a regular file \(it is a FIFO\)"):
+            datasets.image_folder(tmp_path, size=4, on_error="raise")
+        return
+    with pytest.warns(RuntimeWarning, match=r"b\.png.*not a regular file \(it is a FIFO\)"):
+        x = datasets.image_folder(tmp_path, size=4)
+    np.testing.assert_allclose(x[0, :, 0, 0], scaled(RED), atol=1e-6)
+
+
+def _png_declaring(path, width, height):
+    """A PNG whose header declares width×height 8-bit grey pixels and that holds no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def test_declared_pixel_count_is_checked_before_decoding(tmp_path):
+    """A PNG declaring 12000×12000 pixels (a 424 KB one decoded to a 1.7 GB peak for 8×8
+    images) is refused from its header against a bound that follows the requested size."""
+    _png_declaring(tmp_path / "huge.png", 12000, 12000)
+    solid(tmp_path / "small.png", (16, 16), (200, 200, 200), mode="RGB")
+    with pytest.warns(RuntimeWarning, match=r"huge\.png.*12000×12000.*over the bound of 33554432") as caught:
+        x = datasets.image_folder(tmp_path, size=8)
+    assert len(caught) == 1 and x.shape == (1, 3, 8, 8)
+    with pytest.raises(ValueError, match="max_pixels"):
+        datasets.image_folder(tmp_path, size=8, on_error="raise", max_pixels=100 * 100)
+    assert datasets.max_source_pixels(8) == 1 << 25 and datasets.max_source_pixels(200) == 12800 ** 2
+    with pytest.raises(InvalidArgumentError, match="max_pixels"):
+        datasets.image_folder(tmp_path, size=8, max_pixels=0)
+
+
+def test_save_grid_replaces_a_link_and_keeps_the_targets_privacy(tmp_path):
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"precious")
+    victim.chmod(0o600)
+    os.symlink(victim, tmp_path / "grid.png")
+    datasets.save_grid(np.zeros((1, 1, 2, 2), np.float32), tmp_path / "grid.png")
+    assert victim.read_bytes() == b"precious" and not (tmp_path / "grid.png").is_symlink()
+    assert (tmp_path / "grid.png").stat().st_mode & 0o777 == 0o600
+    with Image.open(tmp_path / "grid.png") as grid:
+        assert grid.size == (6, 6)

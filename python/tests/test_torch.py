@@ -141,3 +141,23 @@ def test_bench_reference_is_the_package_module():
     assert not (bench / "mlp_reference.py").exists() and not (bench / "unet_reference.py").exists()
     assert "swiftddpm.torch" in (bench / "workers.py").read_text()
     assert importlib.util.find_spec("swiftddpm.torch") is not None
+
+
+def test_malformed_exports_raise_the_format_error_in_torch_too(tmp_path):
+    """Issue 19: the same malformed folders as test_export.py's, through swiftddpm.torch."""
+    from test_export import MALFORMED
+
+    with sd.NoiseSchedule.linear(T) as schedule, sd.Model(schedule, **MLP) as model:
+        for case in ("network a string", "num_classes a string", "betas missing", "tensor without dtype",
+                     "nine dimensions", "duplicate key"):
+            folder = tmp_path / case.replace(" ", "-")
+            model.export(folder)
+            MALFORMED[case](folder)
+            with pytest.raises(sd.FormatError):
+                sdt.from_export(folder)
+        model.export(tmp_path / "extra")  # a tensor the config does not call for
+        from swiftddpm import _safetensors
+        tensors, meta = _safetensors.read(tmp_path / "extra" / "model.safetensors")
+        _safetensors.write(tmp_path / "extra" / "model.safetensors", {**tensors, "extra": np.zeros(2, np.float32)}, meta)
+        with pytest.raises(sd.FormatError, match="do not fit"):
+            sdt.from_export(tmp_path / "extra")

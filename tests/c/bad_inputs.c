@@ -775,6 +775,50 @@ static void training_prediction_sampling(void) {
     CASE("model_sample guidance Inf", INV, ddpm_model_sample(cond, &sp_, &bad_pp, LBL(okl), 4, buf3, 8));
 }
 
+/* Issue 19: a ddpm_cond_batch whose struct_size ends inside a field (a pointer: half of it was
+ * copied, then dereferenced: SIGSEGV) or leaves out a field the model reads (silently the null
+ * condition) is an invalid argument; an older, shorter struct that ends at a field boundary
+ * and holds what the model reads still works. A caller's model gives no learned variance. */
+static int cond_sized(ddpm_model *m, ddpm_cond_batch b, size_t size) {
+    b.struct_size = size;
+    return ddpm_model_train_step(m, buf, 4, 8, &b, NULL);
+}
+
+static void issue19(void) {
+    int32_t okl[4] = {0, 1, 2, 3}, ids[12] = {1, 4, 0, 2, 2, 0, 3, 3, 3, 4, 1, 0}, lens[4] = {3, 2, 0, 1};
+    float vs[12] = {0.5f, -1, 2, 0, 0, 0, 1, 1, 1, -3, 0.25f, 0};
+    ddpm_cond_batch l = *LBL(okl), v = *VEC(vs, 12), t = *TOK(ids, 12, lens);
+    static const size_t inside[] = {9, 12, 15, 20, 28, 36, 44, 52, 55};
+    for (size_t i = 0; i < sizeof inside / sizeof inside[0]; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "cond struct_size %zu (inside a field), class model", inside[i]);
+        CASE_MSG(name, INV, "field", cond_sized(cond, l, inside[i]));
+        snprintf(name, sizeof name, "cond struct_size %zu (inside a field), token model", inside[i]);
+        CASE_MSG(name, INV, "field", cond_sized(tok, t, inside[i]));
+    }
+    CASE_MSG("cond struct_size 16 (labels only) for a vector model", INV, "vectors_count", cond_sized(vec, v, 16));
+    CASE_MSG("cond struct_size 8 for a vector model", INV, "vectors_count", cond_sized(vec, v, 8));
+    CASE_MSG("cond struct_size 32 (no tokens) for a token model", INV, "tokens_count", cond_sized(tok, t, 32));
+    CASE_MSG("cond struct_size 8 for a class model", INV, "labels", cond_sized(cond, l, 8));
+    CASE("cond struct_size 16 for a class model (an older struct) ok", OK, cond_sized(cond, l, 16));
+    CASE("cond struct_size 32 for a vector model (an older struct) ok", OK, cond_sized(vec, v, 32));
+    CASE("cond struct_size 48 for a token model (no lengths: max_length) ok", OK, cond_sized(tok, t, 48));
+    CASE("cond struct_size 8 for an unconditional model ok", OK, cond_sized(mlp, *VEC(NULL, 0), 8));
+    CASE("cond struct_size sizeof + 8 (a newer caller's tail) ok", OK, cond_sized(tok, t, sizeof(ddpm_cond_batch) + 8));
+    ddpm_cond_batch half = v;
+    half.struct_size = 20;
+    CASE_MSG("predict cond struct_size 20", INV, "field", ddpm_model_predict(vec, NULL, 0, buf, 4, 5, &half, buf3, 8));
+    CASE_MSG("model_sample cond struct_size 20", INV, "field", ddpm_model_sample(vec, NULL, NULL, &half, 4, buf3, 8));
+
+    ddpm_sample_params lv = ddpm_sample_params_default();
+    lv.variance = DDPM_VARIANCE_LEARNED;
+    lv.steps = 3;
+    CASE_MSG("sampler_create variance LEARNED (no caller's model has it)", INV, "LEARNED", sampler_with(lv, 4, 2));
+    CASE_MSG("schedule_sample variance LEARNED", INV, "LEARNED", schedule_sample_with(lv, zero_model, 4, 2, 8));
+    lv.variance = DDPM_VARIANCE_POSTERIOR;
+    CASE("sampler_create variance POSTERIOR ok (control)", OK, sampler_with(lv, 4, 2));
+}
+
 static void files(void) {
     char path[PATH_MAX];
     CASE("save(NULL model)", INV, ddpm_model_save(NULL, ckpt));
@@ -900,6 +944,7 @@ int main(int argc, char **argv) {
     sampling();
     models();
     training_prediction_sampling();
+    issue19();
     files();
     sampling_plans();
     ddpm_sampler_free(smp);

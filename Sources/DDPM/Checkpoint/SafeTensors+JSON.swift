@@ -53,9 +53,13 @@ extension SafeTensors {
 
     /// Parses one JSON value that fills `bytes`, except for trailing spaces (0x20), as the
     /// safetensors format allows for padding.
+    /// - Parameter maxArrayCount: arrays longer than this are refused as soon as the parser
+    ///   reaches the element past it (a header's arrays are shapes and offset pairs: a long
+    ///   one is an error anyway, and its tree would take about 30 bytes of memory a byte).
     /// - Throws: a message (without the file name) saying what is wrong and at which byte.
-    static func parseJSON(_ bytes: UnsafeRawBufferPointer) throws(JSONError) -> JSON {
-        var parser = JSONParser(bytes: bytes)
+    /// - Complexity: O(n) in the header's length.
+    static func parseJSON(_ bytes: UnsafeRawBufferPointer, maxArrayCount: Int = .max) throws(JSONError) -> JSON {
+        var parser = JSONParser(bytes: bytes, maxArrayCount: maxArrayCount)
         let value = try parser.value(depth: 0)
         while parser.i < bytes.count {
             guard bytes[parser.i] == 0x20 else { throw JSONError("unexpected bytes after the JSON value at byte \(parser.i)") }
@@ -66,7 +70,9 @@ extension SafeTensors {
 
     struct JSONError: Error {
         var message: String
-        init(_ message: String) { self.message = message }
+        /// An array passed `maxArrayCount`: valid JSON, but over the caller's limit.
+        var tooLong = false
+        init(_ message: String, tooLong: Bool = false) { (self.message, self.tooLong) = (message, tooLong) }
     }
 
     /// Appends `s` as a JSON string literal: quotes, backslashes and control characters
@@ -97,9 +103,10 @@ extension SafeTensors {
 
 private struct JSONParser {
     let bytes: UnsafeRawBufferPointer
+    let maxArrayCount: Int
     var i = 0
 
-    init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+    init(bytes: UnsafeRawBufferPointer, maxArrayCount: Int) { (self.bytes, self.maxArrayCount) = (bytes, maxArrayCount) }
 
     typealias JSON = SafeTensors.JSON
     typealias JSONError = SafeTensors.JSONError
@@ -168,6 +175,11 @@ private struct JSONParser {
         skipWhitespace()
         if i < bytes.count, bytes[i] == 0x5d { i += 1; return .array(elements) }
         while true {
+            guard elements.count < maxArrayCount else {
+                var error = fail("an array of more than \(maxArrayCount) elements")
+                error.tooLong = true
+                throw error
+            }
             elements.append(try value(depth: depth + 1))
             skipWhitespace()
             guard i < bytes.count else { throw fail("expected ',' or ']'") }

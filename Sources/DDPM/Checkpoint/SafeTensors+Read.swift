@@ -114,7 +114,10 @@ extension SafeTensors {
         func bad(_ message: String) -> DDPMError { .format("'\(path)': \(message)") }
         guard header.first == 0x7b else { throw bad("the header does not start with '{'") }
         let root: JSON
-        do { root = try parseJSON(header) } catch { throw bad("the header is not valid JSON: \(error.message)") }
+        do { root = try parseJSON(header, maxArrayCount: maxRank) } catch {
+            throw bad(error.tooLong ? "the header has \(error.message) (a shape has at most \(maxRank) dimensions)"
+                                    : "the header is not valid JSON: \(error.message)")
+        }
         guard case .object(let entries) = root else { throw bad("the header is not a JSON object") }
 
         var metadata: [String: String] = [:]
@@ -174,14 +177,17 @@ extension SafeTensors {
         }
 
         guard case .array(let dims) = shapeValue else { throw bad("shape is \(shapeValue.summary), expected an array of integers") }
+        guard dims.count <= maxRank else { throw bad("shape has \(dims.count) dimensions, more than the limit of \(maxRank)") }
         var shape: [Int] = []
+        shape.reserveCapacity(dims.count)
         var count = 1
         for (k, d) in dims.enumerated() {
             guard let n = d.integer else { throw bad("shape[\(k)] is \(d.summary), expected an integer in 0...\(Int.max)") }
             guard n >= 0 else { throw bad("shape[\(k)] is negative (\(n))") }
             let (product, overflow) = count.multipliedReportingOverflow(by: n)
             guard !overflow else { throw bad("shape \(dims.map { $0.integer ?? -1 }) has more elements than Int can count") }
-            (count, shape) = (product, shape + [n])
+            count = product
+            shape.append(n)
         }
         let (bytes, overflow) = count.multipliedReportingOverflow(by: dtype.size)
         guard !overflow else { throw bad("shape \(shape) of \(dtype.rawValue) needs more bytes than Int can count") }

@@ -53,6 +53,7 @@ extension SafeTensors {
         for t in tensors {
             try require(t.name != "__metadata__", "'__metadata__' is not a valid tensor name")
             try require(infos[t.name] == nil, "tensor name '\(t.name)' is used twice")
+            try require(t.shape.count <= maxRank, "tensor '\(t.name)' has \(t.shape.count) dimensions, more than the limit of \(maxRank)")
             var count = 1
             for d in t.shape {
                 let (p, overflow) = count.multipliedReportingOverflow(by: d)
@@ -107,9 +108,23 @@ extension SafeTensors {
         return (folder, name)
     }
 
-    /// ".<name>.tmp-" — followed by exactly `randomDigits` lowercase hex digits.
-    static func temporaryPrefix(_ name: String) -> String { "." + name + ".tmp-" }
+    /// ".<name>.tmp-" — followed by exactly `randomDigits` lowercase hex digits. A name too
+    /// long for that to fit in `maxNameBytes` is cut (at a character boundary) to what fits,
+    /// so that every name a folder can hold can be saved to; two long names that share their
+    /// first 233 bytes then share the prefix, and a save may remove the other's stale
+    /// temporary files (never a live one: those are locked).
+    static func temporaryPrefix(_ name: String) -> String {
+        let room = maxNameBytes - 1 - ".tmp-".utf8.count - randomDigits
+        var kept = Array(name.utf8.prefix(room))
+        if kept.count < name.utf8.count {
+            while let last = kept.last, last & 0xC0 == 0x80 { kept.removeLast() }  // continuation bytes
+            if let last = kept.last, last >= 0xC0 { kept.removeLast() }  // a lead byte whose tail was cut
+        }
+        return "." + String(decoding: kept, as: UTF8.self) + ".tmp-"
+    }
     static let randomDigits = 16
+    /// NAME_MAX of Linux and macOS file systems: the longest name of a folder entry, in bytes.
+    static let maxNameBytes = 255
 
     /// Whether `candidate` is one of our temporary names for the destination `name`.
     static func isTemporaryName(_ candidate: [UInt8], for name: String) -> Bool {
@@ -161,10 +176,15 @@ extension SafeTensors {
 
         init(_ dirFD: Int32, _ destination: String, _ path: String) throws {
             (self.dirFD, self.path) = (dirFD, path)
-            // The mode of the file being replaced (a regular file, not a link), else 0644 & ~umask.
+            // The mode of the file being replaced (a regular file, not a link), else 0644 & ~umask;
+            // for a link to a regular file, no more than its target allows (a link to a 0600
+            // file gives 0600: the link is replaced, the target's privacy is kept).
             var st = stat()
             let keepMode: mode_t? = fstatat(dirFD, destination, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_mode & S_IFMT == S_IFREG
                 ? st.st_mode & 0o777 : nil
+            var target = stat()
+            let linkTargetMode: mode_t? = keepMode == nil && st.st_mode & S_IFMT == S_IFLNK
+                && fstatat(dirFD, destination, &target, 0) == 0 && target.st_mode & S_IFMT == S_IFREG ? target.st_mode & 0o777 : nil
             var generator = SystemRandomNumberGenerator()  // getrandom(2) / arc4random: unpredictable
             for _ in 0..<64 {
                 let digits = String(generator.next() as UInt64, radix: 16)
@@ -185,7 +205,8 @@ extension SafeTensors {
                       mine.st_dev == named.st_dev, mine.st_ino == named.st_ino
                 else { close(fd); continue }
                 (self.fd, name) = (fd, candidate)
-                if let keepMode, fchmod(fd, keepMode) != 0 {
+                let mode = keepMode ?? linkTargetMode.map { $0 & mine.st_mode & 0o777 }  // mine: 0644 & ~umask
+                if let mode, fchmod(fd, mode) != 0 {
                     let message = errnoText()
                     remove()
                     throw DDPMError.io("cannot create '\(path)': cannot set the mode of the temporary file: \(message)")

@@ -16,7 +16,9 @@
 //   anything is allocated; exactly st_size bytes are read;
 // - the whole header is validated before the data region is allocated: strict JSON (no
 //   duplicate keys, valid UTF-8, integers exact), metadata string → string only, every
-//   tensor with exactly dtype, shape and data_offsets, a known dtype, shape entries ≥ 0,
+//   tensor with exactly dtype, shape (at most `maxRank` dimensions; the parser refuses a
+//   longer array when it reaches it, so a header of many unit dimensions costs linear time
+//   and little memory) and data_offsets, a known dtype, shape entries ≥ 0,
 //   element and byte counts computed with overflow checks, data_offsets two integers with
 //   end − begin = bytes, and the tensors, sorted by offset, tile the data region exactly:
 //   no overlap, no gap, nothing after the last tensor;
@@ -61,6 +63,10 @@ enum SafeTensors {
     static let maxFileBytes = 1 << 36
     /// The largest JSON header accepted (the limit of the reference implementation).
     static let maxHeaderBytes = 100_000_000
+    /// The most dimensions a tensor may have (a checkpoint's have at most 4: convolution
+    /// weights). The bound keeps every shape small, so that a header of many unit dimensions
+    /// is refused at once rather than carried through every check.
+    static let maxRank = 8  // also the longest JSON array of a header (≥ 2: data_offsets)
     /// The metadata key reserved for the CRC-32C of the data region, as 8 lowercase hex
     /// digits. `write` sets it; `read` verifies it and removes it from `File.metadata`.
     static let checksumKey = "data_crc32c"

@@ -1,4 +1,4 @@
-// 2-D convolution with zero padding kh/2 × kw/2 and stride 1 or 2, by im2col + GEMM.
+// 2-D convolution with zero padding kh/2 × kw/2 and stride 1 or 2.
 //
 //   B = batch, Ci = in channels, Co = out channels, kh×kw = kernel size (odd; k×k, or 1×k
 //   for 1-D signals stored as height-1 images), s = stride,
@@ -6,18 +6,23 @@
 //   of 1 stays 1 under a 1×k kernel), P = Ho·Wo, K = Ci·kh·kw (one column of the unrolled
 //   input), M = B·P.
 //
+//   out[o, b, y, x] = b[o] + Σ_{ci, ky, kx} W[o, ci, ky, kx] · inp[ci, b, y·s + ky − kh/2, x·s + kx − kw/2]
+//
 // Layout. Images inside the UNet are stored channel-major, (C, B, H, W): channel c of
 // image b is the plane at offset (c·B + b)·H·W. For B = 1 this is NCHW. With it the
-// convolution of a run of images b0..<b1 is one GEMM into a column block of the output:
+// convolution of a run of images is one GEMM into a column block of the output, and
+// concatenating along channels is placing two blocks one after the other.
 //
-//   out[:, b0·P..<b1·P] (Co, nb·P) = W (Co, K) · columns (K, nb·P) + b,
-//
-// where row (ci, ky, kx) of columns = im2col(inp) is channel ci shifted by (ky − kh/2, kx − kw/2),
-// zero outside the image. The batch is processed in such runs ("chunks") sized so that the
-// unrolled columns (kh·kw times the input) stay in cache between im2col and the GEMM; the
-// backward pass recomputes them chunk by chunk rather than keeping one copy per layer.
-// `columns` is caller-provided scratch of `columnsCount(...)` floats. 1×1 convolutions with
-// stride 1 need no im2col: the input is its own column matrix, one GEMM for the batch.
+// Two algorithms (`Algorithm`), chosen per call from the shape and the batch (`algorithm`):
+//   - Winograd (Conv2d+Winograd.swift) for 3×3 kernels with stride 1: F(4×4, 3×3) (2.25
+//     multiplications an output instead of 9) or F(2×2, 3×3) (4), forward, backward-data and
+//     backward-weights; each call transforms the weights (α²·Ci·Co floats), which a call
+//     with few tiles does not repay;
+//   - im2col + GEMM (Conv2d+Im2col.swift) for everything else (stride 2, 1×1, 1×k) and for
+//     calls too small for Winograd's fixed cost.
+// The choice depends on the shape and the batch of the call only (never on the thread count
+// or the timing of a run), so a chunk of a batch computes the same bits every time.
+// `columns` is caller-provided scratch of `columnsCount(...)` floats, for any of them.
 import CBLAS
 
 public struct Conv2d: Sendable {
@@ -30,6 +35,18 @@ public struct Conv2d: Sendable {
     /// fastest of 2^15...2^21 for a UNet on 8×8 images at batch 128 (the whole batch in one
     /// chunk was about 20% slower: its columns no longer stay in cache).
     let columnsTarget: Int
+    /// The algorithm asked for: `.automatic` picks per call (see `algorithm(batch:height:width:)`).
+    let requested: Algorithm
+
+    enum Algorithm: Equatable, Sendable {
+        case automatic
+        case im2col
+        /// Winograd F(m×m, 3×3), m = 4 or 2 (3×3 kernels, stride 1).
+        case winograd(tile: Int)
+    }
+
+    /// The fewest input and output channels for which `.automatic` takes Winograd.
+    static let winogradMinChannels = 8
 
     /// Declares W and b, initialised U(±1/√(Ci·kh·kw)) (PyTorch's default), or zero when
     /// `zeroInit` (the last convolution of a residual branch, as in DDPM). The kernel is
@@ -37,9 +54,17 @@ public struct Conv2d: Sendable {
     public init(_ layout: inout ParameterLayout, _ name: String, in inChannels: Int, out outChannels: Int,
                 kernel: Int, kernelHeight: Int? = nil, stride: Int = 1, zeroInit: Bool = false,
                 columnsTarget: Int = 1 << 17) {
+        self.init(&layout, name, in: inChannels, out: outChannels, kernel: kernel, kernelHeight: kernelHeight,
+                  stride: stride, zeroInit: zeroInit, columnsTarget: columnsTarget, algorithm: .automatic)
+    }
+
+    init(_ layout: inout ParameterLayout, _ name: String, in inChannels: Int, out outChannels: Int,
+         kernel: Int, kernelHeight: Int? = nil, stride: Int = 1, zeroInit: Bool = false,
+         columnsTarget: Int = 1 << 17, algorithm: Algorithm) {
         (self.inChannels, self.outChannels, self.stride) = (inChannels, outChannels, stride)
         (self.kernelHeight, self.kernelWidth) = (kernelHeight ?? kernel, kernel)
         self.columnsTarget = columnsTarget
+        requested = algorithm
         let bound = 1 / Float(inChannels * self.kernelHeight * kernel).squareRoot()
         let initializer: Initializer = zeroInit ? .zeros : .uniform(bound: bound)
         weight = layout.add(name + ".weight", [outChannels, inChannels, self.kernelHeight, kernel], initializer)
@@ -53,206 +78,100 @@ public struct Conv2d: Sendable {
     var taps: Int { kernelHeight * kernelWidth }
     /// 1×1 with stride 1: the input is its own column matrix.
     var isPointwise: Bool { taps == 1 && stride == 1 }
+    /// A 3×3 kernel with stride 1: Winograd can compute it.
+    var isWinogradShape: Bool { kernelHeight == 3 && kernelWidth == 3 && stride == 1 }
 
     /// Ho × Wo for an H × W input.
     func outputSize(height: Int, width: Int) -> (height: Int, width: Int) {
         ((height + 2 * padY - kernelHeight) / stride + 1, (width + 2 * padX - kernelWidth) / stride + 1)
     }
 
-    /// Images per im2col chunk: the convolution runs over chunks of the batch whose unrolled
-    /// columns (about `columnsTarget` floats) stay in cache between im2col and the GEMM.
-    func imagesPerChunk(batch B: Int, height H: Int, width W: Int) -> Int {
-        let (Ho, Wo) = outputSize(height: H, width: W)
-        return max(1, min(B, columnsTarget / (inChannels * taps * Ho * Wo)))
+    /// The algorithms `.automatic` may take for H × W images: im2col, and Winograd F(4×4, 3×3)
+    /// and F(2×2, 3×3) for a 3×3 kernel with stride 1 on images of at least 4×4 with at least
+    /// `winogradMinChannels` channels in and out.
+    func candidates(height H: Int, width W: Int) -> [Algorithm] {
+        switch requested {
+        case .winograd where isWinogradShape: return [requested]
+        case .automatic where isWinogradShape && min(H, W) >= 4 && min(inChannels, outChannels) >= Self.winogradMinChannels:
+            return [.im2col, .winograd(tile: 4), .winograd(tile: 2)]
+        default: return [.im2col]
+        }
     }
 
-    /// Floats of `columns` scratch that forward and backward need: K·(images per chunk)·Ho·Wo,
-    /// plus kh·kw·H·W for the padding masks of a stride-1 conv; 0 for a pointwise convolution.
+    /// The algorithm a call on a batch of B H × W images takes: the requested one, or for
+    /// `.automatic` the candidate of least estimated cost.
+    func algorithm(batch B: Int, height H: Int, width W: Int) -> Algorithm {
+        candidates(height: H, width: W).min {
+            estimatedCost($0, batch: B, height: H, width: W) < estimatedCost($1, batch: B, height: H, width: W)
+        }!
+    }
+
+    /// A call's CPU time in ns per (input, output) channel pair, as measured on one core (AMD
+    /// EPYC, AVX-512, issue 18) for 8 to 256 channels, 4×4 to 32×32 images and batches 1 to 32:
+    ///   im2col: P·(0.1 + 2/Co), P = B·H·W pixels (GEMM, and im2col's copy of each input pixel)
+    ///   F(m×m): f + T·(g + t·(Ci + Co)/(Ci·Co)), T = B·⌈H/m⌉·⌈W/m⌉ tiles:
+    ///     f = the weight transform (10 ns for m = 4 while the α²·Ci·Co transformed weights
+    ///         fit in 2.5 MiB, 35 beyond; 6 for m = 2), g = the GEMM per tile (0.2; 0.09),
+    ///     t = the data transforms per tile and channel (10; 5).
+    /// Only the order of the estimates matters; they decide, e.g., F(4×4) for 64 channels at
+    /// 32×32 from one image on, F(2×2) for 256 channels at 8×8 × 8 images, im2col for 128
+    /// channels at 8×8 × 1 image.
+    func estimatedCost(_ algorithm: Algorithm, batch B: Int, height H: Int, width W: Int) -> Double {
+        let (ci, co) = (Double(inChannels), Double(outChannels))
+        let perChannel = (ci + co) / (ci * co)
+        switch algorithm {
+        case .winograd(let m):
+            let tiles = Double(B * ((H + m - 1) / m) * ((W + m - 1) / m))
+            let filterBytes = (m + 2) * (m + 2) * inChannels * outChannels * 4
+            let f = m == 2 ? 6.0 : filterBytes <= 5 << 19 ? 10.0 : 35.0
+            let (g, t) = m == 2 ? (0.09, 5.0) : (0.2, 10.0)
+            return f + tiles * (g + t * perChannel)
+        default:
+            return Double(B * H * W) * (0.1 + 2 / co)
+        }
+    }
+
+    /// Floats of `columns` scratch that forward and backward need for a batch of B H × W images:
+    /// the most any candidate algorithm needs (so that any smaller batch fits too, whichever
+    /// algorithm it takes).
     func columnsCount(batch B: Int, height H: Int, width W: Int) -> Int {
-        if isPointwise { return 0 }
-        let (Ho, Wo) = outputSize(height: H, width: W)
-        let masks = stride == 1 ? taps * H * W : 0  // tap masks after the columns (stride 1)
-        return inChannels * taps * imagesPerChunk(batch: B, height: H, width: W) * Ho * Wo + masks
+        candidates(height: H, width: W).map { algorithm in
+            if case .winograd(let m) = algorithm {
+                return WinogradPlan(self, tile: m, batch: B, height: H, width: W).scratchCount
+            }
+            return im2colScratchCount(batch: B, height: H, width: W)
+        }.max()!
     }
 
     /// out (Co, B, Ho, Wo) = conv(inp (Ci, B, H, W)) + b, or out += … when `accumulate`.
-    /// `columns` is scratch of `columnsCount` floats (unused by a pointwise convolution).
+    /// `columns` is scratch of `columnsCount` floats.
     func forward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ params: UnsafePointer<Float>,
                  columns: UnsafeMutablePointer<Float>, batch B: Int, height H: Int, width W: Int,
                  accumulate: Bool = false) {
-        let (Ho, Wo) = outputSize(height: H, width: W)
-        let (P, Co, K) = (Ho * Wo, outChannels, inChannels * taps)
-        let M = B * P
-        let b = params + bias
-        for o in 0..<Co {
-            let row = out + o * M, bo = b[o]
-            if accumulate { for i in 0..<M { row[i] += bo } } else { row.update(repeating: bo, count: M) }
-        }
-        if isPointwise {
-            gemm(out, params + weight, inp, m: Co, n: M, k: K, beta: 1)
-            return
-        }
-        // out[:, b0..<b1] (Co, nb·P; row stride M) += W (Co, K) · columns (K, nb·P)
-        let chunk = imagesPerChunk(batch: B, height: H, width: W)
-        for b0 in Swift.stride(from: 0, to: B, by: chunk) {
-            let nb = min(chunk, B - b0)
-            im2col(columns, inp, images: b0..<b0 + nb, batch: B, height: H, width: W)
-            stridedGemm(out + b0 * P, params + weight, columns, m: Co, n: nb * P, k: K, lda: K, ldb: nb * P, ldc: M, beta: 1)
+        if case .winograd(let m) = algorithm(batch: B, height: H, width: W) {
+            let plan = WinogradPlan(self, tile: m, batch: B, height: H, width: W)
+            forwardWinograd(out, inp, params, scratch: columns, plan, accumulate: accumulate)
+        } else {
+            forwardIm2col(out, inp, params, columns: columns, batch: B, height: H, width: W, accumulate: accumulate)
         }
     }
 
-    /// In the forward pass this was: out = W·columns + b, columns = im2col(inp), so
-    /// dW (Co, K) += dout·columnsᵀ,  db (Co,) += Σ_M dout,  dcolumns (K, M) = Wᵀ·dout,
-    /// dinp (Ci, B, H, W) (+)= col2im(dcolumns)   (all chunk by chunk, as in the forward pass).
+    /// In the forward pass this was: out = conv(inp) + b, so
+    /// dW (Co, Ci, kh, kw) += Σ dout ⋆ inp,  db (Co,) += Σ_M dout,  dinp (Ci, B, H, W) (+)= convᵀ(dout)
+    /// (the convolution's transpose: for stride 1, the convolution of dout with the kernel
+    /// rotated by 180° and Ci, Co swapped).
     /// `dinp` may be nil when the input needs no gradient; it is overwritten unless `accumulate`.
     /// `dinp` must not alias `dout` or `inp`.
     func backward(dinp: UnsafeMutablePointer<Float>?, _ grads: UnsafeMutablePointer<Float>,
                   dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, _ params: UnsafePointer<Float>,
                   columns: UnsafeMutablePointer<Float>, batch B: Int, height H: Int, width W: Int,
                   accumulate: Bool = false) {
-        let (Ho, Wo) = outputSize(height: H, width: W)
-        let (P, Co, K) = (Ho * Wo, outChannels, inChannels * taps)
-        let M = B * P
-        let (db, dW, w) = (grads + bias, grads + weight, params + weight)
-        for o in 0..<Co { db[o] += sumOf(dout + o * M, M) }
-        if isPointwise {
-            gemm(dW, dout, inp, m: Co, n: K, k: M, transB: true, beta: 1)
-            if let dinp { gemm(dinp, w, dout, m: K, n: M, k: Co, transA: true, beta: accumulate ? 1 : 0) }
-            return
+        if case .winograd(let m) = algorithm(batch: B, height: H, width: W) {
+            let plan = WinogradPlan(self, tile: m, batch: B, height: H, width: W)
+            backwardWinograd(dinp: dinp, grads, dout: dout, inp: inp, params, scratch: columns, plan, accumulate: accumulate)
+        } else {
+            backwardIm2col(dinp: dinp, grads, dout: dout, inp: inp, params, columns: columns, batch: B, height: H, width: W,
+                           accumulate: accumulate)
         }
-        // A stride-1 col2im can overwrite dinp (its centre tap reaches every pixel); stride 2 adds.
-        if let dinp, !accumulate, stride != 1 { dinp.update(repeating: 0, count: inChannels * B * H * W) }
-        let chunk = imagesPerChunk(batch: B, height: H, width: W)
-        for b0 in Swift.stride(from: 0, to: B, by: chunk) {
-            let nb = min(chunk, B - b0)
-            let doutChunk = dout + b0 * P  // (Co, nb·P), row stride M
-            im2col(columns, inp, images: b0..<b0 + nb, batch: B, height: H, width: W)
-            stridedGemm(dW, doutChunk, columns, m: Co, n: K, k: nb * P, lda: M, ldb: nb * P, ldc: K, transB: true, beta: 1)
-            guard let dinp else { continue }
-            // dcolumns (K, nb·P) = Wᵀ·dout, over the columns just used
-            stridedGemm(columns, w, doutChunk, m: K, n: nb * P, k: Co, lda: K, ldb: M, ldc: nb * P, transA: true)
-            col2im(dinp, columns, images: b0..<b0 + nb, batch: B, height: H, width: W, overwrite: !accumulate && stride == 1)
-        }
-    }
-
-    // MARK: - im2col / col2im
-
-    /// columns (K, nb, Ho, Wo) for the images b0..<b1 (nb = b1 − b0) of inp (Ci, B, H, W):
-    /// row (ci, ky, kx) at (b, oy, ox) = inp[ci, b0 + b, oy·s + ky − py, ox·s + kx − px], 0 outside.
-    func im2col(_ columns: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, images: Range<Int>,
-                batch B: Int, height H: Int, width W: Int) {
-        let (kh, kw, py, px, nb) = (kernelHeight, kernelWidth, padY, padX, images.count)
-        if stride == 1 {
-            // Row (ci, ky, kx) is channel ci's run of nb·H·W floats read at the flat offset
-            // dy·W + dx, with the entries whose source pixel is outside the image set to 0.
-            let (HW, total) = (H * W, nb * H * W)
-            let keep = tapMasks(after: columns, batch: B, height: H, width: W)
-            for ci in 0..<inChannels {
-                let src = inp + (ci * B + images.lowerBound) * HW
-                for tap in 0..<taps {
-                    let offset = (tap / kw - py) * W + (tap % kw - px)
-                    let dst = columns + (ci * taps + tap) * total, mask = keep + tap * HW
-                    let lo = min(max(0, -offset), total), hi = max(min(total, total - offset), lo)
-                    for plane in 0..<nb {
-                        let (d, s) = (dst + plane * HW, src + plane * HW + offset)
-                        let jlo = min(max(lo - plane * HW, 0), HW), jhi = max(min(hi - plane * HW, HW), jlo)
-                        for j in 0..<jlo { d[j] = 0 }
-                        for j in jlo..<jhi { d[j] = Float(bitPattern: s[j].bitPattern & mask[j].bitPattern) }  // s or 0
-                        for j in jhi..<HW { d[j] = 0 }
-                    }
-                }
-            }
-            return
-        }
-        let (Ho, Wo) = outputSize(height: H, width: W)
-        let s = stride
-        for ci in 0..<inChannels {
-            for ky in 0..<kh {
-                for kx in 0..<kw {
-                    let row = columns + ((ci * kh + ky) * kw + kx) * nb * Ho * Wo
-                    for (j, b) in images.enumerated() {
-                        let src = inp + (ci * B + b) * H * W, dst = row + j * Ho * Wo
-                        for oy in 0..<Ho {
-                            let iy = oy * s + ky - py, d = dst + oy * Wo
-                            guard iy >= 0 && iy < H else { for ox in 0..<Wo { d[ox] = 0 }; continue }
-                            let srcRow = src + iy * W
-                            for ox in 0..<Wo {
-                                let ix = ox * s + kx - px
-                                d[ox] = ix >= 0 && ix < W ? srcRow[ix] : 0
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// In im2col this was: columns[ci, ky, kx][b, oy, ox] = inp[ci, b0 + b, oy·s + ky − py, ox·s + kx − px],
-    /// so dinp[ci, b0 + b, iy, ix] += dcolumns[…] for every in-image source pixel.
-    /// With `overwrite` (stride 1 only) the images' dinp is assigned rather than added to:
-    /// the centre tap, which reaches every pixel, goes first and assigns.
-    func col2im(_ dinp: UnsafeMutablePointer<Float>, _ columns: UnsafeMutablePointer<Float>, images: Range<Int>,
-                batch B: Int, height H: Int, width W: Int, overwrite: Bool = false) {
-        let (kh, kw, py, px, nb) = (kernelHeight, kernelWidth, padY, padX, images.count)
-        if stride == 1 {
-            let (HW, total) = (H * W, nb * H * W)
-            let centre = py * kw + px
-            let keep = tapMasks(after: columns, batch: B, height: H, width: W)
-            for ci in 0..<inChannels {
-                let dst = dinp + (ci * B + images.lowerBound) * HW
-                let first = columns + (ci * taps + centre) * total
-                if overwrite { dst.update(from: first, count: total) } else { for i in 0..<total { dst[i] += first[i] } }
-                for tap in 0..<taps where tap != centre {
-                    let offset = (tap / kw - py) * W + (tap % kw - px)
-                    let src = columns + (ci * taps + tap) * total, mask = keep + tap * HW
-                    let lo = min(max(0, -offset), total), hi = max(min(total, total - offset), lo)
-                    for plane in 0..<nb {
-                        let (d, s) = (dst + plane * HW + offset, src + plane * HW)
-                        let jlo = min(max(lo - plane * HW, 0), HW), jhi = max(min(hi - plane * HW, HW), jlo)
-                        for j in jlo..<jhi { d[j] += Float(bitPattern: s[j].bitPattern & mask[j].bitPattern) }
-                    }
-                }
-            }
-            return
-        }
-        let (Ho, Wo) = outputSize(height: H, width: W)
-        let s = stride
-        for ci in 0..<inChannels {
-            for ky in 0..<kh {
-                for kx in 0..<kw {
-                    let row = columns + ((ci * kh + ky) * kw + kx) * nb * Ho * Wo
-                    for (j, b) in images.enumerated() {
-                        let dst = dinp + (ci * B + b) * H * W, src = row + j * Ho * Wo
-                        for oy in 0..<Ho {
-                            let iy = oy * s + ky - py
-                            guard iy >= 0 && iy < H else { continue }
-                            let dstRow = dst + iy * W, srcRow = src + oy * Wo
-                            for ox in 0..<Wo {
-                                let ix = ox * s + kx - px
-                                if ix >= 0 && ix < W { dstRow[ix] += srcRow[ox] }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// keep (kh·kw, H·W), stored in the scratch right after the columns of a full chunk:
-    /// keep[tap][y·W + x] has all bits set when pixel (y, x) shifted by tap (ky − py, kx − px) is
-    /// still inside the image, else 0 — a bit mask, so that `value & keep` selects without a
-    /// branch and the loops vectorise. Rewritten by every call (kh·kw·H·W stores, no allocation).
-    private func tapMasks(after columns: UnsafeMutablePointer<Float>, batch B: Int, height H: Int, width W: Int) -> UnsafePointer<Float> {
-        let m = columns + inChannels * taps * imagesPerChunk(batch: B, height: H, width: W) * H * W
-        for tap in 0..<taps {
-            let (dy, dx) = (tap / kernelWidth - padY, tap % kernelWidth - padX)
-            for y in 0..<H {
-                for x in 0..<W {
-                    let inside = y + dy >= 0 && y + dy < H && x + dx >= 0 && x + dx < W
-                    m[(tap * H + y) * W + x] = Float(bitPattern: inside ? ~0 : 0)
-                }
-            }
-        }
-        return UnsafePointer(m)
     }
 }

@@ -69,7 +69,13 @@ extension DiffusionModel {
         let config: CheckpointConfig
         switch file.metadata["format_version"] {
         case "1": config = try CheckpointV1.config(file)
-        case "2": config = try CheckpointConfig(
+        case "2":
+            // Every format-2 writer (0.2 onward) stored the data's checksum: without it a file
+            // was edited, and nothing would catch a damaged weight that is still finite.
+            guard file.checksum != nil else {
+                throw DDPMError.format("'\(path)' has no '\(SafeTensors.checksumKey)' checksum, which every format-2 checkpoint carries")
+            }
+            config = try CheckpointConfig(
             network: NetworkJSON.decode(file.meta("network")),
             training: decode(file.meta("training"), "training"),
             conditioning: decode(file.meta("conditioning"), "conditioning"),
@@ -107,11 +113,13 @@ extension DiffusionModel {
             }
         }
         if let resampler = model.resampler {
+            let T = resampler.T
             let (history, counts) = (try file.doubles("resampler.loss_history"), try file.doubles("resampler.counts"))
             let H = LossSecondMomentResampler.historyPerTerm
-            guard history.count == resampler.T * H, counts.count == resampler.T, history.allSatisfy({ $0.isFinite && $0 >= 0 }),
+            let bound = LossSecondMomentResampler.maxLoss
+            guard history.count == resampler.T * H, counts.count == resampler.T, history.allSatisfy({ $0 >= 0 && $0 <= bound }),
                   counts.allSatisfy({ $0 >= 0 && $0 <= Double(H) && $0 == $0.rounded() })
-            else { throw DDPMError.format("'\(path)': the resampler's loss history is not valid") }
+            else { throw DDPMError.format("'\(path)': the resampler's loss history is not valid (\(T)·\(H) losses in 0...\(bound), \(T) counts in 0...\(H))") }
             resampler.history = history
             resampler.counts = counts.map { Int($0) }
             resampler.refresh()
@@ -124,6 +132,7 @@ extension DiffusionModel {
 }
 
 /// The largest step counter a checkpoint may hold: 2^53 (exact in a Double, far beyond any run).
+/// A train step that would pass it is refused (`applyGradients`), so every save loads.
 let maxCheckpointStep: UInt64 = 1 << 53
 
 extension SafeTensors.File {

@@ -1,6 +1,7 @@
 // A train step changes the model only if everything it writes stays finite (issue 10):
 // the loss is checked before the backward pass (DiffusionModel.swift), the gradient norm
-// and the update here. A refused step throws `.nonFinite` and leaves parameters, EMA,
+// and the update here; and only if the update does not explode (issue 19: one step at
+// lr = 1e6 left finite weights of 1e6 from which no later step could recover). A refused step throws `.nonFinite` and leaves parameters, EMA,
 // AdamW moments and step counters as they were, so that training can go on with a lower
 // learning rate.
 //
@@ -29,12 +30,28 @@ extension DiffusionModel {
 
     /// Throws `.nonFinite` naming the first parameter whose update by `gradScale`·grads
     /// (then the EMA step with `emaDecay`) would make it, its AdamW moments or its EMA value
-    /// non-finite; nothing is written.
+    /// non-finite, or when the update explodes (see `maxUpdateGrowth`); nothing is written.
     func requireFiniteUpdate(gradScale: Float, emaDecay: Float) throws {
         let params = network.parameters
-        guard let bad = optimizer.firstNonFinite(params.values.pointer, grads: params.grads.pointer, gradScale: gradScale,
-                                                 ema: ema.pointer, emaDecay: emaDecay) else { return }
-        throw DDPMError.nonFinite("the update at step \(step) would make \(bad.value) of \(params.layout.describe(bad.index)) "
-                                  + "non-finite; the step was not applied: lower the learning rate (now \(training.optimizer.learningRate))")
+        var sizes = (update: 0.0, params: 0.0)
+        if let bad = optimizer.firstNonFinite(params.values.pointer, grads: params.grads.pointer, gradScale: gradScale,
+                                              ema: ema.pointer, emaDecay: emaDecay, sizes: &sizes) {
+            throw DDPMError.nonFinite("the update at step \(step) would make \(bad.value) of \(params.layout.describe(bad.index)) "
+                                      + "non-finite; the step was not applied: lower the learning rate (now \(training.optimizer.learningRate))")
+        }
+        // rms(θ' − θ) ≤ G·max(rms(θ), 1), in squares: Σ(θ' − θ)² ≤ G²·max(Σθ², P).
+        let G = Self.maxUpdateGrowth
+        guard !(sizes.update <= G * G * max(sizes.params, Double(params.count))) else { return }
+        let P = Double(params.count)
+        let (update, weights) = (Float((sizes.update / P).squareRoot()), Float((sizes.params / P).squareRoot()))
+        throw DDPMError.nonFinite("the update at step \(step) would move the parameters by \(update) (RMS), more than "
+                                  + "\(Int(G)) × max(their RMS \(weights), 1): an exploding step, not applied; "
+                                  + "lower the learning rate (now \(training.optimizer.learningRate))")
     }
+
+    /// A step whose update is larger than this many times the weights (by RMS, weights
+    /// counted as at least 1) is refused as exploding: with AdamW an update's RMS is about the
+    /// learning rate, so only a rate of order 100 or more reaches it, and one accepted step
+    /// there leaves weights so large that every later loss overflows and training cannot go on.
+    static let maxUpdateGrowth = 100.0
 }

@@ -240,7 +240,6 @@ public final class DiffusionModel {
         // The chunks' losses summed in chunk order.
         var loss: Float = 0
         for c in 0..<plan.count { loss += chunkLoss.pointer[c] }
-        if let resampler { resampler.update(t: buf.t.pointer, losses: buf.perSample.pointer, batch: B) }
         guard loss.isFinite else {
             throw DDPMError.nonFinite("the loss became \(loss) at step \(step); lower the learning rate")
         }
@@ -271,6 +270,8 @@ public final class DiffusionModel {
     ///   then left unchanged).
     public func applyGradients() throws {
         try require(gradientsPending, "no gradients to apply: call computeGradients first (once per step)")
+        try require(UInt64(max(step, optimizer.step)) < maxCheckpointStep,
+                    "the step counters are at \(max(step, optimizer.step)) = 2^53, the most a checkpoint holds: no further step")
         gradientsPending = false
         let params = network.parameters
         var clip = GradientClipping.scale(params.grads.pointer, count: params.count, maxNorm: training.gradClip)
@@ -285,6 +286,10 @@ public final class DiffusionModel {
         chunks.update = ParameterUpdate(adam: optimizer.nextStep(), gradScale: clip.scale, emaDecay: emaDecay)
         WorkPool.shared.parallelFor(chunks: (params.count + TrainChunks.span - 1) / TrainChunks.span, chunks.updateJob)
         step += 1
+        // Only an applied step feeds importance sampling's loss history (TimestepSampler.swift).
+        if let resampler, let call = chunks.call {
+            resampler.update(t: buffers.t.pointer, losses: buffers.perSample.pointer, batch: call.plan.batch)
+        }
     }
 
     /// FNV-1a (64 bit) over the bit patterns of the parameters, then of the EMA weights: equal

@@ -84,15 +84,29 @@ final class AdamW {
     /// What `update` (then an EMA step θ_ema += (1 − d)·(θ' − θ_ema)) would make non-finite:
     /// the first index and which of the values, or nil when every new parameter, moment and
     /// EMA value is finite. Reads what `update` reads, computes the same values, writes nothing,
-    /// so that a step can be refused before anything changes.
+    /// so that a step can be refused before anything changes. When all are finite, `sizes`
+    /// receives Σ(θ' − θ)² and Σθ² (the update against the weights: DiffusionModel+Finite.swift).
     func firstNonFinite(_ params: UnsafePointer<Float>, grads: UnsafePointer<Float>, gradScale: Float,
-                        ema: UnsafePointer<Float>, emaDecay: Float) -> (index: Int, value: String)? {
+                        ema: UnsafePointer<Float>, emaDecay: Float,
+                        sizes: inout (update: Double, params: Double)) -> (index: Int, value: String)? {
         var k = Self.kernelStep(Coefficients(config, update: step + 1), gradScale: gradScale, emaDecay: emaDecay)
         var (which, value): (Int32, Float) = (0, 0)
-        let index = ddpm_adamw_first_nonfinite(&k, params, m.pointer, v.pointer, grads, ema, Int64(m.count), &which, &value)
+        var sums: (Double, Double) = (0, 0)
+        let index = withUnsafeMutableBytes(of: &sums) { raw in
+            ddpm_adamw_first_nonfinite(&k, params, m.pointer, v.pointer, grads, ema, Int64(m.count), &which, &value,
+                                       raw.baseAddress!.assumingMemoryBound(to: Double.self))
+        }
+        sizes = (sums.0, sums.1)
         guard index >= 0 else { return nil }
         let names = ["the first moment exp_avg", "the second moment exp_avg_sq", "the parameter", "the EMA weight"]
         return (Int(index), "\(names[Int(which)]) (\(value))")
+    }
+
+    /// `firstNonFinite` without the sizes.
+    func firstNonFinite(_ params: UnsafePointer<Float>, grads: UnsafePointer<Float>, gradScale: Float,
+                        ema: UnsafePointer<Float>, emaDecay: Float) -> (index: Int, value: String)? {
+        var sizes = (update: 0.0, params: 0.0)
+        return firstNonFinite(params, grads: grads, gradScale: gradScale, ema: ema, emaDecay: emaDecay, sizes: &sizes)
     }
 }
 

@@ -3,6 +3,11 @@
 //   p_t = (1 − u)·√(mean L_t²)/Σ_s √(mean L_s²) + u/T,   u = 0.001,
 // and weight that sample's loss by 1/(T·p_t), so that the expected loss is the uniform one.
 // Until then t is uniform (weight 1).  T = timesteps, H = 10 losses per t.
+//
+// The history changes only when a train step is applied (DiffusionModel.applyGradients): a
+// refused step leaves it as it was. Every loss in it is finite and at most `maxLoss`, so
+// that Σ L² over a row stays finite in Double and p is always a distribution; a checkpoint
+// holding anything else is refused.
 
 /// How the training timestep is drawn.
 public enum TimestepSampling: Int32, Sendable, CaseIterable {
@@ -14,6 +19,10 @@ public enum TimestepSampling: Int32, Sendable, CaseIterable {
 final class LossSecondMomentResampler {
     static let historyPerTerm = 10
     static let uniformProbability = 0.001
+    /// The largest loss the history keeps (H·maxLoss² < Double's range). An applied step's
+    /// per-sample loss is below about 1e55 (its weighted mean is a finite Float, and
+    /// 1/(T·p_t) ≥ 2^-20), so the clamp in `update` never binds in a real run.
+    static let maxLoss = 1e100
     let T: Int
     var history: [Double]  // (T, H) the last H losses of each t, oldest first
     var counts: [Int]  // (T,) losses recorded per t, at most H
@@ -58,16 +67,16 @@ final class LossSecondMomentResampler {
         return (lo, Float(1 / (Double(T) * p)))
     }
 
-    /// Records the losses of the sampled t's (B,).
+    /// Records the losses (B,), finite and ≥ 0, of the sampled t's (B,) of an applied step.
     func update(t: UnsafePointer<Int32>, losses: UnsafePointer<Double>, batch B: Int) {
         let H = Self.historyPerTerm
         for b in 0..<B {
             let ti = Int(t[b]), row = ti * H
             if counts[ti] == H {
                 for k in 0..<H - 1 { history[row + k] = history[row + k + 1] }
-                history[row + H - 1] = losses[b]
+                history[row + H - 1] = min(losses[b], Self.maxLoss)
             } else {
-                history[row + counts[ti]] = losses[b]
+                history[row + counts[ti]] = min(losses[b], Self.maxLoss)
                 counts[ti] += 1
             }
         }

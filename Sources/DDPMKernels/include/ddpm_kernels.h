@@ -117,9 +117,12 @@ void ddpm_adamw_update(const ddpm_adamw_step *k, float *params, float *m, float 
 /// ema += keep·(params − ema)
 void ddpm_ema_update(float *ema, const float *params, float keep, int64_t n);
 /// The first index whose updated moment, parameter or EMA value (ema not NULL) would not be
-/// finite, with which (0 m, 1 v, 2 θ, 3 EMA) and that value; −1 when all are. Writes nothing else.
+/// finite, with which (0 m, 1 v, 2 θ, 3 EMA) and that value; −1 when all are. When every value
+/// is finite, sizes[0] = Σ(θ' − θ)² and sizes[1] = Σθ² (each lane summed in float: they only
+/// size the update against the weights, issue 19). Writes nothing else.
 int64_t ddpm_adamw_first_nonfinite(const ddpm_adamw_step *k, const float *params, const float *m, const float *v,
-                                   const float *grads, const float *ema, int64_t n, int32_t *which, float *value);
+                                   const float *grads, const float *ema, int64_t n, int32_t *which, float *value,
+                                   double *sizes);
 
 #ifdef __cplusplus
 }

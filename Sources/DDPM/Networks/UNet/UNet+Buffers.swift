@@ -42,8 +42,9 @@ extension UNet {
         func skip(_ k: Int) -> UnsafeMutablePointer<Float> { k == 0 ? h0 : encoder[k - 1].out }
     }
 
-    /// The scratch arena for `capacity` images. Sampling needs only the im2col columns; the
-    /// rest (`backward`) is sized on the first training forward.
+    /// The scratch arena for `capacity` images. Sampling needs only the convolutions' scratch
+    /// (`columns`: im2col's columns, or Winograd's transformed weights, tiles and staged
+    /// images; Conv2d.columnsCount); the rest (`backward`) is sized on the first training forward.
     struct Workspace {
         let block: Buffer<Float>?  // the arena's block: keeps the views alive
         let capacity: Int
