@@ -16,7 +16,7 @@ let sonameLink: [LinkerSetting] = [
 
 // -Ounchecked for the engine's kernels only: a UNet train step (bench/alloc_count.c, 1 thread)
 // was about 7% slower with -O, the MLP step no different (on a loaded machine; issue 10). Every
-// size the engine computes is bounded before it is multiplied (Kernels/Limits.swift), so no
+// size the engine computes is bounded before it is multiplied (Core/Limits.swift), so no
 // overflow depends on Swift's checks. The C layer, which reads every caller's argument and
 // size, keeps the checks of a plain -O build.
 let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]

@@ -357,7 +357,8 @@ def worker_mpi(spec: dict) -> dict | None:
     import numpy as np
     from mpi4py import MPI
     import swiftddpm as sd
-    from swiftddpm import _common as C
+    from swiftddpm._arrays import float_ptr
+    from swiftddpm._conditions import cond_batch, cond_ref
     from swiftddpm import _lib
     from swiftddpm import distributed as dist
     sd.set_num_threads(1)
@@ -372,7 +373,7 @@ def worker_mpi(spec: dict) -> dict | None:
     ls = None if labels is None else np.ascontiguousarray(labels[lo:hi])
     handle, grads, loss, total = model._h(), dist._gradient_view(model), ctypes.c_float(), np.zeros(1, np.float32)
     compute, apply = _lib.lib.ddpm_model_compute_gradients, _lib.lib.ddpm_model_apply_gradients
-    x_ptr, l_ptr = C.float_ptr(xs), C.cond_ref(C.cond_batch(model._conditioning, ls, None, hi - lo)[0])
+    x_ptr, l_ptr = float_ptr(xs), cond_ref(cond_batch(model._conditioning, ls, None, hi - lo)[0])
 
     def step():
         assert compute(handle, x_ptr, hi - lo, xs.size, l_ptr, lo, B, ctypes.byref(loss)) == 0, _lib.last_error()

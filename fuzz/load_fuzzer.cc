@@ -306,6 +306,8 @@ void collect(Node *n, Node *parent, size_t index, bool meta, bool config, std::v
 }
 
 // ---- Dictionaries ---------------------------------------------------------------------------
+// kKeys and kStrings hold every key and stored name of a checkpoint of format 1 or 2
+// (Tests/DDPMTests/CheckpointJSONTests.swift fails when a config gains one they lack).
 
 const char *kNumbers[] = {
     "0", "1", "2", "3", "4", "7", "8", "-1", "-2", "16", "64", "255", "256", "1000", "65535", "65536",
@@ -325,6 +327,7 @@ const char *kStrings[] = {
     "9223372036854775807", "9223372036854775808", "18446744073709551615", "18446744073709551616", "-0", "nan", "inf",
     "00000000", "ffffffff", "FFFFFFFF", "0000000g", "{}", "[]", "{\"kind\":\"mlp\"}", "null",
     "vector", "sequence", "tokens", "eps", "x0", "v", "epsilon", "uniform", "importance", "min_snr", "vlb",
+    "scaled_linear",
     "0.1.0", "0.2.0", "0.3.0", "0.3", "99.0.0",
 };
 const char *kKeys[] = {
@@ -338,6 +341,10 @@ const char *kKeys[] = {
     "betaStart", "betaEnd", "offset", "maxBeta", "optimizer", "gradClip", "emaDecay", "labelDropout",
     "cross_attention_levels", "prediction_target", "loss_weighting", "min_snr_gamma", "learned_variance",
     "vlb_lambda", "timestep_sampling", "max_length", "vocab_size", "resampler.loss_history", "resampler.counts",
+    "dim",
+    // format 1 (0.1.0's Swift names; the network and schedule kind as keys)
+    "mlp", "unet", "linear", "cosine", "sigmoid", "custom", "learningRate", "epsilon", "weightDecay", "timeEmbedDim",
+    "baseChannels", "channelMult", "resBlocks", "attentionLevels", "attentionHeads", "betaMin", "betaMax", "start", "end",
 };
 template <size_t N> const char *pick(std::mt19937 &rng, const char *(&table)[N]) { return table[rng() % N]; }
 

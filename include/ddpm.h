@@ -19,11 +19,14 @@
  *     ddpm_schedule_params   the β schedule
  *     ddpm_mlp_params /      the network; both begin with a ddpm_network_params head
  *     ddpm_unet_params       (struct_size, kind), and a model is created from &p.base
- *     ddpm_train_params      optimizer, clipping, EMA, condition dropout, seed
- *     ddpm_cond_params       what a sample is conditioned on (nothing, a class label, a vector)
- *     ddpm_cond_batch        the conditions of the rows of one call (labels or vectors)
- *     ddpm_sample_params     the solver: method, steps, variance, η, clipping, seed
+ *     ddpm_train_params      optimizer, clipping, EMA, condition dropout, seed, the objective
+ *                            (prediction target, loss weighting, learned variance), timesteps
+ *     ddpm_cond_params       what a sample is conditioned on (nothing, a class label, a vector,
+ *                            a sequence of vectors, token ids)
+ *     ddpm_cond_batch        the conditions of the rows of one call (labels, vectors or tokens)
+ *     ddpm_sample_params     the solver: method, steps and spacing, variance, η, clipping, seed
  *     ddpm_predict_params    how the model predicts: EMA or live weights, guidance scale
+ *     ddpm_vlb_params        the variational bound: variance, decoder (nats or bits), seed
  *
  * Conventions
  * -----------
@@ -167,9 +170,11 @@ const char *ddpm_last_error(void);
  *  calling thread included (1 <= n <= 1024); returns DDPM_ERR_INVALID_ARGUMENT otherwise.
  *  The library keeps a pool of n - 1 worker threads (they sleep between calls) and cuts
  *  each batch into fixed chunks that depend only on the batch size and the network, with
- *  gradients summed in a fixed order: results are bitwise the same for any n. BLAS itself
- *  runs on one thread inside each chunk. The default is OpenBLAS's count when the library
- *  loads (OPENBLAS_NUM_THREADS, else the number of cores); under MPI use 1 per rank. */
+ *  gradients summed in a fixed order: results are bitwise the same for any n. A matrix
+ *  product (the library's own SGEMM) runs on its chunk's thread, or, in a batch of one
+ *  chunk, in tiles over the pool, the same bits either way. The default is OpenBLAS's
+ *  thread count when the library loads (OPENBLAS_NUM_THREADS, else the number of cores;
+ *  OpenBLAS itself is then kept on one thread); under MPI use 1 per rank. */
 int ddpm_set_num_threads(int n);
 /** The number of threads calls split their work over. */
 int ddpm_get_num_threads(void);

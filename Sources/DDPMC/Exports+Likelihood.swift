@@ -3,25 +3,44 @@
 import CDDPM
 import DDPM
 
-@_cdecl("ddpm_vlb_params_default")
-public func ddpm_vlb_params_default() -> ddpm_vlb_params {
-    ddpm_vlb_params(struct_size: MemoryLayout<ddpm_vlb_params>.size, variance: Int32(DDPM_VARIANCE_BETA.rawValue),
-                    decoder: Int32(DDPM_DECODER_CONTINUOUS.rawValue), bits: 8, seed: 0,
-                    prediction_type: Int32(DDPM_OUTPUT_EPS.rawValue))
+/// ddpm_vlb_params as the engine sees them: the bound's options, and what a caller's model returns.
+struct VLBParams {
+    var options = VLBOptions()
+    var predictionType = PredictionType.epsilon
 }
+
+/// ddpm_vlb_params ↔ VLBParams.
+private let vlbTable = ParamsTable(defaults: VLBParams(), blank: ddpm_vlb_params(), [
+    .choice("variance", \.variance, \.options.variance),
+    decoderRow,
+    .value("seed", \.seed, \.options.seed),
+    .choice("prediction_type", \.prediction_type, \.predictionType),
+])
+
+/// decoder, bits ↔ the DataDecoder (bits kept at its default 8 for CONTINUOUS).
+private let decoderRow = ParamRow<ddpm_vlb_params, VLBParams>(
+    field: "decoder, bits",
+    write: { v, p in
+        switch v.options.decoder {
+        case .continuous: (p.decoder, p.bits) = (Int32(DDPM_DECODER_CONTINUOUS.rawValue), 8)
+        case .discretized(let bits): (p.decoder, p.bits) = (Int32(DDPM_DECODER_DISCRETIZED.rawValue), Int32(clamping: bits))
+        }
+    },
+    read: { p, v in
+        switch ddpm_decoder(rawValue: UInt32(bitPattern: p.decoder)) {
+        case DDPM_DECODER_CONTINUOUS: v.options.decoder = .continuous
+        case DDPM_DECODER_DISCRETIZED: v.options.decoder = .discretized(bits: Int(p.bits))
+        default: throw DDPMError.invalidArgument("unknown decoder \(p.decoder) (0 continuous, 1 discretized)")
+        }
+    })
+
+@_cdecl("ddpm_vlb_params_default")
+public func ddpm_vlb_params_default() -> ddpm_vlb_params { vlbTable.cDefaults }
 
 /// The engine's options and the callbacks' prediction type from a caller's params (NULL = defaults).
 func vlbOptions(_ params: UnsafePointer<ddpm_vlb_params>?) throws -> (VLBOptions, PredictionType) {
-    let p = params == nil ? ddpm_vlb_params_default() : try readParams(params, defaults: ddpm_vlb_params_default(), "params")
-    var o = VLBOptions()
-    o.variance = try reverseVariance(p.variance)
-    switch ddpm_decoder(rawValue: UInt32(bitPattern: p.decoder)) {
-    case DDPM_DECODER_CONTINUOUS: o.decoder = .continuous
-    case DDPM_DECODER_DISCRETIZED: o.decoder = .discretized(bits: Int(p.bits))
-    default: throw DDPMError.invalidArgument("unknown decoder \(p.decoder) (0 continuous, 1 discretized)")
-    }
-    o.seed = p.seed
-    return (o, try predictionType(p.prediction_type, "prediction_type"))
+    let v = try vlbTable.read(params, "params")
+    return (v.options, v.predictionType)
 }
 
 /// Copies a result into the caller's buffers (each may be NULL but total).

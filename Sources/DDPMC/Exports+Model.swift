@@ -97,7 +97,7 @@ public func ddpm_model_predict(
     guarded("ddpm_model_predict") {
         let m = try model(handle)
         let options = try predictOptions(params)
-        let type = try predictOutput(output, "output")
+        let type = try PredictOutput(checked: output, "output")
         let (xt, out) = (try nonNull(xt, "x_t"), try nonNull(out, "out"))
         _ = try checkCount(count, rows: batch, cols: Int64(m.network.sampleSize), "x_t/out")
         let cond = try conditionBatch(cond, rows: batch, m.conditioning)

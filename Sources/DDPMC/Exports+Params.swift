@@ -1,105 +1,73 @@
-// The params structs of ddpm.h <-> the engine's configs: defaults, validation of what
-// only C can get wrong (struct sizes, enum values, array lengths), and the way back.
-// Range checks of the values themselves are the engine's (one place, for every caller).
+// The params structs of ddpm.h <-> the engine's configs, one table each (ParamsTable.swift):
+// the networks, training, conditioning and prediction. Each table serves the struct's
+// _default(), the read of a caller's struct and the write-back of a model's config. The
+// condition batch, which carries pointers rather than a config, is read by hand below.
 import CDDPM
 import DDPM
 
-// ---- Reading a caller's struct --------------------------------------------------------
-
-/// Reads a caller's params struct of `struct_size` bytes over our defaults, so that a caller
-/// built against an older, shorter struct keeps working and a newer one's tail is ignored.
-/// `sizeAt` is where struct_size sits (0, or inside the network head).
-func readParams<T>(_ p: UnsafePointer<T>?, defaults: T, _ name: String) throws -> T {
-    let p = try nonNull(p, name)
-    return try readStruct(UnsafeRawPointer(p), defaults: defaults, name)
-}
-
-func readStruct<T>(_ raw: UnsafeRawPointer, defaults: T, _ name: String) throws -> T {
-    let given = raw.load(as: Int.self)  // struct_size is the first field
-    guard given >= MemoryLayout<Int>.size, given <= 1 << 20 else {
-        throw DDPMError.invalidArgument("\(name)->struct_size is \(given); initialise it with its _default() function")
-    }
-    var value = defaults
-    withUnsafeMutableBytes(of: &value) { dst in
-        dst.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: min(given, MemoryLayout<T>.size)))
-    }
-    return value
-}
-
-/// Writes `value` to a caller's struct, at most its struct_size bytes (which are kept).
-func writeStruct<T>(_ value: T, to out: UnsafeMutableRawPointer?, _ name: String) throws {
-    let out = try nonNull(out, name)
-    let given = out.load(as: Int.self)
-    guard given >= MemoryLayout<Int>.size, given <= 1 << 20 else {
-        throw DDPMError.invalidArgument("\(name)->struct_size is \(given); initialise it with its _default() function")
-    }
-    var copy = value
-    let size = min(given, MemoryLayout<T>.size)
-    withUnsafeBytes(of: &copy) { out.copyMemory(from: $0.baseAddress!, byteCount: size) }
-    out.storeBytes(of: given, as: Int.self)
-}
-
 // ---- Networks --------------------------------------------------------------------------
 
-@_cdecl("ddpm_mlp_params_default")
-public func ddpm_mlp_params_default() -> ddpm_mlp_params {
-    var p = ddpm_mlp_params()
-    p.base = ddpm_network_params(struct_size: MemoryLayout<ddpm_mlp_params>.size, kind: Int32(DDPM_NETWORK_MLP.rawValue))
-    let c = ResidualMLP.Config(dataDim: 0)
-    (p.data_dim, p.hidden, p.depth, p.time_embed_dim) = (0, Int32(c.hidden), Int32(c.depth), Int32(c.timeEmbedDim))
-    return p
-}
+/// ddpm_mlp_params ↔ ResidualMLP.Config (data_dim 0, the default, is "unset").
+private let mlpTable = ParamsTable(defaults: ResidualMLP.Config(dataDim: 0), blank: mlpBlank, [
+    .int("data_dim", \.data_dim, \.dataDim, in: 1...Int(Int32.max), " for the MLP"),
+    .int("hidden", \.hidden, \.hidden),
+    .int("depth", \.depth, \.depth),
+    .int("time_embed_dim", \.time_embed_dim, \.timeEmbedDim),
+])
 
-/// The fixed-size C array as a Swift array, and back.
+@_cdecl("ddpm_mlp_params_default")
+public func ddpm_mlp_params_default() -> ddpm_mlp_params { mlpTable.cDefaults }
+
+/// The zeroed network structs headed by their kind (the tables set struct_size).
+private let mlpBlank = { var p = ddpm_mlp_params(); p.base.kind = Int32(DDPM_NETWORK_MLP.rawValue); return p }()
+private let unetBlank = { var p = ddpm_unet_params(); p.base.kind = Int32(DDPM_NETWORK_UNET.rawValue); return p }()
+
+/// ddpm_unet_params ↔ UNetConfig (height and width 0, the defaults, are "unset").
+private let unetTable = ParamsTable(defaults: UNetConfig(channels: 1, height: 0, width: 0), blank: unetBlank, [
+    .int("channels", \.channels, \.channels),
+    .int("height", \.height, \.height),
+    .int("width", \.width, \.width),
+    .int("base_channels", \.base_channels, \.baseChannels),
+    channelMultRow,
+    .int("res_blocks", \.res_blocks, \.resBlocks),
+    .mask("attention_levels", \.attention_levels, \.attentionLevelMask),  // bits beyond the last level fail validation
+    .int("attention_heads", \.attention_heads, \.attentionHeads),
+    .int("groups", \.groups, \.groups),
+    .value("dropout", \.dropout, \.dropout),
+    .int("time_embed_dim", \.time_embed_dim, \.timeEmbedDim),
+    .mask("cross_attention_levels", \.cross_attention_levels, \.crossAttentionLevelMask),
+])
+
+/// num_levels and the fixed-size channel_mult array ↔ channelMult (the unused tail repeats its last entry).
+private let channelMultRow = ParamRow<ddpm_unet_params, UNetConfig>(
+    field: "num_levels, channel_mult",
+    write: { config, p in
+        p.num_levels = Int32(clamping: config.levels)
+        withUnsafeMutableBytes(of: &p.channel_mult) { raw in
+            let mult = raw.bindMemory(to: Int32.self)
+            for l in mult.indices { mult[l] = Int32(clamping: config.channelMult[min(l, config.levels - 1)]) }
+        }
+    },
+    read: { p, config in
+        let levels = Int(p.num_levels)
+        guard (1...maxLevels).contains(levels) else {
+            throw DDPMError.invalidArgument("num_levels must be in 1...\(maxLevels) (got \(levels))")
+        }
+        config.channelMult = withUnsafeBytes(of: p.channel_mult) { $0.bindMemory(to: Int32.self).prefix(levels).map { Int($0) } }
+    })
 private let maxLevels = Int(DDPM_UNET_MAX_LEVELS)
-private func array(_ tuple: (Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32)) -> [Int32] {
-    withUnsafeBytes(of: tuple) { Array($0.bindMemory(to: Int32.self)) }
-}
-private func tuple(_ a: [Int32]) -> (Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32) {
-    var t: (Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32) = (1, 1, 1, 1, 1, 1, 1, 1)
-    withUnsafeMutableBytes(of: &t) { raw in
-        for (i, v) in a.prefix(maxLevels).enumerated() { raw.storeBytes(of: v, toByteOffset: 4 * i, as: Int32.self) }
-    }
-    return t
-}
 
 @_cdecl("ddpm_unet_params_default")
-public func ddpm_unet_params_default() -> ddpm_unet_params {
-    var p = ddpm_unet_params()
-    p.base = ddpm_network_params(struct_size: MemoryLayout<ddpm_unet_params>.size, kind: Int32(DDPM_NETWORK_UNET.rawValue))
-    let c = UNetConfig(channels: 1, height: 0, width: 0)
-    (p.channels, p.height, p.width) = (1, 0, 0)
-    p.base_channels = Int32(c.baseChannels)
-    p.num_levels = Int32(c.channelMult.count)
-    p.channel_mult = tuple(c.channelMult.map { Int32($0) } + [Int32](repeating: Int32(c.channelMult.last!), count: maxLevels))
-    p.res_blocks = Int32(c.resBlocks)
-    p.attention_levels = UInt32(c.attentionLevelMask)
-    (p.attention_heads, p.groups, p.dropout, p.time_embed_dim) = (Int32(c.attentionHeads), Int32(c.groups), c.dropout,
-                                                                 Int32(c.timeEmbedDim))
-    p.cross_attention_levels = 0
-    return p
-}
+public func ddpm_unet_params_default() -> ddpm_unet_params { unetTable.cDefaults }
 
 /// The engine's network config from a caller's network struct (headed by ddpm_network_params).
 func networkConfig(_ head: UnsafePointer<ddpm_network_params>?) throws -> NetworkConfig {
     let head = try nonNull(head, "network")
     switch ddpm_network_kind(rawValue: UInt32(bitPattern: head.pointee.kind)) {
     case DDPM_NETWORK_MLP:
-        let p = try readStruct(UnsafeRawPointer(head), defaults: ddpm_mlp_params_default(), "network")
-        guard p.data_dim >= 1 else { throw DDPMError.invalidArgument("data_dim must be >= 1 for the MLP (got \(p.data_dim))") }
-        return .mlp(.init(dataDim: Int(p.data_dim), hidden: Int(p.hidden), depth: Int(p.depth), timeEmbedDim: Int(p.time_embed_dim)))
+        return .mlp(try mlpTable.read(try readStruct(UnsafeRawPointer(head), defaults: mlpTable.cDefaults, "network")))
     case DDPM_NETWORK_UNET:
-        let p = try readStruct(UnsafeRawPointer(head), defaults: ddpm_unet_params_default(), "network")
-        guard (1...maxLevels).contains(Int(p.num_levels)) else {
-            throw DDPMError.invalidArgument("num_levels must be in 1...\(maxLevels) (got \(p.num_levels))")
-        }
-        var config = UNetConfig(
-            channels: Int(p.channels), height: Int(p.height), width: Int(p.width), baseChannels: Int(p.base_channels),
-            channelMult: array(p.channel_mult).prefix(Int(p.num_levels)).map { Int($0) }, resBlocks: Int(p.res_blocks),
-            attentionLevels: [], attentionHeads: Int(p.attention_heads), groups: Int(p.groups), dropout: p.dropout,
-            timeEmbedDim: Int(p.time_embed_dim))
-        config.attentionLevelMask = Int(p.attention_levels)  // bits beyond the last level fail validation
-        config.crossAttentionLevelMask = Int(p.cross_attention_levels)
+        let config = try unetTable.read(try readStruct(UnsafeRawPointer(head), defaults: unetTable.cDefaults, "network"))
         try config.validate()
         return .unet(config)
     default:
@@ -113,22 +81,10 @@ func writeNetwork(_ config: NetworkConfig, to out: UnsafeMutablePointer<ddpm_net
     switch config {
     case .mlp(let c):
         try requireKind(out, DDPM_NETWORK_MLP, "MLP")
-        var p = ddpm_mlp_params_default()
-        (p.data_dim, p.hidden, p.depth, p.time_embed_dim) = (Int32(c.dataDim), Int32(c.hidden), Int32(c.depth), Int32(c.timeEmbedDim))
-        try writeStruct(p, to: out, "network")
+        try writeStruct(mlpTable.write(c), to: out, "network")
     case .unet(let c):
         try requireKind(out, DDPM_NETWORK_UNET, "UNet")
-        var p = ddpm_unet_params_default()
-        (p.channels, p.height, p.width) = (Int32(c.channels), Int32(c.height), Int32(c.width))
-        p.base_channels = Int32(c.baseChannels)
-        p.num_levels = Int32(c.levels)
-        p.channel_mult = tuple(c.channelMult.map { Int32($0) } + [Int32](repeating: Int32(c.channelMult.last!), count: maxLevels))
-        p.res_blocks = Int32(c.resBlocks)
-        p.attention_levels = UInt32(c.attentionLevelMask)
-        (p.attention_heads, p.groups, p.dropout, p.time_embed_dim) = (Int32(c.attentionHeads), Int32(c.groups), c.dropout,
-                                                                     Int32(c.timeEmbedDim))
-        p.cross_attention_levels = UInt32(c.crossAttentionLevelMask)
-        try writeStruct(p, to: out, "network")
+        try writeStruct(unetTable.write(c), to: out, "network")
     }
 }
 
@@ -140,101 +96,116 @@ private func requireKind(_ out: UnsafeMutablePointer<ddpm_network_params>, _ kin
 
 // ---- Training, conditioning, prediction --------------------------------------------------
 
-@_cdecl("ddpm_train_params_default")
-public func ddpm_train_params_default() -> ddpm_train_params {
-    trainParams(TrainingConfig())
-}
+/// ddpm_train_params ↔ TrainingConfig (flat, as the C struct: the optimizer's fields beside the others).
+private let trainTable = ParamsTable(defaults: TrainingConfig(), blank: ddpm_train_params(), [
+    .value("learning_rate", \.learning_rate, \.optimizer.learningRate),
+    .value("beta1", \.beta1, \.optimizer.beta1),
+    .value("beta2", \.beta2, \.optimizer.beta2),
+    .value("adam_eps", \.adam_eps, \.optimizer.epsilon),
+    .value("weight_decay", \.weight_decay, \.optimizer.weightDecay),
+    .value("grad_clip", \.grad_clip, \.gradClip),
+    .value("ema_decay", \.ema_decay, \.emaDecay),
+    .value("condition_dropout", \.condition_dropout, \.conditionDropout),  // a union with label_dropout
+    .value("seed", \.seed, \.seed),
+    .choice("prediction_target", \.prediction_target, \.target),
+    .choice("loss_weighting", \.loss_weighting, \.lossWeighting),
+    .value("min_snr_gamma", \.min_snr_gamma, \.minSNRGamma),
+    .flag("learned_variance", \.learned_variance, \.learnedVariance),
+    .value("vlb_lambda", \.vlb_lambda, \.vlbLambda),
+    .choice("timestep_sampling", \.timestep_sampling, \.timestepSampling),
+])
 
-func trainParams(_ t: TrainingConfig) -> ddpm_train_params {
-    let o = t.optimizer
-    var p = ddpm_train_params()  // field by field: condition_dropout is a union with its old name
-    (p.struct_size, p.learning_rate, p.beta1, p.beta2) = (MemoryLayout<ddpm_train_params>.size, o.learningRate, o.beta1, o.beta2)
-    (p.adam_eps, p.weight_decay, p.grad_clip, p.ema_decay) = (o.epsilon, o.weightDecay, t.gradClip, t.emaDecay)
-    (p.condition_dropout, p.seed, p.prediction_target) = (t.conditionDropout, t.seed, t.target.rawValue)
-    (p.loss_weighting, p.min_snr_gamma, p.learned_variance) = (t.lossWeighting.rawValue, t.minSNRGamma, t.learnedVariance ? 1 : 0)
-    (p.vlb_lambda, p.timestep_sampling) = (t.vlbLambda, t.timestepSampling.rawValue)
-    return p
-}
+@_cdecl("ddpm_train_params_default")
+public func ddpm_train_params_default() -> ddpm_train_params { trainTable.cDefaults }
+
+/// A model's training config as the C struct.
+func trainParams(_ t: TrainingConfig) -> ddpm_train_params { trainTable.write(t) }
 
 /// The engine's training config (NULL means the defaults).
 func trainingConfig(_ params: UnsafePointer<ddpm_train_params>?) throws -> TrainingConfig {
-    guard params != nil else { return TrainingConfig() }
-    let p = try readParams(params, defaults: ddpm_train_params_default(), "train")
-    var t = TrainingConfig()
-    t.optimizer = AdamWConfig(learningRate: p.learning_rate, beta1: p.beta1, beta2: p.beta2, epsilon: p.adam_eps,
-                              weightDecay: p.weight_decay)
-    (t.gradClip, t.emaDecay, t.conditionDropout, t.seed) = (p.grad_clip, p.ema_decay, p.condition_dropout, p.seed)
-    t.target = try predictionType(p.prediction_target, "prediction_target")
-    switch ddpm_loss_weighting(rawValue: UInt32(bitPattern: p.loss_weighting)) {
-    case DDPM_LOSS_UNIFORM: t.lossWeighting = .uniform
-    case DDPM_LOSS_MIN_SNR: t.lossWeighting = .minSNR
-    case DDPM_LOSS_VLB: t.lossWeighting = .vlb
-    default: throw DDPMError.invalidArgument("unknown loss_weighting \(p.loss_weighting) (0 uniform, 1 min-SNR, 2 VLB)")
-    }
-    t.minSNRGamma = p.min_snr_gamma
-    (t.learnedVariance, t.vlbLambda) = (p.learned_variance != 0, p.vlb_lambda)
-    switch ddpm_timestep_sampling(rawValue: UInt32(bitPattern: p.timestep_sampling)) {
-    case DDPM_TIMESTEPS_UNIFORM: t.timestepSampling = .uniform
-    case DDPM_TIMESTEPS_IMPORTANCE: t.timestepSampling = .importance
-    default: throw DDPMError.invalidArgument("unknown timestep_sampling \(p.timestep_sampling) (0 uniform, 1 importance)")
-    }
-    return t
+    try trainTable.read(params, "train")
 }
+
+/// Conditioning as the flat fields of ddpm_cond_params (the engine's enum carries them in its cases).
+struct CondFields {
+    var kind = Int32(DDPM_COND_NONE.rawValue)
+    var numClasses = 0, dim = 0, maxLength = 0, vocabulary = 0, encoderLayers = 0, encoderHeads = 0
+
+    init() {}
+
+    init(_ c: Conditioning) {
+        switch c {
+        case .none: break
+        case .classes(let k): (kind, numClasses) = (Int32(DDPM_COND_CLASSES.rawValue), k)
+        case .vector(let d): (kind, dim) = (Int32(DDPM_COND_VECTOR.rawValue), d)
+        case .sequence(let d, let l): (kind, dim, maxLength) = (Int32(DDPM_COND_SEQUENCE.rawValue), d, l)
+        case .tokens(let v, let l, let d, let e):
+            (kind, dim, maxLength, vocabulary) = (Int32(DDPM_COND_TOKENS.rawValue), d, l, v)
+            (encoderLayers, encoderHeads) = (e.layers, e.heads)
+        }
+    }
+
+    /// The engine's conditioning; a SEQUENCE or TOKENS field must be >= 1 (the engine checks the rest).
+    func conditioning() throws -> Conditioning {
+        func positive(_ name: String, _ v: Int) throws -> Int {
+            guard v >= 1 else { throw DDPMError.invalidArgument("\(name) must be >= 1 for conditioning kind \(kind) (got \(v))") }
+            return v
+        }
+        switch ddpm_cond_kind(rawValue: UInt32(bitPattern: kind)) {
+        case DDPM_COND_NONE: return .none
+        case DDPM_COND_CLASSES: return .classes(numClasses)
+        case DDPM_COND_VECTOR: return .vector(dim)
+        case DDPM_COND_SEQUENCE: return .sequence(dim: try positive("dim", dim), maxLength: try positive("max_length", maxLength))
+        case DDPM_COND_TOKENS:
+            return .tokens(vocabulary: try positive("vocab_size", vocabulary), maxLength: try positive("max_length", maxLength),
+                           dim: try positive("dim", dim), encoder: TextEncoderShape(layers: encoderLayers, heads: encoderHeads))
+        default: throw DDPMError.invalidArgument("unknown conditioning kind \(kind) (0 none, 1 classes, 2 vector, 3 sequence, 4 tokens)")
+        }
+    }
+}
+
+/// A ddpm_cond_params field and the kinds that read it: for the other kinds it must stay 0
+/// (a field set for another kind is a mistake).
+private struct CondRow: Sendable {
+    let row: ParamRow<ddpm_cond_params, CondFields>
+    let value: KeyPath<ddpm_cond_params, Int32> & Sendable
+    let kinds: [ddpm_cond_kind]
+    init(_ field: String, _ c: WritableKeyPath<ddpm_cond_params, Int32> & Sendable, _ s: WritableKeyPath<CondFields, Int> & Sendable,
+         _ kinds: ddpm_cond_kind...) {
+        (row, value, self.kinds) = (.int(field, c, s), c, kinds)
+    }
+}
+
+private let condRows = [
+    CondRow("num_classes", \.num_classes, \.numClasses, DDPM_COND_CLASSES),
+    CondRow("dim", \.dim, \.dim, DDPM_COND_VECTOR, DDPM_COND_SEQUENCE, DDPM_COND_TOKENS),
+    CondRow("max_length", \.max_length, \.maxLength, DDPM_COND_SEQUENCE, DDPM_COND_TOKENS),
+    CondRow("vocab_size", \.vocab_size, \.vocabulary, DDPM_COND_TOKENS),
+    CondRow("encoder_layers", \.encoder_layers, \.encoderLayers, DDPM_COND_TOKENS),
+    CondRow("encoder_heads", \.encoder_heads, \.encoderHeads, DDPM_COND_TOKENS),
+]
+
+/// ddpm_cond_params ↔ CondFields: the kind, then the rows above.
+private let condTable = ParamsTable(defaults: CondFields(), blank: ddpm_cond_params(), [.value("kind", \.kind, \.kind)] + condRows.map(\.row))
+private let condKindNames = ["NONE", "CLASSES", "VECTOR", "SEQUENCE", "TOKENS"]
 
 @_cdecl("ddpm_cond_params_default")
-public func ddpm_cond_params_default() -> ddpm_cond_params {
-    condParams(.none)
-}
+public func ddpm_cond_params_default() -> ddpm_cond_params { condTable.cDefaults }
 
-func condParams(_ c: Conditioning) -> ddpm_cond_params {
-    let size = MemoryLayout<ddpm_cond_params>.size
-    func make(_ kind: ddpm_cond_kind, k: Int = 0, d: Int = 0, l: Int = 0, v: Int = 0, e: TextEncoderShape = .none) -> ddpm_cond_params {
-        ddpm_cond_params(struct_size: size, kind: Int32(kind.rawValue), num_classes: Int32(k), dim: Int32(d),
-                         max_length: Int32(l), vocab_size: Int32(v), encoder_layers: Int32(e.layers), encoder_heads: Int32(e.heads))
-    }
-    switch c {
-    case .none: return make(DDPM_COND_NONE)
-    case .classes(let k): return make(DDPM_COND_CLASSES, k: k)
-    case .vector(let d): return make(DDPM_COND_VECTOR, d: d)
-    case .sequence(let d, let l): return make(DDPM_COND_SEQUENCE, d: d, l: l)
-    case .tokens(let v, let l, let d, let e): return make(DDPM_COND_TOKENS, d: d, l: l, v: v, e: e)
-    }
-}
+/// A model's conditioning as the C struct.
+func condParams(_ c: Conditioning) -> ddpm_cond_params { condTable.write(CondFields(c)) }
 
 /// The engine's conditioning (NULL means none).
 func conditioning(_ params: UnsafePointer<ddpm_cond_params>?) throws -> Conditioning {
     guard params != nil else { return .none }
-    let p = try readParams(params, defaults: ddpm_cond_params_default(), "cond")
+    let p = try readParams(params, defaults: condTable.cDefaults, "cond")
     let kind = ddpm_cond_kind(rawValue: UInt32(bitPattern: p.kind))
-    // Each kind reads its fields; the others must stay 0 (a field set for another kind is a mistake).
-    let used: [(String, Int32, Bool)] = [
-        ("num_classes", p.num_classes, kind == DDPM_COND_CLASSES),
-        ("dim", p.dim, [DDPM_COND_VECTOR, DDPM_COND_SEQUENCE, DDPM_COND_TOKENS].contains(kind)),
-        ("max_length", p.max_length, [DDPM_COND_SEQUENCE, DDPM_COND_TOKENS].contains(kind)),
-        ("vocab_size", p.vocab_size, kind == DDPM_COND_TOKENS),
-        ("encoder_layers", p.encoder_layers, kind == DDPM_COND_TOKENS),
-        ("encoder_heads", p.encoder_heads, kind == DDPM_COND_TOKENS),
-    ]
-    let kindName = ["NONE", "CLASSES", "VECTOR", "SEQUENCE", "TOKENS"].indices.contains(Int(p.kind))
-        ? ["NONE", "CLASSES", "VECTOR", "SEQUENCE", "TOKENS"][Int(p.kind)] : "\(p.kind)"
-    for (name, value, read) in used where !read && value != 0 {
-        throw DDPMError.invalidArgument("\(name) is \(value) but kind is \(kindName), which does not use it; set kind (or leave \(name) 0)")
+    for r in condRows where !r.kinds.contains(kind) && p[keyPath: r.value] != 0 {
+        let kindName = condKindNames.indices.contains(Int(p.kind)) ? condKindNames[Int(p.kind)] : "\(p.kind)"
+        throw DDPMError.invalidArgument("\(r.row.field) is \(p[keyPath: r.value]) but kind is \(kindName), which does not use it; "
+                                        + "set kind (or leave \(r.row.field) 0)")
     }
-    func positive(_ name: String, _ v: Int32) throws -> Int {
-        guard v >= 1 else { throw DDPMError.invalidArgument("\(name) must be >= 1 for conditioning kind \(p.kind) (got \(v))") }
-        return Int(v)
-    }
-    switch kind {
-    case DDPM_COND_NONE: return .none
-    case DDPM_COND_CLASSES: return .classes(Int(p.num_classes))
-    case DDPM_COND_VECTOR: return .vector(Int(p.dim))
-    case DDPM_COND_SEQUENCE: return .sequence(dim: try positive("dim", p.dim), maxLength: try positive("max_length", p.max_length))
-    case DDPM_COND_TOKENS:
-        return .tokens(vocabulary: try positive("vocab_size", p.vocab_size), maxLength: try positive("max_length", p.max_length),
-                       dim: try positive("dim", p.dim),
-                       encoder: TextEncoderShape(layers: Int(p.encoder_layers), heads: Int(p.encoder_heads)))
-    default: throw DDPMError.invalidArgument("unknown conditioning kind \(p.kind) (0 none, 1 classes, 2 vector, 3 sequence, 4 tokens)")
-    }
+    return try condTable.read(p).conditioning()
 }
 
 @_cdecl("ddpm_cond_batch_default")
@@ -319,46 +290,16 @@ func checkCondBatchSize(_ params: UnsafePointer<ddpm_cond_batch>, _ c: Condition
     }
 }
 
+/// ddpm_predict_params ↔ PredictOptions.
+private let predictTable = ParamsTable(defaults: PredictOptions(), blank: ddpm_predict_params(), [
+    .value("guidance_scale", \.guidance_scale, \.guidanceScale),
+    .flag("use_ema", \.use_ema, \.useEMA),
+])
+
 @_cdecl("ddpm_predict_params_default")
-public func ddpm_predict_params_default() -> ddpm_predict_params {
-    let o = PredictOptions()
-    return ddpm_predict_params(struct_size: MemoryLayout<ddpm_predict_params>.size, guidance_scale: o.guidanceScale,
-                               use_ema: o.useEMA ? 1 : 0)
-}
+public func ddpm_predict_params_default() -> ddpm_predict_params { predictTable.cDefaults }
 
 /// The engine's prediction options (NULL means the defaults).
 func predictOptions(_ params: UnsafePointer<ddpm_predict_params>?) throws -> PredictOptions {
-    guard params != nil else { return PredictOptions() }
-    let p = try readParams(params, defaults: ddpm_predict_params_default(), "predict_params")
-    return PredictOptions(guidanceScale: p.guidance_scale, useEMA: p.use_ema != 0)
-}
-
-/// A ddpm_output value as the engine's PredictOutput (what a prediction may be asked for).
-func predictOutput(_ value: Int32, _ name: String) throws -> PredictOutput {
-    if ddpm_output(rawValue: UInt32(bitPattern: value)) == DDPM_OUTPUT_SCORE { return .score }
-    if ddpm_output(rawValue: UInt32(bitPattern: value)) == DDPM_OUTPUT_VARIANCE { return .variance }
-    guard let type = try? predictionType(value, name), let output = PredictOutput(rawValue: type.rawValue) else {
-        throw DDPMError.invalidArgument("unknown \(name) \(value) (0 eps, 1 x0, 2 v, 3 score, 4 variance)")
-    }
-    return output
-}
-
-/// A ddpm_output value as the engine's PredictionType (what a model outputs; not the score).
-func predictionType(_ value: Int32, _ name: String) throws -> PredictionType {
-    switch ddpm_output(rawValue: UInt32(bitPattern: value)) {
-    case DDPM_OUTPUT_EPS: return .epsilon
-    case DDPM_OUTPUT_X0: return .x0
-    case DDPM_OUTPUT_V: return .v
-    default: throw DDPMError.invalidArgument("unknown \(name) \(value) (0 eps, 1 x0, 2 v; the score is no model output)")
-    }
-}
-
-/// A ddpm_variance value as the engine's ReverseVariance.
-func reverseVariance(_ value: Int32) throws -> ReverseVariance {
-    switch ddpm_variance(rawValue: UInt32(bitPattern: value)) {
-    case DDPM_VARIANCE_BETA: return .beta
-    case DDPM_VARIANCE_POSTERIOR: return .posterior
-    case DDPM_VARIANCE_LEARNED: return .learned
-    default: throw DDPMError.invalidArgument("unknown variance \(value) (0 beta, 1 posterior, 2 learned)")
-    }
+    try predictTable.read(params, "predict_params")
 }

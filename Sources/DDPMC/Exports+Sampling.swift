@@ -3,76 +3,69 @@
 import CDDPM
 import DDPM
 
-@_cdecl("ddpm_sample_params_default")
-public func ddpm_sample_params_default() -> ddpm_sample_params {
-    let o = SamplerOptions()
-    var p = ddpm_sample_params()
-    p.struct_size = MemoryLayout<ddpm_sample_params>.size
-    p.method = o.method.rawValue
-    p.steps = Int32(o.steps)
-    p.eta = o.eta
-    p.variance = Int32(DDPM_VARIANCE_BETA.rawValue)
-    (p.clip_x0, p.clip_min, p.clip_max) = (0, -1, 1)
-    p.seed = o.seed
-    p.prediction_type = Int32(DDPM_OUTPUT_EPS.rawValue)
-    (p.timesteps, p.num_timesteps) = (nil, 0)
-    (p.progress, p.progress_user_data) = (nil, nil)
-    p.spacing = o.spacing.rawValue
-    p.steps_offset = Int32(o.stepsOffset)
-    p.use_clipped_model_output = o.useClippedModelOutput ? 1 : 0
-    (p.thresholding, p.threshold_quantile, p.threshold_max) = (0, 0.995, o.thresholdMax)
-    (p.solver_order, p.lower_order_final) = (Int32(o.solverOrder), o.lowerOrderFinal ? 1 : 0)
-    (p.corrector_steps, p.snr, p.langevin_step_size) = (Int32(o.correctorSteps), o.snr, o.langevinStepSize)
-    p.set_alpha_to_one = o.setAlphaToOne ? 1 : 0
-    return p
-}
+/// ddpm_sample_params ↔ SamplerOptions. progress and progress_user_data are the call's, not
+/// options (progressClosure).
+private let sampleTable = ParamsTable(defaults: SamplerOptions(), blank: ddpm_sample_params(), [
+    .choice("method", \.method, \.method),
+    .int("steps", \.steps, \.steps),
+    .value("eta", \.eta, \.eta),
+    .choice("variance", \.variance, \.variance),
+    clipRow,
+    .value("seed", \.seed, \.seed),
+    .choice("prediction_type", \.prediction_type, \.predictionType),
+    timestepsRow,
+    .choice("spacing", \.spacing, \.spacing),
+    .int("steps_offset", \.steps_offset, \.stepsOffset),
+    .flag("use_clipped_model_output", \.use_clipped_model_output, \.useClippedModelOutput),
+    thresholdingRow,
+    .value("threshold_max", \.threshold_max, \.thresholdMax),
+    .int("solver_order", \.solver_order, \.solverOrder),
+    .flag("lower_order_final", \.lower_order_final, \.lowerOrderFinal),
+    .int("corrector_steps", \.corrector_steps, \.correctorSteps),
+    .value("snr", \.snr, \.snr),
+    .value("langevin_step_size", \.langevin_step_size, \.langevinStepSize),
+    .flag("set_alpha_to_one", \.set_alpha_to_one, \.setAlphaToOne),
+])
 
-extension RawRepresentable where Self: CaseIterable, RawValue == Int32 {
-    /// The case whose raw value is `value`: the engine's enums carry the values of the header's
-    /// (ddpm_method, ddpm_spacing), so a C value converts by raw value, checked.
-    /// - Throws: `.invalidArgument` naming `name` and every valid value.
-    init(checked value: Int32, _ name: String) throws {
-        guard let known = Self(rawValue: value) else {
-            let valid = Self.allCases.map { "\($0.rawValue) \($0)" }.joined(separator: ", ")
-            throw DDPMError.invalidArgument("unknown \(name) \(value) (\(valid))")
-        }
-        self = known
-    }
-}
-
-/// The engine's options from a caller's params (NULL means the defaults). Only what C can
-/// get wrong is checked here; the Sampler validates the values once.
-func samplerOptions(_ params: UnsafePointer<ddpm_sample_params>?) throws -> SamplerOptions {
-    let p = params == nil ? ddpm_sample_params_default() : try readParams(params, defaults: ddpm_sample_params_default(), "params")
-    var o = SamplerOptions()
-    o.method = try SamplingMethod(checked: p.method, "method")
-    o.spacing = try TimestepSpacing(checked: p.spacing, "spacing")
-    o.variance = try reverseVariance(p.variance)
-    o.predictionType = try predictionType(p.prediction_type, "prediction_type")
-    if p.clip_x0 != 0 {
-        guard p.clip_min.isFinite, p.clip_max.isFinite, p.clip_min < p.clip_max else {
+/// clip_x0, clip_min, clip_max ↔ clipX0 (nil: off, the range kept at its default -1...1).
+private let clipRow = ParamRow<ddpm_sample_params, SamplerOptions>(
+    field: "clip_x0, clip_min, clip_max",
+    write: { o, p in (p.clip_x0, p.clip_min, p.clip_max) = (o.clipX0 == nil ? 0 : 1, o.clipX0?.lowerBound ?? -1, o.clipX0?.upperBound ?? 1) },
+    read: { p, o in
+        guard p.clip_x0 != 0 else { return }
+        guard p.clip_min.isFinite, p.clip_max.isFinite, p.clip_min < p.clip_max else {  // a ClosedRange must not be empty
             throw DDPMError.invalidArgument("clip range [\(p.clip_min), \(p.clip_max)] is empty or not finite")
         }
         o.clipX0 = p.clip_min...p.clip_max
-    }
-    if p.num_timesteps != 0 || p.timesteps != nil {
+    })
+
+/// thresholding, threshold_quantile ↔ thresholdQuantile (nil: off, the quantile kept at its default 0.995).
+private let thresholdingRow = ParamRow<ddpm_sample_params, SamplerOptions>(
+    field: "thresholding, threshold_quantile",
+    write: { o, p in (p.thresholding, p.threshold_quantile) = (o.thresholdQuantile == nil ? 0 : 1, o.thresholdQuantile ?? 0.995) },
+    read: { p, o in o.thresholdQuantile = p.thresholding != 0 ? p.threshold_quantile : nil })
+
+/// timesteps, num_timesteps → timesteps, read during the call (a caller's array: written back
+/// as none, which only the default is).
+private let timestepsRow = ParamRow<ddpm_sample_params, SamplerOptions>(
+    field: "timesteps, num_timesteps",
+    write: { _, p in (p.timesteps, p.num_timesteps) = (nil, 0) },
+    read: { p, o in
+        guard p.num_timesteps != 0 || p.timesteps != nil else { return }
         let ts = try nonNull(p.timesteps, "params->timesteps (num_timesteps = \(p.num_timesteps))")
         guard p.num_timesteps >= 1 && p.num_timesteps <= 1 << 24 else {
             throw DDPMError.invalidArgument("num_timesteps must be in 1...2^24 (got \(p.num_timesteps))")
         }
         o.timesteps = UnsafeBufferPointer(start: ts, count: Int(p.num_timesteps)).map { Int($0) }
-    }
-    o.steps = Int(p.steps)
-    o.eta = p.eta
-    o.seed = p.seed
-    o.stepsOffset = Int(p.steps_offset)
-    o.useClippedModelOutput = p.use_clipped_model_output != 0
-    if p.thresholding != 0 { o.thresholdQuantile = p.threshold_quantile }
-    o.thresholdMax = p.threshold_max
-    (o.solverOrder, o.lowerOrderFinal) = (Int(p.solver_order), p.lower_order_final != 0)
-    (o.correctorSteps, o.snr, o.langevinStepSize) = (Int(p.corrector_steps), p.snr, p.langevin_step_size)
-    o.setAlphaToOne = p.set_alpha_to_one != 0
-    return o
+    })
+
+@_cdecl("ddpm_sample_params_default")
+public func ddpm_sample_params_default() -> ddpm_sample_params { sampleTable.cDefaults }
+
+/// The engine's options from a caller's params (NULL means the defaults). Only what C can
+/// get wrong is checked here; the Sampler validates the values once.
+func samplerOptions(_ params: UnsafePointer<ddpm_sample_params>?) throws -> SamplerOptions {
+    try sampleTable.read(params, "params")
 }
 
 /// A caller's model (a callback, or outputs fed to a ddpm_sampler) gives no learned variance:

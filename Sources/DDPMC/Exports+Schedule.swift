@@ -2,28 +2,65 @@
 import CDDPM
 import DDPM
 
-@_cdecl("ddpm_schedule_params_default")
-public func ddpm_schedule_params_default() -> ddpm_schedule_params {
-    ddpm_schedule_params(
-        struct_size: MemoryLayout<ddpm_schedule_params>.size, kind: 0, num_timesteps: 1000,
-        beta_start: 1e-4, beta_end: 0.02, scale_to_steps: 0, cosine_s: 0.008, max_beta: 0.999,
-        sigmoid_start: -6, sigmoid_end: 6)
+/// ddpm_schedule_params as flat fields (the engine's NoiseSchedule.Kind carries them in its
+/// cases); the defaults are the linear schedule's, T = 1000, and the other kinds' own.
+struct ScheduleFields {
+    var kind = Int32(DDPM_SCHEDULE_LINEAR.rawValue)
+    var timesteps = 1000
+    var betaStart = 1e-4, betaEnd = 0.02, scaleToSteps = false
+    var cosineS = 0.008, maxBeta = 0.999
+    var sigmoidStart = -6.0, sigmoidEnd = 6.0
+
+    init() {}
+
+    /// How `s` was made: its kind, T and that kind's parameters (a linear schedule made with
+    /// scale_to_steps as its scaled ends).
+    init(_ s: NoiseSchedule) {
+        timesteps = s.count
+        switch s.kind {
+        case .linear(let a, let b): (kind, betaStart, betaEnd) = (Int32(DDPM_SCHEDULE_LINEAR.rawValue), a, b)
+        case .scaledLinear(let a, let b): (kind, betaStart, betaEnd) = (Int32(DDPM_SCHEDULE_SCALED_LINEAR.rawValue), a, b)
+        case .cosine(let offset, let m): (kind, cosineS, maxBeta) = (Int32(DDPM_SCHEDULE_COSINE.rawValue), offset, m)
+        case .sigmoid(let lo, let hi, let start, let end):
+            (kind, betaStart, betaEnd, sigmoidStart, sigmoidEnd) = (Int32(DDPM_SCHEDULE_SIGMOID.rawValue), lo, hi, start, end)
+        case .custom: kind = Int32(DDPM_SCHEDULE_CUSTOM.rawValue)
+        }
+    }
+
+    /// The schedule these fields describe.
+    func schedule() throws -> NoiseSchedule {
+        let T = timesteps
+        switch ddpm_schedule_kind(rawValue: UInt32(bitPattern: kind)) {
+        case DDPM_SCHEDULE_LINEAR: return try .linear(steps: T, betaStart: betaStart, betaEnd: betaEnd, scaleToSteps: scaleToSteps)
+        case DDPM_SCHEDULE_SCALED_LINEAR: return try .scaledLinear(steps: T, betaStart: betaStart, betaEnd: betaEnd)
+        case DDPM_SCHEDULE_COSINE: return try .cosine(steps: T, offset: cosineS, maxBeta: maxBeta)
+        case DDPM_SCHEDULE_SIGMOID: return try .sigmoid(steps: T, betaMin: betaStart, betaMax: betaEnd, start: sigmoidStart, end: sigmoidEnd)
+        default: throw DDPMError.invalidArgument("unknown schedule kind \(kind) (0 linear, 1 cosine, 2 sigmoid, 4 scaled_linear; custom betas go through ddpm_schedule_create_custom)")
+        }
+    }
 }
+
+/// ddpm_schedule_params ↔ ScheduleFields.
+private let scheduleTable = ParamsTable(defaults: ScheduleFields(), blank: ddpm_schedule_params(), [
+    .value("kind", \.kind, \.kind),
+    .int("num_timesteps", \.num_timesteps, \.timesteps),
+    .value("beta_start", \.beta_start, \.betaStart),
+    .value("beta_end", \.beta_end, \.betaEnd),
+    .flag("scale_to_steps", \.scale_to_steps, \.scaleToSteps),
+    .value("cosine_s", \.cosine_s, \.cosineS),
+    .value("max_beta", \.max_beta, \.maxBeta),
+    .value("sigmoid_start", \.sigmoid_start, \.sigmoidStart),
+    .value("sigmoid_end", \.sigmoid_end, \.sigmoidEnd),
+])
+
+@_cdecl("ddpm_schedule_params_default")
+public func ddpm_schedule_params_default() -> ddpm_schedule_params { scheduleTable.cDefaults }
 
 @_cdecl("ddpm_schedule_create")
 public func ddpm_schedule_create(_ params: UnsafePointer<ddpm_schedule_params>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     guarded("ddpm_schedule_create") {
         try output(out) {
-            let p = try readParams(params, defaults: ddpm_schedule_params_default(), "params")
-            let T = Int(p.num_timesteps)
-            switch ddpm_schedule_kind(rawValue: UInt32(bitPattern: p.kind)) {
-            case DDPM_SCHEDULE_LINEAR: return ScheduleHandle(try .linear(steps: T, betaStart: p.beta_start, betaEnd: p.beta_end, scaleToSteps: p.scale_to_steps != 0))
-            case DDPM_SCHEDULE_SCALED_LINEAR: return ScheduleHandle(try .scaledLinear(steps: T, betaStart: p.beta_start, betaEnd: p.beta_end))
-            case DDPM_SCHEDULE_COSINE: return ScheduleHandle(try .cosine(steps: T, offset: p.cosine_s, maxBeta: p.max_beta))
-            case DDPM_SCHEDULE_SIGMOID: return ScheduleHandle(try .sigmoid(steps: T, betaMin: p.beta_start, betaMax: p.beta_end,
-                                                       start: p.sigmoid_start, end: p.sigmoid_end))
-            default: throw DDPMError.invalidArgument("unknown schedule kind \(p.kind) (0 linear, 1 cosine, 2 sigmoid, 4 scaled_linear; custom betas go through ddpm_schedule_create_custom)")
-            }
+            ScheduleHandle(try scheduleTable.read(try nonNull(params, "params"), "params").schedule())
         }
     }
 }
@@ -45,22 +82,7 @@ public func ddpm_schedule_create_custom(_ betas: UnsafePointer<Double>?, _ count
 public func ddpm_schedule_get_params(_ handle: OpaquePointer?, _ out: UnsafeMutablePointer<ddpm_schedule_params>?) -> Int32 {
     guarded("ddpm_schedule_get_params") {
         let s = try schedule(handle)
-        var p = ddpm_schedule_params_default()
-        p.num_timesteps = Int32(clamping: s.count)
-        switch s.kind {
-        case .linear(let a, let b):
-            (p.kind, p.beta_start, p.beta_end) = (Int32(DDPM_SCHEDULE_LINEAR.rawValue), a, b)
-        case .scaledLinear(let a, let b):
-            (p.kind, p.beta_start, p.beta_end) = (Int32(DDPM_SCHEDULE_SCALED_LINEAR.rawValue), a, b)
-        case .cosine(let offset, let maxBeta):
-            (p.kind, p.cosine_s, p.max_beta) = (Int32(DDPM_SCHEDULE_COSINE.rawValue), offset, maxBeta)
-        case .sigmoid(let lo, let hi, let start, let end):
-            (p.kind, p.beta_start, p.beta_end) = (Int32(DDPM_SCHEDULE_SIGMOID.rawValue), lo, hi)
-            (p.sigmoid_start, p.sigmoid_end) = (start, end)
-        case .custom:
-            p.kind = Int32(DDPM_SCHEDULE_CUSTOM.rawValue)
-        }
-        try writeStruct(p, to: out, "params")
+        try writeStruct(scheduleTable.write(ScheduleFields(s)), to: out, "params")
     }
 }
 

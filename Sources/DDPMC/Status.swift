@@ -105,9 +105,9 @@ nonisolated(unsafe) private let versionString: UnsafePointer<CChar> = UnsafePoin
 public func ddpm_set_num_threads(_ n: Int32) -> Int32 {
     guarded("ddpm_set_num_threads") {
         guard n >= 1 && n <= 1024 else { throw DDPMError.invalidArgument("thread count must be in 1...1024 (got \(n))") }
-        setBLASThreads(Int(n))
+        setWorkPoolSize(Int(n))
     }
 }
 
 @_cdecl("ddpm_get_num_threads")
-public func ddpm_get_num_threads() -> Int32 { Int32(blasThreads()) }
+public func ddpm_get_num_threads() -> Int32 { Int32(workPoolSize()) }

@@ -399,7 +399,7 @@ final class ElementwiseKernelTests: XCTestCase {
     /// A pass large enough to be cut (KernelSplit) gives the same bits on 1, 2 and 3 threads:
     /// the fused GroupNorm forward and backward and SiLU, on every ISA path.
     func testPassesCutOnThePoolGiveTheSameBits() {
-        defer { setBLASThreads(BLASThreads.initial) }
+        defer { setWorkPoolSize(BLASThreads.initial) }
         let k = GroupNormCase(C: 16, G: 8, B: 4, N: 1030, bias: true, silu: true, dropout: 0.2)
         XCTAssertGreaterThanOrEqual(k.C * k.B * k.N, KernelSplit.minimumFloats, "large enough to be cut")
         let (gn, params, inp, bias, u) = groupNormSetup(k, seed: 500)
@@ -425,13 +425,13 @@ final class ElementwiseKernelTests: XCTestCase {
             return bits(y + mask + mean + rstd + grads + dbias + dinp + dout + s + ds)
         }
         onEveryISAPath { isa in
-            setBLASThreads(1)
+            setWorkPoolSize(1)
             let one = run()
             for threads in [2, 3] {
-                setBLASThreads(threads)
+                setWorkPoolSize(threads)
                 let before = KernelSplit.passesOnPool
                 XCTAssertEqual(run(), one, "\(isa.name): \(threads) threads")
-                if blasThreads() > 1 { XCTAssertEqual(KernelSplit.passesOnPool - before, 4, "\(isa.name): 4 passes cut on the pool") }
+                if workPoolSize() > 1 { XCTAssertEqual(KernelSplit.passesOnPool - before, 4, "\(isa.name): 4 passes cut on the pool") }
             }
         }
     }

@@ -143,7 +143,7 @@ final class GemmTests: XCTestCase {
     override func setUp() { savedISA = KernelISA.current }
     override func tearDown() {
         KernelISA.use(savedISA)
-        setBLASThreads(BLASThreads.initial)
+        setWorkPoolSize(BLASThreads.initial)
     }
 
     /// Every shape with each of the four transpose combinations, beta 0 and 1 alternating.
@@ -265,14 +265,14 @@ final class GemmTests: XCTestCase {
         var scratch = g.c
         let tiles = g.withCall(&scratch) { call in ddpm_sgemm_split(&call, 2); return call.tiles }
         XCTAssertGreaterThan(tiles, 1, "the test's GEMM is split on 2 threads")
-        setBLASThreads(1)
+        setWorkPoolSize(1)
         let serial = g.run()
         for threads in [2, 3] {
-            setBLASThreads(threads)
+            setWorkPoolSize(threads)
             assertSameBits(g.run(), serial, "\(threads) threads vs 1")
         }
         // Called from inside a pool job, it runs on its caller: the same bits again.
-        setBLASThreads(2)
+        setWorkPoolSize(2)
         let results = UnsafeMutablePointer<[Float]>.allocate(capacity: 4)
         results.initialize(repeating: [], count: 4)
         defer { results.deinitialize(count: 4); results.deallocate() }

@@ -7,7 +7,7 @@ import XCTest
 
 final class ParallelDeterminismTests: XCTestCase {
     override func tearDown() {
-        setBLASThreads(BLASThreads.initial)
+        setWorkPoolSize(BLASThreads.initial)
         super.tearDown()
     }
 
@@ -15,8 +15,8 @@ final class ParallelDeterminismTests: XCTestCase {
     /// (guided when conditional) and DDIM samples.
     func run(threads: Int, network: NetworkConfig, training: TrainingConfig, classes: Int, batch B: Int,
              steps: Int, samples n: Int) throws -> [String: UInt64] {
-        setBLASThreads(threads)
-        XCTAssertEqual(blasThreads(), threads)
+        setWorkPoolSize(threads)
+        XCTAssertEqual(workPoolSize(), threads)
         let model = try DiffusionModel(schedule: try NoiseSchedule.cosine(steps: 30), network: network, training: training,
                                        conditioning: classes > 0 ? .classes(classes) : .none)
         let S = model.network.sampleSize
@@ -102,7 +102,7 @@ final class ParallelDeterminismTests: XCTestCase {
     /// A replica that only predicts holds no gradient block (P floats: 143 MB for Ho et al.'s
     /// network); one that trains a chunk gets it.
     func testPredictingReplicasHoldNoGradients() throws {
-        setBLASThreads(2)
+        setWorkPoolSize(2)
         let network = NetworkConfig.unet(UNetConfig(channels: 1, height: 32, width: 32, baseChannels: 4, channelMult: [1, 2],
                                                     resBlocks: 1, attentionLevels: [], groups: 2, timeEmbedDim: 8))
         let model = try DiffusionModel(schedule: try NoiseSchedule.cosine(steps: 30), network: network, training: TrainingConfig())
@@ -236,7 +236,7 @@ final class ParallelDeterminismTests: XCTestCase {
     /// The chunks' gradients add up to the batch's: two data-parallel shards of 300 (2 chunks
     /// each) summed give the gradients of the batch of 600 (3 chunks), up to rounding.
     func testChunkedGradientsAddUpToTheBatch() throws {
-        setBLASThreads(2)
+        setWorkPoolSize(2)
         var training = TrainingConfig()
         training.seed = 35
         training.learnedVariance = true
@@ -281,7 +281,7 @@ final class ParallelDeterminismTests: XCTestCase {
         var expected = [Float](repeating: 0, count: B * S)
         Philox.fillNormal(&expected, count: B * S, seed: 77, base: blocks, from: offset * S)  // the first z after x_T
         for threads in [1, 2, 3] {
-            setBLASThreads(threads)
+            setWorkPoolSize(threads)
             let sampler = try Sampler(schedule: schedule, options: options, batch: B, sampleSize: S)
             var z = [Float](repeating: .nan, count: B * S)
             z.withUnsafeMutableBufferPointer { sampler.drawNoise($0.baseAddress!) }

@@ -8,7 +8,7 @@ import XCTest
 
 final class WorkPoolTests: XCTestCase {
     override func tearDown() {
-        setBLASThreads(BLASThreads.initial)
+        setWorkPoolSize(BLASThreads.initial)
         super.tearDown()
     }
 
@@ -26,7 +26,7 @@ final class WorkPoolTests: XCTestCase {
     }
 
     func testResizeWhileJobsRunDoesNotDeadlock() {
-        setBLASThreads(2)
+        setWorkPoolSize(2)
         let pool = WorkPool.shared
         let total = Counter(0)
         let job: @Sendable (Int, Int) -> Void = { _, _ in total.add(1) }
@@ -40,7 +40,7 @@ final class WorkPoolTests: XCTestCase {
     }
 
     func testWorkerIndexStaysBelowTheJobsLimitWhileThePoolGrows() {
-        setBLASThreads(1)
+        setWorkPoolSize(1)
         let pool = WorkPool.shared
         let tooHigh = Counter(0)
         let job: @Sendable (Int, Int) -> Void = { _, w in if w >= 2 { tooHigh.add(1) } }
@@ -70,7 +70,7 @@ final class WorkPoolTests: XCTestCase {
         runConcurrently({
             for _ in 0..<300 where try! predict(box.value) != reference { mismatches.add(1) }
         }, {
-            for i in 0..<600 { setBLASThreads(1 + i % 3) }
+            for i in 0..<600 { setWorkPoolSize(1 + i % 3) }
         })
         XCTAssertEqual(mismatches.load(), 0, "predictions must not depend on the thread count, even while it changes")
     }
@@ -83,11 +83,11 @@ final class WorkPoolTests: XCTestCase {
             ran.add(1)
         }
         // One thread: nothing to share, the caller does the work itself.
-        setBLASThreads(1)
+        setWorkPoolSize(1)
         XCTAssertFalse(pool.parallelForIfFree(chunks: 4, prepare: { prepared.add(1) }, job))
         XCTAssertEqual(ran.load() + prepared.load(), 0, "a refused call runs and prepares nothing")
         // A free pool of two: every chunk once, after `prepare`.
-        setBLASThreads(2)
+        setWorkPoolSize(2)
         XCTAssertTrue(pool.parallelForIfFree(chunks: 4, prepare: { prepared.add(1) }, job))
         XCTAssertEqual(ran.load(), 4)
         XCTAssertEqual(prepared.load(), 1)

@@ -36,9 +36,10 @@ from .errors import (
     check as _check,
 )
 from .config import Conditioning, MLPConfig, ScheduleConfig, TrainConfig, UNetConfig
+from ._likelihood import Likelihood
+from ._scalars import as_int32 as _as_int32
 from .model import Model
 from .sampler import Sampler, Scheduler
-from ._common import Likelihood
 from .schedule import NoiseSchedule
 
 __version__ = ".".join(map(str, _lib.EXPECTED_VERSION))
@@ -57,9 +58,7 @@ def library_path() -> str:
 def set_num_threads(n: int) -> None:
     """Sets the number of threads the library splits its work over (n >= 1); results are
     bitwise the same for any n (fixed chunks, see ddpm_set_num_threads in ddpm.h)."""
-    from ._common import as_int32
-
-    _check(_lib.lib.ddpm_set_num_threads(as_int32(n, "n")))  # C int: a larger n would wrap
+    _check(_lib.lib.ddpm_set_num_threads(_as_int32(n, "n")))  # C int: a larger n would wrap
 
 
 def get_num_threads() -> int:

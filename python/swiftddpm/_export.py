@@ -31,6 +31,7 @@ import numpy as np
 from . import _files, _lib, _safetensors
 from .config import Conditioning, MLPConfig, ScheduleConfig, UNetConfig
 from .errors import DDPMError, DDPMIOError, FormatError, InvalidArgumentError, ShapeError
+from .schedule import NoiseSchedule
 
 EXPORT_FORMAT = "swiftddpm-export"
 EXPORT_FORMAT_VERSION = 1
@@ -149,8 +150,6 @@ def conditioning_from_json(d: Mapping[str, Any]) -> Conditioning:
 def schedule_from_json(d: Mapping[str, Any]):
     """The NoiseSchedule of config.json: from its parameters, checked against its β, or from
     the β alone for kind "custom"."""
-    from .schedule import NoiseSchedule
-
     d = dict(_object(d, "schedule"))
     listed = d.pop("betas", None)
     if not isinstance(listed, list) or not listed or not all(isinstance(b, (int, float)) and not isinstance(b, bool)

@@ -1,6 +1,6 @@
 """Files the package reads and writes itself (export folders, fit's log, the command line's
 run.json and sample grids), under the rules the library keeps for its checkpoints
-(Sources/DDPM/Checkpoint/SafeTensors.swift):
+(Sources/DDPM/Checkpoint/SafeTensors.swift), and the paths it gives the library (path_bytes):
 
 reading   only a regular file: opened with O_NONBLOCK (a FIFO with no writer returns at
           once) and checked with fstat, so a FIFO, a device (/dev/zero), a socket or a folder
@@ -22,9 +22,9 @@ import os
 import secrets
 import stat
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
-from .errors import DDPMIOError, FormatError
+from .errors import ArgumentTypeError, DDPMIOError, FormatError, InvalidArgumentError
 
 _NAME_MAX = 255  # bytes in a folder entry's name (Linux, macOS)
 _RANDOM_DIGITS = 16
@@ -36,6 +36,20 @@ def _kind(mode: int) -> str:
         if test(mode):
             return name
     return "not a regular file"
+
+
+def path_bytes(path: Any, what: str = "path") -> bytes:
+    """A file path as bytes for the library; a NUL byte (which C would silently cut the path at)
+    raises InvalidArgumentError."""
+    try:
+        raw = os.fsencode(os.fspath(path))
+    except TypeError:
+        raise ArgumentTypeError(f"{what} must be a str, bytes or os.PathLike (got {type(path).__name__})") from None
+    if b"\0" in raw:
+        raise InvalidArgumentError(f"{what} contains a NUL byte: {path!r}")
+    if not raw:
+        raise InvalidArgumentError(f"{what} is empty")
+    return raw
 
 
 def open_regular(path: str | os.PathLike, flags: int, what: str, mode: int = 0o644) -> int:

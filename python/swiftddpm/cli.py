@@ -1,6 +1,6 @@
 """The command line: train a UNet on a folder of images, sample from a checkpoint.
 
-    python -m swiftddpm train --data DIR --image-size 32 [--steps N] [--out DIR] [--resume CKPT] ...
+    python -m swiftddpm train --data DIR --image-size 32 [--total-steps N] [--out DIR] [--resume CKPT] ...
     python -m swiftddpm sample --checkpoint CKPT --num-samples K --out grid.png
 
 `train` is the workflow of a training script: a folder of images (datasets.image_folder) →
@@ -8,12 +8,14 @@ a UNet model (class-conditional on the sub-folders with --class-cond) → traini
 progress bar → every --save-every steps an atomic checkpoint (OUT/checkpoint.safetensors)
 and every --sample-every steps a sample grid (OUT/samples/step_NNNNNN.png) → resume with
 --resume OUT/checkpoint.safetensors, which continues the step count, AdamW state, EMA and
-training RNG where the checkpoint left them. --steps is the total: a resumed run trains
-until the model has taken that many steps.
+training RNG where the checkpoint left them. --total-steps is the model's total: a resumed
+run trains until the model has taken that many steps (--steps, its first name, is still
+accepted; in Python, `steps` is always the steps of one call: fit(data, steps=N) takes N more).
 
-Minibatch k is drawn by an RNG seeded with (--seed, k), and the learning rate of step k is a
-function of k alone, so a run stopped and resumed takes the very steps of a run that never
-stopped. Ctrl-C stops after the step in progress, writes a checkpoint and exits with status 130.
+Training is the loop of Model.fit (swiftddpm._train_loop): minibatch k is drawn by an RNG
+seeded with (--seed, k), and the learning rate of step k is a function of k alone, so a run
+stopped and resumed takes the very steps of a run that never stopped. Ctrl-C stops after the
+step in progress, writes a checkpoint and exits with status 130.
 
 Every setting (given, or read from run.json) is checked before the first step, the sampling
 ones by making the sampler the grids will use; an error after training began (a grid that
@@ -35,6 +37,8 @@ import numpy as np
 
 from . import _files, datasets, set_num_threads
 from ._interrupt import StopOnInterrupt
+from ._progress import TrainProgress
+from ._train_loop import Minibatches, TrainLoop
 from .config import Conditioning, TrainConfig, UNetConfig
 from .errors import DDPMError
 from .model import Model
@@ -46,6 +50,7 @@ RUN_INFO = "run.json"  # written beside the checkpoint: the data's size and clas
 
 # Settings of a run that the checkpoint does not hold: a resumed run (and `sample`) takes those
 # not given on its command line from the run.json beside the checkpoint, else these defaults.
+# "steps" is the model's total (--total-steps), named so in run.json since the first version.
 RUN_DEFAULTS: dict[str, Any] = {
     "steps": 2000, "batch_size": 16, "lr": 1e-3, "warmup": 100, "seed": 0, "save_every": 500,
     "sample_every": 500, "num_samples": 16, "sampler": "ddim", "sample_steps": 50, "guidance": 1.5, "sample_seed": 0,
@@ -105,11 +110,12 @@ def _levels(text: str) -> tuple[int, ...]:
     return levels
 
 
-def _run_option(group: Any, flag: str, help: str, **kw: Any) -> None:
-    """An option whose default is RUN_DEFAULTS' or, with a checkpoint, its run's (see _settle)."""
-    name = flag.lstrip("-").replace("-", "_")
-    group.add_argument(flag, default=None, help=f"{help} (default: {RUN_DEFAULTS[name]}; with a checkpoint, its run's)",
-                       **kw)
+def _run_option(group: Any, flag: str, help: str, *other_flags: str, dest: str | None = None, **kw: Any) -> None:
+    """An option whose default is RUN_DEFAULTS' or, with a checkpoint, its run's (see _settle);
+    other_flags: other spellings of it; dest: its setting's name (default the flag's)."""
+    name = dest or flag.lstrip("-").replace("-", "_")
+    group.add_argument(flag, *other_flags, dest=name, default=None,
+                       help=f"{help} (default: {RUN_DEFAULTS[name]}; with a checkpoint, its run's)", **kw)
 
 
 def _sampling_arguments(p: argparse.ArgumentParser) -> None:
@@ -139,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                     f"OUT/{CHECKPOINT} every --save-every steps (atomically: a crash leaves the previous one) and "
                     "OUT/samples/step_NNNNNN.png every --sample-every steps. --resume continues a run: same step "
                     "count, optimizer, EMA and random draws.",
-        epilog="example: python -m swiftddpm train --data photos/ --image-size 32 --steps 5000 --out runs/photos; "
-               f"later: python -m swiftddpm train --data photos/ --steps 10000 --out runs/photos "
+        epilog="example: python -m swiftddpm train --data photos/ --image-size 32 --total-steps 5000 --out runs/photos; "
+               f"later: python -m swiftddpm train --data photos/ --total-steps 10000 --out runs/photos "
                f"--resume runs/photos/{CHECKPOINT}")
     g = t.add_argument_group("data")
     g.add_argument("--data", type=Path, required=True, metavar="DIR", help="folder of images (searched recursively)")
@@ -163,8 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--schedule", choices=("linear", "cosine"), default="cosine", help="noise schedule")
     g.add_argument("--timesteps", type=_positive, default=1000, metavar="T", help="diffusion steps T")
     g = t.add_argument_group("training")
-    _run_option(g, "--steps", "total training steps: a resumed run trains until the model has taken N",
-                type=_non_negative, metavar="N")
+    _run_option(g, "--total-steps", "the model's total training steps: a resumed run trains until the model has "
+                "taken N (--steps, its first name, is the same)", "--steps", dest="steps", type=_non_negative,
+                metavar="N")
     _run_option(g, "--batch-size", "images per step", type=_positive, metavar="B")
     _run_option(g, "--lr", "learning rate after the warm-up", type=float)
     _run_option(g, "--warmup", "steps of linear learning-rate warm-up", type=_non_negative, metavar="N")
@@ -298,40 +305,6 @@ def draw_samples(model: Model, args: argparse.Namespace, labels: np.ndarray | No
                         seed=args.sample_seed, labels=labels, guidance_scale=guidance)
 
 
-class Progress:
-    """A tqdm bar over the run's steps if tqdm is installed (and wanted), else a line every 10%."""
-
-    def __init__(self, start: int, total: int, bar: bool) -> None:
-        self.start, self.total, self.bar = start, total, None
-        self.every = max(1, (total - start) // 10)
-        self.t0 = time.perf_counter()
-        if bar:
-            try:
-                from tqdm.auto import tqdm
-                self.bar = tqdm(total=total, initial=start, desc="training", unit="step", dynamic_ncols=True)
-            except ImportError:
-                pass
-
-    def update(self, step: int, loss: float) -> None:
-        if self.bar is not None:
-            self.bar.update(step - self.bar.n)
-            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-        elif (step - self.start) % self.every == 0 or step == self.total:
-            seconds = time.perf_counter() - self.t0
-            print(f"step {step}/{self.total}  loss {loss:.4f}  {seconds:.1f} s "
-                  f"({1e3 * seconds / (step - self.start):.0f} ms/step)", flush=True)
-
-    def write(self, line: str) -> None:
-        if self.bar is not None:
-            self.bar.write(line)
-        else:
-            print(line, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 # ---- train ------------------------------------------------------------------------------
 
 def _new_model(args: argparse.Namespace, num_classes: int) -> Model:
@@ -405,27 +378,27 @@ def train(args: argparse.Namespace) -> int:
         _write_json(args.out / RUN_INFO, {
             "data": str(args.data), "image_size": args.image_size, "channels": args.channels, "classes": classes,
             "settings": {name: getattr(args, name) for name in RUN_DEFAULTS}})
-        return _train_loop(model, images, labels, args)
+        return _train(model, images, labels, args)
     finally:
         if model is not None:
             model.close()
 
 
-def _train_loop(model: Model, images: np.ndarray, labels: np.ndarray | None, args: argparse.Namespace) -> int:
-    start, total, n = model.step, args.steps, len(images)
+def _train(model: Model, images: np.ndarray, labels: np.ndarray | None, args: argparse.Namespace) -> int:
+    """Trains the model up to --total-steps with Model.fit's loop, the checkpoints and grids as
+    its hooks; returns the exit status (130 after Ctrl-C)."""
+    start, total, n = model.step, args.steps, len(images)  # args.steps: --total-steps
     what = f"{n} images of {args.channels}×{args.image_size}×{args.image_size}" + \
         (f" in {model.conditioning.num_classes} classes" if labels is not None else "")
     print(f"{what} from {args.data}; {model!r}", flush=True)
-    flat = images.reshape(n, -1)
-    batch = np.empty((args.batch_size, flat.shape[1]), np.float32)  # refilled in place: train_step's fast path
-    batch_labels = None if labels is None else np.empty(args.batch_size, np.int32)
+    batches = Minibatches(model, images, args.batch_size, args.seed, labels=labels)
     sample_labels = _sample_labels(model, args.num_samples)
-    progress = Progress(start, total, bar=not args.no_progress)
+    progress = TrainProgress(start, total, bar=not args.no_progress, lines=True)
     checkpoint = args.out / CHECKPOINT
 
-    def save_and_sample(step: int, recent: list[float]) -> None:
-        """The checkpoint and/or the sample grid due after `step` steps, with one line about them."""
-        wrote = []
+    def save_and_sample(loop: TrainLoop) -> None:
+        """The checkpoint and/or the sample grid due after this step, with one line about them."""
+        step, wrote = loop.step, []
         if step % args.save_every == 0 or step == total:
             model.save(checkpoint)  # atomic: a temporary file renamed over the last checkpoint
             wrote.append(f"saved {checkpoint}")
@@ -434,38 +407,29 @@ def _train_loop(model: Model, images: np.ndarray, labels: np.ndarray | None, arg
             datasets.save_grid(draw_samples(model, args, sample_labels), grid)  # atomic too
             wrote.append(f"samples {grid}")
         if wrote:
-            progress.write(f"step {step}: loss {np.mean(recent[-25:]):.4f}, " + ", ".join(wrote))
+            progress.write(f"step {step}: loss {loop.losses[max(0, loop.done - 25):loop.done].mean():.4f}, "
+                           + ", ".join(wrote))
 
-    interrupted, recent = False, []
+    loop = TrainLoop(model, batches, lr_schedule=lambda i: learning_rate(start + i, args.lr, args.warmup),
+                     progress=progress, hooks=[save_and_sample], interrupt=StopOnInterrupt())
     t0 = time.perf_counter()
     try:
-        with StopOnInterrupt() as interrupt, _saved_on_error(model, checkpoint, start, progress):
+        with loop.interrupt, _saved_on_error(model, checkpoint, start, progress):
             if start >= total:
-                print(f"the model has taken {start} steps already (--steps {total}): nothing to train", flush=True)
+                print(f"the model has taken {start} steps already (--total-steps {total}): nothing to train",
+                      flush=True)
             else:  # printed once Ctrl-C is caught: from here on it stops cleanly
                 print(f"training steps {start + 1}..{total}, batch {args.batch_size}, lr {args.lr:g} "
                       f"({args.warmup} warm-up steps); writing {args.out}", flush=True)
-            for step in range(start, total):  # step = steps taken before this one
-                index = np.random.default_rng([args.seed, step]).integers(0, n, args.batch_size)
-                np.take(flat, index, axis=0, out=batch)
-                if batch_labels is not None:
-                    np.take(labels, index, out=batch_labels)
-                model.set_learning_rate(learning_rate(step, args.lr, args.warmup))
-                recent.append(model.train_step(batch, batch_labels))
-                progress.update(step + 1, float(np.mean(recent[-25:])))
-                if interrupt.interrupted:
-                    interrupted = True
-                    break
-                save_and_sample(step + 1, recent)
+            losses = loop.run(max(0, total - start))
     finally:
         progress.close()
-    trained = model.step - start
-    if trained:
+    if len(losses):
         seconds = time.perf_counter() - t0
-        k = min(25, trained // 2) or 1
-        print(f"trained {trained} steps in {seconds:.1f} s ({1e3 * seconds / trained:.0f} ms/step); loss "
-              f"{np.mean(recent[:k]):.4f} (first {k}) -> {np.mean(recent[-k:]):.4f} (last {k})", flush=True)
-    if interrupted:
+        k = min(25, len(losses) // 2) or 1
+        print(f"trained {len(losses)} steps in {seconds:.1f} s ({1e3 * seconds / len(losses):.0f} ms/step); loss "
+              f"{losses[:k].mean():.4f} (first {k}) -> {losses[-k:].mean():.4f} (last {k})", flush=True)
+    if loop.stopped == "interrupt":
         model.save(checkpoint)
         print(f"interrupted (Ctrl-C) at step {model.step}: saved {checkpoint}; continue with --resume {checkpoint}",
               flush=True)
@@ -477,7 +441,7 @@ class _saved_on_error:
     """Around the training loop: an error once steps were taken saves the checkpoint first (one
     line says so), then goes on up to main's one-line report."""
 
-    def __init__(self, model: Model, checkpoint: Path, start: int, progress: Progress) -> None:
+    def __init__(self, model: Model, checkpoint: Path, start: int, progress: TrainProgress) -> None:
         self.model, self.checkpoint, self.start, self.progress = model, checkpoint, start, progress
 
     def __enter__(self) -> None:

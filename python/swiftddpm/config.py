@@ -2,20 +2,27 @@
 
     ScheduleConfig   ddpm_schedule_params   the β schedule (NoiseSchedule.from_config, .params)
     MLPConfig        ddpm_mlp_params        a residual MLP over vectors (Model(network=...))
-    UNetConfig       ddpm_unet_params       a UNet over images (Model(network=...))
-    TrainConfig      ddpm_train_params      optimizer, clipping, EMA, label dropout, seed
-    Conditioning     ddpm_cond_params       nothing, or a class label per sample
+    UNetConfig       ddpm_unet_params       a UNet over images, or 1-D signals (UNetConfig.signal)
+    TrainConfig      ddpm_train_params      AdamW, gradient clipping, EMA, dropout of the
+                                            condition, seed, and the objective (prediction
+                                            target, loss weighting, learned variance, timesteps)
+    Conditioning     ddpm_cond_params       none, class labels, vectors, sequences of vectors
+                                            or token ids
 
 Fields are named as in C and their defaults are read once, at import, from the library's
 _default() functions, so they cannot drift from the header. A config is a plain value:
 build it, print it, compare it, change it with dataclasses.replace, pass it to a Model.
-Range checks are the library's; this module only converts between Python and C values.
+Range checks are the library's; this module converts between Python and C values, refusing
+only what C could not hold (an integer beyond its C type, a float where an int is wanted).
 
 Where a Python field differs in form from its C field:
-  - enum fields (ScheduleConfig.kind, Conditioning.kind) are names: "linear", "classes", ...
+  - enum fields (ScheduleConfig.kind, Conditioning.kind, TrainConfig.prediction_target,
+    loss_weighting and timestep_sampling) are names: "linear", "classes", "eps", ...
+  - flags (TrainConfig.learned_variance) are bools (C: int32 0 or 1).
   - UNetConfig.channel_mult is a tuple of num_levels entries (C: num_levels plus a fixed
     array of DDPM_UNET_MAX_LEVELS); num_levels is a read-only property.
-  - UNetConfig.attention_levels is a tuple of level indices, e.g. (2,) (C: the bit mask 0b100).
+  - UNetConfig.attention_levels and cross_attention_levels are tuples of level indices, e.g.
+    (2,) (C: the bit mask 0b100).
   - float32 fields read back as the shortest decimal that rounds to the stored value
     (1e-3, not 0.0010000000474974513), so a config round-trips through the library.
 """
@@ -29,8 +36,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _common as C
 from . import _lib
+from ._enums import OUTPUTS, enum_name, enum_value
+from ._scalars import as_float, as_int
 from .errors import InvalidArgumentError
 
 SCHEDULE_KINDS = {
@@ -82,15 +90,15 @@ class _Mirror:
 
     def _c_value(self, name: str, value: Any, c_type: Any) -> Any:
         if name in self._enums:
-            return C.enum_value(self._enums[name], value, name)
+            return enum_value(self._enums[name], value, name)
         if name in self._flags:
             if not isinstance(value, (bool, np.bool_)):
                 raise InvalidArgumentError(f"{name} must be True or False (got {value!r})")
             return 1 if value else 0
         if c_type in _INT_RANGES:
             lo, hi = _INT_RANGES[c_type]
-            return C.as_int(value, name, minimum=lo, maximum=hi)
-        return C.as_float(value, name)
+            return as_int(value, name, minimum=lo, maximum=hi)
+        return as_float(value, name)
 
     @classmethod
     def from_c(cls, struct):
@@ -101,7 +109,7 @@ class _Mirror:
                 continue
             value = getattr(struct, f.name)
             if f.name in cls._enums:
-                value = C.enum_name(cls._enums[f.name], value)
+                value = enum_name(cls._enums[f.name], value)
             elif f.name in cls._flags:
                 value = bool(value)
             elif isinstance(value, float) and dict(type(struct)._fields_)[f.name] is ctypes.c_float:
@@ -127,7 +135,7 @@ class ScheduleConfig(_Mirror):
     (beta_start = β_min, beta_end = β_max, sigmoid_start, sigmoid_end). "custom" is only
     read back (NoiseSchedule.custom makes one)."""
 
-    kind: str = C.enum_name(SCHEDULE_KINDS, _SCHEDULE.kind)
+    kind: str = enum_name(SCHEDULE_KINDS, _SCHEDULE.kind)
     num_timesteps: int = _SCHEDULE.num_timesteps
     beta_start: float = _SCHEDULE.beta_start
     beta_end: float = _SCHEDULE.beta_end
@@ -235,11 +243,11 @@ class UNetConfig(_Mirror):
         struct.channel_mult[: len(mult)] = mult
         mask = 0
         for level in self.attention_levels:
-            mask |= 1 << C.as_int(level, "attention_levels entries", minimum=0, maximum=31)
+            mask |= 1 << as_int(level, "attention_levels entries", minimum=0, maximum=31)
         struct.attention_levels = mask
         mask = 0
         for level in self.cross_attention_levels:
-            mask |= 1 << C.as_int(level, "cross_attention_levels entries", minimum=0, maximum=31)
+            mask |= 1 << as_int(level, "cross_attention_levels entries", minimum=0, maximum=31)
         struct.cross_attention_levels = mask
         return struct
 
@@ -277,15 +285,15 @@ class TrainConfig(_Mirror):
     ema_decay: float = _f32(_TRAIN.ema_decay)
     condition_dropout: float = _f32(_TRAIN.condition_dropout)  # probability of training a row on the null condition
     seed: int = _TRAIN.seed
-    prediction_target: str = C.enum_name(C.OUTPUTS, _TRAIN.prediction_target)
-    loss_weighting: str = C.enum_name(LOSS_WEIGHTINGS, _TRAIN.loss_weighting)
+    prediction_target: str = enum_name(OUTPUTS, _TRAIN.prediction_target)
+    loss_weighting: str = enum_name(LOSS_WEIGHTINGS, _TRAIN.loss_weighting)
     min_snr_gamma: float = _f32(_TRAIN.min_snr_gamma)
     learned_variance: bool = bool(_TRAIN.learned_variance)  # the network also outputs Σ_θ (hybrid loss)
     vlb_lambda: float = _f32(_TRAIN.vlb_lambda)  # λ of L_simple + λ·L_vlb
-    timestep_sampling: str = C.enum_name(TIMESTEP_SAMPLINGS, _TRAIN.timestep_sampling)  # "uniform" or "importance"
+    timestep_sampling: str = enum_name(TIMESTEP_SAMPLINGS, _TRAIN.timestep_sampling)  # "uniform" or "importance"
 
     _c_default = staticmethod(_lib.lib.ddpm_train_params_default)
-    _enums = {"prediction_target": C.OUTPUTS, "loss_weighting": LOSS_WEIGHTINGS, "timestep_sampling": TIMESTEP_SAMPLINGS}
+    _enums = {"prediction_target": OUTPUTS, "loss_weighting": LOSS_WEIGHTINGS, "timestep_sampling": TIMESTEP_SAMPLINGS}
     _flags = ("learned_variance",)
 
     @property
@@ -330,7 +338,7 @@ class Conditioning(_Mirror):
     encoder_heads heads when encoder_layers > 0). A sequence of length 0 is the null
     condition. The MLP reads a sequence through its masked mean only."""
 
-    kind: str = C.enum_name(COND_KINDS, _COND.kind)
+    kind: str = enum_name(COND_KINDS, _COND.kind)
     num_classes: int = _COND.num_classes
     dim: int = _COND.dim
     max_length: int = _COND.max_length

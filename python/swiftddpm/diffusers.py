@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidArgumentError
+from .sampler import Scheduler
 from .schedule import NoiseSchedule
 
 CONFIG_NAME = "scheduler_config.json"
@@ -110,8 +111,6 @@ class DiffusersScheduler:
 
     def scheduler(self, **overrides: Any):
         """An sd.Scheduler over `schedule` with `options` (and your overrides: seed, eta, ...)."""
-        from .sampler import Scheduler  # sampler.py imports this module lazily too
-
         return Scheduler(self.schedule, **{**self.options, **overrides})
 
 

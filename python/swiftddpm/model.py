@@ -24,11 +24,21 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
-from . import _common as C
-from . import _export, _files, _lib
+from . import _export, _lib
+from ._arrays import batch_array, elements, float_ptr, int32_ptr, int32_vector
+from ._callbacks import CallbackState
+from ._conditions import cond_batch, cond_ref
+from ._enums import PREDICTIONS, enum_value
+from ._files import path_bytes
+from ._handles import HandleOwner
+from ._likelihood import Likelihood, run_vlb, vlb_params
+from ._progress import TrainProgress
+from ._sample_params import predict_params, sample_params
+from ._sampling import run_sampling
+from ._scalars import as_float, as_int, as_int32, as_int64_count
+from ._train_loop import Minibatches, TrainLoop
 from .config import NETWORK_CONFIGS, NETWORK_KINDS, Conditioning, MLPConfig, TrainConfig, UNetConfig
-from ._interrupt import StopOnInterrupt
-from .errors import ClosedError, DDPMError, FormatError, InvalidArgumentError, NonFiniteError, check, error_for_status
+from .errors import ClosedError, FormatError, InvalidArgumentError, check, error_for_status
 from .schedule import NoiseSchedule
 
 NetworkConfig = Union[MLPConfig, UNetConfig]
@@ -55,7 +65,7 @@ def _configs(network: Any, train: Any, cond: Any, options: dict[str, Any]):
     """(network, train, cond) configs from Model(...)'s arguments: each config given or its
     defaults, then every keyword option written into the config that has that field."""
     if isinstance(network, str):
-        network = NETWORK_CONFIGS[C.enum_value(NETWORK_KINDS, network, "network")]()
+        network = NETWORK_CONFIGS[enum_value(NETWORK_KINDS, network, "network")]()
     network = _typed(network, (MLPConfig, UNetConfig), "network")
     train = TrainConfig() if train is None else _typed(train, (TrainConfig,), "train")
     cond = Conditioning() if cond is None else _typed(cond, (Conditioning,), "cond")
@@ -88,7 +98,7 @@ def _field_names(config: Any) -> set[str]:
     return {f.name for f in dataclasses.fields(config)}
 
 
-class Model(C.HandleOwner):
+class Model(HandleOwner):
     """A diffusion model: schedule + denoising network + AdamW + EMA (owns a ddpm_model handle).
 
     Example:
@@ -139,6 +149,7 @@ class Model(C.HandleOwner):
     # ---- Lifetime ------------------------------------------------------------------
 
     _free = "ddpm_model_free"
+    _handle_type = _lib.ddpm_model_p
 
     def close(self) -> None:
         """Frees the library handle (and forgets train_step's cached arrays); later calls
@@ -208,12 +219,12 @@ class Model(C.HandleOwner):
 
     def set_learning_rate(self, learning_rate: float) -> None:
         """Changes the AdamW learning rate (> 0) for the following steps."""
-        check(_lib.lib.ddpm_model_set_learning_rate(self._h(), C.as_float(learning_rate, "learning_rate")))
+        check(_lib.lib.ddpm_model_set_learning_rate(self._h(), as_float(learning_rate, "learning_rate")))
 
     # ---- Training ------------------------------------------------------------------
 
     def _batch(self, x: Any, what: str) -> np.ndarray:
-        return C.batch_array(x, what, self._sample_shape)
+        return batch_array(x, what, self._sample_shape)
 
     def _prepare_x0(self, x0: Any) -> tuple:
         arr = self._batch(x0, "x0")
@@ -223,7 +234,7 @@ class Model(C.HandleOwner):
         return entry
 
     def _prepare_labels(self, labels: Any, batch: int) -> tuple:
-        arr = C.int32_vector(labels, batch, "labels", broadcast=True)
+        arr = int32_vector(labels, batch, "labels", broadcast=True)
         entry = _cache_entry(labels, arr, _lib.INT32_P)
         if arr is labels:
             self._labels_cache = entry
@@ -249,17 +260,17 @@ class Model(C.HandleOwner):
         batch = entry[6]
         keep = None
         if cond is None and labels is None:
-            cond_ref = None
+            c_cond = None
         elif self._conditioning.kind in ("none", "classes") and (cond is None or labels is None) and lengths is None:
             labels = labels if cond is None else cond
             lcache = self._labels_cache
             lentry = lcache if (_is_cached(labels, lcache) and lcache[2] == (batch,)) else self._prepare_labels(labels, batch)
             self._label_batch.labels = lentry[5]
-            cond_ref = self._label_batch_ref
+            c_cond = self._label_batch_ref
         else:
-            cbatch, keep = C.cond_batch(self._conditioning, cond, labels, batch, lengths)
-            cond_ref = C.cond_ref(cbatch)
-        status = self._train_step_fn(handle, entry[5], batch, entry[7], cond_ref, self._loss_ptr)
+            cbatch, keep = cond_batch(self._conditioning, cond, labels, batch, lengths)
+            c_cond = cond_ref(cbatch)
+        status = self._train_step_fn(handle, entry[5], batch, entry[7], c_cond, self._loss_ptr)
         del keep
         if status:
             raise error_for_status(status)
@@ -270,15 +281,18 @@ class Model(C.HandleOwner):
             progress: bool = True, lr_schedule: Callable[[int], float] | None = None,
             callback: Callable[[int, float, float, "Model"], Any] | None = None, callback_every: int = 1,
             log: str | os.PathLike | None = None) -> np.ndarray:
-        """Trains for `steps` steps on minibatches drawn (with replacement) from data.
+        """Trains for `steps` more steps on minibatches drawn (with replacement) from data: the
+        training loop of swiftddpm._train_loop, which distributed.fit and the command line share.
 
         Args:
             data: (N, *sample_shape) training set.
             cond (or its alias labels): (N,) class labels, (N, dim) conditioning vectors,
                 (N, max_length, dim) sequences (lengths (N,) or None for full), (N, max_length)
                 token ids (0 = padding), or None.
-            steps: number of train steps.  batch_size: rows per step.
-            seed: seeds the numpy RNG that picks the minibatches.
+            steps: train steps in this call.  batch_size: rows per step.
+            seed: minibatch k (k = model.step before the step) is drawn by
+                np.random.default_rng([seed, k]): fit(4) then fit(6) draws what fit(10) draws,
+                and so does a model saved after 4 steps, loaded and fitted 6 more.
             progress: show a tqdm bar (silently none if tqdm is not installed).
             lr_schedule: lr_schedule(i) -> learning rate for step i of this call (0-based).
             callback: callback(step, loss, lr, model) after every `callback_every`-th step of
@@ -287,80 +301,38 @@ class Model(C.HandleOwner):
             log: a CSV file written as training goes (header "step,loss,lr", one row per step,
                 flushed every 100 steps and at the end); replaced if it exists. It must be a
                 regular file (a FIFO or a device is refused with DDPMIOError, never waited on).
-        Ctrl-C (SIGINT, in the main thread) stops training after the step in progress: the
-        model stays usable and fit returns the losses so far (a RuntimeWarning says so).
+        Ctrl-C (SIGINT, in the main thread) stops training after the step in progress (no
+        callback runs after it): the model stays usable and fit returns the losses so far (a
+        RuntimeWarning says so).
         Every row of data (and of a float condition) is checked for NaN and infinity before the
         first step (NonFiniteError naming the row). A step that fails raises its DDPMError with
         the losses of the steps before it as the error's `losses` attribute.
         Returns the float32 loss history: (steps,), or shorter if stopped early.
         """
         self._h()
-        data = self._batch(data, "data")
-        steps = C.as_int(steps, "steps", minimum=0)
-        batch_size = C.as_int(batch_size, "batch_size", minimum=1)
-        callback_every = C.as_int(callback_every, "callback_every", minimum=1)
+        steps = as_int(steps, "steps", minimum=0)
+        batch_size = as_int(batch_size, "batch_size", minimum=1)
+        callback_every = as_int(callback_every, "callback_every", minimum=1)
         if callback is not None and not callable(callback):
             raise InvalidArgumentError(f"callback must be callable (got {callback!r})")
-        n = data.shape[0]
-        flat = data.reshape(n, self._sample_size)
-        cond_arr, len_arr = C.cond_batch(self._conditioning, cond, labels, n, lengths)[1]  # (N, ...) and (N,) or None
-        for what, array in (("data", flat), ("cond", cond_arr)):  # a bad row fails now, not at the step that draws it
-            if array is not None and array.dtype.kind == "f" and not np.isfinite(array).all():
-                row = int(np.flatnonzero(~np.isfinite(array.reshape(array.shape[0], -1)).all(axis=1))[0])
-                raise NonFiniteError(f"fit: {what} row {row} holds NaN or infinity")
-        rng = np.random.default_rng(seed)
-        batch = np.empty((batch_size, self._sample_size), dtype=np.float32)
-        batch_cond = None if cond_arr is None else np.empty((batch_size, *cond_arr.shape[1:]), dtype=cond_arr.dtype)
-        batch_len = None if len_arr is None else np.empty(batch_size, dtype=np.int32)
-        losses = np.empty(steps, dtype=np.float32)
-        first_step = self.step
-        lr = self.train_config.learning_rate
-        log_file = None if log is None else _open_log(log)
-        bar = _tqdm(steps, "training") if progress else None
-        done = 0
-        try:
-            if log_file is not None:
-                log_file.write("step,loss,lr\n")
-            with StopOnInterrupt() as interrupt:
-                for i in range(steps):
-                    index = rng.integers(0, n, batch_size)
-                    np.take(flat, index, axis=0, out=batch)
-                    if batch_cond is not None:
-                        np.take(cond_arr, index, axis=0, out=batch_cond)
-                    if batch_len is not None:
-                        np.take(len_arr, index, out=batch_len)
-                    if lr_schedule is not None:
-                        new_lr = float(lr_schedule(i))
-                        if new_lr != lr:
-                            self.set_learning_rate(new_lr)
-                            lr = new_lr
-                    try:
-                        losses[i] = loss = self.train_step(batch, cond=batch_cond, lengths=batch_len)
-                    except DDPMError as error:
-                        error.losses = losses[:done].copy()  # the history so far is not lost
-                        raise
-                    done = i + 1
-                    if log_file is not None:
-                        log_file.write(f"{first_step + done},{loss!r},{lr!r}\n")
-                        if done % 100 == 0:
-                            log_file.flush()
-                    if bar is not None and (done % 25 == 0 or done == steps):
-                        bar.update(done - bar.n)
-                        bar.set_postfix(loss=f"{losses[max(0, i - 24):done].mean():.4f}", refresh=False)
-                    if callback is not None and done % callback_every == 0:
-                        if callback(first_step + done, float(loss), lr, self) is False:
-                            break
-                        lr = self.train_config.learning_rate  # the callback may have changed it
-                    if interrupt.interrupted:
-                        warnings.warn(f"fit: interrupted (Ctrl-C) after {done} of {steps} steps; "
-                                      "returning the losses so far", RuntimeWarning, stacklevel=2)
-                        break
-        finally:
-            if bar is not None:
-                bar.close()
-            if log_file is not None:
-                log_file.close()
-        return losses[:done].copy() if done < steps else losses
+        batches = Minibatches(self, data, batch_size, seed, cond=cond, labels=labels, lengths=lengths)
+        hooks = []
+        if callback is not None:
+            def call_back(loop: TrainLoop) -> Any:
+                if loop.done % callback_every:
+                    return None
+                result = callback(loop.step, loop.loss, loop.lr, self)
+                loop.lr = self.train_config.learning_rate  # the callback may have changed it
+                return result
+            hooks.append(call_back)
+        start = self.step
+        bar = TrainProgress(start, start + steps, bar_every=25, leave=False) if progress else None
+        loop = TrainLoop(self, batches, lr_schedule=lr_schedule, log=log, progress=bar, hooks=hooks)
+        losses = loop.run(steps)
+        if loop.stopped == "interrupt":
+            warnings.warn(f"fit: interrupted (Ctrl-C) after {loop.done} of {steps} steps; "
+                          "returning the losses so far", RuntimeWarning, stacklevel=2)
+        return losses
 
     # ---- Inference -----------------------------------------------------------------
 
@@ -373,8 +345,8 @@ class Model(C.HandleOwner):
         return self.predict(x_t, t, labels, output="score", **options)
 
     def predict(self, x_t: Any, t: int, labels: Any = None, *, cond: Any = None, lengths: Any = None, output: str = "eps",
-                guidance_scale: float = C.PREDICT_DEFAULTS.guidance_scale,
-                use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema)) -> np.ndarray:
+                guidance_scale: float = 1.0,
+                use_ema: bool = True) -> np.ndarray:
         """The model's prediction for a batch x_t (B, *sample_shape) at one timestep t for every row.
 
         output: "eps" (ε̂), "x0" (x̂_0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t), "v" (√ᾱ_t·ε̂ − √(1−ᾱ_t)·x̂_0)
@@ -389,13 +361,13 @@ class Model(C.HandleOwner):
         """
         handle = self._h()
         x = self._batch(x_t, "x_t")
-        t = C.as_int32(t, "t")
-        cbatch, _keep = C.cond_batch(self._conditioning, cond, labels, x.shape[0], lengths)
-        params = C.predict_params(guidance_scale, use_ema)
+        t = as_int32(t, "t")
+        cbatch, _keep = cond_batch(self._conditioning, cond, labels, x.shape[0], lengths)
+        params = predict_params(guidance_scale, use_ema)
         out = np.empty_like(x)
-        check(_lib.lib.ddpm_model_predict(handle, ctypes.byref(params), C.enum_value(C.PREDICTIONS, output, "output"),
-                                          C.float_ptr(x), x.shape[0], t, C.cond_ref(cbatch),
-                                          C.float_ptr(out), out.size))
+        check(_lib.lib.ddpm_model_predict(handle, ctypes.byref(params), enum_value(PREDICTIONS, output, "output"),
+                                          float_ptr(x), x.shape[0], t, cond_ref(cbatch),
+                                          float_ptr(out), out.size))
         return out
 
     @property
@@ -405,11 +377,11 @@ class Model(C.HandleOwner):
         handle = self._h()
         n = _lib.lib.ddpm_model_cross_attention_layers(handle, None, None, 0)
         heights, widths = np.zeros(max(n, 1), np.int32), np.zeros(max(n, 1), np.int32)
-        _lib.lib.ddpm_model_cross_attention_layers(handle, C.int32_ptr(heights), C.int32_ptr(widths), n)
+        _lib.lib.ddpm_model_cross_attention_layers(handle, int32_ptr(heights), int32_ptr(widths), n)
         return [(int(h), int(w)) for h, w in zip(heights[:n], widths[:n])]
 
     def cross_attention(self, x_t: Any, t: int, layer: int, *, cond: Any, lengths: Any = None,
-                        use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema)) -> np.ndarray:
+                        use_ema: bool = True) -> np.ndarray:
         """What cross-attention layer `layer` (an index into cross_attention_layers) looks at
         for x_t (B, *sample_shape) at timestep t with the condition cond (no guidance): the
         weight each pixel gives each context position (word), averaged over the heads, as
@@ -417,22 +389,22 @@ class Model(C.HandleOwner):
         handle = self._h()
         x = self._batch(x_t, "x_t")
         sizes = self.cross_attention_layers
-        layer = C.as_int(layer, "layer", minimum=0, maximum=max(0, len(sizes) - 1))
+        layer = as_int(layer, "layer", minimum=0, maximum=max(0, len(sizes) - 1))
         if not sizes:
             raise InvalidArgumentError("the model has no cross-attention layer (a UNet conditioned on sequences or tokens has)")
-        cbatch, _keep = C.cond_batch(self._conditioning, cond, None, x.shape[0], lengths)
-        params = C.predict_params(1.0, use_ema)
+        cbatch, _keep = cond_batch(self._conditioning, cond, None, x.shape[0], lengths)
+        params = predict_params(1.0, use_ema)
         h, w = sizes[layer]
         out = np.empty((x.shape[0], h, w, self._conditioning.max_length), np.float32)
-        check(_lib.lib.ddpm_model_cross_attention(handle, ctypes.byref(params), layer, C.float_ptr(x), x.shape[0],
-                                                  C.as_int32(t, "t"), C.cond_ref(cbatch), C.float_ptr(out), out.size))
+        check(_lib.lib.ddpm_model_cross_attention(handle, ctypes.byref(params), layer, float_ptr(x), x.shape[0],
+                                                  as_int32(t, "t"), cond_ref(cbatch), float_ptr(out), out.size))
         return out
 
     def sample(self, n: int, *, method: str = "ddpm", steps: int = 0, eta: float = 0.0, variance: str = "beta",
                clip: Any = None, seed: int = 0, timesteps: Any = None, cond: Any = None, labels: Any = None,
                lengths: Any = None,
-               guidance_scale: float = C.PREDICT_DEFAULTS.guidance_scale,
-               use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema), progress: Any = None,
+               guidance_scale: float = 1.0,
+               use_ema: bool = True, progress: Any = None,
                return_trajectory: Any = False, **solver_options: Any):
         """Draws n samples: x_T ~ N(0, I), then reverse steps down to x_0.
 
@@ -461,25 +433,25 @@ class Model(C.HandleOwner):
             solver_options: spacing ("default", "leading", "trailing", "linspace", "karras"),
                 steps_offset, use_clipped_model_output, thresholding (None, True or the
                 quantile p), threshold_max, solver_order, lower_order_final, corrector_steps,
-                snr, langevin_step_size (see swiftddpm._common.SOLVER_OPTIONS and ddpm.h).
+                snr, langevin_step_size (see swiftddpm._sample_params.SOLVER_OPTIONS and ddpm.h).
         Returns (n, *sample_shape) float32; with return_trajectory, (samples, {t: x_t})
         ordered from noisiest to x_0.
         """
         handle = self._h()
-        n = C.as_int64_count(n, "n")
-        C.elements(n, self._sample_shape)
-        cbatch, _keep = C.cond_batch(self._conditioning, cond, labels, n, lengths)
-        params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
-                                 timesteps=timesteps, **solver_options)
-        predict = C.predict_params(guidance_scale, use_ema)
-        return C.run_sampling(C.CallbackState(), params, (n, *self._sample_shape), progress, return_trajectory,
-                              lambda out: _lib.lib.ddpm_model_sample(handle, ctypes.byref(params), ctypes.byref(predict),
-                                                                     C.cond_ref(cbatch), n, C.float_ptr(out),
-                                                                     out.size))
+        n = as_int64_count(n, "n")
+        elements(n, self._sample_shape)
+        cbatch, _keep = cond_batch(self._conditioning, cond, labels, n, lengths)
+        params = sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
+                               timesteps=timesteps, **solver_options)
+        predict = predict_params(guidance_scale, use_ema)
+        return run_sampling(CallbackState(), params, (n, *self._sample_shape), progress, return_trajectory,
+                            lambda out: _lib.lib.ddpm_model_sample(handle, ctypes.byref(params), ctypes.byref(predict),
+                                                                   cond_ref(cbatch), n, float_ptr(out),
+                                                                   out.size))
 
     def nll(self, x0: Any, labels: Any = None, *, cond: Any = None, lengths: Any = None, variance: str = "beta", decoder: str = "continuous", bits: int = 8,
-            seed: int = 0, guidance_scale: float = C.PREDICT_DEFAULTS.guidance_scale,
-            use_ema: bool = bool(C.PREDICT_DEFAULTS.use_ema)) -> C.Likelihood:
+            seed: int = 0, guidance_scale: float = 1.0,
+            use_ema: bool = True) -> Likelihood:
         """The variational bound on −log p(x0) of each sample, term by term (one network
         evaluation per timestep, each at a fresh x_t ~ q(x_t|x_0) drawn from `seed`).
 
@@ -490,27 +462,27 @@ class Model(C.HandleOwner):
         handle = self._h()
         x = self._batch(x0, "x0")
         n = x.shape[0]
-        cbatch, _keep = C.cond_batch(self._conditioning, cond, labels, n, lengths)
-        params = C.vlb_params(variance, decoder, bits, seed, "eps")
-        predict = C.predict_params(guidance_scale, use_ema)
+        cbatch, _keep = cond_batch(self._conditioning, cond, labels, n, lengths)
+        params = vlb_params(variance, decoder, bits, seed, "eps")
+        predict = predict_params(guidance_scale, use_ema)
         with self.schedule as schedule:
             T = schedule.num_timesteps
-        return C.run_vlb(C.CallbackState(), params, x, T, decoder,
-                         lambda total, prior, terms: _lib.lib.ddpm_model_nll(
-                             handle, ctypes.byref(params), ctypes.byref(predict), C.cond_ref(cbatch),
-                             C.float_ptr(x), n, total, prior, terms, x.size))
+        return run_vlb(CallbackState(), params, x, T, decoder,
+                       lambda total, prior, terms: _lib.lib.ddpm_model_nll(
+                             handle, ctypes.byref(params), ctypes.byref(predict), cond_ref(cbatch),
+                             float_ptr(x), n, total, prior, terms, x.size))
 
     # ---- Files ---------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
         """Saves the whole model (network, EMA, optimizer, RNG, schedule, config) as one
         safetensors file; written atomically (temporary file renamed over path)."""
-        check(_lib.lib.ddpm_model_save(self._h(), C.path_bytes(path)))
+        check(_lib.lib.ddpm_model_save(self._h(), path_bytes(path)))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Model":
         """Loads a model written by `save`; training resumes exactly where it stopped."""
-        raw_path = C.path_bytes(path)
+        raw_path = path_bytes(path)
         handle = _lib.ddpm_model_p()
         check(_lib.lib.ddpm_model_load(raw_path, ctypes.byref(handle)))
         model = cls.__new__(cls)
@@ -577,18 +549,3 @@ class Model(C.HandleOwner):
         self._adopt(handle)
         _lib.lib.ddpm_model_free(old)
 
-
-def _open_log(log: str | os.PathLike):
-    """fit's CSV log, truncated: a regular file (created if missing), never a FIFO to wait on."""
-    C.path_bytes(log, "log")  # a str, bytes or PathLike without NUL
-    fd = _files.open_regular(log, os.O_WRONLY | os.O_CREAT, "log")
-    os.ftruncate(fd, 0)
-    return os.fdopen(fd, "w", encoding="utf-8")
-
-
-def _tqdm(total: int, desc: str):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, leave=False)

@@ -13,18 +13,27 @@ Model.sample do, so the same seed and options give the same samples, bit for bit
 from __future__ import annotations
 
 import ctypes
-import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _common as C
 from . import _lib
+from ._arrays import batch_array, elements, float32_array, float_ptr, int32_ptr, null_float_ptr, same_shape, shape_tuple
+from ._handles import HandleOwner, handle_of
+from ._sample_params import sample_params
+from ._scalars import as_int, as_int64_count
 from .errors import InvalidArgumentError, ShapeError, check
-from .schedule import NoiseSchedule
+
+if TYPE_CHECKING:  # for the annotations only: schedule.py imports this module (NoiseSchedule.step)
+    from .schedule import NoiseSchedule
 
 
-class Sampler(C.HandleOwner):
+def _schedule_handle(schedule: Any):
+    """The live ddpm_schedule* of a NoiseSchedule (InvalidArgumentError for anything else)."""
+    return handle_of(schedule, _lib.ddpm_schedule_p, "schedule", "NoiseSchedule")
+
+
+class Sampler(HandleOwner):
     """A reverse process for n samples of `shape`, over a copy of `schedule`.
 
     Args:
@@ -43,25 +52,25 @@ class Sampler(C.HandleOwner):
     def __init__(self, schedule: NoiseSchedule, n: int, shape: Any, *, method: str = "ddpm", steps: int = 0,
                  eta: float = 0.0, variance: str = "beta", clip: Any = None, seed: int = 0, timesteps: Any = None,
                  prediction_type: str = "eps", **solver_options: Any) -> None:
-        if not isinstance(schedule, NoiseSchedule):
-            raise InvalidArgumentError(f"schedule must be a NoiseSchedule (got {type(schedule).__name__})")
-        self._n = C.as_int64_count(n, "n")
-        self._shape = C.shape_tuple(shape)
-        dim = C.elements(self._n, self._shape)
-        params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
-                                 timesteps=timesteps, prediction_type=prediction_type, **solver_options)
+        schedule_handle = _schedule_handle(schedule)
+        self._n = as_int64_count(n, "n")
+        self._shape = shape_tuple(shape)
+        dim = elements(self._n, self._shape)
+        params = sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
+                               timesteps=timesteps, prediction_type=prediction_type, **solver_options)
         handle = _lib.ddpm_sampler_p()
-        check(_lib.lib.ddpm_sampler_create(schedule._h(), ctypes.byref(params), self._n, dim,
+        check(_lib.lib.ddpm_sampler_create(schedule_handle, ctypes.byref(params), self._n, dim,
                                            ctypes.byref(handle)))
         self._handle = handle
         steps_total = int(_lib.lib.ddpm_sampler_num_steps(handle))
         self._timesteps = np.empty(steps_total, dtype=np.int32)
-        check(_lib.lib.ddpm_sampler_timesteps(handle, C.int32_ptr(self._timesteps), steps_total))
+        check(_lib.lib.ddpm_sampler_timesteps(handle, int32_ptr(self._timesteps), steps_total))
         self._timesteps.flags.writeable = False
 
     # ---- Lifetime ------------------------------------------------------------------
 
     _free = "ddpm_sampler_free"
+    _handle_type = _lib.ddpm_sampler_p
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"next t={self.timestep}"
@@ -100,7 +109,7 @@ class Sampler(C.HandleOwner):
     def init_noise(self) -> np.ndarray:
         """x_T ~ N(0, I) from the seed, (n, *shape) float32: where Model.sample starts."""
         x = np.empty(self.batch_shape, dtype=np.float32)
-        check(_lib.lib.ddpm_sampler_init_noise(self._h(), C.float_ptr(x), x.size))
+        check(_lib.lib.ddpm_sampler_init_noise(self._h(), float_ptr(x), x.size))
         return x
 
     def step(self, model_output: Any, x: Any, noise: Any = None) -> tuple[np.ndarray, np.ndarray]:
@@ -114,19 +123,19 @@ class Sampler(C.HandleOwner):
         the step used (after clipping). x itself is not changed.
         """
         handle = self._h()
-        x_prev = np.array(C.batch_array(x, "x", self._shape), dtype=np.float32, order="C", copy=True)
+        x_prev = np.array(batch_array(x, "x", self._shape), dtype=np.float32, order="C", copy=True)
         if x_prev.shape[0] != self._n:
             raise ShapeError(f"x has {x_prev.shape[0]} rows; this sampler steps batches of n = {self._n}")
-        output = C.float32_array(model_output, "model_output")
-        C.same_shape(output, x_prev, "model_output", "x")
-        noise_ptr = C.null_float_ptr()
+        output = float32_array(model_output, "model_output")
+        same_shape(output, x_prev, "model_output", "x")
+        noise_ptr = null_float_ptr()
         if noise is not None:
-            noise = C.float32_array(noise, "noise")
-            C.same_shape(noise, x_prev, "noise", "x")
-            noise_ptr = C.float_ptr(noise)
+            noise = float32_array(noise, "noise")
+            same_shape(noise, x_prev, "noise", "x")
+            noise_ptr = float_ptr(noise)
         x0 = np.empty_like(x_prev)
-        check(_lib.lib.ddpm_sampler_step(handle, C.float_ptr(output), C.float_ptr(x_prev), noise_ptr,
-                                         C.float_ptr(x0), x0.size))
+        check(_lib.lib.ddpm_sampler_step(handle, float_ptr(output), float_ptr(x_prev), noise_ptr,
+                                         float_ptr(x0), x0.size))
         return x_prev, x0
 
 
@@ -144,8 +153,7 @@ class Scheduler:
     """
 
     def __init__(self, schedule: NoiseSchedule, **options: Any) -> None:
-        if not isinstance(schedule, NoiseSchedule):
-            raise InvalidArgumentError(f"schedule must be a NoiseSchedule (got {type(schedule).__name__})")
+        _schedule_handle(schedule)
         if "steps" in options or "timesteps" in options:
             raise TypeError("pass the steps or timesteps to set_timesteps")
         self._schedule = schedule
@@ -169,7 +177,7 @@ class Scheduler:
         """A Scheduler from a diffusers scheduler_config.json (a file, a folder or a dict):
         DDPMScheduler, DDIMScheduler or DPMSolverMultistepScheduler, with `overrides` (seed,
         eta, ...) on top; see swiftddpm.diffusers. `schedule` is the NoiseSchedule it made."""
-        from .diffusers import read_scheduler_config
+        from .diffusers import read_scheduler_config  # diffusers.py builds on this module
 
         return read_scheduler_config(source).scheduler(**overrides)
 
@@ -207,15 +215,15 @@ class Scheduler:
     def init_noise(self, batch_shape: Any) -> np.ndarray:
         """x_T ~ N(0, I) from the seed for a batch of this shape (n, *sample_shape)."""
         self.timesteps  # noqa: B018 - raises until set_timesteps when the default steps do not fit
-        return self._sampler_for(C.shape_tuple(batch_shape)).init_noise()
+        return self._sampler_for(shape_tuple(batch_shape)).init_noise()
 
     def step(self, model_output: Any, t: int, x: Any, noise: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """The step at timestep t (which must be the next one): returns (x_prev, x0)."""
-        x = C.float32_array(x, "x")
+        x = float32_array(x, "x")
         self.timesteps  # noqa: B018 - raises until set_timesteps when the default steps do not fit
         sampler = self._sampler_for(x.shape)
         expected = sampler.timestep
-        if C.as_int(t, "t") != expected:
+        if as_int(t, "t") != expected:
             raise InvalidArgumentError(f"t = {t}, but the next step of this trajectory is at t = {expected}"
                                        " (call set_timesteps to start again)")
         x_prev, x0 = sampler.step(model_output, x, noise)

@@ -8,15 +8,23 @@ the tables compare one to one with a diffusers DDPMScheduler.
 from __future__ import annotations
 
 import ctypes
-import math
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from . import _common as C
 from . import _lib
+from ._arrays import (batch_array, elements, float32_array, float_ptr, from_pointer, int32_ptr, int32_vector, real_array,
+                      same_shape, shape_tuple)
+from ._callbacks import CallbackState
+from ._conditions import cond_ref
+from ._handles import HandleOwner
+from ._likelihood import Likelihood, run_vlb, vlb_params
+from ._sample_params import sample_params
+from ._sampling import run_sampling
+from ._scalars import as_int32, as_int64_count
 from .config import ScheduleConfig
 from .errors import InvalidArgumentError, ShapeError, check
+from .sampler import Sampler
 
 # Table properties: name -> ddpm_table value. Names follow diffusers' DDPMScheduler.
 _TABLES = {
@@ -37,14 +45,14 @@ _TABLES = {
 def _paired_rows(x0: Any, other: Any, t: Any, other_name: str):
     """x0 and a second array of the same (B, ...) shape, and t as (B,) int32 (one int is
     broadcast): the arguments of add_noise and posterior. Returns (x0, other, t, B, dim)."""
-    x0 = C.batch_array(x0, "x0")
-    other = C.float32_array(other, other_name)
-    C.same_shape(other, x0, other_name, "x0")
+    x0 = batch_array(x0, "x0")
+    other = float32_array(other, other_name)
+    same_shape(other, x0, other_name, "x0")
     B = x0.shape[0]
-    return x0, other, C.int32_vector(t, B, "t", broadcast=True), B, x0.size // B
+    return x0, other, int32_vector(t, B, "t", broadcast=True), B, x0.size // B
 
 
-class NoiseSchedule(C.HandleOwner):
+class NoiseSchedule(HandleOwner):
     """A forward-process noise schedule (owns a ddpm_schedule handle).
 
     Build one with `linear`, `scaled_linear`, `cosine`, `sigmoid`, `custom` or `from_config`
@@ -111,7 +119,7 @@ class NoiseSchedule(C.HandleOwner):
     @classmethod
     def custom(cls, betas: Iterable[float]) -> "NoiseSchedule":
         """A schedule from T given β values, each finite and in (0, 1)."""
-        arr = C.real_array(betas, "betas", np.float64)
+        arr = real_array(betas, "betas", np.float64)
         if arr.ndim != 1:
             raise ShapeError(f"betas must be a 1-D sequence; got shape {arr.shape}")
         handle = _lib.ddpm_schedule_p()
@@ -121,6 +129,7 @@ class NoiseSchedule(C.HandleOwner):
     # ---- Lifetime ------------------------------------------------------------------
 
     _free = "ddpm_schedule_free"
+    _handle_type = _lib.ddpm_schedule_p
 
     def __repr__(self) -> str:
         if self.closed:
@@ -195,8 +204,8 @@ class NoiseSchedule(C.HandleOwner):
         handle = self._h()
         x0, noise, tt, B, dim = _paired_rows(x0, noise, t, "noise")
         out = np.empty_like(x0)
-        check(_lib.lib.ddpm_schedule_add_noise(handle, C.float_ptr(x0), C.float_ptr(noise), C.int32_ptr(tt),
-                                               B, dim, C.float_ptr(out), out.size))
+        check(_lib.lib.ddpm_schedule_add_noise(handle, float_ptr(x0), float_ptr(noise), int32_ptr(tt),
+                                               B, dim, float_ptr(out), out.size))
         return out
 
     def posterior(self, x0: Any, x_t: Any, t: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -209,8 +218,8 @@ class NoiseSchedule(C.HandleOwner):
         x0, x_t, tt, B, dim = _paired_rows(x0, x_t, t, "x_t")
         mean = np.empty_like(x0)
         variance = np.empty(B, dtype=np.float32)
-        check(_lib.lib.ddpm_schedule_posterior(handle, C.float_ptr(x0), C.float_ptr(x_t), C.int32_ptr(tt), B, dim,
-                                               C.float_ptr(mean), C.float_ptr(variance), mean.size))
+        check(_lib.lib.ddpm_schedule_posterior(handle, float_ptr(x0), float_ptr(x_t), int32_ptr(tt), B, dim,
+                                               float_ptr(mean), float_ptr(variance), mean.size))
         return mean, variance
 
     # ---- Reverse process -----------------------------------------------------------
@@ -233,19 +242,17 @@ class NoiseSchedule(C.HandleOwner):
             solver_options: as in `Model.sample` (e.g. use_clipped_model_output, thresholding).
         Returns x_prev as float32 with x_t's shape.
         """
-        from .sampler import Sampler  # sampler.py imports this module
-
         self._h()
-        t = C.as_int32(t, "t")
-        prev_t = t - 1 if prev_t is None else C.as_int32(prev_t, "prev_t")
+        t = as_int32(t, "t")
+        prev_t = t - 1 if prev_t is None else as_int32(prev_t, "prev_t")
         if not -1 <= prev_t < t:
             raise InvalidArgumentError(f"prev_t must be in -1..t-1 (got prev_t = {prev_t} with t = {t})")
-        x_t = C.float32_array(x_t, "x_t")
-        eps = C.float32_array(eps, "eps")
-        C.same_shape(eps, x_t, "eps", "x_t")
+        x_t = float32_array(x_t, "x_t")
+        eps = float32_array(eps, "eps")
+        same_shape(eps, x_t, "eps", "x_t")
         if noise is not None:
-            noise = C.float32_array(noise, "noise")
-            C.same_shape(noise, x_t, "noise", "x_t")
+            noise = float32_array(noise, "noise")
+            same_shape(noise, x_t, "noise", "x_t")
         flat = (1, x_t.size)  # one row: the step is elementwise
         with Sampler(self, 1, flat[1:], method=method, variance=variance, eta=eta, clip=clip,
                      timesteps=[t] if prev_t == -1 else [t, prev_t], **solver_options) as sampler:
@@ -283,28 +290,28 @@ class NoiseSchedule(C.HandleOwner):
                 "dpm_leading", "dpm_linspace"), steps_offset, use_clipped_model_output,
                 thresholding (None, True or the quantile p), threshold_max, solver_order,
                 lower_order_final, set_alpha_to_one, corrector_steps, snr, langevin_step_size
-                (see swiftddpm._common.SOLVER_OPTIONS and ddpm.h).
+                (see swiftddpm._sample_params.SOLVER_OPTIONS and ddpm.h).
         Returns (n, *shape) float32, or (samples, {t: x_t}) with return_trajectory.
         """
         handle = self._h()
-        n = C.as_int64_count(n, "n")
-        sample_shape = C.shape_tuple(shape)
-        dim = C.elements(n, sample_shape)
+        n = as_int64_count(n, "n")
+        sample_shape = shape_tuple(shape)
+        dim = elements(n, sample_shape)
         full_shape = (n, *sample_shape)
         cbatch, condition = _caller_condition(cond, labels, lengths, n)
-        params = C.sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
-                                 timesteps=timesteps, prediction_type=prediction_type, **solver_options)
-        state = C.CallbackState()
+        params = sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
+                               timesteps=timesteps, prediction_type=prediction_type, **solver_options)
+        state = CallbackState()
         c_model = _model_callback(model_fn, full_shape, condition, state)
-        return C.run_sampling(state, params, full_shape, progress, return_trajectory,
-                              lambda out: _lib.lib.ddpm_schedule_sample_cond(handle, ctypes.byref(params), c_model, None,
-                                                                             C.cond_ref(cbatch), n, dim,
-                                                                             C.float_ptr(out), out.size))
+        return run_sampling(state, params, full_shape, progress, return_trajectory,
+                            lambda out: _lib.lib.ddpm_schedule_sample_cond(handle, ctypes.byref(params), c_model, None,
+                                                                           cond_ref(cbatch), n, dim,
+                                                                           float_ptr(out), out.size))
 
 
     def vlb(self, model_fn: Callable[[np.ndarray, int, Any], Any], x0: Any, *,
             variance: str = "beta", decoder: str = "continuous", bits: int = 8, seed: int = 0,
-            prediction_type: str = "eps", labels: Any = None, cond: Any = None, lengths: Any = None) -> "Likelihood":
+            prediction_type: str = "eps", labels: Any = None, cond: Any = None, lengths: Any = None) -> Likelihood:
         """The variational bound L_T + Σ L_{t-1} + L_0 of each row of x0 under your own model
         (model_fn as in `sample`, called once per timestep at a fresh x_t ~ q(x_t|x_0)).
 
@@ -313,15 +320,15 @@ class NoiseSchedule(C.HandleOwner):
         Returns a Likelihood (total, prior, terms, unit).
         """
         handle = self._h()
-        x0 = C.batch_array(x0, "x0")
+        x0 = batch_array(x0, "x0")
         n, full_shape = x0.shape[0], x0.shape
         cbatch, condition = _caller_condition(cond, labels, lengths, n)
-        params = C.vlb_params(variance, decoder, bits, seed, prediction_type)
-        state = C.CallbackState()
+        params = vlb_params(variance, decoder, bits, seed, prediction_type)
+        state = CallbackState()
         c_model = _model_callback(model_fn, full_shape, condition, state)
-        return C.run_vlb(state, params, x0, self.num_timesteps, decoder,
-                         lambda total, prior, terms: _lib.lib.ddpm_schedule_vlb_cond(
-                             handle, ctypes.byref(params), c_model, None, C.cond_ref(cbatch), C.float_ptr(x0),
+        return run_vlb(state, params, x0, self.num_timesteps, decoder,
+                       lambda total, prior, terms: _lib.lib.ddpm_schedule_vlb_cond(
+                             handle, ctypes.byref(params), c_model, None, cond_ref(cbatch), float_ptr(x0),
                              n, x0.size // n, total, prior, terms, x0.size))
 
 
@@ -338,20 +345,20 @@ def _caller_condition(cond: Any, labels: Any, lengths: Any, n: int) -> tuple:
     arr = np.asarray(value)
     batch = _lib.lib.ddpm_cond_batch_default()
     if arr.dtype.kind in "iu" and arr.ndim == 1:
-        field, arr = "labels", C.int32_vector(arr, n, "labels")
+        field, arr = "labels", int32_vector(arr, n, "labels")
         batch.labels = arr.ctypes.data_as(_lib.INT32_P)
     elif arr.dtype.kind in "iu" and arr.ndim == 2 and arr.shape[0] == n:
         field, arr = "tokens", np.ascontiguousarray(arr, dtype=np.int32)
         batch.tokens, batch.tokens_count = arr.ctypes.data_as(_lib.INT32_P), arr.size
     elif arr.dtype.kind == "f" and arr.ndim >= 2 and arr.shape[0] == n and arr.size > 0:
         field, arr = "vectors", np.ascontiguousarray(arr, dtype=np.float32)
-        batch.vectors, batch.vectors_count = C.float_ptr(arr), arr.size
+        batch.vectors, batch.vectors_count = float_ptr(arr), arr.size
     else:
         raise ShapeError(f"cond must be (n,) labels, (n, L) token ids or (n, ...) floats with n = {n}; "
                          f"got {arr.dtype} {arr.shape}")
     length_arr = None
     if lengths is not None:
-        length_arr = C.int32_vector(lengths, n, "lengths")
+        length_arr = int32_vector(lengths, n, "lengths")
         batch.lengths = length_arr.ctypes.data_as(_lib.INT32_P)
     return batch, (field, arr.shape[1:], length_arr is not None, (arr, length_arr))
 
@@ -370,7 +377,7 @@ def _read_condition(c_cond, condition, batch: int) -> Any:
     return values, np.ctypeslib.as_array(c.lengths, shape=(batch,)).copy()
 
 
-def _model_callback(model_fn: Callable, full_shape: tuple[int, ...], condition: Any, state: C.CallbackState):
+def _model_callback(model_fn: Callable, full_shape: tuple[int, ...], condition: Any, state: CallbackState):
     """model_fn(x_t, t, cond) as a ddpm_cond_model_fn; an exception (or a Ctrl-C) is kept in `state`
     and stops the C call, to be raised after it."""
 
@@ -378,12 +385,12 @@ def _model_callback(model_fn: Callable, full_shape: tuple[int, ...], condition: 
         try:
             if state.interrupted:  # Ctrl-C: stop at once (raised after the call)
                 return 1
-            x = C.from_pointer(x_ptr, batch * d).reshape(full_shape).copy()
+            x = from_pointer(x_ptr, batch * d).reshape(full_shape).copy()
             cond = _read_condition(c_cond, condition, batch)
-            out = C.float32_array(state.call_user(model_fn, x, int(t), cond), "model_fn's output")
+            out = float32_array(state.call_user(model_fn, x, int(t), cond), "model_fn's output")
             if out.shape != full_shape and out.shape != (batch, d):
                 raise ShapeError(f"model_fn returned shape {out.shape}, expected {full_shape}")
-            C.from_pointer(out_ptr, batch * d)[:] = out.reshape(-1)
+            from_pointer(out_ptr, batch * d)[:] = out.reshape(-1)
             return 1 if state.interrupted else 0
         except BaseException as error:  # noqa: BLE001 - re-raised after the C call
             state.keep(error)

@@ -35,6 +35,7 @@ import numpy as np
 
 from . import _export
 from .config import Conditioning, MLPConfig, ScheduleConfig, UNetConfig
+from .schedule import NoiseSchedule
 
 __all__ = ["ResidualMLP", "UNet", "network", "from_export", "export", "state_dict_numpy",
            "SinusoidalEmbedding", "TimeMLP", "TimestepConditioned", "init_uniform_"]
@@ -355,8 +356,6 @@ def export(module: nn.Module, path: str | os.PathLike, schedule: Any = None) -> 
     (and from_export here) read. schedule: a swiftddpm NoiseSchedule or ScheduleConfig; default
     the schedule of the folder the module came from (from_export), else linear with
     T = module.timesteps and the library's default β range. Returns path."""
-    from .schedule import NoiseSchedule
-
     if not isinstance(module, (ResidualMLP, UNet)):
         raise TypeError(f"module must be a swiftddpm.torch ResidualMLP or UNet (got {type(module).__name__})")
     if schedule is None and getattr(module, "export_config", None) is not None:

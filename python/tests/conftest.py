@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,21 @@ def nearest_distance(samples: np.ndarray, data: np.ndarray) -> float:
     return float(np.sqrt(d2.min(axis=1)).mean())
 
 
+def sigint_from_another_thread() -> None:
+    """Sends the main thread a real SIGINT from another thread and returns once it is sent.
+    Called from the caller's own code inside a library callback (a model function, a progress
+    function), the KeyboardInterrupt comes out of the wait; from the library's own relay, or
+    in fit's loop, the handler keeps it as a flag seen after the step."""
+    sent = threading.Event()
+
+    def send():
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        sent.set()
+
+    threading.Thread(target=send).start()
+    sent.wait()
+
+
 @pytest.fixture
 def linear100():
     with sd.NoiseSchedule.linear(100, scale_to_steps=True) as schedule:
@@ -39,7 +56,7 @@ def small_model(linear100):
 
 @pytest.fixture(autouse=True)
 def _single_thread_determinism():
-    # Keep BLAS threads as they were after each test (some tests change them).
+    # Keep the library's thread count as it was after each test (some tests change it).
     n = sd.get_num_threads()
     yield
     sd.set_num_threads(n)

@@ -6,6 +6,8 @@ Jobs (each writes its results under DIR as .npz files from rank 0):
             on the same batches, and the same batch in 2 fixed chunks summed in rank order).
   kill      the same run, checkpointing every 10 steps; rank 1 kills itself after KILL_AT.
   resume    loads DIR/ckpt.safetensors on every rank and trains on to STEPS.
+  interrupt the train run, where rank 1 alone gets a SIGINT during step INTERRUPT_AT's hooks:
+            every rank stops after the next step; saves each rank's (losses, step, hash).
   sample    sharded DDPM and DDIM sampling against one process's Model.sample.
   cond      vector and token conditioning (an MLP on vectors; a UNet on tokens with a text
             encoder): dist.fit for COND_STEPS steps (hash; with one process also the 2-chunk
@@ -20,11 +22,12 @@ import numpy as np
 from mpi4py import MPI
 
 import swiftddpm as sd
-from swiftddpm import _common as C
+from swiftddpm._arrays import float_ptr
+from swiftddpm._conditions import cond_batch, cond_ref
 from swiftddpm import _lib
 from swiftddpm import distributed as dist
 
-STEPS, BATCH, SEED, KILL_AT = 50, 64, 7, 25
+STEPS, BATCH, SEED, KILL_AT, INTERRUPT_AT = 50, 64, 7, 25, 10
 N_SAMPLES = 600  # 3 chunks of DDPM_PREDICT_CHUNK: rank 0 draws 256, rank 1 344
 comm = MPI.COMM_WORLD
 rank, size = comm.Get_rank(), comm.Get_size()
@@ -62,7 +65,7 @@ def oracles(path):
         for r in range(2):  # the shards of a 2-rank run, summed in rank order (what MPI_SUM of 2 gives)
             lo, hi = dist.shard_bounds(BATCH, r, 2)
             xs, ys = np.ascontiguousarray(xb[lo:hi]), np.ascontiguousarray(yb[lo:hi])
-            status = _lib.lib.ddpm_model_compute_gradients(h, C.float_ptr(xs), hi - lo, xs.size, C.cond_ref(C.cond_batch(plain._conditioning, ys, None, hi - lo)[0]), lo,
+            status = _lib.lib.ddpm_model_compute_gradients(h, float_ptr(xs), hi - lo, xs.size, cond_ref(cond_batch(plain._conditioning, ys, None, hi - lo)[0]), lo,
                                                            BATCH, _lib.ctypes.byref(loss))
             assert status == 0, _lib.last_error()
             total = grads.copy() if total is None else total + grads
@@ -92,6 +95,28 @@ def train(out_dir, model=None, checkpoint=None, checkpoint_every=0, on_step=None
                  step=model.step)
         if size == 1 and tag == "train":
             oracles(os.path.join(out_dir, "oracles.npz"))
+
+
+def interrupt(out_dir):
+    """Rank 1 alone sees Ctrl-C: the ranks agree on it in the next step's reduction."""
+    import warnings
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in any Python program (mpirun may ignore it)
+    x, y = data()
+    model = make_model()
+
+    def on_step(step, loss):
+        if rank == 1 and step == INTERRUPT_AT:
+            signal.raise_signal(signal.SIGINT)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        losses = dist.fit(model, x, STEPS, BATCH, labels=y, seed=SEED, check_every=5, on_step=on_step,
+                          checkpoint=os.path.join(out_dir, "interrupted.safetensors"))
+    warned = any("interrupted" in str(w.message) for w in caught)
+    every = comm.gather((len(losses), model.step, dist.parameter_hash(model), warned), root=0)
+    if rank == 0:
+        np.save(os.path.join(out_dir, f"interrupt-{size}.npy"), np.array(every, dtype=np.uint64))
 
 
 def sample(out_dir):
@@ -157,8 +182,8 @@ def cond_job(out_dir):
                 for r in range(2):
                     lo, hi = dist.shard_bounds(BATCH, r, 2)
                     xs = np.ascontiguousarray(x[index[lo:hi]]).reshape(hi - lo, -1)
-                    cbatch, _keep = C.cond_batch(reference._conditioning, c[index[lo:hi]], None, hi - lo)
-                    status = _lib.lib.ddpm_model_compute_gradients(h, C.float_ptr(xs), hi - lo, xs.size, C.cond_ref(cbatch),
+                    cbatch, _keep = cond_batch(reference._conditioning, c[index[lo:hi]], None, hi - lo)
+                    status = _lib.lib.ddpm_model_compute_gradients(h, float_ptr(xs), hi - lo, xs.size, cond_ref(cbatch),
                                                                    lo, BATCH, _lib.ctypes.byref(loss))
                     assert status == 0, _lib.last_error()
                     total = grads.copy() if total is None else total + grads
@@ -183,6 +208,8 @@ def main():
         train(out_dir, model=dist.load(ckpt), checkpoint=ckpt, checkpoint_every=10, tag="resume")
     elif job == "sample":
         sample(out_dir)
+    elif job == "interrupt":
+        interrupt(out_dir)
     elif job == "cond":
         cond_job(out_dir)
     else:

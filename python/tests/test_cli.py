@@ -78,7 +78,7 @@ def test_help_reads_well():
     top = run_cli("--help").stdout
     assert "train" in top and "sample" in top
     text = run_cli("train", "--help").stdout
-    for flag in ("--data", "--image-size", "--channels", "--steps", "--batch-size", "--lr", "--base-channels",
+    for flag in ("--data", "--image-size", "--channels", "--total-steps", "--steps", "--batch-size", "--lr", "--base-channels",
                  "--channel-mult", "--class-cond", "--out", "--save-every", "--sample-every", "--num-samples",
                  "--sampler", "--sample-steps", "--resume", "--seed"):
         assert flag in text, flag
@@ -128,6 +128,28 @@ def test_train_resume_and_sample(shapes, tmp_path):
     run_cli("sample", "--checkpoint", checkpoint, "--class", "squares", "--out", tmp_path / "squares.png")
     assert (tmp_path / "squares.png").is_file()
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporary files left
+
+
+def test_train_is_model_fit(shapes, tmp_path):
+    """The command trains with Model.fit's loop: the same model, fitted in this process on the
+    same images with the same seed and warm-up, has bitwise the weights of the checkpoint."""
+    from swiftddpm import cli
+
+    out = tmp_path / "run"
+    run_cli("train", "--data", shapes, *TINY, "--class-cond", "--total-steps", 6, "--warmup", 3, "--sample-every", 0,
+            "--out", out)
+    args = cli.build_parser().parse_args(["train", "--data", str(shapes), *TINY, "--class-cond", "--warmup", "3"])
+    cli._settle(args, {})
+    args.channels = 3
+    images, labels, classes = sd.datasets.image_folder(shapes, 8, 3, labels=True)
+    with cli._new_model(args, len(classes)) as model:
+        model.fit(images, 6, args.batch_size, labels=labels, seed=args.seed, progress=False,
+                  lr_schedule=lambda i: cli.learning_rate(i, args.lr, args.warmup))
+        x = np.random.default_rng(1).standard_normal((3, *model.sample_shape)).astype(np.float32)
+        fitted = model.predict(x, 10, labels=[0, 1, 2])
+    step, trained = weights(out / "checkpoint.safetensors")
+    assert step == 6
+    np.testing.assert_array_equal(trained, fitted)
 
 
 def test_grey_unconditional_and_nothing_left_to_train(shapes, tmp_path):

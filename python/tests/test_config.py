@@ -164,17 +164,23 @@ def test_scaled_linear_and_custom_schedules_read_back():
 def test_sampling_keyword_defaults_are_the_c_defaults():
     import inspect
 
-    from swiftddpm import _common
+    from swiftddpm._enums import METHODS, OUTPUTS, VARIANCES, enum_name
 
     sample, predict = _lib.lib.ddpm_sample_params_default(), _lib.lib.ddpm_predict_params_default()
     expected = {
-        "method": _common.enum_name(_common.METHODS, sample.method), "steps": sample.steps, "eta": sample.eta,
-        "variance": _common.enum_name(_common.VARIANCES, sample.variance), "clip": None if not sample.clip_x0 else True,
+        "method": enum_name(METHODS, sample.method), "steps": sample.steps, "eta": sample.eta,
+        "variance": enum_name(VARIANCES, sample.variance), "clip": None if not sample.clip_x0 else True,
         "seed": sample.seed, "timesteps": None if not sample.timesteps else ...,
-        "prediction_type": _common.enum_name(_common.OUTPUTS, sample.prediction_type),
+        "prediction_type": enum_name(OUTPUTS, sample.prediction_type),
         "guidance_scale": predict.guidance_scale, "use_ema": bool(predict.use_ema),
     }
-    for fn in (sd.Model.sample, sd.Model.predict, sd.NoiseSchedule.sample, sd.Sampler.__init__):
+    methods = [sd.Model.sample, sd.Model.predict, sd.Model.nll, sd.NoiseSchedule.sample, sd.Sampler.__init__]
+    try:
+        from swiftddpm import distributed
+        methods.append(distributed.sample)
+    except ImportError:  # no mpi4py
+        pass
+    for fn in methods:
         shown = {name: p.default for name, p in inspect.signature(fn).parameters.items() if name in expected}
         assert shown and shown == {name: expected[name] for name in shown}, fn.__qualname__
 

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-TIMEOUT = 90  # seconds any one mpirun may take before the test calls it a hang
+TIMEOUT = 300  # seconds any one mpirun may take before the test calls it a hang (a guard, not a bound)
 
 pytestmark = pytest.mark.skipif(shutil.which("mpirun") is None or importlib.util.find_spec("mpi4py") is None,
                                 reason="needs mpirun and mpi4py (make test installs them)")
@@ -97,13 +96,10 @@ def test_vector_and_token_conditioning_over_two_ranks(tmp_path):
 
 
 def test_killed_rank_fails_the_run_and_the_checkpoint_resumes(runs, tmp_path):
-    started = time.monotonic()
-    killed = run("kill", tmp_path, 2, expect_ok=False)
-    elapsed = time.monotonic() - started
+    killed = run("kill", tmp_path, 2, expect_ok=False)  # run's timeout turns a hang into a failure
     report = killed.stdout + killed.stderr
     assert killed.returncode != 0, "a run that lost a rank must fail"
     assert "signal 9" in report or "Killed" in report or "exited on signal" in report, report
-    assert elapsed < TIMEOUT
     assert not (tmp_path / "kill-2.npz").exists(), "the surviving rank must not finish"
     import swiftddpm as sd
     with sd.Model.load(tmp_path / "ckpt.safetensors") as model:
@@ -112,3 +108,15 @@ def test_killed_rank_fails_the_run_and_the_checkpoint_resumes(runs, tmp_path):
     resumed, uninterrupted = np.load(tmp_path / "resume-2.npz"), np.load(runs / "train-2.npz")
     assert int(resumed["step"]) == 50
     assert int(resumed["hash"]) == int(uninterrupted["hash"]), "resumed run != uninterrupted run"
+
+
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
+    run("interrupt", tmp_path, 2)
+    ranks = np.load(tmp_path / "interrupt-2.npy")  # (rank, (losses, step, hash, warned))
+    # rank 1 saw SIGINT in its hooks after step 10; the ranks agreed in step 11's reduction
+    assert ranks[:, 0].tolist() == [11, 11] and ranks[:, 1].tolist() == [11, 11]
+    assert ranks[0, 2] == ranks[1, 2], "the ranks stopped in step"
+    assert ranks[:, 3].tolist() == [1, 1], "every rank warns"
+    import swiftddpm as sd
+    with sd.Model.load(tmp_path / "interrupted.safetensors") as model:
+        assert model.step == 11, "the end-of-fit checkpoint"

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import swiftddpm as sd
-from swiftddpm import _common as C
+from swiftddpm._arrays import float_ptr
+from swiftddpm._sample_params import sample_params
 from swiftddpm import _lib
 from swiftddpm import errors
 
@@ -25,7 +26,7 @@ def model(seed: int = 3) -> sd.Model:
 
 def compute(m: sd.Model, x: np.ndarray, offset: int = 0, global_batch: int = 0) -> float:
     loss = ctypes.c_float()
-    errors.check(_lib.lib.ddpm_model_compute_gradients(m._h(), C.float_ptr(x), x.shape[0], x.size, None, offset,
+    errors.check(_lib.lib.ddpm_model_compute_gradients(m._h(), float_ptr(x), x.shape[0], x.size, None, offset,
                                                        global_batch, ctypes.byref(loss)))
     return loss.value
 
@@ -75,7 +76,7 @@ def test_seam_refuses_bad_calls():
         np.testing.assert_array_equal(distributed.parameters(m), before)
         assert m.step == 0
         with pytest.raises(sd.ShapeError):
-            errors.check(_lib.lib.ddpm_model_get_parameters(m._h(), 0, C.float_ptr(before), before.size - 1))
+            errors.check(_lib.lib.ddpm_model_get_parameters(m._h(), 0, float_ptr(before), before.size - 1))
         ptr = _lib.FLOAT_P()
         with pytest.raises(sd.InvalidArgumentError, match="NULL"):
             errors.check(_lib.lib.ddpm_model_gradients(None, ctypes.byref(ptr), None))
@@ -83,7 +84,7 @@ def test_seam_refuses_bad_calls():
         with pytest.raises(sd.InvalidArgumentError, match="NULL"):
             errors.check(_lib.lib.ddpm_model_parameter_hash(None, ctypes.byref(h)))
         out = np.zeros((4, 3), np.float32)
-        params = C.sample_params(steps=5)
+        params = sample_params(steps=5)
         with pytest.raises(sd.InvalidArgumentError, match="not inside"):
             errors.check(_lib.lib.ddpm_model_sample_shard(m._h(), ctypes.byref(params), None, None, 4, 8, 10,
-                                                          C.float_ptr(out), out.size))
+                                                          float_ptr(out), out.size))

@@ -16,11 +16,11 @@ enum CheckpointV1 {
     }
 
     static func config(_ file: SafeTensors.File) throws -> CheckpointConfig {
-        let networks: [String: [String: NetworkJSON.V1Payload]] = try decode(file.meta("network"), "network")
+        let networks: V1Network = try decode(file.meta("network"), "network")
         let network: NetworkConfig
-        switch (networks["mlp"]?["_0"], networks["unet"]?["_0"]) {
-        case (.some(.mlp(let m)), nil): network = .mlp(m)
-        case (nil, .some(.unet(let u))): network = .unet(u)
+        switch (networks.mlp?["_0"], networks.unet?["_0"]) {
+        case (.some(let m), nil): network = .mlp(m.config)
+        case (nil, .some(let u)): network = .unet(u.config)
         default: throw DDPMError.format("checkpoint metadata 'network' names no known network")
         }
         let t: Training = try decode(file.meta("training"), "training")
@@ -50,15 +50,16 @@ enum CheckpointV1 {
     }
 }
 
-extension NetworkJSON {
-    /// A version-1 network payload: decoded by the key it sat under.
-    enum V1Payload: Decodable {
-        case mlp(ResidualMLP.Config), unet(UNetConfig)
-        init(from decoder: Decoder) throws {
-            if let u = try? UNetConfig(from: decoder) { self = .unet(u); return }
-            self = .mlp(try ResidualMLP.Config(from: decoder))
-        }
-    }
+/// A version-1 network: {"mlp": {"_0": {…}}} or {"unet": {"_0": {…}}}, the config's fields under
+/// their Swift names (dataDim) beside numClasses.
+private struct V1Network: Decodable {
+    var mlp: [String: V1Payload<ResidualMLP.Config>]?
+    var unet: [String: V1Payload<UNetConfig>]?
+}
+
+private struct V1Payload<Config: FieldCoded>: Decodable {
+    let config: Config
+    init(from decoder: Decoder) throws { config = try Config.fields.decode(from: decoder, spelling: camelCase, others: ["numClasses"]) }
 }
 
 /// num_classes as version 1 kept it, inside the network's JSON.

@@ -12,27 +12,8 @@
 // per-chunk work) runs whole on its caller. Each thread's packing buffers are allocated once.
 //
 // OpenBLAS stays linked: the tests use it as an oracle and bench/gemm_bench.sh as the
-// comparison. BLASThreads keeps it on one thread and gives the pool its default size.
-// (ddpm_blas_get/set_num_threads: Sources/CBLAS/shim.h; OpenBLAS's, or no-ops on Accelerate.)
-import CBLAS
+// comparison; Parallel/ThreadCount.swift keeps it on one thread.
 import DDPMKernels
-
-enum BLASThreads {
-    /// OpenBLAS's thread count when the library loaded (OPENBLAS_NUM_THREADS or the cores):
-    /// the pool's default size.
-    static let initial = max(1, Int(ddpm_blas_get_num_threads()))
-    /// The count OpenBLAS is set to now (1 once the pool started).
-    nonisolated(unsafe) static var current = Int(ddpm_blas_get_num_threads())
-
-    /// Sets OpenBLAS to one thread, once (when the pool starts).
-    @inline(__always)
-    static func prepare() {
-        if current != 1 {
-            ddpm_blas_set_num_threads(1)
-            current = 1
-        }
-    }
-}
 
 /// A GEMM split into tiles on the pool: the call (written by the caller that holds the pool,
 /// in parallelForIfFree's `prepare`, read by the tiles) and the stored job, so that running
@@ -96,13 +77,3 @@ func packedGemm(
         pack_b: packB, pack_b_context: context, c: c, ldc: ldc, tiles: 1, tile_axis: 0)
     runGemm(&call)
 }
-
-/// Sets the number of threads the engine's work is split over (the WorkPool's size, the
-/// caller included); `n <= 0` leaves it unchanged. Results do not depend on it.
-public func setBLASThreads(_ n: Int) {
-    BLASThreads.prepare()
-    if n > 0 { WorkPool.shared.resize(n) }
-}
-
-/// The number of threads the engine's work is split over.
-public func blasThreads() -> Int { WorkPool.shared.threads }

@@ -72,7 +72,7 @@ public final class ParameterSet {
         }
     }
 
-    /// The parameters of a replica (Parallel/ChunkPlan.swift): the values of `other`, shared
+    /// The parameters of a replica (Model/ChunkPlan.swift): the values of `other`, shared
     /// (its (P,) block, not a copy), and no gradients until `reserveGradients` (a replica that
     /// only predicts never needs them).
     init(layout: ParameterLayout, sharingValuesOf other: ParameterSet) throws {

@@ -2,15 +2,14 @@
 // step counters and the RNG state, so that a loaded model resumes training exactly.
 //
 // Tensors:  model.<name>, ema.<name>, optimizer.exp_avg.<name>, optimizer.exp_avg_sq.<name>
-//           (F32, one per parameter tensor), schedule.betas (F64, (T,))
-// Metadata (format version 2; every configuration is JSON named as the C structs' fields):
-//   format = "swiftddpm-checkpoint", format_version = "2", library_version,
-//   network      {"kind": "mlp" | "unet", <ddpm_mlp_params / ddpm_unet_params fields>}
-//   training     {<ddpm_train_params fields>}
-//   conditioning {"kind": "none"} | {"kind": "classes", "num_classes": K}
-//   schedule     {"kind": "linear", "beta_start": …, …} (NoiseSchedule+Coding.swift)
+//           (F32, one per parameter tensor), schedule.betas (F64, (T,)); with importance
+//           sampling resampler.loss_history (F64, (T·10,)) and resampler.counts (F64, (T,))
+// Metadata (format version 2):
+//   format = "swiftddpm-checkpoint", format_version = "2", library_version, data_crc32c,
+//   network, training, conditioning, schedule (the configuration as JSON named as the C
+//   structs' fields: Checkpoint/CheckpointJSON.swift),
 //   step, optimizer_step, rng_seed, rng_counter (decimal integers)
-// Version 1 files (library 0.1) are read by CheckpointV1.swift.
+// Version 1 files (library 0.1) are read by Checkpoint/CheckpointV1.swift.
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -19,14 +18,6 @@ import Foundation
 
 public let checkpointFormat = "swiftddpm-checkpoint"
 public let checkpointFormatVersion = 2
-
-/// Everything a checkpoint's metadata says about how to rebuild the model.
-struct CheckpointConfig {
-    var network: NetworkConfig
-    var training: TrainingConfig
-    var conditioning: Conditioning
-    var scheduleKind: NoiseSchedule.Kind
-}
 
 extension DiffusionModel {
     /// Writes the model to `path` atomically (temporary file + rename).
@@ -208,57 +199,4 @@ private let checkpointPrefixes = ["model.", "ema.", "optimizer.exp_avg.", "optim
 /// The four (P,) float vectors a checkpoint stores, with their tensor-name prefixes.
 private func stateTensors(_ m: DiffusionModel) -> [(String, UnsafeMutablePointer<Float>)] {
     zip(checkpointPrefixes, [m.network.parameters.values.pointer, m.ema.pointer, m.optimizer.m.pointer, m.optimizer.v.pointer]).map { ($0, $1) }
-}
-
-/// NetworkConfig as checkpoint JSON: {"kind": "mlp" | "unet", <the config's fields in snake_case>}.
-enum NetworkJSON {
-    enum Key: String, CodingKey { case kind }
-
-    struct Tagged: Codable {
-        var config: NetworkConfig
-        init(_ config: NetworkConfig) { self.config = config }
-        init(from decoder: Decoder) throws {
-            let c = try decoder.container(keyedBy: Key.self)
-            switch try c.decode(String.self, forKey: .kind) {
-            case "mlp": config = .mlp(try ResidualMLP.Config(from: decoder))
-            case "unet": config = .unet(try UNetConfig(from: decoder))
-            case let other:
-                throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown network '\(other)'")
-            }
-        }
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: Key.self)
-            switch config {
-            case .mlp(let m): try c.encode("mlp", forKey: .kind); try m.encode(to: encoder)
-            case .unet(let u): try c.encode("unet", forKey: .kind); try u.encode(to: encoder)
-            }
-        }
-    }
-
-    static func encode(_ config: NetworkConfig) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.keyEncodingStrategy = .convertToSnakeCase  // dataDim -> data_dim, as in C
-        return String(decoding: try encoder.encode(Tagged(config)), as: UTF8.self)
-    }
-
-    static func decode(_ text: String) throws -> NetworkConfig {
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        do { return try decoder.decode(Tagged.self, from: Data(text.utf8)).config } catch {
-            throw DDPMError.format("checkpoint metadata 'network' cannot be read: \(error)")
-        }
-    }
-}
-
-func json<T: Encodable>(_ value: T) throws -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    return String(decoding: try encoder.encode(value), as: UTF8.self)
-}
-
-func decode<T: Decodable>(_ text: String, _ key: String) throws -> T {
-    do { return try JSONDecoder().decode(T.self, from: Data(text.utf8)) } catch {
-        throw DDPMError.format("checkpoint metadata '\(key)' cannot be read: \(error)")
-    }
 }

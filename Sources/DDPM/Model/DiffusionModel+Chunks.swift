@@ -1,4 +1,4 @@
-// A train step's work on the WorkPool (Parallel/ChunkPlan.swift): the batch in fixed chunks,
+// A train step's work on the WorkPool (Model/ChunkPlan.swift): the batch in fixed chunks,
 // chunk c on replica c of the network (chunk 0 on the network itself) with its own
 // activations and gradients; then the gradients summed in chunk order.
 //

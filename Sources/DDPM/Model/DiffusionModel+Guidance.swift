@@ -34,7 +34,7 @@ public struct PredictOptions: Sendable, Equatable {
 }
 
 /// Samples per network call of a prediction (DDPM_PREDICT_CHUNK in ddpm.h): a multiple of
-/// every network's inference chunk (Parallel/ChunkPlan.swift), so shards that start on a
+/// every network's inference chunk (Model/ChunkPlan.swift), so shards that start on a
 /// multiple of it compute bitwise what one process computes.
 public let predictionChunk = 256
 

@@ -14,7 +14,7 @@ public final class DiffusionModel {
     /// Train steps taken so far.
     public internal(set) var step = 0
     var buffers: TrainBuffers
-    /// The network and its replicas: what the chunks of a batch run on (Parallel/ChunkPlan.swift).
+    /// The network and its replicas: what the chunks of a batch run on (Model/ChunkPlan.swift).
     let replicas: Replicas
     /// Each training chunk's loss and error (ChunkPlan.maxTrainingChunks).
     let chunkLoss: Buffer<Float>

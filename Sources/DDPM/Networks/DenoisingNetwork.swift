@@ -46,7 +46,7 @@ public protocol DenoisingNetwork: AnyObject {
 
     /// A network of the same configuration whose parameter values are this network's (the same
     /// block, not a copy), with gradients and activations of its own: what one chunk of a
-    /// batch runs on (Parallel/ChunkPlan.swift). Its `backward` accumulates into its own gradients.
+    /// batch runs on (Model/ChunkPlan.swift). Its `backward` accumulates into its own gradients.
     /// - Throws: if its gradients or tables cannot be allocated.
     func replica() throws -> DenoisingNetwork
 }

@@ -17,7 +17,7 @@
 // grows with |x|, and a final LayerNorm would bound it (DDIM then diverges on outliers).
 
 public final class ResidualMLP: DenoisingNetwork {
-    public struct Config: Codable, Sendable, Equatable {
+    public struct Config: Codable, Sendable, Equatable, FieldCoded {
         public var dataDim: Int
         public var hidden: Int = 128
         public var depth: Int = 4
@@ -25,6 +25,17 @@ public final class ResidualMLP: DenoisingNetwork {
         public init(dataDim: Int, hidden: Int = 128, depth: Int = 4, timeEmbedDim: Int = 64) {
             (self.dataDim, self.hidden, self.depth, self.timeEmbedDim) = (dataDim, hidden, depth, timeEmbedDim)
         }
+
+        /// As checkpoint JSON (ddpm_mlp_params' names); data_dim has no default.
+        static let fields = ConfigFields(defaults: Config(dataDim: 0), [
+            .required("data_dim", \.dataDim),
+            .value("hidden", \.hidden),
+            .value("depth", \.depth),
+            .value("time_embed_dim", \.timeEmbedDim),
+        ])
+
+        public init(from decoder: Decoder) throws { self = try Self.fields.decode(from: decoder) }
+        public func encode(to encoder: Encoder) throws { try Self.fields.encode(self, to: encoder) }
     }
 
     struct Block {

@@ -11,16 +11,6 @@
 //
 // B = batch, S = floats per sample, N = B·S; every buffer is (N,).
 
-/// What a network (or a caller's model) outputs.
-public enum PredictionType: Int32, Sendable, CaseIterable {
-    /// ε̂, the noise that was added.
-    case epsilon = 0
-    /// x̂_0, the clean sample.
-    case x0 = 1
-    /// v̂ = √ᾱ_t·ε̂ − √(1−ᾱ_t)·x̂_0, the velocity.
-    case v = 2
-}
-
 /// What a prediction may be asked for: a model output of any type, or the score.
 public enum PredictOutput: Int32, Sendable, CaseIterable {
     case epsilon = 0, x0 = 1, v = 2

@@ -1,9 +1,11 @@
 // The training recipe of a model (ddpm_train_params in C, TrainConfig in Python; stored
 // in checkpoints as JSON with the C field names; condition dropout under its first name,
-// "label_dropout", so that checkpoints read the same either way).
+// "label_dropout", so that checkpoints read the same either way). A new field: its property
+// and its row in `fields` (JSON, default when absent, bound), then its row in the C table
+// (Sources/DDPMC).
 
 /// Optimisation settings of a model (stored in checkpoints).
-public struct TrainingConfig: Codable, Sendable, Equatable {
+public struct TrainingConfig: Codable, Sendable, Equatable, FieldCoded {
     public var optimizer = AdamWConfig()
     /// Clip the global gradient norm to this value; 0 disables clipping.
     public var gradClip: Float = 1
@@ -33,71 +35,32 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var timestepSampling: TimestepSampling = .uniform
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
-        case learningRate = "learning_rate", beta1, beta2, adamEps = "adam_eps", weightDecay = "weight_decay"
-        case gradClip = "grad_clip", emaDecay = "ema_decay", conditionDropout = "label_dropout", seed
-        case target = "prediction_target", lossWeighting = "loss_weighting", minSNRGamma = "min_snr_gamma"
-        case learnedVariance = "learned_variance", vlbLambda = "vlb_lambda", timestepSampling = "timestep_sampling"
-    }
+    /// Flat, as the C struct: the optimizer's fields stand beside the others. The optimizer's
+    /// own checks are AdamWConfig.validate's.
+    static let fields = ConfigFields(defaults: TrainingConfig(), [
+        .value("learning_rate", \.optimizer.learningRate),
+        .value("beta1", \.optimizer.beta1),
+        .value("beta2", \.optimizer.beta2),
+        .value("adam_eps", \.optimizer.epsilon),
+        .value("weight_decay", \.optimizer.weightDecay),
+        .number("grad_clip", \.gradClip, .atLeast(0)),
+        .number("ema_decay", \.emaDecay, .within(0, 1)),
+        .number("label_dropout", \.conditionDropout, .within(0, 1)),
+        .value("seed", \.seed),
+        .named("prediction_target", \.target, [.epsilon: "eps", .x0: "x0", .v: "v"]),
+        .named("loss_weighting", \.lossWeighting, [.uniform: "uniform", .minSNR: "min_snr", .vlb: "vlb"]),
+        .number("min_snr_gamma", \.minSNRGamma, .above(0)),
+        .value("learned_variance", \.learnedVariance),
+        .number("vlb_lambda", \.vlbLambda, .atLeast(0)),
+        .named("timestep_sampling", \.timestepSampling, [.uniform: "uniform", .importance: "importance"]),
+    ])
 
-    static let targetNames: [PredictionType: String] = [.epsilon: "eps", .x0: "x0", .v: "v"]
-    static let weightingNames: [LossWeighting: String] = [.uniform: "uniform", .minSNR: "min_snr", .vlb: "vlb"]
-    static let samplingNames: [TimestepSampling: String] = [.uniform: "uniform", .importance: "importance"]
-
-    /// Flat, as the C struct: the optimizer's fields stand beside the others.
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        optimizer = AdamWConfig(learningRate: try c.decode(Float.self, forKey: .learningRate),
-                                beta1: try c.decode(Float.self, forKey: .beta1), beta2: try c.decode(Float.self, forKey: .beta2),
-                                epsilon: try c.decode(Float.self, forKey: .adamEps),
-                                weightDecay: try c.decode(Float.self, forKey: .weightDecay))
-        gradClip = try c.decode(Float.self, forKey: .gradClip)
-        emaDecay = try c.decode(Float.self, forKey: .emaDecay)
-        conditionDropout = try c.decode(Float.self, forKey: .conditionDropout)
-        seed = try c.decode(UInt64.self, forKey: .seed)
-        // Absent in checkpoints before these fields existed: ε, uniform.
-        func named<T>(_ key: CodingKeys, _ names: [T: String], _ fallback: T) throws -> T {
-            guard let name = try c.decodeIfPresent(String.self, forKey: key) else { return fallback }
-            guard let value = names.first(where: { $0.value == name })?.key else {
-                throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "unknown \(key.stringValue) '\(name)'")
-            }
-            return value
-        }
-        target = try named(.target, Self.targetNames, .epsilon)
-        lossWeighting = try named(.lossWeighting, Self.weightingNames, .uniform)
-        minSNRGamma = try c.decodeIfPresent(Float.self, forKey: .minSNRGamma) ?? 5
-        learnedVariance = try c.decodeIfPresent(Bool.self, forKey: .learnedVariance) ?? false
-        vlbLambda = try c.decodeIfPresent(Float.self, forKey: .vlbLambda) ?? 0.001
-        timestepSampling = try named(.timestepSampling, Self.samplingNames, .uniform)
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(optimizer.learningRate, forKey: .learningRate)
-        try c.encode(optimizer.beta1, forKey: .beta1)
-        try c.encode(optimizer.beta2, forKey: .beta2)
-        try c.encode(optimizer.epsilon, forKey: .adamEps)
-        try c.encode(optimizer.weightDecay, forKey: .weightDecay)
-        try c.encode(gradClip, forKey: .gradClip)
-        try c.encode(emaDecay, forKey: .emaDecay)
-        try c.encode(conditionDropout, forKey: .conditionDropout)
-        try c.encode(seed, forKey: .seed)
-        try c.encode(Self.targetNames[target], forKey: .target)
-        try c.encode(Self.weightingNames[lossWeighting], forKey: .lossWeighting)
-        try c.encode(minSNRGamma, forKey: .minSNRGamma)
-        try c.encode(learnedVariance, forKey: .learnedVariance)
-        try c.encode(vlbLambda, forKey: .vlbLambda)
-        try c.encode(Self.samplingNames[timestepSampling], forKey: .timestepSampling)
-    }
+    public init(from decoder: Decoder) throws { self = try Self.fields.decode(from: decoder) }
+    public func encode(to encoder: Encoder) throws { try Self.fields.encode(self, to: encoder) }
 
     func validate() throws {
         try optimizer.validate()
-        try require(gradClip.isFinite && gradClip >= 0, "grad_clip must be >= 0 (got \(gradClip))")
-        try require(emaDecay >= 0 && emaDecay <= 1, "ema_decay must be in [0, 1] (got \(emaDecay))")
-        try require(conditionDropout >= 0 && conditionDropout <= 1,
-                    "condition_dropout (label_dropout) must be in [0, 1] (got \(conditionDropout))")
-        try require(minSNRGamma.isFinite && minSNRGamma > 0, "min_snr_gamma must be > 0 (got \(minSNRGamma))")
-        try require(vlbLambda.isFinite && vlbLambda >= 0, "vlb_lambda must be >= 0 (got \(vlbLambda))")
+        try Self.fields.validate(self)
     }
 
     /// The objective these settings describe over `schedule`.

@@ -92,7 +92,6 @@ extension UNet {
         }
     }
 
-    /// The stages of `config`, their parameters declared in `layout` in order: encoder, middle, decoder.
     /// What the cross-attention stages share in a pass: the context c̃, its gradient and scratch.
     struct ContextPass {
         let context: CrossAttention.Context
@@ -100,6 +99,7 @@ extension UNet {
         let scratch: CrossAttention.Scratch
     }
 
+    /// The stages of `config`, their parameters declared in `layout` in order: encoder, middle, decoder.
     static func makeStages(_ config: UNetConfig, _ conditioning: Conditioning,
                            _ layout: inout ParameterLayout) -> (encoder: [Stage], middle: [Stage], decoder: [Stage]) {
         let (c, L, R, T, G) = (config.baseChannels, config.levels, config.resBlocks, config.timeDim, config.groups)
@@ -116,7 +116,7 @@ extension UNet {
         }
         let (Dc, Lmax) = (conditioning.contextDim, conditioning.maxLength)
         func crossAttention(_ name: String, _ channels: Int, level: Int?) -> CrossAttention? {
-            guard Dc > 0, level.map({ config.crossLevels.contains($0) }) ?? true else { return nil }
+            guard Dc > 0, level.map({ config.crossAttentionLevels.contains($0) }) ?? true else { return nil }
             return CrossAttention(&layout, name + ".xattn", channels: channels, heads: heads, groups: G, pixels: h * w,
                                   contextDim: Dc, maxLength: Lmax)
         }

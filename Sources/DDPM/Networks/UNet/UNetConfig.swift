@@ -4,7 +4,7 @@
 //   level, E = timestep-encoding size, K = classes. See UNet.swift for the architecture.
 
 /// The shape of a UNet (stored in checkpoints).
-public struct UNetConfig: Codable, Sendable, Equatable {
+public struct UNetConfig: Codable, Sendable, Equatable, FieldCoded {
     /// C, channels of an image.
     public var channels: Int
     /// H and W; both divisible by 2^(levels − 1). H = 1 makes a 1-D UNet over signals of
@@ -22,8 +22,7 @@ public struct UNetConfig: Codable, Sendable, Equatable {
     public var attentionLevels: [Int]
     /// Levels (0-based) that get cross-attention to a sequence condition after each ResBlock
     /// (and its self-attention); the middle always has one when the model has a context.
-    /// nil (stored so, and absent from checkpoints written before it) means none.
-    public var crossAttentionLevels: [Int]? = nil
+    public var crossAttentionLevels: [Int] = []
     /// Heads of every attention layer; must divide the channels there.
     public var attentionHeads: Int
     /// GroupNorm groups; must divide every level's channel count.
@@ -32,7 +31,6 @@ public struct UNetConfig: Codable, Sendable, Equatable {
     public var dropout: Float
     /// E, size of the sinusoidal timestep encoding (even). The time embedding itself is 4·baseChannels wide.
     public var timeEmbedDim: Int
-    /// K; 0 = unconditional.
 
     public init(channels: Int, height: Int, width: Int, baseChannels: Int = 32, channelMult: [Int] = [1, 2, 2],
                 resBlocks: Int = 2, attentionLevels: [Int] = [2], attentionHeads: Int = 1, groups: Int = 8,
@@ -58,23 +56,46 @@ public struct UNetConfig: Codable, Sendable, Equatable {
     /// `attentionLevels` as a bit mask (bit l = attention at level l), the C header's form.
     /// Setting it lists every set bit, so bits beyond the last level fail validation.
     public var attentionLevelMask: Int {
-        get { attentionLevels.reduce(0) { mask, l in (0..<63).contains(l) ? mask | (1 << l) : mask } }
-        set { attentionLevels = (0..<63).filter { newValue & (1 << $0) != 0 } }
+        get { Self.mask(attentionLevels) }
+        set { attentionLevels = Self.levels(newValue) }
     }
 
-    /// `crossAttentionLevels`, [] for nil.
-    public var crossLevels: [Int] { crossAttentionLevels ?? [] }
-
-    /// `crossAttentionLevels` as a bit mask (the C header's form); 0 stores nil.
+    /// `crossAttentionLevels` as a bit mask (the C header's form), likewise.
     public var crossAttentionLevelMask: Int {
-        get { crossLevels.reduce(0) { mask, l in (0..<63).contains(l) ? mask | (1 << l) : mask } }
-        set { crossAttentionLevels = newValue == 0 ? nil : (0..<63).filter { newValue & (1 << $0) != 0 } }
+        get { Self.mask(crossAttentionLevels) }
+        set { crossAttentionLevels = Self.levels(newValue) }
     }
+
+    @available(*, deprecated, renamed: "crossAttentionLevels", message: "no longer Optional: [] is none")
+    public var crossLevels: [Int] { crossAttentionLevels }
+
+    private static func mask(_ levels: [Int]) -> Int { levels.reduce(0) { mask, l in (0..<63).contains(l) ? mask | (1 << l) : mask } }
+    private static func levels(_ mask: Int) -> [Int] { (0..<63).filter { mask & (1 << $0) != 0 } }
+
+    /// As checkpoint JSON (ddpm_unet_params' names; the levels as lists). The image's shape has
+    /// no default; cross_attention_levels is absent from checkpoints written before it (none).
+    static let fields = ConfigFields(defaults: UNetConfig(channels: 1, height: 0, width: 0), [
+        .required("channels", \.channels),
+        .required("height", \.height),
+        .required("width", \.width),
+        .value("base_channels", \.baseChannels),
+        .value("channel_mult", \.channelMult),
+        .value("res_blocks", \.resBlocks),
+        .value("attention_levels", \.attentionLevels),
+        .value("cross_attention_levels", \.crossAttentionLevels),
+        .value("attention_heads", \.attentionHeads),
+        .value("groups", \.groups),
+        .value("dropout", \.dropout),
+        .value("time_embed_dim", \.timeEmbedDim),
+    ])
+
+    public init(from decoder: Decoder) throws { self = try Self.fields.decode(from: decoder) }
+    public func encode(to encoder: Encoder) throws { try Self.fields.encode(self, to: encoder) }
 
     /// Throws `DDPMError.invalidArgument` naming the first inconsistent field.
     public func validate(timesteps: Int = 1) throws {
         // The field caps keep every size of the network exact in Int; the byte limit is
-        // checked on the parameter layout and on each batch (Kernels/Limits.swift).
+        // checked on the parameter layout and on each batch (Core/Limits.swift).
         try require(channels >= 1, "channels must be >= 1 (got \(channels))")
         try Limits.requireField("channels", channels, cap: Limits.width)
         try require(height >= 1 && width >= 1, "height and width must be >= 1 (got \(height)×\(width))")
@@ -110,7 +131,7 @@ public struct UNetConfig: Codable, Sendable, Equatable {
             try require(c % attentionHeads == 0,
                         "attention_heads (\(attentionHeads)) must divide the \(c) channels of attention level \(l)")
         }
-        for l in crossLevels {
+        for l in crossAttentionLevels {
             try require(l >= 0 && l < levels, "cross-attention level \(l) is outside 0..<\(levels)")
             let c = baseChannels * channelMult[l]
             try require(c % attentionHeads == 0,
