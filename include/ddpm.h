@@ -514,6 +514,9 @@ typedef struct ddpm_unet_params {
     uint32_t cross_attention_levels; /* bit mask: bit l puts cross-attention to a SEQUENCE or
                                  TOKENS condition at level l (0; the middle always has one
                                  when the model has such a condition)  (since 0.3)        */
+    int32_t cross_attention_positions; /* nonzero: each cross-attention layer adds a learned
+                                 position embedding of its pixels to its queries, so that
+                                 words naming a place can find it (0)  (since 0.3)        */
 } ddpm_unet_params;
 
 ddpm_unet_params ddpm_unet_params_default(void);

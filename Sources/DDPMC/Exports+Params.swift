@@ -36,6 +36,7 @@ private let unetTable = ParamsTable(defaults: UNetConfig(channels: 1, height: 0,
     .value("dropout", \.dropout, \.dropout),
     .int("time_embed_dim", \.time_embed_dim, \.timeEmbedDim),
     .mask("cross_attention_levels", \.cross_attention_levels, \.crossAttentionLevelMask),
+    .flag("cross_attention_positions", \.cross_attention_positions, \.crossAttentionPositions),
 ])
 
 /// num_levels and the fixed-size channel_mult array ↔ channelMult (the unused tail repeats its last entry).

@@ -101,6 +101,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--encoder-heads", type=int, default=4, help="attention heads of the text encoder")
     p.add_argument("--cross-levels", default="0,1", help="UNet levels with cross-attention (0 = 16×16, 1 = 8×8, "
                                                           "2 = 4×4; the middle always has one)")
+    p.add_argument("--cross-positions", action=argparse.BooleanOptionalAction, default=False,
+                   help="learned pixel positions added to the cross-attention queries (UNetConfig.cross_attention_positions)")
     p.add_argument("--caption-dropout", type=float, default=0.1, help="share of captions replaced by the null condition")
     p.add_argument("--word-dropout", type=float, default=0.15, help="probability of leaving out each word of a caption")
     p.add_argument("--no-shuffle", action="store_true", help="keep the words in their one order while training")
@@ -263,7 +265,7 @@ def build_model(args) -> sd.Model:
     levels = tuple(int(v) for v in args.cross_levels.split(",") if v.strip())
     network = sd.UNetConfig(channels=3, height=SIZE, width=SIZE, base_channels=args.base_channels,
                             channel_mult=(1, 2, 2), res_blocks=args.res_blocks, attention_levels=(),
-                            cross_attention_levels=levels,
+                            cross_attention_levels=levels, cross_attention_positions=args.cross_positions,
                             attention_heads=4, groups=8 if args.base_channels % 8 == 0 else 4)
     recipe = sd.TrainConfig(learning_rate=args.lr, ema_decay=args.ema_decay, condition_dropout=args.caption_dropout,
                             seed=args.seed)

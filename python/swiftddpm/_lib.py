@@ -440,6 +440,7 @@ class ddpm_unet_params(Structure):
         ("dropout", c_float),  # dropout in residual blocks while training (0)
         ("time_embed_dim", c_int32),  # sinusoidal encoding size, even (64)
         ("cross_attention_levels", c_uint32),  # bit mask: bit l puts cross-attention at level l (0)  (since 0.3)
+        ("cross_attention_positions", c_int32),  # nonzero: learned pixel positions added to the cross-attention queries (0)
     ]
 
 

@@ -190,6 +190,8 @@ class UNetConfig(_Mirror):
         field is the bit mask of these indices.
     cross_attention_levels: the levels with cross-attention to a sequence or token
         condition (the middle always has one when the model has such a condition).
+    cross_attention_positions: each cross-attention layer adds a learned position embedding
+        of its pixels to its queries, so that words naming a place can find it.
     """
 
     channels: int = _UNET.channels
@@ -204,9 +206,11 @@ class UNetConfig(_Mirror):
     dropout: float = _f32(_UNET.dropout)
     time_embed_dim: int = _UNET.time_embed_dim
     cross_attention_levels: tuple[int, ...] = _levels(_UNET.cross_attention_levels)
+    cross_attention_positions: bool = bool(_UNET.cross_attention_positions)
 
     _c_default = staticmethod(_lib.lib.ddpm_unet_params_default)
     _special = ("channel_mult", "attention_levels", "cross_attention_levels")
+    _flags = ("cross_attention_positions",)
 
     def __post_init__(self) -> None:
         # Any sequence is accepted; stored as tuples so that configs compare by value.

@@ -79,6 +79,14 @@ extension ConfigField {
         })
     }
 
+    /// A flag written only when it is on, so that configs without it encode as before it
+    /// existed; absent reads as off.
+    static func flagWhenOn(_ key: String, _ path: WritableKeyPath<Config, Bool> & Sendable) -> Self {
+        Self(key: key, encode: { config, c, k in if config[keyPath: path] { try c.encode(true, forKey: k) } },
+             decode: { config, c, k in config[keyPath: path] = try c.decodeIfPresent(Bool.self, forKey: k) ?? false },
+             check: nil)
+    }
+
     /// An enum stored by name ("eps", "min_snr"); absent keeps the default, an unknown name is an error.
     static func named<E: Hashable & Sendable>(_ key: String, _ path: WritableKeyPath<Config, E> & Sendable, _ names: [E: String]) -> Self {
         Self(key: key, encode: { config, c, k in try c.encode(names[config[keyPath: path]], forKey: k) },

@@ -118,7 +118,7 @@ extension UNet {
         func crossAttention(_ name: String, _ channels: Int, level: Int?) -> CrossAttention? {
             guard Dc > 0, level.map({ config.crossAttentionLevels.contains($0) }) ?? true else { return nil }
             return CrossAttention(&layout, name + ".xattn", channels: channels, heads: heads, groups: G, pixels: h * w,
-                                  contextDim: Dc, maxLength: Lmax)
+                                  contextDim: Dc, maxLength: Lmax, queryPositions: config.crossAttentionPositions)
         }
         var skipChannels = [ch]
         var encoder: [Stage] = []
