@@ -85,7 +85,7 @@ def test_values_ctypes_would_mangle_are_refused(config, match):
 MLP = sd.MLPConfig(data_dim=3, hidden=24, depth=2, time_embed_dim=10)
 UNET = sd.UNetConfig(channels=2, height=8, width=8, base_channels=8, channel_mult=(1, 2), res_blocks=1,
                      attention_levels=(1,), attention_heads=2, groups=4, dropout=0.1, time_embed_dim=16,
-                     cross_attention_levels=(0,))
+                     cross_attention_levels=(0,), cross_attention_positions=True)
 TRAIN = sd.TrainConfig(learning_rate=2e-3, beta1=0.8, beta2=0.99, adam_eps=1e-6, weight_decay=0.01, grad_clip=0.5,
                        ema_decay=0.9, label_dropout=0.2, seed=42, prediction_target="v", loss_weighting="min_snr",
                        min_snr_gamma=3.0, learned_variance=True, vlb_lambda=0.01, timestep_sampling="importance")
