@@ -21,7 +21,7 @@ export SWIFTDDPM_LIBRARY := $(CURDIR)/$(LIB)
 VERSION  := $(shell sed -n 's/^\#define DDPM_VERSION_\(MAJOR\|MINOR\|PATCH\) *\([0-9]*\).*/\2/p' include/ddpm_version.h | paste -sd. -)
 ABI_MAJOR := $(firstword $(subst ., ,$(VERSION)))
 
-.PHONY: all setup setup-system setup-python build demo test test-swift test-c test-c-hardening test-python bench install clean \
+.PHONY: all setup setup-system setup-python build build-static demo test test-swift test-c test-c-hardening test-python bench install clean \
         wheel test-wheel test-wheel-source test-torch bench-venv \
         fuzz fuzz-setup fuzz-build fuzz-smoke test-fuzz-smoke
 .PHONY: setup-mpi test-mpi
@@ -69,15 +69,27 @@ test-swift: setup-system
 	$(SWIFT) test
 
 # The C example built against `make install` into a temporary prefix with nothing but
-# `pkg-config --cflags --libs ddpm` (the library found at run time through its SONAME).
-test-c: build
+# `pkg-config --cflags --libs ddpm` (the library found at run time through its SONAME), then
+# run as on a machine without Swift (issue 22): the installed library has no NEEDED libswift*
+# or libFoundation* and no RUNPATH into the toolchain, the program runs with LD_LIBRARY_PATH
+# holding only the prefix's lib/, and ldd resolves nothing from the toolchain's library folder.
+test-c: build-static
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(MAKE) --no-print-directory install PREFIX="$$tmp" >/dev/null && \
+	toolchain=$$(dirname "$$(dirname "$$(readlink -f "$$(command -v $(SWIFT))")")")/lib/swift && \
+	lib="$$tmp/lib/libddpm.so.$(VERSION)" && dyn=$$(readelf -d "$$lib") && \
+	if echo "$$dyn" | grep -E 'NEEDED.*\[lib(swift|Foundation|dispatch|BlocksRuntime)' || \
+	   echo "$$dyn" | grep -E "R(UN)?PATH.*$$toolchain"; then \
+	  echo "test-c: the installed $$lib needs the Swift toolchain ($$toolchain) at run time"; exit 1; fi && \
+	echo "installed libddpm: $$(echo "$$dyn" | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p' | paste -sd' ' -); RUNPATH $$(echo "$$dyn" | sed -n 's/.*R.*PATH.*\[\(.*\)\]/\1/p')" && \
 	flags=$$(PKG_CONFIG_PATH="$$tmp/lib/pkgconfig" pkg-config --cflags --libs ddpm) && \
 	echo "pkg-config --cflags --libs ddpm: $$flags" && \
 	$(CC) -O2 -Wall -Wextra -std=c11 -D_DEFAULT_SOURCE examples/c/swiss_roll.c -o "$$tmp/swiss_roll" $$flags -lm && \
 	echo "swiss_roll needs: $$(readelf -d "$$tmp/swiss_roll" | sed -n 's/.*NEEDED.*\[\(libddpm[^]]*\)\]/\1/p')" && \
-	LD_LIBRARY_PATH="$$tmp/lib" "$$tmp/swiss_roll" 3000 "$$tmp/swiss_roll_c.safetensors"
+	resolved=$$(env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$$tmp/lib" ldd "$$tmp/swiss_roll") && \
+	if echo "$$resolved" | grep -E "libswift|libFoundation|not found|$$toolchain"; then \
+	  echo "test-c: the installed swiss_roll resolves libraries from the Swift toolchain or misses some"; exit 1; fi && \
+	env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$$tmp/lib" "$$tmp/swiss_roll" 3000 "$$tmp/swiss_roll_c.safetensors"
 
 # Issue 10: every export with every class of bad input, and a saved checkpoint damaged every
 # way we could think of; each case in a forked child; any crash, hang or wrong status fails.
@@ -177,12 +189,24 @@ test-fuzz-smoke: build setup-python
 # ---- install ---------------------------------------------------------------------------
 # lib/libddpm.so.X.Y.Z with its SONAME link libddpm.so.X and the dev link libddpm.so,
 # include/ddpm.h + ddpm_version.h, lib/pkgconfig/ddpm.pc.
-install: build
-	@soname=$$(readelf -d $(LIB) 2>/dev/null | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p'); \
+# The installed library is self-contained like the wheel's: the Swift runtime linked in
+# (-Xswiftc -static-stdlib, the wheel's build command and scratch folder, so the two share one
+# incremental build), its RUNPATH $$ORIGIN, stripped of symbol tables; at run time it needs libc,
+# libstdc++, libgcc_s, libm and OpenBLAS, never a Swift toolchain. ($(LIB), which the tests and
+# SWIFTDDPM_LIBRARY use, keeps the toolchain's shared runtime: a quicker build for development.)
+STATIC_BUILD := .build-wheel
+STATIC_LIB   := $(STATIC_BUILD)/release/libddpm.so
+
+build-static: setup-system
+	$(SWIFT) build -c release --product ddpm --scratch-path $(STATIC_BUILD) -Xswiftc -static-stdlib
+
+install: build-static
+	@soname=$$(readelf -d $(STATIC_LIB) 2>/dev/null | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p'); \
 	if command -v readelf >/dev/null && [ "$$soname" != "libddpm.so.$(ABI_MAJOR)" ]; then \
-	  echo "$(LIB) has SONAME '$$soname', expected libddpm.so.$(ABI_MAJOR) (Package.swift vs ddpm_version.h)"; exit 1; fi
+	  echo "$(STATIC_LIB) has SONAME '$$soname', expected libddpm.so.$(ABI_MAJOR) (Package.swift vs ddpm_version.h)"; exit 1; fi
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
-	install -m 755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libddpm.so.$(VERSION)
+	install -m 755 $(STATIC_LIB) $(DESTDIR)$(PREFIX)/lib/libddpm.so.$(VERSION)
+	@if command -v strip >/dev/null; then strip --strip-unneeded $(DESTDIR)$(PREFIX)/lib/libddpm.so.$(VERSION); fi
 	ln -sf libddpm.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libddpm.so.$(ABI_MAJOR)
 	ln -sf libddpm.so.$(ABI_MAJOR) $(DESTDIR)$(PREFIX)/lib/libddpm.so
 	install -m 644 include/ddpm.h include/ddpm_version.h $(DESTDIR)$(PREFIX)/include/

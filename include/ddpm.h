@@ -222,7 +222,9 @@ void ddpm_schedule_free(ddpm_schedule *schedule);
 /** Reads back how a schedule was made: its kind, T and the parameters of that kind (the
  *  other fields keep their defaults). A linear schedule made with scale_to_steps reports
  *  the scaled ends and scale_to_steps = 0 (the same β); a custom one reports CUSTOM (its β
- *  are in ddpm_schedule_table). Set out->struct_size first; at most that many bytes are written. */
+ *  are in ddpm_schedule_table). Before the call set out->struct_size = sizeof *out (or start
+ *  from ddpm_schedule_params_default(), which sets it); at most that many bytes are written,
+ *  so a caller built against an older, shorter struct is safe. */
 int ddpm_schedule_get_params(const ddpm_schedule *schedule, ddpm_schedule_params *out);
 
 /** T, the number of timesteps, or -1 if schedule is NULL. */
@@ -242,17 +244,21 @@ typedef enum {
     DDPM_TABLE_POSTERIOR_MEAN_COEF_XT = 10   /* √α_t·(1-ᾱ_{t-1})/(1-ᾱ_t)                 */
 } ddpm_table;
 
-/** Copies one derived table (T doubles) into out; count must equal T. */
+/** Copies one derived table (a ddpm_table value) into out: count = T, the number of
+ *  doubles out holds (ddpm_schedule_num_timesteps()). */
 int ddpm_schedule_table(const ddpm_schedule *schedule, int32_t table, double *out, int64_t count);
 
 /** Closed-form noising x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·noise, each row with its own t.
- *  x0, noise, out: (batch, dim), count = batch·dim each; t: (batch,) in 0..T-1.
+ *  x0, noise, out: (batch, dim) floats each; count = batch·dim, the size of each of the
+ *  three (checked against batch·dim). t: (batch,) in 0..T-1.
  *  out may alias x0 or noise. */
 int ddpm_schedule_add_noise(const ddpm_schedule *schedule, const float *x0, const float *noise,
                             const int32_t *t, int64_t batch, int64_t dim, float *out, int64_t count);
 
 /** The posterior q(x_{t-1}|x_t, x0) = N(mean, variance·I) for each row.
- *  x0, x_t, mean_out: (batch, dim), count = batch·dim; t, variance_out: (batch,). */
+ *  x0, x_t, mean_out: (batch, dim) floats each; count = batch·dim, the size of each of these
+ *  three. t: (batch,) in 0..T-1. variance_out: (batch,) floats, one variance per row — it is
+ *  NOT count floats. */
 int ddpm_schedule_posterior(const ddpm_schedule *schedule, const float *x0, const float *x_t,
                             const int32_t *t, int64_t batch, int64_t dim,
                             float *mean_out, float *variance_out, int64_t count);
@@ -306,7 +312,8 @@ typedef enum {
 
 /** Called with x_T before the first reverse step (step = 0, t = the first timestep), then
  *  after each reverse step (step = 1..total, t = the timestep of the new x, -1 for the final
- *  x_0). x is the whole current batch (count floats; read-only, valid during the call).
+ *  x_0). x is the whole current batch: count = n·dim floats (n samples of dim floats; the
+ *  model's sample_size for ddpm_model_sample), read-only, valid only during the call.
  *  Return nonzero to cancel: the sampler then returns DDPM_ERR_CANCELLED. */
 typedef int (*ddpm_progress_fn)(void *user_data, int32_t step, int32_t total, int32_t t,
                                 const float *x, int64_t count);
@@ -358,15 +365,17 @@ ddpm_sample_params ddpm_sample_params_default(void);
 
 /* ---- Sampling with a caller's model ----------------------------------------------- */
 
-/** A caller's model: write its output at (x_t, t) for the batch to out (batch·dim floats),
- *  of the kind params->prediction_type names (ε̂ by default). labels is (batch,) or NULL.
- *  Return 0 on success, nonzero to cancel sampling. (ddpm_cond_model_fn below also sees
- *  vectors, tokens and lengths.) */
+/** A caller's model: write its output at (x_t, t) for the batch to out, of the kind
+ *  params->prediction_type names (ε̂ by default). x_t and out: (batch, dim) floats each; x_t
+ *  is the library's, read-only and valid during the call. labels: (batch,) class labels, the
+ *  caller's labels passed through, or NULL. (ddpm_cond_model_fn below also sees vectors,
+ *  tokens and lengths.) Return 0 on success, nonzero to cancel sampling. */
 typedef int (*ddpm_model_fn)(void *user_data, float *out, const float *x_t, int64_t batch,
                              int64_t dim, int32_t t, const int32_t *labels);
 
 /** Samples n points of `dim` floats with the schedule and a caller's model.
- *  labels: (n,) passed through to model_fn, or NULL. out: (n, dim), count = n·dim. */
+ *  labels: (n,) passed through to model_fn, or NULL. out: (n, dim) floats; count = n·dim,
+ *  the size of out. */
 int ddpm_schedule_sample(const ddpm_schedule *schedule, const ddpm_sample_params *params,
                          ddpm_model_fn model_fn, void *model_user_data, const int32_t *labels,
                          int64_t n, int64_t dim, float *out, int64_t count);
@@ -394,7 +403,8 @@ ddpm_vlb_params ddpm_vlb_params_default(void);
 /** The variational bound L_T + Σ L_{t-1} + L_0 of each of n samples x0 (n, dim) under a
  *  caller's model (one call per timestep, each at a fresh x_t ~ q(x_t|x_0)), in bits/dim
  *  (DISCRETIZED) or nats/dim (CONTINUOUS). total_out: (n,). prior_out: (n,) L_T, or NULL.
- *  terms_out: (n, T) with L_0 at t = 0 and L_{t-1} at t >= 1, or NULL. count = n·dim. */
+ *  terms_out: (n, T) with L_0 at t = 0 and L_{t-1} at t >= 1, or NULL. count = n·dim, the
+ *  size of x0 only: total_out and prior_out hold n floats, terms_out n·T. */
 int ddpm_schedule_vlb(const ddpm_schedule *schedule, const ddpm_vlb_params *params,
                       ddpm_model_fn model_fn, void *model_user_data, const int32_t *labels,
                       const float *x0, int64_t n, int64_t dim, float *total_out, float *prior_out,
@@ -414,13 +424,14 @@ typedef int (*ddpm_cond_model_fn)(void *user_data, float *out, const float *x_t,
 /** ddpm_schedule_sample with a ddpm_cond_model_fn: cond (n rows: labels, vectors of any
  *  per-row size, tokens, lengths; or NULL) is passed through to model_fn, which gives it its
  *  meaning. Checked: each given count is a multiple of n; lengths are >= 0, and at most the
- *  ids per row when tokens are given.  (since 0.3) */
+ *  ids per row when tokens are given. count = n·dim, the size of out.  (since 0.3) */
 int ddpm_schedule_sample_cond(const ddpm_schedule *schedule, const ddpm_sample_params *params,
                               ddpm_cond_model_fn model_fn, void *model_user_data,
                               const struct ddpm_cond_batch *cond, int64_t n, int64_t dim, float *out,
                               int64_t count);
 
-/** ddpm_schedule_vlb with a ddpm_cond_model_fn, cond as for ddpm_schedule_sample_cond.  (since 0.3) */
+/** ddpm_schedule_vlb with a ddpm_cond_model_fn, cond as for ddpm_schedule_sample_cond;
+ *  count = n·dim, the size of x0 only (the outputs as ddpm_schedule_vlb's).  (since 0.3) */
 int ddpm_schedule_vlb_cond(const ddpm_schedule *schedule, const ddpm_vlb_params *params,
                            ddpm_cond_model_fn model_fn, void *model_user_data,
                            const struct ddpm_cond_batch *cond, const float *x0, int64_t n, int64_t dim,
@@ -446,7 +457,8 @@ void ddpm_sampler_free(ddpm_sampler *sampler);
  *  except LANGEVIN (corrector_steps per timestep) and PC (corrector_steps + 1 per timestep). */
 int64_t ddpm_sampler_num_steps(const ddpm_sampler *sampler);
 
-/** The timestep of each step's model evaluation, in order: (S,), count = S. */
+/** The timestep of each step's model evaluation, in order, into out: (S,) int32; count = S
+ *  (ddpm_sampler_num_steps()), the size of out. */
 int ddpm_sampler_timesteps(const ddpm_sampler *sampler, int32_t *out, int64_t count);
 
 /** 1 if the next step adds noise (and so would use the `noise` argument of
@@ -457,15 +469,17 @@ int32_t ddpm_sampler_step_adds_noise(const ddpm_sampler *sampler);
  *  -1 once every step has been taken (or if sampler is NULL). */
 int32_t ddpm_sampler_timestep(const ddpm_sampler *sampler);
 
-/** Fills x (n·dim floats) with x_T ~ N(0, I) from the seed: what ddpm_schedule_sample
- *  starts from. Optional: a caller may start from its own x_T. */
+/** Fills x with x_T ~ N(0, I) from the seed: what ddpm_schedule_sample starts from.
+ *  count = n·dim, the size of x (n and dim of ddpm_sampler_create). Optional: a caller may
+ *  start from its own x_T. */
 int ddpm_sampler_init_noise(ddpm_sampler *sampler, float *x, int64_t count);
 
 /** One step at t = ddpm_sampler_timestep(): a reverse step to the next timestep (x_0 after
  *  the last), or a Langevin step at t. x (n·dim floats) holds x on entry and the result on return. model_output is the
  *  model's output at (x_t, t), of params->prediction_type. noise (n·dim floats of
  *  z ~ N(0, I)) replaces the sampler's own draw when not NULL; x0_out, when not NULL,
- *  receives the predicted x̂0 the step used (after clipping). Every buffer holds count floats.
+ *  receives the predicted x̂0 the step used (after clipping). count = n·dim (of
+ *  ddpm_sampler_create): model_output, x, noise and x0_out each hold count floats.
  *  After the last step, returns DDPM_ERR_INVALID_ARGUMENT. */
 int ddpm_sampler_step(ddpm_sampler *sampler, const float *model_output, float *x,
                       const float *noise, float *x0_out, int64_t count);
@@ -514,36 +528,21 @@ typedef struct ddpm_unet_params {
     uint32_t cross_attention_levels; /* bit mask: bit l puts cross-attention to a SEQUENCE or
                                  TOKENS condition at level l (0; the middle always has one
                                  when the model has such a condition)  (since 0.3)        */
+    /* diffusers' UNet2DModel options (appended; older callers get the defaults, the network as before): */
+    int32_t flip_sin_to_cos;  /* sinusoid halves [cos, sin] instead of [sin, cos] (0)       */
+    float freq_shift;         /* s in ω_i = 10000^(−i/(E/2 − s)) (0; DDPM's code: 1), < E/2  */
+    float norm_eps;           /* ε of every GroupNorm (1e-5)                               */
+    int32_t downsample_padding; /* 1: stride-2 conv padded on every side (1); 0: one zero row
+                                   and column at the bottom and right only (original DDPM)  */
+    int32_t attention_head_dim; /* d > 0: every attention has channels/d heads of d channels,
+                                   overriding attention_heads (0: attention_heads)          */
+    int32_t middle_attention; /* the middle block's self-attention (1)                    */
     int32_t cross_attention_positions; /* nonzero: each cross-attention layer adds a learned
                                  position embedding of its pixels to its queries, so that
                                  words naming a place can find it (0)  (since 0.3)        */
 } ddpm_unet_params;
 
 ddpm_unet_params ddpm_unet_params_default(void);
-
-/** The training recipe. */
-typedef struct ddpm_train_params {
-    size_t struct_size;       /* sizeof(ddpm_train_params)                                */
-    float learning_rate;      /* AdamW lr (1e-3)                                          */
-    float beta1, beta2;       /* (0.9, 0.999)                                             */
-    float adam_eps;           /* (1e-8)                                                   */
-    float weight_decay;       /* decoupled weight decay (0)                               */
-    float grad_clip;          /* global gradient-norm clip, 0 = off (1)                   */
-    float ema_decay;          /* EMA decay d (0.995); step n uses min(d, (1+n)/(10+n))    */
-    union {                   /* probability of training a row on the null condition, for
-                                 classifier-free guidance (0.1)                           */
-        float condition_dropout;  /* the null label, vector or context                   */
-        float label_dropout;      /* the same field, by its name before 0.3               */
-    };
-    uint64_t seed;            /* parameter init and training draws (0)                    */
-    int32_t prediction_target; /* ddpm_output the network learns: EPS (default), X0 or V  */
-    int32_t loss_weighting;   /* ddpm_loss_weighting; UNIFORM (L_simple)                  */
-    float min_snr_gamma;      /* γ of MIN_SNR (5)                                         */
-    int32_t learned_variance; /* nonzero: the network also outputs its reverse variance, trained
-                                 by the hybrid loss L_simple + vlb_lambda·L_vlb (0)        */
-    float vlb_lambda;         /* λ of the hybrid loss (0.001)                             */
-    int32_t timestep_sampling; /* ddpm_timestep_sampling; UNIFORM                         */
-} ddpm_train_params;
 
 /** How the training timestep t is drawn. */
 typedef enum {
@@ -562,6 +561,33 @@ typedef enum {
                                  β_t²/(2σ_t²α_t(1-ᾱ_t)) with σ_t² = β̃_t (β̃_1 at t = 0), times
                                  the target's factor (1, SNR, ᾱ_t)                         */
 } ddpm_loss_weighting;
+
+/** The training recipe: get the defaults from ddpm_train_params_default(), change fields.
+ *  The enum fields are int32_t (a fixed size in the ABI, which a C enum is not) holding the
+ *  values of the enums above. */
+typedef struct ddpm_train_params {
+    size_t struct_size;       /* sizeof(ddpm_train_params)                                */
+    float learning_rate;      /* AdamW lr (1e-3)                                          */
+    float beta1, beta2;       /* (0.9, 0.999)                                             */
+    float adam_eps;           /* (1e-8)                                                   */
+    float weight_decay;       /* decoupled weight decay (0)                               */
+    float grad_clip;          /* global gradient-norm clip, 0 = off (1)                   */
+    float ema_decay;          /* EMA decay d (0.995); step n uses min(d, (1+n)/(10+n))    */
+    union {                   /* probability of training a row on the null condition, for
+                                 classifier-free guidance (0.1)                           */
+        float condition_dropout;  /* the null label, vector or context                   */
+        float label_dropout;      /* the same field, by its name before 0.3               */
+    };
+    uint64_t seed;            /* parameter init and training draws (0)                    */
+    int32_t prediction_target; /* a ddpm_output: what the network learns, DDPM_OUTPUT_EPS
+                                 (default), DDPM_OUTPUT_X0 or DDPM_OUTPUT_V               */
+    int32_t loss_weighting;   /* a ddpm_loss_weighting (above); DDPM_LOSS_UNIFORM          */
+    float min_snr_gamma;      /* γ of MIN_SNR (5)                                         */
+    int32_t learned_variance; /* nonzero: the network also outputs its reverse variance, trained
+                                 by the hybrid loss L_simple + vlb_lambda·L_vlb (0)        */
+    float vlb_lambda;         /* λ of the hybrid loss (0.001)                             */
+    int32_t timestep_sampling; /* a ddpm_timestep_sampling (above); DDPM_TIMESTEPS_UNIFORM */
+} ddpm_train_params;
 
 ddpm_train_params ddpm_train_params_default(void);
 
@@ -655,21 +681,28 @@ int64_t ddpm_model_num_parameters(const ddpm_model *model);
 int64_t ddpm_model_step(const ddpm_model *model);
 /** The model's ddpm_network_kind, or -1 if model is NULL. */
 int32_t ddpm_model_network_kind(const ddpm_model *model);
-/** Fills the network struct that `out` heads (set out->struct_size and out->kind first,
- *  e.g. from ddpm_mlp_params_default(); the kind must be the model's). At most
- *  out->struct_size bytes are written. */
+/** Fills the network struct that `out` heads. Before the call set out->struct_size (the size
+ *  of the whole struct) and out->kind, which must be the model's (ddpm_model_network_kind());
+ *  the _default() functions set both:
+ *      ddpm_unet_params u = ddpm_unet_params_default();   (or ddpm_mlp_params_default())
+ *      int status = ddpm_model_get_network(model, &u.base);
+ *  A kind other than the model's is DDPM_ERR_INVALID_ARGUMENT. At most out->struct_size
+ *  bytes are written. */
 int ddpm_model_get_network(const ddpm_model *model, ddpm_network_params *out);
-/** Fills *out with the model's training recipe (current learning rate included). Set
- *  out->struct_size first; at most that many bytes are written. */
+/** Fills *out with the model's training recipe (current learning rate included). Before the
+ *  call set out->struct_size = sizeof *out (ddpm_train_params_default() sets it); at most
+ *  that many bytes are written. */
 int ddpm_model_get_train_params(const ddpm_model *model, ddpm_train_params *out);
-/** Fills *out with the model's conditioning, likewise. */
+/** Fills *out with the model's conditioning. Before the call set out->struct_size =
+ *  sizeof *out (ddpm_cond_params_default() sets it); at most that many bytes are written. */
 int ddpm_model_get_cond_params(const ddpm_model *model, ddpm_cond_params *out);
 /** A copy of the model's schedule; free it with ddpm_schedule_free. */
 int ddpm_model_get_schedule(const ddpm_model *model, ddpm_schedule **out);
 /** Changes the AdamW learning rate (> 0) for the following steps. */
 int ddpm_model_set_learning_rate(ddpm_model *model, float learning_rate);
 
-/** One training step (DDPM Algorithm 1) on x0: (batch, sample_size), count = batch·sample_size.
+/** One training step (DDPM Algorithm 1) on x0: (batch, sample_size) floats; count =
+ *  batch·sample_size, the size of x0 (sample_size: ddpm_model_sample_size()).
  *  cond: the condition of each row (ddpm_cond_batch), or NULL; only for conditional models.
  *  loss_out (may be NULL) receives L_simple before the update.
  *  A step is applied only if everything it writes stays finite: when the loss, the gradient
@@ -693,12 +726,13 @@ int ddpm_model_train_step(ddpm_model *model, const float *x0, int64_t batch, int
 /** The model's prediction for x_t: (batch, sample_size) at one timestep t for every row,
  *  as `output` (a ddpm_output: ε̂, x̂0, v̂, the score, or the learned σ_t²), with the weights and guidance of params (NULL =
  *  ddpm_predict_params_default()); guidance applies when a condition (cond) is given.
- *  out: count floats. */
+ *  x_t and out: (batch, sample_size) floats each; count = batch·sample_size, the size of
+ *  each (also for output = DDPM_OUTPUT_VARIANCE, σ_t² per element). */
 int ddpm_model_predict(ddpm_model *model, const ddpm_predict_params *params, int32_t output,
                        const float *x_t, int64_t batch, int32_t t, const ddpm_cond_batch *cond,
                        float *out, int64_t count);
 
-/** Draws n samples into out: (n, sample_size), count = n·sample_size, with the solver of
+/** Draws n samples into out: (n, sample_size) floats; count = n·sample_size, the size of out; with the solver of
  *  sample_params and the weights and guidance of predict_params (NULL = defaults).
  *  cond: the condition of each of the n samples, or NULL for unconditional samples. */
 int ddpm_model_sample(ddpm_model *model, const ddpm_sample_params *sample_params,
@@ -708,7 +742,7 @@ int ddpm_model_sample(ddpm_model *model, const ddpm_sample_params *sample_params
 /** The cross-attention layers of a UNet conditioned on SEQUENCE or TOKENS, in the order the
  *  forward pass runs them (encoder, middle, decoder): returns their number (0 for a model
  *  without any, -1 for NULL) and writes the first `count` layers' height and width to
- *  heights and widths when they are not NULL.  (since 0.3) */
+ *  heights and widths when they are not NULL (count must be at most their length).  (since 0.3) */
 int32_t ddpm_model_cross_attention_layers(const ddpm_model *model, int32_t *heights, int32_t *widths, int64_t count);
 
 /** What cross-attention layer `layer` looks at: for x_t (batch, sample_size) at timestep t
@@ -721,8 +755,9 @@ int ddpm_model_cross_attention(ddpm_model *model, const ddpm_predict_params *par
                                float *out, int64_t count);
 
 /** The variational bound of n samples x0 (n, sample_size) under the model, with the weights
- *  and guidance of predict_params (NULL = defaults); cond for the n rows, or NULL. Outputs as for
- *  ddpm_schedule_vlb. */
+ *  and guidance of predict_params (NULL = defaults); cond for the n rows, or NULL. count =
+ *  n·sample_size, the size of x0 only; total_out and prior_out hold n floats, terms_out n·T
+ *  (as ddpm_schedule_vlb). */
 int ddpm_model_nll(ddpm_model *model, const ddpm_vlb_params *params, const ddpm_predict_params *predict_params,
                    const ddpm_cond_batch *cond, const float *x0, int64_t n, float *total_out, float *prior_out,
                    float *terms_out, int64_t count);

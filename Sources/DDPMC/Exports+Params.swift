@@ -36,6 +36,12 @@ private let unetTable = ParamsTable(defaults: UNetConfig(channels: 1, height: 0,
     .value("dropout", \.dropout, \.dropout),
     .int("time_embed_dim", \.time_embed_dim, \.timeEmbedDim),
     .mask("cross_attention_levels", \.cross_attention_levels, \.crossAttentionLevelMask),
+    .flag("flip_sin_to_cos", \.flip_sin_to_cos, \.flipSinToCos),
+    .value("freq_shift", \.freq_shift, \.freqShift),
+    .value("norm_eps", \.norm_eps, \.normEps),
+    .int("downsample_padding", \.downsample_padding, \.downsamplePadding),
+    .int("attention_head_dim", \.attention_head_dim, \.attentionHeadDim),
+    .flag("middle_attention", \.middle_attention, \.middleAttention),
     .flag("cross_attention_positions", \.cross_attention_positions, \.crossAttentionPositions),
 ])
 

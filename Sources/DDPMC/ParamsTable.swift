@@ -113,15 +113,42 @@ typealias CEnumMirror = RawRepresentable & CaseIterable
 extension RawRepresentable where Self: CaseIterable, RawValue == Int32 {
     /// The case whose raw value is `value`: the engine's enums carry the values of the header's
     /// (ddpm_method, ddpm_spacing, ddpm_output, ...), so a C value converts by raw value, checked.
-    /// - Throws: `.invalidArgument` naming `name` and every valid value.
+    /// - Throws: `.invalidArgument` naming `name` and every valid value by its header name
+    ///   ("unknown method 9 (0 ddpm, 1 ddim, 2 dpm_solver_pp, ...)").
     init(checked value: Int32, _ name: String) throws {
         guard let known = Self(rawValue: value) else {
-            let valid = Self.allCases.map { "\($0.rawValue) \($0)" }.joined(separator: ", ")
+            let valid = Self.allCases.map { "\($0.rawValue) \(headerName(of: $0))" }.joined(separator: ", ")
             throw DDPMError.invalidArgument("unknown \(name) \(value) (\(valid))")
         }
         self = known
     }
 }
+
+/// The name a C or Python caller knows an engine enum case by: the tail of its header constant
+/// in lower case (DDPM_METHOD_DPM_SOLVER_PP -> "dpm_solver_pp", which Python accepts too), made
+/// from the Swift case name (dpmSolverPP) by splitting its words, or, where the header says it
+/// otherwise, from `headerNameExceptions`.
+func headerName<E>(of value: E) -> String {
+    let swiftName = String(describing: value)
+    if let name = headerNameExceptions[swiftName] { return name }
+    var out = "", previous: Character? = nil
+    let chars = Array(swiftName)
+    for (i, c) in chars.enumerated() {
+        let next: Character? = i + 1 < chars.count ? chars[i + 1] : nil
+        // a word starts at an upper-case letter after a lower-case one or a digit (dpm|Solver),
+        // or at the last capital of an acronym followed by lower case (sdeDPM|Solver)
+        if c.isUppercase, let p = previous,
+           p.isLowercase || p.isNumber || (p.isUppercase && next?.isLowercase == true) {
+            out += "_"
+        }
+        out += c.lowercased()
+        previous = c
+    }
+    return out
+}
+
+/// Swift case names whose header constant is not their words (DDPM_METHOD_PC, DDPM_OUTPUT_EPS).
+private let headerNameExceptions = ["predictorCorrector": "pc", "epsilon": "eps"]
 
 // ---- Reading and writing a caller's struct ------------------------------------------------
 

@@ -20,11 +20,15 @@ func testPass(_ params: UnsafePointer<Float>, _ grads: UnsafeMutablePointer<Floa
 }
 
 final class ImageLayerTests: XCTestCase {
-    /// out[o, b, y, x] = bias[o] + Σ W[o, ci, ky, kx]·inp[ci, b, y·s + ky − p, x·s + kx − p], in Double.
-    static func directConvolution(_ inp: [Float], _ params: [Float], _ conv: Conv2d, batch B: Int, height H: Int, width W: Int) -> [Float] {
+    /// out[o, b, y, x] = bias[o] + Σ W[o, ci, ky, kx]·inp[ci, b, y·s + ky − p, x·s + kx − p], in Double,
+    /// zero padded by p = k/2 on every side; or, `bottomRight`, by one zero row (k > 1) and
+    /// column below and right only (p = 0: the original DDPM's Downsample).
+    static func directConvolution(_ inp: [Float], _ params: [Float], _ conv: Conv2d, batch B: Int, height H: Int, width W: Int,
+                                  bottomRight: Bool = false) -> [Float] {
         let (Ci, Co, kh, kw, s) = (conv.inChannels, conv.outChannels, conv.kernelHeight, conv.kernelWidth, conv.stride)
-        let (py, px) = (kh / 2, kw / 2)
-        let (Ho, Wo) = ((H + 2 * py - kh) / s + 1, (W + 2 * px - kw) / s + 1)
+        let (py, px) = bottomRight ? (0, 0) : (kh / 2, kw / 2)
+        let padding = bottomRight ? (kh > 1 ? 1 : 0, kw > 1 ? 1 : 0) : (2 * py, 2 * px)  // rows, columns in all
+        let (Ho, Wo) = ((H + padding.0 - kh) / s + 1, (W + padding.1 - kw) / s + 1)
         var out = [Float](repeating: 0, count: Co * B * Ho * Wo)
         for o in 0..<Co {
             for b in 0..<B {

@@ -96,8 +96,14 @@ def main() -> None:
                     r[f"frechet_ddpm{steps}[{variance}]"] = fd
                     print(f"   DDPM {steps} steps (σ² {variance}): Fréchet distance {fd:.3f}", flush=True)
                 if learned:
-                    # The learned σ_t² at held-out x_t, averaged over images and pixels, for a few t.
-                    ts = np.unique(np.round(np.geomspace(1, 999, 25)).astype(int))
+                    # The learned σ_t² at held-out x_t, averaged over images and pixels, at t over
+                    # the whole range: 25 geometric points for the small t (where β̃_t is far below
+                    # β_t), 40 evenly spaced ones up to T-1, and 11 in the last 50 steps (where the
+                    # cosine schedule's β_t climbs to its clip and β̃_t falls behind again), so no
+                    # stretch is a bare line.
+                    last = len(schedule.betas) - 1
+                    ts = np.unique(np.round(np.concatenate([np.geomspace(1, last, 25), np.linspace(0, last, 40),
+                                                            np.linspace(last - 50, last, 11)])).astype(int))
                     rng = np.random.default_rng(3)
                     variances = []
                     for t in ts:

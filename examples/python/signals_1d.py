@@ -8,7 +8,8 @@ training (Algorithm 1) and ancestral sampling (Algorithm 2).
 
     PYTHONPATH=python python3 examples/python/signals_1d.py [--steps 6000] [--out DIR]
 
-Writes schedule.png, forward_diffusion.png, loss.png and samples.png into --out and
+Writes schedule.png, forward_diffusion.png, loss.png and samples.png into --out, with the
+samples themselves as samples.npy ((n, 50) float32, np.load) for checking them independently, and
 prints a table of quality figures for the model, a Gaussian fitted to the data and held-out
 real signals: energy explained by 3 sinusoids, the share of signals inside [-1, 1] and a 1-NN
 two-sample accuracy against held-out real signals (0.5 = indistinguishable).
@@ -212,8 +213,9 @@ def main() -> None:
         plot_loss(losses, args.out / "loss.png")
 
         t0 = time.perf_counter()
-        generated = model.sample(args.samples, seed=args.seed + 2).reshape(args.samples, DIM)  # DDPM Algorithm 2, all T steps
+        generated = model.sample(args.samples, seed=args.seed + 2)  # (n, DIM): DDPM Algorithm 2, all T steps
         sample_time = time.perf_counter() - t0
+        np.save(args.out / "samples.npy", generated)
         plot_samples(held_out, generated, args.out / "samples.png")
 
     # Quality figures, with held-out real signals (the best possible) and a Gaussian with
@@ -236,7 +238,7 @@ def main() -> None:
     for name in sets:
         print(f"{name:16s} {explained[name]:21.3f} {100 * inside[name]:14.1f}% {nn[name]:13.3f}")
     print("targets: energy >= 0.98, inside >= 95%, 1-NN <= 0.55 (0.5 = indistinguishable from real)")
-    print(f"wrote {', '.join(p + '.png' for p in ('schedule', 'forward_diffusion', 'loss', 'samples'))} "
+    print(f"wrote {', '.join(p + '.png' for p in ('schedule', 'forward_diffusion', 'loss', 'samples'))}, samples.npy "
           f"to {args.out} ({time.perf_counter() - start:.0f} s in all)")
 
 

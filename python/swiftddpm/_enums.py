@@ -10,7 +10,10 @@ from .errors import InvalidArgumentError
 
 METHODS = {"ddpm": _lib.DDPM_METHOD_DDPM, "ddim": _lib.DDPM_METHOD_DDIM, "dpm_solver++": _lib.DDPM_METHOD_DPM_SOLVER_PP,
            "sde_dpm_solver++": _lib.DDPM_METHOD_SDE_DPM_SOLVER_PP, "langevin": _lib.DDPM_METHOD_LANGEVIN,
-           "pc": _lib.DDPM_METHOD_PC}  # ddpm_method
+           "pc": _lib.DDPM_METHOD_PC,  # ddpm_method
+           # the header's names (DDPM_METHOD_DPM_SOLVER_PP), which the command line and the
+           # library's messages use, are accepted as well; enum_name gives the names above
+           "dpm_solver_pp": _lib.DDPM_METHOD_DPM_SOLVER_PP, "sde_dpm_solver_pp": _lib.DDPM_METHOD_SDE_DPM_SOLVER_PP}
 SPACINGS = {"default": _lib.DDPM_SPACING_DEFAULT, "leading": _lib.DDPM_SPACING_LEADING,
             "trailing": _lib.DDPM_SPACING_TRAILING, "linspace": _lib.DDPM_SPACING_LINSPACE,
             "karras": _lib.DDPM_SPACING_KARRAS, "dpm_leading": _lib.DDPM_SPACING_DPM_LEADING,

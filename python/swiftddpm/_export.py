@@ -34,7 +34,8 @@ from .errors import DDPMError, DDPMIOError, FormatError, InvalidArgumentError, S
 from .schedule import NoiseSchedule
 
 EXPORT_FORMAT = "swiftddpm-export"
-EXPORT_FORMAT_VERSION = 1
+EXPORT_FORMAT_VERSION = 2  # 2: the prediction target, learned variance and every conditioning kind
+READABLE_FORMAT_VERSIONS = (1, 2)  # version 1 folders are ε-predicting, fixed-variance, unconditional or class-conditional
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 MAX_CONFIG_BYTES = 1 << 28  # 256 MiB: the β of the longest schedule (2^20) take about 25 MB
@@ -49,13 +50,47 @@ _ARCHITECTURE = {
             "out_conv(SiLU(out_norm(h))). swiftddpm.torch.UNet is the exact definition",
 }
 
+# TrainConfig.prediction_target -> config.json "prediction" (diffusers' prediction_type names)
+PREDICTION_NAMES = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
+_PREDICTION_MEANINGS = {
+    "epsilon": "the noise eps added to x_0 to give x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps",
+    "sample": "x_0 itself",
+    "v_prediction": "v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0 (Salimans & Ho)",
+}
+_LEARNED_VARIANCE = ("the output has twice the sample's channels (features for the MLP): [prediction; v]; "
+                     "log sigma_t^2 = frac log beta_t + (1 - frac) log beta~_t, frac = (v + 1)/2, "
+                     "beta~_t = (1 - abar_{t-1})/(1 - abar_t) beta_t (beta~_0 taken as beta~_1 in the log) "
+                     "(Nichol & Dhariwal 2021)")
+_CONDITIONING_INPUTS = {
+    "none": "no condition",
+    "classes": "labels (B,) int in 0..num_classes-1; null_label = num_classes means no class: "
+               "temb += class_embedding[label]",
+    "vector": "vectors (B, dim) float; a null row takes cond_vector.null: temb += cond_vector.proj(c)",
+    "sequence": "context (B, max_length, dim) float with lengths (B,) in 0..max_length; a null row or length 0 "
+                "takes the context [context.null] of length 1; temb += context_pool(masked mean of the context); "
+                "the UNet's xattn stages cross-attend to it",
+    "tokens": "token ids (B, max_length) int in 0..vocab_size-1 (0 = padding; a row's length ends at its last "
+              "nonzero id unless lengths are given); context = context.tokens[id] + context.positions[i], "
+              "then with encoder_layers > 0 the text encoder context.encoder (pre-LN transformer blocks masked by "
+              "length, final LayerNorm; null rows skip it), then as 'sequence'",
+}
+
 
 # ---- config.json -------------------------------------------------------------------------
 
 
+# Network fields added after the export format was first read by a released library: written
+# only when they differ from their default, so that a folder of a model that does not use them
+# still loads in that library.
+LATER_NETWORK_FIELDS = frozenset({"flip_sin_to_cos", "freq_shift", "norm_eps", "downsample_padding",
+                                  "attention_head_dim", "middle_attention", "cross_attention_positions"})
+
+
 def network_json(network: MLPConfig | UNetConfig) -> dict[str, Any]:
     kind = "mlp" if isinstance(network, MLPConfig) else "unet"
-    fields = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(network).items()}
+    defaults = {f.name: f.default for f in dataclasses.fields(network)}
+    fields = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(network).items()
+              if not (k in LATER_NETWORK_FIELDS and v == defaults[k])}
     return {"kind": kind, **fields}
 
 
@@ -91,11 +126,24 @@ def network_from_json(d: Mapping[str, Any]) -> MLPConfig | UNetConfig:
     return cls(**d)
 
 
+def conditioning_json(cond: Conditioning) -> dict[str, Any]:
+    """The conditioning of config.json: every field of the Conditioning, what the network
+    reads, and the null label of a class-conditional model."""
+    d: dict[str, Any] = dataclasses.asdict(cond)
+    if cond.kind == "classes":
+        d["null_label"] = cond.num_classes
+    d["input"] = _CONDITIONING_INPUTS.get(cond.kind, "")
+    return d
+
+
 def make_config(network: MLPConfig | UNetConfig, cond: Conditioning, schedule: ScheduleConfig,
-                betas: np.ndarray, *, weights: str, step: int | None = None) -> dict[str, Any]:
+                betas: np.ndarray, *, weights: str, step: int | None = None, prediction_target: str = "eps",
+                learned_variance: bool = False) -> dict[str, Any]:
     """The config.json of an export (plain JSON types, names as in the C structs)."""
     net = network_json(network)
-    num_classes = cond.num_classes if cond.kind == "classes" else 0
+    prediction = PREDICTION_NAMES[prediction_target]
+    shape = list(network.sample_shape)
+    output_shape = [2 * shape[0], *shape[1:]] if learned_variance else shape
     config = {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_FORMAT_VERSION,
@@ -105,9 +153,12 @@ def make_config(network: MLPConfig | UNetConfig, cond: Conditioning, schedule: S
         "network": net,
         "architecture": _ARCHITECTURE[net["kind"]],
         "sample_shape": list(network.sample_shape),
-        "conditioning": {"kind": cond.kind, "num_classes": num_classes,
-                         **({"null_label": num_classes} if num_classes else {})},
-        "prediction": "epsilon",  # the network's output: the noise ε added to x_0 to give x_t
+        "output_shape": output_shape,
+        "conditioning": conditioning_json(cond),
+        "prediction": prediction,  # what the network's (first) output is
+        "prediction_meaning": _PREDICTION_MEANINGS[prediction],
+        "learned_variance": bool(learned_variance),
+        **({"variance": _LEARNED_VARIANCE} if learned_variance else {}),
         "timesteps": "0-based: t in 0..num_timesteps-1, t = 0 the first noising step (as diffusers)",
         "schedule": {**dataclasses.asdict(schedule), "betas": [float(b) for b in betas]},
     }
@@ -129,22 +180,47 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
         raise FormatError(f"'{file}' is not valid JSON ({e})") from None
     if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
         raise FormatError(f"'{file}' is not a SwiftDDPM export (format = {config.get('format') if isinstance(config, dict) else None!r})")
-    if config.get("format_version") != EXPORT_FORMAT_VERSION:
+    if config.get("format_version") not in READABLE_FORMAT_VERSIONS:
         raise FormatError(f"'{file}' has export format version {config.get('format_version')!r}; "
-                          f"this package reads {EXPORT_FORMAT_VERSION}")
+                          f"this package reads {' and '.join(map(str, READABLE_FORMAT_VERSIONS))}")
     for key in ("network", "conditioning", "schedule"):
         _object(config.get(key), key)
     return config
 
 
 def conditioning_from_json(d: Mapping[str, Any]) -> Conditioning:
-    kind = _object(d, "conditioning").get("kind")
+    """The Conditioning of config.json: its kind and every size field it lists (a field of the
+    dataclass not listed, as in version-1 folders, is 0); the library checks the combination
+    when the model is built."""
+    d = _object(d, "conditioning")
+    kind = d.get("kind")
     if kind == "none":
         return Conditioning.none()
-    k = d.get("num_classes")
-    if kind != "classes" or not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise FormatError(f"config.json: conditioning must be kind 'none', or 'classes' with num_classes >= 1 (got {d!r})"[:300])
-    return Conditioning.classes(k)
+    if kind == "classes":  # version 1 listed num_classes and null_label only
+        k = d.get("num_classes")
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise FormatError(f"config.json: class conditioning needs num_classes >= 1 (got {d!r})"[:300])
+    names = [f.name for f in dataclasses.fields(Conditioning) if f.name != "kind"]
+    values = {name: d.get(name, 0) for name in names}
+    unknown = sorted(set(d) - set(names) - {"kind", "null_label", "input"})
+    bad = [name for name, v in values.items() if not isinstance(v, int) or isinstance(v, bool) or v < 0]
+    if kind not in ("classes", "vector", "sequence", "tokens") or unknown or bad:
+        raise FormatError(f"config.json: conditioning must be of kind none, classes, vector, sequence or tokens with "
+                          f"non-negative integer sizes; unknown fields {unknown}, bad fields {bad} (got {d!r})"[:400])
+    return Conditioning(kind=kind, **values)
+
+
+def objective_from_json(config: Mapping[str, Any]) -> tuple[str, bool]:
+    """(TrainConfig.prediction_target, learned_variance) of config.json; version-1 folders
+    have no learned_variance (false)."""
+    names = {v: k for k, v in PREDICTION_NAMES.items()}
+    prediction = config.get("prediction")
+    if prediction not in names:
+        raise FormatError(f"config.json: prediction must be one of {sorted(names)} (got {prediction!r})"[:300])
+    learned = config.get("learned_variance", False)
+    if not isinstance(learned, bool):
+        raise FormatError(f"config.json: learned_variance must be true or false (got {learned!r})"[:300])
+    return names[prediction], learned
 
 
 def schedule_from_json(d: Mapping[str, Any]):

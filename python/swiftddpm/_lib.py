@@ -440,6 +440,13 @@ class ddpm_unet_params(Structure):
         ("dropout", c_float),  # dropout in residual blocks while training (0)
         ("time_embed_dim", c_int32),  # sinusoidal encoding size, even (64)
         ("cross_attention_levels", c_uint32),  # bit mask: bit l puts cross-attention at level l (0)  (since 0.3)
+        # diffusers' UNet2DModel options (appended; the defaults are the network as before):
+        ("flip_sin_to_cos", c_int32),  # sinusoid halves [cos, sin] instead of [sin, cos] (0)
+        ("freq_shift", c_float),  # s in ω_i = 10000^(−i/(E/2 − s)) (0), < E/2
+        ("norm_eps", c_float),  # ε of every GroupNorm (1e-5)
+        ("downsample_padding", c_int32),  # 1: stride-2 conv padded on every side (1); 0: bottom and right only
+        ("attention_head_dim", c_int32),  # d > 0: channels/d heads of d channels, over attention_heads (0)
+        ("middle_attention", c_int32),  # the middle block's self-attention (1)
         ("cross_attention_positions", c_int32),  # nonzero: learned pixel positions added to the cross-attention queries (0)
     ]
 

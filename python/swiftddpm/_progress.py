@@ -63,13 +63,14 @@ class TrainProgress:
             self.bar.close()
 
 
-def sampling_progress(desc: str) -> tuple[Callable | None, Callable[[], None]]:
-    """A progress(step, total, t, x) callable that drives a tqdm bar (None if tqdm is
-    missing) and the function that closes the bar."""
+def sampling_progress(desc: str, *, lines: bool = False) -> tuple[Callable | None, Callable[[], None]]:
+    """A progress(step, total, t, x) callable that drives a tqdm bar and the function that
+    closes the bar; without tqdm, with lines=True one that prints a line every tenth of the
+    steps, else (None, a no-op)."""
     try:
         from tqdm.auto import tqdm
     except ImportError:
-        return None, lambda: None
+        return (_progress_lines(desc) if lines else None), lambda: None
     bar = None
 
     def progress(step, total, t, x):
@@ -85,3 +86,16 @@ def sampling_progress(desc: str) -> tuple[Callable | None, Callable[[], None]]:
             bar.close()
 
     return progress, close
+
+
+def _progress_lines(desc: str) -> Callable:
+    """progress(step, total, t, x) printing "desc: step/total, seconds" every tenth of the steps."""
+    started = time.perf_counter()
+
+    def progress(step, total, t, x):
+        every = max(1, total // 10)
+        if step > 0 and (step % every == 0 or step == total):
+            print(f"{desc}: step {step}/{total}  {time.perf_counter() - started:.1f} s", flush=True)
+        return False
+
+    return progress

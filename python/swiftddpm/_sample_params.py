@@ -43,6 +43,12 @@ SOLVER_OPTIONS = {
 }
 
 
+def fresh_seed() -> int:
+    """A new seed from the operating system's entropy (numpy's SeedSequence()), in 0..2**64-1:
+    what a sampling call with seed=None uses."""
+    return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
+
+
 def sample_params(
     *,
     method: str = "ddpm",

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -206,11 +206,18 @@ class UNetConfig(_Mirror):
     dropout: float = _f32(_UNET.dropout)
     time_embed_dim: int = _UNET.time_embed_dim
     cross_attention_levels: tuple[int, ...] = _levels(_UNET.cross_attention_levels)
+    # diffusers' UNet2DModel options (swiftddpm.diffusers maps them); the defaults are our network.
+    flip_sin_to_cos: bool = bool(_UNET.flip_sin_to_cos)  # sinusoid halves [cos, sin] instead of [sin, cos]
+    freq_shift: float = _f32(_UNET.freq_shift)  # s in ω_i = 10000^(−i/(E/2 − s)); DDPM's code: 1
+    norm_eps: float = _f32(_UNET.norm_eps)  # ε of every GroupNorm
+    downsample_padding: int = _UNET.downsample_padding  # 1: padded on every side; 0: bottom and right only
+    attention_head_dim: int = _UNET.attention_head_dim  # d > 0: channels/d heads everywhere; 0: attention_heads
+    middle_attention: bool = bool(_UNET.middle_attention)  # the middle block's self-attention
     cross_attention_positions: bool = bool(_UNET.cross_attention_positions)
 
     _c_default = staticmethod(_lib.lib.ddpm_unet_params_default)
     _special = ("channel_mult", "attention_levels", "cross_attention_levels")
-    _flags = ("cross_attention_positions",)
+    _flags = ("flip_sin_to_cos", "middle_attention", "cross_attention_positions")
 
     def __post_init__(self) -> None:
         # Any sequence is accepted; stored as tuples so that configs compare by value.
@@ -299,6 +306,22 @@ class TrainConfig(_Mirror):
     _c_default = staticmethod(_lib.lib.ddpm_train_params_default)
     _enums = {"prediction_target": OUTPUTS, "loss_weighting": LOSS_WEIGHTINGS, "timestep_sampling": TIMESTEP_SAMPLINGS}
     _flags = ("learned_variance",)
+    # Fields that only a conditional model uses. The recipe of a model without conditioning
+    # (Model.train_config) leaves them out of its repr, where they would only mislead; they
+    # are still fields (equality, to_c) with their values.
+    _conditioning_only = ("condition_dropout",)
+
+    def for_unconditional(self) -> "TrainConfig":
+        """This recipe as an unconditional model's: the same fields, a repr without the
+        conditioning-only ones."""
+        config = replace(self)
+        config._unconditional = True
+        return config
+
+    def __repr__(self) -> str:
+        hidden = self._conditioning_only if getattr(self, "_unconditional", False) else ()
+        shown = (f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr and f.name not in hidden)
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     @property
     def label_dropout(self) -> float:

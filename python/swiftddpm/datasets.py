@@ -13,7 +13,7 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -260,13 +260,32 @@ def _grid(images: np.ndarray, nrow: int, padding: int, pad_value: float) -> np.n
     return canvas
 
 
+def _labelled(picture: Any, texts: list[str], row_height: int, padding: int, fill: int) -> Any:
+    """The grid picture with a margin on its left holding texts[r] beside row r (black, the
+    default bitmap font, centred on the row's height)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(picture)
+    boxes = [measure.textbbox((0, 0), t, font=font) for t in texts]  # (left, top, right, bottom)
+    margin = max(b[2] - b[0] for b in boxes) + 2 * padding + 2
+    out = Image.new(picture.mode, (picture.width + margin, picture.height), (fill,) * len(picture.getbands()))
+    out.paste(picture, (margin, 0))
+    draw, ink = ImageDraw.Draw(out), (0,) * len(picture.getbands())
+    for r, (text, box) in enumerate(zip(texts, boxes)):
+        y = padding + r * row_height + (row_height - padding - (box[3] - box[1])) // 2 - box[1]
+        draw.text((padding - box[0], y), text, font=font, fill=ink if len(ink) > 1 else ink[0])
+    return out
+
+
 def save_grid(images: Any, path: str | os.PathLike, nrow: int | None = None, *, padding: int = 2,
-              pad_value: float = 1.0) -> Path:
+              pad_value: float = 1.0, row_labels: Sequence[str] | None = None) -> Path:
     """Writes images (N, C, H, W) with values in [-1, 1] (C = 1 grey or 3 RGB; values outside
     are clipped) as one PNG grid of `nrow` images per row (default ⌈√N⌉), `padding` pixels of
-    pad_value between them (1.0 = white). The file is written atomically: a temporary file in
-    the same folder, renamed over `path`, so a reader (or a crash) never sees half a PNG (a
-    link at `path` is replaced, never written through; a folder there is DDPMIOError).
+    pad_value between them (1.0 = white). row_labels: one text per row (e.g. class names),
+    written in black in a margin left of the row. The file is written atomically: a temporary
+    file in the same folder, renamed over `path`, so a reader (or a crash) never sees half a
+    PNG (a link at `path` is replaced, never written through; a folder there is DDPMIOError).
     Pixel values map as v = round((x + 1)·127.5). Returns the path."""
     Image, _ = _pillow()
     arr = np.asarray(images, dtype=np.float32)
@@ -282,6 +301,13 @@ def save_grid(images: Any, path: str | os.PathLike, nrow: int | None = None, *, 
         raise InvalidArgumentError(f"padding must be an int >= 0 (got {padding!r})")
     canvas = _grid(arr, min(int(nrow), n), int(padding), float(pad_value))
     picture = Image.fromarray(canvas[:, :, 0] if canvas.shape[2] == 1 else canvas)  # uint8: "L" or "RGB"
+    if row_labels is not None:
+        rows = -(-n // min(int(nrow), n))
+        if isinstance(row_labels, str) or len(row_labels) != rows:
+            raise InvalidArgumentError(f"row_labels must be a list of {rows} texts, one per row "
+                                       f"(got {row_labels!r})")
+        picture = _labelled(picture, [str(t) for t in row_labels], arr.shape[2] + int(padding), int(padding),
+                            int(canvas[0, 0, 0]))
     png = io.BytesIO()
     picture.save(png, format="PNG")
     return _files.write_atomic(Path(path), [png.getbuffer()], "sample grid")

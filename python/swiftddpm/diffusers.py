@@ -9,6 +9,9 @@ sampler options, and write ours as one that diffusers loads to the same schedule
 
     sdd.write_scheduler_config("out/scheduler", schedule, method="dpm_solver++")
 
+    model = sd.Model.from_diffusers("ddpm-cifar10-32")   # UNet2DModel + scheduler (_diffusers_unet.py)
+    model.export_diffusers("out/pipeline")               # a folder DDPMPipeline.from_pretrained loads
+
 Three scheduler classes are read: DDPMScheduler, DDIMScheduler and DPMSolverMultistepScheduler.
 A field left out takes that class's diffusers default (a Hub config often lists only a few);
 underscored fields (_class_name, _diffusers_version) and fields of the other two classes are
@@ -51,10 +54,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import _export, _files, _safetensors
+from ._diffusers_unet import (DIFFUSERS_VERSION, UNET_CONFIG, UNET_WEIGHTS, read_json, read_unet_config, refuse_unet,
+                              unet_config, unet_folder, weights_from_diffusers, weights_to_diffusers)
+from .config import TrainConfig, UNetConfig
 from .errors import InvalidArgumentError
 from .sampler import Scheduler
 from .schedule import NoiseSchedule
@@ -336,3 +345,87 @@ def _clip_fields(clip: Any) -> dict[str, Any]:
     if lo != -hi:
         raise InvalidArgumentError(f"clip {(lo, hi)}: diffusers clips to a symmetric range (-r, r)")
     return {"clip_sample": True, "clip_sample_range": hi}
+
+
+# ---- UNet2DModel folders (the mapping: _diffusers_unet.py) ------------------------------------
+
+
+def load_unet(model_class: Any, folder: str | os.PathLike, *, train: TrainConfig | None = None):
+    """(model, scheduler): a Model (of `model_class`) with the UNet of a diffusers folder, and
+    the DiffusersScheduler of its scheduler/scheduler_config.json (None without one; the model's
+    schedule is then DDPMScheduler's default, linear 1e-4..0.02 over 1000 steps)."""
+    unet = unet_folder(folder)
+    config, cond, null_label = read_unet_config(read_json(unet / UNET_CONFIG, "UNet config"))
+    scheduler_file = Path(folder) / "scheduler" / "scheduler_config.json"
+    scheduler = read_scheduler_config(scheduler_file) if scheduler_file.is_file() else None
+    schedule = scheduler.schedule if scheduler else read_scheduler_config({"_class_name": "DDPMScheduler"}).schedule
+    options = scheduler.options if scheduler else {}
+    if options.get("variance") == "learned":
+        schedule.close()
+        raise refuse_unet("variance_type", "learned_range", "a learned variance's extra channels have no equivalent here")
+    if train is None:
+        train = TrainConfig(prediction_target=options.get("prediction_type", "eps"))
+    tensors, _ = _safetensors.read(unet / UNET_WEIGHTS, verify=False)
+    try:
+        model = model_class(schedule, network=config, cond=cond, train=train)
+    finally:
+        if scheduler is None:
+            schedule.close()
+    try:
+        ours = _export.model_weights(model, use_ema=False)
+        shapes = {k: v.shape for k, v in ours.items()}
+        model.import_weights(weights_from_diffusers(tensors, config, cond, null_label, shapes))
+    except BaseException:
+        model.close()
+        raise
+    return model, scheduler
+
+
+def export_unet(model: Any, folder: str | os.PathLike, *, use_ema: bool = True, **scheduler_options: Any) -> Path:
+    """Writes `model` as a diffusers pipeline folder: model_index.json (DDPMPipeline), unet/
+    (config.json, diffusion_pytorch_model.safetensors) and scheduler/scheduler_config.json
+    (the model's schedule and prediction target; `scheduler_options` as diffusers.scheduler_config
+    takes them, default a DDPMScheduler sampling as Model.sample does). The folder is built
+    beside `folder` and renamed over it, so a reader never finds half of it."""
+    network, cond, train = model.network, model.conditioning, model.train_config
+    if not isinstance(network, UNetConfig):
+        raise InvalidArgumentError("export_diffusers: only a UNet has a UNet2DModel equivalent (this model is an MLP)")
+    if train.learned_variance:
+        raise InvalidArgumentError("export_diffusers: a learned variance (our head, hybrid loss) has no UNet2DModel "
+                                   "equivalent diffusers would read correctly")
+    config = unet_config(network, cond)
+    weights = weights_to_diffusers(_export.model_weights(model, use_ema), network, cond)
+    with model.schedule as schedule:
+        options = {"method": "ddpm", "variance": "beta", "prediction_type": train.prediction_target, **scheduler_options}
+        scheduler = scheduler_config(schedule, **options)
+    scheduler["_diffusers_version"] = DIFFUSERS_VERSION
+    pipeline = {"_class_name": "DDPMPipeline", "_diffusers_version": DIFFUSERS_VERSION,
+                "scheduler": ["diffusers", scheduler["_class_name"]], "unet": ["diffusers", "UNet2DModel"]}
+    target = Path(folder)
+    if os.path.lexists(target) and not target.is_dir():
+        raise InvalidArgumentError(f"export_diffusers: '{target}' exists and is not a folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=_files.temporary_prefix(target.name), dir=target.parent))
+    try:
+        (staging / "unet").mkdir()
+        (staging / "scheduler").mkdir()
+        _safetensors.write(staging / "unet" / UNET_WEIGHTS, weights, {"format": "pt"})
+
+        def dump(path: Path, value: dict[str, Any]) -> None:
+            _files.write_atomic(path, [(json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8")], "config")
+
+        dump(staging / "unet" / UNET_CONFIG, config)
+        dump(staging / "scheduler" / "scheduler_config.json", scheduler)
+        dump(staging / "model_index.json", pipeline)
+        os.chmod(staging, 0o755)
+        if target.is_dir():  # swap: the old folder moves aside, then goes
+            old = Path(tempfile.mkdtemp(prefix=_files.temporary_prefix(target.name), dir=target.parent))
+            os.rename(target, old / "old")
+            os.rename(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target

@@ -48,7 +48,7 @@ from ._arrays import float_ptr
 from ._conditions import cond_batch, cond_ref
 from ._interrupt import StopOnInterrupt
 from ._progress import TrainProgress
-from ._sample_params import predict_params, sample_params
+from ._sample_params import fresh_seed, predict_params, sample_params
 from ._scalars import as_int
 from ._train_loop import Minibatches, TrainLoop
 from .errors import DDPMError, check, error_for_status
@@ -253,7 +253,7 @@ def load(path: str | os.PathLike, comm: Any = None) -> Model:
 
 def sample(model: Model, n: int, *, comm: Any = None, root: int = 0, cond: Any = None, labels: Any = None,
            method: str = "ddpm",
-           steps: int = 0, eta: float = 0.0, variance: str = "beta", clip: Any = None, seed: int = 0,
+           steps: int = 0, eta: float = 0.0, variance: str = "beta", clip: Any = None, seed: int | None = None,
            timesteps: Any = None, guidance_scale: float = 1.0,
            use_ema: bool = True) -> np.ndarray | None:
     """Model.sample(n, ...) split over the ranks: rank r draws samples lo:hi of the n
@@ -261,11 +261,16 @@ def sample(model: Model, n: int, *, comm: Any = None, root: int = 0, cond: Any =
     bitwise what one process's Model.sample returns (DDPM and DDIM: each sample's x_T and
     noise are its slice of the one-process draw). Shards are whole chunks of
     DDPM_PREDICT_CHUNK (256) samples, the unit of the model's predictions, so fewer than
-    256·N samples leave some ranks idle. Options as for Model.sample.
-    Returns (n, *sample_shape) float32 on root, None on the other ranks.
+    256·N samples leave some ranks idle. Options as for Model.sample; seed=None (the default)
+    draws a fresh seed on `root` and sends it to every rank (model.last_sample_seed on each).
+    Returns (n, *sample_shape) float32 (a signal model's as Model.sample's) on root, None on
+    the other ranks.
     """
     comm = _comm(comm)
     rank, size = comm.Get_rank(), comm.Get_size()
+    if seed is None:
+        seed = comm.bcast(fresh_seed() if rank == root else None, root=root)
+    model.last_sample_seed = seed
     handle = model._h()
     n = as_int(n, "n", minimum=1)
     shape, S = model._sample_shape, model._sample_size
@@ -288,5 +293,6 @@ def sample(model: Model, n: int, *, comm: Any = None, root: int = 0, cond: Any =
     counts = [(b - a) * S for a, b in (_sample_shard(n, r, size) for r in range(size))]
     out = np.empty((n, *shape), dtype=np.float32) if rank == root else None
     comm.Gatherv(local, [out, counts] if rank == root else None, root=root)
-    return out
+    signal = model._signal_shape()
+    return out if out is None or signal is None else out.reshape(n, *signal)
 

@@ -33,7 +33,7 @@ from ._files import path_bytes
 from ._handles import HandleOwner
 from ._likelihood import Likelihood, run_vlb, vlb_params
 from ._progress import TrainProgress
-from ._sample_params import predict_params, sample_params
+from ._sample_params import fresh_seed, predict_params, sample_params
 from ._sampling import run_sampling
 from ._scalars import as_float, as_int, as_int32, as_int64_count
 from ._train_loop import Minibatches, TrainLoop
@@ -98,6 +98,11 @@ def _field_names(config: Any) -> set[str]:
     return {f.name for f in dataclasses.fields(config)}
 
 
+# UNetConfig fields swiftddpm.torch does not mirror (diffusers' UNet2DModel options).
+_DIFFUSERS_OPTIONS = ("flip_sin_to_cos", "freq_shift", "norm_eps", "downsample_padding", "attention_head_dim",
+                      "middle_attention")
+
+
 class Model(HandleOwner):
     """A diffusion model: schedule + denoising network + AdamW + EMA (owns a ddpm_model handle).
 
@@ -137,6 +142,7 @@ class Model(HandleOwner):
         self._sample_size = int(_lib.lib.ddpm_model_sample_size(handle))
         # train_step's fast path: the last x0/labels arrays used as-is, with their pointers
         # (entries of _cache_entry; the x0 entry is followed by batch and count).
+        self.last_sample_seed: int | None = None  # the seed of the last sample() call (see its seed)
         self._x0_cache: tuple = (_NOT_CACHED,)
         self._labels_cache: tuple = (_NOT_CACHED,)
         self._loss = ctypes.c_float()
@@ -196,7 +202,8 @@ class Model(HandleOwner):
         """The training recipe (the current learning rate included)."""
         p = _lib.lib.ddpm_train_params_default()
         check(_lib.lib.ddpm_model_get_train_params(self._h(), ctypes.byref(p)))
-        return TrainConfig.from_c(p)
+        config = TrainConfig.from_c(p)
+        return config.for_unconditional() if self._conditioning.kind == "none" else config
 
     @property
     def conditioning(self) -> Conditioning:
@@ -401,10 +408,10 @@ class Model(HandleOwner):
         return out
 
     def sample(self, n: int, *, method: str = "ddpm", steps: int = 0, eta: float = 0.0, variance: str = "beta",
-               clip: Any = None, seed: int = 0, timesteps: Any = None, cond: Any = None, labels: Any = None,
-               lengths: Any = None,
+               clip: Any = None, seed: int | None = None, timesteps: Any = None, cond: Any = None,
+               labels: Any = None, lengths: Any = None,
                guidance_scale: float = 1.0,
-               use_ema: bool = True, progress: Any = None,
+               use_ema: bool = True, progress: Any = True,
                return_trajectory: Any = False, **solver_options: Any):
         """Draws n samples: x_T ~ N(0, I), then reverse steps down to x_0.
 
@@ -418,13 +425,18 @@ class Model(HandleOwner):
             eta: DDIM stochasticity in [0, 1] (0 = deterministic).
             variance: DDPM σ_t²: "beta" (β_t) or "posterior" (β̃_t).
             clip: None, True for (-1, 1), or (lo, hi): clip the predicted x_0 each step.
-            seed: seeds x_T and every noise draw (same seed, same samples).
+            seed: seeds x_T and every noise draw. As numpy's generators: None (the default)
+                draws a fresh seed from the operating system's entropy, so two calls give
+                different samples; an int in 0..2**64-1 reproduces (same seed, same samples,
+                whatever the thread count). The seed used is `model.last_sample_seed`
+                afterwards: pass it back to get the same samples again.
             timesteps: your own timesteps, strictly decreasing in 0..T-1 (overrides steps).
             cond (or its alias labels): (n,) class labels or one int (class-conditional models),
                 (n, dim) vectors or one (dim,) vector (vector-conditioned), None for unconditional.
             guidance_scale: classifier-free guidance w (1 = plain conditional).
             use_ema: sample with the EMA weights (default) or the live ones.
-            progress: None, True (tqdm bar) or progress(step, total, t, x) called after each
+            progress: True (the default: a tqdm bar, as fit shows; none when tqdm is not
+                installed), None or False (none), or progress(step, total, t, x) called after each
                 step with x the (n, *sample_shape) batch at timestep t (-1 = the final x_0),
                 valid during the call; return truthy to cancel (raises CancelledError).
             return_trajectory: False; True for every step; or a list of timesteps to keep.
@@ -434,20 +446,37 @@ class Model(HandleOwner):
                 steps_offset, use_clipped_model_output, thresholding (None, True or the
                 quantile p), threshold_max, solver_order, lower_order_final, corrector_steps,
                 snr, langevin_step_size (see swiftddpm._sample_params.SOLVER_OPTIONS and ddpm.h).
-        Returns (n, *sample_shape) float32; with return_trajectory, (samples, {t: x_t})
-        ordered from noisiest to x_0.
+        Returns (n, *sample_shape) float32 — for a UNetConfig.signal model (n, length) with one
+        channel and (n, channels, length) with more, the layouts fit takes; with
+        return_trajectory, (samples, {t: x_t}) ordered from noisiest to x_0.
         """
         handle = self._h()
         n = as_int64_count(n, "n")
         elements(n, self._sample_shape)
         cbatch, _keep = cond_batch(self._conditioning, cond, labels, n, lengths)
+        seed = fresh_seed() if seed is None else seed
         params = sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
                                timesteps=timesteps, **solver_options)
+        self.last_sample_seed = int(params.seed)
         predict = predict_params(guidance_scale, use_ema)
-        return run_sampling(CallbackState(), params, (n, *self._sample_shape), progress, return_trajectory,
-                            lambda out: _lib.lib.ddpm_model_sample(handle, ctypes.byref(params), ctypes.byref(predict),
-                                                                   cond_ref(cbatch), n, float_ptr(out),
-                                                                   out.size))
+        out = run_sampling(CallbackState(), params, (n, *self._sample_shape), progress, return_trajectory,
+                           lambda out: _lib.lib.ddpm_model_sample(handle, ctypes.byref(params), ctypes.byref(predict),
+                                                                  cond_ref(cbatch), n, float_ptr(out),
+                                                                  out.size))
+        shape = self._signal_shape()
+        if shape is None:
+            return out
+        if isinstance(out, tuple):
+            return out[0].reshape(n, *shape), {t: x.reshape(n, *shape) for t, x in out[1].items()}
+        return out.reshape(n, *shape)
+
+    def _signal_shape(self) -> tuple[int, ...] | None:
+        """A UNet over signals (height 1, UNetConfig.signal): one sample's shape without the
+        height axis, and without the channel axis for one channel; None for other networks."""
+        c, h, w = self._sample_shape if len(self._sample_shape) == 3 else (0, 0, 0)
+        if h != 1 or not isinstance(self.network, UNetConfig):
+            return None
+        return (w,) if c == 1 else (c, w)
 
     def nll(self, x0: Any, labels: Any = None, *, cond: Any = None, lengths: Any = None, variance: str = "beta", decoder: str = "continuous", bits: int = 8,
             seed: int = 0, guidance_scale: float = 1.0,
@@ -494,35 +523,50 @@ class Model(HandleOwner):
     def export(self, path: str | os.PathLike, *, use_ema: bool = True) -> str:
         """Writes the network's weights alone to the folder `path` (created if needed):
         model.safetensors (F32 tensors named as swiftddpm.torch's state_dict keys) and
-        config.json (architecture, conditioning, schedule with every β, prediction target).
-        use_ema: export the EMA weights (default) or the live ones. Returns path.
+        config.json (architecture, conditioning, schedule with every β, prediction target,
+        learned variance). use_ema: export the EMA weights (default) or the live ones. Returns path.
 
         swiftddpm.torch.from_export(path) builds the equivalent torch.nn.Module;
-        Model.from_export(path) builds a model here again. Unconditional and class-conditional
-        models only: swiftddpm.torch has no mirror of the vector projection yet.
+        Model.from_export(path) builds a model here again. Every network, objective and
+        conditioning exports, but UNets with diffusers' options (flip_sin_to_cos, ...: see
+        export_diffusers), which swiftddpm.torch does not mirror.
         """
-        if self.conditioning.kind not in ("none", "classes"):
-            raise InvalidArgumentError(f"export supports unconditional and class-conditional models; this one is "
-                                       f"conditioned on {self.conditioning.kind!r}, which swiftddpm.torch does not mirror")
+        if isinstance(self.network, UNetConfig):
+            changed = [f for f in _DIFFUSERS_OPTIONS if getattr(self.network, f) != getattr(UNetConfig(), f)]
+            if changed:
+                raise InvalidArgumentError(f"export: swiftddpm.torch does not mirror the UNet options {changed}; "
+                                           "export_diffusers writes this model for diffusers")
         weights = _export.model_weights(self, use_ema)
+        train = self.train_config
         with self.schedule as schedule:
             config = _export.make_config(self.network, self.conditioning, schedule.params, schedule.betas,
-                                         weights="ema" if use_ema else "live", step=self.step)
+                                         weights="ema" if use_ema else "live", step=self.step,
+                                         prediction_target=train.prediction_target,
+                                         learned_variance=train.learned_variance)
         return str(_export.write_export(path, weights, config))
 
     @classmethod
     def from_export(cls, path: str | os.PathLike, *, train: TrainConfig | None = None) -> "Model":
         """A model built from an export folder (Model.export or swiftddpm.torch.export): its
-        network, conditioning and schedule, with the folder's weights as both the live and the
-        EMA weights; train (default TrainConfig()) is the recipe for further training."""
+        network, conditioning, schedule, prediction target and learned variance, with the
+        folder's weights as both the live and the EMA weights; train (default TrainConfig())
+        is the recipe for further training (its prediction_target and learned_variance are
+        the folder's: a train that asks for others is refused)."""
         config = _export.read_config(path)
         with _export.format_errors(path):  # a malformed config.json: FormatError, whatever it breaks
             network = _export.network_from_json(config["network"])
             cond = _export.conditioning_from_json(config["conditioning"])
+            target, learned = _export.objective_from_json(config)
             schedule = _export.schedule_from_json(config["schedule"])
+        recipe = dataclasses.replace(train or TrainConfig(), prediction_target=target, learned_variance=learned)
+        if train is not None and recipe != train:
+            schedule.close()
+            raise InvalidArgumentError(f"train asks for prediction_target={train.prediction_target!r}, learned_variance="
+                                       f"{train.learned_variance}; the export's network predicts {target!r} with "
+                                       f"learned_variance={learned}")
         with schedule:
             try:
-                model = cls(schedule, network=network, train=train, cond=cond)
+                model = cls(schedule, network=network, train=recipe, cond=cond)
             except InvalidArgumentError as e:
                 if train is not None:  # the caller's recipe may be what is refused
                     raise
@@ -533,6 +577,23 @@ class Model(HandleOwner):
             model.close()
             raise
         return model
+
+    @classmethod
+    def from_diffusers(cls, folder: str | os.PathLike, *, train: TrainConfig | None = None) -> "Model":
+        """A model with the UNet2DModel of a diffusers folder (a pipeline folder with unet/, or
+        the UNet folder itself: config.json + diffusion_pytorch_model.safetensors) and the
+        schedule of its scheduler/scheduler_config.json (DDPMScheduler's default without one).
+        Anything we cannot express is refused, naming the field (see swiftddpm.diffusers)."""
+        from . import diffusers
+        return diffusers.load_unet(cls, folder, train=train)[0]
+
+    def export_diffusers(self, folder: str | os.PathLike, *, use_ema: bool = True, **scheduler_options: Any) -> str:
+        """Writes the model as a diffusers DDPMPipeline folder (model_index.json, unet/,
+        scheduler/) that UNet2DModel.from_pretrained and DDPMPipeline.from_pretrained load; the
+        folder is replaced whole. Refuses what diffusers cannot hold (vector or token
+        conditioning, a learned variance, a 1-D signal UNet). Returns folder."""
+        from . import diffusers
+        return str(diffusers.export_unet(self, folder, use_ema=use_ema, **scheduler_options))
 
     def import_weights(self, source: Any, *, live: bool = True, ema: bool = True) -> None:
         """Replaces the network's weights (live and EMA, or one of them) with those of an

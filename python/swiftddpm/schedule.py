@@ -19,7 +19,7 @@ from ._callbacks import CallbackState
 from ._conditions import cond_ref
 from ._handles import HandleOwner
 from ._likelihood import Likelihood, run_vlb, vlb_params
-from ._sample_params import sample_params
+from ._sample_params import fresh_seed, sample_params
 from ._sampling import run_sampling
 from ._scalars import as_int32, as_int64_count
 from .config import ScheduleConfig
@@ -68,6 +68,7 @@ class NoiseSchedule(HandleOwner):
                                        "to build a schedule")
         self._handle = _handle
         self._tables: dict[str, np.ndarray] = {}
+        self.last_sample_seed: int | None = None  # the seed of the last sample() call
         self._description = _describe(self.params)  # kept for repr after close()
 
     # ---- Construction --------------------------------------------------------------
@@ -266,7 +267,7 @@ class NoiseSchedule(HandleOwner):
 
     def sample(self, model_fn: Callable[[np.ndarray, int, Any], Any], n: int, shape: Any, *,
                method: str = "ddpm", steps: int = 0, eta: float = 0.0, variance: str = "beta", clip: Any = None,
-               seed: int = 0, timesteps: Any = None, prediction_type: str = "eps", labels: Any = None,
+               seed: int | None = None, timesteps: Any = None, prediction_type: str = "eps", labels: Any = None,
                cond: Any = None, lengths: Any = None,
                progress: Any = None, return_trajectory: Any = False, **solver_options: Any):
         """Draws n samples with your own model: x_T ~ N(0, I), then reverse steps to x_0.
@@ -277,7 +278,8 @@ class NoiseSchedule(HandleOwner):
                 yours to keep), t an int, cond the condition of the rows as given (see cond),
                 or None. An exception inside model_fn stops sampling and is re-raised here.
             n: number of samples.  shape: the shape of one sample (int or tuple).
-            method, steps, eta, variance, clip, seed, timesteps: as in `Model.sample`.
+            method, steps, eta, variance, clip, seed, timesteps: as in `Model.sample` (seed=None
+                draws a fresh seed, kept as `schedule.last_sample_seed`; an int reproduces).
             prediction_type: what model_fn returns, "eps" or "x0".
             cond: the rows' condition, passed through to model_fn (read back from the library's
                 ddpm_cond_batch for the rows of each call): (n,) ints (labels), (n, ...) floats
@@ -299,8 +301,10 @@ class NoiseSchedule(HandleOwner):
         dim = elements(n, sample_shape)
         full_shape = (n, *sample_shape)
         cbatch, condition = _caller_condition(cond, labels, lengths, n)
+        seed = fresh_seed() if seed is None else seed
         params = sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
                                timesteps=timesteps, prediction_type=prediction_type, **solver_options)
+        self.last_sample_seed = int(params.seed)
         state = CallbackState()
         c_model = _model_callback(model_fn, full_shape, condition, state)
         return run_sampling(state, params, full_shape, progress, return_trajectory,

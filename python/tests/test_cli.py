@@ -6,6 +6,7 @@ Ctrl-C, and the one-line errors. A tiny UNet (8×8, 2 levels) keeps the whole fi
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -95,12 +96,13 @@ def test_train_resume_and_sample(shapes, tmp_path):
     checkpoint = out / "checkpoint.safetensors"
     assert weights(checkpoint)[0] == 4
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_000003.png", "step_000004.png"]
-    assert grid_size(out / "samples" / "step_000004.png") == ((GRID_SIDE, GRID_SIDE), "RGB")
+    (width, height), mode = grid_size(out / "samples" / "step_000004.png")
+    assert height == GRID_SIDE and width > GRID_SIDE and mode == "RGB"  # a row per class, names on the left
     run = json.loads((out / "run.json").read_text())
     assert run["classes"] == ["circles", "squares"] and run["settings"]["batch_size"] == 4
 
     # Resume: the size, channels, batch, seed and sampling come from the checkpoint and its run.json.
-    resumed = run_cli("train", "--data", shapes, "--class-cond", "--steps", 6, "--resume", checkpoint,
+    resumed = run_cli("train", "--data", shapes, "--class-cond", "--total-steps", 6, "--resume", checkpoint,
                       "--no-progress")  # --out: the checkpoint's folder
     assert "training steps 5..6, batch 4" in resumed.stdout and "note:" not in resumed.stdout
     step, resumed_prediction = weights(checkpoint)
@@ -157,7 +159,8 @@ def test_grey_unconditional_and_nothing_left_to_train(shapes, tmp_path):
     run_cli("train", "--data", shapes, *TINY, "--channels", "1", "--steps", 2, "--sampler", "dpm_solver_pp",
             "--out", out)
     assert grid_size(out / "samples" / "step_000002.png") == ((GRID_SIDE, GRID_SIDE), "L")
-    again = run_cli("train", "--data", shapes, "--steps", 2, "--out", out, "--resume", out / "checkpoint.safetensors")
+    again = run_cli("train", "--data", shapes, "--total-steps", 2, "--out", out, "--resume",
+                    out / "checkpoint.safetensors")
     assert "nothing to train" in again.stdout
     assert weights(out / "checkpoint.safetensors")[0] == 2
 
@@ -206,8 +209,8 @@ def test_ctrl_c_saves_a_checkpoint_and_leaves_no_partial_files(shapes, tmp_path)
     step = weights(out / "checkpoint.safetensors")[0]
     assert 5 <= step < 100000
     assert not [p for p in out.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
-    resumed = run_cli("train", "--data", shapes, "--steps", step + 1, "--out", out, "--resume",
-                      out / "checkpoint.safetensors")
+    resumed = run_cli("train", "--data", shapes, "--steps", 1, "--out", out, "--resume",
+                      out / "checkpoint.safetensors")  # one more step
     assert f"training steps {step + 1}..{step + 1}" in resumed.stdout
 
 
@@ -265,7 +268,7 @@ def test_file_and_run_description_mistakes_are_one_line_errors(shapes, tmp_path)
          "--sampler 'euler'"),
         (["train", "--data", shapes, "--resume", with_run_json("many", lambda r: {**r, "settings": {**r["settings"],
                                                                                                   "steps": "many"}})],
-         "--steps 'many': must be an integer"),
+         "--total-steps 'many': must be an integer"),
         (["sample", "--checkpoint", with_run_json("classes", lambda r: {**r, "classes": 3})], "classes"),
     ]
     for args, message in cases:
@@ -273,3 +276,106 @@ def test_file_and_run_description_mistakes_are_one_line_errors(shapes, tmp_path)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+
+
+# ---- Issue 22: what a newcomer's run folder holds, and the command's own switches ---------------
+
+def _mode(path):
+    return os.stat(path).st_mode & 0o777
+
+
+def test_run_folder_files_loss_log_and_modes(shapes, tmp_path):
+    """run.json, the grids, loss.csv and loss.png get the checkpoint's mode (0644 less the
+    umask), never 0600; loss.csv has a row per step, kept across a resume, and equals the
+    log of an unbroken run; loss.png exists exactly when matplotlib does."""
+    out = tmp_path / "run"
+    run_cli("train", "--data", shapes, *TINY, "--total-steps", 4, "--save-every", 2, "--sample-every", 2,
+            "--out", out)
+    umask = os.umask(0)
+    os.umask(umask)
+    expected = 0o644 & ~umask
+    files = [out / "run.json", out / "samples" / "step_000004.png", out / "loss.csv"]
+    assert _mode(out / "checkpoint.safetensors") == expected
+    for path in files:
+        assert _mode(path) == expected, (path, oct(_mode(path)))
+    try:
+        import matplotlib  # noqa: F401
+        has_matplotlib = True
+    except ImportError:
+        has_matplotlib = False
+    assert (out / "loss.png").is_file() == has_matplotlib
+    if has_matplotlib:
+        assert _mode(out / "loss.png") == expected
+        assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    rows = (out / "loss.csv").read_text().splitlines()
+    assert rows[0] == "step,loss,lr" and [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3, 4]
+    resumed = run_cli("train", "--data", shapes, "--steps", 2, "--resume", out / "checkpoint.safetensors")
+    assert "training steps 5..6" in resumed.stdout  # --steps: steps of this run, as Model.fit counts
+    straight = tmp_path / "straight"
+    run_cli("train", "--data", shapes, *TINY, "--total-steps", 6, "--save-every", 2, "--sample-every", 0,
+            "--out", straight)
+    log = (out / "loss.csv").read_text()
+    assert [int(r.split(",")[0]) for r in log.splitlines()[1:]] == [1, 2, 3, 4, 5, 6]
+    assert log == (straight / "loss.csv").read_text()  # same steps, same losses, same rates
+    losses = np.array([float(r.split(",")[1]) for r in log.splitlines()[1:]])
+    assert np.isfinite(losses).all() and (losses > 0).all()
+    both = run_cli("train", "--data", shapes, "--steps", 1, "--total-steps", 9, "--out", tmp_path / "both",
+                   check=False)
+    assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_version_and_threads(shapes):
+    version = run_cli("--version").stdout
+    assert f"swiftddpm {sd.__version__}" in version and f"libddpm {sd.library_version()}" in version
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    env["PYTHONPATH"] = str(REPO / "python")
+    help_text = subprocess.run([sys.executable, "-m", "swiftddpm", "train", "--help"], capture_output=True,
+                               text=True, env=env, check=True, cwd=WORK).stdout
+    flat = " ".join(help_text.split())
+    assert "BLAS threads" not in flat
+    assert "threads the engine splits each step over" in flat
+    default = int(re.search(r"default: the library's, (\d+) here", flat).group(1))
+    # the library's default without OPENBLAS_NUM_THREADS is every core the process may use
+    cores = {os.cpu_count(), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+    assert default in cores, (default, cores)
+    from swiftddpm import cli
+    assert cli.build_parser().parse_args(["sample", "--checkpoint", "c"]).threads is None  # left as the library's
+
+
+def test_class_grid_has_a_labelled_row_per_class(shapes, tmp_path):
+    from swiftddpm import cli
+
+    out = tmp_path / "run"
+    trained = run_cli("train", "--data", shapes, *TINY, "--class-cond", "--total-steps", 1, "--sample-every", 0,
+                      "--out", out)
+    # 1 step of 4 images over 2 classes is far below what conditioning needs: the run says what would do
+    needed = cli.IMAGES_PER_CLASS * 2 // 4
+    assert f"warning: --total-steps 1 at --batch-size 4" in trained.stdout and f"--total-steps {needed}" in trained.stdout
+    plain = run_cli("train", "--data", shapes, *TINY, "--total-steps", 1, "--sample-every", 0, "--out", tmp_path / "u")
+    assert "warning" not in plain.stdout  # unconditional: no such rule
+    with sd.Model.load(out / "checkpoint.safetensors") as model:
+        plan = cli.GridPlan(model, 5, ["circles", "squares"])
+        assert plan.labels.tolist() == [0, 0, 0, 1, 1, 1] and plan.nrow == 3
+        assert plan.row_labels == ["circles", "squares"]
+        one = cli.GridPlan(model, 4, ["circles", "squares"], only=1)
+        assert one.labels.tolist() == [1] * 4 and one.row_labels == ["squares"] * 2
+    plain = tmp_path / "plain.png"
+    sd.datasets.save_grid(np.zeros((6, 3, 8, 8)), plain, nrow=3)
+    grid = tmp_path / "grid.png"
+    sampled = run_cli("sample", "--checkpoint", out / "checkpoint.safetensors", "--num-samples", 6, "--out", grid)
+    assert "6 samples (one row per class" in sampled.stdout
+    assert "sampling" in sampled.stdout + sampled.stderr  # progress: a tqdm bar or lines
+    with Image.open(grid) as image, Image.open(plain) as reference:
+        labelled = np.asarray(image.convert("L"))
+        assert labelled.shape[0] == reference.size[1] == 2 * 10 + 2  # two rows: circles, squares
+        margin = labelled.shape[1] - reference.size[0]
+        assert margin > 0
+        for row in range(2):  # each row's name is written in the margin (dark ink on white)
+            band = labelled[2 + row * 10: 2 + row * 10 + 8, :margin]
+            assert (band < 128).any(), row
+        padding = np.asarray(reference.convert("L")) == 255  # the reference's white lines between images
+        assert (labelled[:, margin:][padding] == 255).all()  # the images sit right of the margin, as laid out
+    quiet = run_cli("sample", "--checkpoint", out / "checkpoint.safetensors", "--num-samples", 2, "--no-progress",
+                    "--out", tmp_path / "quiet.png")
+    assert "sampling" not in quiet.stdout + quiet.stderr

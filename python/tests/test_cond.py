@@ -86,10 +86,16 @@ def test_checkpoint_keeps_the_conditioning(trained, tmp_path):
                                       model.predict(x, 10, cond=v, guidance_scale=2))
 
 
-def test_export_refuses_vector_conditioning(trained, tmp_path):
+def test_export_keeps_vector_conditioning(trained, tmp_path):
+    """Issue 21 item 5: export refused vector models; now they round-trip (test_export.py has every kind)."""
     model, _ = trained
-    with pytest.raises(sd.InvalidArgumentError, match="does not mirror"):
-        model.export(tmp_path / "export")
+    model.export(tmp_path / "export")
+    with sd.Model.from_export(tmp_path / "export") as again:
+        assert again.conditioning == sd.Conditioning.vector(4)
+        x = np.ones((3, 2), dtype=np.float32)
+        v = vectors_for(np.arange(3))
+        np.testing.assert_array_equal(again.predict(x, 10, cond=v, guidance_scale=2),
+                                      model.predict(x, 10, cond=v, guidance_scale=2))
 
 
 def test_bad_conditions_are_refused(trained):

@@ -85,7 +85,9 @@ def test_values_ctypes_would_mangle_are_refused(config, match):
 MLP = sd.MLPConfig(data_dim=3, hidden=24, depth=2, time_embed_dim=10)
 UNET = sd.UNetConfig(channels=2, height=8, width=8, base_channels=8, channel_mult=(1, 2), res_blocks=1,
                      attention_levels=(1,), attention_heads=2, groups=4, dropout=0.1, time_embed_dim=16,
-                     cross_attention_levels=(0,), cross_attention_positions=True)
+                     cross_attention_levels=(0,), flip_sin_to_cos=True, freq_shift=1.0, norm_eps=1e-6,
+                     downsample_padding=0, attention_head_dim=4, middle_attention=False,
+                     cross_attention_positions=True)
 TRAIN = sd.TrainConfig(learning_rate=2e-3, beta1=0.8, beta2=0.99, adam_eps=1e-6, weight_decay=0.01, grad_clip=0.5,
                        ema_decay=0.9, label_dropout=0.2, seed=42, prediction_target="v", loss_weighting="min_snr",
                        min_snr_gamma=3.0, learned_variance=True, vlb_lambda=0.01, timestep_sampling="importance")
@@ -180,9 +182,12 @@ def test_sampling_keyword_defaults_are_the_c_defaults():
         methods.append(distributed.sample)
     except ImportError:  # no mpi4py
         pass
+    # the sampling calls draw a fresh seed by default (seed=None, as numpy's generators; issue 22)
+    fresh = {"Model.sample", "NoiseSchedule.sample", "sample"}
     for fn in methods:
         shown = {name: p.default for name, p in inspect.signature(fn).parameters.items() if name in expected}
-        assert shown and shown == {name: expected[name] for name in shown}, fn.__qualname__
+        want = {name: None if name == "seed" and fn.__qualname__ in fresh else expected[name] for name in shown}
+        assert shown and shown == want, fn.__qualname__
 
 
 def test_condition_dropout_keeps_its_old_name(linear100):
@@ -197,3 +202,18 @@ def test_condition_dropout_keeps_its_old_name(linear100):
         sd.TrainConfig(condition_dropout=0.1, label_dropout=0.2)
     with sd.Model(linear100, data_dim=2, num_classes=2, label_dropout=0.35) as model:
         assert model.train_config.condition_dropout == pytest.approx(0.35)
+
+
+def test_an_unconditional_models_recipe_shows_no_conditioning_fields(linear100):
+    """Issue 22: model.train_config of an unconditional model printed label_dropout=0.1."""
+    conditioning_only = sd.TrainConfig._conditioning_only
+    assert conditioning_only and all(name in repr(sd.TrainConfig()) for name in conditioning_only)
+    with sd.Model(linear100, network=sd.MLPConfig(data_dim=2, hidden=8, depth=1)) as plain, \
+            sd.Model(linear100, network=sd.MLPConfig(data_dim=2, hidden=8, depth=1),
+                     cond=sd.Conditioning.classes(3)) as conditional:
+        shown = repr(plain.train_config)
+        assert not any(f"{name}=" in shown for name in conditioning_only), shown
+        assert "learning_rate=" in shown and "seed=" in shown
+        assert all(f"{name}=" in repr(conditional.train_config) for name in conditioning_only)
+        assert plain.train_config == conditional.train_config  # the same fields and values
+

@@ -192,3 +192,30 @@ def test_c_level_contradictions_are_refused(small_model, linear100):
                                         out.ctypes.data_as(_lib.FLOAT_P), out.size)
     assert status == _lib.DDPM_ERR_INVALID_ARGUMENT
     assert "prediction_type" in _lib.lib.ddpm_last_error().decode()
+
+
+def test_unknown_enum_values_are_listed_by_their_header_names(linear100):
+    """A C caller's unknown method gets the valid values named as the header and Python name
+    them (2 dpm_solver_pp, 5 pc), never the engine's Swift case names (dpmSolverPP)."""
+    import ctypes
+
+    from swiftddpm import _lib
+
+    params = _lib.lib.ddpm_sample_params_default()
+    params.method = 9
+    sampler = _lib.ddpm_sampler_p()
+    status = _lib.lib.ddpm_sampler_create(linear100._handle, ctypes.byref(params), 2, 2, ctypes.byref(sampler))
+    message = _lib.lib.ddpm_last_error().decode()
+    assert status == _lib.DDPM_ERR_INVALID_ARGUMENT and not sampler
+    assert "unknown method 9" in message
+    for name in ("0 ddpm", "1 ddim", "2 dpm_solver_pp", "3 sde_dpm_solver_pp", "4 langevin", "5 pc"):
+        assert name in message, message
+    assert "dpmSolverPP" not in message and "predictorCorrector" not in message
+    params = _lib.lib.ddpm_sample_params_default()
+    params.spacing, params.prediction_type = 99, 0
+    _lib.lib.ddpm_sampler_create(linear100._handle, ctypes.byref(params), 2, 2, ctypes.byref(sampler))
+    assert "5 dpm_leading, 6 dpm_linspace" in _lib.lib.ddpm_last_error().decode()
+    params = _lib.lib.ddpm_sample_params_default()
+    params.prediction_type = 7
+    _lib.lib.ddpm_sampler_create(linear100._handle, ctypes.byref(params), 2, 2, ctypes.byref(sampler))
+    assert "0 eps, 1 x0, 2 v" in _lib.lib.ddpm_last_error().decode()

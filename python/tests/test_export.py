@@ -4,6 +4,7 @@ tensors), the round trip, and the refusals. The PyTorch side is test_torch.py.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -12,6 +13,7 @@ import pytest
 
 import swiftddpm as sd
 from swiftddpm import _safetensors
+from swiftddpm._export import LATER_NETWORK_FIELDS
 
 
 @pytest.fixture
@@ -39,7 +41,9 @@ def test_export_writes_the_checkpoint_weights_and_a_plain_config(trained, tmp_pa
     config = json.loads((tmp_path / "e" / "config.json").read_text())
     assert config["format"] == "swiftddpm-export" and config["weights"] == ("ema" if use_ema else "live")
     assert config["network"] == {"kind": "mlp", "data_dim": 3, "hidden": 16, "depth": 2, "time_embed_dim": 8}
-    assert config["conditioning"] == {"kind": "classes", "num_classes": 2, "null_label": 2}
+    assert {k: config["conditioning"][k] for k in ("kind", "num_classes", "null_label")} == \
+        {"kind": "classes", "num_classes": 2, "null_label": 2}
+    assert not config["learned_variance"] and config["output_shape"] == [3]
     assert config["prediction"] == "epsilon" and config["step"] == 10 and config["sample_shape"] == [3]
     with model.schedule as s:
         np.testing.assert_array_equal(np.array(config["schedule"]["betas"]), s.betas)
@@ -122,6 +126,12 @@ def test_custom_schedule_and_unet_round_trip(tmp_path):
             assert s.kind == "custom"
             np.testing.assert_array_equal(s.betas, schedule.betas)
             np.testing.assert_array_equal(again.predict(x, 19), model.predict(x, 19))
+        # Fields newer than the format's first reader are written only when they are not at
+        # their default (an older library's from_export refuses keys it does not know).
+        network = json.loads((tmp_path / "config.json").read_text())["network"]
+        later = sorted(LATER_NETWORK_FIELDS & {f.name for f in dataclasses.fields(sd.UNetConfig)})
+        assert later and not set(later) & set(network), network
+        assert {"base_channels", "groups", "attention_levels"} <= set(network)
 
 
 # ---- Issue 19: the checkpoint's file rules for export folders -----------------------------
@@ -244,3 +254,143 @@ def test_crc32c_matches_the_library_and_the_standard_vector(trained, tmp_path):
     assert len(raw) - 8 - n > 4096, "more than one lane"
     assert f"{_safetensors.crc32c(raw[8 + n:]):08x}" == stored
     assert _safetensors.crc32c(raw[8 + n + 5000:], _safetensors.crc32c(raw[8 + n:8 + n + 5000])) == int(stored, 16)
+
+
+# ---- Issue 21 item 5: every model kind round-trips through the export -------------------------
+# Before: a v- or x0-model was exported as "epsilon" (Model.from_export then read its v as ε:
+# samples of std ~125), a learned-variance model exported but loaded nowhere (its 2C-channel
+# readout did not fit), and vector, sequence and token models were refused at export.
+
+TINY_UNET = sd.UNetConfig(channels=2, height=4, width=4, base_channels=8, channel_mult=(1, 2), res_blocks=1,
+                          attention_levels=(1,), attention_heads=2, groups=4, cross_attention_levels=(0,))
+MLP_NET = dict(data_dim=3, hidden=16, depth=2, time_embed_dim=8)
+KINDS = {  # name: (Model keywords, the condition of a batch of n rows)
+    "v": (dict(MLP_NET, prediction_target="v"), None),
+    "x0": (dict(MLP_NET, prediction_target="x0"), None),
+    "learned_variance": (dict(MLP_NET, learned_variance=True, loss_weighting="uniform"), None),
+    "classes": (dict(MLP_NET, cond=sd.Conditioning.classes(3)), lambda n: np.arange(n) % 3),
+    "vector": (dict(MLP_NET, cond=sd.Conditioning.vector(4)),
+               lambda n: np.random.default_rng(1).normal(size=(n, 4)).astype(np.float32)),
+    "sequence": (dict(MLP_NET, cond=sd.Conditioning.sequence(5, 3)),
+                 lambda n: np.random.default_rng(2).normal(size=(n, 3, 5)).astype(np.float32)),
+    "tokens": (dict(MLP_NET, cond=sd.Conditioning.tokens(9, 4, 6)),
+               lambda n: np.random.default_rng(3).integers(0, 9, size=(n, 4))),
+    "unet_tokens_v_learned_variance": (dict(network=TINY_UNET, cond=sd.Conditioning.tokens(9, 4, 6),
+                                            prediction_target="v", learned_variance=True),
+                                       lambda n: np.random.default_rng(4).integers(0, 9, size=(n, 4))),
+    "unet_vector_x0": (dict(network=TINY_UNET, cond=sd.Conditioning.vector(4), prediction_target="x0"),
+                       lambda n: np.random.default_rng(5).normal(size=(n, 4)).astype(np.float32)),
+    "signal_unet_sequence": (dict(network=sd.UNetConfig.signal(8, channels=1, base_channels=8, channel_mult=(1, 2),
+                                                               res_blocks=1, attention_levels=(1,), groups=4,
+                                                               cross_attention_levels=(1,)),
+                                  cond=sd.Conditioning.sequence(5, 3), learned_variance=True),
+                             lambda n: np.random.default_rng(6).normal(size=(n, 3, 5)).astype(np.float32)),
+}
+
+HAS_TEXT_ENCODER = "encoder_layers" in {f.name for f in dataclasses.fields(sd.Conditioning)}
+needs_text_encoder = pytest.mark.skipif(not HAS_TEXT_ENCODER, reason="this library's token conditioning has no "
+                                        "text encoder (Conditioning.encoder_layers, branch prompts)")
+if HAS_TEXT_ENCODER:
+    KINDS["tokens_text_encoder"] = (dict(MLP_NET, cond=sd.Conditioning.tokens(9, 4, 8, encoder_layers=2, encoder_heads=2)),
+                                    lambda n: np.random.default_rng(7).integers(0, 9, size=(n, 4)))
+    KINDS["unet_tokens_text_encoder"] = (dict(network=TINY_UNET, prediction_target="v",
+                                              cond=sd.Conditioning.tokens(9, 4, 8, encoder_layers=1, encoder_heads=2)),
+                                         lambda n: np.random.default_rng(8).integers(0, 9, size=(n, 4)))
+
+
+def trained_kind(schedule, name, steps=6):
+    """A model of KINDS[name] after a few training steps (every zero-initialised layer moved,
+    EMA and live weights apart), its data batch and conditions."""
+    options, make_cond = KINDS[name]
+    model = sd.Model(schedule, learning_rate=1e-2, seed=11, label_dropout=0.3, **options)
+    x = np.random.default_rng(0).normal(size=(8, *model.sample_shape)).astype(np.float32)
+    cond = None if make_cond is None else make_cond(8)
+    for _ in range(steps):
+        model.train_step(x, cond)
+    return model, cond
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_every_kind_round_trips_through_the_export(linear100, tmp_path, name):
+    model, cond = trained_kind(linear100, name)
+    with model:
+        model.export(tmp_path)
+        config = json.loads((tmp_path / "config.json").read_text())
+        train = model.train_config
+        assert config["prediction"] == {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}[train.prediction_target]
+        assert config["learned_variance"] is train.learned_variance
+        shape = list(model.sample_shape)
+        assert config["output_shape"] == ([2 * shape[0]] + shape[1:] if train.learned_variance else shape)
+        with sd.Model.from_export(tmp_path) as again:
+            # config: network, conditioning, objective and schedule, exactly
+            assert again.network == model.network and again.conditioning == model.conditioning
+            assert (again.train_config.prediction_target, again.train_config.learned_variance) == \
+                (train.prediction_target, train.learned_variance)
+            with again.schedule as s, model.schedule as s0:
+                np.testing.assert_array_equal(s.betas, s0.betas)
+            # parameters: bit for bit, live and EMA both the exported EMA weights
+            ours = sd._export.model_weights(model, use_ema=True)
+            for use_ema in (True, False):
+                theirs = sd._export.model_weights(again, use_ema)
+                assert theirs.keys() == ours.keys()
+                assert all(np.array_equal(theirs[k], ours[k]) for k in ours)
+            # samples: the same bits, guided where there is a condition
+            n = 4
+            c = None if cond is None else cond[:n]
+            guidance = 1.0 if c is None else 2.5
+            options = dict(seed=3, cond=c, guidance_scale=guidance)
+            variance = "learned" if train.learned_variance else "beta"
+            a = model.sample(n, variance=variance, **options)
+            b = again.sample(n, variance=variance, **options)
+            np.testing.assert_array_equal(b, a)
+            assert np.isfinite(a).all()
+            if c is not None:  # the condition reaches the network: a negative control
+                assert not np.array_equal(again.sample(n, seed=3, variance=variance), b)
+
+
+def test_from_export_refuses_a_recipe_with_another_objective(linear100, tmp_path):
+    model, _ = trained_kind(linear100, "v", steps=1)
+    with model:
+        model.export(tmp_path)
+    with pytest.raises(sd.InvalidArgumentError, match="predicts 'v'"):
+        sd.Model.from_export(tmp_path, train=sd.TrainConfig(learning_rate=1e-4))  # prediction_target "eps"
+    with sd.Model.from_export(tmp_path, train=sd.TrainConfig(learning_rate=1e-4, prediction_target="v")) as again:
+        assert again.train_config.learning_rate == 1e-4 and again.train_config.prediction_target == "v"
+
+
+def test_a_version_1_folder_still_loads_as_an_epsilon_model(trained, tmp_path):
+    model, x = trained
+    model.export(tmp_path)
+    _edit_config(tmp_path, lambda c: {**{k: v for k, v in c.items() if k not in ("learned_variance", "output_shape")},
+                                      "format_version": 1,
+                                      "conditioning": {"kind": "classes", "num_classes": 2, "null_label": 2}})
+    with sd.Model.from_export(tmp_path) as again:
+        assert again.conditioning == model.conditioning and again.train_config.prediction_target == "eps"
+        np.testing.assert_array_equal(again.predict(x, 9, labels=[1] * 32), model.predict(x, 9, labels=[1] * 32))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: {**c, "prediction": "score"}, "prediction must be one of"),
+    (lambda c: {**c, "learned_variance": "yes"}, "learned_variance must be true or false"),
+    (lambda c: {**c, "conditioning": {**c["conditioning"], "colour": 1}}, "unknown fields \\['colour'\\]"),
+    (lambda c: {**c, "conditioning": {**c["conditioning"], "kind": "pictures"}}, "conditioning must be of kind"),
+])
+def test_a_bad_objective_or_conditioning_is_a_format_error(trained, tmp_path, edit, message):
+    model, _ = trained
+    model.export(tmp_path)
+    _edit_config(tmp_path, edit)
+    with pytest.raises(sd.FormatError, match=message):
+        sd.Model.from_export(tmp_path)
+
+
+@needs_text_encoder
+def test_the_text_encoder_is_exported(linear100, tmp_path):
+    """Its weights (context.encoder.*) and shape (encoder_layers, encoder_heads) are in the folder."""
+    model, _ = trained_kind(linear100, "tokens_text_encoder", steps=1)
+    with model:
+        model.export(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["conditioning"]["encoder_layers"] == 2 and config["conditioning"]["encoder_heads"] == 2
+    weights = sd._export.read_weights(tmp_path)
+    assert {"context.encoder.0.attn.qkv.weight", "context.encoder.1.mlp.fc2.bias", "context.encoder.norm.weight"} \
+        <= weights.keys()

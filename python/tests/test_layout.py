@@ -94,3 +94,28 @@ def test_schedule_builds_on_sampler_not_the_reverse():
     graph = import_graph()
     assert "sampler" in graph["schedule"] and "schedule" not in graph["sampler"]
 
+
+
+# ---- The Swift folders (Sources/DDPM) form layers too: tools/folder_graph.py -------------------
+
+def run_folder_graph(root: Path):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, str(REPO / "tools" / "folder_graph.py"), str(root)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_swift_folders_have_no_cycle():
+    result = run_folder_graph(REPO / "Sources" / "DDPM")
+    assert result.returncode == 0 and result.stdout.rstrip().endswith("cycles: none"), result.stdout
+
+
+def test_the_folder_graph_sees_a_cycle(tmp_path):
+    # Negative control: two folders that use each other's types, and a third that only uses one.
+    for folder, text in {"Alpha": "struct Alpha { let b: Beta }\n",
+                         "Beta": "struct Beta { func make() -> Alpha { fatalError() } }\n",
+                         "Gamma": "struct Gamma { let a: Alpha }\n"}.items():
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / f"{folder}.swift").write_text(text)
+    result = run_folder_graph(tmp_path)
+    assert result.returncode == 1 and result.stdout.rstrip().endswith("cycles: Alpha Beta"), result.stdout

@@ -208,7 +208,7 @@ def test_fit_validates_and_converts_data(small_model):
 def test_progress_bars_do_not_break(small_model):
     losses = small_model.fit(np.zeros((8, 3)), steps=30, batch_size=4, progress=True)
     assert losses.shape == (30,)
-    np.testing.assert_array_equal(small_model.sample(3, progress=True), small_model.sample(3))
+    np.testing.assert_array_equal(small_model.sample(3, progress=True, seed=0), small_model.sample(3, seed=0, progress=False))
 
 
 def test_properties_and_params_round_trip(linear100, small_model):
@@ -219,7 +219,7 @@ def test_properties_and_params_round_trip(linear100, small_model):
     assert params["network"].data_dim == 3 and params["network"].hidden == 16 and params["train"].seed == 7
     with sd.Model(linear100, **params) as twin:
         assert twin.configs == params and twin.num_parameters == m.num_parameters
-        np.testing.assert_array_equal(twin.sample(8), m.sample(8))
+        np.testing.assert_array_equal(twin.sample(8, seed=0), m.sample(8, seed=0))
     assert "data_dim=3" in repr(m) and f"num_parameters={m.num_parameters}" in repr(m)
     m.train_step(np.zeros((2, 3), np.float32))
     assert m.step == 1 and "step=1" in repr(m)
@@ -284,3 +284,47 @@ def test_unet_model_on_images(tmp_checkpoint):
             assert loaded.configs == params and loaded.sample_shape == (1, 8, 8)
             np.testing.assert_array_equal(loaded.sample(2, method="ddim", steps=5, seed=1),
                                           model.sample(2, method="ddim", steps=5, seed=1))
+
+
+def test_sample_seed_follows_numpy(small_model):
+    """seed=None (the default) draws a fresh seed each call and records it; an int reproduces."""
+    def draw(**kw):
+        return small_model.sample(4, method="ddim", steps=3, eta=1.0, progress=False, **kw)
+
+    a = draw()
+    seed_a = small_model.last_sample_seed
+    b = draw()
+    seed_b = small_model.last_sample_seed
+    assert isinstance(seed_a, int) and 0 <= seed_a < 2**64 and seed_a != seed_b
+    assert not np.array_equal(a, b)  # fresh entropy: different samples
+    np.testing.assert_array_equal(draw(seed=seed_a), a)  # the recorded seed gives them back
+    assert small_model.last_sample_seed == seed_a
+    np.testing.assert_array_equal(draw(seed=5), draw(seed=5))
+    assert not np.array_equal(draw(seed=5), draw(seed=6))
+
+
+def test_schedule_sample_seed_follows_numpy(linear100):
+    def fn(x, t, labels):
+        return np.zeros_like(x)
+
+    a = linear100.sample(fn, 3, 2, method="ddim", steps=4, eta=1.0)
+    used = linear100.last_sample_seed
+    assert not np.array_equal(a, linear100.sample(fn, 3, 2, method="ddim", steps=4, eta=1.0))
+    np.testing.assert_array_equal(linear100.sample(fn, 3, 2, method="ddim", steps=4, eta=1.0, seed=used), a)
+
+
+def test_sample_shows_progress_by_default(small_model, capsys):
+    pytest.importorskip("tqdm", reason="the default bar is tqdm's (a dependency of the package)")
+    small_model.sample(3, method="ddim", steps=4, seed=0)
+    assert "sampling" in capsys.readouterr().err
+    small_model.sample(3, method="ddim", steps=4, seed=0, progress=False)
+    assert "sampling" not in capsys.readouterr().err
+
+
+def test_solver_names_of_the_header_are_accepted(small_model):
+    """"dpm_solver_pp" (the header's DDPM_METHOD_DPM_SOLVER_PP, the command line's name) is "dpm_solver++"."""
+    for plus, pp in (("dpm_solver++", "dpm_solver_pp"), ("sde_dpm_solver++", "sde_dpm_solver_pp")):
+        np.testing.assert_array_equal(small_model.sample(3, method=plus, steps=4, seed=1, progress=False),
+                                      small_model.sample(3, method=pp, steps=4, seed=1, progress=False))
+    with pytest.raises(sd.InvalidArgumentError, match=r"dpm_solver\+\+.*dpm_solver_pp"):
+        small_model.sample(3, method="dpm", progress=False)

@@ -161,3 +161,105 @@ def test_malformed_exports_raise_the_format_error_in_torch_too(tmp_path):
         _safetensors.write(tmp_path / "extra" / "model.safetensors", {**tensors, "extra": np.zeros(2, np.float32)}, meta)
         with pytest.raises(sd.FormatError, match="do not fit"):
             sdt.from_export(tmp_path / "extra")
+
+
+# ---- Issue 21 item 5: every kind of model through the twin ------------------------------------
+# Before: from_export could not load a learned-variance folder (out_proj/out_conv had C, not
+# 2C, outputs), read a v- or x0-model as an ε-model, and the twin had no vector, sequence or
+# token conditioning (their models could not even be exported).
+
+def twin_output(net, x, t, cond=None, lengths=None):
+    with torch.no_grad():
+        tt = torch.full((x.shape[0],), t, dtype=torch.int64)
+        c = None if cond is None else torch.from_numpy(np.asarray(cond))
+        ln = None if lengths is None else torch.from_numpy(np.asarray(lengths)).long()
+        return net(torch.from_numpy(x), tt, c, ln).numpy().astype(np.float64)
+
+
+def learned_sigma2(v, schedule, t):
+    """σ_t² of the learned variance's v: exp(frac log β_t + (1 − frac) log β̃_t), frac = (v + 1)/2,
+    β̃_0 taken as β̃_1 in the log (float64)."""
+    beta = np.asarray(schedule.betas, np.float64)
+    abar = np.cumprod(1 - beta)
+    abar_prev = np.concatenate([[1.0], abar[:-1]])
+    tilde = (1 - abar_prev) / (1 - abar) * beta
+    log_tilde = np.log(tilde[1] if t == 0 else tilde[t])
+    frac = (v + 1) / 2
+    return np.exp(frac * np.log(beta[t]) + (1 - frac) * log_tilde)
+
+
+@pytest.mark.parametrize("name", ["v", "x0", "learned_variance", "classes", "vector", "sequence", "tokens",
+                                  "unet_tokens_v_learned_variance", "unet_vector_x0", "signal_unet_sequence",
+                                  "tokens_text_encoder", "unet_tokens_text_encoder"])
+def test_every_kind_predicts_the_same_in_its_twin(tmp_path, name):
+    from test_export import KINDS, trained_kind
+
+    if name not in KINDS:
+        pytest.skip("this library's token conditioning has no text encoder (Conditioning.encoder_layers, branch prompts)")
+
+    with sd.NoiseSchedule.linear(T, scale_to_steps=True) as schedule:
+        model, cond = trained_kind(schedule, name, steps=10)
+    with model, model.schedule as s:
+        model.export(tmp_path)
+        net = sdt.from_export(tmp_path)
+        target, learned = model.train_config.prediction_target, model.train_config.learned_variance
+        assert net.prediction == {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}[target]
+        x = np.random.default_rng(7).normal(size=(8, *model.sample_shape)).astype(np.float32)
+        C = model.sample_shape[0]
+        lengths = None
+        if model.conditioning.kind == "sequence":  # every length, 0 (the null context) included
+            lengths = np.arange(8) % (model.conditioning.max_length + 1)
+        if model.conditioning.kind == "tokens":  # padded rows: their lengths are derived from the zeros
+            cond = cond.copy()
+            cond[1, 2:] = 0
+            cond[2, :] = 0
+        worst = scale = 0.0
+        for t in (0, 1, T // 2, T - 1):
+            for c, ln in ((cond, lengths), (None, None)):  # the condition and the null condition
+                out = twin_output(net, x, t, c, ln)
+                assert out.shape == (8, (2 if learned else 1) * C, *model.sample_shape[1:])
+                ours = model.predict(x, t, cond=c, lengths=ln, output=target)
+                worst = max(worst, float(np.abs(out[:, :C] - ours).max()))
+                scale = max(scale, float(np.abs(ours).max()))
+                if learned:
+                    sigma2 = model.predict(x, t, cond=c, lengths=ln, output="variance")
+                    np.testing.assert_allclose(learned_sigma2(out[:, C:], s, t), sigma2, rtol=1e-4)
+                if c is None:
+                    continue
+                # Negative control: the condition reaches the twin.
+                assert np.abs(twin_output(net, x, t) - out).max() > 1e-4
+        print(f"\n{name}: Model.export -> torch, max |Δ| = {worst:.2e} (max |{target}| = {scale:.2f})")
+        assert scale > 1e-2 and worst <= TOL * max(1.0, scale)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "unet", "unet_text_encoder"])
+def test_a_twin_of_every_kind_exports_to_a_model_here(tmp_path, kind):
+    from test_export import HAS_TEXT_ENCODER
+
+    if kind == "unet_text_encoder" and not HAS_TEXT_ENCODER:
+        pytest.skip("this library's token conditioning has no text encoder (Conditioning.encoder_layers, branch prompts)")
+    cond = sd.Conditioning.tokens(7, 3, 8, **({"encoder_layers": 2, "encoder_heads": 2} if kind == "unet_text_encoder"
+                                              else {})) if kind != "mlp" else sd.Conditioning.vector(4)
+    spec = (MLP if kind == "mlp" else UNET)["network"]
+    if kind != "mlp":
+        spec = sd.UNetConfig(**{**spec.__dict__, "cross_attention_levels": (0,)})
+    net = randomised(sdt.network(spec, timesteps=T, cond=cond, learned_variance=True)).eval()
+    with sd.NoiseSchedule.cosine(T) as schedule:
+        sdt.export(net, tmp_path, schedule=schedule, prediction_target="v")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(8, *spec.sample_shape)).astype(np.float32)
+    if kind == "mlp":
+        c = rng.normal(size=(8, 4)).astype(np.float32)
+    else:
+        c = rng.integers(1, 7, size=(8, 3))
+        c[:3, 1:] = 0  # captions of one token: the masks matter
+    with sd.Model.from_export(tmp_path) as model, model.schedule as s:
+        assert model.conditioning == cond and model.train_config.prediction_target == "v"
+        assert model.train_config.learned_variance
+        for t in (0, T // 2, T - 1):
+            out = twin_output(net, x, t, c)
+            ours = model.predict(x, t, cond=c, output="v")
+            scale = float(np.abs(ours).max())
+            assert scale > 1e-2 and np.abs(out[:, :spec.sample_shape[0]] - ours).max() <= TOL * max(1.0, scale)
+            np.testing.assert_allclose(learned_sigma2(out[:, spec.sample_shape[0]:], s, t),
+                                       model.predict(x, t, cond=c, output="variance"), rtol=1e-4)

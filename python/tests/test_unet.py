@@ -124,7 +124,8 @@ def test_res_blocks_reaches_the_library(schedule):
 
 def test_signal_unet_takes_flat_signals(schedule):
     """A 1-D UNet (height 1): only the length must divide by 2^(levels-1) (50 = 2·25 with two
-    levels); fit takes (N, length) and samples come back (n, 1, 1, length)."""
+    levels); fit takes (N, length) and samples come back (n, length) too, the values of the
+    (n, 1, 1, length) layout the network works in; with 2 channels (n, 2, length)."""
     config = sd.UNetConfig.signal(50, base_channels=4, channel_mult=(1, 2), attention_levels=(1,), groups=2,
                                   time_embed_dim=8)
     assert (config.channels, config.height, config.width) == (1, 1, 50)
@@ -132,7 +133,14 @@ def test_signal_unet_takes_flat_signals(schedule):
     with sd.Model(schedule, network=config) as m:
         losses = m.fit(data, 3, batch_size=8, seed=1)
         assert np.isfinite(losses).all()
-        assert m.sample(2, method="ddim", steps=2).shape == (2, 1, 1, 50)
+        flat = m.sample(2, method="ddim", steps=2, seed=3)
+        assert flat.shape == (2, 50)  # the layout fit takes
+        snapshots = m.sample(2, method="ddim", steps=2, seed=3, return_trajectory=True)[1]
+        np.testing.assert_array_equal(snapshots[-1], flat)  # the final x_0, reshaped alike
+        np.testing.assert_array_equal(m.predict(flat.reshape(2, 1, 1, 50), 5).reshape(2, 50), m.predict(flat, 5))
+    with sd.Model(schedule, network=sd.UNetConfig.signal(8, channels=2, base_channels=4, channel_mult=(1,),
+                                                         attention_levels=(), groups=2, time_embed_dim=8)) as m2:
+        assert m2.sample(3, method="ddim", steps=2).shape == (3, 2, 8)
     with pytest.raises(sd.InvalidArgumentError, match=r"width 50 is not divisible by 2\^\(levels-1\) = 4"):
         sd.Model(schedule, network=sd.UNetConfig.signal(50, base_channels=4, channel_mult=(1, 2, 2),
                                                         attention_levels=(), groups=2, time_embed_dim=8))

@@ -3,7 +3,7 @@
  *
  *   - WORKERS threads, each with its own models and sampler, all made from ONE shared
  *     schedule, which they also read and sample from (ddpm_schedule_table, _add_noise,
- *     _sample with a callback) at the same time;
+ *     _posterior, _sample with a callback) at the same time;
  *   - two threads that take turns on ONE shared model, each call inside the caller's mutex
  *     (a handle may move between threads; calls on it must not overlap);
  *   - one thread that calls ddpm_set_num_threads(1, 2, 3, ...) and ddpm_get_num_threads the
@@ -41,6 +41,7 @@ static atomic_long resizes;
 static struct {
     uint64_t trained_hash, shared_hash;
     float predicted[N * D], sampled[N * D], callback_sampled[64 * D];
+    float noised[N * D], posterior_mean[N * D], posterior_variance[N];
     double alphas_cumprod[100];
 } reference;
 
@@ -69,6 +70,16 @@ static uint64_t hash_of(ddpm_model *m) {
 static int linear_eps(void *user, float *out, const float *x, int64_t batch, int64_t dim, int32_t t, const int32_t *labels) {
     (void)user; (void)t; (void)labels;
     for (int64_t i = 0; i < batch * dim; i++) out[i] = 0.1f * x[i];
+    return 0;
+}
+
+/* The shared schedule's closed forms on N rows: x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε and the posterior
+ * q(x_{t-1}|x_t, x0), with x0 = ε = x_t[row] and t = i mod 100 per row. */
+static int closed_forms(float *noised, float *mean, float *variance) {
+    int32_t t[N];
+    for (int i = 0; i < N; i++) t[i] = i % 100;
+    if (ddpm_schedule_add_noise(shared_schedule, x_t, x_t, t, N, D, noised, N * D) != DDPM_OK) return -5;
+    if (ddpm_schedule_posterior(shared_schedule, x_t, noised, t, N, D, mean, variance, N * D) != DDPM_OK) return -6;
     return 0;
 }
 
@@ -106,6 +117,12 @@ static void *worker(void *arg) {
         if (memcmp(sampled, reference.sampled, sizeof sampled)) FAIL("worker %d round %d: samples differ", id, round);
         if (memcmp(callback_sampled, reference.callback_sampled, sizeof callback_sampled))
             FAIL("worker %d round %d: callback samples differ", id, round);
+
+        static _Thread_local float noised[N * D], mean[N * D], variance[N];
+        if (closed_forms(noised, mean, variance) != 0) FAIL("worker %d: closed forms: %s", id, ddpm_last_error());
+        if (memcmp(noised, reference.noised, sizeof noised) || memcmp(mean, reference.posterior_mean, sizeof mean) ||
+            memcmp(variance, reference.posterior_variance, sizeof variance))
+            FAIL("worker %d round %d: add_noise or posterior differ", id, round);
 
         double table[100];
         CHECK(ddpm_schedule_table(shared_schedule, DDPM_TABLE_ALPHAS_CUMPROD, table, 100));
@@ -182,6 +199,10 @@ int main(int argc, char **argv) {
     }
     reference.trained_hash = hash_of(m);
     ddpm_model_free(m);
+    if (closed_forms(reference.noised, reference.posterior_mean, reference.posterior_variance) != 0) {
+        fprintf(stderr, "reference closed forms: %s\n", ddpm_last_error());
+        return 2;
+    }
     ddpm_schedule_table(shared_schedule, DDPM_TABLE_ALPHAS_CUMPROD, reference.alphas_cumprod, 100);
     m = new_model();
     for (int s = 0; s < TAKERS * TURNS; s++) ddpm_model_train_step(m, data, BATCH, BATCH * D, NULL, NULL);

@@ -52,6 +52,8 @@ struct ConfigField<Config>: Sendable {
     let decode: @Sendable (inout Config, KeyedDecodingContainer<ConfigKey>, ConfigKey) throws -> Void
     /// Throws `.invalidArgument` unless the field is within its bound (nil: the config checks it).
     let check: (@Sendable (Config) throws -> Void)?
+    /// Whether the field of a config equals the defaults' (set: the row is not written then).
+    var isDefault: (@Sendable (Config, Config) -> Bool)? = nil
 }
 
 extension ConfigField {
@@ -60,6 +62,15 @@ extension ConfigField {
         Self(key: key, encode: { config, c, k in try c.encode(config[keyPath: path], forKey: k) },
              decode: { config, c, k in if let v = try c.decodeIfPresent(V.self, forKey: k) { config[keyPath: path] = v } },
              check: nil)
+    }
+
+    /// A value added after checkpoints were first written: written only when it differs from
+    /// the config's default (so a config that does not use it writes what it always wrote);
+    /// absent keeps the default.
+    static func changed<V: Codable & Equatable & Sendable>(_ key: String, _ path: WritableKeyPath<Config, V> & Sendable) -> Self {
+        var row = value(key, path)
+        row.isDefault = { config, defaults in config[keyPath: path] == defaults[keyPath: path] }
+        return row
     }
 
     /// A value every stored config states (the shape of a network: there is no default image
@@ -77,14 +88,6 @@ extension ConfigField {
             let x = config[keyPath: path]
             try require(bound.contains(Double(x)), "\(key) must be \(bound.text) (got \(x))")
         })
-    }
-
-    /// A flag written only when it is on, so that configs without it encode as before it
-    /// existed; absent reads as off.
-    static func flagWhenOn(_ key: String, _ path: WritableKeyPath<Config, Bool> & Sendable) -> Self {
-        Self(key: key, encode: { config, c, k in if config[keyPath: path] { try c.encode(true, forKey: k) } },
-             decode: { config, c, k in config[keyPath: path] = try c.decodeIfPresent(Bool.self, forKey: k) ?? false },
-             check: nil)
     }
 
     /// An enum stored by name ("eps", "min_snr"); absent keeps the default, an unknown name is an error.
@@ -117,7 +120,7 @@ struct ConfigFields<Config: Sendable>: Sendable {
 
     func encode(_ config: Config, to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: ConfigKey.self)
-        for f in fields { try f.encode(config, &c, ConfigKey(f.key)) }
+        for f in fields where f.isDefault?(config, defaults) != true { try f.encode(config, &c, ConfigKey(f.key)) }
     }
 
     /// The config under `decoder`'s keys, over the defaults. `spelling` maps a row's key to the

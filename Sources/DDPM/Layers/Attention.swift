@@ -26,9 +26,9 @@ struct Attention: Sendable {
     let proj: Conv2d  // 1×1, C → C, zero-initialised
 
     /// `heads` must divide `channels` and `groups` must divide `channels` (checked by the network).
-    init(_ layout: inout ParameterLayout, _ name: String, channels: Int, heads: Int, groups: Int, pixels: Int) {
+    init(_ layout: inout ParameterLayout, _ name: String, channels: Int, heads: Int, groups: Int, pixels: Int, epsilon: Float = 1e-5) {
         (self.channels, self.heads, self.pixels) = (channels, heads, pixels)
-        norm = GroupNorm(&layout, name + ".norm", channels: channels, groups: groups)
+        norm = GroupNorm(&layout, name + ".norm", channels: channels, groups: groups, epsilon: epsilon)
         qkv = Conv2d(&layout, name + ".qkv", in: channels, out: 3 * channels, kernel: 1)
         proj = Conv2d(&layout, name + ".proj", in: channels, out: channels, kernel: 1, zeroInit: true)
     }

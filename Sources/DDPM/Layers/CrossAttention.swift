@@ -37,10 +37,10 @@ struct CrossAttention: Sendable {
     /// `queryPositions`, P is declared after the other parameters (so that a layer without it
     /// has the layout it always had).
     init(_ layout: inout ParameterLayout, _ name: String, channels: Int, heads: Int, groups: Int, pixels: Int,
-         contextDim: Int, maxLength: Int, queryPositions: Bool = false) {
+         contextDim: Int, maxLength: Int, epsilon: Float = 1e-5, queryPositions: Bool = false) {
         (self.channels, self.heads, self.pixels) = (channels, heads, pixels)
         (self.contextDim, self.maxLength) = (contextDim, maxLength)
-        norm = GroupNorm(&layout, name + ".norm", channels: channels, groups: groups)
+        norm = GroupNorm(&layout, name + ".norm", channels: channels, groups: groups, epsilon: epsilon)
         query = Conv2d(&layout, name + ".q", in: channels, out: channels, kernel: 1)
         keyValue = Linear(&layout, name + ".kv", in: contextDim, out: 2 * channels)
         proj = Conv2d(&layout, name + ".proj", in: channels, out: channels, kernel: 1, zeroInit: true)

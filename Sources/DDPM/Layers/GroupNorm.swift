@@ -14,13 +14,13 @@ import DDPMKernels
 
 public struct GroupNorm: Sendable {
     public let channels: Int, groups: Int
-    public let epsilon: Float = 1e-5
+    public let epsilon: Float  // ε, 1e-5 unless the network says otherwise (UNetConfig.normEps)
     let gamma: Int  // offset of γ, (C,)
     let beta: Int  // offset of β, (C,)
 
     /// `groups` must divide `channels` (checked by the network's config).
-    public init(_ layout: inout ParameterLayout, _ name: String, channels: Int, groups: Int) {
-        (self.channels, self.groups) = (channels, groups)
+    public init(_ layout: inout ParameterLayout, _ name: String, channels: Int, groups: Int, epsilon: Float = 1e-5) {
+        (self.channels, self.groups, self.epsilon) = (channels, groups, epsilon)
         gamma = layout.add(name + ".weight", [channels], .ones)
         beta = layout.add(name + ".bias", [channels], .zeros)
     }

@@ -29,12 +29,12 @@ struct ResBlock: Sendable {
     let skip: Conv2d?  // 1×1, Ci → Co, when Ci ≠ Co
 
     init(_ layout: inout ParameterLayout, _ name: String, in inChannels: Int, out outChannels: Int,
-         timeDim: Int, groups: Int, dropout: Float, height: Int, width: Int, kernelHeight: Int = 3) {
+         timeDim: Int, groups: Int, dropout: Float, height: Int, width: Int, kernelHeight: Int = 3, epsilon: Float = 1e-5) {
         (self.inChannels, self.outChannels, self.height, self.width) = (inChannels, outChannels, height, width)
-        norm1 = GroupNorm(&layout, name + ".norm1", channels: inChannels, groups: groups)
+        norm1 = GroupNorm(&layout, name + ".norm1", channels: inChannels, groups: groups, epsilon: epsilon)
         conv1 = Conv2d(&layout, name + ".conv1", in: inChannels, out: outChannels, kernel: 3, kernelHeight: kernelHeight)
         timeProj = Linear(&layout, name + ".time_proj", in: timeDim, out: outChannels)
-        norm2 = GroupNorm(&layout, name + ".norm2", channels: outChannels, groups: groups)
+        norm2 = GroupNorm(&layout, name + ".norm2", channels: outChannels, groups: groups, epsilon: epsilon)
         self.dropout = dropout > 0 ? Dropout(probability: dropout) : nil
         conv2 = Conv2d(&layout, name + ".conv2", in: outChannels, out: outChannels, kernel: 3, kernelHeight: kernelHeight,
                        zeroInit: true)

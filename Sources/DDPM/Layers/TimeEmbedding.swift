@@ -5,7 +5,9 @@
 //   temb = W_2·SiLU(W_1·e + b_1) + b_2   (B, T)
 //
 // Sinusoidal encoding (Vaswani et al.; DDPM): for i < E/2,
-//   e[i] = sin(t·ω_i),  e[E/2 + i] = cos(t·ω_i),  ω_i = 10000^(−i/(E/2)).
+//   e[i] = sin(t·ω_i),  e[E/2 + i] = cos(t·ω_i),  ω_i = 10000^(−i/(E/2 − s)),
+// with s = 0 by default; diffusers' Timesteps names s freq_shift (DDPM's code: s = 1), and its
+// flip_sin_to_cos swaps the halves: e[i] = cos(t·ω_i), e[E/2 + i] = sin(t·ω_i).
 // No parameters. The table for every t in 0..<S is computed once; a lookup is a row copy.
 #if canImport(Glibc)
 import Glibc
@@ -18,16 +20,17 @@ final class SinusoidalEmbedding {
     let table: Buffer<Float>  // (S, E)
 
     /// - Throws: if the (S, E) table is over the size limit or cannot be allocated.
-    init(dim: Int, timesteps: Int) throws {
+    init(dim: Int, timesteps: Int, flipSinToCos: Bool = false, freqShift: Float = 0) throws {
         self.dim = dim
         try Limits.requireFloats(Double(timesteps) * Double(dim), "the timestep table (T = \(timesteps) × E = \(dim))")
         table = try Buffer(count: timesteps * dim)
         let half = dim / 2
+        let (sinAt, cosAt) = flipSinToCos ? (half, 0) : (0, half)  // where each half goes in a row
         for t in 0..<timesteps {
             for i in 0..<half {
-                let omega = exp(-log(10000.0) * Double(i) / Double(half))
-                table.pointer[t * dim + i] = Float(sin(Double(t) * omega))
-                table.pointer[t * dim + half + i] = Float(cos(Double(t) * omega))
+                let omega = exp(-log(10000.0) * Double(i) / (Double(half) - Double(freqShift)))
+                table.pointer[t * dim + sinAt + i] = Float(sin(Double(t) * omega))
+                table.pointer[t * dim + cosAt + i] = Float(cos(Double(t) * omega))
             }
         }
     }
@@ -43,10 +46,11 @@ struct TimeEmbedding {
     let fc1: Linear  // E → T
     let fc2: Linear  // T → T
 
-    init(_ layout: inout ParameterLayout, _ name: String, encoding E: Int, width T: Int, timesteps: Int) throws {
+    init(_ layout: inout ParameterLayout, _ name: String, encoding E: Int, width T: Int, timesteps: Int,
+         flipSinToCos: Bool = false, freqShift: Float = 0) throws {
         fc1 = Linear(&layout, name + ".fc1", in: E, out: T)
         fc2 = Linear(&layout, name + ".fc2", in: T, out: T)
-        sinusoid = try SinusoidalEmbedding(dim: E, timesteps: timesteps)
+        sinusoid = try SinusoidalEmbedding(dim: E, timesteps: timesteps, flipSinToCos: flipSinToCos, freqShift: freqShift)
     }
 
     /// The views of one forward pass, for `batch` rows.

@@ -28,7 +28,7 @@ extension UNet {
         var maxActivation: Int {
             let N = pixels
             return max(max(inChannels, outChannels) * N, attention == nil ? 0 : 3 * outChannels * N,
-                       up.map { $0.outSize.height * $0.outSize.width * outChannels } ?? 0)
+                       up.map { $0.outSize.height * $0.outSize.width * outChannels } ?? 0, down?.maxActivation ?? 0)
         }
 
         func columnsCount(batch B: Int) -> Int {
@@ -103,22 +103,23 @@ extension UNet {
     static func makeStages(_ config: UNetConfig, _ conditioning: Conditioning,
                            _ layout: inout ParameterLayout) -> (encoder: [Stage], middle: [Stage], decoder: [Stage]) {
         let (c, L, R, T, G) = (config.baseChannels, config.levels, config.resBlocks, config.timeDim, config.groups)
-        let heads = config.attentionHeads
         var ch = c * config.channelMult[0]
         var (h, w) = (config.height, config.width)
         let signal = config.isSignal  // 1-D: height 1, 1×3 kernels, resampling along the width only
         func resBlock(_ name: String, in ci: Int, out co: Int) -> ResBlock {
             ResBlock(&layout, name + ".res", in: ci, out: co, timeDim: T, groups: G, dropout: config.dropout, height: h, width: w,
-                     kernelHeight: signal ? 1 : 3)
+                     kernelHeight: signal ? 1 : 3, epsilon: config.normEps)
         }
         func attention(_ name: String, _ channels: Int) -> Attention {
-            Attention(&layout, name + ".attn", channels: channels, heads: heads, groups: G, pixels: h * w)
+            Attention(&layout, name + ".attn", channels: channels, heads: config.heads(channels: channels), groups: G, pixels: h * w,
+                      epsilon: config.normEps)
         }
         let (Dc, Lmax) = (conditioning.contextDim, conditioning.maxLength)
         func crossAttention(_ name: String, _ channels: Int, level: Int?) -> CrossAttention? {
             guard Dc > 0, level.map({ config.crossAttentionLevels.contains($0) }) ?? true else { return nil }
-            return CrossAttention(&layout, name + ".xattn", channels: channels, heads: heads, groups: G, pixels: h * w,
-                                  contextDim: Dc, maxLength: Lmax, queryPositions: config.crossAttentionPositions)
+            return CrossAttention(&layout, name + ".xattn", channels: channels, heads: config.heads(channels: channels), groups: G,
+                                  pixels: h * w, contextDim: Dc, maxLength: Lmax, epsilon: config.normEps,
+                                  queryPositions: config.crossAttentionPositions)
         }
         var skipChannels = [ch]
         var encoder: [Stage] = []
@@ -135,13 +136,14 @@ extension UNet {
             }
             if level < L - 1 {
                 let name = "encoder.\(encoder.count)"
-                let down = Downsample(&layout, name + ".down", channels: ch, height: h, width: w, signal: signal)
+                let down = Downsample(&layout, name + ".down", channels: ch, height: h, width: w, signal: signal,
+                                      symmetric: config.downsamplePadding == 1)
                 encoder.append(Stage(down: down, height: h, width: w))
                 skipChannels.append(ch)
                 (h, w) = down.outSize
             }
         }
-        let middle = [Stage(res: resBlock("middle.0", in: ch, out: ch), attention: attention("middle.0", ch),
+        let middle = [Stage(res: resBlock("middle.0", in: ch, out: ch), attention: config.middleAttention ? attention("middle.0", ch) : nil,
                             crossAttention: crossAttention("middle.0", ch, level: nil), height: h, width: w),
                       Stage(res: resBlock("middle.1", in: ch, out: ch), height: h, width: w)]
         var decoder: [Stage] = []

@@ -69,12 +69,13 @@ public final class UNet: DenoisingNetwork {
         self.learnsVariance = learnsVariance
         let T = config.timeDim
         var layout = ParameterLayout()
-        time = try TimeEmbedding(&layout, "time", encoding: config.timeEmbedDim, width: T, timesteps: timesteps)
+        time = try TimeEmbedding(&layout, "time", encoding: config.timeEmbedDim, width: T, timesteps: timesteps,
+                                 flipSinToCos: config.flipSinToCos, freqShift: config.freqShift)
         condition = ConditionEncoder(&layout, conditioning, width: T)
         let c0 = config.baseChannels * config.channelMult[0]
         inConv = Conv2d(&layout, "in_conv", in: config.channels, out: c0, kernel: 3, kernelHeight: config.isSignal ? 1 : 3)
         (encoder, middle, decoder) = Self.makeStages(config, conditioning, &layout)  // UNet+Stages.swift
-        outNorm = GroupNorm(&layout, "out_norm", channels: c0, groups: config.groups)
+        outNorm = GroupNorm(&layout, "out_norm", channels: c0, groups: config.groups, epsilon: config.normEps)
         outConv = Conv2d(&layout, "out_conv", in: c0, out: (learnsVariance ? 2 : 1) * config.channels, kernel: 3,
                          kernelHeight: config.isSignal ? 1 : 3, zeroInit: true)
         try checkLayout(layout)

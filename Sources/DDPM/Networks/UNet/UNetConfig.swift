@@ -35,6 +35,23 @@ public struct UNetConfig: Codable, Sendable, Equatable, FieldCoded {
     public var dropout: Float
     /// E, size of the sinusoidal timestep encoding (even). The time embedding itself is 4·baseChannels wide.
     public var timeEmbedDim: Int
+    // The options of diffusers' UNet2DModel (Interop: python/swiftddpm/diffusers.py); the
+    // defaults are our network as it always was, and checkpoints write them only when changed.
+    /// The sinusoid's halves: [sin, cos] (false), or [cos, sin] (diffusers' flip_sin_to_cos).
+    public var flipSinToCos: Bool = false
+    /// s in ω_i = 10000^(−i/(E/2 − s)) (diffusers' freq_shift; DDPM's own code: 1); below E/2.
+    public var freqShift: Float = 0
+    /// ε of every GroupNorm (diffusers' norm_eps).
+    public var normEps: Float = 1e-5
+    /// 1: Downsample is a stride-2 3×3 convolution with padding 1 on every side; 0: the input
+    /// is padded by one zero row and column at the bottom and right only (the original DDPM's
+    /// (0, 1) pad, diffusers' downsample_padding = 0).
+    public var downsamplePadding: Int = 1
+    /// d > 0: every attention has c_l / d heads of d channels (diffusers' attention_head_dim),
+    /// overriding `attentionHeads`; 0: `attentionHeads` heads everywhere.
+    public var attentionHeadDim: Int = 0
+    /// The middle's self-attention (diffusers' add_attention).
+    public var middleAttention: Bool = true
 
     public init(channels: Int, height: Int, width: Int, baseChannels: Int = 32, channelMult: [Int] = [1, 2, 2],
                 resBlocks: Int = 2, attentionLevels: [Int] = [2], attentionHeads: Int = 1, groups: Int = 8,
@@ -54,6 +71,9 @@ public struct UNetConfig: Codable, Sendable, Equatable, FieldCoded {
     public var levels: Int { channelMult.count }
     /// The most levels a UNet may have (DDPM_UNET_MAX_LEVELS in ddpm.h).
     public static let maxLevels = 8
+    /// Heads of an attention over `channels` channels: channels / attentionHeadDim, or attentionHeads.
+    func heads(channels: Int) -> Int { attentionHeadDim > 0 ? channels / attentionHeadDim : attentionHeads }
+
     /// T, width of the time embedding.
     public var timeDim: Int { 4 * baseChannels }
 
@@ -91,7 +111,13 @@ public struct UNetConfig: Codable, Sendable, Equatable, FieldCoded {
         .value("groups", \.groups),
         .value("dropout", \.dropout),
         .value("time_embed_dim", \.timeEmbedDim),
-        .flagWhenOn("cross_attention_positions", \.crossAttentionPositions),
+        .changed("flip_sin_to_cos", \.flipSinToCos),
+        .changed("freq_shift", \.freqShift),
+        .changed("norm_eps", \.normEps),
+        .changed("downsample_padding", \.downsamplePadding),
+        .changed("attention_head_dim", \.attentionHeadDim),
+        .changed("middle_attention", \.middleAttention),
+        .changed("cross_attention_positions", \.crossAttentionPositions),
     ])
 
     public init(from decoder: Decoder) throws { self = try Self.fields.decode(from: decoder) }
@@ -130,31 +156,39 @@ public struct UNetConfig: Codable, Sendable, Equatable, FieldCoded {
                         "groups (\(groups)) must divide the \(c) channels of level \(l) (base_channels \(baseChannels) × channel_mult[\(l)] \(m))")
         }
         try require(attentionHeads >= 1, "attention_heads must be >= 1 (got \(attentionHeads))")
+        try require(attentionHeadDim >= 0, "attention_head_dim must be >= 0 (got \(attentionHeadDim))")
+        let headsField = attentionHeadDim > 0 ? "attention_head_dim (\(attentionHeadDim))" : "attention_heads (\(attentionHeads))"
         for l in attentionLevels {
             try require(l >= 0 && l < levels, "attention level \(l) is outside 0..<\(levels)")
             let c = baseChannels * channelMult[l]
-            try require(c % attentionHeads == 0,
-                        "attention_heads (\(attentionHeads)) must divide the \(c) channels of attention level \(l)")
+            try require(c % (attentionHeadDim > 0 ? attentionHeadDim : attentionHeads) == 0,
+                        "\(headsField) must divide the \(c) channels of attention level \(l)")
         }
         for l in crossAttentionLevels {
             try require(l >= 0 && l < levels, "cross-attention level \(l) is outside 0..<\(levels)")
             let c = baseChannels * channelMult[l]
-            try require(c % attentionHeads == 0,
-                        "attention_heads (\(attentionHeads)) must divide the \(c) channels of cross-attention level \(l)")
+            try require(c % (attentionHeadDim > 0 ? attentionHeadDim : attentionHeads) == 0,
+                        "\(headsField) must divide the \(c) channels of cross-attention level \(l)")
         }
         let middle = baseChannels * channelMult[levels - 1]
-        try require(middle % attentionHeads == 0,
-                    "attention_heads (\(attentionHeads)) must divide the \(middle) channels of the middle attention")
+        try require(middle % (attentionHeadDim > 0 ? attentionHeadDim : attentionHeads) == 0,
+                    "\(headsField) must divide the \(middle) channels of the middle attention")
         try require(dropout.isFinite && dropout >= 0 && dropout < 1, "dropout must be in [0, 1) (got \(dropout))")
         try require(timeEmbedDim >= 2 && timeEmbedDim % 2 == 0, "time_embed_dim must be even and >= 2 (got \(timeEmbedDim))")
         try Limits.requireField("time_embed_dim", timeEmbedDim, cap: Limits.width)
+        try require(freqShift.isFinite && freqShift < Float(timeEmbedDim / 2),
+                    "freq_shift must be below time_embed_dim / 2 = \(timeEmbedDim / 2) (got \(freqShift))")
+        try require(normEps.isFinite && normEps > 0, "norm_eps must be > 0 (got \(normEps))")
+        try require(downsamplePadding == 0 || downsamplePadding == 1,
+                    "downsample_padding must be 0 (bottom and right) or 1 (every side) (got \(downsamplePadding))")
         try Limits.requireField("timesteps", timesteps, cap: Limits.timesteps)
         // The attention probabilities of one image, heads × N² at each attention level (and the
         // middle, at the last level), are the one size that grows with N²: bound it here.
-        for l in Set(attentionLevels + [levels - 1]) {
+        for l in Set(attentionLevels + (middleAttention ? [levels - 1] : [])) {
             let pixels = Double(height(atLevel: l)) * Double(width >> l)
-            try Limits.requireFloats(Double(attentionHeads) * pixels * pixels,
-                                     "the attention at level \(l) (\(attentionHeads) heads over \(height(atLevel: l))×\(width >> l) pixels, per image)")
+            let heads = heads(channels: baseChannels * channelMult[l])
+            try Limits.requireFloats(Double(heads) * pixels * pixels,
+                                     "the attention at level \(l) (\(heads) heads over \(height(atLevel: l))×\(width >> l) pixels, per image)")
         }
     }
 }
