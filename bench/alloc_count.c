@@ -17,7 +17,8 @@
  *
  * Build: cc -O2 -rdynamic bench/alloc_count.c -Iinclude -ISources/DDPMKernels/include -L<dir> -lddpm -Wl,-rpath,<dir> -o ddpm_cbench
  * Usage: ddpm_cbench key=value ...   (net=mlp D= H= L= | net=unet C= S= K= base= levels= mult=1,2,2
- *        res_blocks= attention_levels= heads= groups= dropout= ; B= threads= warmup= steps= sample_n=
+ *        res_blocks= attention_levels= heads= groups= dropout= ; V= ctx= ctx_dim= enc= enc_heads=
+ *        xattn= (token captions instead of K classes); B= threads= warmup= steps= sample_n=
  *        alloc_steps_lo= alloc_steps_hi= time_n= time_steps= chunks= replays=)
  * Prints one JSON object on stdout. The model's parameters are filled in create_model() only.
  */
@@ -241,19 +242,45 @@ static int cmp_double(const void *a, const void *b) {
 /* The one place that describes the model to the library: the network from the command line
    (net=mlp D= H= L=, or net=unet C= S= base= levels= res_blocks= attention_levels=; K=
    classes for either), everything else the library's defaults. */
-/* The labels as a ddpm_cond_batch in *c, or NULL without labels. */
-static const ddpm_cond_batch *with_labels(ddpm_cond_batch *c, const int32_t *labels) {
-    if (!labels) return NULL;
+/* The condition of a run: K classes (K=), or token captions of up to ctx ids in 1..V-1 (V=). */
+static long K, V, ctx;
+
+/* The condition of `rows` rows, allocated: labels b % K, or captions of length 1 + b % ctx
+   (tokens, then the rows' lengths); NULL when unconditional. */
+static int32_t *make_condition(long rows) {
+    if (K <= 0 && V <= 0) return NULL;
+    int32_t *ids = calloc((size_t)(rows * (V > 0 ? ctx + 1 : 1)), sizeof(int32_t));
+    for (long b = 0; b < rows; b++) {
+        if (V <= 0) { ids[b] = (int32_t)(b % K); continue; }
+        ids[rows * ctx + b] = (int32_t)(1 + b % ctx);
+        for (long i = 0; i <= b % ctx; i++) ids[b * ctx + i] = (int32_t)(1 + (b * 7 + i) % (V - 1));
+    }
+    return ids;
+}
+
+/* The condition of `rows` rows (from make_condition) as a ddpm_cond_batch in *c, or NULL. */
+static const ddpm_cond_batch *with_labels(ddpm_cond_batch *c, const int32_t *ids, long rows) {
+    if (!ids) return NULL;
     *c = ddpm_cond_batch_default();
-    c->labels = labels;
+    if (V <= 0) {
+        c->labels = ids;
+    } else {
+        c->tokens = ids, c->tokens_count = rows * ctx;
+        c->lengths = ids + rows * ctx;
+    }
     return c;
 }
 
 static ddpm_model *create_model(const ddpm_schedule *sched, int argc, char **argv) {
     const char *net = sarg(argc, argv, "net", "mlp");
     ddpm_cond_params cond = ddpm_cond_params_default();
-    long K = arg(argc, argv, "K", 0);
     if (K > 0) cond.kind = DDPM_COND_CLASSES, cond.num_classes = (int32_t)K;
+    if (V > 0) {
+        cond.kind = DDPM_COND_TOKENS, cond.vocab_size = (int32_t)V, cond.max_length = (int32_t)ctx;
+        cond.dim = (int32_t)arg(argc, argv, "ctx_dim", 32);
+        cond.encoder_layers = (int32_t)arg(argc, argv, "enc", 0);
+        cond.encoder_heads = cond.encoder_layers > 0 ? (int32_t)arg(argc, argv, "enc_heads", 4) : 0;
+    }
     ddpm_mlp_params mlp = ddpm_mlp_params_default();
     ddpm_unet_params unet = ddpm_unet_params_default();
     const ddpm_network_params *network = &mlp.base;
@@ -280,6 +307,8 @@ static ddpm_model *create_model(const ddpm_schedule *sched, int argc, char **arg
         if (groups > 0) unet.groups = (int32_t)groups;
         const char *dropout = sarg(argc, argv, "dropout", NULL);
         if (dropout) unet.dropout = strtof(dropout, NULL);
+        long xattn = arg(argc, argv, "xattn", -1);
+        if (xattn >= 0) unet.cross_attention_levels = (uint32_t)xattn;
         network = &unet.base;
     } else {
         mlp.data_dim = (int32_t)arg(argc, argv, "D", 2);
@@ -305,23 +334,22 @@ int main(int argc, char **argv) {
     ddpm_schedule_params sp = ddpm_schedule_params_default();
     ddpm_schedule *sched = NULL;
     CHECK(ddpm_schedule_create(&sp, &sched));
-    long K = arg(argc, argv, "K", 0);
+    K = arg(argc, argv, "K", 0), V = arg(argc, argv, "V", 0), ctx = arg(argc, argv, "ctx", 5);
     ddpm_model *model = create_model(sched, argc, argv);
     int64_t S = ddpm_model_sample_size(model);
 
     float *x0 = malloc(sizeof(float) * B * S);
-    int32_t *labels = K > 0 ? malloc(sizeof(int32_t) * B) : NULL;
+    int32_t *labels = make_condition(B);
     fill(x0, (size_t)(B * S));
-    for (long b = 0; labels && b < B; b++) labels[b] = (int32_t)(b % K);
     float loss = 0;
     ddpm_cond_batch lcb;
 
-    for (long i = 0; i < warmup; i++) CHECK(ddpm_model_train_step(model, x0, B, B * S, with_labels(&lcb, labels), &loss));
+    for (long i = 0; i < warmup; i++) CHECK(ddpm_model_train_step(model, x0, B, B * S, with_labels(&lcb, labels, B), &loss));
 
     /* Allocations per steady-state train step. */
     trace_left = trace;
     window_start();
-    for (long i = 0; i < steps; i++) CHECK(ddpm_model_train_step(model, x0, B, B * S, with_labels(&lcb, labels), &loss));
+    for (long i = 0; i < steps; i++) CHECK(ddpm_model_train_step(model, x0, B, B * S, with_labels(&lcb, labels, B), &loss));
     window_stop();
     uint64_t train_alloc = n_alloc, train_free = n_free, train_bytes = n_bytes;
     trace_left = 0;
@@ -338,7 +366,7 @@ int main(int argc, char **argv) {
     for (int c = 0; c < CHUNKS; c++) {
         gemm_window_start();
         double t0 = now();
-        for (long i = 0; i < per; i++) CHECK(ddpm_model_train_step(model, x0, B, B * S, with_labels(&lcb, labels), &loss));
+        for (long i = 0; i < per; i++) CHECK(ddpm_model_train_step(model, x0, B, B * S, with_labels(&lcb, labels, B), &loss));
         chunk[c] = (now() - t0) / per;
         gemm_window_stop();
         chunk_gemm[c] = gemm_seconds / per;
@@ -353,7 +381,7 @@ int main(int argc, char **argv) {
     recorded = malloc(cap_recorded * sizeof(gemm_call));
     n_recorded = 0;
     gemm_recording = 1;
-    CHECK(ddpm_model_train_step(model, x0, B, B * S, with_labels(&lcb, labels), &loss));
+    CHECK(ddpm_model_train_step(model, x0, B, B * S, with_labels(&lcb, labels, B), &loss));
     gemm_recording = 0;
     size_t train_recorded = n_recorded;
     double train_replay_s = replay_recorded((int)threads);
@@ -368,20 +396,19 @@ int main(int argc, char **argv) {
     /* Allocations per ddpm_model_sample call and per reverse step: respaced DDPM with
        few and with more steps; the difference is per step. */
     float *out = malloc(sizeof(float) * sample_n * S);
-    int32_t *slabels = K > 0 ? malloc(sizeof(int32_t) * sample_n) : NULL;
-    for (long b = 0; slabels && b < sample_n; b++) slabels[b] = (int32_t)(b % K);
+    int32_t *slabels = make_condition(sample_n);
     ddpm_sample_params smp = ddpm_sample_params_default();
     long lo = arg(argc, argv, "alloc_steps_lo", 10), hi = arg(argc, argv, "alloc_steps_hi", 110);
     if (lo < 1 || hi <= lo) { fprintf(stderr, "need 1 <= alloc_steps_lo < alloc_steps_hi\n"); return 2; }
     smp.steps = (int32_t)lo;
-    CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, slabels), sample_n, out, sample_n * S)); /* warm-up */
+    CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, slabels, sample_n), sample_n, out, sample_n * S)); /* warm-up */
     window_start();
-    CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, slabels), sample_n, out, sample_n * S));
+    CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, slabels, sample_n), sample_n, out, sample_n * S));
     window_stop();
     uint64_t a10 = n_alloc, b10 = n_bytes;
     smp.steps = (int32_t)hi;
     window_start();
-    CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, slabels), sample_n, out, sample_n * S));
+    CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, slabels, sample_n), sample_n, out, sample_n * S));
     window_stop();
     uint64_t a110 = n_alloc, b110 = n_bytes;
     double per_step = (double)(a110 - a10) / (double)(hi - lo);
@@ -392,14 +419,13 @@ int main(int argc, char **argv) {
     double sample_step_s = 0, sample_gemm_s = 0, sample_flops = 0, sample_replay_s = 0;
     if (time_n > 0) {
         float *tout = malloc(sizeof(float) * time_n * S);
-        int32_t *tlabels = K > 0 ? malloc(sizeof(int32_t) * time_n) : NULL;
-        for (long b = 0; tlabels && b < time_n; b++) tlabels[b] = (int32_t)(b % K);
+        int32_t *tlabels = make_condition(time_n);
         smp.steps = 2;
-        CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, tlabels), time_n, tout, time_n * S)); /* warm-up */
+        CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, tlabels, time_n), time_n, tout, time_n * S)); /* warm-up */
         smp.steps = (int32_t)time_steps;
         gemm_window_start();
         double s0 = now();
-        CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, tlabels), time_n, tout, time_n * S));
+        CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, tlabels, time_n), time_n, tout, time_n * S));
         sample_step_s = (now() - s0) / time_steps;
         gemm_window_stop();
         sample_gemm_s = gemm_seconds / time_steps;
@@ -407,7 +433,7 @@ int main(int argc, char **argv) {
         n_recorded = 0;
         smp.steps = 1;
         gemm_recording = 1;
-        CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, tlabels), time_n, tout, time_n * S));
+        CHECK(ddpm_model_sample(model, &smp, NULL, with_labels(&lcb, tlabels, time_n), time_n, tout, time_n * S));
         gemm_recording = 0;
         sample_replay_s = replay_recorded((int)threads);
         free(tout); free(tlabels);

@@ -341,7 +341,7 @@ const char *kKeys[] = {
     "betaStart", "betaEnd", "offset", "maxBeta", "optimizer", "gradClip", "emaDecay", "labelDropout",
     "cross_attention_levels", "prediction_target", "loss_weighting", "min_snr_gamma", "learned_variance",
     "vlb_lambda", "timestep_sampling", "max_length", "vocab_size", "resampler.loss_history", "resampler.counts",
-    "dim",
+    "dim", "encoder_layers", "encoder_heads", "cross_attention_positions",
     // format 1 (0.1.0's Swift names; the network and schedule kind as keys)
     "mlp", "unet", "linear", "cosine", "sigmoid", "custom", "learningRate", "epsilon", "weightDecay", "timeEmbedDim",
     "baseChannels", "channelMult", "resBlocks", "attentionLevels", "attentionHeads", "betaMin", "betaMax", "start", "end",

@@ -19,7 +19,7 @@
  *     ddpm_schedule_params   the β schedule
  *     ddpm_mlp_params /      the network; both begin with a ddpm_network_params head
  *     ddpm_unet_params       (struct_size, kind), and a model is created from &p.base
- *     ddpm_train_params      optimizer, clipping, EMA, label dropout, seed, the objective
+ *     ddpm_train_params      optimizer, clipping, EMA, condition dropout, seed, the objective
  *                            (prediction target, loss weighting, learned variance), timesteps
  *     ddpm_cond_params       what a sample is conditioned on (nothing, a class label, a vector,
  *                            a sequence of vectors, token ids)
@@ -368,10 +368,8 @@ ddpm_sample_params ddpm_sample_params_default(void);
 /** A caller's model: write its output at (x_t, t) for the batch to out, of the kind
  *  params->prediction_type names (ε̂ by default). x_t and out: (batch, dim) floats each; x_t
  *  is the library's, read-only and valid during the call. labels: (batch,) class labels, the
- *  caller's labels passed through, or NULL. A caller's model gets labels only: vector,
- *  sequence and token conditions (ddpm_cond_batch) are for the library's own networks
- *  (ddpm_model_*); a caller's model that needs one keeps it in user_data.
- *  Return 0 on success, nonzero to cancel sampling. */
+ *  caller's labels passed through, or NULL. (ddpm_cond_model_fn below also sees vectors,
+ *  tokens and lengths.) Return 0 on success, nonzero to cancel sampling. */
 typedef int (*ddpm_model_fn)(void *user_data, float *out, const float *x_t, int64_t batch,
                              int64_t dim, int32_t t, const int32_t *labels);
 
@@ -411,6 +409,33 @@ int ddpm_schedule_vlb(const ddpm_schedule *schedule, const ddpm_vlb_params *para
                       ddpm_model_fn model_fn, void *model_user_data, const int32_t *labels,
                       const float *x0, int64_t n, int64_t dim, float *total_out, float *prior_out,
                       float *terms_out, int64_t count);
+
+struct ddpm_cond_batch;  /* defined with the models below */
+
+/** A caller's model that reads the whole condition of its rows  (since 0.3). As ddpm_model_fn,
+ *  with cond the condition of this call's `batch` rows, or NULL when the caller gave none: a
+ *  ddpm_cond_batch (struct_size = sizeof(ddpm_cond_batch)) whose labels, vectors, tokens and
+ *  lengths point at those rows of what the caller passed to ddpm_schedule_sample_cond or
+ *  ddpm_schedule_vlb_cond, with vectors_count and tokens_count for those rows; NULL fields
+ *  stay NULL. Valid during the call. */
+typedef int (*ddpm_cond_model_fn)(void *user_data, float *out, const float *x_t, int64_t batch,
+                                  int64_t dim, int32_t t, const struct ddpm_cond_batch *cond);
+
+/** ddpm_schedule_sample with a ddpm_cond_model_fn: cond (n rows: labels, vectors of any
+ *  per-row size, tokens, lengths; or NULL) is passed through to model_fn, which gives it its
+ *  meaning. Checked: each given count is a multiple of n; lengths are >= 0, and at most the
+ *  ids per row when tokens are given. count = n·dim, the size of out.  (since 0.3) */
+int ddpm_schedule_sample_cond(const ddpm_schedule *schedule, const ddpm_sample_params *params,
+                              ddpm_cond_model_fn model_fn, void *model_user_data,
+                              const struct ddpm_cond_batch *cond, int64_t n, int64_t dim, float *out,
+                              int64_t count);
+
+/** ddpm_schedule_vlb with a ddpm_cond_model_fn, cond as for ddpm_schedule_sample_cond;
+ *  count = n·dim, the size of x0 only (the outputs as ddpm_schedule_vlb's).  (since 0.3) */
+int ddpm_schedule_vlb_cond(const ddpm_schedule *schedule, const ddpm_vlb_params *params,
+                           ddpm_cond_model_fn model_fn, void *model_user_data,
+                           const struct ddpm_cond_batch *cond, const float *x0, int64_t n, int64_t dim,
+                           float *total_out, float *prior_out, float *terms_out, int64_t count);
 
 /* ---- A sampler stepped from outside (a diffusers-style scheduler) ---------------- */
 
@@ -512,6 +537,9 @@ typedef struct ddpm_unet_params {
     int32_t attention_head_dim; /* d > 0: every attention has channels/d heads of d channels,
                                    overriding attention_heads (0: attention_heads)          */
     int32_t middle_attention; /* the middle block's self-attention (1)                    */
+    int32_t cross_attention_positions; /* nonzero: each cross-attention layer adds a learned
+                                 position embedding of its pixels to its queries, so that
+                                 words naming a place can find it (0)  (since 0.3)        */
 } ddpm_unet_params;
 
 ddpm_unet_params ddpm_unet_params_default(void);
@@ -545,7 +573,11 @@ typedef struct ddpm_train_params {
     float weight_decay;       /* decoupled weight decay (0)                               */
     float grad_clip;          /* global gradient-norm clip, 0 = off (1)                   */
     float ema_decay;          /* EMA decay d (0.995); step n uses min(d, (1+n)/(10+n))    */
-    float label_dropout;      /* probability of training a row with the null label (0.1) */
+    union {                   /* probability of training a row on the null condition, for
+                                 classifier-free guidance (0.1)                           */
+        float condition_dropout;  /* the null label, vector or context                   */
+        float label_dropout;      /* the same field, by its name before 0.3               */
+    };
     uint64_t seed;            /* parameter init and training draws (0)                    */
     int32_t prediction_target; /* a ddpm_output: what the network learns, DDPM_OUTPUT_EPS
                                  (default), DDPM_OUTPUT_X0 or DDPM_OUTPUT_V               */
@@ -573,7 +605,8 @@ typedef enum {
                                  one-vector null context                                  */
     DDPM_COND_TOKENS = 4      /* up to max_length token ids in 0..vocab_size-1 per sample,
                                  embedded by learned token + position tables of `dim`
-                                 features, then as SEQUENCE                               */
+                                 features, then (encoder_layers > 0) a transformer over
+                                 them trained with the model, then as SEQUENCE            */
 } ddpm_cond_kind;
 
 /** What a sample is conditioned on. */
@@ -584,6 +617,11 @@ typedef struct ddpm_cond_params {
     int32_t dim;              /* Dc >= 1 for VECTOR, SEQUENCE, TOKENS (0)  (since 0.3)    */
     int32_t max_length;       /* Lmax >= 1 for SEQUENCE, TOKENS (0)  (since 0.3)          */
     int32_t vocab_size;       /* V >= 1 for TOKENS (0)  (since 0.3)                       */
+    int32_t encoder_layers;   /* TOKENS: pre-LayerNorm transformer blocks over the token
+                                 embeddings (masked self-attention + 4·dim SiLU MLP), then a
+                                 LayerNorm; 0 (default) = the embeddings alone  (since 0.3) */
+    int32_t encoder_heads;    /* their attention heads, >= 1 dividing dim when
+                                 encoder_layers > 0, else 0 (0)  (since 0.3)              */
 } ddpm_cond_params;
 
 ddpm_cond_params ddpm_cond_params_default(void);
@@ -700,6 +738,21 @@ int ddpm_model_predict(ddpm_model *model, const ddpm_predict_params *params, int
 int ddpm_model_sample(ddpm_model *model, const ddpm_sample_params *sample_params,
                       const ddpm_predict_params *predict_params, const ddpm_cond_batch *cond,
                       int64_t n, float *out, int64_t count);
+
+/** The cross-attention layers of a UNet conditioned on SEQUENCE or TOKENS, in the order the
+ *  forward pass runs them (encoder, middle, decoder): returns their number (0 for a model
+ *  without any, -1 for NULL) and writes the first `count` layers' height and width to
+ *  heights and widths when they are not NULL (count must be at most their length).  (since 0.3) */
+int32_t ddpm_model_cross_attention_layers(const ddpm_model *model, int32_t *heights, int32_t *widths, int64_t count);
+
+/** What cross-attention layer `layer` looks at: for x_t (batch, sample_size) at timestep t
+ *  with the condition cond (no guidance; the EMA weights unless params->use_ema is 0), the
+ *  weight each pixel gives each context position, averaged over the heads. out:
+ *  (batch, height·width, max_length), count floats; a row sums to 1 over a sample's length and
+ *  is 0 after it (a null row attends to its one null vector).  (since 0.3) */
+int ddpm_model_cross_attention(ddpm_model *model, const ddpm_predict_params *params, int32_t layer,
+                               const float *x_t, int64_t batch, int32_t t, const ddpm_cond_batch *cond,
+                               float *out, int64_t count);
 
 /** The variational bound of n samples x0 (n, sample_size) under the model, with the weights
  *  and guidance of predict_params (NULL = defaults); cond for the n rows, or NULL. count =

@@ -59,18 +59,14 @@ public func ddpm_schedule_vlb(
     _ dim: Int64, _ totalOut: UnsafeMutablePointer<Float>?, _ priorOut: UnsafeMutablePointer<Float>?,
     _ termsOut: UnsafeMutablePointer<Float>?, _ count: Int64
 ) -> Int32 {
-    guarded("ddpm_schedule_vlb") {
-        let s = try schedule(handle)
-        let (options, type) = try vlbOptions(params)
-        let fn = try nonNull(modelFn, "model_fn")
-        let x0 = try nonNull(x0, "x0")
-        _ = try checkCount(count, rows: n, cols: dim, "x0")
-        let denoiser = ClosureDenoiser(sampleSize: Int(dim), predictionType: type) { o, x, t, labels, batch in
-            let status = fn(user, o, x, Int64(batch), dim, Int32(t), labels)
-            if status != 0 { throw DDPMError.cancelled("the model callback returned \(status) at t = \(t)") }
+    // A ddpm_cond_model_fn that passes the labels on (Exports+CallerCondition.swift).
+    guard let modelFn else {
+        return ddpm_schedule_vlb_cond(handle, params, nil, user, nil, x0, n, dim, totalOut, priorOut, termsOut, count)
+    }
+    return withLabelsOnly(modelFn, user) { fn, callback in
+        withLabelsBatch(labels) {
+            ddpm_schedule_vlb_cond(handle, params, fn, callback, $0, x0, n, dim, totalOut, priorOut, termsOut, count)
         }
-        let result = try s.variationalBound(x0: x0, batch: Int(n), denoiser: denoiser, cond: ConditionBatch(labels: labels), options: options)
-        try store(result, total: totalOut, prior: priorOut, terms: termsOut)
     }
 }
 

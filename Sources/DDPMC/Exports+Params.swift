@@ -42,6 +42,7 @@ private let unetTable = ParamsTable(defaults: UNetConfig(channels: 1, height: 0,
     .int("downsample_padding", \.downsample_padding, \.downsamplePadding),
     .int("attention_head_dim", \.attention_head_dim, \.attentionHeadDim),
     .flag("middle_attention", \.middle_attention, \.middleAttention),
+    .flag("cross_attention_positions", \.cross_attention_positions, \.crossAttentionPositions),
 ])
 
 /// num_levels and the fixed-size channel_mult array ↔ channelMult (the unused tail repeats its last entry).
@@ -111,7 +112,7 @@ private let trainTable = ParamsTable(defaults: TrainingConfig(), blank: ddpm_tra
     .value("weight_decay", \.weight_decay, \.optimizer.weightDecay),
     .value("grad_clip", \.grad_clip, \.gradClip),
     .value("ema_decay", \.ema_decay, \.emaDecay),
-    .value("label_dropout", \.label_dropout, \.labelDropout),
+    .value("condition_dropout", \.condition_dropout, \.conditionDropout),  // a union with label_dropout
     .value("seed", \.seed, \.seed),
     .choice("prediction_target", \.prediction_target, \.target),
     .choice("loss_weighting", \.loss_weighting, \.lossWeighting),
@@ -135,7 +136,7 @@ func trainingConfig(_ params: UnsafePointer<ddpm_train_params>?) throws -> Train
 /// Conditioning as the flat fields of ddpm_cond_params (the engine's enum carries them in its cases).
 struct CondFields {
     var kind = Int32(DDPM_COND_NONE.rawValue)
-    var numClasses = 0, dim = 0, maxLength = 0, vocabulary = 0
+    var numClasses = 0, dim = 0, maxLength = 0, vocabulary = 0, encoderLayers = 0, encoderHeads = 0
 
     init() {}
 
@@ -145,7 +146,9 @@ struct CondFields {
         case .classes(let k): (kind, numClasses) = (Int32(DDPM_COND_CLASSES.rawValue), k)
         case .vector(let d): (kind, dim) = (Int32(DDPM_COND_VECTOR.rawValue), d)
         case .sequence(let d, let l): (kind, dim, maxLength) = (Int32(DDPM_COND_SEQUENCE.rawValue), d, l)
-        case .tokens(let v, let l, let d): (kind, dim, maxLength, vocabulary) = (Int32(DDPM_COND_TOKENS.rawValue), d, l, v)
+        case .tokens(let v, let l, let d, let e):
+            (kind, dim, maxLength, vocabulary) = (Int32(DDPM_COND_TOKENS.rawValue), d, l, v)
+            (encoderLayers, encoderHeads) = (e.layers, e.heads)
         }
     }
 
@@ -162,7 +165,7 @@ struct CondFields {
         case DDPM_COND_SEQUENCE: return .sequence(dim: try positive("dim", dim), maxLength: try positive("max_length", maxLength))
         case DDPM_COND_TOKENS:
             return .tokens(vocabulary: try positive("vocab_size", vocabulary), maxLength: try positive("max_length", maxLength),
-                           dim: try positive("dim", dim))
+                           dim: try positive("dim", dim), encoder: TextEncoderShape(layers: encoderLayers, heads: encoderHeads))
         default: throw DDPMError.invalidArgument("unknown conditioning kind \(kind) (0 none, 1 classes, 2 vector, 3 sequence, 4 tokens)")
         }
     }
@@ -185,6 +188,8 @@ private let condRows = [
     CondRow("dim", \.dim, \.dim, DDPM_COND_VECTOR, DDPM_COND_SEQUENCE, DDPM_COND_TOKENS),
     CondRow("max_length", \.max_length, \.maxLength, DDPM_COND_SEQUENCE, DDPM_COND_TOKENS),
     CondRow("vocab_size", \.vocab_size, \.vocabulary, DDPM_COND_TOKENS),
+    CondRow("encoder_layers", \.encoder_layers, \.encoderLayers, DDPM_COND_TOKENS),
+    CondRow("encoder_heads", \.encoder_heads, \.encoderHeads, DDPM_COND_TOKENS),
 ]
 
 /// ddpm_cond_params ↔ CondFields: the kind, then the rows above.
@@ -269,7 +274,7 @@ private let condBatchFieldEnds: [(end: Int, field: String)] = {
 /// whole struct) and covers every field a model conditioned on `c` reads: labels (CLASSES);
 /// vectors and vectors_count (VECTOR, SEQUENCE); tokens and tokens_count (TOKENS). lengths may
 /// be left out (NULL: every row has max_length).
-private func checkCondBatchSize(_ params: UnsafePointer<ddpm_cond_batch>, _ c: Conditioning) throws {
+func checkCondBatchSize(_ params: UnsafePointer<ddpm_cond_batch>, _ c: Conditioning) throws {
     let given = UnsafeRawPointer(params).load(as: Int.self)
     let whole = MemoryLayout<ddpm_cond_batch>.size
     guard given >= MemoryLayout<Int>.size, given <= 1 << 20 else { return }  // readParams names it

@@ -91,19 +91,10 @@ public func ddpm_schedule_sample(
     _ user: UnsafeMutableRawPointer?, _ labels: UnsafePointer<Int32>?, _ n: Int64, _ dim: Int64,
     _ out: UnsafeMutablePointer<Float>?, _ count: Int64
 ) -> Int32 {
-    guarded("ddpm_schedule_sample") {
-        let s = try schedule(handle)
-        let options = try samplerOptions(params)
-        try requireCallerVariance(options)
-        let fn = try nonNull(modelFn, "model_fn")
-        let out = try nonNull(out, "out")
-        let total = try checkCount(count, rows: n, cols: dim, "out")
-        let denoiser = ClosureDenoiser(sampleSize: Int(dim), predictionType: options.predictionType) { o, x, t, labels, batch in
-            let status = fn(user, o, x, Int64(batch), dim, Int32(t), labels)
-            if status != 0 { throw DDPMError.cancelled("the model callback returned \(status) at t = \(t)") }
-        }
-        try s.sample(into: out, count: Int(n), denoiser: denoiser, cond: ConditionBatch(labels: labels), options: options,
-                     progress: progressClosure(params, count: total))
+    // A ddpm_cond_model_fn that passes the labels on (Exports+CallerCondition.swift).
+    guard let modelFn else { return ddpm_schedule_sample_cond(handle, params, nil, user, nil, n, dim, out, count) }
+    return withLabelsOnly(modelFn, user) { fn, callback in
+        withLabelsBatch(labels) { ddpm_schedule_sample_cond(handle, params, fn, callback, $0, n, dim, out, count) }
     }
 }
 

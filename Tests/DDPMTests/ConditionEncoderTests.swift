@@ -142,9 +142,11 @@ final class ConditionEncoderTests: XCTestCase {
 
     /// L = Σ u ⊙ temb + Σ v ⊙ c̃ (v: the gradient a cross-attention would send back), against
     /// finite differences on every parameter; and with no reader of c̃ (dcontext nil), L = Σ u ⊙ temb.
+    /// Also with a text encoder over the tokens (its forward has its own tests: TextEncoderTests).
     func testBackwardByFiniteDifferences() throws {
         let u = uniforms(B * W, seed: 25), v = uniforms(B * L * Dx, seed: 26), base = [Float](repeating: 0, count: B * W)
-        for k in kinds {
+        let encoded = Conditioning.tokens(vocabulary: V, maxLength: L, dim: Dx, encoder: .init(layers: 2, heads: 2))
+        for k in kinds + [encoded] {
             for contextIsRead in k.contextDim > 0 ? [true, false] : [false] {
                 let (e, params, a, w) = try make(k)
                 let p = params.pointer

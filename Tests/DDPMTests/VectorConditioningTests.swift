@@ -390,6 +390,14 @@ final class SequenceConditioningTests: XCTestCase {
 
     func testMLPGradientsWithTokens() throws { try check(.tokens(vocabulary: V, maxLength: L, dim: Dc), seed: 21) }
 
+    func testUNetGradientsWithTokensAndTextEncoder() throws {
+        try checkUNet(.tokens(vocabulary: V, maxLength: L, dim: Dc, encoder: .init(layers: 2, heads: 2)), seed: 33)
+    }
+
+    func testMLPGradientsWithTokensAndTextEncoder() throws {
+        try check(.tokens(vocabulary: V, maxLength: L, dim: Dc, encoder: .init(layers: 2, heads: 1)), seed: 23)
+    }
+
     func testMLPGradientsWithSequences() throws { try check(.sequence(dim: Dc, maxLength: L), seed: 22) }
 
     func testGuidanceAgainstTheNullContextAndRefusals() throws {

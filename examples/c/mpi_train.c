@@ -6,6 +6,8 @@
  * (ddpm_model_apply_gradients). Parameter hashes are compared every CHECK_EVERY steps. Then
  * the ranks sample sharded (ddpm_model_sample_shard, MPI_Gatherv to rank 0), and rank 0
  * checks the samples are bitwise its own one-process samples and lie on the swiss roll.
+ * Then the same for conditioned models (conditioned_run): a condition vector, and token ids
+ * read by a text encoder, each rank passing its rows' conditions, guided sharded sampling.
  * Exits nonzero (MPI_Abort: no rank is left waiting) if anything is off.
  *
  *   make examples/c/mpi_train && mpirun -np 2 ./examples/c/mpi_train [train_steps]
@@ -42,6 +44,134 @@ static void check_in_step(ddpm_model *model, int rank, const char *when) {
     MPI_Allreduce(&mine, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
     if (lo != hi) FAIL("rank %d: parameters differ between ranks %s (hash %016llx)\n", rank, when,
                        (unsigned long long)mine);
+}
+
+/* Rank r's samples [*a, *b) of n: whole chunks of DDPM_PREDICT_CHUNK, the unit of the
+ * model's predictions, so that shards compute bitwise what one process computes. */
+static void sample_shard(int n, int r, int size, int *a, int *b) {
+    int chunks = (n + DDPM_PREDICT_CHUNK - 1) / DDPM_PREDICT_CHUNK;
+    *a = chunks * r / size * DDPM_PREDICT_CHUNK;
+    *b = chunks * (r + 1) / size * DDPM_PREDICT_CHUNK;
+    *a = *a < n ? *a : n;
+    *b = *b < n ? *b : n;
+}
+
+/* Gathers every rank's samples (its sample_shard of n points of 2 floats) into all on rank 0. */
+static void gather_shards(const float *mine, float *all, int n, int rank, int size) {
+    int counts[BATCH], offsets[BATCH];
+    for (int r = 0; r < size; r++) {
+        int a, b;
+        sample_shard(n, r, size, &a, &b);
+        offsets[r] = 2 * a;
+        counts[r] = 2 * (b - a);
+    }
+    MPI_Gatherv(mine, counts[rank], MPI_FLOAT, all, counts, offsets, MPI_FLOAT, 0, MPI_COMM_WORLD);
+}
+
+/* The condition of data point i for a conditioned run: which half of the plane it lies in,
+ * as a one-hot vector (VECTOR), or as the caption [1 + half, 3] of length 2 for even i and
+ * [1 + half] of length 1 for odd i (TOKENS, max_length 3, 0 = padding). */
+#define COND_STEPS 40
+#define COND_SAMPLES 300 /* one prediction chunk on rank 0, the rest on rank 1 */
+static void condition_of(int kind, const float *xy, int i, float *vector, int32_t *tokens, int32_t *length) {
+    int half = xy[0] >= 0;
+    if (kind == DDPM_COND_VECTOR) {
+        vector[0] = (float)(1 - half);
+        vector[1] = (float)half;
+        return;
+    }
+    tokens[0] = 1 + half;
+    tokens[1] = i % 2 == 0 ? 3 : 0;
+    tokens[2] = 0;
+    *length = i % 2 == 0 ? 2 : 1;
+}
+
+/* Vector or token conditioning over the ranks: COND_STEPS data-parallel steps of a
+ * conditioned MLP (each rank passes the conditions of its rows of the global batch), the
+ * ranks compared, then guided DDIM sampling sharded over the ranks against rank 0's
+ * one-process samples. Returns 1 if they are bitwise the same (on rank 0; 1 elsewhere). */
+static int conditioned_run(int kind, const ddpm_schedule *sched, const float *data, int rank, int size) {
+    ddpm_mlp_params net = ddpm_mlp_params_default();
+    net.data_dim = 2;
+    net.hidden = 32;
+    ddpm_train_params train = ddpm_train_params_default();
+    train.learning_rate = 2e-3f;
+    train.seed = 3;
+    train.condition_dropout = 0.2f; /* label_dropout before 0.3: the same field */
+    ddpm_cond_params cp = ddpm_cond_params_default();
+    cp.kind = kind;
+    cp.dim = kind == DDPM_COND_VECTOR ? 2 : 8;
+    if (kind == DDPM_COND_TOKENS) {
+        cp.vocab_size = 4;
+        cp.max_length = 3;
+        cp.encoder_layers = 1;
+        cp.encoder_heads = 2;
+    }
+    ddpm_model *model = NULL;
+    CHECK(ddpm_model_create(sched, &net.base, &train, &cp, &model));
+    float *grads = NULL;
+    int64_t num_params = 0;
+    CHECK(ddpm_model_gradients(model, &grads, &num_params));
+    const int lo = BATCH * rank / size, hi = BATCH * (rank + 1) / size, rows = hi - lo;
+    static float batch[BATCH * 2], vectors[COND_SAMPLES * 2];
+    static int32_t tokens[COND_SAMPLES * 3], lengths[COND_SAMPLES];
+    ddpm_cond_batch cond = ddpm_cond_batch_default();
+    if (kind == DDPM_COND_VECTOR) {
+        cond.vectors = vectors;
+    } else {
+        cond.tokens = tokens;
+        cond.lengths = lengths;
+    }
+    for (int step = 0; step < COND_STEPS; step++) {
+        for (int i = lo; i < hi; i++) {
+            unsigned pick = 2654435761u * (unsigned)(step * BATCH + i + 1);  /* the same on every rank */
+            int j = (pick >> 8) % N_DATA;
+            memcpy(&batch[2 * (i - lo)], &data[2 * j], 2 * sizeof(float));
+            condition_of(kind, &data[2 * j], j, &vectors[2 * (i - lo)], &tokens[3 * (i - lo)], &lengths[i - lo]);
+        }
+        cond.vectors_count = kind == DDPM_COND_VECTOR ? 2 * rows : 0;
+        cond.tokens_count = kind == DDPM_COND_TOKENS ? 3 * rows : 0;
+        float loss;
+        CHECK(ddpm_model_compute_gradients(model, batch, rows, rows * 2, &cond, lo, BATCH, &loss));
+        MPI_Allreduce(MPI_IN_PLACE, grads, (int)num_params, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        CHECK(ddpm_model_apply_gradients(model));
+    }
+    check_in_step(model, rank, kind == DDPM_COND_VECTOR ? "after training on vectors" : "after training on tokens");
+
+    /* The samples' conditions: those of the first COND_SAMPLES data points; rank r passes its rows. */
+    for (int i = 0; i < COND_SAMPLES; i++)
+        condition_of(kind, &data[2 * i], i, &vectors[2 * i], &tokens[3 * i], &lengths[i]);
+    int a, b;
+    sample_shard(COND_SAMPLES, rank, size, &a, &b);
+    ddpm_sample_params smp = ddpm_sample_params_default();
+    smp.method = DDPM_METHOD_DDIM;
+    smp.steps = 20;
+    smp.seed = 11;
+    ddpm_predict_params guided = ddpm_predict_params_default();
+    guided.guidance_scale = 2.5f;
+    static float mine[COND_SAMPLES * 2], samples[COND_SAMPLES * 2], alone[COND_SAMPLES * 2];
+    ddpm_cond_batch shard = cond;
+    shard.vectors = kind == DDPM_COND_VECTOR ? vectors + 2 * a : NULL;
+    shard.vectors_count = kind == DDPM_COND_VECTOR ? 2 * (b - a) : 0;
+    shard.tokens = kind == DDPM_COND_TOKENS ? tokens + 3 * a : NULL;
+    shard.tokens_count = kind == DDPM_COND_TOKENS ? 3 * (b - a) : 0;
+    shard.lengths = kind == DDPM_COND_TOKENS ? lengths + a : NULL;
+    if (b > a) CHECK(ddpm_model_sample_shard(model, &smp, &guided, &shard, b - a, a, COND_SAMPLES, mine, 2 * (b - a)));
+    gather_shards(mine, samples, COND_SAMPLES, rank, size);
+    int same = 1;
+    if (rank == 0) {
+        cond.vectors_count = kind == DDPM_COND_VECTOR ? 2 * COND_SAMPLES : 0;
+        cond.tokens_count = kind == DDPM_COND_TOKENS ? 3 * COND_SAMPLES : 0;
+        CHECK(ddpm_model_sample(model, &smp, &guided, &cond, COND_SAMPLES, alone, COND_SAMPLES * 2));
+        same = memcmp(samples, alone, sizeof samples) == 0;
+        int right = 0; /* samples on the side of the plane their condition names */
+        for (int i = 0; i < COND_SAMPLES; i++) right += (alone[2 * i] >= 0) == (data[2 * i] >= 0);
+        printf("mpi_train: %s conditioning: %d ranks in step after %d steps; sharded guided samples %s the "
+               "one-process samples; %d%% on the named side\n", kind == DDPM_COND_VECTOR ? "vector" : "token",
+               size, COND_STEPS, same ? "are bitwise" : "DIFFER FROM", 100 * right / COND_SAMPLES);
+    }
+    ddpm_model_free(model);
+    return same;
 }
 
 int main(int argc, char **argv) {
@@ -95,25 +225,15 @@ int main(int argc, char **argv) {
 
     /* Sharded DDIM sampling: whole chunks of DDPM_PREDICT_CHUNK samples per rank. */
     static float samples[N_SAMPLES * 2], mine[N_SAMPLES * 2], alone[N_SAMPLES * 2];
-    int counts[BATCH], offsets[BATCH];
-    int chunks = (N_SAMPLES + DDPM_PREDICT_CHUNK - 1) / DDPM_PREDICT_CHUNK;
-    for (int r = 0; r < size; r++) {
-        int a = chunks * r / size * DDPM_PREDICT_CHUNK, b = chunks * (r + 1) / size * DDPM_PREDICT_CHUNK;
-        a = a < N_SAMPLES ? a : N_SAMPLES;
-        b = b < N_SAMPLES ? b : N_SAMPLES;
-        offsets[r] = 2 * a;
-        counts[r] = 2 * (b - a);
-    }
     ddpm_sample_params smp = ddpm_sample_params_default();
     smp.method = DDPM_METHOD_DDIM;
     smp.steps = 50;
     smp.eta = 1;
     smp.seed = 7;
-    int n_mine = counts[rank] / 2;
-    if (n_mine > 0)
-        CHECK(ddpm_model_sample_shard(model, &smp, NULL, NULL, n_mine, offsets[rank] / 2, N_SAMPLES, mine,
-                                      n_mine * 2));
-    MPI_Gatherv(mine, counts[rank], MPI_FLOAT, samples, counts, offsets, MPI_FLOAT, 0, MPI_COMM_WORLD);
+    int a, b;
+    sample_shard(N_SAMPLES, rank, size, &a, &b);
+    if (b > a) CHECK(ddpm_model_sample_shard(model, &smp, NULL, NULL, b - a, a, N_SAMPLES, mine, 2 * (b - a)));
+    gather_shards(mine, samples, N_SAMPLES, rank, size);
 
     int ok = 1;
     if (rank == 0) {
@@ -128,8 +248,10 @@ int main(int argc, char **argv) {
         printf("mpi_train: sharded DDIM samples %s the one-process samples; mean distance to the data %.3f\n",
                same ? "are bitwise" : "DIFFER FROM", dist);
         ok = same && dist < 0.3 && last < first; /* random N(0, I) points lie ~0.5 away */
-        if (!ok) fprintf(stderr, "mpi_train: FAILED\n");
     }
+    ok = conditioned_run(DDPM_COND_VECTOR, sched, data, rank, size) && ok;
+    ok = conditioned_run(DDPM_COND_TOKENS, sched, data, rank, size) && ok;
+    if (rank == 0 && !ok) fprintf(stderr, "mpi_train: FAILED\n");
     MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
     ddpm_model_free(model);
     ddpm_schedule_free(sched);

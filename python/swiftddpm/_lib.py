@@ -447,6 +447,7 @@ class ddpm_unet_params(Structure):
         ("downsample_padding", c_int32),  # 1: stride-2 conv padded on every side (1); 0: bottom and right only
         ("attention_head_dim", c_int32),  # d > 0: channels/d heads of d channels, over attention_heads (0)
         ("middle_attention", c_int32),  # the middle block's self-attention (1)
+        ("cross_attention_positions", c_int32),  # nonzero: learned pixel positions added to the cross-attention queries (0)
     ]
 
 
@@ -467,7 +468,9 @@ class ddpm_train_params(Structure):
         ("weight_decay", c_float),  # decoupled weight decay (0)
         ("grad_clip", c_float),  # global gradient-norm clip, 0 = off (1)
         ("ema_decay", c_float),  # EMA decay d (0.995); step n uses min(d, (1+n)/(10+n))
-        ("label_dropout", c_float),  # probability of training a row with the null label (0.1)
+        # union { float condition_dropout; float label_dropout; }: probability of training a row on
+        # the null condition (0.1); label_dropout is the same field by its name before 0.3 (below)
+        ("condition_dropout", c_float),
         ("seed", c_uint64),  # parameter init and training draws (0)
         ("prediction_target", c_int32),  # ddpm_output the network learns: EPS (default), X0 or V
         ("loss_weighting", c_int32),  # ddpm_loss_weighting; UNIFORM (L_simple)
@@ -476,6 +479,10 @@ class ddpm_train_params(Structure):
         ("vlb_lambda", c_float),  # lambda of the hybrid loss (0.001)
         ("timestep_sampling", c_int32),  # ddpm_timestep_sampling; UNIFORM
     ]
+
+    label_dropout = property(lambda self: self.condition_dropout,
+                             lambda self, value: setattr(self, "condition_dropout", value),
+                             doc="condition_dropout by its name before 0.3 (a union in the header)")
 
 
 # ddpm_loss_weighting: how each sample's squared error is weighted (SNR = ᾱ/(1-ᾱ))
@@ -509,6 +516,8 @@ class ddpm_cond_params(Structure):
         ("dim", c_int32),  # Dc >= 1 for VECTOR, SEQUENCE, TOKENS (0)  (since 0.3)
         ("max_length", c_int32),  # Lmax >= 1 for SEQUENCE, TOKENS (0)  (since 0.3)
         ("vocab_size", c_int32),  # V >= 1 for TOKENS (0)  (since 0.3)
+        ("encoder_layers", c_int32),  # TOKENS: transformer blocks over the token embeddings, 0 = none (0)  (since 0.3)
+        ("encoder_heads", c_int32),  # their attention heads, >= 1 dividing dim when encoder_layers > 0, else 0 (0)  (since 0.3)
     ]
 
 
@@ -534,6 +543,33 @@ class ddpm_cond_batch(Structure):
 # ddpm_cond_batch ddpm_cond_batch_default(void);
 lib.ddpm_cond_batch_default.argtypes = []
 lib.ddpm_cond_batch_default.restype = ddpm_cond_batch
+
+# (The header declares these with ddpm_schedule_sample; ctypes needs ddpm_cond_batch first.)
+# typedef int (*ddpm_cond_model_fn)(void *user_data, float *out, const float *x_t, int64_t batch,
+#                                   int64_t dim, int32_t t, const struct ddpm_cond_batch *cond);
+ddpm_cond_model_fn = CFUNCTYPE(c_int, c_void_p, POINTER(c_float), POINTER(c_float), c_int64, c_int64, c_int32,
+                               POINTER(ddpm_cond_batch))
+
+# int ddpm_schedule_sample_cond(const ddpm_schedule *schedule, const ddpm_sample_params *params,
+#                               ddpm_cond_model_fn model_fn, void *model_user_data,
+#                               const struct ddpm_cond_batch *cond, int64_t n, int64_t dim, float *out,
+#                               int64_t count);
+lib.ddpm_schedule_sample_cond.argtypes = [
+    ddpm_schedule_p, POINTER(ddpm_sample_params),
+    ddpm_cond_model_fn, c_void_p, POINTER(ddpm_cond_batch),
+    c_int64, c_int64, POINTER(c_float), c_int64,
+]
+lib.ddpm_schedule_sample_cond.restype = c_int
+
+# int ddpm_schedule_vlb_cond(const ddpm_schedule *schedule, const ddpm_vlb_params *params,
+#                            ddpm_cond_model_fn model_fn, void *model_user_data,
+#                            const struct ddpm_cond_batch *cond, const float *x0, int64_t n, int64_t dim,
+#                            float *total_out, float *prior_out, float *terms_out, int64_t count);
+lib.ddpm_schedule_vlb_cond.argtypes = [
+    ddpm_schedule_p, POINTER(ddpm_vlb_params), ddpm_cond_model_fn, c_void_p, POINTER(ddpm_cond_batch),
+    POINTER(c_float), c_int64, c_int64, POINTER(c_float), POINTER(c_float), POINTER(c_float), c_int64,
+]
+lib.ddpm_schedule_vlb_cond.restype = c_int
 
 
 class ddpm_predict_params(Structure):
@@ -611,6 +647,18 @@ lib.ddpm_model_sample.argtypes = [
     c_int64, POINTER(c_float), c_int64,
 ]
 lib.ddpm_model_sample.restype = c_int
+# int32_t ddpm_model_cross_attention_layers(const ddpm_model *model, int32_t *heights, int32_t *widths, int64_t count);
+lib.ddpm_model_cross_attention_layers.argtypes = [ddpm_model_p, POINTER(c_int32), POINTER(c_int32), c_int64]
+lib.ddpm_model_cross_attention_layers.restype = c_int32
+# int ddpm_model_cross_attention(ddpm_model *model, const ddpm_predict_params *params, int32_t layer,
+#                                const float *x_t, int64_t batch, int32_t t, const ddpm_cond_batch *cond,
+#                                float *out, int64_t count);
+lib.ddpm_model_cross_attention.argtypes = [
+    ddpm_model_p, POINTER(ddpm_predict_params), c_int32,
+    POINTER(c_float), c_int64, c_int32, POINTER(ddpm_cond_batch),
+    POINTER(c_float), c_int64,
+]
+lib.ddpm_model_cross_attention.restype = c_int
 # int ddpm_model_nll(ddpm_model *model, const ddpm_vlb_params *params, const ddpm_predict_params *predict_params,
 #                    const ddpm_cond_batch *cond, const float *x0, int64_t n, float *total_out, float *prior_out,
 #                    float *terms_out, int64_t count);

@@ -32,8 +32,9 @@ Where a Python field differs in form from its C field:
 from __future__ import annotations
 
 import ctypes
+import functools
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -191,6 +192,8 @@ class UNetConfig(_Mirror):
         field is the bit mask of these indices.
     cross_attention_levels: the levels with cross-attention to a sequence or token
         condition (the middle always has one when the model has such a condition).
+    cross_attention_positions: each cross-attention layer adds a learned position embedding
+        of its pixels to its queries, so that words naming a place can find it.
     """
 
     channels: int = _UNET.channels
@@ -212,10 +215,11 @@ class UNetConfig(_Mirror):
     downsample_padding: int = _UNET.downsample_padding  # 1: padded on every side; 0: bottom and right only
     attention_head_dim: int = _UNET.attention_head_dim  # d > 0: channels/d heads everywhere; 0: attention_heads
     middle_attention: bool = bool(_UNET.middle_attention)  # the middle block's self-attention
+    cross_attention_positions: bool = bool(_UNET.cross_attention_positions)
 
     _c_default = staticmethod(_lib.lib.ddpm_unet_params_default)
     _special = ("channel_mult", "attention_levels", "cross_attention_levels")
-    _flags = ("flip_sin_to_cos", "middle_attention")
+    _flags = ("flip_sin_to_cos", "middle_attention", "cross_attention_positions")
 
     def __post_init__(self) -> None:
         # Any sequence is accepted; stored as tuples so that configs compare by value.
@@ -278,10 +282,12 @@ _TRAIN = _lib.lib.ddpm_train_params_default()
 
 @dataclass
 class TrainConfig(_Mirror):
-    """ddpm_train_params: the training recipe (AdamW, gradient clipping, EMA, label dropout,
-    the seed of parameter initialisation and every training draw, and the objective:
+    """ddpm_train_params: the training recipe (AdamW, gradient clipping, EMA, condition
+    dropout, the seed of parameter initialisation and every training draw, and the objective:
     prediction_target "eps", "x0" or "v", loss_weighting "uniform" (L_simple), "min_snr"
-    (min-SNR-γ with min_snr_gamma) or "vlb" (the bound's weight of each term))."""
+    (min-SNR-γ with min_snr_gamma) or "vlb" (the bound's weight of each term)).
+    label_dropout is condition_dropout by its name before 0.3 (TrainConfig(label_dropout=0.2),
+    cfg.label_dropout)."""
 
     learning_rate: float = _f32(_TRAIN.learning_rate)
     beta1: float = _f32(_TRAIN.beta1)
@@ -290,7 +296,7 @@ class TrainConfig(_Mirror):
     weight_decay: float = _f32(_TRAIN.weight_decay)  # decoupled
     grad_clip: float = _f32(_TRAIN.grad_clip)  # global gradient norm; 0 = off
     ema_decay: float = _f32(_TRAIN.ema_decay)
-    label_dropout: float = _f32(_TRAIN.label_dropout)  # probability of training a row unconditionally
+    condition_dropout: float = _f32(_TRAIN.condition_dropout)  # probability of training a row on the null condition
     seed: int = _TRAIN.seed
     prediction_target: str = enum_name(OUTPUTS, _TRAIN.prediction_target)
     loss_weighting: str = enum_name(LOSS_WEIGHTINGS, _TRAIN.loss_weighting)
@@ -305,7 +311,7 @@ class TrainConfig(_Mirror):
     # Fields that only a conditional model uses. The recipe of a model without conditioning
     # (Model.train_config) leaves them out of its repr, where they would only mislead; they
     # are still fields (equality, to_c) with their values.
-    _conditioning_only = ("label_dropout",)
+    _conditioning_only = ("condition_dropout",)
 
     def for_unconditional(self) -> "TrainConfig":
         """This recipe as an unconditional model's: the same fields, a repr without the
@@ -319,6 +325,32 @@ class TrainConfig(_Mirror):
         shown = (f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr and f.name not in hidden)
         return f"{type(self).__name__}({', '.join(shown)})"
 
+    @property
+    def label_dropout(self) -> float:
+        """condition_dropout by its name before 0.3."""
+        return self.condition_dropout
+
+    @label_dropout.setter
+    def label_dropout(self, value: float) -> None:
+        self.condition_dropout = value
+
+
+def _accept_label_dropout(init: Callable) -> Callable:
+    """TrainConfig(label_dropout=p) is TrainConfig(condition_dropout=p), as before 0.3."""
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, label_dropout: float | None = None, **kwargs: Any) -> None:
+        if label_dropout is not None:
+            if "condition_dropout" in kwargs:
+                raise InvalidArgumentError("give condition_dropout or its old name label_dropout, not both")
+            kwargs["condition_dropout"] = label_dropout
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+TrainConfig.__init__ = _accept_label_dropout(TrainConfig.__init__)
+
 
 _COND = _lib.lib.ddpm_cond_params_default()
 
@@ -331,14 +363,17 @@ class Conditioning(_Mirror):
     null vector stands for "no condition"); "sequence" with dim and max_length (up to
     max_length vectors per sample, e.g. a text encoder's output, with a length each); or
     "tokens" with vocab_size, max_length and dim (integer ids, 0 = padding, embedded by
-    learned token and position tables). A sequence of length 0 is the null condition. The MLP
-    reads a sequence through its masked mean only."""
+    learned token and position tables, then by encoder_layers transformer blocks of
+    encoder_heads heads when encoder_layers > 0). A sequence of length 0 is the null
+    condition. The MLP reads a sequence through its masked mean only."""
 
     kind: str = enum_name(COND_KINDS, _COND.kind)
     num_classes: int = _COND.num_classes
     dim: int = _COND.dim
     max_length: int = _COND.max_length
     vocab_size: int = _COND.vocab_size
+    encoder_layers: int = _COND.encoder_layers
+    encoder_heads: int = _COND.encoder_heads
 
     _c_default = staticmethod(_lib.lib.ddpm_cond_params_default)
     _enums = {"kind": COND_KINDS}
@@ -374,6 +409,12 @@ class Conditioning(_Mirror):
         return cls(kind="sequence", num_classes=0, dim=dim, max_length=max_length, vocab_size=0)
 
     @classmethod
-    def tokens(cls, vocab_size: int, max_length: int, dim: int = 32) -> "Conditioning":
-        """Up to max_length token ids per sample (0 = padding), embedded in dim features."""
-        return cls(kind="tokens", num_classes=0, dim=dim, max_length=max_length, vocab_size=vocab_size)
+    def tokens(cls, vocab_size: int, max_length: int, dim: int = 32, *, encoder_layers: int = 0,
+               encoder_heads: int = 0) -> "Conditioning":
+        """Up to max_length token ids per sample (0 = padding), embedded in dim features; with
+        encoder_layers > 0, a transformer of that many blocks (encoder_heads heads, which must
+        divide dim; 0 picks 4, or 1 when 4 does not divide dim) relates the words to each other."""
+        if encoder_layers and not encoder_heads:
+            encoder_heads = 4 if dim % 4 == 0 else 1
+        return cls(kind="tokens", num_classes=0, dim=dim, max_length=max_length, vocab_size=vocab_size,
+                   encoder_layers=encoder_layers, encoder_heads=encoder_heads)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Union
 import numpy as np
 
 from . import _export, _lib
-from ._arrays import batch_array, elements, float_ptr, int32_vector
+from ._arrays import batch_array, elements, float_ptr, int32_ptr, int32_vector
 from ._callbacks import CallbackState
 from ._conditions import cond_batch, cond_ref
 from ._enums import PREDICTIONS, enum_value
@@ -77,6 +77,8 @@ def _configs(network: Any, train: Any, cond: Any, options: dict[str, Any]):
     if "num_classes" in options:
         k = options.pop("num_classes")
         cond = Conditioning.classes(k) if k else Conditioning.none()
+    if "label_dropout" in options:  # condition_dropout by its name before 0.3
+        options.setdefault("condition_dropout", options.pop("label_dropout"))
     network_options, train_options = ({k: options.pop(k) for k in list(options) if k in _field_names(config)}
                                       for config in (network, train))
     if options:
@@ -252,7 +254,7 @@ class Model(HandleOwner):
         model, (B, dim) floats for a vector-conditioned one, (B, max_length, dim) floats (and
         lengths (B,)) or (B, max_length) token ids (0 = padding) for a sequence- or
         token-conditioned one, else None. With condition
-        dropout (TrainConfig.label_dropout) a row is trained on the null condition instead.
+        dropout (TrainConfig.condition_dropout) a row is trained on the null condition instead.
         Passing the same float32 C-contiguous array each step (refilled in place) takes
         a fast path with no conversion; any change of its dtype, shape, strides or data
         address since the last step takes the full path again.
@@ -373,6 +375,36 @@ class Model(HandleOwner):
         check(_lib.lib.ddpm_model_predict(handle, ctypes.byref(params), enum_value(PREDICTIONS, output, "output"),
                                           float_ptr(x), x.shape[0], t, cond_ref(cbatch),
                                           float_ptr(out), out.size))
+        return out
+
+    @property
+    def cross_attention_layers(self) -> list[tuple[int, int]]:
+        """(height, width) of each cross-attention layer of a UNet conditioned on sequences or
+        tokens, in the order the forward pass runs them (encoder, middle, decoder); [] if none."""
+        handle = self._h()
+        n = _lib.lib.ddpm_model_cross_attention_layers(handle, None, None, 0)
+        heights, widths = np.zeros(max(n, 1), np.int32), np.zeros(max(n, 1), np.int32)
+        _lib.lib.ddpm_model_cross_attention_layers(handle, int32_ptr(heights), int32_ptr(widths), n)
+        return [(int(h), int(w)) for h, w in zip(heights[:n], widths[:n])]
+
+    def cross_attention(self, x_t: Any, t: int, layer: int, *, cond: Any, lengths: Any = None,
+                        use_ema: bool = True) -> np.ndarray:
+        """What cross-attention layer `layer` (an index into cross_attention_layers) looks at
+        for x_t (B, *sample_shape) at timestep t with the condition cond (no guidance): the
+        weight each pixel gives each context position (word), averaged over the heads, as
+        float32 (B, height, width, max_length); 0 past a row's length."""
+        handle = self._h()
+        x = self._batch(x_t, "x_t")
+        sizes = self.cross_attention_layers
+        layer = as_int(layer, "layer", minimum=0, maximum=max(0, len(sizes) - 1))
+        if not sizes:
+            raise InvalidArgumentError("the model has no cross-attention layer (a UNet conditioned on sequences or tokens has)")
+        cbatch, _keep = cond_batch(self._conditioning, cond, None, x.shape[0], lengths)
+        params = predict_params(1.0, use_ema)
+        h, w = sizes[layer]
+        out = np.empty((x.shape[0], h, w, self._conditioning.max_length), np.float32)
+        check(_lib.lib.ddpm_model_cross_attention(handle, ctypes.byref(params), layer, float_ptr(x), x.shape[0],
+                                                  as_int32(t, "t"), cond_ref(cbatch), float_ptr(out), out.size))
         return out
 
     def sample(self, n: int, *, method: str = "ddpm", steps: int = 0, eta: float = 0.0, variance: str = "beta",

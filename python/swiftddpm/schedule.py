@@ -16,6 +16,7 @@ from . import _lib
 from ._arrays import (batch_array, elements, float32_array, float_ptr, from_pointer, int32_ptr, int32_vector, real_array,
                       same_shape, shape_tuple)
 from ._callbacks import CallbackState
+from ._conditions import cond_ref
 from ._handles import HandleOwner
 from ._likelihood import Likelihood, run_vlb, vlb_params
 from ._sample_params import fresh_seed, sample_params
@@ -273,23 +274,27 @@ class NoiseSchedule(HandleOwner):
                                      None if noise is None else noise.reshape(flat))
         return x_prev.reshape(x_t.shape)
 
-    def sample(self, model_fn: Callable[[np.ndarray, int, np.ndarray | None], Any], n: int, shape: Any, *,
+    def sample(self, model_fn: Callable[[np.ndarray, int, Any], Any], n: int, shape: Any, *,
                method: str = "ddpm", steps: int = 0, eta: float = 0.0, variance: str = "beta", clip: Any = None,
                seed: int | None = None, timesteps: Any = None, prediction_type: str = "eps", labels: Any = None,
+               cond: Any = None, lengths: Any = None,
                progress: Any = None, return_trajectory: Any = False,
                **solver_options: Any) -> np.ndarray | tuple[np.ndarray, dict[int, np.ndarray]]:
         """Draws n samples with your own model: x_T ~ N(0, I), then reverse steps to x_0.
 
         Args:
-            model_fn: model_fn(x_t, t, labels) -> the model output with x_t's shape: ε̂, or
+            model_fn: model_fn(x_t, t, cond) -> the model output with x_t's shape: ε̂, or
                 x̂_0 with prediction_type="x0". x_t is a float32 (n, *shape) array (a copy,
-                yours to keep), t an int, labels the int32 (n,) array or None. An exception
-                inside model_fn stops sampling and is re-raised here.
+                yours to keep), t an int, cond the condition of the rows as given (see cond),
+                or None. An exception inside model_fn stops sampling and is re-raised here.
             n: number of samples.  shape: the shape of one sample (int or tuple).
             method, steps, eta, variance, clip, seed, timesteps: as in `Model.sample` (seed=None
                 draws a fresh seed, kept as `schedule.last_sample_seed`; an int reproduces).
             prediction_type: what model_fn returns, "eps" or "x0".
-            labels: (n,) ints passed through to model_fn, or None.
+            cond: the rows' condition, passed through to model_fn (read back from the library's
+                ddpm_cond_batch for the rows of each call): (n,) ints (labels), (n, ...) floats
+                (vectors or sequences) or (n, L) ints (token ids); with lengths (n,), model_fn
+                gets the pair (cond, lengths). labels: an alias of cond for (n,) ints.
             progress: None, True (tqdm bar) or progress(step, total, t, x) returning
                 truthy to cancel (raises CancelledError).
             return_trajectory: False, True or a list of t; see `Model.sample`.
@@ -305,22 +310,21 @@ class NoiseSchedule(HandleOwner):
         sample_shape = shape_tuple(shape)
         dim = elements(n, sample_shape)
         full_shape = (n, *sample_shape)
-        label_arr = None if labels is None else int32_vector(labels, n, "labels")
+        cbatch, condition = _caller_condition(cond, labels, lengths, n)
         seed = fresh_seed() if seed is None else seed
         params = sample_params(method=method, steps=steps, eta=eta, variance=variance, clip=clip, seed=seed,
                                timesteps=timesteps, prediction_type=prediction_type, **solver_options)
         self.last_sample_seed = int(params.seed)
         state = CallbackState()
-        c_model = _model_callback(model_fn, full_shape, label_arr, state)
+        c_model = _model_callback(model_fn, full_shape, condition, state)
         return run_sampling(state, params, full_shape, progress, return_trajectory,
-                            lambda out: _lib.lib.ddpm_schedule_sample(handle, ctypes.byref(params), c_model, None,
-                                                                      int32_ptr(label_arr), n, dim,
-                                                                      float_ptr(out), out.size))
+                            lambda out: _lib.lib.ddpm_schedule_sample_cond(handle, ctypes.byref(params), c_model, None,
+                                                                           cond_ref(cbatch), n, dim,
+                                                                           float_ptr(out), out.size))
 
-
-    def vlb(self, model_fn: Callable[[np.ndarray, int, np.ndarray | None], Any], x0: Any, *,
+    def vlb(self, model_fn: Callable[[np.ndarray, int, Any], Any], x0: Any, *,
             variance: str = "beta", decoder: str = "continuous", bits: int = 8, seed: int = 0,
-            prediction_type: str = "eps", labels: Any = None) -> Likelihood:
+            prediction_type: str = "eps", labels: Any = None, cond: Any = None, lengths: Any = None) -> Likelihood:
         """The variational bound L_T + Σ L_{t-1} + L_0 of each row of x0 under your own model
         (model_fn as in `sample`, called once per timestep at a fresh x_t ~ q(x_t|x_0)).
 
@@ -331,27 +335,72 @@ class NoiseSchedule(HandleOwner):
         handle = self._h()
         x0 = batch_array(x0, "x0")
         n, full_shape = x0.shape[0], x0.shape
-        label_arr = None if labels is None else int32_vector(labels, n, "labels")
+        cbatch, condition = _caller_condition(cond, labels, lengths, n)
         params = vlb_params(variance, decoder, bits, seed, prediction_type)
         state = CallbackState()
-        c_model = _model_callback(model_fn, full_shape, label_arr, state)
+        c_model = _model_callback(model_fn, full_shape, condition, state)
         return run_vlb(state, params, x0, self.num_timesteps, decoder,
-                       lambda total, prior, terms: _lib.lib.ddpm_schedule_vlb(
-                             handle, ctypes.byref(params), c_model, None, int32_ptr(label_arr), float_ptr(x0),
+                       lambda total, prior, terms: _lib.lib.ddpm_schedule_vlb_cond(
+                             handle, ctypes.byref(params), c_model, None, cond_ref(cbatch), float_ptr(x0),
                              n, x0.size // n, total, prior, terms, x0.size))
 
 
-def _model_callback(model_fn: Callable, full_shape: tuple[int, ...], label_arr: np.ndarray | None,
-                    state: CallbackState):
-    """model_fn(x_t, t, labels) as a ddpm_model_fn; an exception (or a Ctrl-C) is kept in `state`
+def _caller_condition(cond: Any, labels: Any, lengths: Any, n: int) -> tuple:
+    """(ddpm_cond_batch or None, (field, row shape, with lengths, arrays kept alive)) for a
+    caller's model: (n,) ints are labels, (n, L) ints token ids, floats vectors of any row shape."""
+    if cond is not None and labels is not None:
+        raise InvalidArgumentError("give the condition as cond= or as labels=, not both")
+    value = cond if cond is not None else labels
+    if value is None:
+        if lengths is not None:
+            raise InvalidArgumentError("lengths= was given without a condition")
+        return None, None
+    arr = np.asarray(value)
+    batch = _lib.lib.ddpm_cond_batch_default()
+    if arr.dtype.kind in "iu" and arr.ndim == 1:
+        field, arr = "labels", int32_vector(arr, n, "labels")
+        batch.labels = arr.ctypes.data_as(_lib.INT32_P)
+    elif arr.dtype.kind in "iu" and arr.ndim == 2 and arr.shape[0] == n:
+        field, arr = "tokens", np.ascontiguousarray(arr, dtype=np.int32)
+        batch.tokens, batch.tokens_count = arr.ctypes.data_as(_lib.INT32_P), arr.size
+    elif arr.dtype.kind == "f" and arr.ndim >= 2 and arr.shape[0] == n and arr.size > 0:
+        field, arr = "vectors", np.ascontiguousarray(arr, dtype=np.float32)
+        batch.vectors, batch.vectors_count = float_ptr(arr), arr.size
+    else:
+        raise ShapeError(f"cond must be (n,) labels, (n, L) token ids or (n, ...) floats with n = {n}; "
+                         f"got {arr.dtype} {arr.shape}")
+    length_arr = None
+    if lengths is not None:
+        length_arr = int32_vector(lengths, n, "lengths")
+        batch.lengths = length_arr.ctypes.data_as(_lib.INT32_P)
+    return batch, (field, arr.shape[1:], length_arr is not None, (arr, length_arr))
+
+
+def _read_condition(c_cond, condition, batch: int) -> Any:
+    """The rows' condition from the ddpm_cond_batch the library passes to the callback: an array
+    of `batch` rows shaped as given (copies), or (array, lengths)."""
+    if condition is None or not c_cond:
+        return None
+    field, row_shape, has_lengths, _ = condition
+    c = c_cond.contents
+    values = np.ctypeslib.as_array(getattr(c, field), shape=(batch * int(np.prod(row_shape, dtype=np.int64)),))
+    values = values.reshape((batch, *row_shape)).copy()
+    if not has_lengths:
+        return values
+    return values, np.ctypeslib.as_array(c.lengths, shape=(batch,)).copy()
+
+
+def _model_callback(model_fn: Callable, full_shape: tuple[int, ...], condition: Any, state: CallbackState):
+    """model_fn(x_t, t, cond) as a ddpm_cond_model_fn; an exception (or a Ctrl-C) is kept in `state`
     and stops the C call, to be raised after it."""
 
-    def call_model(_user_data, out_ptr, x_ptr, batch, d, t, _labels_ptr):
+    def call_model(_user_data, out_ptr, x_ptr, batch, d, t, c_cond):
         try:
             if state.interrupted:  # Ctrl-C: stop at once (raised after the call)
                 return 1
             x = from_pointer(x_ptr, batch * d).reshape(full_shape).copy()
-            out = float32_array(state.call_user(model_fn, x, int(t), label_arr), "model_fn's output")
+            cond = _read_condition(c_cond, condition, batch)
+            out = float32_array(state.call_user(model_fn, x, int(t), cond), "model_fn's output")
             if out.shape != full_shape and out.shape != (batch, d):
                 raise ShapeError(f"model_fn returned shape {out.shape}, expected {full_shape}")
             from_pointer(out_ptr, batch * d)[:] = out.reshape(-1)
@@ -360,7 +409,7 @@ def _model_callback(model_fn: Callable, full_shape: tuple[int, ...], label_arr: 
             state.keep(error)
             return 1
 
-    return _lib.ddpm_model_fn(call_model)
+    return _lib.ddpm_cond_model_fn(call_model)
 
 
 # The fields of each kind that NoiseSchedule's repr shows.

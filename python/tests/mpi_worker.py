@@ -9,6 +9,9 @@ Jobs (each writes its results under DIR as .npz files from rank 0):
   interrupt the train run, where rank 1 alone gets a SIGINT during step INTERRUPT_AT's hooks:
             every rank stops after the next step; saves each rank's (losses, step, hash).
   sample    sharded DDPM and DDIM sampling against one process's Model.sample.
+  cond      vector and token conditioning (an MLP on vectors; a UNet on tokens with a text
+            encoder): dist.fit for COND_STEPS steps (hash; with one process also the 2-chunk
+            reference), then sharded guided sampling against one process's.
 """
 
 import os
@@ -133,6 +136,64 @@ def sample(out_dir):
         np.savez(os.path.join(out_dir, f"sample-{size}.npz"), **results)
 
 
+COND_STEPS, COND_SAMPLES = 6, 300  # sampling: rank 0 draws 256, rank 1 44
+
+
+def conditioned(kind):
+    """(model, data, its condition, the samples' condition) of a vector- or token-conditioned run."""
+    x, y = data()
+    schedule = sd.NoiseSchedule.linear(100)
+    train = sd.TrainConfig(learning_rate=2e-3, seed=SEED, condition_dropout=0.2)
+    if kind == "vector":
+        vectors = np.eye(3, dtype=np.float32)[y] + 0.1 * np.float32(np.arange(len(x)) % 5)[:, None]
+        model = sd.Model(schedule, network=sd.MLPConfig(data_dim=2, hidden=32, depth=2), train=train,
+                         cond=sd.Conditioning.vector(3))
+        return model, x, vectors, vectors[:COND_SAMPLES]
+    # tokens: 8×8 images of the swiss roll's points, one caption of up to 4 ids (0 = padding) each
+    images = np.zeros((len(x), 1, 8, 8), np.float32)
+    images[:, 0] = x[:, :1, None] * np.linspace(-1, 1, 8, dtype=np.float32)[None, None, :] + x[:, 1:, None]
+    tokens = np.zeros((len(x), 4), np.int32)
+    tokens[:, 0], tokens[:, 1] = 1 + y, 4 + np.arange(len(x)) % 3
+    tokens[::4, 1] = 0  # every fourth caption is one word long
+    network = sd.UNetConfig(channels=1, height=8, width=8, base_channels=8, channel_mult=(1, 2), res_blocks=1,
+                            attention_levels=(), cross_attention_levels=(0,), attention_heads=2, groups=4,
+                            time_embed_dim=8)
+    model = sd.Model(schedule, network=network, train=train,
+                     cond=sd.Conditioning.tokens(vocab_size=7, max_length=4, dim=8, encoder_layers=1, encoder_heads=2))
+    return model, images, tokens, tokens[:COND_SAMPLES]
+
+
+def cond_job(out_dir):
+    results = {}
+    for kind in ("vector", "tokens"):
+        model, x, c, prompts = conditioned(kind)
+        dist.fit(model, x, COND_STEPS, BATCH, cond=c, seed=SEED, check_every=2)
+        results[kind + "_hash"] = dist.parameter_hash(model)
+        options = dict(method="ddim", steps=5, seed=9, cond=prompts, guidance_scale=2.0)
+        shards = dist.sample(model, COND_SAMPLES, **options)
+        if rank == 0:
+            results[kind + "_shards"], results[kind + "_one"] = shards, model.sample(COND_SAMPLES, **options)
+        if size == 1:  # the shards of a 2-rank run, summed in rank order, in one process
+            reference, x, c, _ = conditioned(kind)
+            h, grads, loss = reference._h(), dist._gradient_view(reference), _lib.ctypes.c_float()
+            for step in range(COND_STEPS):
+                index = np.random.default_rng([SEED, step]).integers(0, len(x), BATCH)
+                total = None
+                for r in range(2):
+                    lo, hi = dist.shard_bounds(BATCH, r, 2)
+                    xs = np.ascontiguousarray(x[index[lo:hi]]).reshape(hi - lo, -1)
+                    cbatch, _keep = cond_batch(reference._conditioning, c[index[lo:hi]], None, hi - lo)
+                    status = _lib.lib.ddpm_model_compute_gradients(h, float_ptr(xs), hi - lo, xs.size, cond_ref(cbatch),
+                                                                   lo, BATCH, _lib.ctypes.byref(loss))
+                    assert status == 0, _lib.last_error()
+                    total = grads.copy() if total is None else total + grads
+                grads[:] = total
+                assert _lib.lib.ddpm_model_apply_gradients(h) == 0, _lib.last_error()
+            results[kind + "_chunked_hash"] = dist.parameter_hash(reference)
+    if rank == 0:
+        np.savez(os.path.join(out_dir, f"cond-{size}.npz"), **results)
+
+
 def main():
     job, out_dir = sys.argv[1], sys.argv[2]
     ckpt = os.path.join(out_dir, "ckpt.safetensors")
@@ -149,6 +210,8 @@ def main():
         sample(out_dir)
     elif job == "interrupt":
         interrupt(out_dir)
+    elif job == "cond":
+        cond_job(out_dir)
     else:
         raise SystemExit(f"unknown job {job}")
 

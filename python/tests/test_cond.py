@@ -221,12 +221,15 @@ def test_sequences_with_lengths():
     model.close()
 
 
-def test_token_conditioned_unet_with_cross_attention(tmp_path):
+@pytest.mark.parametrize("encoder_layers", [0, 2])
+def test_token_conditioned_unet_with_cross_attention(tmp_path, encoder_layers):
     net = sd.UNetConfig(channels=1, height=8, width=8, base_channels=8, channel_mult=(1, 2), res_blocks=1,
                         attention_levels=(), cross_attention_levels=(0, 1), attention_heads=2, groups=4, time_embed_dim=8)
+    cond = sd.Conditioning.tokens(vocab_size=7, max_length=5, dim=8, encoder_layers=encoder_layers)
+    assert (cond.encoder_layers, cond.encoder_heads) == ((2, 4) if encoder_layers else (0, 0))
     with sd.NoiseSchedule.linear(20) as s:
-        model = sd.Model(s, network=net, cond=sd.Conditioning.tokens(vocab_size=7, max_length=5, dim=8), seed=0)
-    assert model.network.cross_attention_levels == (0, 1)
+        model = sd.Model(s, network=net, cond=cond, seed=0)
+    assert model.network.cross_attention_levels == (0, 1) and model.conditioning == cond
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)
     ids = np.array([[1, 2, 0, 0, 0], [3, 0, 0, 0, 0], [0, 0, 0, 0, 0], [6, 5, 4, 3, 2]], dtype=np.int32)
@@ -239,4 +242,82 @@ def test_token_conditioned_unet_with_cross_attention(tmp_path):
         assert loaded.network == model.network and loaded.conditioning == model.conditioning
         np.testing.assert_array_equal(loaded.predict(x, 3, cond=ids, guidance_scale=2),
                                       model.predict(x, 3, cond=ids, guidance_scale=2))
+    # A full-length caption (row 3) gets length max_length: its last word is read.
+    full = model.predict(x, 3, cond=ids, use_ema=False)
+    np.testing.assert_array_equal(full, model.predict(x, 3, cond=ids, lengths=[2, 1, 0, 5], use_ema=False))
+    cut = model.predict(x, 3, cond=ids, lengths=[2, 1, 0, 4], use_ema=False)
+    np.testing.assert_array_equal(cut[:3], full[:3])
+    assert np.abs(cut[3] - full[3]).max() > 1e-6
+    # The cross-attention maps: encoder level 0 (8×8), level 1 (4×4), middle, decoder 1, 1, 0, 0.
+    assert model.cross_attention_layers == [(8, 8), (4, 4), (4, 4), (4, 4), (4, 4), (8, 8), (8, 8)]
+    for layer, (h, w) in enumerate(model.cross_attention_layers):
+        maps = model.cross_attention(x, 3, layer, cond=ids, use_ema=False)
+        assert maps.shape == (4, h, w, 5)
+        lengths = np.array([2, 1, 1, 5])  # the all-padding row is the null context, one vector long
+        inside = np.arange(5)[None, :] < lengths[:, None]
+        np.testing.assert_allclose(maps.sum(-1), 1, atol=1e-5)
+        assert (maps.transpose(0, 3, 1, 2)[~inside] == 0).all() and (maps[:, :, :, 0][lengths == 1] == 1).all()
+    assert maps[3].std(axis=(0, 1)).max() > 0, "pixels differ in what they attend to"
+    with pytest.raises(sd.InvalidArgumentError, match="layer"):
+        model.cross_attention(x, 3, 7, cond=ids)
     model.close()
+
+
+def _network_metadata(path) -> dict:
+    """The "network" JSON a checkpoint stores in its safetensors header."""
+    import json
+    raw = open(path, "rb").read()
+    header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    return json.loads(header["__metadata__"]["network"])
+
+
+def test_cross_attention_positions(tmp_path):
+    def make(positions):
+        net = sd.UNetConfig(channels=1, height=8, width=8, base_channels=8, channel_mult=(1, 2), res_blocks=1,
+                            attention_levels=(), cross_attention_levels=(0, 1), attention_heads=2, groups=4,
+                            time_embed_dim=8, cross_attention_positions=positions)
+        with sd.NoiseSchedule.linear(20) as s:
+            return sd.Model(s, network=net, cond=sd.Conditioning.tokens(vocab_size=7, max_length=5, dim=8), seed=0)
+
+    assert sd.UNetConfig().cross_attention_positions is False
+    assert sd.UNetConfig(cross_attention_positions=True).to_c().cross_attention_positions == 1
+    with pytest.raises(sd.InvalidArgumentError, match="cross_attention_positions"):
+        sd.UNetConfig(height=8, width=8, cross_attention_positions=1).to_c()
+    plain, placed = make(False), make(True)
+    assert placed.network.cross_attention_positions and not plain.network.cross_attention_positions
+    # One (C, H·W) table per cross-attention layer: C = 8 at 8×8, 16 at 4×4.
+    sizes = placed.cross_attention_layers
+    assert placed.num_parameters - plain.num_parameters == sum((8 if h == 8 else 16) * h * w for h, w in sizes)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)
+    ids = np.array([[1, 2, 0, 0, 0], [3, 0, 0, 0, 0], [0, 0, 0, 0, 0], [6, 5, 4, 3, 2]], dtype=np.int32)
+    for model in (plain, placed):
+        assert np.isfinite([model.train_step(x, cond=ids) for _ in range(3)]).all()
+    placed.save(tmp_path / "placed.safetensors")
+    plain.save(tmp_path / "plain.safetensors")
+    assert _network_metadata(tmp_path / "placed.safetensors")["cross_attention_positions"] is True
+    assert "cross_attention_positions" not in _network_metadata(tmp_path / "plain.safetensors"), "written only when on"
+    with sd.Model.load(tmp_path / "placed.safetensors") as loaded:
+        assert loaded.network == placed.network and loaded.num_parameters == placed.num_parameters
+        np.testing.assert_array_equal(loaded.predict(x, 3, cond=ids, guidance_scale=2),
+                                      placed.predict(x, 3, cond=ids, guidance_scale=2))
+    # The 8×8 encoder layer of a fresh model: positions make alike pixels of a flat image
+    # attend differently away from the borders, where nothing else tells them apart.
+    flat = np.zeros((1, 1, 8, 8), np.float32)
+    centre = placed.cross_attention(flat, 3, 0, cond=ids[3:], use_ema=False)[0, 2:6, 2:6]
+    assert centre.std(axis=(0, 1)).max() > 1e-6
+    plain_centre = plain.cross_attention(flat, 3, 0, cond=ids[3:], use_ema=False)[0, 2:6, 2:6]
+    assert plain_centre.std(axis=(0, 1)).max() < 1e-6, "without positions the centre pixels are alike"
+    plain.close()
+    placed.close()
+
+
+def test_text_encoder_shape_is_checked():
+    with sd.NoiseSchedule.linear(20) as s:
+        for layers, heads, match in [(1, 3, "encoder_heads"), (0, 2, "encoder_heads"), (-1, 0, "encoder_layers")]:
+            cond = sd.Conditioning(kind="tokens", vocab_size=7, max_length=5, dim=8, encoder_layers=layers,
+                                   encoder_heads=heads)
+            with pytest.raises(sd.InvalidArgumentError, match=match):
+                sd.Model(s, data_dim=2, cond=cond)
+        with pytest.raises(sd.InvalidArgumentError, match="encoder_layers is 2 but kind is SEQUENCE"):
+            sd.Model(s, data_dim=2, cond=sd.Conditioning(kind="sequence", dim=8, max_length=5, encoder_layers=2))

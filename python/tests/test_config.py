@@ -86,7 +86,8 @@ MLP = sd.MLPConfig(data_dim=3, hidden=24, depth=2, time_embed_dim=10)
 UNET = sd.UNetConfig(channels=2, height=8, width=8, base_channels=8, channel_mult=(1, 2), res_blocks=1,
                      attention_levels=(1,), attention_heads=2, groups=4, dropout=0.1, time_embed_dim=16,
                      cross_attention_levels=(0,), flip_sin_to_cos=True, freq_shift=1.0, norm_eps=1e-6,
-                     downsample_padding=0, attention_head_dim=4, middle_attention=False)
+                     downsample_padding=0, attention_head_dim=4, middle_attention=False,
+                     cross_attention_positions=True)
 TRAIN = sd.TrainConfig(learning_rate=2e-3, beta1=0.8, beta2=0.99, adam_eps=1e-6, weight_decay=0.01, grad_clip=0.5,
                        ema_decay=0.9, label_dropout=0.2, seed=42, prediction_target="v", loss_weighting="min_snr",
                        min_snr_gamma=3.0, learned_variance=True, vlb_lambda=0.01, timestep_sampling="importance")
@@ -189,6 +190,20 @@ def test_sampling_keyword_defaults_are_the_c_defaults():
         assert shown and shown == want, fn.__qualname__
 
 
+def test_condition_dropout_keeps_its_old_name(linear100):
+    """label_dropout (before 0.3) is condition_dropout: in TrainConfig, Model's options and the C struct."""
+    assert sd.TrainConfig(label_dropout=0.3) == sd.TrainConfig(condition_dropout=0.3)
+    config = sd.TrainConfig(condition_dropout=0.4)
+    assert config.label_dropout == config.condition_dropout == pytest.approx(0.4)
+    config.label_dropout = 0.25
+    assert config.condition_dropout == 0.25 and "label_dropout" not in repr(config)
+    assert config.to_c().label_dropout == config.to_c().condition_dropout == 0.25
+    with pytest.raises(sd.InvalidArgumentError, match="not both"):
+        sd.TrainConfig(condition_dropout=0.1, label_dropout=0.2)
+    with sd.Model(linear100, data_dim=2, num_classes=2, label_dropout=0.35) as model:
+        assert model.train_config.condition_dropout == pytest.approx(0.35)
+
+
 def test_an_unconditional_models_recipe_shows_no_conditioning_fields(linear100):
     """Issue 22: model.train_config of an unconditional model printed label_dropout=0.1."""
     conditioning_only = sd.TrainConfig._conditioning_only
@@ -201,3 +216,4 @@ def test_an_unconditional_models_recipe_shows_no_conditioning_fields(linear100):
         assert "learning_rate=" in shown and "seed=" in shown
         assert all(f"{name}=" in repr(conditional.train_config) for name in conditioning_only)
         assert plain.train_config == conditional.train_config  # the same fields and values
+

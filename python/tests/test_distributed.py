@@ -83,6 +83,18 @@ def test_sharded_sampling_is_bitwise_one_process(tmp_path):
         assert result[name].tobytes() == result[name + "_one"].tobytes(), f"{name}: shards != one process"
 
 
+def test_vector_and_token_conditioning_over_two_ranks(tmp_path):
+    """Vectors (MLP) and tokens through a text encoder (UNet): 2 ranks train bitwise what one
+    process computes in the same 2 chunks, and sharded guided sampling is the one-process samples."""
+    run("cond", tmp_path, 1)
+    run("cond", tmp_path, 2)
+    one, two = np.load(tmp_path / "cond-1.npz"), np.load(tmp_path / "cond-2.npz")
+    for kind in ("vector", "tokens"):
+        assert int(two[kind + "_hash"]) == int(one[kind + "_chunked_hash"]), f"{kind}: 2 ranks vs the chunked reference"
+        for result in (one, two):
+            assert result[kind + "_shards"].tobytes() == result[kind + "_one"].tobytes(), f"{kind}: shards != one process"
+
+
 def test_killed_rank_fails_the_run_and_the_checkpoint_resumes(runs, tmp_path):
     killed = run("kill", tmp_path, 2, expect_ok=False)  # run's timeout turns a hang into a failure
     report = killed.stdout + killed.stderr

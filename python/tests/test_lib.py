@@ -40,6 +40,8 @@ def header_structs() -> dict[str, list[tuple[str, str, int]]]:
     defines = header_defines()
     structs = {}
     for name, body in re.findall(r"typedef struct (\w+) \{(.*?)\}\s*\w+;", header_text(), flags=re.S):
+        # An anonymous union is mirrored as its first member (its other names are properties).
+        body = re.sub(r"union\s*\{\s*([^;]*;)[^}]*\}\s*;", r"\1", body)
         fields = []
         for decl in body.split(";"):
             decl = " ".join(decl.split())

@@ -47,6 +47,38 @@ def test_model_fn_sees_shapes_timesteps_and_labels(linear100):
     assert all(np.array_equal(s[3], labels) for s in seen)
 
 
+@pytest.mark.parametrize("kind", ["vectors", "sequences", "tokens", "tokens with lengths"])
+def test_model_fn_sees_the_whole_condition(linear100, kind):
+    """cond= goes to the library's ddpm_cond_batch and back to model_fn, rows as given."""
+    rng = np.random.default_rng(0)
+    cond = {"vectors": rng.standard_normal((4, 5)).astype(np.float32),
+            "sequences": rng.standard_normal((4, 3, 2)).astype(np.float32),
+            "tokens": rng.integers(0, 9, (4, 6)).astype(np.int32),
+            "tokens with lengths": rng.integers(0, 9, (4, 6)).astype(np.int32)}[kind]
+    lengths = np.array([6, 0, 2, 5], np.int32) if kind.endswith("lengths") else None
+    seen = []
+
+    def eps(x, t, c):
+        seen.append(c)
+        return np.zeros_like(x)
+
+    linear100.sample(eps, 4, 2, method="ddim", steps=3, cond=cond, lengths=lengths)
+    x0 = rng.standard_normal((4, 2)).astype(np.float32)
+    linear100.vlb(eps, x0, cond=cond, lengths=lengths)
+    assert len(seen) == 3 + 100
+    for c in seen:
+        if lengths is None:
+            np.testing.assert_array_equal(c, cond)
+            assert c.dtype == cond.dtype
+        else:
+            np.testing.assert_array_equal(c[0], cond)
+            np.testing.assert_array_equal(c[1], lengths)
+    with pytest.raises(sd.InvalidArgumentError, match="lengths"):
+        linear100.sample(eps, 4, 2, steps=2, method="ddim", cond=np.zeros((4, 3), np.int32), lengths=[1, 4, 0, 2])
+    with pytest.raises(sd.ShapeError, match="cond must be"):
+        linear100.sample(eps, 4, 2, steps=2, method="ddim", cond=np.zeros((3, 3), np.float32))
+
+
 def test_exception_inside_model_fn_propagates(linear100):
     class Boom(RuntimeError):
         pass

@@ -6,12 +6,18 @@
 //   Dc = context features, Lmax = the longest context, ℓ_b ∈ 1...Lmax = the length of row b.
 //   Images are channel-major (C, B, N); see Conv2d.swift. The context is row-major (B, Lmax, Dc).
 //
-//   n    = GroupNorm(x)                                      (C, B, N)
+//   n    = GroupNorm(x) (+ P)                                (C, B, N)
 //   q    = W_q·n + b_q   (1×1 conv)                          (C, B, N)
 //   [k v] = W_kv·c + b_kv   (a Linear over Dc)               (B, Lmax, 2C)
 //   P    = softmax_{j<ℓ_b}(q_iᵀ k_j / √d)   per image and head   (B, h, N, ℓ_b)
 //   a    = Σ_{j<ℓ_b} P_ij v_j                                (C, B, N)
 //   out  = x + W_o·a + b_o   (W_o, b_o start at zero)        (C, B, N)
+//
+// P (C, N) is an optional learned absolute position embedding of the pixels, the same for
+// every image, added to the queries' input only (queryPositions): without it a pixel's query
+// knows where it is only through what the zero padding of the convolutions left in x, so
+// words that name a place ("left", "top") have nothing to match. Its gradient is the sum over
+// the batch of the gradient of n: dP[c, i] = Σ_b dn[c, b, i].
 //
 // Context positions j ≥ ℓ_b are never read (their keys and values are computed and ignored;
 // their gradients are zero). For one image b and head h, Q is a (d, N) block of q with row
@@ -25,16 +31,20 @@ struct CrossAttention: Sendable {
     let query: Conv2d  // 1×1, C → C
     let keyValue: Linear  // Dc → 2C
     let proj: Conv2d  // 1×1, C → C, zero-initialised
+    let positions: Int  // offset of P (C, N), or -1 without query positions
 
-    /// `heads` and `groups` must divide `channels` (checked by the network).
+    /// `heads` and `groups` must divide `channels` (checked by the network). With
+    /// `queryPositions`, P is declared after the other parameters (so that a layer without it
+    /// has the layout it always had).
     init(_ layout: inout ParameterLayout, _ name: String, channels: Int, heads: Int, groups: Int, pixels: Int,
-         contextDim: Int, maxLength: Int, epsilon: Float = 1e-5) {
+         contextDim: Int, maxLength: Int, epsilon: Float = 1e-5, queryPositions: Bool = false) {
         (self.channels, self.heads, self.pixels) = (channels, heads, pixels)
         (self.contextDim, self.maxLength) = (contextDim, maxLength)
         norm = GroupNorm(&layout, name + ".norm", channels: channels, groups: groups, epsilon: epsilon)
         query = Conv2d(&layout, name + ".q", in: channels, out: channels, kernel: 1)
         keyValue = Linear(&layout, name + ".kv", in: contextDim, out: 2 * channels)
         proj = Conv2d(&layout, name + ".proj", in: channels, out: channels, kernel: 1, zeroInit: true)
+        positions = queryPositions ? layout.add(name + ".positions", [channels, pixels], .normal(std: 0.02)) : -1
     }
 
     /// The context of a batch: c (B, Lmax, Dc) and ℓ (B,), each ℓ_b in 1...Lmax.
@@ -88,6 +98,15 @@ struct CrossAttention: Sendable {
         let (params, columns, ld) = (pass.params, pass.scratch.columns, B * N)
         let scale = 1 / Float(d).squareRoot()
         norm.forward(a.normed, mean: a.mean, rstd: a.rstd, inp, params, batch: B, spatial: N)
+        if positions >= 0 {  // n[c, b, i] += P[c, i]
+            for c in 0..<C {
+                let p = params + positions + c * N
+                for b in 0..<B {
+                    let n = a.normed + (c * B + b) * N
+                    for i in 0..<N { n[i] += p[i] }
+                }
+            }
+        }
         query.forward(a.q, a.normed, params, columns: columns, batch: B, height: N, width: 1)
         keyValue.forward(a.kv, context.values, params, batch: B * L)
         for b in 0..<B {
@@ -143,6 +162,15 @@ struct CrossAttention: Sendable {
         // q = W_q·n + b_q, then n = GroupNorm(x)
         let dnormed = s.datt
         query.backward(dinp: dnormed, grads, dout: s.dq, inp: a.normed, params, columns: columns, batch: B, height: N, width: 1)
+        if positions >= 0 {  // n = GroupNorm(x) + P:  dP[c, i] += Σ_b dn[c, b, i]
+            for c in 0..<C {
+                let dp = grads + positions + c * N
+                for b in 0..<B {
+                    let dn = dnormed + (c * B + b) * N
+                    for i in 0..<N { dp[i] += dn[i] }
+                }
+            }
+        }
         norm.backward(dinp: dinp, grads, dout: dnormed, inp: inp, mean: a.mean, rstd: a.rstd, params, batch: B, spatial: N,
                       accumulate: true)
     }

@@ -5,13 +5,14 @@ public struct Linear: Sendable {
     let weight: Int  // offset of W, (O, I)
     let bias: Int  // offset of b, (O,)
 
-    /// Declares W and b with PyTorch's default initialisation U(±1/√I).
-    public init(_ layout: inout ParameterLayout, _ name: String, in inFeatures: Int, out outFeatures: Int) {
+    /// Declares W and b with PyTorch's default initialisation U(±1/√I), or zeros (`zeroInit`:
+    /// the last layer of a residual branch, which then starts as the identity).
+    public init(_ layout: inout ParameterLayout, _ name: String, in inFeatures: Int, out outFeatures: Int, zeroInit: Bool = false) {
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
-        let bound = 1 / Float(inFeatures).squareRoot()
-        weight = layout.add(name + ".weight", [outFeatures, inFeatures], .uniform(bound: bound))
-        bias = layout.add(name + ".bias", [outFeatures], .uniform(bound: bound))
+        let initial = zeroInit ? Initializer.zeros : .uniform(bound: 1 / Float(inFeatures).squareRoot())
+        weight = layout.add(name + ".weight", [outFeatures, inFeatures], initial)
+        bias = layout.add(name + ".bias", [outFeatures], initial)
     }
 
     /// out (B, O) = inp (B, I) · Wᵀ + b, or out += … when `accumulate`.

@@ -222,7 +222,7 @@ public final class DiffusionModel {
                 // the null one (label K, or the learned null vector).
                 var coinStream = Philox.keyed(seed: rng.seed, step: step, sample: i, stream: 2)
                 coinStream.fillUniform(buf.coin.pointer + b, count: 1)
-                let dropped = buf.coin.pointer[b] < training.labelDropout
+                let dropped = buf.coin.pointer[b] < training.conditionDropout
                 if K > 0 { buf.labels.pointer[b] = dropped ? K : cond.labels?[b] ?? K }
                 buf.null.pointer[b] = dropped ? 1 : 0
             }

@@ -9,26 +9,28 @@
 //   classes:           temb += classEmbedding[label]                         (B, W)
 //   vector:            temb += W_c·c̃ + b_c   (c̃ = c, or the learned null vector)   (B, W)
 //   sequence, tokens:  c̃, ℓ = encodeContext(cond)                  (B, Lmax, Dx), (B,)
+//                      (tokens: E_tok[id] + E_pos[i], then the text encoder's transformer
+//                      when the conditioning has encoder layers, Layers/TextEncoder.swift)
 //                      temb += W_p·pooled(c̃) + b_p   (pooled = the masked mean, (B, Dx))
 //
 // `forward` adds into temb (which the network's TimeEmbedding wrote) and returns the context
 // (c̃, ℓ) that the UNet's cross-attention reads (nil without one). `backward` takes ∂L/∂temb
 // and the readers' ∂L/∂c̃, and accumulates parameter gradients only: conditions are data.
 //
-// The text-encoder seam: `encodeContext` / `encodeContextBackward` are the only code that
-// makes c̃ from the batch (today a token + position lookup, Layers/ContextEmbedding.swift).
-// A learned encoder over the tokens replaces their bodies and adds its views to
-// `Activations` / `Workspace`; pooling, the time embedding and the cross-attention keep
-// reading c̃ and ℓ.
+// `encodeContext` / `encodeContextBackward` are the only code that makes c̃ from the batch (a
+// token + position lookup, Layers/ContextEmbedding.swift, then the TextEncoder if any);
+// pooling, the time embedding and the cross-attention read c̃ and ℓ.
 //
 // The parameters are declared in this order (checkpoints name them so):
-//   class_embedding.weight | cond_vector.{null, proj} | context.{null, tokens, positions}, context_pool
+//   class_embedding.weight | cond_vector.{null, proj} | context.{null, tokens, positions},
+//   context.encoder.{0, 1, …, norm} (with encoder layers), context_pool
 
 struct ConditionEncoder {
     let conditioning: Conditioning
     let classEmbedding: Embedding?  // (K + 1, W)
     let vectorEmbedding: VectorEmbedding?  // Dc → W, with the learned null vector
     let contextEmbedding: ContextEmbedding?  // c̃ (B, Lmax, Dx) of a sequence or token condition
+    let textEncoder: TextEncoder?  // the transformer over the token embeddings (encoder layers > 0)
     let pooledProj: Linear?  // Dx → W, of c̃'s masked mean
 
     /// Declares the embeddings `conditioning` needs, after the time embedding (which the
@@ -40,6 +42,9 @@ struct ConditionEncoder {
         vectorEmbedding = Dc > 0 ? VectorEmbedding(&layout, "cond_vector", dim: Dc, features: W) : nil
         contextEmbedding = Dx > 0 ? ContextEmbedding(&layout, "context", dim: Dx, maxLength: conditioning.maxLength,
                                                      vocabulary: conditioning.vocabulary) : nil
+        let shape = conditioning.textEncoder
+        textEncoder = shape.layers > 0
+            ? TextEncoder(&layout, "context.encoder", dim: Dx, maxLength: conditioning.maxLength, shape: shape) : nil
         pooledProj = Dx > 0 ? Linear(&layout, "context_pool", in: Dx, out: W) : nil
     }
 
@@ -56,6 +61,7 @@ struct ConditionEncoder {
         let contextIsNull: UnsafeMutablePointer<Float>  // (B,) 1 where the row took the null context
         let lengths: Buffer<Int32>  // (B,) ℓ_b, null rows resolved to 1
         let tokens: Buffer<Int32>  // (B, Lmax) the token ids, kept for the backward pass
+        let text: TextEncoder.Activations?  // x_0 = the token embeddings and the encoder's views
 
         init(_ e: ConditionEncoder, batch B: Int, _ arena: inout Arena) throws {
             let k = e.conditioning
@@ -65,6 +71,7 @@ struct ConditionEncoder {
             (context, pooled, contextIsNull) = (arena.take(B * Lx * Dx), arena.take(B * Dx), arena.take(Dx > 0 ? B : 0))
             lengths = try Buffer(count: arena.isCounting || Dx == 0 ? 0 : B, zero: 0)
             tokens = try Buffer(count: arena.isCounting || k.vocabulary == 0 ? 0 : B * Lx, zero: 0)
+            text = e.textEncoder.map { TextEncoder.Activations($0, batch: B, &arena) }
         }
     }
 
@@ -72,11 +79,13 @@ struct ConditionEncoder {
     struct Workspace {
         let dvector: UnsafeMutablePointer<Float>  // (B, Dc) ∂L/∂c̃ (VectorEmbedding.backward scratch)
         let dcontext, dpooled: UnsafeMutablePointer<Float>  // (B, Lmax, Dx), (B, Dx) ∂L/∂c̃, ∂L/∂pooled
+        let text: TextEncoder.Workspace?
 
         init(_ e: ConditionEncoder, batch B: Int, _ arena: inout Arena) {
             let k = e.conditioning
             dvector = arena.take(B * k.vectorDim)
             (dcontext, dpooled) = (arena.take(B * k.maxLength * k.contextDim), arena.take(B * k.contextDim))
+            text = e.textEncoder.map { TextEncoder.Workspace($0, batch: B, &arena) }
         }
     }
 
@@ -126,25 +135,38 @@ struct ConditionEncoder {
         pooledProj.backward(dinp: w.dpooled, grads, dout: dtemb, inp: a.pooled, params, batch: B)
         let dc = dcontext ?? zeroedContextGradient(w, batch: B)!
         contextEmbedding.poolBackward(dc, dpooled: w.dpooled, lengths: a.lengths.pointer, batch: B)
-        encodeContextBackward(dcontext: dc, a, grads, batch: B)
+        encodeContextBackward(dcontext: dc, a, w, grads, params, batch: B)
     }
 
     // MARK: - The text encoder
 
     /// c̃ (B, Lmax, Dx) and ℓ (B,) of the batch: the given vectors, or the token + position
-    /// embeddings of the ids; the learned null context for null rows (see ContextEmbedding).
-    /// The token ids are kept for the backward pass when `training`.
+    /// embeddings of the ids (through the text encoder when there is one); the learned null
+    /// context for null rows (see ContextEmbedding). The token ids are kept for the backward
+    /// pass when `training`.
     func encodeContext(_ a: Activations, _ cond: ConditionBatch, _ params: UnsafePointer<Float>, batch B: Int, training: Bool) {
         guard let contextEmbedding else { return }
-        contextEmbedding.forward(a.context, lengths: a.lengths.pointer, isNull: a.contextIsNull, cond, params, batch: B)
+        let (lengths, isNull) = (a.lengths.pointer, a.contextIsNull)
+        // x_0 = E_tok[id] + E_pos[i] (n for a null row): c̃ itself, or the text encoder's input
+        contextEmbedding.forward(a.text?.embedded ?? a.context, lengths: lengths, isNull: isNull, cond, params, batch: B)
+        if let textEncoder, let text = a.text {
+            textEncoder.forward(a.context, text, lengths: lengths, isNull: isNull, params, batch: B)
+        }
         if let tokens = cond.tokens, training { a.tokens.pointer.update(from: tokens, count: B * contextEmbedding.maxLength) }
     }
 
-    /// In the forward pass this was c̃ = encodeContext(cond), so dE_tok, dE_pos and dn
-    /// accumulate from dcontext (B, Lmax, Dx) = ∂L/∂c̃.
-    func encodeContextBackward(dcontext: UnsafePointer<Float>, _ a: Activations, _ grads: UnsafeMutablePointer<Float>, batch B: Int) {
+    /// In the forward pass this was c̃ = encodeContext(cond), so the text encoder's gradients,
+    /// then dE_tok, dE_pos and dn accumulate from dcontext (B, Lmax, Dx) = ∂L/∂c̃.
+    func encodeContextBackward(dcontext: UnsafePointer<Float>, _ a: Activations, _ w: Workspace, _ grads: UnsafeMutablePointer<Float>,
+                               _ params: UnsafePointer<Float>, batch B: Int) {
         guard let contextEmbedding else { return }
-        contextEmbedding.backward(grads, dout: dcontext, lengths: a.lengths.pointer, isNull: a.contextIsNull,
+        let (lengths, isNull) = (UnsafePointer(a.lengths.pointer), UnsafePointer(a.contextIsNull))
+        var dembedded = dcontext  // ∂L/∂x_0
+        if let textEncoder, let text = a.text, let tw = w.text {
+            dembedded = UnsafePointer(textEncoder.backward(dout: dcontext, text, tw, lengths: lengths, isNull: isNull, grads, params,
+                                                           batch: B))
+        }
+        contextEmbedding.backward(grads, dout: dembedded, lengths: lengths, isNull: isNull,
                                   tokens: contextEmbedding.vocabulary > 0 ? UnsafePointer(a.tokens.pointer) : nil, batch: B)
     }
 }

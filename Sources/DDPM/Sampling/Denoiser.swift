@@ -19,10 +19,11 @@ extension Denoiser {
 }
 
 /// A denoiser backed by a closure; a thrown error aborts sampling with that error. The
-/// closure sees the labels of the condition (a user callback knows no other kind).
+/// closure sees the whole condition of its `batch` rows (labels, vectors, tokens, lengths), as
+/// the caller of the sampling gave it.
 public struct ClosureDenoiser: Denoiser {
     public typealias Body = (_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ t: Int,
-                             _ labels: UnsafePointer<Int32>?, _ batch: Int) throws -> Void
+                             _ cond: ConditionBatch, _ batch: Int) throws -> Void
     public let sampleSize: Int
     public let predictionType: PredictionType
     let body: Body
@@ -33,6 +34,6 @@ public struct ClosureDenoiser: Denoiser {
     }
     public func predict(_ out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, t: Int,
                         cond: ConditionBatch, batch: Int) throws {
-        try body(out, x, t, cond.labels, batch)
+        try body(out, x, t, cond, batch)
     }
 }

@@ -1,6 +1,8 @@
 // The training recipe of a model (ddpm_train_params in C, TrainConfig in Python; stored
-// in checkpoints as JSON with the C field names). A new field: its property and its row in
-// `fields` (JSON, default when absent, bound), then its row in the C table (Sources/DDPMC).
+// in checkpoints as JSON with the C field names; condition dropout under its first name,
+// "label_dropout", so that checkpoints read the same either way). A new field: its property
+// and its row in `fields` (JSON, default when absent, bound), then its row in the C table
+// (Sources/DDPMC).
 
 /// Optimisation settings of a model (stored in checkpoints).
 public struct TrainingConfig: Codable, Sendable, Equatable, FieldCoded {
@@ -9,8 +11,14 @@ public struct TrainingConfig: Codable, Sendable, Equatable, FieldCoded {
     public var gradClip: Float = 1
     /// EMA decay d in θ_ema ← d_n·θ_ema + (1−d_n)·θ, with warm-up d_n = min(d, (1+n)/(10+n)).
     public var emaDecay: Float = 0.995
-    /// Probability of replacing a label by the null label while training (classifier-free guidance).
-    public var labelDropout: Float = 0.1
+    /// Probability of training a row on the null condition instead of its own (the null label,
+    /// vector or context; classifier-free guidance's condition dropout).
+    public var conditionDropout: Float = 0.1
+    /// `conditionDropout` under its name before 0.3.
+    public var labelDropout: Float {
+        get { conditionDropout }
+        set { conditionDropout = newValue }
+    }
     /// Seeds parameter initialisation and every training draw.
     public var seed: UInt64 = 0
     /// What the network predicts (Objective.swift).
@@ -37,7 +45,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable, FieldCoded {
         .value("weight_decay", \.optimizer.weightDecay),
         .number("grad_clip", \.gradClip, .atLeast(0)),
         .number("ema_decay", \.emaDecay, .within(0, 1)),
-        .number("label_dropout", \.labelDropout, .within(0, 1)),
+        .number("label_dropout", \.conditionDropout, .within(0, 1)),
         .value("seed", \.seed),
         .named("prediction_target", \.target, [.epsilon: "eps", .x0: "x0", .v: "v"]),
         .named("loss_weighting", \.lossWeighting, [.uniform: "uniform", .minSNR: "min_snr", .vlb: "vlb"]),

@@ -128,7 +128,8 @@ extension UNet {
         func crossAttention(_ name: String, _ channels: Int, level: Int?) -> CrossAttention? {
             guard Dc > 0, level.map({ config.crossAttentionLevels.contains($0) }) ?? true else { return nil }
             return CrossAttention(&layout, name + ".xattn", channels: channels, heads: config.heads(channels: channels), groups: G,
-                                  pixels: h * w, contextDim: Dc, maxLength: Lmax, epsilon: config.normEps)
+                                  pixels: h * w, contextDim: Dc, maxLength: Lmax, epsilon: config.normEps,
+                                  queryPositions: config.crossAttentionPositions)
         }
         var skipChannels = [ch]
         var encoder: [Stage] = []

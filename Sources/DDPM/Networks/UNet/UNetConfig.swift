@@ -23,6 +23,10 @@ public struct UNetConfig: Codable, Sendable, Equatable, FieldCoded {
     /// Levels (0-based) that get cross-attention to a sequence condition after each ResBlock
     /// (and its self-attention); the middle always has one when the model has a context.
     public var crossAttentionLevels: [Int] = []
+    /// Every cross-attention layer adds a learned absolute position embedding of its pixels to
+    /// its queries (CrossAttention.swift), so that words naming a place can be matched to it.
+    /// Stored in checkpoints only when on (files without it load as they always did).
+    public var crossAttentionPositions = false
     /// Heads of every attention layer; must divide the channels there.
     public var attentionHeads: Int
     /// GroupNorm groups; must divide every level's channel count.
@@ -113,6 +117,7 @@ public struct UNetConfig: Codable, Sendable, Equatable, FieldCoded {
         .changed("downsample_padding", \.downsamplePadding),
         .changed("attention_head_dim", \.attentionHeadDim),
         .changed("middle_attention", \.middleAttention),
+        .changed("cross_attention_positions", \.crossAttentionPositions),
     ])
 
     public init(from decoder: Decoder) throws { self = try Self.fields.decode(from: decoder) }
