@@ -380,11 +380,14 @@ class Conditioning(_Mirror):
 
     def __repr__(self) -> str:
         """The constructor that makes this conditioning: Conditioning.classes(10), ..."""
+        encoder = {"encoder_layers": self.encoder_layers, "encoder_heads": self.encoder_heads} \
+            if self.kind == "tokens" and self.encoder_layers else {}
         made = {"none": (self.none, ()), "classes": (self.classes, (self.num_classes,)),
                 "vector": (self.vector, (self.dim,)), "sequence": (self.sequence, (self.dim, self.max_length)),
                 "tokens": (self.tokens, (self.vocab_size, self.max_length, self.dim))}.get(self.kind)
-        if made is not None and made[0](*made[1]) == self:
-            return f"Conditioning.{self.kind}({', '.join(map(repr, made[1]))})"
+        if made is not None and made[0](*made[1], **encoder) == self:
+            args = [repr(a) for a in made[1]] + [f"{k}={v!r}" for k, v in encoder.items()]
+            return f"Conditioning.{self.kind}({', '.join(args)})"
         # Fields no constructor sets (e.g. num_classes with kind "vector"): every field.
         return f"Conditioning({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in fields(self))})"
 

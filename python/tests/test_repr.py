@@ -29,8 +29,10 @@ def test_conditioning_repr_is_its_constructor():
     assert repr(sd.Conditioning.classes(10)) == "Conditioning.classes(10)"
     assert repr(sd.Conditioning.none()) == "Conditioning.none()"
     assert repr(sd.Conditioning.tokens(30, 5, dim=16)) == "Conditioning.tokens(30, 5, 16)"
+    assert repr(sd.Conditioning.tokens(30, 5, dim=16, encoder_layers=2)) == \
+        "Conditioning.tokens(30, 5, 16, encoder_layers=2, encoder_heads=4)"
     assert repr(sd.Conditioning(kind="vector", num_classes=3, dim=2)) == \
-        "Conditioning(kind='vector', num_classes=3, dim=2, max_length=0, vocab_size=0)"
+        "Conditioning(kind='vector', num_classes=3, dim=2, max_length=0, vocab_size=0, encoder_layers=0, encoder_heads=0)"
 
 
 def test_model_repr_shows_the_conditioning_constructor():
