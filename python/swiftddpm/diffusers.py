@@ -60,9 +60,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import _export, _files, _safetensors
+from . import _export, _files, _safetensors, _torch_zip
 from ._diffusers_unet import (DIFFUSERS_VERSION, UNET_CONFIG, UNET_WEIGHTS, read_json, read_unet_config, refuse_unet,
-                              unet_config, unet_folder, weights_from_diffusers, weights_to_diffusers)
+                              unet_config, unet_folder, unet_weights, weights_from_diffusers, weights_to_diffusers)
 from .config import TrainConfig, UNetConfig
 from .errors import InvalidArgumentError
 from .sampler import Scheduler
@@ -365,7 +365,8 @@ def load_unet(model_class: Any, folder: str | os.PathLike, *, train: TrainConfig
         raise refuse_unet("variance_type", "learned_range", "a learned variance's extra channels have no equivalent here")
     if train is None:
         train = TrainConfig(prediction_target=options.get("prediction_type", "eps"))
-    tensors, _ = _safetensors.read(unet / UNET_WEIGHTS, verify=False)
+    weights = unet_weights(unet)  # safetensors preferred; else a PyTorch zip .bin, read without torch
+    tensors = _safetensors.read(weights, verify=False)[0] if weights.name == UNET_WEIGHTS else _torch_zip.read(weights)
     try:
         model = model_class(schedule, network=config, cond=cond, train=train)
     finally:
