@@ -9,7 +9,8 @@ sampler options, and write ours as one that diffusers loads to the same schedule
 
     sdd.write_scheduler_config("out/scheduler", schedule, method="dpm_solver++")
 
-    model = sd.Model.from_diffusers("ddpm-cifar10-32")   # UNet2DModel + scheduler (_diffusers_unet.py)
+    model = sd.Model.from_diffusers("ddpm-cifar10-32")   # UNet2DModel + scheduler (_diffusers_unet.py);
+                                                         # weights: .safetensors, else a torch zip .bin (_torch_zip.py)
     model.export_diffusers("out/pipeline")               # a folder DDPMPipeline.from_pretrained loads
 
 Three scheduler classes are read: DDPMScheduler, DDIMScheduler and DPMSolverMultistepScheduler.
