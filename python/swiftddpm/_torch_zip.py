@@ -103,12 +103,10 @@ def _rebuild(storage: Any, offset: Any, size: Any, stride: Any, *_rest: Any) -> 
     view = np.lib.stride_tricks.as_strided(data[offset:] if numel else data[:0], shape=size,
                                            strides=tuple(s * item for s in stride), writeable=False)
     if storage.name == "BFloat16Storage":  # bfloat16 = the high 16 bits of a float32
-        array = (view.astype(np.uint32) << 16).view(np.float32)
-    elif view.dtype.kind == "f":
-        array = view.astype(np.float32)
-    else:
-        array = view.copy()
-    return _Tensor(np.ascontiguousarray(array))
+        array = (np.array(view, dtype=np.uint32, order="C") << 16).view(np.float32)
+    else:  # a C-ordered copy (np.ascontiguousarray would make a 0-d tensor 1-d)
+        array = np.array(view, dtype=np.float32 if view.dtype.kind == "f" else view.dtype, order="C")
+    return _Tensor(array)
 
 
 class _Unpickler(pickle.Unpickler):

@@ -113,6 +113,13 @@ def test_a_hand_built_archive_reads_with_its_strides(tmp_path):
     assert got["b"].dtype == np.float32 and got["b"].tolist() == [1.0, -3.0]
 
 
+def test_a_scalar_keeps_its_zero_dimensions(tmp_path):
+    path = archive(tmp_path / "s.bin", tensor_pickle([("s", "DoubleStorage", "0", 2, 1, (), ())]),
+                   {"0": np.array([1.5, -2.25], "<f8").tobytes()})
+    got = _torch_zip.read(path)["s"]
+    assert got.shape == () and got.dtype == np.float32 and float(got) == -2.25
+
+
 def test_a_forbidden_global_is_refused_and_not_run(tmp_path):
     witness = tmp_path / "pwned"
     evil = b"\x80\x02" + glob("os", "system") + frag(f"touch {witness}") + b"\x85R."  # os.system((cmd,))
