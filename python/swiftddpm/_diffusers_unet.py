@@ -52,6 +52,7 @@ from .errors import FormatError, InvalidArgumentError
 
 UNET_CONFIG = "config.json"
 UNET_WEIGHTS = "diffusion_pytorch_model.safetensors"
+UNET_WEIGHTS_BIN = "diffusion_pytorch_model.bin"  # a PyTorch zip checkpoint (the 2022 Hub folders): _torch_zip.py
 DIFFUSERS_VERSION = "0.42.1"  # the version whose config format we write (and tested against)
 _NULL_LABEL = "_swiftddpm_null_label"
 MAX_CONFIG_BYTES = 1 << 20
@@ -371,10 +372,16 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 
 
 def unet_folder(folder: str | os.PathLike) -> Path:
-    """The folder holding the UNet: folder/unet (a pipeline folder) or folder itself."""
+    """The folder holding the UNet: folder/unet (a pipeline folder) or folder itself, with its
+    config and its weights as safetensors or as a PyTorch zip .bin (unet_weights picks)."""
     root = Path(folder)
     for candidate in (root / "unet", root):
-        if (candidate / UNET_CONFIG).is_file() and (candidate / UNET_WEIGHTS).is_file():
+        if (candidate / UNET_CONFIG).is_file() and any((candidate / w).is_file() for w in (UNET_WEIGHTS, UNET_WEIGHTS_BIN)):
             return candidate
-    raise FormatError(f"'{root}' holds no diffusers UNet: no {UNET_CONFIG} and {UNET_WEIGHTS} in it or in its unet/ "
-                      "(a .bin checkpoint must be converted to safetensors first)")
+    raise FormatError(f"'{root}' holds no diffusers UNet: no {UNET_CONFIG} and {UNET_WEIGHTS} (or {UNET_WEIGHTS_BIN}) "
+                      "in it or in its unet/")
+
+
+def unet_weights(unet: Path) -> Path:
+    """The weights file of a UNet folder: safetensors when there, else the .bin."""
+    return unet / UNET_WEIGHTS if (unet / UNET_WEIGHTS).is_file() else unet / UNET_WEIGHTS_BIN

@@ -9,7 +9,8 @@ sampler options, and write ours as one that diffusers loads to the same schedule
 
     sdd.write_scheduler_config("out/scheduler", schedule, method="dpm_solver++")
 
-    model = sd.Model.from_diffusers("ddpm-cifar10-32")   # UNet2DModel + scheduler (_diffusers_unet.py)
+    model = sd.Model.from_diffusers("ddpm-cifar10-32")   # UNet2DModel + scheduler (_diffusers_unet.py);
+                                                         # weights: .safetensors, else a torch zip .bin (_torch_zip.py)
     model.export_diffusers("out/pipeline")               # a folder DDPMPipeline.from_pretrained loads
 
 Three scheduler classes are read: DDPMScheduler, DDIMScheduler and DPMSolverMultistepScheduler.
@@ -60,9 +61,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import _export, _files, _safetensors
+from . import _export, _files, _safetensors, _torch_zip
 from ._diffusers_unet import (DIFFUSERS_VERSION, UNET_CONFIG, UNET_WEIGHTS, read_json, read_unet_config, refuse_unet,
-                              unet_config, unet_folder, weights_from_diffusers, weights_to_diffusers)
+                              unet_config, unet_folder, unet_weights, weights_from_diffusers, weights_to_diffusers)
 from .config import TrainConfig, UNetConfig
 from .errors import InvalidArgumentError
 from .sampler import Scheduler
@@ -366,7 +367,8 @@ def load_unet(model_class: Any, folder: str | os.PathLike, *,
         raise refuse_unet("variance_type", "learned_range", "a learned variance's extra channels have no equivalent here")
     if train is None:
         train = TrainConfig(prediction_target=options.get("prediction_type", "eps"))
-    tensors, _ = _safetensors.read(unet / UNET_WEIGHTS, verify=False)
+    weights = unet_weights(unet)  # safetensors preferred; else a PyTorch zip .bin, read without torch
+    tensors = _safetensors.read(weights, verify=False)[0] if weights.name == UNET_WEIGHTS else _torch_zip.read(weights)
     try:
         model = model_class(schedule, network=config, cond=cond, train=train)
     finally:
