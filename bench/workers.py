@@ -314,6 +314,7 @@ def worker_parity(spec: dict) -> dict:
     net = reference_network(cfg)
     state = {k[len("model."):]: torch.from_numpy(v) for k, v in tensors.items() if k.startswith("model.")}
     missing, unexpected = net.load_state_dict(state, strict=False)
+    net.eval()  # dropout off, as in our predict (cifar-ddpm has dropout 0.1)
     result = {"missing": list(missing), "unexpected": list(unexpected)}
     worst = 0.0
     scale = 0.0
