@@ -36,6 +36,17 @@ def test_notebook_is_committed_without_outputs():
     assert code and all(not c.outputs and c.execution_count is None for c in code)
 
 
+def keep_executed(nb, images) -> None:
+    """The executed notebook and its figures, left where a reader can look at them after
+    `make test`: .build/notebook/quickstart.executed.ipynb and figure1..5.png (ignored by git)."""
+    import base64
+    folder = REPO / ".build" / "notebook"
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / "quickstart.executed.ipynb")
+    for k, output in enumerate(images, 1):
+        (folder / f"figure{k}.png").write_bytes(base64.b64decode(output["data"]["image/png"]))
+
+
 def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     env = kernel_env()
@@ -48,6 +59,7 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 5  # the data, the loss, the three samplers, the bound, the digits grid
+    keep_executed(nb, images)
     text = "".join(o.get("text", "") for o in outputs)
     assert "quick=True" in text and "bits/dim" in text
 
