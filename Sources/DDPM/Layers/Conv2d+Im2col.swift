@@ -102,12 +102,11 @@ extension Conv2d {
             for ci in 0..<inChannels {
                 let src = inp + (ci * B + images.lowerBound) * HW
                 for tap in 0..<taps {
-                    let offset = (tap / kw - py) * W + (tap % kw - px)
+                    let offset = tapOffset(tap, width: W)
                     let dst = columns + (ci * taps + tap) * total, mask = keep + tap * HW
-                    let lo = min(max(0, -offset), total), hi = max(min(total, total - offset), lo)
                     for plane in 0..<nb {
                         let (d, s) = (dst + plane * HW, src + plane * HW + offset)
-                        let jlo = min(max(lo - plane * HW, 0), HW), jhi = max(min(hi - plane * HW, HW), jlo)
+                        let (jlo, jhi) = Self.inside(plane: plane, shiftedBy: offset, pixels: HW, planes: nb)
                         for j in 0..<jlo { d[j] = 0 }
                         for j in jlo..<jhi { d[j] = Float(bitPattern: s[j].bitPattern & mask[j].bitPattern) }  // s or 0
                         for j in jhi..<HW { d[j] = 0 }
@@ -155,12 +154,11 @@ extension Conv2d {
                 let first = columns + (ci * taps + centre) * total
                 if overwrite { dst.update(from: first, count: total) } else { for i in 0..<total { dst[i] += first[i] } }
                 for tap in 0..<taps where tap != centre {
-                    let offset = (tap / kw - py) * W + (tap % kw - px)
+                    let offset = tapOffset(tap, width: W)
                     let src = columns + (ci * taps + tap) * total, mask = keep + tap * HW
-                    let lo = min(max(0, -offset), total), hi = max(min(total, total - offset), lo)
                     for plane in 0..<nb {
                         let (d, s) = (dst + plane * HW + offset, src + plane * HW)
-                        let jlo = min(max(lo - plane * HW, 0), HW), jhi = max(min(hi - plane * HW, HW), jlo)
+                        let (jlo, jhi) = Self.inside(plane: plane, shiftedBy: offset, pixels: HW, planes: nb)
                         for j in jlo..<jhi { d[j] += Float(bitPattern: s[j].bitPattern & mask[j].bitPattern) }
                     }
                 }
@@ -191,6 +189,23 @@ extension Conv2d {
     }
 
     /// keep (kh·kw, H·W), stored in the scratch right after the columns of a full chunk:
+    /// The flat offset dy·W + dx at which a stride-1 tap (ky − py, kx − px) reads its source.
+    @inline(__always)
+    private func tapOffset(_ tap: Int, width W: Int) -> Int {
+        (tap / kernelWidth - padY) * W + (tap % kernelWidth - padX)
+    }
+
+    /// The entries j of plane `plane` (of `planes` planes of `pixels` floats, read as one flat run)
+    /// whose source j + offset stays inside the run: jlo..<jhi, clamped to the plane. Outside it
+    /// im2col writes 0 and col2im adds nothing; inside, the tap masks zero what crossed an edge.
+    @inline(__always)
+    private static func inside(plane: Int, shiftedBy offset: Int, pixels HW: Int, planes nb: Int) -> (Int, Int) {
+        let total = nb * HW
+        let lo = min(max(0, -offset), total), hi = max(min(total, total - offset), lo)
+        let jlo = min(max(lo - plane * HW, 0), HW)
+        return (jlo, max(min(hi - plane * HW, HW), jlo))
+    }
+
     /// keep[tap][y·W + x] has all bits set when pixel (y, x) shifted by tap (ky − py, kx − px) is
     /// still inside the image, else 0 — a bit mask, so that `value & keep` selects without a
     /// branch and the loops vectorise. Rewritten by every call (kh·kw·H·W stores, no allocation).
