@@ -31,7 +31,7 @@ final class PreparedConvolutionTests: XCTestCase {
 
     /// out of conv.forward with or without `prepared`.
     static func forward(_ c: (conv: Conv2d, height: Int, width: Int, batch: Int), _ params: [Float],
-                        prepared: PreparedConvolutions?) throws -> [Float] {
+                        prepared: PreparedWeights?) throws -> [Float] {
         let (conv, H, W, B) = c
         let (Ho, Wo) = conv.outputSize(height: H, width: W)
         let inp = UNetGradientCheck.normals(conv.inChannels * B * H * W, seed: 9)
@@ -50,7 +50,7 @@ final class PreparedConvolutionTests: XCTestCase {
         for isa in KernelISA.supported {
             XCTAssertTrue(KernelISA.use(isa))
             for c in list {
-                let prepared = PreparedConvolutions([(c.conv, c.height, c.width)])
+                let prepared = PreparedWeights(convolutions: [(c.conv, c.height, c.width)])
                 try params.withUnsafeBufferPointer { p in try prepared.prepare(p.baseAddress!, batch: c.batch) }
                 let algorithm = c.conv.algorithm(batch: c.batch, height: c.height, width: c.width)
                 let held = params.withUnsafeBufferPointer { p in prepared.weights(c.conv, algorithm, params: p.baseAddress!) }
@@ -68,7 +68,7 @@ final class PreparedConvolutionTests: XCTestCase {
         let (layout, list) = Self.layers()
         let c = list[0]  // F(4×4)
         let params = UNetGradientCheck.randomParameters(layout, seed: 5), other = params.map { $0 + 1 }
-        let prepared = PreparedConvolutions([(c.conv, c.height, c.width)])
+        let prepared = PreparedWeights(convolutions: [(c.conv, c.height, c.width)])
         try params.withUnsafeBufferPointer { p in try prepared.prepare(p.baseAddress!, batch: c.batch) }
         params.withUnsafeBufferPointer { p in
             XCTAssertNotNil(prepared.weights(c.conv, .winograd(tile: 4), params: p.baseAddress!))
@@ -85,7 +85,7 @@ final class PreparedConvolutionTests: XCTestCase {
         // give other bits: what `release` after every prediction prevents.
         var live = other
         try live.withUnsafeMutableBufferPointer { p in
-            let forged = PreparedConvolutions([(c.conv, c.height, c.width)])
+            let forged = PreparedWeights(convolutions: [(c.conv, c.height, c.width)])
             try forged.prepare(p.baseAddress!, batch: c.batch)
             for i in p.indices { p[i] = params[i] }
             let (H, W, B) = (c.height, c.width, c.batch)
@@ -194,7 +194,7 @@ final class PreparedConvolutionTests: XCTestCase {
             model.network.forward(&direct, x: x, t: t, labels: nil, batch: B, params: model.network.parameters.values.pointer,
                                   training: false, rng: &rng)
             assertSameBits(predicted, direct, "\(isa.name): prediction (prepared) vs forward (not)")
-            XCTAssertNil(model.network.preparedConvolutions?.source, "released after the prediction")
+            XCTAssertNil(model.network.preparedWeights?.source, "released after the prediction")
         }
     }
 

@@ -59,10 +59,10 @@ func gemm(
     _ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
     m: Int, n: Int, k: Int,
     transA: Bool = false, transB: Bool = false,
-    alpha: Float = 1, beta: Float = 0, packedA: UnsafePointer<Float>? = nil
+    alpha: Float = 1, beta: Float = 0, packedA: UnsafePointer<Float>? = nil, packedB: UnsafePointer<Float>? = nil
 ) {
     stridedGemm(c, a, b, m: m, n: n, k: k, lda: transA ? m : k, ldb: transB ? k : n, ldc: n,
-                transA: transA, transB: transB, alpha: alpha, beta: beta, packedA: packedA)
+                transA: transA, transB: transB, alpha: alpha, beta: beta, packedA: packedA, packedB: packedB)
 }
 
 /// GEMM whose op(B) (k, n) is written by `packB` straight from its own source (an image, for a

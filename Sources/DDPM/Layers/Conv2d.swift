@@ -43,7 +43,7 @@ public struct Conv2d: Sendable {
     /// The algorithm asked for: `.automatic` picks per call (see `algorithm(batch:height:width:)`).
     let requested: Algorithm
 
-    enum Algorithm: Equatable, Sendable {
+    enum Algorithm: Hashable, Sendable {
         case automatic
         case im2col
         /// Winograd F(m×m, 3×3), m = 4 or 2 (3×3 kernels, stride 1).
@@ -160,7 +160,7 @@ public struct Conv2d: Sendable {
     /// holds them for this call's algorithm and `params` (Conv2d+Prepared.swift): the same bits.
     func forward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ params: UnsafePointer<Float>,
                  columns: UnsafeMutablePointer<Float>, batch B: Int, height H: Int, width W: Int,
-                 accumulate: Bool = false, prepared: PreparedConvolutions? = nil) {
+                 accumulate: Bool = false, prepared: PreparedWeights? = nil) {
         let algorithm = algorithm(batch: B, height: H, width: W)
         let weights = prepared?.weights(self, algorithm, params: params)
         if case .winograd(let m) = algorithm {

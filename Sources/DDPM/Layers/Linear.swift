@@ -1,4 +1,5 @@
 // Fully connected layer.  B = batch (rows), I = in features, O = out features.
+import DDPMKernels
 
 public struct Linear: Sendable {
     public let inFeatures: Int, outFeatures: Int
@@ -15,30 +16,33 @@ public struct Linear: Sendable {
         bias = layout.add(name + ".bias", [outFeatures], initial)
     }
 
-    /// out (B, O) = inp (B, I) · Wᵀ + b, or out += … when `accumulate`.
+    /// out (B, O) = inp (B, I) · Wᵀ + b, or out += … when `accumulate`. Wᵀ comes from `prepared`
+    /// when it holds it for `params` (Linear+Prepared.swift): the same bits.
     func forward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ params: UnsafePointer<Float>,
-                 batch: Int, accumulate: Bool = false) {
+                 batch: Int, accumulate: Bool = false, prepared: PreparedWeights? = nil) {
         let (O, b) = (outFeatures, params + bias)
+        // each row (+)= b, vectorised (the same single rounded add per element)
         for r in 0..<batch {
-            let row = out + r * O
-            if accumulate { for o in 0..<O { row[o] += b[o] } } else { for o in 0..<O { row[o] = b[o] } }
+            if accumulate { ddpm_add_inplace(out + r * O, b, Int64(O)) } else { (out + r * O).update(from: b, count: O) }
         }
-        gemm(out, inp, params + weight, m: batch, n: O, k: inFeatures, transB: true, beta: 1)
+        gemm(out, inp, params + weight, m: batch, n: O, k: inFeatures, transB: true, beta: 1,
+             packedB: prepared?.weights(weight, .linearForward, params: params)?.pointer)
     }
 
     /// In the forward pass this was: out = inp·Wᵀ + b, so
     /// dW (O, I) += doutᵀ·inp,  db (O,) += Σ_rows dout,  dinp (B, I) (+)= dout·W.
     /// `dinp` may be nil when the input needs no gradient; it is overwritten unless `accumulate`.
+    /// W comes from `prepared` when it holds it for `params` (Linear+Prepared.swift).
     func backward(dinp: UnsafeMutablePointer<Float>?, _ grads: UnsafeMutablePointer<Float>,
                   dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, _ params: UnsafePointer<Float>,
-                  batch: Int, accumulate: Bool = false) {
+                  batch: Int, accumulate: Bool = false, prepared: PreparedWeights? = nil) {
         let (I, O) = (inFeatures, outFeatures)
         gemm(grads + weight, dout, inp, m: O, n: I, k: batch, transA: true, beta: 1)
         let db = grads + bias
-        for r in 0..<batch {
-            let row = dout + r * O
-            for o in 0..<O { db[o] += row[o] }
+        for r in 0..<batch { ddpm_add_inplace(db, dout + r * O, Int64(O)) }  // row by row, in order
+        if let dinp {
+            gemm(dinp, dout, params + weight, m: batch, n: I, k: O, beta: accumulate ? 1 : 0,
+                 packedB: prepared?.weights(weight, .linearBackward, params: params)?.pointer)
         }
-        if let dinp { gemm(dinp, dout, params + weight, m: batch, n: I, k: O, beta: accumulate ? 1 : 0) }
     }
 }

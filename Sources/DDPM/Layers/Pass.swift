@@ -29,8 +29,8 @@ struct Pass {
     let training: Bool  // dropout is on (forward only)
     let scratch: Scratch
     /// The convolutions' weights prepared once for every chunk of the call, or nil
-    /// (Conv2d+Prepared.swift; a convolution checks that they are for `params`).
-    var prepared: PreparedConvolutions? = nil
+    /// (PreparedWeights.swift; a convolution checks that they are for `params`).
+    var prepared: PreparedWeights? = nil
 }
 
 /// Temporaries of one layer call, shared by every layer of a network; nothing in them

@@ -123,7 +123,7 @@ final class GuidedDenoiser: Denoiser {
         let plan = ChunkPlan(batch: batch, rows: rows)
         call = Call(out: out, x: x, cond: cond, plan: plan)
         // The weights are fixed within the call: what every chunk would make of them is made once.
-        let prepared = network.preparedConvolutions
+        let prepared = network.preparedWeights
         defer { call = nil; prepared?.release() }
         try prepared?.prepare(params, batch: networkRows)
         // At most scratch.count workers: the pool may have grown since the scratch was made.
@@ -264,7 +264,7 @@ extension DiffusionModel {
             + Double(rows) * GuidedDenoiser.Scratch.floatsPerRow(sampleSize: S, outputSize: O, conditionFloats: conditionFloats,
                                                                 guided: guided)
         // Each worker but the first on a replica: its timestep table (no gradients to predict).
-        let prepared = Double(network.preparedConvolutions?.floats(batch: rows) ?? 0)
+        let prepared = Double(network.preparedWeights?.floats(batch: rows) ?? 0)
         try requireMemory("\(what()) for a batch of \(batch)", floats: Double(workers) * perWorker + prepared
                           + Double(workers - 1) * Double(schedule.count) * Double(network.config.timeEmbedDim)
                           + Double(batch) * (GuidedDenoiser.floatsPerRow(sampleSize: S, outputSize: O) + extraFloatsPerRow))

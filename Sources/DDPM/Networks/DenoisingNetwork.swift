@@ -44,8 +44,9 @@ public protocol DenoisingNetwork: AnyObject {
     /// forward call made with `training: true` and the live parameters.
     func backward(dout: UnsafePointer<Float>, batch: Int)
 
-    /// Its convolutions' weights prepared once per prediction for every chunk (the UNet), or nil.
-    var preparedConvolutions: PreparedConvolutions? { get }
+    /// Its layers' weights prepared once per call for every chunk (Layers/PreparedWeights.swift):
+    /// one instance shared by the network and its replicas, or nil.
+    var preparedWeights: PreparedWeights? { get }
 
     /// A network of the same configuration whose parameter values are this network's (the same
     /// block, not a copy), with gradients and activations of its own: what one chunk of a
@@ -61,7 +62,7 @@ extension DenoisingNetwork {
                         training: Bool, rng: inout Philox) {
         forward(out, x: x, t: t, cond: ConditionBatch(labels: labels), batch: batch, params: params, training: training, rng: &rng)
     }
-    public var preparedConvolutions: PreparedConvolutions? { nil }
+    public var preparedWeights: PreparedWeights? { nil }
     /// K; labels are in 0...K where K means "no class". 0 for an unconditional network.
     public var numClasses: Int { conditioning.numClasses }
     /// Floats per sample of the output: S, or 2·S with a learned variance.

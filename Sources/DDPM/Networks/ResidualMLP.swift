@@ -15,6 +15,7 @@
 //
 // The readout is linear in the residual stream on purpose: at large t the ideal ε̂ ≈ x_t
 // grows with |x|, and a final LayerNorm would bound it (DDIM then diverges on outliers).
+import DDPMKernels
 
 public final class ResidualMLP: DenoisingNetwork {
     public struct Config: Codable, Sendable, Equatable, FieldCoded {
@@ -55,6 +56,9 @@ public final class ResidualMLP: DenoisingNetwork {
     let inProj: Linear
     let blocks: [Block]
     let outProj: Linear
+    /// The weights of in_proj, the blocks' fc1 and fc2 and out_proj prepared once per call for all
+    /// its chunks; one instance shared by the network and its replicas (Layers/PreparedWeights.swift).
+    public let preparedWeights: PreparedWeights?
     /// The activation block and the workspace, sized for `acts.capacity` rows.
     var acts: Activations
     var work: Workspace
@@ -63,7 +67,7 @@ public final class ResidualMLP: DenoisingNetwork {
     ///   size P is allocated (the model checks its memory, a checkpoint its tensors).
     public init(_ config: Config, conditioning: Conditioning = .none, learnsVariance: Bool = false, timesteps: Int,
                 rng: inout Philox, checkLayout: (ParameterLayout) throws -> Void = { _ in },
-                sharingValuesOf original: ParameterSet? = nil) throws {
+                sharingValuesOf original: ParameterSet? = nil, sharingPrepared: PreparedWeights? = nil) throws {
         let (D, H, E, L) = (config.dataDim, config.hidden, config.timeEmbedDim, config.depth)
         // The field caps keep every size below exact in Int; the byte limit is checked on the layout.
         try Limits.requireField("data_dim", D, cap: Limits.sampleFloats)
@@ -89,6 +93,7 @@ public final class ResidualMLP: DenoisingNetwork {
         try checkLayout(layout)
         parameters = try original.map { try ParameterSet(layout: layout, sharingValuesOf: $0) }
             ?? ParameterSet(layout: layout, rng: &rng)
+        preparedWeights = sharingPrepared ?? PreparedWeights([inProj] + blocks.flatMap { [$0.fc1, $0.fc2] } + [outProj])
         // Every view is B × (a width): the floats of B rows are B times those of one, plus the
         // condition's side buffers (labels, lengths, token ids).
         floatsPerRow = try Arena.floats { [time, condition] in try Activations(config, time, condition, batch: 1, &$0) }
@@ -100,7 +105,8 @@ public final class ResidualMLP: DenoisingNetwork {
     public func replica() throws -> DenoisingNetwork {
         var unused = Philox(seed: 0)  // a replica draws no initial values
         return try ResidualMLP(settings, conditioning: conditioning, learnsVariance: learnsVariance,
-                           timesteps: time.sinusoid.table.count / time.sinusoid.dim, rng: &unused, sharingValuesOf: parameters)
+                           timesteps: time.sinusoid.table.count / time.sinusoid.dim, rng: &unused, sharingValuesOf: parameters,
+                               sharingPrepared: preparedWeights)
     }
 
     /// Floats of the activation block and workspace per row (each side buffer's Int32 counted as one).
@@ -163,7 +169,7 @@ public final class ResidualMLP: DenoisingNetwork {
                         training: Bool, rng: inout Philox) {
         // A caller that did not reserve (a Swift test) gets the buffers here; the model always reserves.
         if acts.capacity < B { try! reserve(batch: B, training: training) }
-        let a = acts
+        let (a, prepared) = (acts, preparedWeights)
         let H = settings.hidden
         // temb (B, H) = W_t2·SiLU(W_t1·sinusoid(t)) + condition(c). While sampling every row
         // shares t: one row is computed and copied. (The MLP reads a context through its mean only.)
@@ -172,7 +178,7 @@ public final class ResidualMLP: DenoisingNetwork {
         condition.forward(accumulateInto: temb, a.condition, cond, p, batch: B, training: training)
         // h_0 = W_in·x  (x is kept for the backward pass)
         if training { a.x.update(from: x, count: B * settings.dataDim) }
-        inProj.forward(a.h[0], x, p, batch: B)
+        inProj.forward(a.h[0], x, p, batch: B, prepared: prepared)
         // Inference keeps nothing for a backward pass: the residual stream stays in h_0 (fc2
         // accumulates into it: no copy of h_l). The same operations in the same order, so the
         // same bits as training's forward. (SiLU in place in u_l was 50% slower: the loop's
@@ -180,29 +186,29 @@ public final class ResidualMLP: DenoisingNetwork {
         for (l, block) in blocks.enumerated() {
             let (hIn, hOut, n) = (a.h[training ? l : 0], a.h[training ? l + 1 : 0], a.normed[l])
             block.norm.forward(n, mean: a.mean[l], rstd: a.rstd[l], hIn, p, batch: B, adding: temb)  // LN(h_l) + temb
-            block.fc1.forward(a.u[l], n, p, batch: B)
+            block.fc1.forward(a.u[l], n, p, batch: B, prepared: prepared)
             SiLU.forward(a.s[l], a.u[l], count: B * H)
             if training { hOut.update(from: hIn, count: B * H) }  // residual: h_{l+1} = h_l + fc2(...)
-            block.fc2.forward(hOut, a.s[l], p, batch: B, accumulate: true)
+            block.fc2.forward(hOut, a.s[l], p, batch: B, accumulate: true, prepared: prepared)
         }
-        outProj.forward(out, a.h[training ? blocks.count : 0], p, batch: B)
+        outProj.forward(out, a.h[training ? blocks.count : 0], p, batch: B, prepared: prepared)
     }
 
     public func backward(dout: UnsafePointer<Float>, batch B: Int) {
-        let (a, w) = (acts, work)
+        let (a, w, prepared) = (acts, work, preparedWeights)
         let H = settings.hidden
         let p = UnsafePointer(parameters.values.pointer), g = parameters.grads.pointer
         let (dh, da, ds) = (w.dh, w.da, w.ds)
         // ε̂ = W_out·h_L
-        outProj.backward(dinp: dh, g, dout: dout, inp: a.h[blocks.count], p, batch: B)
+        outProj.backward(dinp: dh, g, dout: dout, inp: a.h[blocks.count], p, batch: B, prepared: prepared)
         w.dtemb.update(repeating: 0, count: B * H)
         for l in blocks.indices.reversed() {  // a ReversedCollection: no array is built
             let block = blocks[l]
             // h_{l+1} = h_l + fc2(SiLU(fc1(LN(h_l) + temb))); dh carries ∂L/∂h_{l+1}, then ∂L/∂h_l.
-            block.fc2.backward(dinp: ds, g, dout: dh, inp: a.s[l], p, batch: B)
+            block.fc2.backward(dinp: ds, g, dout: dh, inp: a.s[l], p, batch: B, prepared: prepared)
             SiLU.backward(dinp: ds, dout: ds, inp: a.u[l], count: B * H)
-            block.fc1.backward(dinp: da, g, dout: ds, inp: a.normed[l], p, batch: B)
-            for i in 0..<B * H { w.dtemb[i] += da[i] }
+            block.fc1.backward(dinp: da, g, dout: ds, inp: a.normed[l], p, batch: B, prepared: prepared)
+            ddpm_add_inplace(w.dtemb, da, Int64(B * H))
             block.norm.backward(dinp: dh, g, dout: da, inp: a.h[l], mean: a.mean[l],
                                 rstd: a.rstd[l], p, batch: B)
         }

@@ -51,8 +51,8 @@ public final class UNet: DenoisingNetwork {
     /// N² of the largest attention; the most channels of any ResBlock; the floats of each skip.
     let maxActivation: Int, maxAttention: Int, maxChannels: Int, skipFloats: [Int]
     /// The convolutions' weights prepared once per prediction for all its chunks; one instance
-    /// shared by the network and its replicas (Layers/Conv2d+Prepared.swift).
-    public let preparedConvolutions: PreparedConvolutions?
+    /// shared by the network and its replicas (Layers/PreparedWeights.swift, Conv2d+Prepared.swift).
+    public let preparedWeights: PreparedWeights?
     /// The activation block and the workspace, sized for the largest batch so far; nil before the first forward.
     var acts: Activations?
     var work: Workspace?
@@ -66,7 +66,7 @@ public final class UNet: DenoisingNetwork {
     ///   size P is allocated (the model checks its memory, a checkpoint its tensors).
     public init(_ config: UNetConfig, conditioning: Conditioning = .none, learnsVariance: Bool = false, timesteps: Int,
                 rng: inout Philox, checkLayout: (ParameterLayout) throws -> Void = { _ in },
-                sharingValuesOf original: ParameterSet? = nil, sharingPrepared: PreparedConvolutions? = nil) throws {
+                sharingValuesOf original: ParameterSet? = nil, sharingPrepared: PreparedWeights? = nil) throws {
         try config.validate(timesteps: timesteps)
         try conditioning.validate()
         settings = config
@@ -89,7 +89,7 @@ public final class UNet: DenoisingNetwork {
 
         let stages = encoder + middle + decoder
         let N0 = config.height * config.width
-        preparedConvolutions = sharingPrepared ?? PreparedConvolutions(
+        preparedWeights = sharingPrepared ?? PreparedWeights(convolutions:
             [(inConv, config.height, config.width)] + stages.flatMap(\.convolutions) + [(outConv, config.height, config.width)])
         maxActivation = max(stages.map(\.maxActivation).max()!, max(outConv.outChannels, inConv.outChannels) * N0)
         maxAttention = stages.map { $0.attention == nil ? 0 : $0.pixels * $0.pixels }.max()!
@@ -108,7 +108,7 @@ public final class UNet: DenoisingNetwork {
         var unused = Philox(seed: 0)  // a replica draws no initial values
         return try UNet(settings, conditioning: conditioning, learnsVariance: learnsVariance,
                            timesteps: time.sinusoid.table.count / time.sinusoid.dim, rng: &unused, sharingValuesOf: parameters,
-                           sharingPrepared: preparedConvolutions)
+                           sharingPrepared: preparedWeights)
     }
 
     /// Floats of the activation block and workspace for one and for two images, less the
@@ -174,7 +174,7 @@ public final class UNet: DenoisingNetwork {
         if B > acts?.capacity ?? 0 || (training && !work!.backward) { try! reserve(batch: B, training: training) }
         let (a, w) = (acts!, work!)
         let pass = Pass(params: p, grads: parameters.grads.pointer, batch: B, training: training, scratch: w.scratch,
-                        prepared: training ? nil : preparedConvolutions)
+                        prepared: training ? nil : preparedWeights)
         let (C, H, W, N, T) = (settings.channels, settings.height, settings.width, settings.height * settings.width, settings.timeDim)
         // temb (B, T) = W_t2·SiLU(W_t1·sinusoid(t)) + condition(c); every ResBlock reads SiLU(temb),
         // every cross-attention stage the condition's context c̃.
