@@ -97,8 +97,16 @@ public final class PreparedWeights {
         return (list.sorted { $0.count > $1.count }, floats)
     }
 
-    /// Floats `prepare` holds for chunks of B rows (an upper bound: the budget).
-    func floats(batch B: Int, training: Bool = false) -> Int { min(Self.budget, plan(batch: B, training: training).floats) + 16 }
+    /// Floats `prepare` holds for chunks of B rows (an upper bound: the budget). The last answer is
+    /// kept: a train step asks every time, and must not allocate (planning builds arrays).
+    func floats(batch B: Int, training: Bool = false) -> Int {
+        let isa = KernelISA.current
+        if let last = lastFloats, last.batch == B, last.training == training, last.isa == isa { return last.floats }
+        let floats = min(Self.budget, plan(batch: B, training: training).floats) + 16
+        lastFloats = (B, training, isa, floats)
+        return floats
+    }
+    private var lastFloats: (batch: Int, training: Bool, isa: KernelISA, floats: Int)?
 
     /// Floats held now (kept between calls, so that a steady-state step allocates nothing).
     var heldFloats: Int { storage?.count ?? 0 }

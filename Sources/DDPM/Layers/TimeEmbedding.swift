@@ -67,21 +67,24 @@ struct TimeEmbedding {
     }
 
     /// a.out (B, T) = temb(t (B,)). With `sharedT` (every row has t[0], as while sampling) one row
-    /// is computed and copied to the others.
-    func forward(_ a: Activations, t: UnsafePointer<Int32>, _ params: UnsafePointer<Float>, batch B: Int, sharedT: Bool = false) {
+    /// is computed and copied to the others. `prepared`: the linear layers' weights prepared for
+    /// every chunk of the call, or nil (Linear+Prepared.swift).
+    func forward(_ a: Activations, t: UnsafePointer<Int32>, _ params: UnsafePointer<Float>, batch B: Int, sharedT: Bool = false,
+                 prepared: PreparedWeights? = nil) {
         let (T, rows) = (fc2.outFeatures, sharedT ? 1 : B)
         sinusoid.forward(a.e, t: t, batch: rows)
-        fc1.forward(a.hidden, a.e, params, batch: rows)
+        fc1.forward(a.hidden, a.e, params, batch: rows, prepared: prepared)
         SiLU.forward(a.act, a.hidden, count: rows * T)
-        fc2.forward(a.out, a.act, params, batch: rows)
+        fc2.forward(a.out, a.act, params, batch: rows, prepared: prepared)
         for b in 1..<max(B / rows, 1) { (a.out + b * T).update(from: a.out, count: T) }
     }
 
     /// In the forward pass this was: temb = W_2·SiLU(W_1·e + b_1) + b_2, so the gradients of
     /// W_2, b_2, W_1, b_1 accumulate from dout = ∂L/∂temb (B, T). dhidden (B, T) is scratch.
     func backward(dout: UnsafePointer<Float>, _ a: Activations, dhidden: UnsafeMutablePointer<Float>,
-                  _ grads: UnsafeMutablePointer<Float>, _ params: UnsafePointer<Float>, batch B: Int) {
-        fc2.backward(dinp: dhidden, grads, dout: dout, inp: a.act, params, batch: B)
+                  _ grads: UnsafeMutablePointer<Float>, _ params: UnsafePointer<Float>, batch B: Int,
+                  prepared: PreparedWeights? = nil) {
+        fc2.backward(dinp: dhidden, grads, dout: dout, inp: a.act, params, batch: B, prepared: prepared)
         SiLU.backward(dinp: dhidden, dout: dhidden, inp: a.hidden, count: B * fc2.outFeatures)
         fc1.backward(dinp: nil, grads, dout: dhidden, inp: a.e, params, batch: B)
     }

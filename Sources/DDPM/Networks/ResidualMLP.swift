@@ -56,7 +56,7 @@ public final class ResidualMLP: DenoisingNetwork {
     let inProj: Linear
     let blocks: [Block]
     let outProj: Linear
-    /// The weights of in_proj, the blocks' fc1 and fc2 and out_proj prepared once per call for all
+    /// The weights of the time embedding, in_proj, the blocks' fc1 and fc2 and out_proj prepared once per call for all
     /// its chunks; one instance shared by the network and its replicas (Layers/PreparedWeights.swift).
     public let preparedWeights: PreparedWeights?
     /// The activation block and the workspace, sized for `acts.capacity` rows.
@@ -93,7 +93,8 @@ public final class ResidualMLP: DenoisingNetwork {
         try checkLayout(layout)
         parameters = try original.map { try ParameterSet(layout: layout, sharingValuesOf: $0) }
             ?? ParameterSet(layout: layout, rng: &rng)
-        preparedWeights = sharingPrepared ?? PreparedWeights([inProj] + blocks.flatMap { [$0.fc1, $0.fc2] } + [outProj])
+        preparedWeights = sharingPrepared
+            ?? PreparedWeights([time.fc1, time.fc2, inProj] + blocks.flatMap { [$0.fc1, $0.fc2] } + [outProj])
         // Every view is B × (a width): the floats of B rows are B times those of one, plus the
         // condition's side buffers (labels, lengths, token ids).
         floatsPerRow = try Arena.floats { [time, condition] in try Activations(config, time, condition, batch: 1, &$0) }
@@ -174,7 +175,7 @@ public final class ResidualMLP: DenoisingNetwork {
         // temb (B, H) = W_t2·SiLU(W_t1·sinusoid(t)) + condition(c). While sampling every row
         // shares t: one row is computed and copied. (The MLP reads a context through its mean only.)
         let temb = a.time.out
-        time.forward(a.time, t: t, p, batch: B, sharedT: !training && (0..<B).allSatisfy { t[$0] == t[0] })
+        time.forward(a.time, t: t, p, batch: B, sharedT: !training && (0..<B).allSatisfy { t[$0] == t[0] }, prepared: prepared)
         condition.forward(accumulateInto: temb, a.condition, cond, p, batch: B, training: training)
         // h_0 = W_in·x  (x is kept for the backward pass)
         if training { a.x.update(from: x, count: B * settings.dataDim) }
@@ -215,6 +216,6 @@ public final class ResidualMLP: DenoisingNetwork {
         inProj.backward(dinp: nil, g, dout: dh, inp: a.x, p, batch: B)
         // temb = W_t2·SiLU(W_t1·e) + condition(c)  (the pool is the context's only reader)
         condition.backward(dtemb: w.dtemb, dcontext: nil, a.condition, w.condition, g, p, batch: B)
-        time.backward(dout: w.dtemb, a.time, dhidden: w.dtimeHidden, g, p, batch: B)
+        time.backward(dout: w.dtemb, a.time, dhidden: w.dtimeHidden, g, p, batch: B, prepared: prepared)
     }
 }
