@@ -105,11 +105,16 @@ void ddpm_sgemm_pack_b(const ddpm_sgemm_call *call, float *dst) {
     }
 }
 
-/// C[m0 ..< m1][n0 ..< n1] = beta · C (0 when beta == 0): the whole result when k == 0 or alpha == 0.
+/// C[m0 ..< m1][n0 ..< n1] = beta · C (0 when beta == 0), then + bias[j] (bias[j] when beta == 0):
+/// the whole result when k == 0 or alpha == 0.
 static void scaleRange(const ddpm_sgemm_call *call, size_t m0, size_t m1, size_t n0, size_t n1) {
+    const float beta = call->beta, *bias = call->bias;
     for (size_t i = m0; i < m1; i++) {
         float *row = call->c + i * call->ldc;
-        for (size_t j = n0; j < n1; j++) row[j] = call->beta == 0 ? 0 : call->beta == 1 ? row[j] : call->beta * row[j];
+        for (size_t j = n0; j < n1; j++) {
+            const float scaled = beta == 0 ? 0 : beta == 1 ? row[j] : beta * row[j];
+            row[j] = !bias ? scaled : beta == 0 ? bias[j] : scaled + bias[j];
+        }
     }
 }
 

@@ -29,6 +29,7 @@ typedef __m256 gemm_vec;
 #define gemm_load(p) _mm256_loadu_ps(p)
 #define gemm_store(p, v) _mm256_storeu_ps(p, v)
 #define gemm_mul(a, b) _mm256_mul_ps(a, b)
+#define gemm_add(a, b) _mm256_add_ps(a, b)
 #define gemm_fma(a, b, c) _mm256_fmadd_ps(a, b, c)
 
 /// The packing's transposes (gemm_driver.inc's sgemm_transpose_block), 8 × 8.

@@ -28,6 +28,7 @@ typedef __m512 gemm_vec;
 #define gemm_load(p) _mm512_loadu_ps(p)
 #define gemm_store(p, v) _mm512_storeu_ps(p, v)
 #define gemm_mul(a, b) _mm512_mul_ps(a, b)
+#define gemm_add(a, b) _mm512_add_ps(a, b)
 #define gemm_fma(a, b, c) _mm512_fmadd_ps(a, b, c)
 
 /// The packing's transposes (gemm_driver.inc's sgemm_transpose_block), 16 × 16.

@@ -25,6 +25,7 @@ typedef float gemm_vec;
 #define gemm_load(p) (*(p))
 #define gemm_store(p, v) (*(p) = (v))
 #define gemm_mul(a, b) ((a) * (b))
+#define gemm_add(a, b) ((a) + (b))
 #define gemm_fma(a, b, c) fmaf(a, b, c)
 
 #include "gemm_driver.inc"

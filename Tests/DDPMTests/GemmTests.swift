@@ -105,7 +105,7 @@ struct GemmCase: CustomStringConvertible {
                     var call = ddpm_sgemm_call(
                         m: m, n: n, k: k, alpha: alpha, beta: beta, a: a.baseAddress, lda: lda, trans_a: transA ? 1 : 0,
                         b: b.baseAddress, ldb: ldb, trans_b: transB ? 1 : 0, pack_b: nil, pack_b_context: nil,
-                        packed_a: nil, packed_b: nil, c: c.baseAddress, ldc: ldc, tiles: 1, tile_axis: 0)
+                        packed_a: nil, packed_b: nil, c: c.baseAddress, ldc: ldc, bias: nil, tiles: 1, tile_axis: 0)
                     return body(&call)
                 }
             }

@@ -122,7 +122,7 @@ final class PreparedConvolutionTests: XCTestCase {
                     plain.withUnsafeBufferPointer { u in
                         var call = ddpm_sgemm_call(m: 1, n: Co, k: Ci, alpha: 1, beta: 0, a: nil, lda: 0, trans_a: 0,
                                                    b: u.baseAddress! + xi * ld, ldb: Co, trans_b: 0, pack_b: nil,
-                                                   pack_b_context: nil, packed_a: nil, packed_b: nil, c: nil, ldc: 0,
+                                                   pack_b_context: nil, packed_a: nil, packed_b: nil, c: nil, ldc: 0, bias: nil,
                                                    tiles: 1, tile_axis: 0)
                         expected.withUnsafeMutableBufferPointer { e in ddpm_sgemm_pack_b(&call, e.baseAddress! + xi * stride) }
                     }

@@ -38,18 +38,19 @@ func runGemm(_ call: inout ddpm_sgemm_call) {
 /// GEMM with explicit leading dimensions (for sub-blocks of larger matrices). `packedA` /
 /// `packedB`, when given, are op(A) / op(B) packed whole beforehand (ddpm_sgemm_pack_a / _b, on
 /// the current ISA path, for this shape and alpha): the call reads them instead of packing
-/// `a` / `b` (which it then never reads), with the same bits.
+/// `a` / `b` (which it then never reads), with the same bits. `bias` (n,), when given, starts
+/// every column's chain: C = bias + op(A)·op(B) (beta 0), or C + bias + … (beta 1).
 @inline(__always)
 func stridedGemm(
     _ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
     m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int,
     transA: Bool = false, transB: Bool = false, alpha: Float = 1, beta: Float = 0,
-    packedA: UnsafePointer<Float>? = nil, packedB: UnsafePointer<Float>? = nil
+    packedA: UnsafePointer<Float>? = nil, packedB: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>? = nil
 ) {
     var call = ddpm_sgemm_call(
         m: m, n: n, k: k, alpha: alpha, beta: beta,
         a: a, lda: lda, trans_a: transA ? 1 : 0, b: b, ldb: ldb, trans_b: transB ? 1 : 0,
-        pack_b: nil, pack_b_context: nil, packed_a: packedA, packed_b: packedB, c: c, ldc: ldc, tiles: 1, tile_axis: 0)
+        pack_b: nil, pack_b_context: nil, packed_a: packedA, packed_b: packedB, c: c, ldc: ldc, bias: bias, tiles: 1, tile_axis: 0)
     runGemm(&call)
 }
 
@@ -59,10 +60,11 @@ func gemm(
     _ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
     m: Int, n: Int, k: Int,
     transA: Bool = false, transB: Bool = false,
-    alpha: Float = 1, beta: Float = 0, packedA: UnsafePointer<Float>? = nil, packedB: UnsafePointer<Float>? = nil
+    alpha: Float = 1, beta: Float = 0, packedA: UnsafePointer<Float>? = nil, packedB: UnsafePointer<Float>? = nil,
+    bias: UnsafePointer<Float>? = nil
 ) {
     stridedGemm(c, a, b, m: m, n: n, k: k, lda: transA ? m : k, ldb: transB ? k : n, ldc: n,
-                transA: transA, transB: transB, alpha: alpha, beta: beta, packedA: packedA, packedB: packedB)
+                transA: transA, transB: transB, alpha: alpha, beta: beta, packedA: packedA, packedB: packedB, bias: bias)
 }
 
 /// GEMM whose op(B) (k, n) is written by `packB` straight from its own source (an image, for a
@@ -78,6 +80,6 @@ func packedGemm(
     var call = ddpm_sgemm_call(
         m: m, n: n, k: k, alpha: alpha, beta: beta,
         a: a, lda: lda, trans_a: transA ? 1 : 0, b: nil, ldb: 0, trans_b: 0,
-        pack_b: packB, pack_b_context: context, packed_a: nil, packed_b: nil, c: c, ldc: ldc, tiles: 1, tile_axis: 0)
+        pack_b: packB, pack_b_context: context, packed_a: nil, packed_b: nil, c: c, ldc: ldc, bias: nil, tiles: 1, tile_axis: 0)
     runGemm(&call)
 }

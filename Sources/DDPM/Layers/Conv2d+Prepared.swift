@@ -74,7 +74,7 @@ extension Conv2d {
         var call = ddpm_sgemm_call(
             m: outChannels, n: 0, k: inChannels * taps, alpha: 1, beta: 0, a: params + weight, lda: inChannels * taps,
             trans_a: 0, b: nil, ldb: 0, trans_b: 0, pack_b: nil, pack_b_context: nil, packed_a: nil, packed_b: nil,
-            c: nil, ldc: 0, tiles: 1, tile_axis: 0)
+            c: nil, ldc: 0, bias: nil, tiles: 1, tile_axis: 0)
         ddpm_sgemm_pack_a(&call, dst)
     }
 }

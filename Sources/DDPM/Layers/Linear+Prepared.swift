@@ -33,7 +33,7 @@ extension Linear: WeightPreparing {
         var call = ddpm_sgemm_call(
             m: 0, n: forward ? O : I, k: forward ? I : O, alpha: 1, beta: 0, a: nil, lda: 0, trans_a: 0,
             b: params + weight, ldb: I, trans_b: forward ? 1 : 0, pack_b: nil, pack_b_context: nil, packed_a: nil,
-            packed_b: nil, c: nil, ldc: 0, tiles: 1, tile_axis: 0)
+            packed_b: nil, c: nil, ldc: 0, bias: nil, tiles: 1, tile_axis: 0)
         ddpm_sgemm_pack_b(&call, dst)
     }
 }

@@ -20,13 +20,9 @@ public struct Linear: Sendable {
     /// when it holds it for `params` (Linear+Prepared.swift): the same bits.
     func forward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ params: UnsafePointer<Float>,
                  batch: Int, accumulate: Bool = false, prepared: PreparedWeights? = nil) {
-        let (O, b) = (outFeatures, params + bias)
-        // each row (+)= b, vectorised (the same single rounded add per element)
-        for r in 0..<batch {
-            if accumulate { ddpm_add_inplace(out + r * O, b, Int64(O)) } else { (out + r * O).update(from: b, count: O) }
-        }
-        gemm(out, inp, params + weight, m: batch, n: O, k: inFeatures, transB: true, beta: 1,
-             packedB: prepared?.weights(weight, .linearForward, params: params)?.pointer)
+        // b starts each output's chain (the GEMM's bias row): out = b + inp·Wᵀ, or out + b + inp·Wᵀ
+        gemm(out, inp, params + weight, m: batch, n: outFeatures, k: inFeatures, transB: true, beta: accumulate ? 1 : 0,
+             packedB: prepared?.weights(weight, .linearForward, params: params)?.pointer, bias: params + bias)
     }
 
     /// In the forward pass this was: out = inp·Wᵀ + b, so

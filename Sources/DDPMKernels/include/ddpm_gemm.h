@@ -22,6 +22,11 @@
 // bits, and splitting the output over threads by rows or columns never changes one.
 // (alpha == 0 or k == 0: C = beta·C, or 0 when beta == 0; nothing of A or B is read.)
 //
+// A bias row (`bias`, n floats) joins the start of each chain, as a layer's `C = bias` (or
+// `C += bias`) before a GEMM with beta 1 would, without the pass over C:
+//
+//   acc = beta == 0 ? bias[j] : (beta == 1 ? C[i][j] : beta · C[i][j]) + bias[j]     (one rounded add)
+//
 // Pre-packed operands. An operand used by many calls (a layer's weights, the same in every chunk
 // of a batch) can be packed once, whole, into the current path's panel layout
 // (ddpm_sgemm_pack_a / ddpm_sgemm_pack_b) and given to each call as `packed_a` / `packed_b`:
@@ -68,6 +73,7 @@ typedef struct ddpm_sgemm_call {
     const float *packed_b;        /* NULL, or op(B) from ddpm_sgemm_pack_b (then b, pack_b, ... unused) */
     float *c;
     size_t ldc;
+    const float *bias;            /* NULL, or a row of n floats that starts every column's chain (see below) */
     /* Set by ddpm_sgemm_split: the output is cut into `tiles` parts along `tile_axis`
        (0: rows, 1: columns), each a whole number of the path's MR rows or NR columns. */
     size_t tiles;
