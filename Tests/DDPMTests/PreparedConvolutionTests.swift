@@ -51,7 +51,7 @@ final class PreparedConvolutionTests: XCTestCase {
             XCTAssertTrue(KernelISA.use(isa))
             for c in list {
                 let prepared = PreparedWeights(convolutions: [(c.conv, c.height, c.width)])
-                try params.withUnsafeBufferPointer { p in try prepared.prepare(p.baseAddress!, batch: c.batch) }
+                try params.withUnsafeBufferPointer { p in try prepared.prepare(p.baseAddress!, batch: c.batch, chunks: 1) }
                 let algorithm = c.conv.algorithm(batch: c.batch, height: c.height, width: c.width)
                 let held = params.withUnsafeBufferPointer { p in prepared.weights(c.conv, algorithm, params: p.baseAddress!) }
                 XCTAssertNotNil(held, "\(isa.name): \(c.conv.weight) has prepared weights")
@@ -69,7 +69,7 @@ final class PreparedConvolutionTests: XCTestCase {
         let c = list[0]  // F(4×4)
         let params = UNetGradientCheck.randomParameters(layout, seed: 5), other = params.map { $0 + 1 }
         let prepared = PreparedWeights(convolutions: [(c.conv, c.height, c.width)])
-        try params.withUnsafeBufferPointer { p in try prepared.prepare(p.baseAddress!, batch: c.batch) }
+        try params.withUnsafeBufferPointer { p in try prepared.prepare(p.baseAddress!, batch: c.batch, chunks: 1) }
         params.withUnsafeBufferPointer { p in
             XCTAssertNotNil(prepared.weights(c.conv, .winograd(tile: 4), params: p.baseAddress!))
             XCTAssertNil(prepared.weights(c.conv, .winograd(tile: 2), params: p.baseAddress!), "another algorithm")
@@ -86,7 +86,7 @@ final class PreparedConvolutionTests: XCTestCase {
         var live = other
         try live.withUnsafeMutableBufferPointer { p in
             let forged = PreparedWeights(convolutions: [(c.conv, c.height, c.width)])
-            try forged.prepare(p.baseAddress!, batch: c.batch)
+            try forged.prepare(p.baseAddress!, batch: c.batch, chunks: 1)
             for i in p.indices { p[i] = params[i] }
             let (H, W, B) = (c.height, c.width, c.batch)
             let inp = UNetGradientCheck.normals(c.conv.inChannels * B * H * W, seed: 9)

@@ -56,7 +56,7 @@ final class PreparedLinearTests: XCTestCase {
             XCTAssertTrue(KernelISA.use(isa))
             for c in list {
                 let prepared = PreparedWeights([c.linear])
-                try params.withUnsafeBufferPointer { p in try prepared.prepare(p.baseAddress!, batch: c.batch, training: true) }
+                try params.withUnsafeBufferPointer { p in try prepared.prepare(p.baseAddress!, batch: c.batch, chunks: 2, training: true) }
                 let nr = ddpm_sgemm_nr()
                 for (form, width) in [(PreparedForm.linearForward, c.linear.outFeatures), (.linearBackward, c.linear.inFeatures)] {
                     let held = params.withUnsafeBufferPointer { p in prepared.weights(c.linear.weight, form, params: p.baseAddress!) }
@@ -77,7 +77,7 @@ final class PreparedLinearTests: XCTestCase {
         let params = UNetGradientCheck.randomParameters(layout, seed: 6)
         let other = params.map { $0 * 0.5 }
         let prepared = PreparedWeights([c.linear])
-        try params.withUnsafeBufferPointer { p in try prepared.prepare(p.baseAddress!, batch: c.batch) }
+        try params.withUnsafeBufferPointer { p in try prepared.prepare(p.baseAddress!, batch: c.batch, chunks: 2) }
         params.withUnsafeBufferPointer { p in
             XCTAssertNotNil(prepared.weights(c.linear.weight, .linearForward, params: p.baseAddress!))
             XCTAssertNil(prepared.weights(c.linear.weight, .linearBackward, params: p.baseAddress!),
@@ -96,7 +96,7 @@ final class PreparedLinearTests: XCTestCase {
         var changing = params
         let (staleOut, staleDinp) = try changing.withUnsafeMutableBufferPointer { p -> ([Float], [Float]) in
             let forged = PreparedWeights([c.linear])
-            try forged.prepare(p.baseAddress!, batch: c.batch, training: true)
+            try forged.prepare(p.baseAddress!, batch: c.batch, chunks: 2, training: true)
             for i in 0..<c.linear.inFeatures * c.linear.outFeatures { p[c.linear.weight + i] *= 0.5 }
             let r = runInPlace(c, p, prepared: forged)
             return (r[0], r[2])
@@ -104,6 +104,12 @@ final class PreparedLinearTests: XCTestCase {
         let fresh = Self.run(c, changing, prepared: nil)
         XCTAssertNotNil(firstBitDifference(staleOut, fresh[0]), "stale forward weights would be told apart")
         XCTAssertNotNil(firstBitDifference(staleDinp, fresh[2]), "stale backward weights would be told apart")
+        // A call of one chunk prepares no linear weights (its GEMMs pack each once anyway).
+        try params.withUnsafeBufferPointer { p in
+            try prepared.prepare(p.baseAddress!, batch: c.batch, chunks: 1)
+            XCTAssertNil(prepared.weights(c.linear.weight, .linearForward, params: p.baseAddress!), "one chunk")
+            try prepared.prepare(p.baseAddress!, batch: c.batch, chunks: 2)
+        }
         // After release, and on another path, nothing is found.
         let preparedOn = KernelISA.current
         for isa in KernelISA.supported where isa != preparedOn {

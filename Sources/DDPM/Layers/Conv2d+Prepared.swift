@@ -22,6 +22,7 @@ struct PreparedConvolution: WeightPreparing {
     let height: Int, width: Int
 
     var preparedKey: Int { conv.weight }
+    var preparingPaysForOneChunk: Bool { true }
 
     func preparedForms(batch B: Int, training: Bool) -> [(form: PreparedForm, count: Int, stride: Int)] {
         guard !training else { return [] }

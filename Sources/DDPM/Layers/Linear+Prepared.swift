@@ -12,6 +12,8 @@ import DDPMKernels
 
 extension Linear: WeightPreparing {
     var preparedKey: Int { weight }
+    /// A call of one chunk packs each weight once anyway.
+    var preparingPaysForOneChunk: Bool { false }
 
     /// Nothing for a thin product (n < NR/2 output columns: the MLP's readout of 2-d data): the GEMM
     /// runs it transposed, where B is read as the A side, and a packed B would force the slow way.

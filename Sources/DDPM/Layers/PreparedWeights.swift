@@ -40,6 +40,9 @@ protocol WeightPreparing {
     /// passes when `training`), with the floats of each (a multiple of 16) and, for Winograd, the
     /// stride of its frequencies' matrices.
     func preparedForms(batch: Int, training: Bool) -> [(form: PreparedForm, count: Int, stride: Int)]
+    /// Whether preparing pays when a call has a single chunk (the chunk's own GEMMs would pack the
+    /// weights more than once: a Winograd convolution's blocks of tiles), or only for several.
+    var preparingPaysForOneChunk: Bool { get }
     /// Writes `form` of the weights in `params` into `dst` (64-byte aligned).
     func prepare(_ dst: UnsafeMutablePointer<Float>, stride: Int, _ form: PreparedForm, _ params: UnsafePointer<Float>)
 }
@@ -69,7 +72,7 @@ public final class PreparedWeights {
     private var storage: Buffer<Float>?
     private var base = UnsafeMutablePointer<Float>(bitPattern: 64)!  // storage's first 64-byte boundary
     /// The chunk batch, pass and ISA path the entries were planned for.
-    private var planned: (batch: Int, training: Bool, isa: KernelISA)?
+    private var planned: (batch: Int, training: Bool, oneChunk: Bool, isa: KernelISA)?
     /// The parameters the entries hold the prepared form of; nil when nothing is valid.
     private(set) var source: UnsafePointer<Float>?
     private var sourceISA = KernelISA.baseline
@@ -83,11 +86,12 @@ public final class PreparedWeights {
         job = { [unowned self] e, _ in self.prepare(entry: e) }
     }
 
-    /// The entries for chunks of B rows: each layer's forms at that batch, taken in network order
-    /// while they fit in the budget; the largest first (the order the pool prepares them in).
-    func plan(batch B: Int, training: Bool) -> (entries: [Entry], floats: Int) {
+    /// The entries for chunks of B rows: each layer's forms at that batch (for a call of one chunk,
+    /// only those of layers that pay for it), taken in network order while they fit in the budget;
+    /// the largest first (the order the pool prepares them in).
+    func plan(batch B: Int, training: Bool, oneChunk: Bool = false) -> (entries: [Entry], floats: Int) {
         var list: [Entry] = [], floats = 0
-        for (i, layer) in layers.enumerated() {
+        for (i, layer) in layers.enumerated() where !oneChunk || layer.preparingPaysForOneChunk {
             for (form, count, stride) in layer.preparedForms(batch: B, training: training) {
                 guard count > 0, floats + count <= Self.budget else { continue }
                 list.append(Entry(layer: i, form: form, offset: floats, count: count, stride: stride))
@@ -111,16 +115,16 @@ public final class PreparedWeights {
     /// Floats held now (kept between calls, so that a steady-state step allocates nothing).
     var heldFloats: Int { storage?.count ?? 0 }
 
-    /// Prepares every planned form of the weights in `params` for chunks of B rows (the forms of a
-    /// train step's passes when `training`), on the pool; they stay valid for lookups with the
-    /// same `params` until `release`.
+    /// Prepares every planned form of the weights in `params` for a call of `chunks` chunks of B
+    /// rows (the forms of a train step's passes when `training`), on the pool; they stay valid for
+    /// lookups with the same `params` until `release`.
     /// - Throws: if the buffer cannot be allocated (only when a plan needs more than it holds).
-    func prepare(_ params: UnsafePointer<Float>, batch B: Int, training: Bool = false) throws {
+    func prepare(_ params: UnsafePointer<Float>, batch B: Int, chunks: Int, training: Bool = false) throws {
         source = nil
-        let isa = KernelISA.current
-        if planned?.batch != B || planned?.training != training || planned?.isa != isa {
+        let isa = KernelISA.current, oneChunk = chunks <= 1
+        if planned?.batch != B || planned?.training != training || planned?.oneChunk != oneChunk || planned?.isa != isa {
             planned = nil
-            let (list, floats) = plan(batch: B, training: training)
+            let (list, floats) = plan(batch: B, training: training, oneChunk: oneChunk)
             if floats + 16 > heldFloats {
                 storage = nil
                 let block = try Buffer<Float>(count: floats + 16)
@@ -131,7 +135,7 @@ public final class PreparedWeights {
             entryOfKey = Dictionary(uniqueKeysWithValues: list.indices.map {
                 (Key(weight: layers[list[$0].layer].preparedKey, form: list[$0].form), $0)
             })
-            planned = (B, training, isa)
+            planned = (B, training, oneChunk, isa)
         }
         preparing = params
         WorkPool.shared.parallelFor(chunks: entries.count, job)

@@ -125,7 +125,7 @@ final class GuidedDenoiser: Denoiser {
         // The weights are fixed within the call: what every chunk would make of them is made once.
         let prepared = network.preparedWeights
         defer { call = nil; prepared?.release() }
-        try prepared?.prepare(params, batch: networkRows)
+        try prepared?.prepare(params, batch: networkRows, chunks: plan.count)
         // At most scratch.count workers: the pool may have grown since the scratch was made.
         WorkPool.shared.parallelFor(chunks: plan.count, workers: scratch.count, job)
     }

@@ -238,7 +238,7 @@ public final class DiffusionModel {
         // The weights are fixed until the update: what every chunk's forward and backward would make
         // of them is made once, and released before anything can change them.
         defer { prepared?.release() }
-        try prepared?.prepare(params.values.pointer, batch: plan.range(0).rows, training: true)
+        try prepared?.prepare(params.values.pointer, batch: plan.range(0).rows, chunks: plan.count, training: true)
         // Forward and loss per chunk, each on its own replica (DiffusionModel+Chunks.swift).
         chunks.call = TrainCall(x0: x0, cond: netCond, plan: plan, sampleOffset: sampleOffset, globalBatch: globalBatch,
                                 dout: nil)
