@@ -32,6 +32,8 @@
       (const ddpm_adamw_step *k, float *params, float *m, float *v, const float *grads, float *ema, int64_t n),        \
       (k, params, m, v, grads, ema, n))                                                                                 \
     K(void, ddpm_ema_update, (float *ema, const float *params, float keep, int64_t n), (ema, params, keep, n))         \
+    K(void, ddpm_philox_normal, (float *out, int64_t count, uint64_t seed, uint64_t counter, uint64_t high),            \
+      (out, count, seed, counter, high))                                                                               \
     K(int64_t, ddpm_adamw_first_nonfinite,                                                                              \
       (const ddpm_adamw_step *k, const float *params, const float *m, const float *v, const float *grads,              \
        const float *ema, int64_t n, int32_t *which, float *value, double *sizes),                                       \

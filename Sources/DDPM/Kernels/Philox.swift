@@ -7,6 +7,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import DDPMKernels
 
 public struct Philox: Sendable, Equatable {
     /// The key: the seed, never changed by drawing.
@@ -55,21 +56,16 @@ public struct Philox: Sendable, Equatable {
     @inline(__always)
     static func unit(_ u: UInt32) -> Float { Float(u >> 8) * 0x1p-24 }
 
-    /// Fills `out` with `count` independent N(0, 1) draws (Box–Muller on pairs).
+    /// Fills `out` with `count` independent N(0, 1) draws (Box–Muller on pairs): for each block
+    /// r = next4() and each pair (r[0], r[1]), (r[2], r[3]):
+    ///   u1 = ((r[0] >> 8) + 1)·2⁻²⁴ ∈ (0, 1] (so that log u1 is finite), u2 = unit(r[1]),
+    ///   radius = √(−2·logf(u1)), angle = (2·Float.pi)·u2, out: radius·cosf(angle), radius·sinf(angle).
+    /// It runs as the C kernel ddpm_philox_normal (16 blocks' rounds at once; the same bits:
+    /// PhiloxNormalKernelTests checks it against this definition written out in Swift).
     public mutating func fillNormal(_ out: UnsafeMutablePointer<Float>, count: Int) {
-        var i = 0
-        while i < count {
-            let r = next4()
-            for pair in 0..<2 {
-                // u1 in (0, 1] so that log(u1) is finite.
-                let u1 = Float((r[2 * pair] >> 8) + 1) * 0x1p-24
-                let u2 = Philox.unit(r[2 * pair + 1])
-                let radius = (-2 * logf(u1)).squareRoot()
-                let angle = 2 * Float.pi * u2
-                if i < count { out[i] = radius * cosf(angle); i += 1 }
-                if i < count { out[i] = radius * sinf(angle); i += 1 }
-            }
-        }
+        guard count > 0 else { return }
+        ddpm_philox_normal(out, Int64(count), seed, counter, high)
+        counter &+= UInt64((count + 3) / 4)
     }
 
     /// Fills `out` with `count` uniform integers in 0..<bound (multiply-shift, bias < bound/2³²).

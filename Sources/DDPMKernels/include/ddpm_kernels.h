@@ -56,6 +56,9 @@ void ddpm_silu_forward(float *out, const float *inp, int64_t n);
 void ddpm_silu_backward(float *dinp, const float *dout, const float *inp, int64_t n);
 /// out += a.
 void ddpm_add_inplace(float *out, const float *a, int64_t n);
+/// The `count` N(0, 1) draws of Philox(seed, counter, high).fillNormal (Sources/DDPM/Kernels/
+/// Philox.swift): Philox 4x32-10 blocks from `counter` on, Box–Muller on pairs; the same bits.
+void ddpm_philox_normal(float *out, int64_t count, uint64_t seed, uint64_t counter, uint64_t high);
 
 /// Σ x
 float ddpm_sum(const float *x, int64_t n);
