@@ -1,10 +1,9 @@
-// Linear weights prepared once per call (Layers/Linear+Prepared.swift, PreparedWeights.swift): a
-// linear layer that reads them computes the bits it computes when its GEMMs pack the weights
-// themselves, forward and backward, on every ISA path; lookups fail for other parameters, a form
-// not prepared (the backward's in a prediction, a thin product's), another path and after
-// `release`; weights overwritten in place after preparing would be told apart (the negative
-// control); and the MLP's predictions and train steps release them before they return, so that
-// predictions follow the weights through train steps (the pinned values check the bits).
+// Linear weights prepared once per prediction (Layers/Linear+Prepared.swift, PreparedWeights.swift):
+// a linear layer that reads them computes the bits it computes when its GEMMs pack the weights
+// themselves, on every ISA path; lookups fail for other parameters, a thin product, a call of one
+// chunk, another path and after `release`; weights overwritten in place after preparing would be
+// told apart (the negative control); and the MLP's predictions release them before they return,
+// so that predictions follow the weights through train steps (the pinned values check the bits).
 import XCTest
 @testable import DDPM
 import DDPMKernels
@@ -29,8 +28,8 @@ final class PreparedLinearTests: XCTestCase {
         return (layout, list)
     }
 
-    /// (forward out, forward out accumulated onto `base`, backward dinp, dinp accumulated) with
-    /// or without `prepared`; the gradients too (they never read prepared weights).
+    /// (forward out, forward out accumulated onto `base`, backward dinp, dinp accumulated, gradients)
+    /// with or without `prepared` (the backward reads no prepared weights: the forward's bits matter).
     static func run(_ c: (linear: Linear, batch: Int), _ params: [Float], prepared: PreparedWeights?) -> [[Float]] {
         let (lin, B) = c
         let (I, O) = (lin.inFeatures, lin.outFeatures)
@@ -42,9 +41,8 @@ final class PreparedLinearTests: XCTestCase {
         params.withUnsafeBufferPointer { p in
             lin.forward(&out, inp, p.baseAddress!, batch: B, prepared: prepared)
             lin.forward(&acc, inp, p.baseAddress!, batch: B, accumulate: true, prepared: prepared)
-            lin.backward(dinp: &dinp, &grads, dout: dout, inp: inp, p.baseAddress!, batch: B, prepared: prepared)
-            lin.backward(dinp: &dacc, &grads, dout: dout, inp: inp, p.baseAddress!, batch: B, accumulate: true,
-                         prepared: prepared)
+            lin.backward(dinp: &dinp, &grads, dout: dout, inp: inp, p.baseAddress!, batch: B)
+            lin.backward(dinp: &dacc, &grads, dout: dout, inp: inp, p.baseAddress!, batch: B, accumulate: true)
         }
         return [out, acc, dinp, dacc, grads]
     }
@@ -56,13 +54,10 @@ final class PreparedLinearTests: XCTestCase {
             XCTAssertTrue(KernelISA.use(isa))
             for c in list {
                 let prepared = PreparedWeights([c.linear])
-                try params.withUnsafeBufferPointer { p in try prepared.prepare(p.baseAddress!, batch: c.batch, chunks: 2, training: true) }
-                let nr = ddpm_sgemm_nr()
-                for (form, width) in [(PreparedForm.linearForward, c.linear.outFeatures), (.linearBackward, c.linear.inFeatures)] {
-                    let held = params.withUnsafeBufferPointer { p in prepared.weights(c.linear.weight, form, params: p.baseAddress!) }
-                    // prepared unless the product is thin (fewer than NR/2 columns: the GEMM runs it transposed)
-                    XCTAssertEqual(held != nil, 2 * width >= nr, "\(isa.name): \(c.linear.weight) \(form) prepared")
-                }
+                try params.withUnsafeBufferPointer { p in try prepared.prepare(p.baseAddress!, batch: c.batch, chunks: 2) }
+                let held = params.withUnsafeBufferPointer { p in prepared.weights(c.linear.weight, .linearForward, params: p.baseAddress!) }
+                // prepared unless the product is thin (fewer than NR/2 columns: the GEMM runs it transposed)
+                XCTAssertEqual(held != nil, 2 * c.linear.outFeatures >= ddpm_sgemm_nr(), "\(isa.name): \(c.linear.weight) prepared")
                 let own = Self.run(c, params, prepared: nil), got = Self.run(c, params, prepared: prepared)
                 for (i, what) in ["forward", "forward accumulated", "dinp", "dinp accumulated", "gradients"].enumerated() {
                     assertSameBits(got[i], own[i], "\(isa.name), \(c.linear.inFeatures)→\(c.linear.outFeatures): \(what), prepared vs own")
@@ -80,8 +75,6 @@ final class PreparedLinearTests: XCTestCase {
         try params.withUnsafeBufferPointer { p in try prepared.prepare(p.baseAddress!, batch: c.batch, chunks: 2) }
         params.withUnsafeBufferPointer { p in
             XCTAssertNotNil(prepared.weights(c.linear.weight, .linearForward, params: p.baseAddress!))
-            XCTAssertNil(prepared.weights(c.linear.weight, .linearBackward, params: p.baseAddress!),
-                         "a prediction prepares no backward form")
             XCTAssertNil(prepared.weights(list[0].linear.weight, .linearForward, params: p.baseAddress!), "a layer not listed")
         }
         other.withUnsafeBufferPointer { p in
@@ -94,16 +87,13 @@ final class PreparedLinearTests: XCTestCase {
         // address: what a cache kept across a train step would see) give other bits, so the tests
         // comparing with the layer's own packing would catch a stale cache.
         var changing = params
-        let (staleOut, staleDinp) = try changing.withUnsafeMutableBufferPointer { p -> ([Float], [Float]) in
+        let staleOut = try changing.withUnsafeMutableBufferPointer { p -> [Float] in
             let forged = PreparedWeights([c.linear])
-            try forged.prepare(p.baseAddress!, batch: c.batch, chunks: 2, training: true)
+            try forged.prepare(p.baseAddress!, batch: c.batch, chunks: 2)
             for i in 0..<c.linear.inFeatures * c.linear.outFeatures { p[c.linear.weight + i] *= 0.5 }
-            let r = runInPlace(c, p, prepared: forged)
-            return (r[0], r[2])
+            return runInPlace(c, p, prepared: forged)
         }
-        let fresh = Self.run(c, changing, prepared: nil)
-        XCTAssertNotNil(firstBitDifference(staleOut, fresh[0]), "stale forward weights would be told apart")
-        XCTAssertNotNil(firstBitDifference(staleDinp, fresh[2]), "stale backward weights would be told apart")
+        XCTAssertNotNil(firstBitDifference(staleOut, Self.run(c, changing, prepared: nil)[0]), "stale weights would be told apart")
         // A call of one chunk prepares no linear weights (its GEMMs pack each once anyway).
         try params.withUnsafeBufferPointer { p in
             try prepared.prepare(p.baseAddress!, batch: c.batch, chunks: 1)
@@ -125,22 +115,18 @@ final class PreparedLinearTests: XCTestCase {
         }
     }
 
-    /// `run` on parameters at a fixed address (the prepared weights' source).
+    /// The forward of `run` on parameters at a fixed address (the prepared weights' source).
     func runInPlace(_ c: (linear: Linear, batch: Int), _ p: UnsafeMutableBufferPointer<Float>,
-                    prepared: PreparedWeights) -> [[Float]] {
+                    prepared: PreparedWeights) -> [Float] {
         let (lin, B) = c
-        let (I, O) = (lin.inFeatures, lin.outFeatures)
-        let inp = UNetGradientCheck.normals(B * I, seed: 11), dout = UNetGradientCheck.normals(B * O, seed: 13)
-        var out = [Float](repeating: .nan, count: B * O), dinp = [Float](repeating: .nan, count: B * I)
-        var grads = [Float](repeating: 0, count: p.count)
+        let inp = UNetGradientCheck.normals(B * lin.inFeatures, seed: 11)
+        var out = [Float](repeating: .nan, count: B * lin.outFeatures)
         lin.forward(&out, inp, p.baseAddress!, batch: B, prepared: prepared)
-        lin.backward(dinp: &dinp, &grads, dout: dout, inp: inp, p.baseAddress!, batch: B, prepared: prepared)
-        return [out, [], dinp]
+        return out
     }
 
     func testMLPPredictionsFollowTheWeightsThroughTrainSteps() throws {
-        // A prediction and a train step prepare the MLP's weights and release them before they
-        // return; every prediction must give the bits of the network's own forward on a copy of
+        // A prediction prepares the MLP's weights and releases them before it returns; every prediction must give the bits of the network's own forward on a copy of
         // the weights of the moment (another address: nothing prepared is for it).
         var training = TrainingConfig()
         training.emaDecay = 0.5
@@ -155,6 +141,7 @@ final class PreparedLinearTests: XCTestCase {
                 var predicted = [Float](repeating: .nan, count: B * S), direct = predicted
                 try model.predict(&predicted, x: x, t: 17, labels: nil, batch: B, options: PredictOptions(useEMA: false))
                 XCTAssertNil(model.network.preparedWeights?.source, "\(isa.name), \(when): released after the prediction")
+                XCTAssertGreaterThan(model.network.preparedWeights?.heldFloats ?? 0, 0, "\(isa.name): the prediction prepared")
                 var rng = Philox(seed: 0)
                 model.network.parameters.values.array.withUnsafeBufferPointer { w in
                     model.network.forward(&direct, x: x, t: [Int32](repeating: 17, count: B), labels: nil, batch: B,
@@ -165,8 +152,7 @@ final class PreparedLinearTests: XCTestCase {
             }
             let initial = try check("initial")
             _ = try model.trainStep(x0: UNetGradientCheck.normals(B * S, seed: 42))
-            XCTAssertNil(model.network.preparedWeights?.source, "\(isa.name): released after the train step")
-            XCTAssertGreaterThan(model.network.preparedWeights?.heldFloats ?? 0, 0, "\(isa.name): the train step prepared")
+            XCTAssertNil(model.network.preparedWeights?.source, "\(isa.name): nothing valid after the train step")
             let stepped = try check("after a train step")
             XCTAssertNotNil(firstBitDifference(initial, stepped), "a train step changes the prediction")
         }

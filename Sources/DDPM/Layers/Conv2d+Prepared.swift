@@ -24,8 +24,7 @@ struct PreparedConvolution: WeightPreparing {
     var preparedKey: Int { conv.weight }
     var preparingPaysForOneChunk: Bool { true }
 
-    func preparedForms(batch B: Int, training: Bool) -> [(form: PreparedForm, count: Int, stride: Int)] {
-        guard !training else { return [] }
+    func preparedForms(batch B: Int) -> [(form: PreparedForm, count: Int, stride: Int)] {
         let algorithm = conv.algorithm(batch: B, height: height, width: width)
         let (count, stride) = conv.preparedCount(algorithm)
         return [(.convolution(algorithm), count, stride)]

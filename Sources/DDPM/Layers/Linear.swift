@@ -28,17 +28,13 @@ public struct Linear: Sendable {
     /// In the forward pass this was: out = inp·Wᵀ + b, so
     /// dW (O, I) += doutᵀ·inp,  db (O,) += Σ_rows dout,  dinp (B, I) (+)= dout·W.
     /// `dinp` may be nil when the input needs no gradient; it is overwritten unless `accumulate`.
-    /// W comes from `prepared` when it holds it for `params` (Linear+Prepared.swift).
     func backward(dinp: UnsafeMutablePointer<Float>?, _ grads: UnsafeMutablePointer<Float>,
                   dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, _ params: UnsafePointer<Float>,
-                  batch: Int, accumulate: Bool = false, prepared: PreparedWeights? = nil) {
+                  batch: Int, accumulate: Bool = false) {
         let (I, O) = (inFeatures, outFeatures)
         gemm(grads + weight, dout, inp, m: O, n: I, k: batch, transA: true, beta: 1)
         let db = grads + bias
         for r in 0..<batch { ddpm_add_inplace(db, dout + r * O, Int64(O)) }  // row by row, in order
-        if let dinp {
-            gemm(dinp, dout, params + weight, m: batch, n: I, k: O, beta: accumulate ? 1 : 0,
-                 packedB: prepared?.weights(weight, .linearBackward, params: params)?.pointer)
-        }
+        if let dinp { gemm(dinp, dout, params + weight, m: batch, n: I, k: O, beta: accumulate ? 1 : 0) }
     }
 }

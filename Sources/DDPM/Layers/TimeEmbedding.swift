@@ -82,9 +82,8 @@ struct TimeEmbedding {
     /// In the forward pass this was: temb = W_2·SiLU(W_1·e + b_1) + b_2, so the gradients of
     /// W_2, b_2, W_1, b_1 accumulate from dout = ∂L/∂temb (B, T). dhidden (B, T) is scratch.
     func backward(dout: UnsafePointer<Float>, _ a: Activations, dhidden: UnsafeMutablePointer<Float>,
-                  _ grads: UnsafeMutablePointer<Float>, _ params: UnsafePointer<Float>, batch B: Int,
-                  prepared: PreparedWeights? = nil) {
-        fc2.backward(dinp: dhidden, grads, dout: dout, inp: a.act, params, batch: B, prepared: prepared)
+                  _ grads: UnsafeMutablePointer<Float>, _ params: UnsafePointer<Float>, batch B: Int) {
+        fc2.backward(dinp: dhidden, grads, dout: dout, inp: a.act, params, batch: B)
         SiLU.backward(dinp: dhidden, dout: dhidden, inp: a.hidden, count: B * fc2.outFeatures)
         fc1.backward(dinp: nil, grads, dout: dhidden, inp: a.e, params, batch: B)
     }

@@ -186,10 +186,9 @@ public final class DiffusionModel {
         try require(globalBatch <= Int(UInt32.max), "global batch \(globalBatch) is too large (at most 2^32 - 1)")
         let S = network.sampleSize
         let plan = ChunkPlan.training(batch: B, network.config, parameters: network.parameters.count)
-        // The prepared weights of the last call stay allocated; a train step may need more (PreparedWeights.swift).
-        let prepared = network.preparedWeights
+        // The prepared weights of the last prediction stay allocated (PreparedWeights.swift).
         try requireMemory("a train step on a batch of \(B)", floats: trainingFloats(plan)
-                          + Double(max(prepared?.heldFloats ?? 0, prepared?.floats(batch: plan.range(0).rows, training: true) ?? 0))
+                          + Double(network.preparedWeights?.heldFloats ?? 0)
                           + Double(max(B, buffers.capacity)) * TrainBuffers.floatsPerRow(sampleSize: S, target: training.target,
                                                                                       learnedVariance: training.learnedVariance))
         try requireFinite(x0, count: B * S, "x0")
@@ -235,10 +234,6 @@ public final class DiffusionModel {
         netCond.null = K == 0 && conditional ? UnsafePointer(buf.null.pointer) : nil
         let params = network.parameters
         let learned = network.learnsVariance
-        // The weights are fixed until the update: what every chunk's forward and backward would make
-        // of them is made once, and released before anything can change them.
-        defer { prepared?.release() }
-        try prepared?.prepare(params.values.pointer, batch: plan.range(0).rows, chunks: plan.count, training: true)
         // Forward and loss per chunk, each on its own replica (DiffusionModel+Chunks.swift).
         chunks.call = TrainCall(x0: x0, cond: netCond, plan: plan, sampleOffset: sampleOffset, globalBatch: globalBatch,
                                 dout: nil)

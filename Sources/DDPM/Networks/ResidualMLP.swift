@@ -56,8 +56,8 @@ public final class ResidualMLP: DenoisingNetwork {
     let inProj: Linear
     let blocks: [Block]
     let outProj: Linear
-    /// The weights of the time embedding, in_proj, the blocks' fc1 and fc2 and out_proj prepared once per call for all
-    /// its chunks; one instance shared by the network and its replicas (Layers/PreparedWeights.swift).
+    /// The weights of the time embedding, in_proj, the blocks' fc1 and fc2 and out_proj prepared once
+    /// per prediction for all its chunks; one instance shared by the network and its replicas (Layers/PreparedWeights.swift).
     public let preparedWeights: PreparedWeights?
     /// The activation block and the workspace, sized for `acts.capacity` rows.
     var acts: Activations
@@ -196,19 +196,19 @@ public final class ResidualMLP: DenoisingNetwork {
     }
 
     public func backward(dout: UnsafePointer<Float>, batch B: Int) {
-        let (a, w, prepared) = (acts, work, preparedWeights)
+        let (a, w) = (acts, work)
         let H = settings.hidden
         let p = UnsafePointer(parameters.values.pointer), g = parameters.grads.pointer
         let (dh, da, ds) = (w.dh, w.da, w.ds)
         // ε̂ = W_out·h_L
-        outProj.backward(dinp: dh, g, dout: dout, inp: a.h[blocks.count], p, batch: B, prepared: prepared)
+        outProj.backward(dinp: dh, g, dout: dout, inp: a.h[blocks.count], p, batch: B)
         w.dtemb.update(repeating: 0, count: B * H)
         for l in blocks.indices.reversed() {  // a ReversedCollection: no array is built
             let block = blocks[l]
             // h_{l+1} = h_l + fc2(SiLU(fc1(LN(h_l) + temb))); dh carries ∂L/∂h_{l+1}, then ∂L/∂h_l.
-            block.fc2.backward(dinp: ds, g, dout: dh, inp: a.s[l], p, batch: B, prepared: prepared)
+            block.fc2.backward(dinp: ds, g, dout: dh, inp: a.s[l], p, batch: B)
             SiLU.backward(dinp: ds, dout: ds, inp: a.u[l], count: B * H)
-            block.fc1.backward(dinp: da, g, dout: ds, inp: a.normed[l], p, batch: B, prepared: prepared)
+            block.fc1.backward(dinp: da, g, dout: ds, inp: a.normed[l], p, batch: B)
             ddpm_add_inplace(w.dtemb, da, Int64(B * H))
             block.norm.backward(dinp: dh, g, dout: da, inp: a.h[l], mean: a.mean[l],
                                 rstd: a.rstd[l], p, batch: B)
@@ -216,6 +216,6 @@ public final class ResidualMLP: DenoisingNetwork {
         inProj.backward(dinp: nil, g, dout: dh, inp: a.x, p, batch: B)
         // temb = W_t2·SiLU(W_t1·e) + condition(c)  (the pool is the context's only reader)
         condition.backward(dtemb: w.dtemb, dcontext: nil, a.condition, w.condition, g, p, batch: B)
-        time.backward(dout: w.dtemb, a.time, dhidden: w.dtimeHidden, g, p, batch: B, prepared: prepared)
+        time.backward(dout: w.dtemb, a.time, dhidden: w.dtimeHidden, g, p, batch: B)
     }
 }
