@@ -14,5 +14,6 @@ DDPM_TARGET_BEGIN("avx2,fma")
 #include "groupnorm.inc"
 #include "layernorm.inc"
 #include "optimizer.inc"
+#include "im2col.inc"
 DDPM_TARGET_END
 #endif

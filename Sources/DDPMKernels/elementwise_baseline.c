@@ -12,3 +12,4 @@
 #include "groupnorm.inc"
 #include "layernorm.inc"
 #include "optimizer.inc"
+#include "im2col.inc"

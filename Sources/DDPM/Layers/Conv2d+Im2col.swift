@@ -10,6 +10,8 @@
 // 1×1 convolutions with stride 1 need no im2col: the input is its own column matrix, one
 // GEMM for the batch.
 
+import DDPMKernels
+
 extension Conv2d {
     /// Images per im2col chunk: the convolution runs over chunks of the batch whose unrolled
     /// columns (about `columnsTarget` floats) stay in cache between im2col and the GEMM.
@@ -100,27 +102,12 @@ extension Conv2d {
         let (kh, kw, py, px, nb) = (kernelHeight, kernelWidth, padY, padX, images.count)
         if stride == 1 {
             // Row (ci, ky, kx) is channel ci's run of nb·H·W floats read at the flat offset
-            // dy·W + dx, with the entries whose source pixel is outside the image set to 0.
+            // dy·W + dx, with the entries whose source pixel is outside the image set to 0
+            // (Sources/DDPMKernels/im2col.inc).
             let (HW, total) = (H * W, nb * H * W)
             let (keep, run) = tapMasks(after: columns, batch: B, height: H, width: W)
-            for ci in 0..<inChannels {
-                let src = inp + (ci * B + images.lowerBound) * HW
-                for tap in 0..<taps {
-                    let offset = tapOffset(tap, width: W)
-                    let (d, mask) = (columns + (ci * taps + tap) * total, keep + tap * run)
-                    let (lo, hi) = Self.inside(shiftedBy: offset, total: total)
-                    d.update(repeating: 0, count: lo)
-                    // d[j] = src[j + offset] or 0, in runs of `run` floats that start at a plane boundary
-                    var start = lo - lo % run
-                    while start < hi {
-                        let (jlo, jhi) = (max(lo, start), min(hi, start + run))
-                        let (ds, ss, ms) = (d + start, src + start + offset, mask)
-                        for j in jlo - start..<jhi - start { ds[j] = Float(bitPattern: ss[j].bitPattern & ms[j].bitPattern) }
-                        start += run
-                    }
-                    (d + hi).update(repeating: 0, count: total - hi)
-                }
-            }
+            ddpm_im2col_s1(columns, inp + images.lowerBound * HW, Int64(inChannels), Int64(B * HW), Int64(total),
+                           Int64(kh), Int64(kw), Int64(py), Int64(px), Int64(W), keep, Int64(run))
             return
         }
         let (Ho, Wo) = outputSize(height: H, width: W)
@@ -155,26 +142,9 @@ extension Conv2d {
         let (kh, kw, py, px, nb) = (kernelHeight, kernelWidth, padY, padX, images.count)
         if stride == 1 {
             let (HW, total) = (H * W, nb * H * W)
-            let centre = py * kw + px
             let (keep, run) = tapMasks(after: columns, batch: B, height: H, width: W)
-            for ci in 0..<inChannels {
-                let dst = dinp + (ci * B + images.lowerBound) * HW
-                let first = columns + (ci * taps + centre) * total
-                if overwrite { dst.update(from: first, count: total) } else { for i in 0..<total { dst[i] += first[i] } }
-                for tap in 0..<taps where tap != centre {
-                    let offset = tapOffset(tap, width: W)
-                    let (src, mask) = (columns + (ci * taps + tap) * total, keep + tap * run)
-                    let (lo, hi) = Self.inside(shiftedBy: offset, total: total)
-                    // dst[j + offset] += src[j] or 0, in runs as in im2col (each entry of dst gets one term a tap)
-                    var start = lo - lo % run
-                    while start < hi {
-                        let (jlo, jhi) = (max(lo, start), min(hi, start + run))
-                        let (ds, ss, ms) = (dst + start + offset, src + start, mask)
-                        for j in jlo - start..<jhi - start { ds[j] += Float(bitPattern: ss[j].bitPattern & ms[j].bitPattern) }
-                        start += run
-                    }
-                }
-            }
+            ddpm_col2im_s1(dinp + images.lowerBound * HW, columns, Int64(inChannels), Int64(B * HW), Int64(total),
+                           Int64(kh), Int64(kw), Int64(py), Int64(px), Int64(W), keep, Int64(run), overwrite ? 1 : 0)
             return
         }
         let (Ho, Wo) = outputSize(height: H, width: W)
@@ -200,22 +170,6 @@ extension Conv2d {
         }
     }
 
-    /// keep (kh·kw, H·W), stored in the scratch right after the columns of a full chunk:
-    /// The flat offset dy·W + dx at which a stride-1 tap (ky − py, kx − px) reads its source.
-    @inline(__always)
-    private func tapOffset(_ tap: Int, width W: Int) -> Int {
-        (tap / kernelWidth - padY) * W + (tap % kernelWidth - padX)
-    }
-
-    /// The entries j of a run of `total` floats (the chunk's planes read as one) whose source
-    /// j + offset stays inside the run: lo..<hi. Outside it im2col writes 0 and col2im adds
-    /// nothing; inside, the tap masks zero what crossed an edge of its image.
-    @inline(__always)
-    private static func inside(shiftedBy offset: Int, total: Int) -> (Int, Int) {
-        let lo = min(max(0, -offset), total)
-        return (lo, max(min(total, total - offset), lo))
-    }
-
     /// keep[tap][r·H·W + y·W + x] (kh·kw, R·H·W, R = maskPlanes) has all bits set when pixel
     /// (y, x) shifted by tap (ky − py, kx − px) is still inside the image, else 0 — a bit mask, so
     /// that `value & keep` selects without a branch and the loops vectorise; it repeats over R
@@ -227,11 +181,14 @@ extension Conv2d {
         let run = Self.maskPlanes(pixels: H * W) * H * W
         for tap in 0..<taps {
             let (dy, dx) = (tap / kernelWidth - padY, tap % kernelWidth - padX)
-            for j in 0..<run {
-                let (y, x) = (j / W % H, j % W)
-                let inside = y + dy >= 0 && y + dy < H && x + dx >= 0 && x + dx < W
-                m[tap * run + j] = Float(bitPattern: inside ? ~0 : 0)
+            let plane = m + tap * run
+            for y in 0..<H {
+                for x in 0..<W {
+                    let inside = y + dy >= 0 && y + dy < H && x + dx >= 0 && x + dx < W
+                    plane[y * W + x] = Float(bitPattern: inside ? ~0 : 0)
+                }
             }
+            for r in 1..<run / (H * W) { (plane + r * H * W).update(from: plane, count: H * W) }  // the other planes: copies
         }
         return (UnsafePointer(m), run)
     }
