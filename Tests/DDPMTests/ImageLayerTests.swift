@@ -117,36 +117,29 @@ final class ImageLayerTests: XCTestCase {
             let total = images.count * HW
             let c = UNetGradientCheck.normals(Ci * taps * total, seed: UInt64(H * 100 + W + 1))
             let prior = UNetGradientCheck.normals(Ci * B * HW, seed: UInt64(H * 100 + W + 2))
-            // the definition: row (ci, ky, kx) at (b, y, x) = inp[ci, b, y + ky − k/2, x + kx − k/2], 0 outside
+            /// body(entry of the columns, pixel of inp) for every entry that reads an in-image pixel:
+            /// row (ci, ky, kx) at (b, y, x) reads inp[ci, b, y + ky − k/2, x + kx − k/2].
+            func forEachRead(_ body: (Int, Int) -> Void) {
+                for ci in 0..<Ci {
+                    for tap in 0..<taps {
+                        for (j, b) in images.enumerated() {
+                            for y in 0..<H {
+                                for x in 0..<W {
+                                    let (iy, ix) = (y + tap / k - k / 2, x + tap % k - k / 2)
+                                    guard iy >= 0, iy < H, ix >= 0, ix < W else { continue }
+                                    body((ci * taps + tap) * total + j * HW + y * W + x, (ci * B + b) * HW + iy * W + ix)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            // the definition (0 where nothing is read), and the adjoint: ⟨im2col(x), c⟩ for every x
+            // is ⟨x, col2im(c)⟩, col2im(c)[pixel] = Σ c over the entries that read the pixel
             var want = [Float](repeating: 0, count: Ci * taps * total)
-            for ci in 0..<Ci {
-                for tap in 0..<taps {
-                    for (j, b) in images.enumerated() {
-                        for y in 0..<H {
-                            for x in 0..<W {
-                                let (iy, ix) = (y + tap / k - k / 2, x + tap % k - k / 2)
-                                guard iy >= 0, iy < H, ix >= 0, ix < W else { continue }
-                                want[(ci * taps + tap) * total + j * HW + y * W + x] = inp[(ci * B + b) * HW + iy * W + ix]
-                            }
-                        }
-                    }
-                }
-            }
-            // ⟨im2col(x), c⟩ for every x is ⟨x, col2im(c)⟩: col2im(c)[ci, b, iy, ix] = Σ c over the entries that read it
+            forEachRead { entry, pixel in want[entry] = inp[pixel] }
             var adjoint = [Double](repeating: 0, count: Ci * B * HW)
-            for ci in 0..<Ci {
-                for tap in 0..<taps {
-                    for (j, b) in images.enumerated() {
-                        for y in 0..<H {
-                            for x in 0..<W {
-                                let (iy, ix) = (y + tap / k - k / 2, x + tap % k - k / 2)
-                                guard iy >= 0, iy < H, ix >= 0, ix < W else { continue }
-                                adjoint[(ci * B + b) * HW + iy * W + ix] += Double(c[(ci * taps + tap) * total + j * HW + y * W + x])
-                            }
-                        }
-                    }
-                }
-            }
+            forEachRead { entry, pixel in adjoint[pixel] += Double(c[entry]) }
             onEveryISAPath { isa in
                 columns.fill(.nan)  // im2col must write every entry
                 conv.im2col(columns.pointer, inp, images: images, batch: B, height: H, width: W)
