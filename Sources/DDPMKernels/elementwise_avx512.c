@@ -14,6 +14,7 @@ DDPM_TARGET_BEGIN("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
 #include "groupnorm.inc"
 #include "layernorm.inc"
 #include "optimizer.inc"
+#include "im2col.inc"
 #include "random.inc"
 DDPM_TARGET_END
 #endif

@@ -12,4 +12,5 @@
 #include "groupnorm.inc"
 #include "layernorm.inc"
 #include "optimizer.inc"
+#include "im2col.inc"
 #include "random.inc"

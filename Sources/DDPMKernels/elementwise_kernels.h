@@ -37,6 +37,14 @@
     K(int64_t, ddpm_adamw_first_nonfinite,                                                                              \
       (const ddpm_adamw_step *k, const float *params, const float *m, const float *v, const float *grads,              \
        const float *ema, int64_t n, int32_t *which, float *value, double *sizes),                                       \
-      (k, params, m, v, grads, ema, n, which, value, sizes))
+      (k, params, m, v, grads, ema, n, which, value, sizes))                                                           \
+    K(void, ddpm_im2col_s1,                                                                                             \
+      (float *columns, const float *inp, int64_t channels, int64_t channel_stride, int64_t total, int64_t kh,          \
+       int64_t kw, int64_t py, int64_t px, int64_t W, const float *keep, int64_t run),                                  \
+      (columns, inp, channels, channel_stride, total, kh, kw, py, px, W, keep, run))                                    \
+    K(void, ddpm_col2im_s1,                                                                                             \
+      (float *dinp, const float *columns, int64_t channels, int64_t channel_stride, int64_t total, int64_t kh,         \
+       int64_t kw, int64_t py, int64_t px, int64_t W, const float *keep, int64_t run, int overwrite),                   \
+      (dinp, columns, channels, channel_stride, total, kh, kw, py, px, W, keep, run, overwrite))
 
 #endif

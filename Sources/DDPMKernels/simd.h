@@ -54,6 +54,50 @@ static inline vi vtail(int64_t j, int64_t r) {
     return lane < (vi)(int32_t)r;
 }
 
+/// Lane indices of the 16-float block's vector j: j·DDPM_VW + k.
+static inline vi vlanes(int64_t j) {
+    vi lane;
+    for (int k = 0; k < DDPM_VW; k++) lane[k] = (int32_t)(j * DDPM_VW + k);
+    return lane;
+}
+
+/// Lane k of the result = lane k ^ w of v (w = 1, 2, 4 or 8, below DDPM_VW): swaps neighbouring runs of w lanes.
+#if DDPM_VW == 16
+#define VXOR_(v, w) __builtin_shufflevector(v, v, 0 ^ (w), 1 ^ (w), 2 ^ (w), 3 ^ (w), 4 ^ (w), 5 ^ (w), 6 ^ (w), 7 ^ (w), \
+                                            8 ^ (w), 9 ^ (w), 10 ^ (w), 11 ^ (w), 12 ^ (w), 13 ^ (w), 14 ^ (w), 15 ^ (w))
+#define VLEAD_(v, n) __builtin_shufflevector(v, v, 0 & ~((n) - 1), 1 & ~((n) - 1), 2 & ~((n) - 1), 3 & ~((n) - 1), 4 & ~((n) - 1), \
+                                             5 & ~((n) - 1), 6 & ~((n) - 1), 7 & ~((n) - 1), 8 & ~((n) - 1), 9 & ~((n) - 1), 10 & ~((n) - 1), \
+                                             11 & ~((n) - 1), 12 & ~((n) - 1), 13 & ~((n) - 1), 14 & ~((n) - 1), 15 & ~((n) - 1))
+#elif DDPM_VW == 8
+#define VXOR_(v, w) __builtin_shufflevector(v, v, 0 ^ (w), 1 ^ (w), 2 ^ (w), 3 ^ (w), 4 ^ (w), 5 ^ (w), 6 ^ (w), 7 ^ (w))
+#define VLEAD_(v, n) __builtin_shufflevector(v, v, 0 & ~((n) - 1), 1 & ~((n) - 1), 2 & ~((n) - 1), 3 & ~((n) - 1), 4 & ~((n) - 1), \
+                                             5 & ~((n) - 1), 6 & ~((n) - 1), 7 & ~((n) - 1))
+#else
+#define VXOR_(v, w) __builtin_shufflevector(v, v, 0 ^ (w), 1 ^ (w), 2 ^ (w), 3 ^ (w))
+#define VLEAD_(v, n) __builtin_shufflevector(v, v, 0 & ~((n) - 1), 1 & ~((n) - 1), 2 & ~((n) - 1), 3 & ~((n) - 1))
+#endif
+static inline vf vxor_lanes(vf v, int64_t w) {
+    switch (w) {
+    case 1: return VXOR_(v, 1);
+    case 2: return VXOR_(v, 2);
+    case 4: return VXOR_(v, DDPM_VW > 4 ? 4 : 0);  // (a width's impossible cases compile to anything valid)
+    default: return VXOR_(v, DDPM_VW > 8 ? 8 : 0);
+    }
+}
+
+/// Every lane k of the result = lane k − k mod n of v (n = 1, 2, 4, 8, 16, at most DDPM_VW): the first lane of each run of n.
+static inline vf vlead_lanes(vf v, int64_t n) {
+    switch (n) {
+    case 1: return v;
+    case 2: return VLEAD_(v, 2);
+    case 4: return VLEAD_(v, 4);
+    case 8: return VLEAD_(v, DDPM_VW >= 8 ? 8 : 1);
+    default: return VLEAD_(v, DDPM_VW >= 16 ? 16 : 1);
+    }
+}
+#undef VXOR_
+#undef VLEAD_
+
 /// Σ of 16 partial sums in a fixed tree: p[k] + p[k+8], then + 4, + 2, + 1.
 static inline float tree16(const vf *acc) {
     float p[16];

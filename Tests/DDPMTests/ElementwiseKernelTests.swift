@@ -128,6 +128,11 @@ final class ElementwiseKernelTests: XCTestCase {
         GroupNormCase(C: 8, G: 2, B: 1, N: 16, bias: true, silu: true, dropout: 0),
         GroupNormCase(C: 6, G: 3, B: 2, N: 33, bias: false, silu: true, dropout: 0.5),
         GroupNormCase(C: 4, G: 2, B: 2, N: 4, bias: true, silu: false, dropout: 0),
+        // images of 1, 2, 4 and 8 pixels that go several at a time (16/N), and some left over
+        GroupNormCase(C: 4, G: 2, B: 9, N: 4, bias: true, silu: true, dropout: 0.3),
+        GroupNormCase(C: 6, G: 3, B: 18, N: 1, bias: true, silu: true, dropout: 0),
+        GroupNormCase(C: 4, G: 1, B: 5, N: 8, bias: false, silu: true, dropout: 0),
+        GroupNormCase(C: 4, G: 2, B: 8, N: 2, bias: true, silu: false, dropout: 0.2),
     ]
 
     /// y (C, B, N) of the fused GroupNorm in Double: x = inp + bias_bc; n = (x − μ)/√(σ² + ε)·γ + β;
@@ -266,6 +271,70 @@ final class ElementwiseKernelTests: XCTestCase {
                 if let first { XCTAssertEqual(bits(all), first, "\(isa.name) case \(n)") } else { first = bits(all) }
             }
         }
+    }
+
+    /// The fused forward and backward of a batch give every image the bits of the same call on
+    /// that image alone (B = 1), and dγ, dβ the bits of those calls made image after image: the
+    /// path that takes small images 16/N at a time (N = 1, 2, 4, 8) against the image-by-image
+    /// path, with leftover images, around the 16-float block (N = 15, 16, 17, 64 and 3 take the
+    /// image path in both) and with every fusion, on every ISA path.
+    func testGroupNormBatchGivesEachImageTheBitsOfItsOwnCall() {
+        var cases = 0
+        for N in [1, 2, 3, 4, 8, 15, 16, 17, 64] {
+            for (bias, silu, dropout) in [(true, true, Float(0.3)), (false, false, 0), (true, false, 0), (false, true, 0.5)] {
+                let k = GroupNormCase(C: 6, G: 2, B: N == 1 ? 37 : 11, N: N, bias: bias, silu: silu, dropout: dropout)
+                let one = GroupNormCase(C: k.C, G: k.G, B: 1, N: N, bias: bias, silu: silu, dropout: dropout)
+                let (gn, params, inp, biases, u) = groupNormSetup(k, seed: 600 + UInt64(N))
+                let (B, C, G, count) = (k.B, k.C, k.G, k.C * k.B * k.N)
+                let w = normals(count, seed: 700 + UInt64(N)), prior = normals(count, seed: 800 + UInt64(N))
+                /// y, mask, mean, rstd, dinp, dout, dbias and the gradients of a call on `c`'s images.
+                func run(_ c: GroupNormCase, _ inp: [Float], _ bias: [Float], _ u: [Float], _ w: [Float], _ prior: [Float],
+                         grads: inout [Float]) -> [[Float]] {
+                    let count = c.C * c.B * c.N
+                    var (y, mask) = ([Float](repeating: 0, count: count), u)
+                    var (mean, rstd) = ([Float](repeating: 0, count: c.B * c.G), [Float](repeating: 0, count: c.B * c.G))
+                    var (dinp, dout, dbias) = (prior, w, [Float](repeating: 0, count: c.B * c.C))
+                    bias.withUnsafeBufferPointer { bp in
+                        mask.withUnsafeMutableBufferPointer { mp in
+                            dbias.withUnsafeMutableBufferPointer { db in
+                                let f = fusion(c, bias: bp.baseAddress!, mask: mp.baseAddress!)
+                                gn.forward(&y, mean: &mean, rstd: &rstd, inp, params, batch: c.B, spatial: c.N, fusing: f)
+                                gn.backward(dinp: &dinp, &grads, dout: &dout, dbias: c.bias ? db.baseAddress! : nil, inp: inp,
+                                            mean: mean, rstd: rstd, params, batch: c.B, spatial: c.N, accumulate: true, fusing: f)
+                            }
+                        }
+                    }
+                    return [y, mask, mean, rstd, dinp, dout, dbias]
+                }
+                /// Image b of a (C, B, N) tensor as a (C, 1, N) one.
+                func image(_ t: [Float], _ b: Int) -> [Float] {
+                    var out = [Float]()
+                    for c in 0..<C {
+                        let start: Int = (c * B + b) * N
+                        out += t[start..<start + N]
+                    }
+                    return out
+                }
+                onEveryISAPath { isa in
+                    var grads = [Float](repeating: 0, count: params.count), gradsOne = grads
+                    let all = run(k, inp, biases, u, w, prior, grads: &grads)
+                    for b in 0..<B {
+                        let got = run(one, image(inp, b), Array(biases[b * C..<(b + 1) * C]), image(u, b), image(w, b),
+                                      image(prior, b), grads: &gradsOne)
+                        let what = "\(isa.name) N \(N) bias \(bias) silu \(silu) dropout \(dropout) image \(b)"
+                        for (t, name) in [(0, "y"), (1, "mask"), (4, "dinp"), (5, "dout")] {
+                            XCTAssertEqual(bits(image(all[t], b)), bits(got[t]), "\(what): \(name)")
+                        }
+                        XCTAssertEqual(bits((0..<G).map { all[2][b * G + $0] }), bits(got[2]), "\(what): mean")
+                        XCTAssertEqual(bits((0..<G).map { all[3][b * G + $0] }), bits(got[3]), "\(what): rstd")
+                        XCTAssertEqual(bits(Array(all[6][b * C..<(b + 1) * C])), bits(got[6]), "\(what): dbias")
+                    }
+                    XCTAssertEqual(bits(grads), bits(gradsOne), "\(isa.name) N \(N): dγ, dβ")
+                    cases += 1
+                }
+            }
+        }
+        XCTAssertGreaterThanOrEqual(cases, 36, "every case ran")
     }
 
     // MARK: - LayerNorm

@@ -97,6 +97,74 @@ final class ImageLayerTests: XCTestCase {
         }
     }
 
+    /// The stride-1 im2col (Sources/DDPMKernels/im2col.inc) against its definition, bit for bit,
+    /// and its col2im against the adjoint identity ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩ in Double,
+    /// assigning and accumulating, on every ISA path: small images whose tap masks repeat over
+    /// several planes (2×2, 4×4, 1×3), a plane of 64 and one of 15 pixels, chunks that start
+    /// inside the batch and end before it.
+    func testStrideOneIm2colMatchesItsDefinitionOnEveryPath() {
+        var checked = 0
+        for (H, W, k, B) in [(2, 2, 3, 37), (4, 4, 3, 9), (1, 3, 3, 40), (8, 8, 3, 3), (3, 5, 5, 7)] {
+            let Ci = 3
+            var layout = ParameterLayout()
+            let conv = Conv2d(&layout, "conv", in: Ci, out: 2, kernel: k, stride: 1, columnsTarget: Ci * k * k * H * W * (B / 2),
+                              algorithm: .im2col)
+            let (HW, taps) = (H * W, k * k)
+            let chunk = conv.imagesPerChunk(batch: B, height: H, width: W)
+            let images = (B > chunk ? 1 : 0)..<min(B, (B > chunk ? 1 : 0) + chunk)  // a chunk that starts inside the batch
+            let inp = UNetGradientCheck.normals(Ci * B * HW, seed: UInt64(H * 100 + W))
+            let columns = try! Buffer<Float>(count: conv.im2colScratchCount(batch: B, height: H, width: W))
+            let total = images.count * HW
+            let c = UNetGradientCheck.normals(Ci * taps * total, seed: UInt64(H * 100 + W + 1))
+            let prior = UNetGradientCheck.normals(Ci * B * HW, seed: UInt64(H * 100 + W + 2))
+            /// body(entry of the columns, pixel of inp) for every entry that reads an in-image pixel:
+            /// row (ci, ky, kx) at (b, y, x) reads inp[ci, b, y + ky − k/2, x + kx − k/2].
+            func forEachRead(_ body: (Int, Int) -> Void) {
+                for ci in 0..<Ci {
+                    for tap in 0..<taps {
+                        for (j, b) in images.enumerated() {
+                            for y in 0..<H {
+                                for x in 0..<W {
+                                    let (iy, ix) = (y + tap / k - k / 2, x + tap % k - k / 2)
+                                    guard iy >= 0, iy < H, ix >= 0, ix < W else { continue }
+                                    body((ci * taps + tap) * total + j * HW + y * W + x, (ci * B + b) * HW + iy * W + ix)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            // the definition (0 where nothing is read), and the adjoint: ⟨im2col(x), c⟩ for every x
+            // is ⟨x, col2im(c)⟩, col2im(c)[pixel] = Σ c over the entries that read the pixel
+            var want = [Float](repeating: 0, count: Ci * taps * total)
+            forEachRead { entry, pixel in want[entry] = inp[pixel] }
+            var adjoint = [Double](repeating: 0, count: Ci * B * HW)
+            forEachRead { entry, pixel in adjoint[pixel] += Double(c[entry]) }
+            onEveryISAPath { isa in
+                columns.fill(.nan)  // im2col must write every entry
+                conv.im2col(columns.pointer, inp, images: images, batch: B, height: H, width: W)
+                let got = Array(UnsafeBufferPointer(start: columns.pointer, count: want.count))
+                XCTAssertEqual(bits(got), bits(want), "\(isa.name) \(H)×\(W) kernel \(k): im2col")
+                for overwrite in [true, false] {
+                    var dinp = overwrite ? [Float](repeating: .nan, count: prior.count) : prior
+                    columns.pointer.update(from: c, count: c.count)
+                    conv.col2im(&dinp, columns.pointer, images: images, batch: B, height: H, width: W, overwrite: overwrite)
+                    for i in 0..<dinp.count {
+                        let what = "\(isa.name) \(H)×\(W) kernel \(k) overwrite \(overwrite): col2im[\(i)]"
+                        guard images.contains(i / HW % B) else {  // images outside the chunk are not touched
+                            XCTAssertEqual(dinp[i].bitPattern, overwrite ? Float.nan.bitPattern : prior[i].bitPattern, what)
+                            continue
+                        }
+                        let expected = (overwrite ? 0 : Double(prior[i])) + adjoint[i]
+                        XCTAssertEqual(Double(dinp[i]), expected, accuracy: 1e-5 * max(1, abs(expected)), what)
+                    }
+                }
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThanOrEqual(checked, 6, "every case ran")
+    }
+
     func testConv2dGradients() {
         for (n, c) in Self.convCases.enumerated() {
             for (chunked, accumulate) in [(false, false), (false, true), (true, false), (true, true)] {

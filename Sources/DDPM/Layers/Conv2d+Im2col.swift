@@ -10,6 +10,8 @@
 // 1×1 convolutions with stride 1 need no im2col: the input is its own column matrix, one
 // GEMM for the batch.
 
+import DDPMKernels
+
 extension Conv2d {
     /// Images per im2col chunk: the convolution runs over chunks of the batch whose unrolled
     /// columns (about `columnsTarget` floats) stay in cache between im2col and the GEMM.
@@ -18,14 +20,18 @@ extension Conv2d {
         return max(1, min(B, columnsTarget / (inChannels * taps * Ho * Wo)))
     }
 
-    /// Floats of scratch the im2col path needs: K·(images per chunk)·Ho·Wo, plus kh·kw·H·W for
-    /// the padding masks of a stride-1 conv; 0 for a pointwise convolution.
+    /// Floats of scratch the im2col path needs: K·(images per chunk)·Ho·Wo, plus kh·kw·R·H·W for
+    /// the padding masks of a stride-1 conv (R = maskPlanes); 0 for a pointwise convolution.
     func im2colScratchCount(batch B: Int, height H: Int, width W: Int) -> Int {
         if isPointwise { return 0 }
         let (Ho, Wo) = outputSize(height: H, width: W)
-        let masks = stride == 1 ? taps * H * W : 0  // tap masks after the columns (stride 1)
+        let masks = stride == 1 ? taps * Self.maskPlanes(pixels: H * W) * H * W : 0  // tap masks after the columns (stride 1)
         return inChannels * taps * imagesPerChunk(batch: B, height: H, width: W) * Ho * Wo + masks
     }
+
+    /// Planes the tap masks repeat over: enough for runs of at least 64 floats, so that small
+    /// images (2×2, 4×4) are masked in long vectorised runs rather than plane by plane.
+    static func maskPlanes(pixels HW: Int) -> Int { (64 + HW - 1) / HW }
 
     /// Conv2d.forward by im2col + GEMM. `columns` is scratch of `im2colScratchCount` floats
     /// (unused by a pointwise convolution). `packedWeights`: W packed as the GEMM's A beforehand
@@ -96,23 +102,12 @@ extension Conv2d {
         let (kh, kw, py, px, nb) = (kernelHeight, kernelWidth, padY, padX, images.count)
         if stride == 1 {
             // Row (ci, ky, kx) is channel ci's run of nb·H·W floats read at the flat offset
-            // dy·W + dx, with the entries whose source pixel is outside the image set to 0.
+            // dy·W + dx, with the entries whose source pixel is outside the image set to 0
+            // (Sources/DDPMKernels/im2col.inc).
             let (HW, total) = (H * W, nb * H * W)
-            let keep = tapMasks(after: columns, batch: B, height: H, width: W)
-            for ci in 0..<inChannels {
-                let src = inp + (ci * B + images.lowerBound) * HW
-                for tap in 0..<taps {
-                    let offset = tapOffset(tap, width: W)
-                    let dst = columns + (ci * taps + tap) * total, mask = keep + tap * HW
-                    for plane in 0..<nb {
-                        let (d, s) = (dst + plane * HW, src + plane * HW + offset)
-                        let (jlo, jhi) = Self.inside(plane: plane, shiftedBy: offset, pixels: HW, planes: nb)
-                        for j in 0..<jlo { d[j] = 0 }
-                        for j in jlo..<jhi { d[j] = Float(bitPattern: s[j].bitPattern & mask[j].bitPattern) }  // s or 0
-                        for j in jhi..<HW { d[j] = 0 }
-                    }
-                }
-            }
+            let (keep, run) = tapMasks(after: columns, batch: B, height: H, width: W)
+            ddpm_im2col_s1(columns, inp + images.lowerBound * HW, Int64(inChannels), Int64(B * HW), Int64(total),
+                           Int64(kh), Int64(kw), Int64(py), Int64(px), Int64(W), keep, Int64(run))
             return
         }
         let (Ho, Wo) = outputSize(height: H, width: W)
@@ -147,22 +142,9 @@ extension Conv2d {
         let (kh, kw, py, px, nb) = (kernelHeight, kernelWidth, padY, padX, images.count)
         if stride == 1 {
             let (HW, total) = (H * W, nb * H * W)
-            let centre = py * kw + px
-            let keep = tapMasks(after: columns, batch: B, height: H, width: W)
-            for ci in 0..<inChannels {
-                let dst = dinp + (ci * B + images.lowerBound) * HW
-                let first = columns + (ci * taps + centre) * total
-                if overwrite { dst.update(from: first, count: total) } else { for i in 0..<total { dst[i] += first[i] } }
-                for tap in 0..<taps where tap != centre {
-                    let offset = tapOffset(tap, width: W)
-                    let src = columns + (ci * taps + tap) * total, mask = keep + tap * HW
-                    for plane in 0..<nb {
-                        let (d, s) = (dst + plane * HW + offset, src + plane * HW)
-                        let (jlo, jhi) = Self.inside(plane: plane, shiftedBy: offset, pixels: HW, planes: nb)
-                        for j in jlo..<jhi { d[j] += Float(bitPattern: s[j].bitPattern & mask[j].bitPattern) }
-                    }
-                }
-            }
+            let (keep, run) = tapMasks(after: columns, batch: B, height: H, width: W)
+            ddpm_col2im_s1(dinp + images.lowerBound * HW, columns, Int64(inChannels), Int64(B * HW), Int64(total),
+                           Int64(kh), Int64(kw), Int64(py), Int64(px), Int64(W), keep, Int64(run), overwrite ? 1 : 0)
             return
         }
         let (Ho, Wo) = outputSize(height: H, width: W)
@@ -188,38 +170,26 @@ extension Conv2d {
         }
     }
 
-    /// keep (kh·kw, H·W), stored in the scratch right after the columns of a full chunk:
-    /// The flat offset dy·W + dx at which a stride-1 tap (ky − py, kx − px) reads its source.
-    @inline(__always)
-    private func tapOffset(_ tap: Int, width W: Int) -> Int {
-        (tap / kernelWidth - padY) * W + (tap % kernelWidth - padX)
-    }
-
-    /// The entries j of plane `plane` (of `planes` planes of `pixels` floats, read as one flat run)
-    /// whose source j + offset stays inside the run: jlo..<jhi, clamped to the plane. Outside it
-    /// im2col writes 0 and col2im adds nothing; inside, the tap masks zero what crossed an edge.
-    @inline(__always)
-    private static func inside(plane: Int, shiftedBy offset: Int, pixels HW: Int, planes nb: Int) -> (Int, Int) {
-        let total = nb * HW
-        let lo = min(max(0, -offset), total), hi = max(min(total, total - offset), lo)
-        let jlo = min(max(lo - plane * HW, 0), HW)
-        return (jlo, max(min(hi - plane * HW, HW), jlo))
-    }
-
-    /// keep[tap][y·W + x] has all bits set when pixel (y, x) shifted by tap (ky − py, kx − px) is
-    /// still inside the image, else 0 — a bit mask, so that `value & keep` selects without a
-    /// branch and the loops vectorise. Rewritten by every call (kh·kw·H·W stores, no allocation).
-    private func tapMasks(after columns: UnsafeMutablePointer<Float>, batch B: Int, height H: Int, width W: Int) -> UnsafePointer<Float> {
+    /// keep[tap][r·H·W + y·W + x] (kh·kw, R·H·W, R = maskPlanes) has all bits set when pixel
+    /// (y, x) shifted by tap (ky − py, kx − px) is still inside the image, else 0 — a bit mask, so
+    /// that `value & keep` selects without a branch and the loops vectorise; it repeats over R
+    /// planes. Stored in the scratch right after the columns of a full chunk and rewritten by
+    /// every call (kh·kw·R·H·W stores, no allocation). Returns the masks and their run, R·H·W.
+    private func tapMasks(after columns: UnsafeMutablePointer<Float>, batch B: Int, height H: Int,
+                          width W: Int) -> (UnsafePointer<Float>, Int) {
         let m = columns + inChannels * taps * imagesPerChunk(batch: B, height: H, width: W) * H * W
+        let run = Self.maskPlanes(pixels: H * W) * H * W
         for tap in 0..<taps {
             let (dy, dx) = (tap / kernelWidth - padY, tap % kernelWidth - padX)
+            let plane = m + tap * run
             for y in 0..<H {
                 for x in 0..<W {
                     let inside = y + dy >= 0 && y + dy < H && x + dx >= 0 && x + dx < W
-                    m[(tap * H + y) * W + x] = Float(bitPattern: inside ? ~0 : 0)
+                    plane[y * W + x] = Float(bitPattern: inside ? ~0 : 0)
                 }
             }
+            for r in 1..<run / (H * W) { (plane + r * H * W).update(from: plane, count: H * W) }  // the other planes: copies
         }
-        return UnsafePointer(m)
+        return (UnsafePointer(m), run)
     }
 }

@@ -127,6 +127,19 @@ int64_t ddpm_adamw_first_nonfinite(const ddpm_adamw_step *k, const float *params
                                    const float *grads, const float *ema, int64_t n, int32_t *which, float *value,
                                    double *sizes);
 
+/// The stride-1 im2col of a kh × kw convolution (padding py, px) over a chunk of images of
+/// width W read as one run of `total` floats a channel (channel ci at inp + ci·channel_stride):
+/// columns (channels·kh·kw, total), row (ci, tap) = the run shifted by the tap's flat offset,
+/// its bits kept where keep (kh·kw, run) is all ones (keep repeats every `run` floats, a multiple
+/// of the image's H·W, from the run's start) and 0 elsewhere, and 0 where the source is past the run.
+void ddpm_im2col_s1(float *columns, const float *inp, int64_t channels, int64_t channel_stride, int64_t total,
+                    int64_t kh, int64_t kw, int64_t py, int64_t px, int64_t W, const float *keep, int64_t run);
+/// Its col2im: dinp's runs (+)= each row masked as above, shifted back, taps in order after the
+/// centre tap (which assigns when `overwrite`).
+void ddpm_col2im_s1(float *dinp, const float *columns, int64_t channels, int64_t channel_stride, int64_t total,
+                    int64_t kh, int64_t kw, int64_t py, int64_t px, int64_t W, const float *keep, int64_t run,
+                    int overwrite);
+
 #ifdef __cplusplus
 }
 #endif
