@@ -17,6 +17,16 @@ sys.path.insert(0, str(REPO / "python"))  # so the tests also run without PYTHON
 
 import swiftddpm as sd  # noqa: E402
 
+# The Ctrl-C tests send real SIGINTs to this process and to the CLI processes it starts. A test
+# run started as a background job (`make test &`, `nohup ... &` from a script) inherits SIGINT
+# *ignored* (POSIX: a non-interactive shell's asynchronous lists ignore SIGINT and SIGQUIT), and
+# so do its children: Python then installs no KeyboardInterrupt handler, the library's
+# StopOnInterrupt rightly leaves an ignored SIGINT alone, and a fit of 1 000 000 steps waiting for
+# the interrupt runs on for minutes. The suite restores Python's own handler (exec'd children then
+# start with SIGINT at its default) so that it behaves the same however it was launched.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 HEADER = REPO / "include" / "ddpm.h"
 VERSION_HEADER = REPO / "include" / "ddpm_version.h"
 
