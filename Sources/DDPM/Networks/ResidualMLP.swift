@@ -170,7 +170,7 @@ public final class ResidualMLP: DenoisingNetwork {
                         training: Bool, rng: inout Philox) {
         // A caller that did not reserve (a Swift test) gets the buffers here; the model always reserves.
         if acts.capacity < B { try! reserve(batch: B, training: training) }
-        let (a, prepared) = (acts, preparedWeights)
+        let (a, prepared) = (acts, training ? nil : preparedWeights)  // train steps prepare nothing (PreparedWeights.swift)
         let H = settings.hidden
         // temb (B, H) = W_t2·SiLU(W_t1·sinusoid(t)) + condition(c). While sampling every row
         // shares t: one row is computed and copied. (The MLP reads a context through its mean only.)
